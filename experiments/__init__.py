@@ -1,0 +1,1 @@
+"""Shipped experiments: each module registers one with `sdeml.run.register` when imported."""

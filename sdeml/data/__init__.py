@@ -1,0 +1,3 @@
+"""sdeml.data."""
+
+__all__: list[str] = []

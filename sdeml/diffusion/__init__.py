@@ -1,0 +1,3 @@
+"""sdeml.diffusion (theme package)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""sdeml.dynamics (theme package)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""sdeml.flows (theme package)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""sdeml.langevin (theme package)."""
+
+__all__: list[str] = []

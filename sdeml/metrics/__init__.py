@@ -1,0 +1,3 @@
+"""sdeml.metrics."""
+
+__all__: list[str] = []

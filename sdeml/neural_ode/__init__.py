@@ -1,0 +1,3 @@
+"""sdeml.neural_ode (theme package)."""
+
+__all__: list[str] = []

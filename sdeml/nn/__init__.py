@@ -1,0 +1,3 @@
+"""sdeml.nn."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""sdeml.ode (theme package)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""sdeml.optim_dynamics (theme package)."""
+
+__all__: list[str] = []

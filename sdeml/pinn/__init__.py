@@ -1,0 +1,3 @@
+"""sdeml.pinn (theme package)."""
+
+__all__: list[str] = []

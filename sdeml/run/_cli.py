@@ -1,0 +1,364 @@
+"""The ``sdeml`` command: run, check, list and show experiments."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import _registry as registry
+from ._config import apply_overrides, load_yaml, to_yaml, validate
+from ._errors import ConfigError, ExperimentError
+from ._rundir import Run, check_name, environment, new_run_dir, write_atomic, write_json
+
+EXAMPLES = """\
+examples:
+  sdeml run configs/quickstart.yaml
+  sdeml run configs/quickstart.yaml train.steps=200 seed=3 --name short
+  sdeml run quickstart                       # a shipped config by name
+  sdeml run --resume runs/quickstart_ode/quickstart-20261122-101500
+  sdeml check configs/quickstart.yaml train.lr=3e-3
+  sdeml list
+  sdeml show runs/quickstart_ode/quickstart-20261122-101500
+  sdeml run my.yaml --import my_experiments  # an experiment defined in your own module
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see '{self.prog} --help')", 2)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"sdeml: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def config_dirs() -> list[Path]:
+    """Where shipped configs live: ./configs, then the source checkout's configs/."""
+    dirs = [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
+    seen, out = set(), []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.add(d.resolve())
+            out.append(d)
+    return out
+
+
+def find_config(spec: str) -> Path:
+    """A config path, or the name of a shipped config (``quickstart`` -> configs/quickstart.yaml)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.suffix == "" and "/" not in spec:
+        for d in config_dirs():
+            cand = d / f"{spec}.yaml"
+            if cand.is_file():
+                return cand
+    raise ConfigError(f"config file not found: {spec}")
+
+
+def resolve(spec: str, overrides: list[str]) -> tuple[registry.Experiment, Any, Path]:
+    """Load, override and validate a config: (experiment, config, path)."""
+    path = find_config(spec)
+    raw = apply_overrides(load_yaml(path), overrides)
+    exp = registry.get(raw.get("experiment"), source=str(path))
+    return exp, validate(exp.config, raw, str(path)), path
+
+
+def _load_experiments(imports: list[str]) -> None:
+    registry.load_builtin()
+    for spec in imports:
+        registry.import_user(spec)
+
+
+# ------------------------------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    _load_experiments(args.imports)
+    exp, cfg, path = resolve(args.config, args.overrides)
+    print(f"# {path}: valid config for experiment {exp.name!r}")
+    print(to_yaml(cfg), end="")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    _load_experiments(args.imports)
+    exps = registry.all_experiments()
+    width = max((len(e.name) for e in exps), default=10)
+    print("experiments:")
+    for e in exps:
+        print(f"  {e.name:<{width}}  {e.description}")
+    print("configs:")
+    for d in config_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            try:
+                name = load_yaml(path).get("experiment", "?")
+            except ConfigError as err:
+                name = f"(unreadable: {err})"
+            desc = next((e.description for e in exps if e.name == name), "")
+            rel = os.path.relpath(path)
+            print(f"  {rel:<34} {name}: {desc}" if desc else f"  {rel:<34} {name}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no summary.json)")
+    s = json.loads(summary_path.read_text())
+    status = _live_status(s)
+    print(f"run         {run_dir}")
+    print(f"experiment  {s.get('experiment')}")
+    print(f"status      {status}")
+    if s.get("error"):
+        print(f"error       {s['error']}")
+    print(f"started     {s.get('started')}")
+    if s.get("wall_time_s") is not None:
+        print(f"wall time   {s['wall_time_s']:.2f} s")
+    for name, t in (s.get("training") or {}).items():
+        print(
+            f"train[{name}]  {t['steps']} steps, compile {t['compile_time_s']:.2f} s, "
+            f"{1e3 * t['step_time_s']:.3f} ms/step steady"
+            + (f", resumed from step {t['resumed_from_step']}" if t.get("resumed_from_step") else "")
+        )
+    if not s.get("metrics"):
+        last = _last_metrics(run_dir / "metrics.jsonl")
+        if last:
+            print(f"last logged {json.dumps(last)}")
+    _print_table(s.get("metrics") or {})
+    plots = sorted(p.name for p in run_dir.glob("*.png"))
+    arrays = sorted(p.name for p in run_dir.glob("*.npz"))
+    print(f"plots       {', '.join(plots) or '-'}")
+    print(f"arrays      {', '.join(arrays) or '-'}")
+    ckpts = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("checkpoints/*/latest.json"))
+    print(f"checkpoints {', '.join(c.rsplit('/', 1)[0] for c in ckpts) or '-'}")
+    return 0
+
+
+def _live_status(s: dict[str, Any]) -> str:
+    status = s.get("status", "unknown")
+    if status != "running":
+        return status
+    pid, host = s.get("pid"), s.get("environment", {}).get("host")
+    import platform
+
+    if pid and host == platform.node():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"interrupted (process {pid} ended without finishing; resume with --resume)"
+        except PermissionError:
+            pass
+    return "running"
+
+
+def _last_metrics(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    return json.loads(lines[-1]) if lines else None
+
+
+def _print_table(metrics: dict[str, Any]) -> None:
+    if not metrics:
+        return
+    width = max(len(k) for k in metrics)
+    print("results:")
+    for k, v in metrics.items():
+        shown = f"{v:.6g}" if isinstance(v, float) else str(v)
+        print(f"  {k:<{width}}  {shown}")
+
+
+# ------------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    _load_experiments(args.imports)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file() or not (run_dir / "summary.json").is_file():
+            raise ConfigError(f"--resume {run_dir}: not a run directory (config.yaml, summary.json)")
+        if args.name:
+            raise ConfigError("--name cannot be used with --resume (the run keeps its name)")
+        saved = load_yaml(run_dir / "config.yaml")
+        exp = registry.get(saved.get("experiment"), source=str(run_dir / "config.yaml"))
+        cfg = validate(exp.config, saved, str(run_dir / "config.yaml"))
+        if args.config is not None:
+            _, given, _ = resolve(args.config, args.overrides)
+            if given.model_dump() != cfg.model_dump():
+                raise ConfigError(
+                    f"--resume {run_dir}: the given config differs from the run's config.yaml "
+                    "(resume with the run directory alone)"
+                )
+        elif args.overrides:
+            raise ConfigError("--resume takes no overrides: a resumed run keeps its config")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        if summary.get("status") == "completed":
+            raise ConfigError(f"--resume {run_dir}: the run already completed")
+    else:
+        if args.config is None:
+            raise ConfigError("missing CONFIG (a YAML file or a shipped config name)")
+        exp, cfg, path = resolve(args.config, args.overrides)
+        name = check_name(args.name or path.stem)
+        run_dir = new_run_dir(args.out, exp.name, name)
+        summary = {}
+    return _execute(exp, cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress,
+                    previous=summary)
+
+
+def _execute(exp: registry.Experiment, cfg: Any, run_dir: Path, *, resume: bool, progress: bool,
+             previous: dict[str, Any]) -> int:
+    t0 = time.perf_counter()
+    env = environment()
+    summary: dict[str, Any] = {
+        "experiment": exp.name,
+        "run_dir": str(run_dir),
+        "status": "running",
+        "pid": os.getpid(),
+        "started": previous.get("started") or dt.datetime.now().isoformat(timespec="seconds"),
+        "argv": sys.argv[1:],
+        "environment": env,
+    }
+    if resume:
+        summary["resumed"] = previous.get("resumed", 0) + 1
+    else:
+        write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    write_json(run_dir / "summary.json", summary)
+    print(f"sdeml: running {exp.name} -> {run_dir}", file=sys.stderr)
+
+    run = Run(run_dir, cfg, resume=resume, progress=progress)
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    code, status, error = 0, "completed", None
+    metrics: dict[str, Any] = {}
+    try:
+        out = exp.fn(cfg, run)
+        metrics = _check_metrics(out, exp.name)
+    except ConfigError:
+        if not resume:  # an input problem found late: leave nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    except KeyboardInterrupt:
+        code, status, error = 130, "interrupted", "interrupted by signal"
+    except Exception as e:
+        from ..train import TrainingError
+
+        code, status = 1, "failed"
+        error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, (TrainingError, ExperimentError)):
+            error = f"{type(e).__name__}: {error}"
+        write_atomic(run_dir / "error.log", traceback.format_exc())
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    summary.update(run.summary)
+    summary.update(
+        status=status,
+        finished=dt.datetime.now().isoformat(timespec="seconds"),
+        wall_time_s=time.perf_counter() - t0,
+        training=run.training,
+        metrics=metrics,
+    )
+    if error:
+        summary["error"] = error
+    write_json(run_dir / "summary.json", summary)
+    if code:
+        hint = " (traceback in error.log)" if (run_dir / "error.log").is_file() else ""
+        _fail(f"{exp.name} {status}: {error}{hint}; run directory {run_dir}", code)
+    print(f"\n{exp.name}: completed in {summary['wall_time_s']:.1f} s -> {run_dir}")
+    for name, t in run.training.items():
+        print(f"  train[{name}]: compile {t['compile_time_s']:.2f} s, "
+              f"{1e3 * t['step_time_s']:.3f} ms/step")
+    _print_table(metrics)
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _check_metrics(out: Any, name: str) -> dict[str, Any]:
+    if out is None:
+        return {}
+    if not isinstance(out, dict):
+        raise TypeError(f"experiment {name!r} must return a dict of final metrics")
+    clean: dict[str, Any] = {}
+    for k, v in out.items():
+        try:
+            clean[k] = float(v) if not isinstance(v, (str, bool, int)) else v
+        except (TypeError, ValueError):
+            clean[k] = v if isinstance(v, (list, dict)) else str(v)
+    return clean
+
+
+# ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="sdeml",
+        description="Run differential-equation ML experiments from YAML configs.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version="sdeml 0.1.0")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help: str, fn: Any) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    def imports(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE", help="import a module (or .py file) that registers "
+                        "experiments; may be repeated")
+
+    r = add("run", "run an experiment end to end and write a run directory", cmd_run)
+    r.add_argument("config", nargs="?", metavar="CONFIG", help="YAML file or shipped config name")
+    r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")
+    r.add_argument("--out", default="runs", metavar="DIR", help="output root (default: runs)")
+    r.add_argument("--name", metavar="NAME", help="run name (default: the config file's stem)")
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    imports(r)
+
+    c = add("check", "validate a config and print it resolved (nothing is run)", cmd_check)
+    c.add_argument("config", metavar="CONFIG")
+    c.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    imports(c)
+
+    li = add("list", "list registered experiments and shipped configs", cmd_list)
+    imports(li)
+
+    s = add("show", "summarise a finished or interrupted run", cmd_show)
+    s.add_argument("run_dir", metavar="RUN_DIR")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may stand after options too (`run cfg --name x a=1`): argparse leaves them over.
+    unknown = [a for a in extra if a.startswith("-") or not hasattr(args, "overrides")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    if getattr(args, "fn", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        _fail(str(e), 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Typed experiment configs: YAML files (data only), dotted overrides, one-line errors.
+
+A config is a pydantic model. Every key has a typed default declared once, in the experiment's
+schema; a YAML file overrides what differs and ``key.sub=value`` arguments override the file.
+YAML is read with ``yaml.safe_load``, which builds only plain data (no tags, no code).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
+
+from ._errors import ConfigError
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+
+class TrainConfig(Section):
+    """The optimisation settings every trained experiment shares."""
+
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 256
+    lr: PositiveFloat = 1e-3
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: NonNegativeFloat = 0.0
+    schedule: Literal["constant", "cosine", "warmup_cosine"] = "constant"
+    warmup_steps: NonNegativeInt = 0
+    grad_clip: PositiveFloat | None = None
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
+    log_every: PositiveInt = 100
+    ckpt_every: NonNegativeInt = 1000  # 0: a checkpoint only at the end
+
+
+class ExperimentConfig(Section):
+    """Base of every experiment's schema: the experiment name and the seed."""
+
+    experiment: str
+    seed: NonNegativeInt = 0
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping safely; a missing or malformed file is a `ConfigError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"malformed YAML in {path}{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b=value``; the value is read as a YAML scalar/list (data only)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. train.steps=200)")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not _KEY.match(key):
+        raise ConfigError(f"override {text!r}: {key!r} is not a dotted key (e.g. train.lr)")
+    if raw.strip() == "":
+        raise ConfigError(f"override {text!r}: no value after '='")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: cannot parse value {raw!r}") from None
+    return key, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each ``a.b=value`` override set."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        key, value = parse_override(text)
+        node = out
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                prefix = ".".join(parts[: i + 1])
+                raise ConfigError(f"override {text!r}: {prefix!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _field_names(schema: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The valid keys of the section at `loc` (for 'unknown key' messages)."""
+    model: Any = schema
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = field.annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return None
+
+
+def format_validation_error(err: ValidationError, schema: type[BaseModel], source: str) -> str:
+    """One line naming every offending key, its problem and the value that arrived."""
+    parts = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            valid = _field_names(schema, loc[:-1])
+            hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
+            parts.append(f"{key}: unknown key{hint}")
+        elif e["type"] == "missing":
+            parts.append(f"{key}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            parts.append(f"{key}: {msg}{shown}")
+    return f"invalid config {source}: " + "; ".join(parts)
+
+
+def validate(schema: type[BaseModel], raw: dict[str, Any], source: str) -> Any:
+    """Validate `raw` against `schema`; any problem is one `ConfigError` line."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, schema, source)) from None
+
+
+def to_yaml(cfg: BaseModel) -> str:
+    """The resolved config as YAML (every key, defaults included)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

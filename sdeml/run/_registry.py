@@ -1,0 +1,107 @@
+"""The experiment registry: names map to (schema, function) pairs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._config import ExperimentConfig
+from ._errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment."""
+
+    name: str
+    config: type[ExperimentConfig]
+    fn: Callable[..., dict[str, float]]
+    description: str
+    smoke: tuple[str, ...] = field(default=())
+    module: str = ""
+
+
+_REGISTRY: dict[str, Experiment] = {}
+
+
+def register(
+    name: str,
+    config: type[ExperimentConfig],
+    description: str,
+    *,
+    smoke: Sequence[str] = (),
+) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
+    """Register `fn(cfg, run) -> final metrics` as experiment `name`.
+
+    Args:
+        name: the value of the config's ``experiment`` key.
+        config: the experiment's schema, a subclass of `ExperimentConfig`.
+        description: one line for ``sdeml list``.
+        smoke: ``key=value`` overrides that make a run finish in seconds (used by the tests).
+    """
+    if not (isinstance(config, type) and issubclass(config, ExperimentConfig)):
+        raise TypeError(f"register({name!r}): `config` must subclass ExperimentConfig")
+
+    def deco(fn: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
+        old = _REGISTRY.get(name)
+        if old is not None and old.module != fn.__module__:
+            raise ValueError(f"experiment {name!r} is registered twice ({old.module}, {fn.__module__})")
+        _REGISTRY[name] = Experiment(name, config, fn, description, tuple(smoke), fn.__module__)
+        return fn
+
+    return deco
+
+
+def load_builtin() -> None:
+    """Import every module of the ``experiments`` package (each registers itself)."""
+    try:
+        import experiments
+    except ImportError:  # installed without the experiments package
+        return
+    for info in pkgutil.iter_modules(experiments.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"experiments.{info.name}")
+
+
+def import_user(spec: str) -> None:
+    """Import a user module (``pkg.module`` or ``path/to/file.py``) that registers experiments."""
+    if spec.endswith(".py"):
+        path = Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"--import: file not found: {spec}")
+        modname = f"sdeml_user_{path.stem}"
+        loaded = importlib.util.spec_from_file_location(modname, path)
+        assert loaded is not None and loaded.loader is not None
+        module = importlib.util.module_from_spec(loaded)
+        sys.modules[modname] = module
+        loaded.loader.exec_module(module)
+        return
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        importlib.import_module(spec)
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"--import: cannot import module {spec!r} ({e})") from None
+
+
+def get(name: Any, source: str = "config") -> Experiment:
+    """The experiment called `name`; an unknown name lists the valid ones."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{source}: key 'experiment' must name an experiment ({_valid()})")
+    if name not in _REGISTRY:
+        raise ConfigError(f"{source}: unknown experiment {name!r} ({_valid()})")
+    return _REGISTRY[name]
+
+
+def all_experiments() -> list[Experiment]:
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _valid() -> str:
+    return "valid: " + ", ".join(sorted(_REGISTRY)) if _REGISTRY else "none registered"

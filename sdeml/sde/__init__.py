@@ -1,0 +1,3 @@
+"""sdeml.sde (theme package)."""
+
+__all__: list[str] = []

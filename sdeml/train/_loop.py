@@ -1,0 +1,206 @@
+"""`fit`: run a pure step function for many steps, with logging, checkpoints and a NaN guard.
+
+Steps run in compiled chunks (a `lax.fori_loop` of up to ``gcd(log_every, ckpt_every)`` steps per
+call, with a dynamic trip count so the last, shorter chunk reuses the same program). The host sees
+the state only at chunk boundaries: that is where metrics are logged, the NaN guard looks and
+checkpoints are written. Because a step's data and noise are a function of the step (see
+`make_step`), resuming from a checkpoint replays the same computation and reaches bit-identical
+parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._checkpoint import CheckpointDir
+
+
+class TrainingError(RuntimeError):
+    """Training stopped: a non-finite metric, or a failure (e.g. a solver's max_steps) in a step."""
+
+    def __init__(self, message: str, step: int, checkpoint_step: int | None):
+        super().__init__(message)
+        self.step = step
+        self.checkpoint_step = checkpoint_step
+
+
+@dataclass
+class FitStats:
+    """What `fit` measured."""
+
+    steps: int = 0  # steps taken in this call
+    start_step: int = 0  # 0, or the checkpoint step a resumed run started from
+    compile_time_s: float = 0.0  # tracing + XLA compilation of the chunk program
+    step_time_s: float = float("nan")  # steady-state wall time per step (compiled, synced)
+    wall_time_s: float = 0.0
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def fit(
+    state: Any,
+    step_fn: Callable[[Any], tuple[Any, dict[str, jax.Array]]],
+    n_steps: int,
+    *,
+    log_every: int = 100,
+    ckpt_every: int = 0,
+    ckpt_dir: str | Path | None = None,
+    resume: bool = False,
+    on_log: Callable[[int, dict[str, Any]], None] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> tuple[Any, FitStats]:
+    """Advance `state` to step `n_steps` with `step_fn`.
+
+    Args:
+        state: a PyTree with an integer ``step`` leaf (e.g. `TrainState`), or a `jax.vmap`-batched
+            one (then ``step`` is an array and every entry must agree).
+        step_fn: pure ``state -> (state, metrics)``; metrics a dict of scalars (or of ``(n,)``
+            arrays for a batched state).
+        n_steps: the total number of steps (a resumed run continues to the same total).
+        log_every: steps between logged metrics (each logged value is the mean over those steps).
+        ckpt_every: steps between checkpoints; 0 writes one at the end only. Needs `ckpt_dir`.
+        ckpt_dir: where checkpoints go; None keeps none.
+        resume: start from the newest checkpoint in `ckpt_dir` when there is one.
+        on_log: called as ``on_log(step, metrics)`` with host floats (or lists of floats).
+        progress: show a progress bar (loss, it/s, ETA).
+        desc: the progress bar's label.
+
+    Returns:
+        The final state and a `FitStats`.
+
+    Raises:
+        TrainingError: a metric became NaN/Inf (the message names the step and metric), or a
+            step raised (e.g. a diffrax solve hit max_steps); the newest checkpoint on disk is the
+            last good one.
+    """
+    if n_steps < 0:
+        raise ValueError(f"`n_steps` must be >= 0, got {n_steps}")
+    if log_every <= 0 or ckpt_every < 0:
+        raise ValueError(f"`log_every` must be > 0 and `ckpt_every` >= 0, got {log_every}, {ckpt_every}")
+    ckpts = CheckpointDir(ckpt_dir) if ckpt_dir is not None else None
+    stats = FitStats()
+    if ckpts is not None and resume:
+        latest = ckpts.latest()
+        if latest is not None:
+            state = ckpts.load(latest, state)
+            stats.start_step = latest
+    start = _step_of(state)
+    if start != stats.start_step:
+        stats.start_step = start
+    if start > n_steps:
+        raise ValueError(f"the state is at step {start}, past `n_steps` = {n_steps}")
+    if start == n_steps:
+        return state, stats
+
+    chunk = math.gcd(log_every, ckpt_every) if ckpt_every else log_every
+    chunk = min(chunk, n_steps)
+    dyn, static = eqx.partition(state, eqx.is_array)
+    metric_shapes = jax.eval_shape(lambda d: step_fn(eqx.combine(d, static))[1], dyn)
+    if not isinstance(metric_shapes, dict):
+        raise TypeError("`step_fn` must return (state, metrics) with metrics a dict of arrays")
+
+    def run_chunk(dyn, n):
+        buf = {k: jnp.full((chunk, *s.shape), jnp.nan, s.dtype) for k, s in metric_shapes.items()}
+
+        def body(i, carry):
+            d, buf = carry
+            st, metrics = step_fn(eqx.combine(d, static))
+            buf = {k: buf[k].at[i].set(metrics[k]) for k in buf}
+            return eqx.partition(st, eqx.is_array)[0], buf
+
+        return jax.lax.fori_loop(0, n, body, (dyn, buf))
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(run_chunk).lower(dyn, jnp.int32(chunk)).compile()
+    stats.compile_time_s = time.perf_counter() - t0
+
+    step, run_time = start, 0.0
+    last_ckpt = stats.start_step if stats.start_step else None
+    bar = tqdm(total=n_steps, initial=start, desc=desc, unit="step", disable=not progress,
+               dynamic_ncols=True, leave=True)
+    try:
+        while step < n_steps:
+            n = min(chunk - step % chunk, n_steps - step)  # chunk boundaries are multiples of chunk
+            t1 = time.perf_counter()
+            try:
+                new_dyn, buf = compiled(dyn, jnp.int32(n))
+                host = {k: np.asarray(v)[:n] for k, v in jax.device_get(buf).items()}
+            except Exception as e:  # e.g. an equinox runtime error from a diffrax solve
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise TrainingError(
+                    f"training failed in steps {step + 1}-{step + n}: {first}"
+                    + _ckpt_note(last_ckpt), step + 1, last_ckpt
+                ) from e
+            run_time += time.perf_counter() - t1
+            bad = _first_non_finite(host)
+            if bad is not None:
+                i, name = bad
+                raise TrainingError(
+                    f"non-finite {name} at step {step + i + 1}" + _ckpt_note(last_ckpt),
+                    step + i + 1, last_ckpt,
+                )
+            dyn = new_dyn
+            step += n
+            means = {k: _host_mean(v) for k, v in host.items()}
+            stats.last_metrics = means
+            bar.update(n)
+            if "loss" in means:
+                bar.set_postfix(loss=f"{np.mean(means['loss']):.4g}", refresh=False)
+            if on_log is not None and (step % log_every == 0 or step == n_steps):
+                on_log(step, means)
+            if ckpts is not None and (
+                step == n_steps or (ckpt_every and step % ckpt_every == 0)
+            ):
+                ckpts.save(step, eqx.combine(dyn, static))
+                last_ckpt = step
+    finally:
+        bar.close()
+    stats.steps = step - start
+    stats.wall_time_s = run_time + stats.compile_time_s
+    stats.step_time_s = run_time / max(stats.steps, 1)
+    return eqx.combine(dyn, static), stats
+
+
+def _step_of(state: Any) -> int:
+    step = getattr(state, "step", None)
+    if step is None:
+        raise TypeError("`state` must have a `step` leaf (use sdeml.train.init_state)")
+    values = np.unique(np.asarray(step))
+    if values.size != 1:
+        raise ValueError(f"a batched state must have one step for all members, got {values}")
+    return int(values[0])
+
+
+def _first_non_finite(host: dict[str, np.ndarray]) -> tuple[int, str] | None:
+    first: tuple[int, str] | None = None
+    for name, v in host.items():
+        if not np.issubdtype(v.dtype, np.inexact):
+            continue
+        finite = np.isfinite(v.reshape(v.shape[0], -1)).all(axis=1)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            if first is None or i < first[0]:
+                first = (i, name)
+    return first
+
+
+def _host_mean(v: np.ndarray) -> float | list[float]:
+    m = v.mean(axis=0)
+    return float(m) if m.ndim == 0 else m.tolist()
+
+
+def _ckpt_note(step: int | None) -> str:
+    if step is None:
+        return "; no checkpoint had been written yet"
+    return f"; the last good checkpoint is at step {step}"

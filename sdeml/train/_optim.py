@@ -1,0 +1,50 @@
+"""Optimisers built from a `TrainConfig`, with the learning rate as a state leaf."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optax
+
+
+def make_optimizer(cfg: Any) -> optax.GradientTransformation:
+    """An optax optimiser from a `TrainConfig` (or anything with the same fields).
+
+    The peak learning rate is injected as a leaf of the optimiser state
+    (`optax.inject_hyperparams`), so a learning-rate sweep is a `jax.vmap` over states rather than
+    a recompilation per value.
+
+    Args:
+        cfg: ``optimizer`` (adam | adamw | sgd | rmsprop), ``lr``, ``momentum``, ``weight_decay``,
+            ``schedule`` (constant | cosine | warmup_cosine), ``warmup_steps``, ``steps``,
+            ``grad_clip`` (global-norm clipping, or None).
+
+    Returns:
+        An `optax.GradientTransformation`.
+    """
+    factories = {
+        "adam": lambda lr: optax.adam(lr),
+        "adamw": lambda lr: optax.adamw(lr, weight_decay=cfg.weight_decay),
+        "sgd": lambda lr: optax.sgd(lr, momentum=cfg.momentum or None),
+        "rmsprop": lambda lr: optax.rmsprop(lr, momentum=cfg.momentum),
+    }
+    if cfg.optimizer not in factories:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(factories)}")
+    if cfg.weight_decay and cfg.optimizer != "adamw":
+        raise ValueError("`weight_decay` is only used by optimizer 'adamw'")
+
+    def build(learning_rate):
+        if cfg.schedule == "constant":
+            lr = learning_rate
+        elif cfg.schedule == "cosine":
+            lr = optax.cosine_decay_schedule(learning_rate, cfg.steps)
+        else:
+            lr = optax.warmup_cosine_decay_schedule(
+                0.0, learning_rate, max(cfg.warmup_steps, 1), max(cfg.steps, cfg.warmup_steps + 1)
+            )
+        opt = factories[cfg.optimizer](lr)
+        if cfg.grad_clip is not None:
+            opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
+        return opt
+
+    return optax.inject_hyperparams(build)(learning_rate=cfg.lr)
