@@ -19,7 +19,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt  # noqa: E402
+from pydantic import (  # noqa: E402
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 from sdeml.run import ExperimentConfig, Run, Section, TrainConfig, register  # noqa: E402
 from sdeml.train import init_state, make_optimizer, make_step  # noqa: E402
@@ -38,17 +44,25 @@ class ModelConfig(Section):
 
 
 class EvalConfig(Section):
-    t1: PositiveFloat = 10.0  # integrate the learned ODE on [0, t1]
+    t0: float = 0.0  # integrate the learned ODE on [t0, t1]
+    t1: float = 10.0
     n_traj: PositiveInt = Field(8, le=64)
     n_test: PositiveInt = 4096
+
+    @model_validator(mode="after")
+    def _interval(self) -> EvalConfig:
+        if self.t1 <= self.t0:
+            raise ValueError(f"t1 must be greater than t0 (got t0={self.t0}, t1={self.t1})")
+        return self
 
 
 class Config(ExperimentConfig):
     experiment: Literal["quickstart_ode"] = "quickstart_ode"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig(steps=3000, batch_size=256, lr=3e-3, schedule="cosine",
-                                     log_every=100, ckpt_every=500)
+    train: TrainConfig = TrainConfig(
+        steps=3000, batch_size=256, lr=3e-3, schedule="cosine", log_every=100, ckpt_every=500
+    )
     eval: EvalConfig = EvalConfig()
 
 
@@ -58,9 +72,12 @@ def _sample(key, n, cfg: DataConfig):
     return x, x @ A.T + cfg.noise_std * jr.normal(kn, (n, 2))
 
 
-@register("quickstart_ode", Config,
-          "fit an MLP vector field to a linear ODE, integrate it, compare with expm",
-          smoke=("train.steps=40", "train.log_every=10", "train.ckpt_every=20", "eval.n_traj=2"))
+@register(
+    "quickstart_ode",
+    Config,
+    "fit an MLP vector field to a linear ODE, integrate it, compare with expm",
+    smoke=("train.steps=40", "train.log_every=10", "train.ckpt_every=20", "eval.n_traj=2"),
+)
 def main(cfg: Config, run: Run) -> dict[str, float]:
     k_model, k_train, k_test, k_x0 = jr.split(jr.key(cfg.seed), 4)
     model = eqx.nn.MLP(2, 2, cfg.model.width, cfg.model.depth, activation=jnp.tanh, key=k_model)
@@ -81,20 +98,30 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     x_test = jr.uniform(k_test, (cfg.eval.n_test, 2), minval=-cfg.data.box, maxval=cfg.data.box)
     field_rmse = jnp.sqrt(jnp.mean((jax.vmap(model)(x_test) - x_test @ A.T) ** 2))
 
-    ts = jnp.linspace(0.0, cfg.eval.t1, 200)
+    ts = jnp.linspace(cfg.eval.t0, cfg.eval.t1, 200)
     x0s = jr.uniform(k_x0, (cfg.eval.n_traj, 2), minval=-cfg.data.box, maxval=cfg.data.box)
 
     @eqx.filter_jit
     def learned_paths(model, x0s):
         term = diffrax.ODETerm(lambda t, x, args: model(x))
-        solve = lambda x0: diffrax.diffeqsolve(
-            term, diffrax.Tsit5(), 0.0, cfg.eval.t1, 0.01, x0,
-            saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(1e-6, 1e-8),
-        ).ys
+        solve = lambda x0: (
+            diffrax.diffeqsolve(
+                term,
+                diffrax.Tsit5(),
+                cfg.eval.t0,
+                cfg.eval.t1,
+                0.01,
+                x0,
+                saveat=diffrax.SaveAt(ts=ts),
+                stepsize_controller=diffrax.PIDController(1e-6, 1e-8),
+            ).ys
+        )
         return jax.vmap(solve)(x0s)
 
     learned = learned_paths(model, x0s)
-    exact = jax.vmap(lambda t: jax.vmap(lambda x0: jsl.expm(A * t) @ x0)(x0s))(ts).swapaxes(0, 1)
+    exact = jax.vmap(lambda t: jax.vmap(lambda x0: jsl.expm(A * (t - ts[0])) @ x0)(x0s))(
+        ts
+    ).swapaxes(0, 1)
     scale = jnp.max(jnp.linalg.norm(exact, axis=-1), axis=1, keepdims=True)
     traj_err = jnp.max(jnp.linalg.norm(learned - exact, axis=-1) / scale)
     run.save_arrays("trajectories", ts=ts, learned=learned, exact=exact)
@@ -106,15 +133,27 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     v = jax.vmap(model)(grid)
     axes[0].quiver(grid[:, 0], grid[:, 1], v[:, 0], v[:, 1], color="0.6")
     for i in range(cfg.eval.n_traj):
-        axes[0].plot(exact[i, :, 0], exact[i, :, 1], "k-", lw=1.5,
-                     label="exact expm(At)x0" if i == 0 else None)
-        axes[0].plot(learned[i, :, 0], learned[i, :, 1], "r--", lw=1.2,
-                     label="learned ODE (Tsit5)" if i == 0 else None)
+        axes[0].plot(
+            exact[i, :, 0],
+            exact[i, :, 1],
+            "k-",
+            lw=1.5,
+            label="exact expm(At)x0" if i == 0 else None,
+        )
+        axes[0].plot(
+            learned[i, :, 0],
+            learned[i, :, 1],
+            "r--",
+            lw=1.2,
+            label="learned ODE (Tsit5)" if i == 0 else None,
+        )
     axes[0].set(title="learned vector field and trajectories", xlabel="x1", ylabel="x2")
     axes[0].legend(loc="upper right")
     err_t = jnp.linalg.norm(learned - exact, axis=-1) / scale
     axes[1].semilogy(ts, err_t.T, lw=1)
-    axes[1].set(title="relative trajectory error", xlabel="t", ylabel="|x_learned - x_exact| / max|x|")
+    axes[1].set(
+        title="relative trajectory error", xlabel="t", ylabel="|x_learned - x_exact| / max|x|"
+    )
     run.savefig(fig, "trajectories")
 
     final = run.training["model"]["final_train_metrics"]

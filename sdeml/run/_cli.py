@@ -56,7 +56,7 @@ def config_dirs() -> list[Path]:
 
 
 def find_config(spec: str) -> Path:
-    """A config path, or the name of a shipped config (``quickstart`` -> configs/quickstart.yaml)."""
+    """A config path, or a shipped config name (``quickstart`` -> configs/quickstart.yaml)."""
     path = Path(spec)
     if path.is_file():
         return path
@@ -130,7 +130,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(
             f"train[{name}]  {t['steps']} steps, compile {t['compile_time_s']:.2f} s, "
             f"{1e3 * t['step_time_s']:.3f} ms/step steady"
-            + (f", resumed from step {t['resumed_from_step']}" if t.get("resumed_from_step") else "")
+            + (
+                f", resumed from step {t['resumed_from_step']}"
+                if t.get("resumed_from_step")
+                else ""
+            )
         )
     if not s.get("metrics"):
         last = _last_metrics(run_dir / "metrics.jsonl")
@@ -186,7 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file() or not (run_dir / "summary.json").is_file():
-            raise ConfigError(f"--resume {run_dir}: not a run directory (config.yaml, summary.json)")
+            raise ConfigError(
+                f"--resume {run_dir}: not a run directory (config.yaml, summary.json)"
+            )
         if args.name:
             raise ConfigError("--name cannot be used with --resume (the run keeps its name)")
         saved = load_yaml(run_dir / "config.yaml")
@@ -211,12 +217,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         name = check_name(args.name or path.stem)
         run_dir = new_run_dir(args.out, exp.name, name)
         summary = {}
-    return _execute(exp, cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress,
-                    previous=summary)
+    return _execute(
+        exp, cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress, previous=summary
+    )
 
 
-def _execute(exp: registry.Experiment, cfg: Any, run_dir: Path, *, resume: bool, progress: bool,
-             previous: dict[str, Any]) -> int:
+def _execute(
+    exp: registry.Experiment,
+    cfg: Any,
+    run_dir: Path,
+    *,
+    resume: bool,
+    progress: bool,
+    previous: dict[str, Any],
+) -> int:
     t0 = time.perf_counter()
     env = environment()
     summary: dict[str, Any] = {
@@ -274,8 +288,10 @@ def _execute(exp: registry.Experiment, cfg: Any, run_dir: Path, *, resume: bool,
         _fail(f"{exp.name} {status}: {error}{hint}; run directory {run_dir}", code)
     print(f"\n{exp.name}: completed in {summary['wall_time_s']:.1f} s -> {run_dir}")
     for name, t in run.training.items():
-        print(f"  train[{name}]: compile {t['compile_time_s']:.2f} s, "
-              f"{1e3 * t['step_time_s']:.3f} ms/step")
+        print(
+            f"  train[{name}]: compile {t['compile_time_s']:.2f} s, "
+            f"{1e3 * t['step_time_s']:.3f} ms/step"
+        )
     _print_table(metrics)
     return 0
 
@@ -310,15 +326,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, help: str, fn: Any) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sp.set_defaults(fn=fn)
         return sp
 
     def imports(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--import", dest="imports", action="append", default=[],
-                        metavar="MODULE", help="import a module (or .py file) that registers "
-                        "experiments; may be repeated")
+        sp.add_argument(
+            "--import",
+            dest="imports",
+            action="append",
+            default=[],
+            metavar="MODULE",
+            help="import a module (or .py file) that registers experiments; may be repeated",
+        )
 
     r = add("run", "run an experiment end to end and write a run directory", cmd_run)
     r.add_argument("config", nargs="?", metavar="CONFIG", help="YAML file or shipped config name")

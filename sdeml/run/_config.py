@@ -73,7 +73,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 
@@ -150,10 +152,34 @@ def format_validation_error(err: ValidationError, schema: type[BaseModel], sourc
     return f"invalid config {source}: " + "; ".join(parts)
 
 
+def section_defaults(schema: type[BaseModel]) -> dict[str, Any]:
+    """The schema's defaults of its nested sections, as plain data."""
+    out: dict[str, Any] = {}
+    for name, field in schema.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            out[name] = default.model_dump()
+    return out
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, recursing where both hold a mapping."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = (
+            deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
+    return out
+
+
 def validate(schema: type[BaseModel], raw: dict[str, Any], source: str) -> Any:
-    """Validate `raw` against `schema`; any problem is one `ConfigError` line."""
+    """Validate `raw` against `schema`; any problem is one `ConfigError` line.
+
+    A section given in `raw` overrides only the keys it names: the others keep the experiment's
+    defaults for that section (not the section class's generic defaults).
+    """
     try:
-        return schema.model_validate(raw)
+        return schema.model_validate(deep_merge(section_defaults(schema), raw))
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, schema, source)) from None
 

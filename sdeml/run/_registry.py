@@ -51,7 +51,9 @@ def register(
     def deco(fn: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
         old = _REGISTRY.get(name)
         if old is not None and old.module != fn.__module__:
-            raise ValueError(f"experiment {name!r} is registered twice ({old.module}, {fn.__module__})")
+            raise ValueError(
+                f"experiment {name!r} is registered twice ({old.module}, {fn.__module__})"
+            )
         _REGISTRY[name] = Experiment(name, config, fn, description, tuple(smoke), fn.__module__)
         return fn
 

@@ -130,7 +130,10 @@ def _git_commit() -> dict[str, Any] | None:
             return None
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here, capture_output=True, text=True, timeout=5,
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
@@ -201,18 +204,28 @@ class Run:
 
     def progress(self, iterable: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
         """A progress bar over `iterable` (for long loops that are not training)."""
-        return iter(tqdm(iterable, desc=desc, total=total, disable=not self.show_progress,
-                         dynamic_ncols=True))
+        return iter(
+            tqdm(
+                iterable, desc=desc, total=total, disable=not self.show_progress, dynamic_ncols=True
+            )
+        )
 
     # -- training ------------------------------------------------------------------------------
-    def train(self, state: Any, step_fn: Any, train_cfg: Any, *, name: str = "model",
-              n_steps: int | None = None) -> Any:
+    def train(
+        self,
+        state: Any,
+        step_fn: Any,
+        train_cfg: Any,
+        *,
+        name: str = "model",
+        n_steps: int | None = None,
+    ) -> Any:
         """`sdeml.train.fit` wired to this run: metrics, checkpoints, resume, timings.
 
         Args:
             state: the initial `TrainState` (rebuilt from the config on resume; the checkpoint
                 then replaces its arrays).
-            step_fn: from `sdeml.train.make_step` (or a `jax.vmap` of it).
+            step_fn: from `sdeml.train.make_step` (or an `eqx.filter_vmap` of it).
             train_cfg: a `TrainConfig` (steps, log_every, ckpt_every).
             name: the model's name; checkpoints go to ``checkpoints/<name>/``.
             n_steps: overrides ``train_cfg.steps``.
@@ -225,9 +238,15 @@ class Run:
         if self.resume:
             self._truncate_metrics(name, ckpt_dir)
         state, stats = fit(
-            state, step_fn, steps,
-            log_every=train_cfg.log_every, ckpt_every=train_cfg.ckpt_every, ckpt_dir=ckpt_dir,
-            resume=self.resume, progress=self.show_progress, desc=name,
+            state,
+            step_fn,
+            steps,
+            log_every=train_cfg.log_every,
+            ckpt_every=train_cfg.ckpt_every,
+            ckpt_dir=ckpt_dir,
+            resume=self.resume,
+            progress=self.show_progress,
+            desc=name,
             on_log=lambda step, m: self.log(step, m, tag=name),
         )
         self.training[name] = {
@@ -257,4 +276,3 @@ class Run:
                 continue
             keep.append(line + "\n")
         write_atomic(self._metrics_path, "".join(keep))
-

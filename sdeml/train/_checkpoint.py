@@ -67,7 +67,14 @@ def save_checkpoint(path: str | Path, tree: Any) -> None:
 def load_checkpoint(path: str | Path, like: Any) -> Any:
     """Read a checkpoint into the structure of `like` (shapes and dtypes are checked)."""
     with open(path, "rb") as f:
-        return eqx.tree_deserialise_leaves(f, like, filter_spec=_read)
+        try:
+            return eqx.tree_deserialise_leaves(f, like, filter_spec=_read)
+        except Exception as e:  # equinox wraps the leaf's error with the leaf's tree path
+            cause: BaseException | None = e
+            while cause is not None and "checkpoint leaf" not in str(cause):
+                cause = cause.__cause__ or cause.__context__
+            where = str(e).splitlines()[0]
+            raise ValueError(f"cannot load checkpoint {path}: {cause or e} ({where})") from None
 
 
 class CheckpointDir:

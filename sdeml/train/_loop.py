@@ -10,9 +10,12 @@ parameters.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +66,9 @@ def fit(
     """Advance `state` to step `n_steps` with `step_fn`.
 
     Args:
-        state: a PyTree with an integer ``step`` leaf (e.g. `TrainState`), or a `jax.vmap`-batched
-            one (then ``step`` is an array and every entry must agree).
+        state: a PyTree with an integer ``step`` leaf (e.g. `TrainState`), or a batched one
+            (`eqx.filter_vmap`);
+            then ``step`` is an array and every entry must agree.
         step_fn: pure ``state -> (state, metrics)``; metrics a dict of scalars (or of ``(n,)``
             arrays for a batched state).
         n_steps: the total number of steps (a resumed run continues to the same total).
@@ -87,7 +91,9 @@ def fit(
     if n_steps < 0:
         raise ValueError(f"`n_steps` must be >= 0, got {n_steps}")
     if log_every <= 0 or ckpt_every < 0:
-        raise ValueError(f"`log_every` must be > 0 and `ckpt_every` >= 0, got {log_every}, {ckpt_every}")
+        raise ValueError(
+            f"`log_every` must be > 0 and `ckpt_every` >= 0, got {log_every}, {ckpt_every}"
+        )
     ckpts = CheckpointDir(ckpt_dir) if ckpt_dir is not None else None
     stats = FitStats()
     if ckpts is not None and resume:
@@ -127,20 +133,29 @@ def fit(
 
     step, run_time = start, 0.0
     last_ckpt = stats.start_step if stats.start_step else None
-    bar = tqdm(total=n_steps, initial=start, desc=desc, unit="step", disable=not progress,
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=n_steps,
+        initial=start,
+        desc=desc,
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=True,
+    )
     try:
         while step < n_steps:
             n = min(chunk - step % chunk, n_steps - step)  # chunk boundaries are multiples of chunk
             t1 = time.perf_counter()
             try:
-                new_dyn, buf = compiled(dyn, jnp.int32(n))
-                host = {k: np.asarray(v)[:n] for k, v in jax.device_get(buf).items()}
+                with _quiet_callback_log():
+                    new_dyn, buf = compiled(dyn, jnp.int32(n))
+                    host = {k: np.asarray(v)[:n] for k, v in jax.device_get(buf).items()}
             except Exception as e:  # e.g. an equinox runtime error from a diffrax solve
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise TrainingError(
-                    f"training failed in steps {step + 1}-{step + n}: {first}"
-                    + _ckpt_note(last_ckpt), step + 1, last_ckpt
+                    f"training failed in steps {step + 1}-{step + n}: {describe_error(e)}"
+                    + _ckpt_note(last_ckpt),
+                    step + 1,
+                    last_ckpt,
                 ) from e
             run_time += time.perf_counter() - t1
             bad = _first_non_finite(host)
@@ -148,7 +163,8 @@ def fit(
                 i, name = bad
                 raise TrainingError(
                     f"non-finite {name} at step {step + i + 1}" + _ckpt_note(last_ckpt),
-                    step + i + 1, last_ckpt,
+                    step + i + 1,
+                    last_ckpt,
                 )
             dyn = new_dyn
             step += n
@@ -159,9 +175,7 @@ def fit(
                 bar.set_postfix(loss=f"{np.mean(means['loss']):.4g}", refresh=False)
             if on_log is not None and (step % log_every == 0 or step == n_steps):
                 on_log(step, means)
-            if ckpts is not None and (
-                step == n_steps or (ckpt_every and step % ckpt_every == 0)
-            ):
+            if ckpts is not None and (step == n_steps or (ckpt_every and step % ckpt_every == 0)):
                 ckpts.save(step, eqx.combine(dyn, static))
                 last_ckpt = step
     finally:
@@ -170,6 +184,28 @@ def fit(
     stats.wall_time_s = run_time + stats.compile_time_s
     stats.step_time_s = run_time / max(stats.steps, 1)
     return eqx.combine(dyn, static), stats
+
+
+def describe_error(e: BaseException) -> str:
+    """The useful line of a runtime error raised from compiled code (equinox's, if any)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        m = re.search(r"EquinoxRuntimeError: (.*)", ln)
+        if m:
+            return m.group(1)
+    return lines[0] if lines else type(e).__name__
+
+
+@contextlib.contextmanager
+def _quiet_callback_log() -> Iterator[None]:
+    """JAX logs a host-callback failure with its traceback; we re-raise it as one line instead."""
+    log = logging.getLogger("jax._src.callback")
+    old = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(old)
 
 
 def _step_of(state: Any) -> int:

@@ -1,0 +1,246 @@
+"""The `sdeml` command: bad input, run dirs, show/list/check, resume after SIGKILL, NaN stop."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sdeml.run._cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = str(ROOT / "tests" / "toy_experiment.py")
+TOY_CFG = str(ROOT / "tests" / "toy.yaml")
+QUICK = str(ROOT / "configs" / "quickstart.yaml")
+
+
+def _cli(args, capsys):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    try:
+        code = main(args)
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _write(tmp_path, text, name="c.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+BAD = [
+    # (config text or None for QUICK, overrides, expected fragment of the one-line message)
+    ("experiment: quickstart_ode\ntrain: {steps: 10\n", [], "malformed YAML"),
+    ("experiment: quickstart_ode\ntrain: {stepz: 10}\n", [], "train.stepz: unknown key"),
+    (
+        "experiment: quickstart_ode\ntrain: {steps: ten}\n",
+        [],
+        "train.steps: Input should be a valid integer",
+    ),
+    (None, ["train.steps=0"], "train.steps: Input should be greater than 0"),
+    (None, ["train.steps=-5"], "train.steps: Input should be greater than 0"),
+    (None, ["train.lr=-1e-3"], "train.lr: Input should be greater than 0"),
+    (None, ["train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
+    (None, ["eval.t0=5", "eval.t1=1"], "eval: t1 must be greater than t0"),
+    (None, ["train.steps=abc"], "train.steps: Input should be a valid integer"),
+    (None, ["foo"], "override 'foo' is not of the form key=value"),
+    (None, ["=3"], "is not a dotted key"),
+    (None, ["train=3"], "train: Input should be a valid dictionary"),
+    (
+        None,
+        ["train.optimizer=adamm"],
+        "train.optimizer: Input should be 'adam', 'adamw', 'sgd' or 'rmsprop'",
+    ),
+    ("experiment: no_such_thing\n", [], "unknown experiment 'no_such_thing' (valid: "),
+    ("seed: 1\n", [], "key 'experiment' must name an experiment"),
+    ("- a\n- b\n", [], "the top level must be a mapping"),
+]
+
+
+@pytest.mark.parametrize("text,overrides,fragment", BAD)
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_bad_input_is_one_line_exit_2_no_run_dir(
+    tmp_path, capsys, text, overrides, fragment, command
+):
+    cfg = QUICK if text is None else _write(tmp_path, text)
+    out_dir = tmp_path / "runs"
+    extra = ["--out", str(out_dir)] if command == "run" else []
+    code, out, err = _cli([command, cfg, *overrides, *extra], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sdeml: error: "), err
+    assert fragment in lines[0], lines[0]
+    assert not out_dir.exists()
+
+
+def test_missing_file_and_bad_names(tmp_path, capsys):
+    out_dir = tmp_path / "runs"
+    for args, fragment in [
+        (["run", str(tmp_path / "nope.yaml")], "config file not found"),
+        (["run", QUICK, "--name", "../../x"], "--name '../../x'"),
+        (["run", QUICK, "--name", "a/b"], "--name 'a/b'"),
+        (["run", "--resume", str(tmp_path)], "not a run directory"),
+        (["run", QUICK, "--bogus"], "unrecognized arguments: --bogus"),
+        (["show", str(tmp_path)], "not a run directory"),
+        (["run", QUICK, "--import", "no_such_module_xyz"], "cannot import module"),
+    ]:
+        code, _, err = _cli([*args, "--out", str(out_dir)] if args[0] == "run" else args, capsys)
+        assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not out_dir.exists()
+
+
+def test_console_script_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sdeml.run._cli",
+            "run",
+            QUICK,
+            "train.steps=abc",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"sdeml: error: invalid config {QUICK}: train.steps: Input should be a valid integer, "
+        "unable to parse string as an integer (got 'abc')"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_dir_layout_show_list_check(tmp_path, capsys):
+    code, out, _ = _cli(
+        [
+            "run",
+            TOY_CFG,
+            "--import",
+            TOY,
+            "--out",
+            str(tmp_path),
+            "--name",
+            "t1",
+            "train.steps=30",
+            "--no-progress",
+        ],
+        capsys,
+    )
+    assert code == 0 and "final_loss" in out
+    (run_dir,) = (tmp_path / "toy_regression").iterdir()
+    assert run_dir.name.startswith("t1-")
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "summary.json", "checkpoints"} <= names
+    assert not [n for n in names if n.startswith(".tmp")]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["training"]["model"]["compile_time_s"] > 0
+    assert summary["training"]["model"]["step_time_s"] > 0
+    assert summary["environment"]["versions"]["jax"]
+    assert summary["environment"]["device"]["platform"] == "cpu"
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30] and all(r["tag"] == "model" for r in rows)
+    assert "steps: 30" in (run_dir / "config.yaml").read_text()
+
+    code, out, _ = _cli(["show", str(run_dir)], capsys)
+    assert code == 0 and "completed" in out and "final_loss" in out and "ms/step" in out
+    code, out, _ = _cli(["list", "--import", TOY], capsys)
+    assert code == 0 and "toy_regression" in out and "quickstart_ode" in out
+    assert "configs/quickstart.yaml" in out
+    code, out, _ = _cli(["check", TOY_CFG, "--import", TOY, "train.lr=0.5"], capsys)
+    assert code == 0 and "lr: 0.5" in out and "ema_decay: null" in out
+    code, _, err = _cli(["run", "--resume", str(run_dir), "--import", TOY], capsys)
+    assert code == 2 and "already completed" in err
+
+
+def test_nan_stops_with_message_and_keeps_last_checkpoint(tmp_path, capsys):
+    code, _, err = _cli(
+        ["run", TOY_CFG, "--import", TOY, "--out", str(tmp_path), "nan_at=77", "--no-progress"],
+        capsys,
+    )
+    assert code == 1
+    assert "non-finite loss at step 77; the last good checkpoint is at step 50" in err
+    (run_dir,) = (tmp_path / "toy_regression").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "step 77" in summary["error"]
+    latest = json.loads((run_dir / "checkpoints/model/latest.json").read_text())
+    assert latest["step"] == 50
+    data = (run_dir / "checkpoints/model/step_000000050.eqx").read_bytes()
+    assert len(data) > 0
+    code, out, _ = _cli(["show", str(run_dir)], capsys)
+    assert "failed" in out and "step 77" in out
+
+
+def _sdeml(log: Path, *args):
+    with open(log, "w") as f:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "sdeml.run._cli", *args], stdout=f, stderr=subprocess.STDOUT
+        )
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bit_identical(tmp_path):
+    # Big enough that a step takes ~1 ms, so the kill lands between checkpoints.
+    common = [
+        "--import",
+        TOY,
+        "--no-progress",
+        "width=256",
+        "train.batch_size=512",
+        "train.steps=3000",
+        "train.log_every=50",
+        "train.ckpt_every=250",
+    ]
+    ref = _sdeml(tmp_path / "ref.log", "run", TOY_CFG, "--out", str(tmp_path / "ref"), *common)
+    assert ref.wait(timeout=300) == 0, (tmp_path / "ref.log").read_text()
+
+    victim = _sdeml(
+        tmp_path / "victim.log", "run", TOY_CFG, "--out", str(tmp_path / "kill"), *common
+    )
+    ckpt_glob = "toy_regression/*/checkpoints/model/latest.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and victim.poll() is None:
+        metas = list((tmp_path / "kill").glob(ckpt_glob))
+        if metas and json.loads(metas[0].read_text())["step"] >= 500:
+            break
+        time.sleep(0.01)
+    assert victim.poll() is None, "the run finished before it could be killed"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    (run_dir,) = (tmp_path / "kill" / "toy_regression").iterdir()
+    killed_at = json.loads((run_dir / "checkpoints/model/latest.json").read_text())["step"]
+    assert 500 <= killed_at < 3000
+    show = subprocess.run(
+        [sys.executable, "-m", "sdeml.run._cli", "show", str(run_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert "interrupted" in show.stdout
+
+    resumed = _sdeml(
+        tmp_path / "resume.log", "run", "--resume", str(run_dir), "--import", TOY, "--no-progress"
+    )
+    assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["resumed"] == 1
+    assert summary["training"]["model"]["resumed_from_step"] == killed_at
+
+    (ref_dir,) = (tmp_path / "ref" / "toy_regression").iterdir()
+    final = "checkpoints/model/step_000003000.eqx"
+    assert (ref_dir / final).read_bytes() == (run_dir / final).read_bytes()
+    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(50, 3001, 50))  # no duplicated rows after the resume
+    ref_loss = [json.loads(x)["loss"] for x in (ref_dir / "metrics.jsonl").read_text().splitlines()]
+    loss = [json.loads(x)["loss"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_array_equal(ref_loss, loss)

@@ -1,0 +1,242 @@
+"""The training loop: vmap over seeds and learning rates, NaN guard, exact resume, checkpoints."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+import pytest
+
+import sdeml
+from sdeml.run import TrainConfig
+from sdeml.train import (
+    CheckpointDir,
+    TrainingError,
+    fit,
+    init_state,
+    load_checkpoint,
+    make_optimizer,
+    make_step,
+    save_checkpoint,
+    train_step,
+)
+
+CFG = TrainConfig(steps=60, batch_size=32, lr=1e-2, log_every=10, ckpt_every=20)
+
+
+def _problem(cfg=CFG, poison_at=None):
+    optimizer = make_optimizer(cfg)
+
+    def loss_fn(model, batch, key):
+        x, step = batch
+        noise = 0.01 * jr.normal(key, x.shape)  # uses the loss key, so key handling is tested
+        loss = jnp.mean((jax.vmap(model)(x + noise) - jnp.sin(3 * x)) ** 2)
+        if poison_at is not None:
+            loss = jnp.where(step + 1 == poison_at, jnp.nan, loss)
+        return loss, {"x_mean": jnp.mean(x)}
+
+    def batch_fn(key, step):
+        return jr.uniform(key, (cfg.batch_size, 1), minval=-2, maxval=2), step
+
+    def new_state(seed):
+        k_model, k_train = jr.split(jr.key(seed))
+        model = eqx.nn.MLP(1, 1, 16, 2, activation=jnp.tanh, key=k_model)
+        return init_state(model, optimizer, k_train, ema_decay=0.9)
+
+    return new_state, make_step(loss_fn, optimizer, batch_fn, ema_decay=0.9)
+
+
+def _params(state):
+    return jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))
+
+
+def test_vmap_over_seeds_matches_separate_runs():
+    new_state, step_fn = _problem()
+    seeds = jnp.arange(4)
+    batched = eqx.filter_vmap(new_state)(seeds)
+    batched, _ = fit(batched, eqx.filter_vmap(step_fn), CFG.steps, log_every=10, progress=False)
+    for i in range(4):
+        single, _ = fit(new_state(i), step_fn, CFG.steps, log_every=10, progress=False)
+        for a, b in zip(_params(single), _params(batched), strict=True):
+            # float64: batched and unbatched matmuls differ only in rounding (~1e-16 per op)
+            np.testing.assert_allclose(b[i], a, rtol=1e-9, atol=1e-12)
+
+
+def test_vmap_over_learning_rates_matches_separate_runs():
+    new_state, step_fn = _problem()
+    lrs = jnp.array([1e-3, 3e-3, 1e-2])
+
+    def with_lr(lr):
+        s = new_state(0)
+        return eqx.tree_at(lambda s: s.opt_state.hyperparams["learning_rate"], s, lr)
+
+    batched, _ = fit(eqx.filter_vmap(with_lr)(lrs), eqx.filter_vmap(step_fn), 30, progress=False)
+    for i, lr in enumerate([1e-3, 3e-3, 1e-2]):
+        cfg = CFG.model_copy(update={"lr": lr})
+        new_i, step_i = _problem(cfg)
+        single, _ = fit(new_i(0), step_i, 30, progress=False)
+        for a, b in zip(_params(single), _params(batched), strict=True):
+            np.testing.assert_allclose(b[i], a, rtol=1e-9, atol=1e-12)
+
+
+def test_loss_decreases_and_stats(tmp_path):
+    new_state, step_fn = _problem()
+    logged = []
+    state, stats = fit(
+        new_state(0),
+        step_fn,
+        CFG.steps,
+        log_every=10,
+        progress=False,
+        on_log=lambda s, m: logged.append((s, m)),
+    )
+    assert [s for s, _ in logged] == [10, 20, 30, 40, 50, 60]
+    assert logged[-1][1]["loss"] < 0.7 * logged[0][1]["loss"]
+    assert set(logged[0][1]) == {"loss", "grad_norm", "x_mean"}
+    assert int(state.step) == CFG.steps and stats.steps == CFG.steps
+    assert stats.compile_time_s > 0 and stats.step_time_s > 0
+
+
+def test_resume_is_bit_identical(tmp_path):
+    new_state, step_fn = _problem()
+    full, _ = fit(
+        new_state(0),
+        step_fn,
+        CFG.steps,
+        log_every=10,
+        ckpt_every=20,
+        ckpt_dir=tmp_path / "a",
+        progress=False,
+    )
+    # "Interrupted" run: stops at 40 (a checkpoint), then a fresh process-like restart resumes.
+    fit(
+        new_state(0),
+        step_fn,
+        40,
+        log_every=10,
+        ckpt_every=20,
+        ckpt_dir=tmp_path / "b",
+        progress=False,
+    )
+    resumed, stats = fit(
+        new_state(0),
+        step_fn,
+        CFG.steps,
+        log_every=10,
+        ckpt_every=20,
+        ckpt_dir=tmp_path / "b",
+        resume=True,
+        progress=False,
+    )
+    assert stats.start_step == 40 and stats.steps == 20
+    leaves = lambda s: jax.tree.leaves(eqx.filter(s, eqx.is_array))
+    for a, b in zip(leaves(full), leaves(resumed), strict=True):
+        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jr.key_data(a), jr.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_nan_guard_names_step_and_keeps_last_checkpoint(tmp_path):
+    new_state, step_fn = _problem(poison_at=47)
+    with pytest.raises(TrainingError, match="non-finite loss at step 47") as info:
+        fit(
+            new_state(0),
+            step_fn,
+            CFG.steps,
+            log_every=10,
+            ckpt_every=20,
+            ckpt_dir=tmp_path,
+            progress=False,
+        )
+    assert info.value.step == 47 and info.value.checkpoint_step == 40
+    ckpts = CheckpointDir(tmp_path)
+    assert ckpts.latest() == 40 and ckpts.steps() == [20, 40]
+    good = ckpts.load(40, new_state(0))
+    assert int(good.step) == 40
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in _params(good))
+
+
+def test_solver_failure_inside_step_stops_cleanly():
+    import diffrax
+
+    optimizer = optax.sgd(1e-3)
+
+    def loss_fn(model, batch, key):  # a stiff solve that cannot finish in 8 steps
+        term = diffrax.ODETerm(lambda t, y, a: -1e4 * model * (y - jnp.cos(t)))
+        sol = diffrax.diffeqsolve(
+            term,
+            diffrax.Tsit5(),
+            0.0,
+            10.0,
+            1e-3,
+            jnp.ones(()),
+            stepsize_controller=diffrax.PIDController(1e-8, 1e-8),
+            max_steps=8,
+        )
+        return (sol.ys[-1] - 1.0) ** 2
+
+    state = init_state(jnp.ones(()), optimizer, jr.key(0))
+    step_fn = make_step(loss_fn, optimizer, lambda k, s: None)
+    with pytest.raises(TrainingError, match="training failed in steps 1-5.*max_steps|maximum"):
+        fit(state, step_fn, 5, log_every=5, progress=False)
+
+
+def test_ema_is_the_moving_average():
+    new_state, step_fn = _problem()
+    s0 = new_state(0)
+    s1, _ = step_fn(s0)
+    for e0, p1, e1 in zip(
+        _params(s0),
+        _params(s1),
+        jax.tree.leaves(eqx.filter(s1.ema_model, eqx.is_inexact_array)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(e1, 0.9 * e0 + 0.1 * p1, rtol=1e-14)
+
+
+def test_train_step_signature_and_jit():
+    optimizer = optax.adam(1e-2)
+    model = eqx.nn.Linear(2, 1, key=jr.key(0))
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    step = eqx.filter_jit(train_step(lambda m, b, k: jnp.mean(jax.vmap(m)(b) ** 2), optimizer))
+    batch = jnp.ones((8, 2))
+    model2, opt_state2, metrics = step(model, opt_state, batch, jr.key(1))
+    assert set(metrics) == {"loss", "grad_norm"}
+    assert float(jnp.mean(jax.vmap(model2)(batch) ** 2)) < float(metrics["loss"])
+
+
+def test_checkpoint_roundtrip_and_mismatch(tmp_path):
+    new_state, _ = _problem()
+    state = new_state(3)
+    save_checkpoint(tmp_path / "c.eqx", state)
+    back = load_checkpoint(tmp_path / "c.eqx", new_state(4))
+    np.testing.assert_array_equal(jr.key_data(back.key), jr.key_data(state.key))
+    for a, b in zip(_params(state), _params(back), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = init_state(
+        eqx.nn.MLP(1, 1, 8, 2, key=jr.key(0)), make_optimizer(CFG), jr.key(0), ema_decay=0.9
+    )
+    with pytest.raises(ValueError, match="shape"):
+        load_checkpoint(tmp_path / "c.eqx", other)
+
+
+def test_optimizer_choices():
+    for name in ["adam", "adamw", "sgd", "rmsprop"]:
+        for schedule in ["constant", "cosine", "warmup_cosine"]:
+            cfg = TrainConfig(
+                optimizer=name, schedule=schedule, warmup_steps=5, steps=20, grad_clip=1.0
+            )
+            opt = make_optimizer(cfg)
+            params = {"w": jnp.ones(3)}
+            opt_state = opt.init(params)
+            for _ in range(2):  # warmup_cosine starts from a learning rate of 0
+                updates, opt_state = opt.update({"w": jnp.ones(3)}, opt_state, params)
+            assert bool(jnp.all(updates["w"] < 0)), (name, schedule)
+    with pytest.raises(ValueError, match="weight_decay"):
+        make_optimizer(TrainConfig(optimizer="adam", weight_decay=0.1))
+
+
+def test_public_namespace():
+    assert sdeml.train.fit is fit
+    assert hasattr(sdeml.run, "register")
