@@ -244,3 +244,25 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     ref_loss = [json.loads(x)["loss"] for x in (ref_dir / "metrics.jsonl").read_text().splitlines()]
     loss = [json.loads(x)["loss"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     np.testing.assert_array_equal(ref_loss, loss)
+
+
+def test_readme_user_experiment_runs(tmp_path, capsys):
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Your own experiment", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "my_experiments.py").write_text(code)
+    (tmp_path / "my.yaml").write_text("experiment: fit_sine\ntrain: {steps: 50}\n")
+    args = [
+        "run",
+        str(tmp_path / "my.yaml"),
+        "--import",
+        str(tmp_path / "my_experiments.py"),
+        "--out",
+        str(tmp_path / "runs"),
+        "--no-progress",
+    ]
+    code_, out, err = _cli(args, capsys)
+    assert code_ == 0, err
+    assert "loss" in out
