@@ -7,7 +7,7 @@ is then solved with diffrax and compared with the closed form x(t) = expm(A t) x
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import diffrax
 import equinox as eqx
@@ -28,7 +28,14 @@ from pydantic import (  # noqa: E402
 )
 
 from sdeml.run import ExperimentConfig, Run, Section, TrainConfig, register  # noqa: E402
-from sdeml.train import init_state, make_optimizer, make_step  # noqa: E402
+from sdeml.train import (  # noqa: E402
+    init_state,
+    init_states,
+    make_optimizer,
+    make_step,
+    set_learning_rate,
+    shard_batch,
+)
 
 A = jnp.array([[-0.1, 2.0], [-2.0, -0.1]])
 
@@ -48,6 +55,7 @@ class EvalConfig(Section):
     t1: float = 10.0
     n_traj: PositiveInt = Field(8, le=64)
     n_test: PositiveInt = 4096
+    seed: int = 1234  # test points and initial states: the same for every training seed
 
     @model_validator(mode="after")
     def _interval(self) -> EvalConfig:
@@ -77,11 +85,15 @@ def _sample(key, n, cfg: DataConfig):
     Config,
     "fit an MLP vector field to a linear ODE, integrate it, compare with expm",
     smoke=("train.steps=40", "train.log_every=10", "train.ckpt_every=20", "eval.n_traj=2"),
+    sweep_keys=("seed", "train.lr"),
 )
-def main(cfg: Config, run: Run) -> dict[str, float]:
-    k_model, k_train, k_test, k_x0 = jr.split(jr.key(cfg.seed), 4)
-    model = eqx.nn.MLP(2, 2, cfg.model.width, cfg.model.depth, activation=jnp.tanh, key=k_model)
+def main(cfg: Config, run: Run) -> dict[str, Any]:
     optimizer = make_optimizer(cfg.train)
+
+    def init(key):
+        k_model, k_train = jr.split(key)
+        model = eqx.nn.MLP(2, 2, cfg.model.width, cfg.model.depth, activation=jnp.tanh, key=k_model)
+        return init_state(model, optimizer, k_train, ema_decay=cfg.train.ema_decay)
 
     def loss_fn(model, batch, key):
         x, y = batch
@@ -90,20 +102,29 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     def batch_fn(key, step):
         return _sample(key, cfg.train.batch_size, cfg.data)
 
-    state = init_state(model, optimizer, k_train, ema_decay=cfg.train.ema_decay)
-    step_fn = make_step(loss_fn, optimizer, batch_fn, ema_decay=cfg.train.ema_decay)
+    # Every grid point of a `sweep:` (seeds x learning rates) is one member of a batched state,
+    # trained by one vmapped, device-sharded program; without a sweep there is one member.
+    seeds, lrs = run.sweep_values("seed"), run.sweep_values("train.lr")
+    state = shard_batch(set_learning_rate(init_states(init, seeds), lrs))
+    step_fn = eqx.filter_vmap(
+        make_step(loss_fn, optimizer, batch_fn, ema_decay=cfg.train.ema_decay)
+    )
     state = run.train(state, step_fn, cfg.train)
-    model = state.ema_model if state.ema_model is not None else state.model
+    models = state.ema_model if state.ema_model is not None else state.model
 
+    k_test, k_x0 = jr.split(jr.key(cfg.eval.seed))
     x_test = jr.uniform(k_test, (cfg.eval.n_test, 2), minval=-cfg.data.box, maxval=cfg.data.box)
-    field_rmse = jnp.sqrt(jnp.mean((jax.vmap(model)(x_test) - x_test @ A.T) ** 2))
+    field = eqx.filter_vmap(lambda m: jax.vmap(m)(x_test))(models)
+    field_rmse = jnp.sqrt(jnp.mean((field - x_test @ A.T) ** 2, axis=(1, 2)))
 
     ts = jnp.linspace(cfg.eval.t0, cfg.eval.t1, 200)
     x0s = jr.uniform(k_x0, (cfg.eval.n_traj, 2), minval=-cfg.data.box, maxval=cfg.data.box)
 
     @eqx.filter_jit
+    @eqx.filter_vmap(in_axes=(eqx.if_array(0), None))
     def learned_paths(model, x0s):
         term = diffrax.ODETerm(lambda t, x, args: model(x))
+        controller = diffrax.PIDController(rtol=1e-6, atol=1e-8)
         solve = lambda x0: (
             diffrax.diffeqsolve(
                 term,
@@ -113,19 +134,22 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
                 0.01,
                 x0,
                 saveat=diffrax.SaveAt(ts=ts),
-                stepsize_controller=diffrax.PIDController(1e-6, 1e-8),
+                stepsize_controller=controller,
             ).ys
         )
         return jax.vmap(solve)(x0s)
 
-    learned = learned_paths(model, x0s)
-    exact = jax.vmap(lambda t: jax.vmap(lambda x0: jsl.expm(A * (t - ts[0])) @ x0)(x0s))(
-        ts
-    ).swapaxes(0, 1)
+    learned_all = learned_paths(models, x0s)  # (members, n_traj, n_times, 2)
+    exact = jax.vmap(lambda t: jax.vmap(lambda x0: jsl.expm(A * (t - ts[0])) @ x0)(x0s))(ts)
+    exact = exact.swapaxes(0, 1)
     scale = jnp.max(jnp.linalg.norm(exact, axis=-1), axis=1, keepdims=True)
-    traj_err = jnp.max(jnp.linalg.norm(learned - exact, axis=-1) / scale)
-    run.save_arrays("trajectories", ts=ts, learned=learned, exact=exact)
+    rel_err_all = jnp.linalg.norm(learned_all - exact, axis=-1) / scale
+    traj_err = jnp.max(rel_err_all, axis=(1, 2))
+    run.save_arrays("trajectories", ts=ts, learned=learned_all, exact=exact)
 
+    # The plot shows the first member (the only one without a sweep).
+    model = jax.tree.map(lambda x: x[0] if eqx.is_array(x) else x, models)
+    learned, err_t = learned_all[0], rel_err_all[0]
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     g = jnp.linspace(-cfg.data.box, cfg.data.box, 17)
     gx, gy = jnp.meshgrid(g, g)
@@ -149,17 +173,19 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         )
     axes[0].set(title="learned vector field and trajectories", xlabel="x1", ylabel="x2")
     axes[0].legend(loc="upper right")
-    err_t = jnp.linalg.norm(learned - exact, axis=-1) / scale
     axes[1].semilogy(ts, err_t.T, lw=1)
     axes[1].set(
         title="relative trajectory error", xlabel="t", ylabel="|x_learned - x_exact| / max|x|"
     )
     run.savefig(fig, "trajectories")
 
-    final = run.training["model"]["final_train_metrics"]
-    return {
-        "train_loss": float(jnp.mean(jnp.asarray(final["loss"]))),
-        "noise_floor": float(2 * cfg.data.noise_std**2),
-        "field_rmse": float(field_rmse),
-        "trajectory_rel_error_max": float(traj_err),
+    final_loss = jnp.atleast_1d(jnp.asarray(run.training["model"]["final_train_metrics"]["loss"]))
+    metrics = {
+        "train_loss": final_loss,
+        "field_rmse": field_rmse,
+        "trajectory_rel_error_max": traj_err,
     }
+    if not run.sweep:
+        metrics = {k: float(v[0]) for k, v in metrics.items()}
+    metrics["noise_floor"] = float(2 * cfg.data.noise_std**2)
+    return metrics

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import _registry as registry
-from ._config import apply_overrides, load_yaml, to_yaml, validate
+from ._config import apply_overrides, load_yaml, sweep_grid, to_yaml, validate
 from ._errors import ConfigError, ExperimentError
 from ._rundir import Run, check_name, environment, new_run_dir, write_atomic, write_json
 
@@ -73,7 +73,9 @@ def resolve(spec: str, overrides: list[str]) -> tuple[registry.Experiment, Any, 
     path = find_config(spec)
     raw = apply_overrides(load_yaml(path), overrides)
     exp = registry.get(raw.get("experiment"), source=str(path))
-    return exp, validate(exp.config, raw, str(path)), path
+    cfg = validate(exp.config, raw, str(path))
+    sweep_grid(cfg, exp.sweep_keys, str(path))  # every grid point is valid before any work
+    return exp, cfg, path
 
 
 def _load_experiments(imports: list[str]) -> None:
@@ -140,7 +142,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         last = _last_metrics(run_dir / "metrics.jsonl")
         if last:
             print(f"last logged {json.dumps(last)}")
-    _print_table(s.get("metrics") or {})
+    _print_table(s.get("metrics") or {}, (s.get("sweep") or {}).get("labels"))
     plots = sorted(p.name for p in run_dir.glob("*.png"))
     arrays = sorted(p.name for p in run_dir.glob("*.npz"))
     print(f"plots       {', '.join(plots) or '-'}")
@@ -174,8 +176,19 @@ def _last_metrics(path: Path) -> dict[str, Any] | None:
     return json.loads(lines[-1]) if lines else None
 
 
-def _print_table(metrics: dict[str, Any]) -> None:
+def _print_table(metrics: dict[str, Any], labels: list[str] | None = None) -> None:
     if not metrics:
+        return
+    if labels:  # a sweep: one row per grid point, one column per metric
+        cols = [k for k, v in metrics.items() if isinstance(v, list) and len(v) == len(labels)]
+        lw = max(len(x) for x in [*labels, "point"])
+        widths = [max(len(c), 12) for c in cols]
+        print("results:")
+        pairs = list(zip(cols, widths, strict=True))
+        print("  " + "point".ljust(lw) + "".join(f"  {c:>{w}}" for c, w in pairs))
+        for i, label in enumerate(labels):
+            row = "".join(f"  {metrics[c][i]:>{w}.6g}" for c, w in pairs)
+            print("  " + label.ljust(lw) + row)
         return
     width = max(len(k) for k in metrics)
     print("results:")
@@ -249,7 +262,10 @@ def _execute(
     write_json(run_dir / "summary.json", summary)
     print(f"sdeml: running {exp.name} -> {run_dir}", file=sys.stderr)
 
-    run = Run(run_dir, cfg, resume=resume, progress=progress)
+    grid = sweep_grid(cfg, exp.sweep_keys, str(run_dir / "config.yaml"))
+    run = Run(run_dir, cfg, resume=resume, progress=progress, sweep=grid)
+    if grid:
+        summary["sweep"] = {"points": grid, "labels": run.sweep_labels()}
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     code, status, error = 0, "completed", None
     metrics: dict[str, Any] = {}
@@ -292,7 +308,7 @@ def _execute(
             f"  train[{name}]: compile {t['compile_time_s']:.2f} s, "
             f"{1e3 * t['step_time_s']:.3f} ms/step"
         )
-    _print_table(metrics)
+    _print_table(metrics, run.sweep_labels() if grid else None)
     return 0
 
 
@@ -307,10 +323,18 @@ def _check_metrics(out: Any, name: str) -> dict[str, Any]:
         raise TypeError(f"experiment {name!r} must return a dict of final metrics")
     clean: dict[str, Any] = {}
     for k, v in out.items():
+        if isinstance(v, (str, bool, int, dict)):
+            clean[k] = v
+            continue
         try:
-            clean[k] = float(v) if not isinstance(v, (str, bool, int)) else v
+            clean[k] = float(v)
         except (TypeError, ValueError):
-            clean[k] = v if isinstance(v, (list, dict)) else str(v)
+            try:  # a per-point list (sweeps) or an array
+                import numpy as np
+
+                clean[k] = np.asarray(v, dtype=float).tolist()
+            except (TypeError, ValueError):
+                clean[k] = str(v)
     return clean
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 
 from ._errors import ConfigError
 
+_UNION_TAGS = {"int", "float", "str", "bool", "none", "list[int]", "list[float]"}
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -52,10 +53,16 @@ class TrainConfig(Section):
 
 
 class ExperimentConfig(Section):
-    """Base of every experiment's schema: the experiment name and the seed."""
+    """Base of every experiment's schema: the experiment name, the seed and an optional sweep.
+
+    ``sweep`` maps dotted keys to lists of values, e.g. ``{seed: [0, 1, 2, 3], train.lr: [1e-3,
+    3e-3]}``; the grid (their Cartesian product) runs as one vmapped program in experiments that
+    support it (see `register`'s ``sweep_keys``).
+    """
 
     experiment: str
     seed: NonNegativeInt = 0
+    sweep: dict[str, list[int | float]] | None = None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -134,10 +141,15 @@ def _field_names(schema: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
 
 def format_validation_error(err: ValidationError, schema: type[BaseModel], source: str) -> str:
     """One line naming every offending key, its problem and the value that arrived."""
-    parts = []
+    parts, seen = [], set()
     for e in err.errors():
         loc = tuple(e["loc"])
+        while loc and loc[-1] in _UNION_TAGS:  # `int | float`: one message per key, not per type
+            loc = loc[:-1]
         key = ".".join(str(p) for p in loc) or "<top level>"
+        if key in seen:
+            continue
+        seen.add(key)
         if e["type"] == "extra_forbidden":
             valid = _field_names(schema, loc[:-1])
             hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
@@ -182,6 +194,52 @@ def validate(schema: type[BaseModel], raw: dict[str, Any], source: str) -> Any:
         return schema.model_validate(deep_merge(section_defaults(schema), raw))
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, schema, source)) from None
+
+
+def sweep_grid(
+    cfg: ExperimentConfig, supported: tuple[str, ...], source: str
+) -> list[dict[str, Any]]:
+    """The grid points of ``cfg.sweep`` (Cartesian product, first key slowest), each validated.
+
+    Raises:
+        ConfigError: a swept key the experiment cannot vmap over, an empty list, or a value that
+            is invalid for its key (named as ``sweep.<key>``).
+    """
+    import itertools
+
+    if not cfg.sweep:
+        return []
+    for key, values in cfg.sweep.items():
+        if key not in supported:
+            can = ", ".join(supported) if supported else "none: it does not support sweeps"
+            raise ConfigError(
+                f"invalid config {source}: sweep.{key}: experiment {cfg.experiment!r} cannot sweep "
+                f"this key in one program (sweepable keys: {can})"
+            )
+        if not values:
+            raise ConfigError(f"invalid config {source}: sweep.{key}: the list of values is empty")
+    keys = list(cfg.sweep)
+    points = [
+        dict(zip(keys, combo, strict=True))
+        for combo in itertools.product(*(cfg.sweep[k] for k in keys))
+    ]
+    base = cfg.model_dump(exclude={"sweep"})
+    for point in points:
+        raw = apply_overrides(base, [f"{k}={v!r}" for k, v in point.items()])
+        try:
+            type(cfg).model_validate(raw)
+        except ValidationError as e:
+            msg = format_validation_error(e, type(cfg), source)
+            raise ConfigError(msg.replace(": ", ": sweep.", 1)) from None
+    return points
+
+
+def get_dotted(cfg: BaseModel, key: str) -> Any:
+    """``get_dotted(cfg, "train.lr")`` is ``cfg.train.lr``."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
 
 
 def to_yaml(cfg: BaseModel) -> str:

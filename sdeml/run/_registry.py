@@ -25,6 +25,7 @@ class Experiment:
     description: str
     smoke: tuple[str, ...] = field(default=())
     module: str = ""
+    sweep_keys: tuple[str, ...] = field(default=())
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -36,6 +37,7 @@ def register(
     description: str,
     *,
     smoke: Sequence[str] = (),
+    sweep_keys: Sequence[str] = (),
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Register `fn(cfg, run) -> final metrics` as experiment `name`.
 
@@ -44,6 +46,10 @@ def register(
         config: the experiment's schema, a subclass of `ExperimentConfig`.
         description: one line for ``sdeml list``.
         smoke: ``key=value`` overrides that make a run finish in seconds (used by the tests).
+        sweep_keys: the dotted keys a config's ``sweep:`` block may vary; the experiment then
+            reads the grid from ``run.sweep`` / ``run.sweep_values(key)`` and trains every point
+            in one vmapped program. Keys enter the computation as arrays only (seeds as keys,
+            learning rates as optimiser state), so one compiled program serves the whole grid.
     """
     if not (isinstance(config, type) and issubclass(config, ExperimentConfig)):
         raise TypeError(f"register({name!r}): `config` must subclass ExperimentConfig")
@@ -54,7 +60,9 @@ def register(
             raise ValueError(
                 f"experiment {name!r} is registered twice ({old.module}, {fn.__module__})"
             )
-        _REGISTRY[name] = Experiment(name, config, fn, description, tuple(smoke), fn.__module__)
+        _REGISTRY[name] = Experiment(
+            name, config, fn, description, tuple(smoke), fn.__module__, tuple(sweep_keys)
+        )
         return fn
 
     return deco
@@ -102,6 +110,7 @@ def get(name: Any, source: str = "config") -> Experiment:
 
 
 def all_experiments() -> list[Experiment]:
+    """Every registered experiment, sorted by name."""
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 

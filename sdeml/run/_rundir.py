@@ -150,14 +150,41 @@ class Run:
         summary: extra entries for ``summary.json`` (the experiment may add to it).
     """
 
-    def __init__(self, directory: Path, cfg: Any, *, resume: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        directory: Path,
+        cfg: Any,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        sweep: list[dict[str, Any]] | None = None,
+    ):
         self.dir = Path(directory)
         self.cfg = cfg
+        self.sweep: list[dict[str, Any]] = list(sweep or [])
         self.resume = resume
         self.show_progress = progress
         self.summary: dict[str, Any] = {}
         self.training: dict[str, dict[str, Any]] = {}
         self._metrics_path = self.dir / "metrics.jsonl"
+
+    # -- sweeps -------------------------------------------------------------------------------
+    def sweep_values(self, key: str) -> list[Any]:
+        """The value of dotted `key` at every grid point (the config's value where not swept).
+
+        Without a ``sweep:`` block this is ``[value]``: code written for sweeps runs one point.
+        """
+        from ._config import get_dotted
+
+        if not self.sweep:
+            return [get_dotted(self.cfg, key)]
+        return [p.get(key, get_dotted(self.cfg, key)) for p in self.sweep]
+
+    def sweep_labels(self) -> list[str]:
+        """One label per grid point, e.g. ``seed=1,train.lr=0.003``."""
+        if not self.sweep:
+            return ["-"]
+        return [",".join(f"{k}={v}" for k, v in p.items()) for p in self.sweep]
 
     # -- metrics, plots, arrays ---------------------------------------------------------------
     def log(self, step: int, metrics: dict[str, Any], tag: str | None = None) -> None:

@@ -99,7 +99,13 @@ def fit(
     if ckpts is not None and resume:
         latest = ckpts.latest()
         if latest is not None:
-            state = ckpts.load(latest, state)
+            loaded = ckpts.load(latest, state)
+            # keep the caller's placement (e.g. members sharded over devices by shard_batch)
+            state = jax.tree.map(
+                lambda new, old: jax.device_put(new, old.sharding) if eqx.is_array(old) else new,
+                loaded,
+                state,
+            )
             stats.start_step = latest
     start = _step_of(state)
     if start != stats.start_step:
