@@ -246,6 +246,7 @@ def _execute(
 ) -> int:
     t0 = time.perf_counter()
     env = environment()
+    env["x64"] = bool(env["x64"] or cfg.x64)
     summary: dict[str, Any] = {
         "experiment": exp.name,
         "run_dir": str(run_dir),
@@ -269,7 +270,12 @@ def _execute(
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     code, status, error = 0, "completed", None
     metrics: dict[str, Any] = {}
+    import jax
+
+    x64_before = bool(jax.config.read("jax_enable_x64"))
     try:
+        if cfg.x64:
+            jax.config.update("jax_enable_x64", True)
         out = exp.fn(cfg, run)
         metrics = _check_metrics(out, exp.name)
     except ConfigError:
@@ -288,6 +294,7 @@ def _execute(
         write_atomic(run_dir / "error.log", traceback.format_exc())
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        jax.config.update("jax_enable_x64", x64_before)
     summary.update(run.summary)
     summary.update(
         status=status,

@@ -62,6 +62,7 @@ class ExperimentConfig(Section):
 
     experiment: str
     seed: NonNegativeInt = 0
+    x64: bool = False  # run in float64 (jax_enable_x64) when the experiment's claims need it
     sweep: dict[str, list[int | float]] | None = None
 
 
