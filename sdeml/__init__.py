@@ -6,7 +6,11 @@ friends all live at the top level. The experiment machinery stays in ``sdeml.run
 training loop in ``sdeml.train``.
 """
 
-from . import data as data, metrics as metrics, nn as nn, run as run, train as train
+from . import data as data
+from . import metrics as metrics
+from . import nn as nn
+from . import run as run
+from . import train as train
 from .diffusion import *  # noqa: F403
 from .dynamics import *  # noqa: F403
 from .flows import *  # noqa: F403

@@ -6,5 +6,15 @@ Scalar = Float[Array, ""]
 ScalarLike = Float[ArrayLike, ""]
 Key = PRNGKeyArray
 
-__all__ = ["Array", "ArrayLike", "Float", "Int", "Key", "PRNGKeyArray", "PyTree", "Scalar",
-           "ScalarLike", "Shaped"]
+__all__ = [
+    "Array",
+    "ArrayLike",
+    "Float",
+    "Int",
+    "Key",
+    "PRNGKeyArray",
+    "PyTree",
+    "Scalar",
+    "ScalarLike",
+    "Shaped",
+]

@@ -1,0 +1,223 @@
+"""Equilibria, Jacobians, eigenvalues and stability classes of autonomous ODEs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import optimistix as optx
+from jaxtyping import Array, ArrayLike, Complex, Float, Int
+
+__all__ = [
+    "STABILITY_CLASSES",
+    "Equilibrium",
+    "classify_equilibrium",
+    "find_equilibrium",
+    "jacobian",
+    "stability_name",
+]
+
+# Index = the integer code returned by `classify_equilibrium`.
+STABILITY_CLASSES: tuple[str, ...] = (
+    "stable node",  # 0: all Re < 0, all real
+    "stable spiral",  # 1: all Re < 0, some complex
+    "unstable node",  # 2: all Re > 0, all real
+    "unstable spiral",  # 3: all Re > 0, some complex
+    "saddle",  # 4: Re of both signs, all real
+    "saddle-focus",  # 5: Re of both signs, some complex
+    "centre",  # 6: all Re = 0, all purely imaginary and nonzero
+    "unstable non-hyperbolic",  # 7: some Re > 0, none < 0, some = 0: unstable all the same
+    "non-hyperbolic",  # 8: some Re = 0 (zero eigenvalue etc.): linearisation is inconclusive
+)
+
+
+def stability_name(code: int | Int[ArrayLike, ""]) -> str:
+    """The name of a stability code returned by :func:`classify_equilibrium`."""
+    return STABILITY_CLASSES[int(code)]
+
+
+def jacobian(
+    f: Callable[..., Any],
+    y: Float[ArrayLike, " d"],
+    t: float | Float[ArrayLike, ""] = 0.0,
+    args: Any = None,
+) -> Float[Array, "d d"]:
+    r"""Jacobian $J_{ij} = \partial f_i / \partial y_j$ of a vector field at ``y`` by autodiff.
+
+    Args:
+        f: vector field ``f(t, y, args)``.
+        y: the point, shape ``(d,)``.
+        t: the time (for autonomous systems it does not matter).
+        args: passed to ``f``.
+
+    Returns:
+        The ``(d, d)`` Jacobian.
+
+    Example:
+        >>> jacobian(sdeml.dynamics.VanDerPol(1.0), jnp.zeros(2))   # [[0, 1], [-1, 1]]
+    """
+    y = jnp.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"`y` must have shape (d,), got {y.shape}; use jax.vmap to batch.")
+    return jax.jacfwd(lambda z: jnp.asarray(f(t, z, args)))(y)
+
+
+def classify_equilibrium(
+    eigenvalues: Complex[ArrayLike, " d"], tol: float = 1e-8
+) -> Int[Array, ""]:
+    r"""Stability class of an equilibrium from the eigenvalues $\lambda_i$ of its Jacobian.
+
+    Hartman–Grobman: if no $\operatorname{Re}\lambda_i = 0$ (hyperbolic) the linearisation decides.
+    All $\operatorname{Re}\lambda < 0$: stable (node if all real, spiral if some complex); all
+    $> 0$: unstable node/spiral; both signs: saddle (saddle-focus if some complex); all
+    $\operatorname{Re}\lambda = 0$ and $\lambda \neq 0$: centre (of the linearisation); a
+    positive real part with other zero ones: unstable non-hyperbolic; otherwise non-hyperbolic.
+    "$= 0$" means $|\cdot| \le$ ``tol`` $\cdot \max(1, \max_i |\lambda_i|)$.
+
+    Args:
+        eigenvalues: the eigenvalues, shape ``(d,)`` (real or complex).
+        tol: relative tolerance for treating a real or imaginary part as zero.
+
+    Returns:
+        An integer code; ``STABILITY_CLASSES[code]`` (or :func:`stability_name`) is its name.
+        Jit- and vmap-compatible.
+
+    Example:
+        >>> stability_name(classify_equilibrium(jnp.array([-1 + 2j, -1 - 2j])))  # 'stable spiral'
+
+    References:
+        Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §5.2 (the trace–determinant plane) and
+        §6.3; Guckenheimer & Holmes, Nonlinear Oscillations, §1.3 (Hartman–Grobman).
+    """
+    lam = jnp.asarray(eigenvalues)
+    if lam.ndim != 1:
+        raise ValueError(f"`eigenvalues` must have shape (d,), got {lam.shape}.")
+    scale = jnp.maximum(1.0, jnp.max(jnp.abs(lam)))
+    re, im = jnp.real(lam), jnp.imag(lam)
+    zero_re = jnp.abs(re) <= tol * scale
+    neg = re < -tol * scale
+    pos = re > tol * scale
+    cplx = jnp.any(jnp.abs(im) > tol * scale)
+    code = jnp.select(
+        [
+            jnp.all(neg) & ~cplx,
+            jnp.all(neg),
+            jnp.all(pos) & ~cplx,
+            jnp.all(pos),
+            jnp.any(pos) & jnp.any(neg) & ~cplx,
+            jnp.any(pos) & jnp.any(neg),
+            jnp.all(zero_re) & jnp.all(jnp.abs(im) > tol * scale),
+            jnp.any(pos),
+        ],
+        jnp.arange(8),
+        default=8,
+    )
+    return code.astype(jnp.int32)
+
+
+class Equilibrium(eqx.Module):
+    """An equilibrium $y^*$ with $f(y^*) = 0$, its Jacobian, eigenvalues and stability class.
+
+    Attributes:
+        y: the point, shape ``(d,)``.
+        residual: $\\|f(y^*)\\|_\\infty$.
+        jacobian: $\\partial f/\\partial y$ at ``y``.
+        eigenvalues: its eigenvalues (complex).
+        stability: the integer class code; ``label`` gives its name (eager only).
+        converged: whether the root finder succeeded.
+    """
+
+    y: Float[Array, " d"]
+    residual: Float[Array, ""]
+    jacobian: Float[Array, "d d"]
+    eigenvalues: Complex[Array, " d"]
+    stability: Int[Array, ""]
+    converged: Array
+
+    @property
+    def label(self) -> str:
+        """The stability class as a string, e.g. ``"saddle"`` (needs concrete values)."""
+        return stability_name(self.stability)
+
+
+def find_equilibrium(
+    f: Callable[..., Any],
+    y_guess: Float[ArrayLike, " d"],
+    *,
+    args: Any = None,
+    t: float | Float[ArrayLike, ""] = 0.0,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    max_steps: int = 256,
+    tol: float = 1e-8,
+    throw: bool = False,
+) -> Equilibrium:
+    r"""Find an equilibrium $f(t, y^*, \text{args}) = 0$ near ``y_guess`` and classify it.
+
+    Newton's method (optimistix, with an SVD least-squares step so that non-isolated equilibria
+    with a singular Jacobian are reached as well) on $f$; the Jacobian at the root by forward
+    autodiff; its eigenvalues by ``jnp.linalg.eigvals``; the class by
+    :func:`classify_equilibrium`. To find several equilibria, ``jax.vmap`` over guesses.
+
+    Args:
+        f: vector field ``f(t, y, args)``.
+        y_guess: starting point, shape ``(d,)``.
+        args: passed to ``f``.
+        t: the time at which the (autonomous) field is evaluated.
+        rtol, atol: Newton's convergence tolerances.
+        max_steps: most Newton iterations.
+        tol: relative tolerance of the classification (see :func:`classify_equilibrium`).
+        throw: raise if Newton does not converge (otherwise see ``converged``).
+
+    Returns:
+        An :class:`Equilibrium`.
+
+    Example:
+        >>> eq = find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.array([3.0, 1.5]))
+        >>> eq.y, eq.label                      # [4, 2], 'centre'
+
+    References:
+        Kelley, Solving Nonlinear Equations with Newton's Method, SIAM 2003.
+        Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §6.3.
+    """
+    y_guess = jnp.asarray(y_guess)
+    if y_guess.ndim != 1:
+        raise ValueError(
+            f"`y_guess` must have shape (d,), got {y_guess.shape}; use jax.vmap over guesses."
+        )
+    if not jnp.issubdtype(y_guess.dtype, jnp.floating):
+        raise ValueError(f"`y_guess` must be a floating-point array, got dtype {y_guess.dtype}.")
+    out = jax.eval_shape(lambda y: jnp.asarray(f(t, y, args)), y_guess)
+    if out.shape != y_guess.shape:
+        raise ValueError(f"`f` must return the shape of `y` {y_guess.shape}, got {out.shape}.")
+    return _find(f, y_guess, args, t, rtol, atol, max_steps, tol, throw)
+
+
+@eqx.filter_jit  # cached per field (an equinox module with new parameter values reuses it)
+def _find(f, y_guess, args, t, rtol, atol, max_steps, tol, throw):
+    fn = lambda y, a: jnp.asarray(f(t, y, a))
+    sol = optx.root_find(
+        fn,
+        # The SVD (pseudo-inverse) step keeps Newton working where the Jacobian is singular:
+        # on a line of equilibria (SIR's disease-free states) it converges to a nearby one.
+        optx.Newton(rtol=rtol, atol=atol, linear_solver=lx.SVD()),
+        y_guess,
+        args=args,
+        max_steps=max_steps,
+        throw=throw,
+    )
+    y = sol.value
+    jac = jacobian(f, y, t, args)
+    lam = jnp.linalg.eigvals(jac)
+    return Equilibrium(
+        y=y,
+        residual=jnp.max(jnp.abs(fn(y, args))),
+        jacobian=jac,
+        eigenvalues=lam,
+        stability=classify_equilibrium(lam, tol),
+        converged=sol.result == optx.RESULTS.successful,
+    )

@@ -1,0 +1,167 @@
+"""Lyapunov functions: the derivative along the flow, a sampled check, and quadratic ones for A."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float
+
+__all__ = ["LyapunovCheck", "check_lyapunov", "lyapunov_derivative", "quadratic_lyapunov"]
+
+
+def lyapunov_derivative(
+    V: Callable[[Array], Array],
+    f: Callable[..., Any],
+    y: Float[ArrayLike, " d"],
+    t: float | Float[ArrayLike, ""] = 0.0,
+    args: Any = None,
+) -> Float[Array, ""]:
+    r"""Derivative of $V$ along the flow: $\dot V(y) = \nabla V(y) \cdot f(t, y)$.
+
+    Args:
+        V: scalar function of the state, ``V(y) -> ()``.
+        f: vector field ``f(t, y, args)``.
+        y: the point, shape ``(d,)``.
+        t, args: passed to ``f``.
+
+    Returns:
+        The scalar $\dot V(y)$ (one jvp: no Jacobian is formed).
+
+    Example:
+        >>> lyapunov_derivative(lambda y: y @ y, lambda t, y, a: -y, jnp.ones(2))  # -4
+    """
+    y = jnp.asarray(y)
+    return jax.jvp(V, (y,), (jnp.asarray(f(t, y, args)),))[1]
+
+
+class LyapunovCheck(eqx.Module):
+    """Outcome of :func:`check_lyapunov` on sample points (bool arrays: use ``bool(...)``).
+
+    Attributes:
+        positive_definite: $V(y) > V(y^*)$ at every sample point $y \\ne y^*$.
+        decreasing: $\\dot V \\le 0$ (or $< 0$ with ``strict``) at every sample point.
+        is_lyapunov: both; evidence (on the samples), not a proof.
+        max_vdot: the largest $\\dot V$ over the samples (where it is most nearly violated).
+        argmax_vdot: the sample point where it occurs.
+        min_v_gap: the smallest $V(y) - V(y^*)$ over the samples.
+    """
+
+    positive_definite: Bool[Array, ""]
+    decreasing: Bool[Array, ""]
+    is_lyapunov: Bool[Array, ""]
+    max_vdot: Float[Array, ""]
+    argmax_vdot: Float[Array, " d"]
+    min_v_gap: Float[Array, ""]
+
+
+def check_lyapunov(
+    V: Callable[[Array], Array],
+    f: Callable[..., Any],
+    y_eq: Float[ArrayLike, " d"],
+    points: Float[ArrayLike, "n d"],
+    *,
+    t: float | Float[ArrayLike, ""] = 0.0,
+    args: Any = None,
+    strict: bool = False,
+    tol: float = 1e-12,
+) -> LyapunovCheck:
+    r"""Check Lyapunov's conditions for ``V`` at ``y_eq`` on sample points.
+
+    $V(y) - V(y^*) > 0$ for $y \neq y^*$ and $\dot V(y) = \nabla V \cdot f \le 0$ (Lyapunov
+    stability) or $< 0$ (``strict``: asymptotic stability) at every sample point. Points closer
+    to ``y_eq`` than $10^{-12}$ are ignored. This gives numerical evidence on a region, not a proof.
+
+    Args:
+        V: candidate Lyapunov function ``V(y) -> ()``.
+        f: vector field ``f(t, y, args)``.
+        y_eq: the equilibrium, shape ``(d,)``.
+        points: sample points, shape ``(n, d)`` (e.g. a grid or uniform samples of a region).
+        t, args: passed to ``f``.
+        strict: require $\dot V < 0$ instead of $\le 0$.
+        tol: slack for round-off: $\dot V \le$ ``tol`` passes the non-strict test,
+            $\dot V < -$``tol`` the strict one, $V - V^* >$ ``tol`` positivity.
+
+    Returns:
+        A :class:`LyapunovCheck`.
+
+    Example:
+        >>> osc = sdeml.dynamics.DampedOscillator(1.0, 0.2)
+        >>> pts = jax.random.uniform(jax.random.key(0), (1000, 2), minval=-2.0, maxval=2.0)
+        >>> bool(check_lyapunov(osc.energy, osc, jnp.zeros(2), pts).is_lyapunov)  # True
+
+    References:
+        A. M. Lyapunov, The General Problem of the Stability of Motion (1892).
+        Khalil, Nonlinear Systems, 3rd ed., Thm 4.1.
+    """
+    y_eq = jnp.asarray(y_eq)
+    points = jnp.asarray(points)
+    if y_eq.ndim != 1:
+        raise ValueError(f"`y_eq` must have shape (d,), got {y_eq.shape}.")
+    if points.ndim != 2 or points.shape[1] != y_eq.shape[0]:
+        raise ValueError(
+            f"`points` must have shape (n, {y_eq.shape[0]}) to match `y_eq`, got {points.shape}."
+        )
+    return _check(V, f, y_eq, points, t, args, strict, tol)
+
+
+@eqx.filter_jit
+def _check(V, f, y_eq, points, t, args, strict, tol):
+    away = jnp.linalg.norm(points - y_eq, axis=-1) > 1e-12
+    v_eq = V(y_eq)
+    gap = jax.vmap(V)(points) - v_eq
+    vdot = jax.vmap(lambda y: lyapunov_derivative(V, f, y, t, args))(points)
+    gap_m = jnp.where(away, gap, jnp.inf)
+    vdot_m = jnp.where(away, vdot, -jnp.inf)
+    pos_def = jnp.all(gap_m > tol)
+    decreasing = jnp.all(vdot_m < -tol) if strict else jnp.all(vdot_m <= tol)
+    i = jnp.argmax(vdot_m)
+    return LyapunovCheck(
+        positive_definite=pos_def,
+        decreasing=decreasing,
+        is_lyapunov=pos_def & decreasing,
+        max_vdot=vdot_m[i],
+        argmax_vdot=points[i],
+        min_v_gap=jnp.min(gap_m),
+    )
+
+
+def quadratic_lyapunov(
+    A: Float[ArrayLike, "d d"], Q: Float[ArrayLike, "d d"] | None = None
+) -> Float[Array, "d d"]:
+    r"""Solve the Lyapunov equation $A^\top P + P A = -Q$ for $P$ (default $Q = I$).
+
+    For a Hurwitz $A$ (all $\operatorname{Re}\lambda < 0$) and $Q \succ 0$, $P \succ 0$ and
+    $V(y) = y^\top P y$ is a Lyapunov function of $\dot y = A y$ with $\dot V = -y^\top Q y$;
+    for a linearisation $A = \partial f/\partial y(y^*)$ it proves local asymptotic stability.
+    Solved as the linear system $(I \otimes A^\top + A^\top \otimes I)\,\mathrm{vec} P =
+    -\mathrm{vec} Q$ (fine for the small $d$ of phase-plane analysis).
+
+    Args:
+        A: system matrix, shape ``(d, d)``.
+        Q: symmetric positive-definite right-hand side, shape ``(d, d)``; default identity.
+
+    Returns:
+        ``P`` of shape ``(d, d)``, symmetric.
+
+    Example:
+        >>> quadratic_lyapunov(-jnp.eye(2))   # 0.5 * I
+
+    References:
+        Khalil, Nonlinear Systems, 3rd ed., Thm 4.6. Bartels & Stewart, CACM 15 (1972).
+    """
+    A = jnp.asarray(A)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"`A` must be a square matrix (d, d), got shape {A.shape}.")
+    d = A.shape[0]
+    Q = jnp.eye(d, dtype=A.dtype) if Q is None else jnp.asarray(Q)
+    if Q.shape != A.shape:
+        raise ValueError(f"`Q` must have the shape of `A` {A.shape}, got {Q.shape}.")
+    eye = jnp.eye(d, dtype=A.dtype)
+    # Row-major vec: vec(A^T P) = (A^T kron I) vec P, vec(P A) = (I kron A^T) vec P.
+    K = jnp.kron(A.T, eye) + jnp.kron(eye, A.T)
+    P = jnp.linalg.solve(K, -Q.reshape(-1)).reshape(d, d)
+    return 0.5 * (P + P.T)

@@ -1,0 +1,378 @@
+"""The systems zoo: classic ODEs with their textbook equilibria, stability classes and invariants.
+
+Each system is an equinox module whose parameters are array leaves (new values do not recompile)
+and which is called like a diffrax vector field, ``system(t, y, args=None) -> dy/dt``, so it goes
+straight into :func:`sdeml.solve_ode` or ``diffrax.ODETerm``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from ..ode import linear_ode_solution
+
+__all__ = [
+    "SIR",
+    "AbstractODESystem",
+    "DampedOscillator",
+    "ExponentialGrowth",
+    "HarmonicOscillator",
+    "Lorenz",
+    "LotkaVolterra",
+    "VanDerPol",
+]
+
+
+def _scalar(x) -> Array:
+    return jnp.asarray(x, dtype=jnp.result_type(x, float))
+
+
+class AbstractODESystem(eqx.Module):
+    """An autonomous ODE $\\dot y = f(y)$ with known (textbook) equilibria.
+
+    Final classes implement ``__call__(t, y, args=None)`` (the vector field) and
+    ``textbook_equilibria()`` returning ``(points, labels)``: the equilibria of shape ``(k, d)``
+    and their stability classes as named in dynamical-systems textbooks (the names used by
+    :func:`sdeml.classify_equilibrium`).
+    """
+
+    dim: ClassVar[int]
+
+    @abc.abstractmethod
+    def __call__(
+        self, t: Float[ArrayLike, ""], y: Float[Array, " d"], args=None
+    ) -> Float[Array, " d"]: ...
+
+    @abc.abstractmethod
+    def textbook_equilibria(self) -> tuple[Float[Array, "k d"], tuple[str, ...]]: ...
+
+
+class ExponentialGrowth(AbstractODESystem):
+    r"""Exponential growth or decay $\dot y = r y$, solution $y(t) = y_0 e^{r t}$.
+
+    Args:
+        rate: $r$; $r > 0$ growth (the origin is an unstable node), $r < 0$ decay (stable node).
+
+    Example:
+        >>> sdeml.solve_ode(ExponentialGrowth(0.5), jnp.ones(1), 0.0, 2.0).ys[-1]  # e^1
+
+    References:
+        Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §2.3.
+    """
+
+    rate: Float[ArrayLike, ""]
+    dim: ClassVar[int] = 1
+
+    def __init__(self, rate: float | Float[ArrayLike, ""] = 1.0):
+        self.rate = _scalar(rate)
+
+    def __call__(self, t, y, args=None):
+        return self.rate * y
+
+    def solution(self, y0: Float[ArrayLike, " d"], ts: Float[ArrayLike, " n"]) -> Array:
+        """Exact $y(t) = y_0 e^{r t}$ at ``ts`` (shape ``(n, *y0.shape)``)."""
+        ts = jnp.asarray(ts)
+        return jnp.exp(self.rate * ts)[:, None] * jnp.asarray(y0)[None]
+
+    def textbook_equilibria(self):
+        label = "unstable node" if float(self.rate) > 0 else "stable node"
+        return jnp.zeros((1, 1)), (label,)
+
+
+class HarmonicOscillator(AbstractODESystem):
+    r"""Harmonic oscillator $\ddot x = -\omega^2 x$ as $(\dot x, \dot v) = (v, -\omega^2 x)$.
+
+    Energy $E = \tfrac12 (v^2 + \omega^2 x^2)$ is conserved; the origin is a centre.
+
+    Args:
+        omega: angular frequency $\omega > 0$.
+
+    Example:
+        >>> sol = sdeml.solve_ode(HarmonicOscillator(2.0), jnp.array([1.0, 0.0]), 0.0, jnp.pi)
+
+    References:
+        Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §5.1.
+    """
+
+    omega: Float[ArrayLike, ""]
+    dim: ClassVar[int] = 2
+
+    def __init__(self, omega: float | Float[ArrayLike, ""] = 1.0):
+        self.omega = _scalar(omega)
+
+    def __call__(self, t, y, args=None):
+        return jnp.stack([y[1], -(self.omega**2) * y[0]])
+
+    @property
+    def matrix(self) -> Float[Array, "2 2"]:
+        """The system matrix $A$ with $\\dot y = A y$."""
+        w = self.omega
+        zero, one = jnp.zeros_like(w), jnp.ones_like(w)
+        return jnp.stack([jnp.stack([zero, one]), jnp.stack([-(w**2), zero])])
+
+    def energy(self, y: Float[Array, "... 2"]) -> Array:
+        """$E = \\tfrac12 (v^2 + \\omega^2 x^2)$."""
+        return 0.5 * (y[..., 1] ** 2 + self.omega**2 * y[..., 0] ** 2)
+
+    def solution(self, y0: Float[ArrayLike, " 2"], ts: Float[ArrayLike, " n"]) -> Array:
+        r"""Exact $x = x_0 \cos\omega t + (v_0/\omega)\sin\omega t$, $v = \dot x$."""
+        y0, ts, w = jnp.asarray(y0), jnp.asarray(ts), self.omega
+        x = y0[0] * jnp.cos(w * ts) + y0[1] / w * jnp.sin(w * ts)
+        v = -y0[0] * w * jnp.sin(w * ts) + y0[1] * jnp.cos(w * ts)
+        return jnp.stack([x, v], axis=-1)
+
+    def textbook_equilibria(self):
+        return jnp.zeros((1, 2)), ("centre",)
+
+
+class DampedOscillator(AbstractODESystem):
+    r"""Damped oscillator $\ddot x + 2\zeta\omega\dot x + \omega^2 x = 0$ as a first-order system.
+
+    Eigenvalues $\lambda = \omega(-\zeta \pm \sqrt{\zeta^2 - 1})$: the origin is a stable spiral
+    for $0 < \zeta < 1$ (underdamped) and a stable node for $\zeta \ge 1$ (critically/over-damped).
+
+    Args:
+        omega: natural frequency $\omega > 0$.
+        zeta: damping ratio $\zeta > 0$.
+
+    Example:
+        >>> sys = DampedOscillator(omega=1.0, zeta=0.1)
+        >>> sys.solution(jnp.array([1.0, 0.0]), jnp.linspace(0, 10, 5))
+
+    References:
+        Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §5.2 and §6.5.
+    """
+
+    omega: Float[ArrayLike, ""]
+    zeta: Float[ArrayLike, ""]
+    dim: ClassVar[int] = 2
+
+    def __init__(
+        self, omega: float | Float[ArrayLike, ""] = 1.0, zeta: float | Float[ArrayLike, ""] = 0.1
+    ):
+        self.omega = _scalar(omega)
+        self.zeta = _scalar(zeta)
+
+    def __call__(self, t, y, args=None):
+        return jnp.stack([y[1], -(self.omega**2) * y[0] - 2 * self.zeta * self.omega * y[1]])
+
+    @property
+    def matrix(self) -> Float[Array, "2 2"]:
+        """The system matrix $A$ with $\\dot y = A y$."""
+        w, z = self.omega, self.zeta
+        return jnp.stack(
+            [jnp.stack([jnp.zeros_like(w), jnp.ones_like(w)]), jnp.stack([-(w**2), -2 * z * w])]
+        )
+
+    def energy(self, y: Float[Array, "... 2"]) -> Array:
+        """$E = \\tfrac12 (v^2 + \\omega^2 x^2)$; $\\dot E = -2\\zeta\\omega v^2 \\le 0$."""
+        return 0.5 * (y[..., 1] ** 2 + self.omega**2 * y[..., 0] ** 2)
+
+    def solution(self, y0: Float[ArrayLike, " 2"], ts: Float[ArrayLike, " n"]) -> Array:
+        """Exact solution at ``ts`` (the matrix exponential of ``matrix``)."""
+        return linear_ode_solution(self.matrix, y0, ts)
+
+    def textbook_equilibria(self):
+        label = "stable spiral" if float(self.zeta) < 1 else "stable node"
+        return jnp.zeros((1, 2)), (label,)
+
+
+class VanDerPol(AbstractODESystem):
+    r"""Van der Pol oscillator $\dot x = v$, $\dot v = \mu(1 - x^2) v - x$.
+
+    A limit cycle for $\mu > 0$; relaxation oscillations of period $\approx (3 - 2\ln 2)\mu$ and
+    stiffness ratio $\sim \mu^2$ for large $\mu$ ($\mu = 1000$ is the classic stiff benchmark).
+    The origin has eigenvalues $(\mu \pm \sqrt{\mu^2 - 4})/2$: an unstable spiral for
+    $0 < \mu < 2$, an unstable node for $\mu \ge 2$, a centre for $\mu = 0$.
+
+    Args:
+        mu: nonlinearity and damping strength $\mu \ge 0$.
+
+    Example:
+        >>> sdeml.solve_ode(VanDerPol(1000.0), jnp.array([2.0, 0.0]), 0.0, 3000.0,
+        ...                 solver="kvaerno5")
+
+    References:
+        B. van der Pol, On relaxation-oscillations, Phil. Mag. 2 (1926).
+        Hairer & Wanner, Solving ODEs II, §IV.1 (VDPOL).
+    """
+
+    mu: Float[ArrayLike, ""]
+    dim: ClassVar[int] = 2
+
+    def __init__(self, mu: float | Float[ArrayLike, ""] = 1.0):
+        self.mu = _scalar(mu)
+
+    def __call__(self, t, y, args=None):
+        x, v = y[0], y[1]
+        return jnp.stack([v, self.mu * (1 - x**2) * v - x])
+
+    def textbook_equilibria(self):
+        mu = float(self.mu)
+        label = "centre" if mu == 0 else ("unstable spiral" if mu < 2 else "unstable node")
+        return jnp.zeros((1, 2)), (label,)
+
+
+class LotkaVolterra(AbstractODESystem):
+    r"""Lotka–Volterra predator–prey model.
+
+    $$\dot x = \alpha x - \beta x y, \qquad \dot y = \delta x y - \gamma y.$$
+
+    First integral $H(x, y) = \delta x - \gamma \ln x + \beta y - \alpha \ln y$ (constant along
+    orbits in $x, y > 0$). Equilibria: the origin (saddle) and
+    $(\gamma/\delta, \alpha/\beta)$ (a centre, surrounded by closed orbits).
+
+    Args:
+        alpha, beta, gamma, delta: prey growth, predation, predator death, conversion (all > 0).
+
+    Example:
+        >>> lv = LotkaVolterra(); sol = sdeml.solve_ode(lv, jnp.array([1.0, 1.0]), 0.0, 20.0)
+        >>> lv.first_integral(sol.ys)            # constant
+
+    References:
+        A. J. Lotka, Elements of Physical Biology (1925); V. Volterra (1926).
+        Hirsch, Smale & Devaney, ch. 11.
+    """
+
+    alpha: Float[ArrayLike, ""]
+    beta: Float[ArrayLike, ""]
+    gamma: Float[ArrayLike, ""]
+    delta: Float[ArrayLike, ""]
+    dim: ClassVar[int] = 2
+
+    def __init__(self, alpha=1.0, beta=0.5, gamma=1.0, delta=0.25):
+        self.alpha, self.beta = _scalar(alpha), _scalar(beta)
+        self.gamma, self.delta = _scalar(gamma), _scalar(delta)
+
+    def __call__(self, t, y, args=None):
+        x, p = y[0], y[1]
+        return jnp.stack([self.alpha * x - self.beta * x * p, self.delta * x * p - self.gamma * p])
+
+    def first_integral(self, y: Float[Array, "... 2"]) -> Array:
+        """$H = \\delta x - \\gamma\\ln x + \\beta y - \\alpha\\ln y$."""
+        x, p = y[..., 0], y[..., 1]
+        return self.delta * x - self.gamma * jnp.log(x) + self.beta * p - self.alpha * jnp.log(p)
+
+    def textbook_equilibria(self):
+        pts = jnp.stack(
+            [jnp.zeros(2), jnp.stack([self.gamma / self.delta, self.alpha / self.beta])]
+        )
+        return pts, ("saddle", "centre")
+
+
+class SIR(AbstractODESystem):
+    r"""SIR epidemic model.
+
+    $$\dot S = -\beta S I / N, \quad \dot I = \beta S I / N - \gamma I, \quad \dot R = \gamma I.$$
+
+    $S + I + R = N$ is conserved. Every state $(S, 0, N - S)$ is an equilibrium (disease-free);
+    the textbook one, $(N, 0, 0)$, has eigenvalues $0, 0, \beta - \gamma$: it is unstable when
+    the basic reproduction number $R_0 = \beta/\gamma > 1$ (an epidemic takes off) and otherwise
+    non-hyperbolic (a line of equilibria, linearisation inconclusive).
+
+    Args:
+        beta: transmission rate $\beta > 0$.
+        gamma: recovery rate $\gamma > 0$.
+        n: population size $N$ (the states may be fractions with ``n=1``).
+
+    Example:
+        >>> sir = SIR(beta=0.3, gamma=0.1)
+        >>> sdeml.solve_ode(sir, jnp.array([0.99, 0.01, 0.0]), 0.0, 160.0).ys.sum(-1)  # 1
+
+    References:
+        Kermack & McKendrick, A contribution to the mathematical theory of epidemics,
+        Proc. R. Soc. A 115 (1927).
+        Hethcote, The mathematics of infectious diseases, SIAM Rev. 42 (2000).
+    """
+
+    beta: Float[ArrayLike, ""]
+    gamma: Float[ArrayLike, ""]
+    n: Float[ArrayLike, ""]
+    dim: ClassVar[int] = 3
+
+    def __init__(self, beta=0.3, gamma=0.1, n=1.0):
+        self.beta, self.gamma, self.n = _scalar(beta), _scalar(gamma), _scalar(n)
+
+    def __call__(self, t, y, args=None):
+        s, i = y[0], y[1]
+        infection = self.beta * s * i / self.n
+        recovery = self.gamma * i
+        return jnp.stack([-infection, infection - recovery, recovery])
+
+    def reduced(self, t, y: Float[Array, " 2"], args=None) -> Float[Array, " 2"]:
+        """The $(S, I)$ plane field ($R = N - S - I$ eliminated), for phase portraits."""
+        return self(t, jnp.stack([y[0], y[1], self.n - y[0] - y[1]]), args)[:2]
+
+    @property
+    def r0(self) -> Array:
+        """Basic reproduction number $R_0 = \\beta / \\gamma$."""
+        return self.beta / self.gamma
+
+    def textbook_equilibria(self):
+        label = "unstable non-hyperbolic" if float(self.r0) > 1 else "non-hyperbolic"
+        return jnp.stack([self.n, jnp.zeros_like(self.n), jnp.zeros_like(self.n)])[None], (label,)
+
+
+class Lorenz(AbstractODESystem):
+    r"""Lorenz system $\dot x = \sigma(y - x)$, $\dot y = x(\rho - z) - y$, $\dot z = xy - \beta z$.
+
+    For $\rho > 1$ the origin is a saddle and $C_\pm = (\pm c, \pm c, \rho - 1)$,
+    $c = \sqrt{\beta(\rho - 1)}$, exist; they are stable spirals below the Hopf value
+    $\rho_H = \sigma(\sigma + \beta + 3)/(\sigma - \beta - 1)$ ($\approx 24.74$ for the classic
+    $\sigma = 10, \beta = 8/3$) and saddle-foci (one stable real direction, an unstable spiral
+    plane) above it, e.g. at the chaotic $\rho = 28$.
+
+    Args:
+        sigma, rho, beta: the classic parameters default to $10, 28, 8/3$.
+
+    Example:
+        >>> sdeml.solve_ode(Lorenz(), jnp.array([1.0, 1.0, 1.0]), 0.0, 20.0)
+
+    References:
+        E. N. Lorenz, Deterministic nonperiodic flow, J. Atmos. Sci. 20 (1963).
+        Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §9.2.
+    """
+
+    sigma: Float[ArrayLike, ""]
+    rho: Float[ArrayLike, ""]
+    beta: Float[ArrayLike, ""]
+    dim: ClassVar[int] = 3
+
+    def __init__(self, sigma=10.0, rho=28.0, beta=8.0 / 3.0):
+        self.sigma, self.rho, self.beta = _scalar(sigma), _scalar(rho), _scalar(beta)
+
+    def __call__(self, t, y, args=None):
+        x, yy, z = y[0], y[1], y[2]
+        return jnp.stack([self.sigma * (yy - x), x * (self.rho - z) - yy, x * yy - self.beta * z])
+
+    @property
+    def rho_hopf(self) -> Array:
+        """$\\rho_H = \\sigma(\\sigma + \\beta + 3)/(\\sigma - \\beta - 1)$."""
+        s, b = self.sigma, self.beta
+        return s * (s + b + 3) / (s - b - 1)
+
+    def textbook_equilibria(self):
+        rho = float(self.rho)
+        if rho <= 1:
+            return jnp.zeros((1, 3)), ("stable node",)
+        c = jnp.sqrt(self.beta * (self.rho - 1))
+        pts = jnp.stack(
+            [jnp.zeros(3), jnp.stack([c, c, self.rho - 1]), jnp.stack([-c, -c, self.rho - 1])]
+        )
+        # C+- : the characteristic polynomial l^3 + p2 l^2 + p1 l + p0, with p2 = s + b + 1,
+        # p1 = b(s + r), p0 = 2bs(r - 1), has one negative real root; the other two are a complex
+        # pair when the cubic discriminant is negative (Routh-Hurwitz: Re < 0 iff r < r_H), and
+        # are real and negative just above r = 1 (stable nodes).
+        s_, b_ = float(self.sigma), float(self.beta)
+        p2, p1, p0 = s_ + b_ + 1, b_ * (s_ + rho), 2 * b_ * s_ * (rho - 1)
+        disc = 18 * p2 * p1 * p0 - 4 * p2**3 * p0 + p2**2 * p1**2 - 4 * p1**3 - 27 * p0**2
+        if disc >= 0:
+            cpm = "stable node"
+        else:
+            cpm = "stable spiral" if rho < float(self.rho_hopf) else "saddle-focus"
+        return pts, ("saddle", cpm, cpm)

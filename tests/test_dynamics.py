@@ -1,0 +1,225 @@
+"""Tests of sdeml.dynamics: zoo stability classes, invariants, Jacobians, Lyapunov, portraits."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sdeml
+
+f64 = jnp.float64
+
+ZOO = [
+    sdeml.dynamics.ExponentialGrowth(0.5),
+    sdeml.dynamics.ExponentialGrowth(-0.5),
+    sdeml.dynamics.HarmonicOscillator(2.0),
+    sdeml.dynamics.DampedOscillator(1.0, 0.1),
+    sdeml.dynamics.DampedOscillator(1.0, 2.0),
+    sdeml.dynamics.VanDerPol(1.0),
+    sdeml.dynamics.VanDerPol(1000.0),
+    sdeml.dynamics.LotkaVolterra(),
+    sdeml.dynamics.SIR(0.3, 0.1),
+    sdeml.dynamics.SIR(0.05, 0.1),
+    sdeml.dynamics.Lorenz(),
+    sdeml.dynamics.Lorenz(rho=10.0),
+    sdeml.dynamics.Lorenz(rho=1.2),
+]
+
+
+@pytest.mark.parametrize("system", ZOO, ids=lambda s: type(s).__name__)
+def test_zoo_equilibria_match_textbook_classes(system):
+    points, labels = system.textbook_equilibria()
+    assert points.shape[1] == system.dim
+    for point, label in zip(points, labels, strict=True):
+        # Start Newton off the point so that the root finder does real work.
+        eq = sdeml.find_equilibrium(system, point + 0.01)
+        assert bool(eq.converged) and float(eq.residual) < 1e-10
+        if not isinstance(
+            system, sdeml.dynamics.SIR
+        ):  # SIR's equilibria form a line: any nearby one
+            np.testing.assert_allclose(eq.y, point, atol=1e-8)
+        assert eq.label == label, (type(system).__name__, point, eq.eigenvalues)
+        # The class at the textbook point itself, from the autodiff Jacobian.
+        lam = jnp.linalg.eigvals(sdeml.jacobian(system, point))
+        assert sdeml.stability_name(sdeml.classify_equilibrium(lam)) == label
+
+
+def test_jacobian_matches_hand_derivatives():
+    mu, y = 3.0, jnp.array([0.5, -1.0], f64)
+    # d/dy of (v, mu (1 - x^2) v - x) = [[0, 1], [-2 mu x v - 1, mu (1 - x^2)]]
+    want = jnp.array([[0.0, 1.0], [-2 * mu * 0.5 * -1.0 - 1, mu * (1 - 0.25)]])
+    np.testing.assert_allclose(sdeml.jacobian(sdeml.dynamics.VanDerPol(mu), y), want, atol=1e-14)
+    s, r, b = 10.0, 28.0, 8.0 / 3.0
+    p = jnp.array([1.0, 2.0, 3.0], f64)
+    want = jnp.array([[-s, s, 0.0], [r - 3.0, -1.0, -1.0], [2.0, 1.0, -b]])
+    np.testing.assert_allclose(sdeml.jacobian(sdeml.dynamics.Lorenz(), p), want, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("eigs", "name"),
+    [
+        ([-1.0, -2.0], "stable node"),
+        ([-1 + 2j, -1 - 2j], "stable spiral"),
+        ([1.0, 3.0], "unstable node"),
+        ([0.5 + 1j, 0.5 - 1j], "unstable spiral"),
+        ([-1.0, 2.0], "saddle"),
+        ([-2.0, 0.1 + 3j, 0.1 - 3j], "saddle-focus"),
+        ([2j, -2j], "centre"),
+        ([0.0, 0.0, 0.2], "unstable non-hyperbolic"),
+        ([0.0, -1.0], "non-hyperbolic"),
+    ],
+)
+def test_classify_equilibrium_every_class(eigs, name):
+    code = jax.jit(sdeml.classify_equilibrium)(jnp.asarray(eigs, jnp.complex128))
+    assert sdeml.stability_name(code) == name
+
+
+def test_classify_matches_trace_determinant_plane():
+    # 2x2: det < 0 saddle; det > 0, tr < 0 stable (spiral iff tr^2 < 4 det); tr > 0 unstable.
+    rng = np.random.default_rng(0)
+    mats = rng.normal(size=(200, 2, 2))
+    codes = jax.vmap(lambda m: sdeml.classify_equilibrium(jnp.linalg.eigvals(m)))(jnp.asarray(mats))
+    for m, c in zip(mats, np.asarray(codes), strict=True):
+        tr, det = np.trace(m), np.linalg.det(m)
+        if det < 0:
+            want = "saddle"
+        else:
+            kind = "spiral" if tr**2 < 4 * det else "node"
+            want = ("stable " if tr < 0 else "unstable ") + kind
+        assert sdeml.stability_name(c) == want
+
+
+def test_find_equilibrium_vmaps_over_guesses():
+    lv = sdeml.dynamics.LotkaVolterra()
+    guesses = jnp.array([[0.1, 0.2], [3.0, 1.5]], f64)
+    eqs = jax.vmap(lambda g: sdeml.find_equilibrium(lv, g))(guesses)
+    np.testing.assert_allclose(eqs.y, jnp.array([[0.0, 0.0], [4.0, 2.0]]), atol=1e-10)
+    assert [sdeml.stability_name(c) for c in eqs.stability] == ["saddle", "centre"]
+
+
+def test_find_equilibrium_bad_input():
+    with pytest.raises(ValueError, match="`y_guess` must have shape"):
+        sdeml.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.ones((2, 2)))
+    with pytest.raises(ValueError, match="`f` must return the shape"):
+        sdeml.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.ones(3))
+    with pytest.raises(ValueError, match="floating"):
+        sdeml.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.array([1, 2]))
+
+
+# ---------------------------------------------------------------- invariants and closed forms
+
+TOL8 = {"rtol": 1e-8, "atol": 1e-10}
+
+
+def test_sir_conserves_population():
+    sir = sdeml.dynamics.SIR(beta=0.3, gamma=0.1)
+    ts = jnp.linspace(0.0, 160.0, 81, dtype=f64)
+    sol = sdeml.solve_ode(sir, jnp.array([0.99, 0.01, 0.0], f64), 0.0, 160.0, ts=ts, **TOL8)
+    total = sol.ys.sum(-1)
+    # The field's components sum to zero exactly, so each RK stage preserves S + I + R up to
+    # round-off: the issue asks 1e-6, measured 3.3e-16.
+    assert float(jnp.max(jnp.abs(total - 1.0))) < 1e-6
+    # R0 = 3: an epidemic takes off and most are infected (final size 1 - S_inf ~ 0.94).
+    assert float(sol.ys[-1, 2]) > 0.9
+
+
+def test_lotka_volterra_conserves_first_integral():
+    lv = sdeml.dynamics.LotkaVolterra()
+    ts = jnp.linspace(0.0, 30.0, 121, dtype=f64)
+    sol = sdeml.solve_ode(lv, jnp.array([1.0, 1.0], f64), 0.0, 30.0, ts=ts, **TOL8)
+    h = lv.first_integral(sol.ys)
+    # Local error control at rtol 1e-8 keeps the drift of H at 2.6e-8 (measured) over 30 time units;
+    # the issue's band is 1e-6.
+    assert float(jnp.max(jnp.abs(h - h[0]))) < 1e-6
+
+
+def test_zoo_closed_form_solutions():
+    ts = jnp.linspace(0.0, 5.0, 11, dtype=f64)
+    y2 = jnp.array([1.0, -0.5], f64)
+    cases = [
+        (sdeml.dynamics.ExponentialGrowth(-0.7), jnp.array([2.0], f64)),
+        (sdeml.dynamics.HarmonicOscillator(2.0), y2),
+        (sdeml.dynamics.DampedOscillator(1.5, 0.3), y2),
+    ]
+    for system, y0 in cases:
+        sol = sdeml.solve_ode(system, y0, 0.0, 5.0, ts=ts, rtol=1e-10, atol=1e-12)
+        # Tsit5 at rtol 1e-10 over a few periods: global error ~1e-10 (band 1e-8).
+        np.testing.assert_allclose(sol.ys, system.solution(y0, ts), atol=1e-8)
+    # Energy of the harmonic oscillator is the textbook invariant.
+    ho = sdeml.dynamics.HarmonicOscillator(2.0)
+    np.testing.assert_allclose(ho.energy(ho.solution(y2, ts)), ho.energy(y2), rtol=1e-12)
+    # The damped oscillator's matrix closed form equals the textbook underdamped formula.
+    w, z = 1.5, 0.3
+    wd = w * np.sqrt(1 - z**2)
+    x = np.exp(-z * w * ts) * (
+        y2[0] * np.cos(wd * ts) + (y2[1] + z * w * y2[0]) / wd * np.sin(wd * ts)
+    )
+    np.testing.assert_allclose(
+        sdeml.dynamics.DampedOscillator(w, z).solution(y2, ts)[:, 0], x, atol=1e-12
+    )
+
+
+# ---------------------------------------------------------------- Lyapunov
+
+
+def test_quadratic_lyapunov_solves_equation():
+    np.testing.assert_allclose(sdeml.quadratic_lyapunov(-jnp.eye(2, dtype=f64)), 0.5 * jnp.eye(2))
+    A = sdeml.dynamics.DampedOscillator(1.0, 0.2).matrix
+    Q = jnp.array([[2.0, 0.5], [0.5, 1.0]], f64)
+    P = sdeml.quadratic_lyapunov(A, Q)
+    np.testing.assert_allclose(A.T @ P + P @ A, -Q, atol=1e-12)
+    assert bool(jnp.all(jnp.linalg.eigvalsh(P) > 0))  # A Hurwitz, Q > 0  =>  P > 0
+
+
+def test_check_lyapunov_on_oscillators():
+    pts = jax.random.uniform(jax.random.key(0), (500, 2), f64, minval=-2.0, maxval=2.0)
+    origin = jnp.zeros(2, f64)
+    osc = sdeml.dynamics.DampedOscillator(1.0, 0.2)
+    # Energy: dE/dt = -2 zeta omega v^2 <= 0, zero on the axis v = 0: Lyapunov, not strict.
+    res = sdeml.check_lyapunov(osc.energy, osc, origin, pts)
+    assert bool(res.is_lyapunov)
+    assert not bool(
+        sdeml.check_lyapunov(
+            osc.energy, osc, origin, jnp.array([[1.0, 0.0]]), strict=True
+        ).decreasing
+    )
+    # x^T P x from the Lyapunov equation: dV/dt = -x^T x < 0, strict.
+    P = sdeml.quadratic_lyapunov(osc.matrix)
+    V = lambda y: y @ P @ y
+    assert bool(sdeml.check_lyapunov(V, osc, origin, pts, strict=True).is_lyapunov)
+    vdot = jax.vmap(lambda y: sdeml.lyapunov_derivative(V, osc, y))(pts)
+    np.testing.assert_allclose(vdot, -jnp.sum(pts**2, -1), atol=1e-12)
+    # Van der Pol (mu > 0) pumps energy in near the origin: dE/dt = mu (1 - x^2) v^2 > 0.
+    vdp = sdeml.dynamics.VanDerPol(1.0)
+    bad = sdeml.check_lyapunov(sdeml.dynamics.HarmonicOscillator(1.0).energy, vdp, origin, pts)
+    assert not bool(bad.decreasing) and float(bad.max_vdot) > 0
+    with pytest.raises(ValueError, match="`points` must have shape"):
+        sdeml.check_lyapunov(osc.energy, osc, origin, jnp.ones((4, 3)))
+
+
+# ---------------------------------------------------------------- phase portraits
+
+
+def test_phase_portrait_writes_png(tmp_path):
+    import matplotlib.pyplot as plt
+
+    path = tmp_path / "vdp.png"
+    fig = sdeml.phase_portrait(
+        sdeml.dynamics.VanDerPol(1.0),
+        (-3.0, 3.0),
+        (-3.0, 3.0),
+        x0s=jnp.array([[0.1, 0.0], [3.0, 3.0]], f64),
+        t1=10.0,
+        n_grid=9,
+        n_save=50,
+        equilibrium_guesses=jnp.array([[0.2, 0.1]], f64),
+        path=path,
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "unstable spiral" in labels and "trajectories" in labels
+    plt.close(fig)
+    with pytest.raises(ValueError, match="planar"):
+        sdeml.phase_portrait(sdeml.dynamics.Lorenz(), (-1.0, 1.0), (-1.0, 1.0))
+    with pytest.raises(ValueError, match="`xlim`"):
+        sdeml.phase_portrait(sdeml.dynamics.VanDerPol(1.0), (1.0, -1.0), (-1.0, 1.0))

@@ -1,0 +1,274 @@
+"""Tests of sdeml.ode: solve_ode over diffrax, orders, statistics, failures, linear closed forms."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sdeml
+
+# A stable spiral with forcing: eigenvalues -0.5 +- 2i, so errors oscillate little over [0, 2].
+A = jnp.array([[-0.5, 2.0], [-2.0, -0.5]], dtype=jnp.float64)
+B = jnp.array([0.3, -0.1], dtype=jnp.float64)
+Y0 = jnp.array([1.0, 0.5], dtype=jnp.float64)
+T = 2.0
+
+
+def linear_field(t, y, args):
+    return A @ y + B
+
+
+def exact_at(ts):
+    return sdeml.linear_ode_solution(A, Y0, jnp.asarray(ts, jnp.float64), B)
+
+
+# ---------------------------------------------------------------- linear closed forms
+
+
+def test_linear_closed_forms_agree_and_match_rotation():
+    ts = jnp.linspace(-1.0, 3.0, 9, dtype=jnp.float64)
+    # expm and eigendecomposition are independent routes: agree to round-off (~1e-15).
+    np.testing.assert_allclose(
+        sdeml.linear_ode_solution(A, Y0, ts, B),
+        sdeml.linear_ode_solution_eig(A, Y0, ts, B),
+        atol=1e-12,
+    )
+    # Harmonic oscillator: y(t) = rotation by -t, by hand.
+    J = jnp.array([[0.0, 1.0], [-1.0, 0.0]], dtype=jnp.float64)
+    y = sdeml.linear_ode_solution(J, jnp.array([1.0, 0.0]), ts)
+    np.testing.assert_allclose(y, jnp.stack([jnp.cos(ts), -jnp.sin(ts)], -1), atol=1e-13)
+
+
+def test_linear_closed_forms_singular_matrix_and_t0():
+    # A = 0: y(t) = y0 + b (t - t0), which needs no A^{-1}; t0 shifts time.
+    Z = jnp.zeros((2, 2), jnp.float64)
+    ts = jnp.array([1.0, 2.5], jnp.float64)
+    want = Y0 + B * (ts[:, None] - 1.0)
+    np.testing.assert_allclose(sdeml.linear_ode_solution(Z, Y0, ts, B, t0=1.0), want, atol=1e-14)
+    np.testing.assert_allclose(
+        sdeml.linear_ode_solution_eig(Z, Y0, ts, B, t0=1.0), want, atol=1e-14
+    )
+
+
+def test_linear_closed_form_bad_shapes():
+    with pytest.raises(ValueError, match="`A` must be a square"):
+        sdeml.linear_ode_solution(jnp.ones((2, 3)), Y0, jnp.ones(2))
+    with pytest.raises(ValueError, match="`y0` must have shape"):
+        sdeml.linear_ode_solution(A, jnp.ones(3), jnp.ones(2))
+    with pytest.raises(ValueError, match="`b` must have shape"):
+        sdeml.linear_ode_solution(A, Y0, jnp.ones(2), jnp.ones(3))
+
+
+# ---------------------------------------------------------------- accuracy and orders
+
+ORDER_CASES = [
+    # (solver, expected order, band, step counts). Bands: the fitted slope over a factor 8 in h
+    # deviates from p only through the next error term, O(h) relative; these runs give
+    # euler 1.02, heun 1.97, rk4 4.02, tsit5 5.16, implicit_euler 0.97, kvaerno3 2.98,
+    # kvaerno5 4.96. The issue fixes Euler 1 +- 0.1 and RK4 4 +- 0.2.
+    ("euler", 1.0, 0.1, (64, 128, 256, 512)),
+    ("heun", 2.0, 0.1, (16, 32, 64, 128)),
+    ("rk4", 4.0, 0.2, (16, 32, 64, 128)),
+    ("tsit5", 5.0, 0.3, (16, 32, 64, 128)),
+    ("implicit_euler", 1.0, 0.1, (64, 128, 256, 512)),
+    ("kvaerno3", 3.0, 0.2, (16, 32, 64, 128)),
+    ("kvaerno5", 5.0, 0.3, (16, 32, 64, 128)),
+]
+
+
+@pytest.mark.parametrize(("solver", "order", "band", "ns"), ORDER_CASES)
+def test_measured_order_against_expm(solver, order, band, ns):
+    exact = exact_at([T])[0]
+    errs = []
+    for n in ns:
+        # Newton tolerances far below the truncation error, so only the method's order shows.
+        sol = sdeml.solve_ode(
+            linear_field, Y0, 0.0, T, solver=solver, n_steps=n, rtol=1e-13, atol=1e-15
+        )
+        errs.append(float(jnp.max(jnp.abs(sol.ys[-1] - exact))))
+    slope = np.polyfit(np.log(T / np.array(ns)), np.log(errs), 1)[0]
+    assert abs(slope - order) < band, (solver, slope, errs)
+
+
+# Shared by the adaptive tests so that each solver compiles once (same static arguments).
+TS9 = jnp.linspace(0.0, T, 9, dtype=jnp.float64)
+TOL = {"rtol": 1e-9, "atol": 1e-11}
+
+
+@pytest.mark.parametrize("solver", ["tsit5", "dopri8", "kvaerno5"])
+def test_adaptive_solvers_meet_tolerance(solver):
+    sol = sdeml.solve_ode(linear_field, Y0, 0.0, T, solver=solver, ts=TS9, **TOL)
+    err = float(jnp.max(jnp.abs(sol.ys - exact_at(TS9))))
+    # Global error of a locally controlled solve is a modest multiple of rtol * |y| (|y| <= 1.2):
+    # measured 1e-10 .. 6e-9; 1e-7 leaves room for the looser implicit Newton iteration.
+    assert err < 1e-7, err
+    assert bool(sol.ok) and sol.ts.shape == (9,) and sol.ys.shape == (9, 2)
+    np.testing.assert_allclose(sol.ts, TS9)
+
+
+def test_rk4_is_classical_rk4():
+    # One RK4 step of y' = y from y=1: 1 + h + h^2/2 + h^3/6 + h^4/24 exactly.
+    h = 0.1
+    sol = sdeml.solve_ode(lambda t, y, a: y, jnp.ones(1), 0.0, h, solver=sdeml.RK4(), n_steps=1)
+    assert float(sol.ys[-1, 0]) == pytest.approx(1 + h + h**2 / 2 + h**3 / 6 + h**4 / 24, rel=1e-15)
+
+
+def test_diffrax_solver_object_accepted():
+    sol = sdeml.solve_ode(linear_field, Y0, 0.0, T, solver=diffrax.Bosh3(), rtol=1e-9, atol=1e-11)
+    assert float(jnp.max(jnp.abs(sol.ys[-1] - exact_at([T])[0]))) < 1e-7
+
+
+# ---------------------------------------------------------------- statistics
+
+
+@pytest.mark.parametrize(
+    ("solver", "kw"),
+    [("rk4", {"n_steps": 16}), ("tsit5", {"ts": TS9, **TOL}), ("dopri8", {"ts": TS9, **TOL})],
+)
+def test_fn_eval_count_matches_host_count(solver, kw):
+    # (s - FSAL) * steps + FSAL: rk4 4 per step; tsit5 7 stages FSAL; dopri8 14 stages FSAL.
+    sol = sdeml.solve_ode(linear_field, Y0, 0.0, T, solver=solver, **kw)
+    counted = sdeml.solve_ode(linear_field, Y0, 0.0, T, solver=solver, count_evals=True, **kw)
+    assert int(sol.num_fn_evals) == int(counted.num_fn_evals) > 0
+    assert int(sol.num_steps) == int(sol.num_accepted_steps) + int(sol.num_rejected_steps)
+    if "n_steps" in kw:
+        assert int(sol.num_steps) == kw["n_steps"] and int(sol.num_rejected_steps) == 0
+        assert int(sol.num_fn_evals) == 4 * kw["n_steps"]
+
+
+def test_implicit_eval_count_needs_host_counter():
+    sol = sdeml.solve_ode(linear_field, Y0, 0.0, T, solver="kvaerno5", ts=TS9, **TOL)
+    assert int(sol.num_fn_evals) == -1  # diffrax does not report Newton iterations
+    counted = sdeml.solve_ode(
+        linear_field, Y0, 0.0, T, solver="kvaerno5", ts=TS9, count_evals=True, **TOL
+    )
+    # At least the 4 implicit stages per attempted step, each needing >= 1 evaluation.
+    assert int(counted.num_fn_evals) >= 4 * int(counted.num_steps)
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_max_steps_on_nonstiff_problem_is_not_called_stiff():
+    # An undamped oscillator keeps |y| ~ 1, so its steps stay accuracy-limited (h * rho ~ 0.2).
+    # (A decaying solution would not do: once |y| << atol the step grows to the stability
+    # limit, which *is* stiffness in the textbook sense.) max_steps=2000 as in the Van der Pol
+    # test below.
+    ho = sdeml.dynamics.HarmonicOscillator(2.0)
+    sol = sdeml.solve_ode(ho, Y0, 0.0, 1e4, solver="tsit5", max_steps=2000, throw=False)
+    assert sol.result == sdeml.ODEResult.max_steps_reached
+    assert float(sol.t_final) < 1e4 and float(sol.stiffness) < 1.0
+    with pytest.raises(sdeml.ODESolveError, match="max_steps"):
+        sdeml.solve_ode(ho, Y0, 0.0, 1e4, solver="tsit5", max_steps=2000)
+
+
+def test_stiff_van_der_pol_explicit_reports_stiffness():
+    vdp, y0 = sdeml.dynamics.VanDerPol(1000.0), jnp.array([2.0, 0.0], jnp.float64)
+    sol = sdeml.solve_ode(vdp, y0, 0.0, 3000.0, solver="tsit5", max_steps=2000, throw=False)
+    assert sol.result == sdeml.ODEResult.stiff
+    # Step held at the stability boundary: h * rho(J) ~ 3.3 for Tsit5 (measured 3.5).
+    assert 1.0 < float(sol.stiffness) < 10.0
+    with pytest.raises(sdeml.ODESolveError, match=r"stiff.*kvaerno5"):
+        sdeml.solve_ode(vdp, y0, 0.0, 3000.0, solver="tsit5", max_steps=2000)
+    # Under jit the same failure raises at run time with the static message.
+    f = jax.jit(lambda y: sdeml.solve_ode(vdp, y, 0.0, 3000.0, solver="tsit5", max_steps=2000).ys)
+    with pytest.raises(Exception, match="stiff"):
+        jax.block_until_ready(f(y0))
+
+
+def test_fixed_step_blow_up_is_nonfinite():
+    # y' = -1000 y with h = 0.02: |1 + h lambda| = 19 > 1, Euler overflows (A-stability lesson).
+    f = lambda t, y, a: -1000.0 * y
+    sol = sdeml.solve_ode(f, jnp.ones(1), 0.0, 10.0, solver="euler", n_steps=500, throw=False)
+    assert sol.result == sdeml.ODEResult.nonfinite
+    with pytest.raises(sdeml.ODESolveError, match="implicit"):
+        sdeml.solve_ode(f, jnp.ones(1), 0.0, 10.0, solver="euler", n_steps=500)
+    # Implicit Euler is A-stable: the same step decays like the truth.
+    ok = sdeml.solve_ode(f, jnp.ones(1), 0.0, 10.0, solver="implicit_euler", n_steps=500)
+    assert abs(float(ok.ys[-1, 0])) < 1e-10
+
+
+def test_dtmin_reached():
+    # Finite-time blow-up y' = y^2, y(0) = 1 at t = 1: steps shrink until dtmin.
+    sol = sdeml.solve_ode(lambda t, y, a: y**2, jnp.ones(1), 0.0, 2.0, dtmin=1e-6, throw=False)
+    assert sol.result == sdeml.ODEResult.dt_min_reached
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"solver": "rk5"}, "`solver` must be"),
+        ({"y0": jnp.array([1, 2])}, "`y0` must be a floating"),
+        ({"t1": 0.0}, "`t1` must be greater"),
+        ({"n_steps": 0}, "`n_steps` must be a positive"),
+        ({"n_steps": 10, "dt0": 0.1}, "either `n_steps` or `dt0`"),
+        ({"solver": "euler"}, "needs fixed steps"),
+        ({"ts": jnp.array([0.0, 5.0])}, "`ts` must lie in"),
+        ({"ts": jnp.array([1.0, 0.5])}, "non-decreasing"),
+        ({"max_steps": -1}, "`max_steps`"),
+        ({"rtol": 0.0}, "`rtol`"),
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs, match):
+    call = {"y0": Y0, "t0": 0.0, "t1": T} | kwargs
+    with pytest.raises(ValueError, match=match):
+        sdeml.solve_ode(linear_field, call.pop("y0"), call.pop("t0"), call.pop("t1"), **call)
+
+
+def test_count_evals_rejected_under_jit():
+    with pytest.raises(ValueError, match="count_evals"):
+        jax.jit(lambda y: sdeml.solve_ode(linear_field, y, 0.0, T, count_evals=True).ys)(Y0)
+
+
+# ---------------------------------------------------------------- transformations
+
+
+def test_jit_vmap_matches_loop_and_traces_once():
+    y0s = jnp.array([[1.0, 0.0], [0.0, 1.0], [0.5, -0.5]], jnp.float64)
+    ts = jnp.linspace(0.0, T, 5, dtype=jnp.float64)
+
+    @jax.jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def batch(y0s):
+        return jax.vmap(lambda y: sdeml.solve_ode(linear_field, y, 0.0, T, ts=ts).ys)(y0s)
+
+    out = batch(y0s)
+    loop = jnp.stack([sdeml.solve_ode(linear_field, y, 0.0, T, ts=ts).ys for y in y0s])
+    np.testing.assert_allclose(out, loop, atol=1e-12)
+    batch(y0s + 1.0)  # new values, same shapes: no retrace
+
+
+def test_grad_through_solve_matches_closed_form():
+    # d y(T) / d y0 = expm(A T) for the linear field; d/dr [y0 e^{rT}] = T y0 e^{rT}.
+    # Reverse mode (diffrax's default checkpointed adjoint); 1e-7 ~ the solve's tolerance.
+    jac = jax.jacrev(lambda y: sdeml.solve_ode(linear_field, y, 0.0, T, **TOL).ys[-1])(Y0)
+    np.testing.assert_allclose(jac, jax.scipy.linalg.expm(A * T), atol=1e-7)
+
+
+@pytest.mark.slow
+def test_grad_wrt_system_parameter():
+    def final(rate):
+        sys = sdeml.dynamics.ExponentialGrowth(rate)
+        return sdeml.solve_ode(sys, jnp.ones(1), 0.0, 1.5, **TOL).ys[-1, 0]
+
+    g = jax.grad(final)(jnp.asarray(0.7, jnp.float64))
+    assert float(g) == pytest.approx(1.5 * np.exp(0.7 * 1.5), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_van_der_pol_mu_1000_kvaerno5_fewer_than_1e4_steps():
+    sol = sdeml.solve_ode(
+        sdeml.dynamics.VanDerPol(1000.0),
+        jnp.array([2.0, 0.0], jnp.float64),
+        0.0,
+        3000.0,
+        solver="kvaerno5",
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    assert bool(sol.ok) and float(sol.t_final) == 3000.0
+    assert int(sol.num_steps) < 10_000, int(sol.num_steps)
+    # On the slow manifold |x| stays within the relaxation amplitude 2 (+ a little overshoot).
+    assert float(jnp.max(jnp.abs(sol.ys[:, 0]))) <= 2.01
