@@ -1,0 +1,120 @@
+"""Brownian increments on a time grid, and coupling of resolutions by summing fine increments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+def _bcast(dt: Array, ndim: int) -> Array:
+    return dt.reshape(dt.shape + (1,) * ndim)
+
+
+def sample_increments(
+    dts: Float[Array, " n"],
+    shape: tuple[int, ...] = (),
+    *,
+    time_integral: bool = False,
+    dtype: Any = None,
+    key: PRNGKeyArray,
+) -> Array | tuple[Array, Array]:
+    r"""Brownian increments $\Delta W_k \sim N(0, h_k I)$ over steps of sizes `dts`.
+
+    With ``time_integral=True`` also returns $\Delta Z_k = \int_{t_k}^{t_{k+1}} (W_s - W_{t_k})ds$,
+    jointly Gaussian with $\Delta W_k$: $\mathrm{Var}\,\Delta Z = h^3/3$,
+    $\mathrm{Cov}(\Delta W, \Delta Z) = h^2/2$, drawn as
+    $\Delta W = \sqrt h\,\xi_1$, $\Delta Z = \tfrac12 h^{3/2}(\xi_1 + \xi_2/\sqrt3)$.
+
+    Args:
+        dts: step sizes, shape ``(n,)``.
+        shape: the shape of $W$ (e.g. ``sde.brownian_shape(y0.shape)``).
+        time_integral: also draw $\Delta Z$ (needed by `SRA1`).
+        dtype: floating dtype (default: that of `dts`).
+        key: PRNG key.
+
+    Returns:
+        ``dw`` of shape ``(n, *shape)``, or ``(dw, dz)`` when ``time_integral``.
+
+    Example:
+        >>> dw = sample_increments(jnp.full(100, 0.01), (2,), key=jr.key(0))
+
+    References:
+        Kloeden & Platen (1992), §10.4, eq. (10.4.3).
+    """
+    dts = jnp.asarray(dts, dtype=dtype)
+    if dts.ndim != 1:
+        raise ValueError(f"`dts` must have shape (n,), got {dts.shape}")
+    dtype = dts.dtype
+    n = dts.shape[0]
+    k1, k2 = jr.split(key)
+    h = _bcast(dts, len(shape))
+    xi1 = jr.normal(k1, (n, *shape), dtype)
+    dw = jnp.sqrt(h) * xi1
+    if not time_integral:
+        return dw
+    xi2 = jr.normal(k2, (n, *shape), dtype)
+    dz = 0.5 * h * jnp.sqrt(h) * (xi1 + xi2 / jnp.sqrt(jnp.asarray(3.0, dtype)))
+    return dw, dz
+
+
+def coarsen_increments(
+    increments: Array | tuple[Array, Array],
+    factor: int,
+    dts: Float[Array, " n"] | None = None,
+) -> Array | tuple[Array, Array]:
+    r"""Combine groups of `factor` consecutive fine increments into coarse ones (same path).
+
+    $\Delta W = \sum_k \Delta W_k$ and, for the time integrals,
+    $\Delta Z = \sum_k [\Delta Z_k + h_k (W_{t_k} - W_{t_0})]$, which is exact.
+
+    Args:
+        increments: ``dw`` of shape ``(n, *shape)`` or ``(dw, dz)``; ``n`` divisible by `factor`.
+        factor: how many fine steps make one coarse step.
+        dts: fine step sizes ``(n,)`` (needed only for ``dz``).
+
+    Returns:
+        The coarse increments, shape ``(n // factor, *shape)``, same structure as the input.
+
+    Example:
+        >>> coarse = coarsen_increments(dw_fine, 8)   # one Brownian path, 8x larger steps
+
+    References:
+        Kloeden & Platen (1992), §5.8 (multiple Itô integrals).
+    """
+    dw, dz = increments if isinstance(increments, tuple) else (increments, None)
+    n = dw.shape[0]
+    if factor <= 0 or n % factor:
+        raise ValueError(f"`factor` must divide the number of steps {n}, got factor={factor}")
+    tail = dw.shape[1:]
+    dwg = dw.reshape(n // factor, factor, *tail)
+    dw_c = dwg.sum(1)
+    if dz is None:
+        return dw_c
+    if dts is None:
+        raise ValueError("`dts` (the fine step sizes) is needed to coarsen (dw, dz) increments")
+    h = _bcast(jnp.asarray(dts, dw.dtype).reshape(n // factor, factor), len(tail))
+    w_before = jnp.cumsum(dwg, axis=1) - dwg  # W_{t_k} - W_{t_0} within each group
+    dz_c = (dz.reshape(n // factor, factor, *tail) + h * w_before).sum(1)
+    return dw_c, dz_c
+
+
+def brownian_path(dw: Array) -> Array:
+    r"""The Brownian path $W_{t_k} - W_{t_0} = \sum_{j<k}\Delta W_j$ at every grid point.
+
+    Args:
+        dw: increments ``(n, *shape)``.
+
+    Returns:
+        ``(n + 1, *shape)``, starting at zero.
+
+    Example:
+        >>> w = brownian_path(sample_increments(jnp.full(10, 0.1), key=jr.key(0)))
+
+    References:
+        Øksendal (2003), §2.2.
+    """
+    zero = jnp.zeros_like(dw[:1])
+    return jnp.concatenate([zero, jnp.cumsum(dw, axis=0)], axis=0)

@@ -1,0 +1,266 @@
+"""SDE definitions: the abstract interface, the user-facing `SDE`, noise types and shape checks."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PyTree
+
+NOISE_TYPES = ("diagonal", "scalar", "additive", "general")
+
+
+class AbstractSDE(eqx.Module):
+    r"""Interface of an SDE $dX_t = f(t, X_t)\,dt + g(t, X_t)\,dW_t$.
+
+    Subclasses implement `drift(t, y, args)` and `diffusion(t, y, args)` and set `noise` (one of
+    ``"diagonal"``, ``"scalar"``, ``"additive"``, ``"general"``) and `brownian_dim`.
+
+    Shapes, for a state `y` of shape ``S``:
+
+    - ``"diagonal"``: $g$ has shape ``S``, $W$ has shape ``S``; the noise term is $g \odot dW$.
+    - ``"scalar"``: $g$ has shape ``S``, $W$ is a scalar; the noise term is $g\,dW$.
+    - ``"additive"``: $g$ does not depend on $y$. With ``brownian_dim=None`` it has shape ``S``
+      (diagonal), otherwise ``(*S, m)`` with an ``m``-dimensional $W$.
+    - ``"general"``: $g$ has shape ``(*S, m)``, $W$ has shape ``(m,)``; the noise term is
+      $\sum_j g_{\cdot j}\,dW_j$.
+
+    References:
+        Kloeden & Platen, Numerical Solution of Stochastic Differential Equations, Springer 1992.
+    """
+
+    noise: eqx.AbstractVar[str]
+    brownian_dim: eqx.AbstractVar[int | None]
+
+    @abc.abstractmethod
+    def drift(self, t: Array, y: Array, args: PyTree) -> Array:
+        """Drift $f(t, y)$, same shape as `y`."""
+
+    @abc.abstractmethod
+    def diffusion(self, t: Array, y: Array, args: PyTree) -> Array:
+        """Diffusion $g(t, y)$; shape set by the noise type (see the class docstring)."""
+
+    def brownian_shape(self, y_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the Brownian motion $W$ for a state of shape `y_shape`."""
+        if self.noise == "scalar":
+            return ()
+        if self.noise == "general" or (self.noise == "additive" and self.brownian_dim is not None):
+            return (int(self.brownian_dim),)  # type: ignore[arg-type]
+        return tuple(y_shape)
+
+    def is_matrix_noise(self) -> bool:
+        """Whether $g$ is a matrix of shape ``(*S, m)`` contracted against $dW$."""
+        return self.noise == "general" or (
+            self.noise == "additive" and self.brownian_dim is not None
+        )
+
+    def noise_term(self, g: Array, dw: Array) -> Array:
+        r"""The product $g\,dW$ for this noise type (elementwise, scalar or matrix–vector)."""
+        if self.is_matrix_noise():
+            return jnp.tensordot(g, dw, axes=1)
+        return g * dw
+
+
+class SDE(AbstractSDE):
+    r"""An SDE $dX_t = f(t, X_t, \text{args})\,dt + g(t, X_t, \text{args})\,dW_t$ from callables.
+
+    Args:
+        drift: $f(t, y, \text{args})$, a pure function or equinox module returning `y`'s shape.
+        diffusion: $g(t, y, \text{args})$; its shape depends on `noise` (see `AbstractSDE`).
+        noise: ``"diagonal"`` (default), ``"scalar"``, ``"additive"`` or ``"general"``.
+        brownian_dim: ``m``, the dimension of $W$; required for ``"general"``, optional for
+            ``"additive"`` (matrix additive noise), not allowed otherwise.
+
+    Returns:
+        An equinox module; pass it to `simulate`, a solver's `step`, or `to_diffrax`.
+
+    Example:
+        >>> sde = SDE(lambda t, y, a: -y, lambda t, y, a: 0.5 * jnp.ones_like(y), noise="additive")
+        >>> paths = simulate(sde, jnp.zeros(2), n_steps=100, n_paths=1000, key=jr.key(0))
+
+    References:
+        Øksendal, Stochastic Differential Equations, 6th ed., Springer 2003, ch. 5.
+    """
+
+    drift_fn: Callable[..., Any]
+    diffusion_fn: Callable[..., Any]
+    noise: str = eqx.field(static=True)
+    brownian_dim: int | None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        drift: Callable[..., Any],
+        diffusion: Callable[..., Any],
+        noise: str = "diagonal",
+        brownian_dim: int | None = None,
+    ):
+        self.drift_fn = drift
+        self.diffusion_fn = diffusion
+        self.noise = noise
+        self.brownian_dim = brownian_dim
+
+    def __check_init__(self):
+        _check_noise(self.noise, self.brownian_dim)
+        if not callable(self.drift_fn):
+            raise ValueError(
+                f"`drift` must be callable (t, y, args) -> array, got {self.drift_fn!r}"
+            )
+        if not callable(self.diffusion_fn):
+            raise ValueError(
+                f"`diffusion` must be callable (t, y, args) -> array, got {self.diffusion_fn!r}"
+            )
+
+    def drift(self, t, y, args):
+        return self.drift_fn(t, y, args)
+
+    def diffusion(self, t, y, args):
+        return self.diffusion_fn(t, y, args)
+
+
+def _check_noise(noise: str, brownian_dim: int | None) -> None:
+    if noise not in NOISE_TYPES:
+        raise ValueError(f"`noise` must be one of {NOISE_TYPES}, got {noise!r}")
+    if noise == "general" and brownian_dim is None:
+        raise ValueError('`brownian_dim` (m) is required for noise="general"')
+    if brownian_dim is not None:
+        if noise not in ("general", "additive"):
+            raise ValueError(
+                f'`brownian_dim` is only meaningful for noise="general" or "additive", '
+                f"got noise={noise!r} with brownian_dim={brownian_dim}"
+            )
+        if int(brownian_dim) <= 0:
+            raise ValueError(f"`brownian_dim` must be positive, got {brownian_dim}")
+
+
+def check_shapes(sde: AbstractSDE, y: Array, args: PyTree = None, t: Any = 0.0) -> None:
+    """Check at trace time that drift and diffusion return shapes consistent with `y` and the noise.
+
+    Checks $f(t, y) \in \mathbb{R}^{S}$ and $g(t, y) \in \mathbb{R}^{S}$ (diagonal, scalar,
+    additive) or $\mathbb{R}^{S \times m}$ (general, matrix additive), by `jax.eval_shape`.
+
+    Args:
+        sde: the SDE. y: a state (only its shape and dtype are used). args: drift/diffusion args.
+        t: a time (only its presence matters).
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: naming the offending shape, if drift's shape differs from the state's or the
+            diffusion's shape does not match the noise type.
+
+    Example:
+        >>> check_shapes(SDE(f, g, noise="general", brownian_dim=3), jnp.zeros(2))
+
+    References:
+        Kloeden & Platen (1992), §4.5 (vector SDEs and their noise terms).
+    """
+    if not isinstance(sde, AbstractSDE):
+        raise ValueError(f"`sde` must be an sdeml.AbstractSDE (e.g. sdeml.SDE), got {type(sde)}")
+    _check_noise(sde.noise, sde.brownian_dim)
+    y_struct = jax.ShapeDtypeStruct(jnp.shape(y), jnp.result_type(y))
+    t_struct = jax.ShapeDtypeStruct((), jnp.result_type(y))
+    f = jax.eval_shape(lambda t_, y_: sde.drift(t_, y_, args), t_struct, y_struct)
+    g = jax.eval_shape(lambda t_, y_: sde.diffusion(t_, y_, args), t_struct, y_struct)
+    ys = tuple(jnp.shape(y))
+    if getattr(f, "shape", None) != ys:
+        raise ValueError(
+            f"drift returned shape {getattr(f, 'shape', type(f))} but the state has shape {ys}; "
+            "the drift must return an array of the state's shape"
+        )
+    if sde.is_matrix_noise():
+        want = (*ys, int(sde.brownian_dim))  # type: ignore[arg-type]
+        what = f"(*state_shape, brownian_dim) = {want}"
+    else:
+        want = ys
+        what = f"the state's shape {ys}"
+    if getattr(g, "shape", None) != want:
+        raise ValueError(
+            f"diffusion returned shape {getattr(g, 'shape', type(g))} but noise={sde.noise!r} "
+            f"needs {what}"
+        )
+
+
+def stratonovich_correction(sde: AbstractSDE, t: Array, y: Array, args: PyTree) -> Array:
+    r"""The Itô–Stratonovich drift correction $c_i = \sum_{j,k} g_{kj}\,\partial_k g_{ij}$.
+
+    An Itô SDE with drift $f$ equals the Stratonovich SDE with drift $f - \tfrac12 c$. For diagonal
+    noise, $g_i$ is assumed to depend on $y_i$ only (the diagonal-noise convention), so
+    $c_i = g_i\,\partial_i g_i$. Computed with Jacobian–vector products (no full Jacobian).
+
+    Args:
+        sde: the SDE. t, y, args: where to evaluate.
+
+    Returns:
+        $c$, same shape as `y` (zeros for additive noise).
+    """
+    if sde.noise == "additive":
+        return jnp.zeros_like(y)
+    g_fn = lambda y_: sde.diffusion(t, y_, args)
+    g = g_fn(y)
+    if sde.noise in ("diagonal", "scalar"):
+        # scalar: exact (one Brownian motion). diagonal: J g has i-th entry sum_k d_k g_i g_k, which
+        # equals g_i d_i g_i under the diagonal-noise convention.
+        return jax.jvp(g_fn, (y,), (g,))[1]
+    # general: sum over columns j of (d g_{.j} / dy) g_{.j}
+    cols = jnp.moveaxis(g, -1, 0)
+    jv = jax.vmap(lambda v: jax.jvp(g_fn, (y,), (v,))[1])(cols)  # (m, *S, m)
+    return jnp.einsum("j...j->...", jv)
+
+
+class _ConvertedSDE(AbstractSDE):
+    base: AbstractSDE
+    sign: float = eqx.field(static=True)
+    noise: str = eqx.field(static=True)
+    brownian_dim: int | None = eqx.field(static=True)
+
+    def drift(self, t, y, args):
+        f = self.base.drift(t, y, args)
+        return f + self.sign * 0.5 * stratonovich_correction(self.base, t, y, args)
+
+    def diffusion(self, t, y, args):
+        return self.base.diffusion(t, y, args)
+
+
+def ito_to_stratonovich(sde: AbstractSDE) -> AbstractSDE:
+    r"""The Stratonovich form of an Itô SDE: drift $f - \tfrac12 c$ with $c$ from
+    `stratonovich_correction`; same diffusion.
+
+    Use it to integrate an Itô SDE with a Stratonovich solver such as `StochasticHeun`.
+
+    Args:
+        sde: an SDE read in the Itô sense.
+
+    Returns:
+        An SDE that, read in the Stratonovich sense, has the same solution.
+
+    Example:
+        >>> strat = ito_to_stratonovich(GeometricBrownianMotion(0.5, 0.8))
+        >>> paths = simulate(strat, jnp.ones(1), method="heun", n_steps=100, key=jr.key(0))
+
+    References:
+        Kloeden & Platen (1992), §4.9, eq. (4.9.10).
+    """
+    return _ConvertedSDE(base=sde, sign=-1.0, noise=sde.noise, brownian_dim=sde.brownian_dim)
+
+
+def stratonovich_to_ito(sde: AbstractSDE) -> AbstractSDE:
+    r"""The Itô form of a Stratonovich SDE: drift $f + \tfrac12 c$; same diffusion.
+
+    Args:
+        sde: an SDE read in the Stratonovich sense.
+
+    Returns:
+        An SDE that, read in the Itô sense, has the same solution.
+
+    Example:
+        >>> ito = stratonovich_to_ito(sde)
+
+    References:
+        Kloeden & Platen (1992), §4.9, eq. (4.9.10).
+    """
+    return _ConvertedSDE(base=sde, sign=1.0, noise=sde.noise, brownian_dim=sde.brownian_dim)

@@ -1,0 +1,457 @@
+"""Batched fixed-step simulation: `simulate`, `solve_increments`, `euler_maruyama`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import jax.tree_util as jtu
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from ._brownian import sample_increments
+from ._sde import AbstractSDE, check_shapes
+from ._solvers import AbstractSolver, EulerMaruyama, SolverState, get_solver
+
+# Memory budget (bytes) of one chunk of paths' working set: the state, one block of Brownian
+# increments and the saved snapshots. 10^7 paths are simulated as a sequence of such chunks.
+_CHUNK_BYTES = 48 * 2**20
+_DEFAULT_BLOCK = 8
+_CHUNK_PATHS = 2**15  # a chunk's block of increments stays cache-sized
+
+
+class Paths(eqx.Module):
+    """Simulated paths: `ts` ``(n_saves,)`` and `xs` ``(n_paths, n_saves, *S)``."""
+
+    ts: Float[Array, " n_saves"]
+    xs: Float[Array, "n_paths n_saves ..."]
+
+
+def _concrete(x: Any) -> np.ndarray | None:
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError, TypeError):
+        return None
+
+
+def _resolve_dtype(dtype: Any) -> Any:
+    dt = jnp.dtype(jnp.float32 if dtype is None else dtype)
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise ValueError(f"`dtype` must be a floating dtype, got {dt}")
+    if dt == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "`dtype=float64` needs 64-bit mode: call jax.config.update('jax_enable_x64', True)"
+        )
+    return dt
+
+
+def _time_grid(t0, t1, n_steps, ts, dtype):
+    """Host-side grid; returns (grid as numpy float64 or None, grid as jnp, n_steps)."""
+    if ts is not None:
+        if n_steps is not None:
+            raise ValueError("give either `n_steps` or `ts`, not both")
+        ts_np = _concrete(ts)
+        if ts_np is not None:
+            if ts_np.ndim != 1 or ts_np.shape[0] < 2:
+                raise ValueError(
+                    f"`ts` must have shape (n_steps + 1,) with n >= 1, got {ts_np.shape}"
+                )
+            if not np.all(np.diff(ts_np) > 0):
+                raise ValueError(f"`ts` must be strictly increasing, got {ts_np}")
+            return ts_np, jnp.asarray(ts_np, dtype), ts_np.shape[0] - 1
+        ts = jnp.asarray(ts, dtype)
+        if ts.ndim != 1 or ts.shape[0] < 2:
+            raise ValueError(f"`ts` must have shape (n_steps + 1,) with n >= 1, got {ts.shape}")
+        ts = eqx.error_if(ts, jnp.any(jnp.diff(ts) <= 0), "`ts` must be strictly increasing")
+        return None, ts, ts.shape[0] - 1
+    if n_steps is None:
+        raise ValueError("give `n_steps` (a positive int) or explicit times `ts`")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps <= 0:
+        raise ValueError(f"`n_steps` must be a positive int, got {n_steps!r}")
+    n_steps = int(n_steps)
+    t0_np, t1_np = _concrete(t0), _concrete(t1)
+    if t0_np is not None and t1_np is not None:
+        if t0_np.shape != () or t1_np.shape != ():
+            raise ValueError(
+                f"`t0` and `t1` must be scalars, got shapes {t0_np.shape}, {t1_np.shape}"
+            )
+        if not t1_np > t0_np:
+            raise ValueError(
+                f"`t1` must be greater than `t0`, got t0={float(t0_np)}, t1={float(t1_np)}"
+            )
+        grid = float(t0_np) + (float(t1_np) - float(t0_np)) * np.arange(n_steps + 1) / n_steps
+        grid[-1] = float(t1_np)
+        return grid, jnp.asarray(grid, dtype), n_steps
+    t0j, t1j = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
+    t1j = eqx.error_if(t1j, t1j <= t0j, "`t1` must be greater than `t0`")
+    grid = t0j + (t1j - t0j) * jnp.arange(n_steps + 1, dtype=dtype) / n_steps
+    return None, grid, n_steps
+
+
+def simulate(
+    sde: AbstractSDE,
+    x0: Any,
+    *,
+    t0: Any = 0.0,
+    t1: Any = 1.0,
+    n_steps: int | None = None,
+    ts: Any = None,
+    n_paths: int = 1,
+    method: str | AbstractSolver = "euler_maruyama",
+    save_every: int | None = None,
+    save_at: Any = None,
+    include_t0: bool = False,
+    args: PyTree = None,
+    x0_per_path: bool = False,
+    args_per_path: bool = False,
+    dtype: Any = None,
+    chunk_size: int | None = None,
+    block_size: int | None = None,
+    key: PRNGKeyArray,
+) -> Paths:
+    r"""Simulate `n_paths` paths of $dX = f(t, X)\,dt + g(t, X)\,dW$ with a fixed-step solver.
+
+    The loop is one compiled program: paths are processed in chunks (bounded memory: 10^7 paths
+    with terminal saving run in a few tens of MiB), steps in blocks whose Brownian increments are
+    drawn at once, and the solver's `step` is vectorised over the paths of a chunk.
+
+    Args:
+        sde: the SDE (`SDE`, a zoo class, or any `AbstractSDE`).
+        x0: initial state, shape ``S`` (shared), or ``(n_paths, *S)`` with ``x0_per_path=True``.
+        t0, t1: time interval, with `n_steps` equal steps. Or give `ts` instead.
+        n_steps: number of steps (positive int).
+        ts: explicit increasing times ``(n_steps + 1,)``, possibly non-uniform.
+        n_paths: number of independent paths.
+        method: solver name (``"euler_maruyama"``, ``"milstein"``, ``"heun"``, ``"sra1"``) or
+            an `AbstractSolver` instance.
+        save_every: save every k steps (and at `t1`); default: terminal value only.
+        save_at: times in ``[t0, t1]`` to save at (sorted); they are added to the grid.
+        include_t0: also save the initial state (with `save_every`).
+        args: passed to drift and diffusion as their third argument.
+        x0_per_path, args_per_path: whether `x0` / the leaves of `args` carry a leading
+            ``n_paths`` axis (per-path initial values or parameters).
+        dtype: floating dtype, float32 by default; float64 on request (needs x64 mode).
+        chunk_size: paths per chunk (default: chosen to keep ~48 MiB working set per chunk).
+        block_size: steps per block of drawn increments (default 8).
+        key: PRNG key. The same key, `chunk_size` and `block_size` give the same numbers.
+
+    Returns:
+        `Paths` with ``ts`` ``(n_saves,)`` and ``xs`` ``(n_paths, n_saves, *S)``.
+
+    Example:
+        >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)
+        >>> paths = simulate(gbm, jnp.ones(1), n_steps=1000, n_paths=100_000, save_every=10,
+        ...                  key=jr.key(0))
+        >>> paths.xs.shape
+        (100000, 100, 1)
+
+    References:
+        Kloeden & Platen (1992); Higham, An algorithmic introduction to numerical simulation of
+        stochastic differential equations, SIAM Review 43(3), 2001.
+    """
+    solver = get_solver(method)
+    solver.check(sde)
+    dtype = _resolve_dtype(dtype)
+    if isinstance(n_paths, bool) or not isinstance(n_paths, int | np.integer) or n_paths <= 0:
+        raise ValueError(f"`n_paths` must be a positive int, got {n_paths!r}")
+    n_paths = int(n_paths)
+    x0 = jnp.asarray(x0, dtype)
+    if x0_per_path:
+        if x0.ndim == 0 or x0.shape[0] != n_paths:
+            raise ValueError(
+                f"with x0_per_path=True, `x0` must have shape (n_paths={n_paths}, *S), "
+                f"got {x0.shape}"
+            )
+        state_shape = x0.shape[1:]
+    else:
+        state_shape = x0.shape
+    if args_per_path:
+        for leaf in jtu.tree_leaves(args):
+            if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n_paths:
+                raise ValueError(
+                    f"with args_per_path=True, every leaf of `args` needs a leading axis of size "
+                    f"n_paths={n_paths}, got shape {jnp.shape(leaf)}"
+                )
+    wshape = sde.brownian_shape(state_shape)
+
+    grid_np, grid, n = _time_grid(t0, t1, n_steps, ts, dtype)
+
+    # Which grid indices (0..n) to save at.
+    if save_at is not None and save_every is not None:
+        raise ValueError("give either `save_every` or `save_at`, not both")
+    if save_at is not None:
+        sa = _concrete(save_at)
+        if sa is None or grid_np is None:
+            raise ValueError("`save_at` needs concrete (non-traced) `save_at`, `t0`, `t1` / `ts`")
+        sa = np.atleast_1d(sa)
+        if sa.ndim != 1 or sa.size == 0:
+            raise ValueError(
+                f"`save_at` must be a non-empty 1-D array of times, got shape {sa.shape}"
+            )
+        if not np.all(np.diff(sa) > 0):
+            raise ValueError(f"`save_at` must be strictly increasing, got {sa}")
+        span = grid_np[-1] - grid_np[0]
+        tol = 1e-9 * span
+        if sa[0] < grid_np[0] - tol or sa[-1] > grid_np[-1] + tol:
+            raise ValueError(
+                f"`save_at` must lie in [t0, t1] = [{grid_np[0]}, {grid_np[-1]}], got {sa}"
+            )
+        sa = np.clip(sa, grid_np[0], grid_np[-1])
+        near = np.abs(sa[:, None] - grid_np[None, :]).min(1) <= tol
+        merged = np.union1d(grid_np, sa[~near])
+        save_idx = [int(np.argmin(np.abs(merged - s))) for s in sa]
+        grid_np, grid, n = merged, jnp.asarray(merged, dtype), merged.shape[0] - 1
+    elif save_every is not None:
+        if isinstance(save_every, bool) or not isinstance(save_every, int | np.integer):
+            raise ValueError(f"`save_every` must be a positive int, got {save_every!r}")
+        if save_every <= 0:
+            raise ValueError(f"`save_every` must be a positive int, got {save_every}")
+        save_idx = list(range(int(save_every), n + 1, int(save_every)))
+        if not save_idx or save_idx[-1] != n:
+            save_idx.append(n)
+        if include_t0:
+            save_idx = [0, *save_idx]
+    else:
+        save_idx = [0, n] if include_t0 else [n]
+
+    save_initial = save_idx[0] == 0
+    step_saves = [i for i in save_idx if i > 0]
+    n_saves_core = len(step_saves)
+
+    block = _DEFAULT_BLOCK if block_size is None else block_size
+    if isinstance(block, bool) or not isinstance(block, int | np.integer) or block <= 0:
+        raise ValueError(f"`block_size` must be a positive int, got {block_size!r}")
+    # Steps are grouped into segments ending at the save points; every segment is padded with
+    # zero-length steps (which leave the state unchanged for every solver) to a common length,
+    # a multiple of the block size, so the loop is a regular scan(segments, scan(blocks, steps)).
+    bounds = np.asarray([0, *step_saves])
+    seg_len = int(np.max(np.diff(bounds)))
+    block = int(min(block, seg_len))
+    # prefer a block that divides the segment (no padding steps) if one is at least half as big
+    divisor = next(b for b in range(block, 0, -1) if seg_len % b == 0)
+    if 2 * divisor >= block:
+        block = divisor
+    seg_len = -(-seg_len // block) * block
+    dts_np_idx = np.full((n_saves_core, seg_len), -1, dtype=np.int64)
+    for s_, (a_, b_) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        dts_np_idx[s_, : b_ - a_] = np.arange(a_, b_)
+    idx = np.where(dts_np_idx < 0, 0, dts_np_idx)
+    real = dts_np_idx >= 0
+    if grid_np is not None:
+        # host-side numpy: no small device computations (each would compile on first use)
+        dts = np.where(real, np.diff(grid_np)[idx], 0.0).astype(dtype)
+        t_starts = np.where(real, grid_np[:-1][idx], grid_np[bounds[1:]][:, None]).astype(dtype)
+    else:
+        dts = jnp.where(real, jnp.diff(grid)[idx], jnp.zeros((), dtype))
+        t_starts = jnp.where(real, grid[:-1][idx], grid[jnp.asarray(bounds[1:])][:, None])
+
+    size_s = math.prod(state_shape)
+    size_w = math.prod(wshape)
+    per_path = dtype.itemsize * (
+        2 * size_s
+        + block * size_w * (2 if solver.needs_time_integral else 1)
+        + n_saves_core * size_s
+    )
+    if chunk_size is None:
+        max_chunk = max(1, min(_CHUNK_PATHS, _CHUNK_BYTES // per_path))
+    else:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
+            raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}")
+        if chunk_size <= 0:
+            raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size}")
+        max_chunk = int(chunk_size)
+    n_chunks = -(-n_paths // max_chunk)
+    chunk = -(-n_paths // n_chunks)
+
+    xs = _simulate_core(
+        solver,
+        sde,
+        x0,
+        args,
+        key,
+        t_starts,
+        dts,
+        n_paths=n_paths,
+        chunk=chunk,
+        block=block,
+        x0_pp=bool(x0_per_path),
+        args_pp=bool(args_per_path),
+        wshape=tuple(wshape),
+    )
+    if save_initial:
+        x_init = x0 if x0_per_path else jnp.broadcast_to(x0, (n_paths, *state_shape))
+        xs = jnp.concatenate([x_init[:, None], xs], axis=1)
+    ts_out = grid_np[save_idx].astype(dtype) if grid_np is not None else grid[np.asarray(save_idx)]
+    return Paths(jnp.asarray(ts_out), xs)
+
+
+@eqx.filter_jit
+def _simulate_core(
+    solver, sde, x0, args, key, t_starts, dts, *, n_paths, chunk, block, x0_pp, args_pp, wshape
+):
+    """t_starts, dts: (n_saves, seg_len). Returns (n_paths, n_saves, *S)."""
+    dts, t_starts = jnp.asarray(dts), jnp.asarray(t_starts)
+    dtype = dts.dtype
+    n_chunks = -(-n_paths // chunk)
+    total = n_chunks * chunk
+    state_shape = x0.shape[1:] if x0_pp else x0.shape
+    # shape checks run at trace time only (once per compilation), not on every call
+    check_shapes(
+        sde, jnp.zeros(state_shape, dtype), jtu.tree_map(lambda a: a[0], args) if args_pp else args
+    )
+
+    def per_chunk(a):  # (n_paths, ...) -> (n_chunks, chunk, ...), padding with the last path
+        pad = total - n_paths
+        if pad:
+            a = jnp.concatenate([a, jnp.broadcast_to(a[-1:], (pad, *a.shape[1:]))])
+        return a.reshape(n_chunks, chunk, *a.shape[1:])
+
+    x0c = per_chunk(x0) if x0_pp else None
+    argsc = jtu.tree_map(per_chunk, args) if args_pp else None
+    n_saves, seg_len = dts.shape
+    nb = seg_len // block
+    tsb = t_starts.reshape(n_saves, nb, block)
+    dtsb = dts.reshape(n_saves, nb, block)
+    bidx = jnp.arange(n_saves * nb).reshape(n_saves, nb)
+    ti = solver.needs_time_integral
+    nd = len(wshape) + 1
+    sqrt3 = jnp.sqrt(jnp.asarray(3.0, dtype))
+
+    vstep = jax.vmap(
+        lambda y, inc, a, t, dt: solver.step(sde, SolverState(t, y), dt, inc, a).y.astype(dtype),
+        in_axes=(0, 0, 0 if args_pp else None, None, None),
+    )
+
+    def run_chunk(inputs):
+        c, x0_chunk, args_chunk = inputs
+        y = x0_chunk if x0_pp else jnp.broadcast_to(x0, (chunk, *state_shape))
+        a = args_chunk if args_pp else args
+        ckey = jr.fold_in(key, c)
+
+        def block_body(y, xs):
+            b, tb, dtb = xs
+            bkey = jr.fold_in(ckey, b)
+            h = dtb.reshape((block,) + (1,) * nd)
+            sq = jnp.sqrt(h)
+            if ti:
+                z = jr.normal(bkey, (2, block, chunk, *wshape), dtype)
+                incs = (sq * z[0], 0.5 * h * sq * (z[0] + z[1] / sqrt3))
+            else:
+                incs = sq * jr.normal(bkey, (block, chunk, *wshape), dtype)
+
+            def step_body(y, xs2):
+                t, dt, inc = xs2
+                return vstep(y, inc, a, t, dt), None
+
+            y, _ = jax.lax.scan(step_body, y, (tb, dtb, incs))
+            return y, None
+
+        def segment_body(y, xs):
+            y, _ = jax.lax.scan(block_body, y, xs)
+            return y, y
+
+        _, ys = jax.lax.scan(segment_body, y, (bidx, tsb, dtsb))  # (n_saves, chunk, *S)
+        return jnp.moveaxis(ys, 0, 1)
+
+    out = jax.lax.map(run_chunk, (jnp.arange(n_chunks), x0c, argsc))
+    out = out.reshape(total, *out.shape[2:])
+    return out[:n_paths]
+
+
+def solve_increments(
+    solver: AbstractSolver,
+    sde: AbstractSDE,
+    y0: Array,
+    ts: Float[Array, " n_plus_1"],
+    increments: Array | tuple[Array, Array],
+    args: PyTree = None,
+) -> Array:
+    r"""Integrate one path on the grid `ts` driven by given Brownian increments.
+
+    $Y_{k+1} = \Phi(Y_k, t_k, t_{k+1} - t_k, \Delta W_k)$ for the solver's one-step map $\Phi$.
+
+    Args:
+        solver: an `AbstractSolver`.
+        sde: the SDE.
+        y0: initial state, shape ``S``.
+        ts: times ``(n + 1,)``.
+        increments: ``dw`` ``(n, *W)`` or ``(dw, dz)`` (see `sample_increments`).
+        args: passed to drift and diffusion.
+
+    Returns:
+        The path at every time in `ts`, shape ``(n + 1, *S)``.
+
+    Example:
+        >>> dw = sample_increments(jnp.diff(ts), (1,), key=jr.key(0))
+        >>> ys = solve_increments(Milstein(), gbm, jnp.ones(1), ts, dw)
+
+    References:
+        Kloeden & Platen (1992), ch. 10.
+    """
+    y0 = jnp.asarray(y0)
+    ts = jnp.asarray(ts, y0.dtype)
+    check_shapes(sde, y0, args)
+    increments = jtu.tree_map(lambda a: jnp.asarray(a, y0.dtype), increments)
+    dw0 = increments[0] if isinstance(increments, tuple) else increments
+    n = ts.shape[0] - 1
+    want = (n, *sde.brownian_shape(y0.shape))
+    if dw0.shape != want:
+        raise ValueError(
+            f"increments must have shape (n_steps, *brownian_shape) = {want}, got {dw0.shape}"
+        )
+    state = solver.init(sde, ts[0], y0, args)
+
+    def body(y, xs):
+        t, dt, inc = xs
+        y = solver.step(sde, SolverState(t, y), dt, inc, args).y.astype(y0.dtype)
+        return y, y
+
+    _, ys = jax.lax.scan(body, state.y, (ts[:-1], jnp.diff(ts), increments))
+    return jnp.concatenate([y0[None], ys], axis=0)
+
+
+def euler_maruyama(
+    sde: AbstractSDE,
+    x0: Array,
+    ts: Float[Array, " n_plus_1"],
+    *,
+    args: PyTree = None,
+    key: PRNGKeyArray,
+) -> Array:
+    r"""One Euler–Maruyama path $Y_{k+1} = Y_k + f(t_k, Y_k) h_k + g(t_k, Y_k)\Delta W_k$ on `ts`.
+
+    A single path in the dtype of `x0`: `jax.vmap` it over keys, initial values or `args` for a
+    batch (or use `simulate`, which is faster for large batches).
+
+    Args:
+        sde: the SDE.
+        x0: initial state, shape ``S``.
+        ts: times ``(n + 1,)``.
+        args: passed to drift and diffusion.
+        key: PRNG key.
+
+    Returns:
+        The path at every time in `ts`, shape ``(n + 1, *S)``.
+
+    Example:
+        >>> keys = jr.split(jr.key(0), 100)
+        >>> ys = jax.vmap(lambda k: euler_maruyama(sde, x0, ts, key=k))(keys)
+
+    References:
+        Maruyama (1955); Higham, SIAM Review 43(3), 2001.
+    """
+    x0 = jnp.asarray(x0)
+    if not jnp.issubdtype(x0.dtype, jnp.floating):
+        x0 = x0.astype(jnp.float32)
+    ts = jnp.asarray(ts, x0.dtype)
+    if ts.ndim != 1 or ts.shape[0] < 2:
+        raise ValueError(f"`ts` must have shape (n_steps + 1,) with n >= 1, got {ts.shape}")
+    tsn = _concrete(ts)
+    if tsn is not None and not np.all(np.diff(tsn) > 0):
+        raise ValueError(f"`ts` must be strictly increasing, got {tsn}")
+    dw = sample_increments(jnp.diff(ts), sde.brownian_shape(x0.shape), key=key)
+    return solve_increments(EulerMaruyama(), sde, x0, ts, dw, args)

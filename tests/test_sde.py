@@ -1,0 +1,341 @@
+"""SDE engine: analytic moments, exact paths, composability, the diffrax bridge, bad input."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import sdeml
+
+F64 = jnp.float64
+GBM = sdeml.GeometricBrownianMotion(mu=0.5, sigma=0.8)
+OU = sdeml.OrnsteinUhlenbeck(theta=1.5, mu=0.5, sigma=0.7)
+
+
+def _moment_check(x, mean, var):
+    """Sample mean and variance within 4 standard errors of the exact values.
+
+    SE(mean) = s / sqrt(N); SE(var) = sqrt((m4 - s^4) / N) from the sample's fourth central
+    moment (exact for the sample variance up to O(1/N^2)). 4 SE: a false alarm has probability
+    ~6e-5 per check under a normal approximation, so the bands are tight but not flaky.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    m, v = x.mean(0), x.var(0, ddof=1)
+    m4 = ((x - m) ** 4).mean(0)
+    se_m, se_v = np.sqrt(v / n), np.sqrt((m4 - v**2) / n)
+    assert np.all(np.abs(m - mean) < 4 * se_m), (m, mean, se_m)
+    assert np.all(np.abs(v - var) < 4 * se_v), (v, var, se_v)
+
+
+# Itô solvers integrate the Itô SDE; stochastic Heun (Stratonovich) integrates its Stratonovich
+# form, which has the same solution. SRA1 is additive-noise only, so it is checked on OU.
+@pytest.mark.parametrize(
+    "method, name",
+    [
+        (m, p)
+        for p in ("ou", "gbm")
+        for m in ("euler_maruyama", "milstein", "heun", "sra1")
+        if (m, p) != ("sra1", "gbm")
+    ],
+)
+def test_terminal_moments(method, name):
+    sde, x0 = (OU, jnp.array([0.0, 2.0])) if name == "ou" else (GBM, jnp.array([1.0]))
+    if method == "heun":
+        sde = sdeml.ito_to_stratonovich(sde)
+    # 200 steps: the O(h) bias of the mean (GBM EM: x0 e^mu mu^2/(2n) ~ 1e-3) is < 0.1 SE here
+    paths = sdeml.simulate(
+        sde, x0, n_steps=200, n_paths=20_000, method=method, dtype=F64, key=jr.key(3)
+    )
+    base = OU if name == "ou" else GBM
+    _moment_check(paths.xs[:, -1], base.mean(1.0, x0), base.variance(1.0, x0))
+
+
+def test_zoo_brownian_and_sine_moments():
+    bm = sdeml.BrownianMotion(sigma=0.3)
+    p = sdeml.simulate(
+        bm, jnp.zeros(3), t1=2.0, n_steps=10, n_paths=20_000, dtype=F64, key=jr.key(0)
+    )
+    _moment_check(p.xs[:, -1], bm.mean(2.0, jnp.zeros(3)), bm.variance(2.0, jnp.zeros(3)))
+    sine = sdeml.SineForcedSDE()
+    p = sdeml.simulate(
+        sine, jnp.ones(()), n_steps=400, n_paths=20_000, method="sra1", dtype=F64, key=jr.key(1)
+    )
+    _moment_check(p.xs[:, -1], sine.mean(1.0, 1.0), sine.variance(1.0, 1.0))
+
+
+def test_sine_mean_is_the_ode_solution():
+    """E a_t solves the noise-free ODE a' = 0.5 a - 4 sin 10t (checked against Tsit5)."""
+    sine = sdeml.SineForcedSDE()
+    ts = jnp.linspace(0.0, 2.0, 9, dtype=F64)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, a: sine.drift(t, y, a)),
+        diffrax.Tsit5(),
+        0.0,
+        2.0,
+        0.01,
+        jnp.asarray(1.0, F64),
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10),
+    )
+    np.testing.assert_allclose(sol.ys, sine.mean(ts, 1.0), rtol=1e-8, atol=1e-8)
+
+
+def test_exact_paths_of_gbm_and_scalar_noise():
+    """With a fine grid, EM/Milstein paths approach the exact GBM path on the same Brownian path."""
+    ts = jnp.linspace(0.0, 1.0, 2**12 + 1, dtype=F64)
+    dw = sdeml.sample_increments(jnp.diff(ts), (1,), key=jr.key(0))
+    exact = GBM.exact_solution(jnp.ones(1, F64), ts, dw)
+    y_mil = sdeml.solve_increments(sdeml.Milstein(), GBM, jnp.ones(1, F64), ts, dw)[-1]
+    # Milstein strong error ~ C h with C ~ 1 for these parameters: 2.4e-4 at h = 2^-12
+    np.testing.assert_allclose(y_mil, exact, rtol=5e-3)
+    # scalar noise: one W drives both components, X_i = x0_i exp((mu - s^2/2)t + s W)
+    sde = sdeml.SDE(lambda t, y, a: 0.5 * y, lambda t, y, a: 0.8 * y, noise="scalar")
+    x0 = jnp.array([1.0, 2.0], F64)
+    dw1 = dw[:, 0]
+    y = sdeml.solve_increments(sdeml.Milstein(), sde, x0, ts, dw1)[-1]
+    np.testing.assert_allclose(y, x0 * exact[0], rtol=5e-3)
+
+
+def test_general_noise_matches_diagonal():
+    """General noise with a diagonal matrix g is the same SDE as diagonal noise."""
+    s = jnp.array([0.8, 0.3], F64)
+    diag = sdeml.SDE(lambda t, y, a: 0.5 * y, lambda t, y, a: s * y, noise="diagonal")
+    gen = sdeml.SDE(
+        lambda t, y, a: 0.5 * y, lambda t, y, a: jnp.diag(s * y), noise="general", brownian_dim=2
+    )
+    ts = jnp.linspace(0.0, 1.0, 65, dtype=F64)
+    dw = sdeml.sample_increments(jnp.diff(ts), (2,), key=jr.key(1))
+    x0 = jnp.array([1.0, 0.5], F64)
+    for solver in (sdeml.EulerMaruyama(), sdeml.Milstein(), sdeml.StochasticHeun()):
+        a = sdeml.solve_increments(solver, diag, x0, ts, dw)
+        b = sdeml.solve_increments(solver, gen, x0, ts, dw)
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_save_modes_and_chunking():
+    key = jr.key(0)
+    p = sdeml.simulate(OU, jnp.zeros(2), n_steps=100, n_paths=7, save_every=10, key=key)
+    assert p.xs.shape == (7, 10, 2) and p.xs.dtype == jnp.float32
+    np.testing.assert_allclose(p.ts, np.linspace(0.1, 1.0, 10), rtol=1e-6)
+    p = sdeml.simulate(
+        OU, jnp.zeros(2), n_steps=100, n_paths=7, save_every=30, include_t0=True, key=key
+    )
+    np.testing.assert_allclose(p.ts, [0.0, 0.3, 0.6, 0.9, 1.0], rtol=1e-6)
+    assert p.xs.shape == (7, 5, 2) and np.all(p.xs[:, 0] == 0)
+    # save times off the grid are added to it
+    p = sdeml.simulate(OU, jnp.zeros(2), n_steps=10, n_paths=3, save_at=[0.0, 0.25, 1.0], key=key)
+    np.testing.assert_allclose(p.ts, [0.0, 0.25, 1.0], rtol=1e-6)
+    # noise-free OU: every saving mode, chunking and block padding must reproduce the closed-form
+    # Euler recursion y_n = mu + (1 - theta h)^n (y_0 - mu) exactly (up to rounding)
+    quiet = sdeml.OrnsteinUhlenbeck(theta=1.5, mu=0.5, sigma=0.0)
+    h = 1.0 / 37
+    em = 0.5 + (1 - 1.5 * h) ** np.arange(1, 38) * (1.0 - 0.5)
+    a = sdeml.simulate(
+        quiet, jnp.ones(1), n_steps=37, n_paths=1001, chunk_size=100, dtype=F64, key=key
+    )
+    assert a.xs.shape == (1001, 1, 1)
+    np.testing.assert_allclose(a.xs[:, -1, 0], em[-1], rtol=1e-12)
+    b = sdeml.simulate(
+        quiet, jnp.ones(1), n_steps=37, n_paths=5, save_every=5, block_size=3, dtype=F64, key=key
+    )
+    np.testing.assert_allclose(b.xs[0, :, 0], em[[4, 9, 14, 19, 24, 29, 34, 36]], rtol=1e-12)
+    # explicit non-uniform ts
+    ts = jnp.array([0.0, 0.1, 0.5, 0.6, 1.0])
+    c = sdeml.simulate(GBM, jnp.ones(1), ts=ts, n_paths=4, save_every=1, key=key)
+    np.testing.assert_allclose(c.ts, ts[1:])
+
+
+def test_float64_on_request_and_reproducible():
+    a = sdeml.simulate(OU, jnp.zeros(1), n_steps=20, n_paths=50, dtype=F64, key=jr.key(5))
+    b = sdeml.simulate(OU, jnp.zeros(1), n_steps=20, n_paths=50, dtype=F64, key=jr.key(5))
+    assert a.xs.dtype == F64
+    np.testing.assert_array_equal(a.xs, b.xs)
+
+
+def test_jit_vmap_equals_loop_and_per_path_args():
+    def drift(t, y, a):
+        return a["theta"] * (a["mu"] - y)
+
+    def diffusion(t, y, a):
+        return a["sigma"] * jnp.ones_like(y)
+
+    sde = sdeml.SDE(drift, diffusion, noise="additive")
+    ts = jnp.linspace(0.0, 1.0, 33, dtype=F64)
+    x0 = jnp.zeros(2, F64)
+    args = {
+        "theta": jnp.array([0.5, 1.0, 2.0], F64),
+        "mu": jnp.array([1.0, -1.0, 0.0], F64),
+        "sigma": jnp.array([0.1, 0.2, 0.3], F64),
+    }
+    keys = jr.split(jr.key(0), 3)
+    run = lambda a, k: sdeml.euler_maruyama(sde, x0, ts, args=a, key=k)
+    batched = jax.jit(jax.vmap(run))(args, keys)
+    for i in range(3):
+        one = run(jax.tree.map(lambda v, i=i: v[i], args), keys[i])
+        np.testing.assert_allclose(batched[i], one, rtol=1e-12, atol=1e-14)
+    # per-path parameters inside simulate: noise-free, so every path is its own deterministic EM
+    quiet = dict(args, sigma=jnp.zeros(3, F64))
+    p = sdeml.simulate(
+        sde, x0, n_steps=32, n_paths=3, args=quiet, args_per_path=True, dtype=F64, key=jr.key(1)
+    )
+    for i in range(3):
+        a = jax.tree.map(lambda v, i=i: v[i], quiet)
+        y = x0
+        for k in range(32):
+            y = y + drift(ts[k], y, a) * (1 / 32)
+        np.testing.assert_allclose(p.xs[i, -1], y, rtol=1e-12)
+    # vmap over simulate itself (e.g. a sweep over initial values) equals a loop
+    x0s = jnp.array([[0.0, 1.0], [2.0, 3.0]], F64)
+    f = lambda x: sdeml.simulate(OU, x, n_steps=10, n_paths=5, dtype=F64, key=jr.key(2)).xs
+    out = jax.jit(jax.vmap(f))(x0s)
+    for i in range(2):
+        np.testing.assert_allclose(out[i], f(x0s[i]), rtol=1e-12)
+
+
+def test_no_retrace_when_arrays_change():
+    n_traces = []
+
+    def drift(t, y, a):
+        n_traces.append(1)  # a Python side effect runs only while tracing
+        return -a * y
+
+    sde = sdeml.SDE(drift, lambda t, y, a: 0.3 * jnp.ones_like(y), noise="additive")
+    kw = dict(n_steps=20, n_paths=8, dtype=F64)
+    sdeml.simulate(sde, jnp.zeros(2), args=jnp.asarray(1.0, F64), t1=1.0, key=jr.key(0), **kw)
+    first = len(n_traces)
+    sdeml.simulate(sde, jnp.ones(2), args=jnp.asarray(2.0, F64), t1=3.0, key=jr.key(1), **kw)
+    sdeml.simulate(sde, -jnp.ones(2), args=jnp.asarray(0.5, F64), t0=0.5, key=jr.key(2), **kw)
+    assert len(n_traces) == first  # new x0, args, t0, t1 and key: no new trace
+
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def user_fn(x0, theta, key):
+        return sdeml.simulate(sde, x0, args=theta, key=key, **kw).xs.mean()
+
+    jitted = jax.jit(user_fn)
+    for i in range(3):
+        jitted(jnp.full(2, float(i), F64), jnp.asarray(1.0 + i, F64), jr.key(i))
+
+
+def test_grad_through_simulate():
+    """Pathwise derivative d/dmu E[X_1] = x0 e^mu for GBM, through the simulation loop."""
+
+    def mean_terminal(mu):
+        sde = sdeml.SDE(lambda t, y, a: a * y, lambda t, y, a: 0.8 * y, noise="diagonal")
+        p = sdeml.simulate(
+            sde, jnp.ones(1), n_steps=200, n_paths=20_000, args=mu, dtype=F64, key=jr.key(0)
+        )
+        return p.xs[:, -1, 0].mean(), p.xs[:, -1, 0]
+
+    g, xs = jax.grad(mean_terminal, has_aux=True)(jnp.asarray(0.5, F64))
+    # the pathwise derivative of each path is ~ X_1 (1 + O(h)), so its SE is std(X_1)/sqrt(N)
+    se = np.std(np.asarray(xs)) / np.sqrt(xs.shape[0])
+    assert abs(float(g) - np.exp(0.5)) < 4 * se + 5e-3  # + O(h) bias of EM, e^.5 .25/400 ~ 1e-3
+
+
+def test_diffrax_bridge_same_path_as_euler():
+    """sdeml EM and diffrax Euler agree to float tolerance on the same Brownian increments."""
+    x0 = jnp.array([1.0, 0.5], F64)
+    n, t1 = 64, 1.0
+    bm = sdeml.virtual_brownian_tree(GBM, x0.shape, 0.0, t1, tol=1e-4, dtype=F64, key=jr.key(0))
+    terms = sdeml.to_diffrax(GBM, bm)
+    ts = jnp.linspace(0.0, t1, n + 1, dtype=F64)
+    sol = diffrax.diffeqsolve(
+        terms, diffrax.Euler(), 0.0, t1, t1 / n, x0, saveat=diffrax.SaveAt(ts=ts), max_steps=n + 1
+    )
+    dw = jax.vmap(bm.evaluate)(ts[:-1], ts[1:])
+    ours = sdeml.solve_increments(sdeml.EulerMaruyama(), GBM, x0, ts, dw)
+    np.testing.assert_allclose(ours, sol.ys, rtol=1e-10, atol=1e-12)
+
+
+def test_diffrax_bridge_adaptive_matches_exact_gbm():
+    """Adaptive diffrax Heun on the Stratonovich form reaches the exact GBM value on the tree."""
+    x0 = jnp.ones(1, F64)
+    bm = sdeml.virtual_brownian_tree(GBM, x0.shape, 0.0, 1.0, tol=1e-6, dtype=F64, key=jr.key(2))
+    terms = sdeml.to_diffrax(sdeml.ito_to_stratonovich(GBM), bm)
+    sol = diffrax.diffeqsolve(
+        terms,
+        diffrax.Heun(),
+        0.0,
+        1.0,
+        1e-2,
+        x0,
+        max_steps=100_000,
+        stepsize_controller=diffrax.PIDController(rtol=1e-4, atol=1e-6),
+    )
+    w1 = bm.evaluate(0.0, 1.0)
+    exact = GBM.exact_solution(x0, jnp.array([0.0, 1.0], F64), w1[None])
+    # Heun (strong order 1 for this commutative noise), rtol 1e-4: a few 1e-3 relative error
+    np.testing.assert_allclose(sol.ys[-1], exact, rtol=2e-2)
+
+
+def test_coarsened_time_integrals_have_exact_law():
+    """Summing fine (dW, dZ) gives coarse pairs with Var dZ = H^3/3, Cov(dW, dZ) = H^2/2."""
+    n, f, h = 20_000, 8, 0.1
+    dts = jnp.full(f, h / f, F64)
+    keys = jr.split(jr.key(0), n)
+    dw, dz = jax.vmap(
+        lambda k: sdeml.coarsen_increments(
+            sdeml.sample_increments(dts, (), time_integral=True, key=k), f, dts
+        )
+    )(keys)
+    H = h
+    cov = np.cov(np.stack([np.asarray(dw[:, 0]), np.asarray(dz[:, 0])]))
+    # relative SE of a sample (co)variance from 2e4 normals is ~ sqrt(2/N) = 1%; 5% band
+    np.testing.assert_allclose(cov[0, 0], H, rtol=0.05)
+    np.testing.assert_allclose(cov[1, 1], H**3 / 3, rtol=0.05)
+    np.testing.assert_allclose(cov[0, 1], H**2 / 2, rtol=0.05)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(t0=1.0, t1=1.0), "t1"),
+        (dict(t0=2.0, t1=1.0), "t1"),
+        (dict(n_steps=0), "n_steps"),
+        (dict(n_steps=-3), "n_steps"),
+        (dict(save_at=[0.5, 0.2]), "save_at"),
+        (dict(save_at=[0.5, 1.5]), "save_at"),
+        (dict(method="runge_kutta_9"), "unknown solver"),
+        (dict(n_paths=0), "n_paths"),
+        (dict(dtype=jnp.int32), "dtype"),
+        (dict(save_every=0), "save_every"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    base = dict(n_steps=10, n_paths=4, key=jr.key(0))
+    with pytest.raises(ValueError, match=match):
+        sdeml.simulate(OU, jnp.zeros(2), **{**base, **kwargs})
+
+
+def test_bad_shapes_and_noise():
+    wrong_drift = sdeml.SDE(lambda t, y, a: y[:1], lambda t, y, a: y)
+    with pytest.raises(ValueError, match=r"drift returned shape \(1,\).*\(3,\)"):
+        sdeml.simulate(wrong_drift, jnp.ones(3), n_steps=5, key=jr.key(0))
+    wrong_diff = sdeml.SDE(
+        lambda t, y, a: y, lambda t, y, a: jnp.ones((3, 2)), noise="general", brownian_dim=4
+    )
+    with pytest.raises(ValueError, match=r"diffusion returned shape \(3, 2\).*\(3, 4\)"):
+        sdeml.simulate(wrong_diff, jnp.ones(3), n_steps=5, key=jr.key(0))
+    with pytest.raises(ValueError, match="noise"):
+        sdeml.SDE(lambda t, y, a: y, lambda t, y, a: y, noise="multiplicative")
+    with pytest.raises(ValueError, match="brownian_dim"):
+        sdeml.SDE(lambda t, y, a: y, lambda t, y, a: y, noise="general")
+    with pytest.raises(ValueError, match="SRA1 supports noise types"):
+        sdeml.simulate(GBM, jnp.ones(1), n_steps=5, method="sra1", key=jr.key(0))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        sdeml.simulate(GBM, jnp.ones(1), ts=jnp.array([0.0, 0.5, 0.4]), key=jr.key(0))
+    with pytest.raises(ValueError, match="x0_per_path"):
+        sdeml.simulate(GBM, jnp.ones((3, 1)), n_steps=5, n_paths=4, x0_per_path=True, key=jr.key(0))
+
+
+def test_traced_times_under_jit():
+    """t0/t1 may be traced (e.g. a sweep over horizons): same numbers as concrete times."""
+    run = lambda t1: sdeml.simulate(
+        OU, jnp.zeros(2), t1=t1, n_steps=10, n_paths=4, save_every=5, dtype=F64, key=jr.key(0)
+    )
+    traced = jax.jit(lambda t1: run(t1).xs)(jnp.asarray(2.0, F64))
+    np.testing.assert_allclose(traced, run(2.0).xs, rtol=1e-12)
