@@ -1,0 +1,297 @@
+"""Stationary-law checks: Gibbs bin probabilities, ULA's exact biased invariant law, TV and KS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+from jaxtyping import Array, Float
+
+from ._checks import check_positive, check_scalar_function
+
+Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
+
+
+class Potentials:
+    r"""Test potentials :math:`U` (each ``(d,) -> ()``) with known Gibbs laws.
+
+    * ``double_well(x) = (x_0^2 - 1)^2`` (1-D, two modes at :math:`\pm1`, barrier 1).
+    * ``gaussian(precision)(x) = x^T P x / 2`` (Gibbs law :math:`N(0, T P^{-1})`).
+    * ``mixture_2d(x)``: :math:`-\log` of an equal mixture of two 2-D Gaussians at
+      :math:`(\pm 1.5, 0)` with covariance ``diag(0.5, 0.3)``.
+    """
+
+    @staticmethod
+    def double_well(x: Float[Array, " 1"]) -> Float[Array, ""]:
+        return (x[0] ** 2 - 1.0) ** 2
+
+    @staticmethod
+    def gaussian(precision: Float[Array, "d d"]) -> Potential:
+        precision = jnp.asarray(precision)
+        return lambda x: 0.5 * x @ precision @ x
+
+    @staticmethod
+    def mixture_2d(x: Float[Array, " 2"]) -> Float[Array, ""]:
+        var = jnp.array([0.5, 0.3], x.dtype)
+        means = jnp.array([[1.5, 0.0], [-1.5, 0.0]], x.dtype)
+        logs = -0.5 * jnp.sum((x - means) ** 2 / var, axis=-1)
+        return -logsumexp(logs)
+
+
+def _cells(lo, hi, n_bins: int, n_sub: int, pad_bins: int, dtype):
+    """Midpoints of the sub-cells of ``[lo - pad, hi + pad]``, aligned with the bins."""
+    width = (hi - lo) / n_bins
+    w = width / n_sub
+    n = (n_bins + 2 * pad_bins) * n_sub
+    return lo - pad_bins * width + (jnp.arange(n, dtype=dtype) + 0.5) * w, w
+
+
+def _rebin(cell_probs: Array, n_bins: int, n_sub: int, pad_bins: int) -> tuple[Array, Array]:
+    """Sum sub-cells into bins; returns (bins inside the box, mass outside the box)."""
+    d = cell_probs.ndim
+    shape = sum(((n_bins + 2 * pad_bins, n_sub) for _ in range(d)), ())
+    binned = cell_probs.reshape(shape).sum(axis=tuple(range(1, 2 * d, 2)))
+    inside = binned[(slice(pad_bins, pad_bins + n_bins),) * d]
+    return inside, 1.0 - jnp.sum(inside)
+
+
+def gibbs_bin_probabilities(
+    potential: Potential,
+    lo: float,
+    hi: float,
+    n_bins: int,
+    d: int = 1,
+    *,
+    temperature: float = 1.0,
+    n_sub: int = 8,
+    pad_bins: int | None = None,
+) -> tuple[Float[Array, "..."], Float[Array, ""]]:
+    r"""Probabilities of the Gibbs law on the bins of ``[lo, hi]^d`` (d = 1 or 2).
+
+    .. math:: p_j = \int_{\text{bin}_j} e^{-U(x)/T}\,dx \Big/ \int e^{-U(x)/T}\,dx,
+
+    integrated by the midpoint rule on ``n_sub`` sub-cells per bin and per coordinate (error
+    :math:`O(w^2)`, :math:`w` the sub-cell width); the normaliser is taken on the box widened by
+    ``pad_bins`` bins each side (default: half the box), so mass outside ``[lo, hi]^d`` is
+    reported, not dropped.
+
+    Args:
+        potential: :math:`U`, ``(d,) -> ()``.
+        lo, hi: the box.
+        n_bins: bins per coordinate.
+        d: dimension (1 or 2).
+        temperature: :math:`T > 0`.
+        n_sub: sub-cells per bin per coordinate.
+        pad_bins: width of the normalising margin in bins.
+
+    Returns:
+        ``(probs, outside)``: probs of shape ``(n_bins,) * d`` and the mass outside the box.
+
+    Example:
+        >>> p, out = gibbs_bin_probabilities(Potentials.double_well, -2.5, 2.5, 250)
+
+    References:
+        Gibbs distribution; e.g. Pavliotis, Stochastic Processes and Applications, Springer 2014,
+        ch. 4.
+    """
+    check_positive("temperature", temperature)
+    if d not in (1, 2):
+        raise ValueError(f"`d` must be 1 or 2, got {d!r}.")
+    if not hi > lo:
+        raise ValueError(f"`hi` must be greater than `lo`, got lo={lo}, hi={hi}.")
+    pad_bins = n_bins // 2 if pad_bins is None else pad_bins
+    dtype = jnp.result_type(float)
+    x, _ = _cells(jnp.asarray(lo, dtype), jnp.asarray(hi, dtype), n_bins, n_sub, pad_bins, dtype)
+    grid = jnp.stack(jnp.meshgrid(*([x] * d), indexing="ij"), -1).reshape(-1, d)
+    check_scalar_function("potential", potential, grid[0])
+    logp = -jax.vmap(potential)(grid) / temperature
+    cell = jnp.exp(logp - logsumexp(logp)).reshape((x.shape[0],) * d)
+    return _rebin(cell, n_bins, n_sub, pad_bins)
+
+
+def ula_invariant_bin_probabilities(
+    potential: Potential,
+    step_size: float,
+    lo: float,
+    hi: float,
+    n_bins: int,
+    *,
+    temperature: float = 1.0,
+    n_sub: int = 4,
+    pad_bins: int | None = None,
+) -> tuple[Float[Array, " n_bins"], Float[Array, ""]]:
+    r"""Bin probabilities of ULA's own (biased) invariant law in 1-D, from its transition kernel.
+
+    ULA moves by :math:`K(x, \cdot) = N(x - hU'(x), 2hT)`. On the sub-cell midpoints
+    :math:`x_i` of the widened box the kernel becomes the stochastic matrix
+    :math:`P_{ij} \propto \varphi\bigl((x_j - x_i + hU'(x_i))/s\bigr)`, :math:`s=\sqrt{2hT}`
+    (Nyström discretisation, rows renormalised); its stationary vector :math:`\pi P = \pi`
+    is the chain's invariant law, so the :math:`O(h)` bias of ULA is computed, not estimated.
+    The sub-cell width must be small against :math:`s` (checked: at most :math:`s/4`).
+
+    Args:
+        potential: :math:`U`, ``(1,) -> ()``.
+        step_size: :math:`h > 0`.
+        lo, hi, n_bins: the bins of ``[lo, hi]``.
+        temperature: :math:`T > 0`.
+        n_sub: sub-cells per bin.
+        pad_bins: margin (in bins) on each side of the box (default: a tenth of the box); the
+            ULA step must map the widened box into itself (else `ValueError`: the chain is
+            explosive there, as ULA is far out for superlinear gradients).
+
+    Returns:
+        ``(probs, outside)`` as in `gibbs_bin_probabilities`.
+
+    Example:
+        >>> q, _ = ula_invariant_bin_probabilities(Potentials.double_well, 0.01, -2.5, 2.5, 250)
+
+    References:
+        Roberts & Tweedie, Bernoulli 2(4), 1996 (ULA's invariant law differs from the target);
+        Atkinson, The Numerical Solution of Integral Equations of the Second Kind, 1997 (Nyström).
+    """
+    check_positive("step_size", step_size)
+    check_positive("temperature", temperature)
+    pad_bins = max(1, n_bins // 10) if pad_bins is None else pad_bins
+    dtype = jnp.result_type(float)
+    x, w = _cells(jnp.asarray(lo, dtype), jnp.asarray(hi, dtype), n_bins, n_sub, pad_bins, dtype)
+    s = (2.0 * step_size * temperature) ** 0.5
+    if float(w) > s / 4:
+        raise ValueError(
+            f"sub-cell width {float(w):.3g} is too coarse for the ULA kernel width sqrt(2hT)="
+            f"{s:.3g}; raise `n_sub` or `n_bins`."
+        )
+    check_scalar_function("potential", potential, x[:1])
+    grad = jax.vmap(jax.grad(potential))(x[:, None])[:, 0]
+    mean = x - step_size * grad
+    # ULA with a superlinear gradient is explosive far out (the drift step overshoots past the
+    # box); there the grid chain would have a spurious closed class at the walls. Refuse it.
+    if not isinstance(mean, jax.core.Tracer) and bool(
+        jnp.any((mean < x[0] - 3 * s) | (mean > x[-1] + 3 * s))
+    ):
+        raise ValueError(
+            f"the ULA step maps points of the box [{float(x[0]):.3g}, {float(x[-1]):.3g}] outside "
+            "it (the chain is unstable there); lower `pad_bins` or `step_size`."
+        )
+    logk = -0.5 * ((x[None, :] - mean[:, None]) / s) ** 2
+    p = jnp.exp(logk - logsumexp(logk, axis=1, keepdims=True))
+    n = x.shape[0]
+    # pi (P - I) = 0 with sum(pi) = 1: replace one equation of (P - I)^T pi = 0 by the sum.
+    a = (p - jnp.eye(n, dtype=dtype)).T.at[-1].set(1.0)
+    pi = jnp.linalg.solve(a, jnp.zeros(n, dtype).at[-1].set(1.0))
+    return _rebin(pi, n_bins, n_sub, pad_bins)
+
+
+def total_variation(p: Float[Array, "..."], q: Float[Array, "..."]) -> Float[Array, ""]:
+    r"""Total-variation distance :math:`\tfrac12\sum_j |p_j - q_j|` of two probability vectors.
+
+    Args:
+        p, q: probabilities on the same bins (any shape; include an "outside" cell if needed).
+
+    Returns:
+        The distance, in [0, 1].
+
+    Example:
+        >>> total_variation(counts / counts.sum(), probs)
+    """
+    p, q = jnp.asarray(p), jnp.asarray(q)
+    if p.shape != q.shape:
+        raise ValueError(f"`p` and `q` must have the same shape, got {p.shape} and {q.shape}.")
+    return 0.5 * jnp.sum(jnp.abs(p - q))
+
+
+def expected_tv_iid(probs: Float[Array, "..."], n_samples: float) -> Float[Array, ""]:
+    r"""Expected TV between the histogram of `n_samples` i.i.d. draws and the true bin law.
+
+    .. math:: \mathbb{E}\,\mathrm{TV} \approx \tfrac12\sum_j \sqrt{2p_j(1-p_j)/(\pi n)},
+
+    the mean absolute deviation of the normal approximation to each binomial count; it is the
+    floor any sampler's histogram TV is measured against.
+
+    Args:
+        probs: the true bin probabilities.
+        n_samples: the number of (effective) samples.
+
+    Returns:
+        The expected TV.
+
+    Example:
+        >>> expected_tv_iid(probs, 1e8)
+    """
+    probs = jnp.asarray(probs)
+    return 0.5 * jnp.sum(jnp.sqrt(2.0 * probs * (1.0 - probs) / (jnp.pi * n_samples)))
+
+
+def ks_distance(
+    samples_or_probs: Float[Array, " n"], reference: Float[Array, " n"] | Callable
+) -> Float[Array, ""]:
+    r"""Kolmogorov–Smirnov distance :math:`\sup_x |F_n(x) - F(x)|`.
+
+    Two forms: ``ks_distance(samples, cdf)`` with a CDF callable gives the exact statistic of a
+    1-D sample; ``ks_distance(p_hat, p)`` with two probability vectors on the same 1-D bins
+    gives the statistic evaluated at the bin edges.
+
+    Args:
+        samples_or_probs: a 1-D sample, or empirical bin probabilities.
+        reference: a vectorised CDF, or reference bin probabilities.
+
+    Returns:
+        The KS distance.
+
+    Example:
+        >>> ks_distance(x, jax.scipy.stats.norm.cdf)
+
+    References:
+        Kolmogorov (1933); Smirnov (1948).
+    """
+    x = jnp.asarray(samples_or_probs)
+    if callable(reference):
+        x = jnp.sort(x.ravel())
+        n = x.shape[0]
+        f = reference(x)
+        i = jnp.arange(1, n + 1, dtype=f.dtype)
+        return jnp.maximum(jnp.max(i / n - f), jnp.max(f - (i - 1) / n))
+    reference = jnp.asarray(reference)
+    if x.shape != reference.shape or x.ndim != 1:
+        raise ValueError(
+            f"bin probabilities must be 1-D of equal shape, got {x.shape}, {reference.shape}."
+        )
+    return jnp.max(jnp.abs(jnp.cumsum(x) - jnp.cumsum(reference)))
+
+
+def ula_gaussian_stationary_cov(
+    precision: Float[Array, "d d"], step_size: float, temperature: float = 1.0
+) -> Float[Array, "d d"]:
+    r"""ULA's exact stationary covariance on the Gaussian target :math:`U = x^T P x/2`.
+
+    ULA is the linear recursion :math:`x' = (I - hP)x + \sqrt{2hT}\xi`; in the eigenbasis of
+    :math:`P` (eigenvalues :math:`\lambda`) its stationary variance is
+
+    .. math:: v(\lambda) = \frac{2hT}{1-(1-h\lambda)^2} = \frac{T}{\lambda(1 - h\lambda/2)},
+
+    against the target's :math:`T/\lambda`: the discretisation bias is :math:`+h\lambda/2`
+    relative, to first order. Requires :math:`h\lambda_{\max} < 2` (stability).
+
+    Args:
+        precision: :math:`P`, symmetric positive definite.
+        step_size: :math:`h`.
+        temperature: :math:`T`.
+
+    Returns:
+        The stationary covariance.
+
+    Example:
+        >>> ula_gaussian_stationary_cov(jnp.diag(jnp.array([1.0, 10.0])), 0.05)
+
+    References:
+        Roberts & Tweedie, Bernoulli 2(4), 1996, sec. 3.
+    """
+    check_positive("step_size", step_size)
+    check_positive("temperature", temperature)
+    lam, v = jnp.linalg.eigh(jnp.asarray(precision))
+    lam = eqx.error_if(
+        lam, step_size * lam.max() >= 2.0, "ULA is unstable: step_size * max eig >= 2"
+    )
+    return (v * (temperature / (lam * (1.0 - 0.5 * step_size * lam)))) @ v.T

@@ -1,0 +1,344 @@
+"""Langevin samplers against analytic stationary laws; Gibbs/ULA-invariant tools; bad input."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+import scipy.stats
+
+import sdeml
+from sdeml.langevin import (
+    MALA,
+    SGLD,
+    ULA,
+    Potentials,
+    batched_value_and_grad,
+    expected_tv_iid,
+    gibbs_bin_probabilities,
+    histogram_chains,
+    histogram_chi2,
+    ks_distance,
+    run_chains,
+    total_variation,
+    ula_gaussian_stationary_cov,
+    ula_invariant_bin_probabilities,
+)
+
+F64 = jnp.float64
+PREC = jnp.diag(jnp.array([1.0, 10.0], F64))  # anisotropic Gaussian, condition number 10
+
+
+def _final_states(kernel, x0, n_steps, key):
+    """Final states of independent chains: exact i.i.d. draws of the chain's law at n_steps."""
+    state, acc, _ = jax.jit(lambda s, k: run_chains(kernel, s, n_steps, key=k))(
+        kernel.init(x0), key
+    )
+    return state.position, acc
+
+
+def _cov_and_se(xs):
+    """Covariance diagonal of i.i.d. rows and its standard error (Gaussian 4th moment)."""
+    v = jnp.var(xs, axis=0)
+    return v, v * jnp.sqrt(2.0 / xs.shape[0])
+
+
+def test_batched_value_and_grad_matches_vmap():
+    x = jr.normal(jr.key(0), (3, 4, 2), F64)
+    u, g = batched_value_and_grad(Potentials.mixture_2d, x)
+    flat = x.reshape(-1, 2)
+    np.testing.assert_allclose(u.ravel(), jax.vmap(Potentials.mixture_2d)(flat), rtol=1e-13)
+    np.testing.assert_allclose(
+        g.reshape(-1, 2), jax.vmap(jax.grad(Potentials.mixture_2d))(flat), rtol=1e-12
+    )
+
+
+def test_ula_gaussian_biased_variance():
+    # h * lambda_max = 0.5: ULA's variance along lambda = 10 is T/(lambda (1 - 0.25)) = 4/3 of
+    # the target's, a 33% bias; 10^4 independent chains give a 1.4% standard error, so the
+    # closed form is checked to within 4 standard errors and the target is rejected by > 10.
+    h, n = 0.05, 10_000
+    ula = ULA(Potentials.gaussian(PREC), step_size=h)
+    xs, _ = _final_states(ula, jnp.zeros((n, 2), F64), 300, jr.key(1))  # (1 - h)^600 ~ 4e-14
+    var, se = _cov_and_se(xs)
+    exact = jnp.diag(ula_gaussian_stationary_cov(PREC, h))
+    assert jnp.all(jnp.abs(var - exact) < 4 * se), (var, exact, se)
+    assert abs(var[1] - 0.1) > 10 * se[1]  # the discretisation bias is detected
+
+
+def test_mala_gaussian_no_bias():
+    # The same large step: MALA's Metropolis test removes the bias entirely (4-SE band).
+    h, n = 0.05, 10_000
+    mala = MALA(Potentials.gaussian(PREC), step_size=h)
+    xs, acc = _final_states(mala, jnp.zeros((n, 2), F64), 400, jr.key(2))
+    var, se = _cov_and_se(xs)
+    assert jnp.all(jnp.abs(var - jnp.array([1.0, 0.1])) < 4 * se), (var, se)
+    assert 0.5 < float(acc.mean()) < 1.0
+    assert abs(float(jnp.mean(xs[:, 0]))) < 4 / np.sqrt(n)
+
+
+def test_temperature_scales_gibbs_law():
+    # pi_T of a Gaussian is N(0, T P^-1): at T = 2.5 the variances are 2.5 and 0.25.
+    n, temp = 10_000, 2.5
+    mala = MALA(Potentials.gaussian(PREC), step_size=0.03, temperature=temp)
+    xs, _ = _final_states(mala, jnp.zeros((n, 2), F64), 400, jr.key(3))
+    var, se = _cov_and_se(xs)
+    assert jnp.all(jnp.abs(var - jnp.array([2.5, 0.25])) < 4 * se), (var, se)
+
+
+def test_mala_double_well_gibbs_tv_and_ks():
+    # Independent chains' final states are i.i.d. from the chain's law; with MALA that law is
+    # the Gibbs density, so the histogram's TV must be at the i.i.d. sampling level (TV has
+    # relative spread ~ 1/sqrt(n_bins); 1.3x the expectation is > 4 of its standard deviations)
+    # and chi^2/dof must be ~ 1 (sd sqrt(2/49) = 0.2; band 1.8).
+    n, lo, hi, bins = 10_000, -2.5, 2.5, 50
+    mala = MALA(Potentials.double_well, step_size=0.1)
+    x0 = 0.5 * jr.normal(jr.key(4), (n, 1), F64)  # in the bulk: see _kernels
+    xs, _ = _final_states(mala, x0, 300, jr.key(5))
+    counts = jnp.histogram(xs[:, 0], bins=bins, range=(lo, hi))[0]
+    probs, outside = gibbs_bin_probabilities(Potentials.double_well, lo, hi, bins)
+    assert float(outside) < 1e-10
+    tv = total_variation(counts / n, probs)
+    assert tv < 1.3 * expected_tv_iid(probs, n), (tv, expected_tv_iid(probs, n))
+    chi2, _, _ = histogram_chi2(counts, probs)
+    assert chi2 < 1.8
+    # KS from the sample against the Gibbs CDF on a fine grid (critical value at 1%: 1.63/sqrt n)
+    grid = jnp.linspace(lo, hi, 20_001)
+    dens = jnp.exp(-jax.vmap(Potentials.double_well)(grid[:, None]))
+    cdf = jnp.concatenate([jnp.zeros(1), jnp.cumsum(0.5 * (dens[1:] + dens[:-1]))])
+    cdf = cdf / cdf[-1]
+    assert ks_distance(xs[:, 0], lambda x: jnp.interp(x, grid, cdf)) < 1.63 / np.sqrt(n)
+
+
+def test_ula_double_well_bias_explained_by_its_invariant_law():
+    # h = 0.05: ULA's histogram agrees with ULA's own invariant law (computed from the
+    # discretised kernel) at the sampling level, and is far from the Gibbs law (chi^2 >> 1).
+    n, lo, hi, bins, h = 10_000, -2.5, 2.5, 50, 0.05
+    ula = ULA(Potentials.double_well, step_size=h)
+    xs, _ = _final_states(ula, 0.5 * jr.normal(jr.key(6), (n, 1), F64), 300, jr.key(7))
+    counts = jnp.histogram(xs[:, 0], bins=bins, range=(lo, hi))[0]
+    gibbs, _ = gibbs_bin_probabilities(Potentials.double_well, lo, hi, bins)
+    ula_law, out = ula_invariant_bin_probabilities(Potentials.double_well, h, lo, hi, bins)
+    assert abs(float(jnp.sum(ula_law) + out) - 1.0) < 1e-10
+    chi2_own, _, _ = histogram_chi2(counts, ula_law)
+    chi2_gibbs, _, _ = histogram_chi2(counts, gibbs)
+    assert chi2_own < 1.8 < 5.0 < chi2_gibbs, (chi2_own, chi2_gibbs)
+    tv_hist = total_variation(counts / n, gibbs)
+    tv_law = total_variation(ula_law, gibbs)
+    assert abs(tv_hist - tv_law) < 2 * expected_tv_iid(gibbs, n), (tv_hist, tv_law)
+
+
+def test_ula_invariant_law_converges_to_gibbs_linearly():
+    # The bias of ULA is O(h): TV(ULA law, Gibbs) halves when h halves (slope 1 +- 0.15).
+    hs = jnp.array([0.04, 0.02, 0.01])
+    gibbs, _ = gibbs_bin_probabilities(Potentials.double_well, -2.5, 2.5, 50)
+    tvs = jnp.array(
+        [
+            total_variation(
+                ula_invariant_bin_probabilities(
+                    Potentials.double_well, float(h), -2.5, 2.5, 50, n_sub=8
+                )[0],
+                gibbs,
+            )
+            for h in hs
+        ]
+    )
+    slope = np.polyfit(np.log(hs), np.log(tvs), 1)[0]
+    assert abs(slope - 1.0) < 0.15, (tvs, slope)
+
+
+def test_mixture_2d_histogram_tv():
+    # 2-D mixture through the histogram accumulated over 2000 chains x 150 steps. Successive
+    # steps are correlated, so the bound is coarse: TV below 4x the i.i.d. level of
+    # n_chains * n_steps / 10 samples (an autocorrelation time of ~10 steps).
+    n, steps, bins = 2000, 150, 20
+    mala = MALA(Potentials.mixture_2d, step_size=0.2)
+    x0 = 2.0 * jr.normal(jr.key(8), (n, 2), F64)
+    state, _, _ = jax.jit(lambda s, k: run_chains(mala, s, 200, key=k))(mala.init(x0), jr.key(9))
+    hist = jax.jit(lambda s, k: histogram_chains(mala, s, steps, -3.5, 3.5, bins, key=k))
+    _, counts, acc = hist(state, jr.key(10))
+    probs, outside = gibbs_bin_probabilities(Potentials.mixture_2d, -3.5, 3.5, bins, d=2, n_sub=4)
+    tv = total_variation(counts / (n * steps), probs)
+    assert counts.shape == (bins, bins)
+    assert tv < 4 * expected_tv_iid(probs, n * steps / 10), tv
+    assert 0.4 < float(acc.mean()) < 1.0
+
+
+def test_sgld_gaussian_mean_closed_form():
+    # x_i ~ N(theta, 1), prior N(0, 10^2): U = theta^2/200 + sum (theta - x_i)^2 / 2 (lambda =
+    # N + 1/100). With replacement, the minibatch gradient adds variance N^2 Var(x)/B, so SGLD
+    # is the linear recursion theta' = (1 - h lambda) theta + ... with stationary variance
+    # (2h + h^2 N^2 Var(x) / B) / (1 - (1 - h lambda)^2) and mean the posterior mean.
+    n_data, b, h = 100, 10, 5e-4
+    x = 1.0 + jr.normal(jr.key(11), (n_data,), F64)
+    sgld = SGLD(
+        lambda th, xi: -0.5 * (th[0] - xi) ** 2,
+        lambda th: -0.5 * th[0] ** 2 / 100.0,
+        x,
+        batch_size=b,
+        step_size=h,
+        replace=True,
+    )
+    lam = n_data + 0.01
+    post_mean = jnp.sum(x) / lam
+    var = (2 * h + h**2 * n_data**2 * jnp.var(x) / b) / (1 - (1 - h * lam) ** 2)
+    n = 5_000
+    xs, _ = _final_states(sgld, jnp.full((n, 1), float(post_mean), F64), 200, jr.key(12))
+    v, se = _cov_and_se(xs)
+    assert abs(v[0] - var) < 4 * se[0], (v, var)
+    assert abs(float(jnp.mean(xs)) - post_mean) < 4 * jnp.sqrt(var / n)
+    assert var > 1.2 / lam  # the minibatch noise is visible against the posterior variance
+
+
+def test_sgld_full_batch_is_ula():
+    x = jr.normal(jr.key(13), (30, 2), F64)
+    loglik = lambda th, xi: -0.5 * jnp.sum((th - xi) ** 2)
+    logprior = lambda th: -0.5 * jnp.sum(th**2)
+    sgld = SGLD(loglik, logprior, x, batch_size=30, step_size=0.01)
+    ula = ULA(sgld.potential, step_size=0.01)
+    x0 = jr.normal(jr.key(14), (5, 2), F64)
+    s1, _ = sgld.step(sgld.init(x0), key=jr.key(15))
+    # SGLD splits the key (minibatch, noise); drive ULA with the same noise key.
+    s2, _ = ula.step(ula.init(x0), key=jr.split(jr.key(15))[1])
+    np.testing.assert_allclose(s1.position, s2.position, rtol=1e-12)
+
+
+def test_ks_distance_matches_scipy():
+    x = jr.normal(jr.key(16), (500,), F64)
+    ours = ks_distance(x, jax.scipy.stats.norm.cdf)
+    assert abs(float(ours) - scipy.stats.kstest(np.asarray(x), "norm").statistic) < 1e-12
+
+
+def test_vmap_over_step_sizes_matches_loop_and_traces_once():
+    hs = jnp.array([0.01, 0.02, 0.04], F64)
+    x0 = jnp.zeros((8, 2), F64)
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def final(h, key):
+        mala = MALA(Potentials.gaussian(PREC), step_size=h)
+        return run_chains(mala, mala.init(x0), 20, key=key)[0].position
+
+    batched = jax.vmap(final, in_axes=(0, None))(hs, jr.key(17))
+    loop = jnp.stack([final(h, jr.key(17)) for h in hs])  # scalar arrays: no retrace
+    np.testing.assert_allclose(batched, loop, rtol=1e-10, atol=1e-12)
+
+
+def test_grad_through_ula_chain():
+    # d E[x_n] / d x0 for ULA on U = x^2 / 2 is (1 - h)^n exactly (noise is additive).
+    ula = ULA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.1)
+
+    def mean_final(x0):
+        s = run_chains(ula, ula.init(jnp.full((4, 1), x0)), 10, key=jr.key(18))[0]
+        return jnp.mean(s.position)
+
+    assert abs(float(jax.grad(mean_final)(jnp.asarray(0.3, F64))) - 0.9**10) < 1e-12
+
+
+def test_top_level_export():
+    assert sdeml.MALA is MALA and sdeml.run_chains is run_chains
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: ULA(lambda x: x, step_size=0.1).init(jnp.zeros((3, 2))), "potential.*scalar"),
+        (lambda: MALA(Potentials.double_well, step_size=0.0), "step_size"),
+        (lambda: ULA(Potentials.double_well, step_size=-1.0), "step_size"),
+        (lambda: MALA(Potentials.double_well, step_size=0.1, temperature=0.0), "temperature"),
+        (
+            lambda: SGLD(lambda t, x: x, lambda t: 0.0, jnp.zeros(5), batch_size=6, step_size=0.1),
+            "batch_size",
+        ),
+        (
+            lambda: SGLD(
+                lambda t, x: t * x, lambda t: jnp.sum(t), jnp.zeros(5), batch_size=2, step_size=0.1
+            ).init(jnp.zeros((2, 2))),
+            "log_likelihood.*scalar",
+        ),
+        (lambda: ULA(Potentials.double_well, step_size=0.1).init(jnp.asarray(1.0)), "position"),
+        (lambda: gibbs_bin_probabilities(Potentials.double_well, 1.0, -1.0, 10), "hi"),
+        (lambda: ula_invariant_bin_probabilities(Potentials.double_well, 1e-4, -2, 2, 10), "n_sub"),
+        (lambda: total_variation(jnp.ones(3), jnp.ones(4)), "shape"),
+    ],
+)
+def test_bad_input(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def _ou_density(t, x, theta=1.0, sigma=0.8, m0=1.5, s0=0.3):
+    m = m0 * jnp.exp(-theta * t)
+    v = s0**2 * jnp.exp(-2 * theta * t) + sigma**2 / (2 * theta) * (1 - jnp.exp(-2 * theta * t))
+    return jax.scipy.stats.norm.pdf(x, m, jnp.sqrt(v))
+
+
+def test_fokker_planck_ou_second_order_and_mass():
+    # OU from a Gaussian: the exact density is Gaussian. Max error at n = 50, 100, 200 cells
+    # (dt = 1/400, time error ~1e-6 << space error): measured slope 2.00 +- 0.02; band 0.15.
+    lo, hi = -4.0, 5.0
+    errs = []
+    for n in (50, 100, 200):
+        x = lo + (jnp.arange(n, dtype=F64) + 0.5) * (hi - lo) / n
+        ts, x, p = sdeml.fokker_planck_1d(
+            lambda t, x: -x,
+            lambda t, x: 0.8 + 0 * x,
+            _ou_density(0.0, x),
+            lo,
+            hi,
+            0.0,
+            1.0,
+            400,
+            100,
+        )
+        np.testing.assert_allclose(p.sum(1) * (hi - lo) / n, 1.0, atol=1e-12)  # conservative
+        exact = jax.vmap(_ou_density, in_axes=(0, None))(ts, x)
+        errs.append(float(jnp.max(jnp.abs(p - exact))))
+    slope = np.polyfit(np.log([50, 100, 200]), np.log(errs), 1)[0]
+    assert abs(slope + 2.0) < 0.15, (errs, slope)
+
+
+def test_fokker_planck_matches_path_histograms():
+    # Double-well Langevin SDE dX = -U'(X) dt + sqrt(2) dW from N(1.5, 0.3^2): 2e4 EM paths
+    # (dt = 1e-3) against the FD density integrated over each of 40 bins: chi^2/dof ~ 1
+    # (sd ~ 0.23; band 1.9 leaves room for the O(dt) EM bias, ~ 0.3% of each bin).
+    lo, hi, n_cells, n_paths = -3.0, 3.0, 600, 20_000
+    drift = lambda t, x: -4 * x * (x**2 - 1)
+    diff = lambda t, x: jnp.sqrt(2.0) + 0 * x
+    x = lo + (jnp.arange(n_cells, dtype=F64) + 0.5) * (hi - lo) / n_cells
+    ts, x, p = sdeml.fokker_planck_1d(
+        drift, diff, jax.scipy.stats.norm.pdf(x, 1.5, 0.3), lo, hi, 0.0, 1.0, 500, 100
+    )
+    x0 = 1.5 + 0.3 * jr.normal(jr.key(19), (n_paths,), F64)
+    ts2, xs = sdeml.simulate_scalar_sde(drift, diff, x0, 0.0, 1.0, 1000, 200, key=jr.key(20))
+    np.testing.assert_allclose(ts, ts2, atol=1e-14)
+    for k in (1, 3, 5):
+        probs = p[k].reshape(40, -1).sum(1) * (hi - lo) / n_cells
+        counts = jnp.histogram(xs[k], bins=40, range=(lo, hi))[0]
+        chi2, _, _ = histogram_chi2(counts, probs)
+        assert chi2 < 1.9, (k, chi2)
+
+
+def test_laplace_approximation_gaussian_exact():
+    # For a Gaussian target the Laplace approximation is exact: mode m, whitening W with
+    # W W^T = P^{-1}.
+    m = jnp.array([0.5, -1.0], F64)
+    prec = jnp.array([[4.0, 1.0], [1.0, 2.0]], F64)
+    mode, w = sdeml.laplace_approximation(
+        lambda x: 0.5 * (x - m) @ prec @ (x - m), jnp.zeros(2, F64)
+    )
+    np.testing.assert_allclose(mode, m, atol=1e-12)
+    np.testing.assert_allclose(w @ w.T, jnp.linalg.inv(prec), rtol=1e-12)
+
+
+def test_histogram_chains_counts_every_step():
+    # Same key sequence as run_chains(thin=1): the accumulated counts equal the histogram of the
+    # stored chains, exactly.
+    ula = ULA(Potentials.mixture_2d, step_size=0.1)
+    s0 = ula.init(jr.normal(jr.key(21), (50, 2), F64))
+    _, xs = run_chains(ula, s0, 30, observe=lambda s: s.position, key=jr.key(22))[::2]
+    _, counts, _ = histogram_chains(ula, s0, 30, -2.0, 2.0, 8, key=jr.key(22))
+    flat = xs.reshape(-1, 2)
+    ref = jnp.histogram2d(flat[:, 0], flat[:, 1], bins=8, range=((-2, 2), (-2, 2)))[0]
+    np.testing.assert_array_equal(counts, ref)
