@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import jax
 import jax.numpy as jnp
 import matplotlib
 
@@ -53,6 +52,7 @@ class PlotConfig(Section):
 
 class Config(ExperimentConfig):
     experiment: Literal["dynamics"] = "dynamics"
+    x64: bool = True  # accuracy claims (orders, invariants, equilibria to 1e-10) need float64
     systems: list[SystemName] = [
         "exponential_growth",
         "harmonic",
@@ -101,9 +101,6 @@ def _x0s(a, b, n):
     smoke=("systems=[damped]", "plot.n_grid=7", "plot.n_traj=2", "plot.n_save=50"),
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
-    # Accuracy claims (orders, invariants, equilibria to 1e-10) need float64; the CLI does not
-    # enable it globally, so this experiment does.
-    jax.config.update("jax_enable_x64", True)
     rows = []
     for name in run.progress(cfg.systems, "systems"):
         system = _build(name, cfg.params)
