@@ -1,0 +1,316 @@
+"""Forward diffusion SDEs with linear drift: VP, sub-VP and VE (Song et al. 2021)."""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+ScoreFn = Callable[[Array, Array], Array]
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, int | float)
+
+
+class AbstractDiffusionSDE(eqx.Module):
+    r"""A forward SDE with linear drift and state-independent diffusion.
+
+    $$dX_t = f(t)\,X_t\,dt + g(t)\,dW_t,\qquad t\in[0, T],$$
+
+    whose marginal given $X_0 = x_0$ is $\mathcal N(\alpha(t)x_0, \sigma(t)^2 I)$. Subclasses
+    give $f$, $g$, $\log\alpha$, $\sigma$, the prior's standard deviation and the inverse of the
+    log-SNR $\lambda(t) = \log\alpha(t) - \log\sigma(t)$ (used by DPM-Solver).
+
+    The reverse-time SDE and the probability-flow ODE for a score $s(t, x)\approx\nabla\log p_t$:
+
+    $$dX = [f X - g^2 s]\,dt + g\,d\bar W,\qquad \frac{dx}{dt} = f x - \tfrac12 g^2 s.$$
+
+    References:
+        Song et al., Score-Based Generative Modeling through SDEs, ICLR 2021. arXiv:2011.13456
+        Anderson, Reverse-time diffusion equation models, Stoch. Proc. Appl. 1982.
+    """
+
+    T: float = eqx.field(static=True)
+
+    @abc.abstractmethod
+    def drift_coef(self, t: ArrayLike) -> Array:
+        r"""$f(t)$, with drift $f(t)\,x$."""
+
+    @abc.abstractmethod
+    def diffusion(self, t: ArrayLike) -> Array:
+        r"""$g(t)$."""
+
+    @abc.abstractmethod
+    def log_alpha(self, t: ArrayLike) -> Array:
+        r"""$\log\alpha(t)$, the log of the marginal mean's scale."""
+
+    @abc.abstractmethod
+    def sigma(self, t: ArrayLike) -> Array:
+        r"""$\sigma(t)$, the marginal standard deviation."""
+
+    @abc.abstractmethod
+    def t_from_log_snr(self, lam: ArrayLike) -> Array:
+        r"""The inverse of $\lambda(t) = \log\alpha(t) - \log\sigma(t)$."""
+
+    @property
+    @abc.abstractmethod
+    def prior_std(self) -> float:
+        """Standard deviation of the Gaussian prior $p_T$ used to start sampling."""
+
+    # -- derived quantities ------------------------------------------------------------------
+    def drift(self, t: ArrayLike, x: Array) -> Array:
+        r"""$f(t)\,x$."""
+        return self.drift_coef(t) * x
+
+    def alpha(self, t: ArrayLike) -> Array:
+        return jnp.exp(self.log_alpha(t))
+
+    def log_snr(self, t: ArrayLike) -> Array:
+        r"""$\lambda(t) = \log\alpha(t) - \log\sigma(t)$ (half the log signal-to-noise ratio)."""
+        return self.log_alpha(t) - jnp.log(self.sigma(t))
+
+    def marginal(self, x0: Array, t: ArrayLike) -> tuple[Array, Array]:
+        r"""Mean $\alpha(t)x_0$ and standard deviation $\sigma(t)$ of $X_t\mid X_0=x_0$."""
+        return self.alpha(t) * x0, self.sigma(t)
+
+    def perturb(self, x0: Array, t: ArrayLike, *, key: PRNGKeyArray) -> tuple[Array, Array]:
+        r"""A draw $x_t = \alpha(t)x_0 + \sigma(t)z$ and the noise $z$."""
+        z = jr.normal(key, jnp.shape(x0), jnp.result_type(x0))
+        mean, std = self.marginal(x0, t)
+        return mean + std * z, z
+
+    def prior_sample(self, shape: tuple[int, ...], *, key: PRNGKeyArray, dtype=None) -> Array:
+        r"""Draws from the prior $\mathcal N(0, \sigma_T^2 I)$ of the given shape."""
+        return self.prior_std * jr.normal(key, shape, dtype)
+
+    def prior_logp(self, x: Array) -> Float[Array, ""]:
+        r"""$\log\mathcal N(x; 0, \sigma_T^2 I)$ summed over all entries of one sample `x`."""
+        s = self.prior_std
+        return -0.5 * jnp.sum(x**2) / s**2 - x.size * (math.log(s) + 0.5 * math.log(2 * math.pi))
+
+    def reverse_drift(self, score_fn: ScoreFn) -> ScoreFn:
+        r"""$(t, x) \mapsto f(t)x - g(t)^2 s(t, x)$: the reverse SDE's drift in forward time."""
+        return lambda t, x: self.drift(t, x) - self.diffusion(t) ** 2 * score_fn(t, x)
+
+    def probability_flow(self, score_fn: ScoreFn) -> ScoreFn:
+        r"""$(t, x) \mapsto f(t)x - \tfrac12 g(t)^2 s(t, x)$, the probability-flow ODE."""
+        return lambda t, x: self.drift(t, x) - 0.5 * self.diffusion(t) ** 2 * score_fn(t, x)
+
+    def corrector_alpha(self, t: ArrayLike, dt: ArrayLike) -> Array:
+        """The factor of the Langevin corrector's step size (1 except for VP, Song et al.)."""
+        return jnp.ones_like(jnp.asarray(t))
+
+    def check_times(self, eps: float) -> None:
+        """Raise a clear `ValueError` unless ``0 < eps < 1`` and ``eps < T``."""
+        if not _is_num(eps):
+            return
+        if not 0 < eps < 1:
+            raise ValueError(f"`eps` (the small-time cut-off) must be in (0, 1), got {eps}")
+        if self.T <= eps:
+            raise ValueError(f"`T` must be greater than `eps`, got T={self.T}, eps={eps}")
+
+
+class VPSDE(AbstractDiffusionSDE):
+    r"""Variance-preserving SDE $dX = -\tfrac12\beta(t)X\,dt + \sqrt{\beta(t)}\,dW$.
+
+    $\beta(t) = \beta_{\min} + t(\beta_{\max}-\beta_{\min})$ (with $T=1$ the DDPM schedule),
+    $\log\alpha(t) = -\tfrac12\int_0^t\beta$, $\sigma(t)^2 = 1-\alpha(t)^2$,
+    prior $\mathcal N(0, I)$.
+
+    Args:
+        beta_min, beta_max: $\beta(0)$ and $\beta(1)$, ``0 <= beta_min < beta_max``.
+        T: the end time (> 0).
+
+    Example:
+        >>> vp = VPSDE(0.1, 20.0); mean, std = vp.marginal(jnp.ones(2), 0.5)
+
+    References:
+        Song et al., ICLR 2021, eq. (11). Ho et al., DDPM, NeurIPS 2020.
+    """
+
+    beta_min: float = eqx.field(static=True)
+    beta_max: float = eqx.field(static=True)
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0):
+        self.beta_min, self.beta_max, self.T = float(beta_min), float(beta_max), float(T)
+
+    def __check_init__(self):
+        if not 0 <= self.beta_min < self.beta_max:
+            raise ValueError(
+                f"need 0 <= beta_min < beta_max, got beta_min={self.beta_min}, "
+                f"beta_max={self.beta_max}"
+            )
+        if not self.T > 0:
+            raise ValueError(f"`T` must be positive, got {self.T}")
+
+    def beta(self, t):
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def int_beta(self, t):
+        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
+
+    def drift_coef(self, t):
+        return -0.5 * self.beta(t)
+
+    def diffusion(self, t):
+        return jnp.sqrt(self.beta(t))
+
+    def log_alpha(self, t):
+        return -0.5 * self.int_beta(t)
+
+    def sigma(self, t):
+        return jnp.sqrt(-jnp.expm1(-self.int_beta(jnp.asarray(t))))
+
+    def t_from_log_snr(self, lam):
+        c = jnp.logaddexp(0.0, -2.0 * jnp.asarray(lam))  # int_beta(t) = log(1 + e^{-2 lam})
+        return _solve_int_beta(self.beta_min, self.beta_max, c)
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+    def corrector_alpha(self, t, dt):
+        return 1.0 - self.beta(t) * dt
+
+
+class SubVPSDE(AbstractDiffusionSDE):
+    r"""Sub-VP SDE $dX = -\tfrac12\beta(t)X\,dt + \sqrt{\beta(t)(1-e^{-2\int_0^t\beta})}\,dW$.
+
+    Same mean as VP; $\sigma(t) = 1 - e^{-\int_0^t\beta}$ (below VP's at every $t$). Prior
+    $\mathcal N(0, I)$.
+
+    Args:
+        beta_min, beta_max: $\beta(0)$ and $\beta(1)$, ``0 <= beta_min < beta_max``.
+        T: the end time (> 0).
+
+    Example:
+        >>> sub = SubVPSDE(0.1, 20.0); sub.sigma(0.5)
+
+    References:
+        Song et al., ICLR 2021, eq. (29) and appendix C.
+    """
+
+    beta_min: float = eqx.field(static=True)
+    beta_max: float = eqx.field(static=True)
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0):
+        self.beta_min, self.beta_max, self.T = float(beta_min), float(beta_max), float(T)
+
+    def __check_init__(self):
+        VPSDE.__check_init__(self)  # same invariants
+
+    def beta(self, t):
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def int_beta(self, t):
+        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
+
+    def drift_coef(self, t):
+        return -0.5 * self.beta(t)
+
+    def diffusion(self, t):
+        return jnp.sqrt(self.beta(t) * -jnp.expm1(-2.0 * self.int_beta(t)))
+
+    def log_alpha(self, t):
+        return -0.5 * self.int_beta(t)
+
+    def sigma(self, t):
+        return -jnp.expm1(-self.int_beta(jnp.asarray(t)))
+
+    def t_from_log_snr(self, lam):
+        # sigma = 1 - alpha^2 and lam = log alpha - log sigma  =>  e^lam alpha^2 + alpha - e^lam = 0
+        lam = jnp.asarray(lam)
+        log_alpha = lam + math.log(2.0) - jnp.log1p(jnp.sqrt(1.0 + 4.0 * jnp.exp(2.0 * lam)))
+        return _solve_int_beta(self.beta_min, self.beta_max, -2.0 * log_alpha)
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+
+class VESDE(AbstractDiffusionSDE):
+    r"""Variance-exploding SDE $dX = \sqrt{d[\varsigma(t)^2]/dt}\,dW$, $\varsigma(t) =
+    \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^{t/T}$.
+
+    $\alpha = 1$; the marginal standard deviation is the exact
+    $\sigma(t) = \sqrt{\varsigma(t)^2 - \sigma_{\min}^2}$ (so $\sigma(0) = 0$ and the mixture
+    marginals are exact); prior $\mathcal N(0, \sigma(T)^2 I)$. Pick $\sigma_{\max}$ about the
+    largest distance between data points (Song & Ermon 2020, technique 1).
+
+    Args:
+        sigma_min, sigma_max: ``0 < sigma_min < sigma_max``.
+        T: the end time (> 0).
+
+    Example:
+        >>> ve = VESDE(0.01, 10.0); ve.sigma(1.0)
+
+    References:
+        Song et al., ICLR 2021, eq. (9). Song & Ermon, Improved Techniques for Training
+        Score-Based Generative Models, NeurIPS 2020.
+    """
+
+    sigma_min: float = eqx.field(static=True)
+    sigma_max: float = eqx.field(static=True)
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 10.0, T: float = 1.0):
+        self.sigma_min, self.sigma_max, self.T = float(sigma_min), float(sigma_max), float(T)
+
+    def __check_init__(self):
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(
+                f"need 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
+                f"sigma_max={self.sigma_max}"
+            )
+        if not self.T > 0:
+            raise ValueError(f"`T` must be positive, got {self.T}")
+
+    @property
+    def _log_ratio(self) -> float:
+        return math.log(self.sigma_max / self.sigma_min) / self.T
+
+    def drift_coef(self, t):
+        return jnp.zeros_like(jnp.asarray(t, float))
+
+    def diffusion(self, t):
+        r = self._log_ratio
+        return self.sigma_min * jnp.exp(r * jnp.asarray(t)) * math.sqrt(2.0 * r)
+
+    def log_alpha(self, t):
+        return jnp.zeros_like(jnp.asarray(t, float))
+
+    def sigma(self, t):
+        return self.sigma_min * jnp.sqrt(jnp.expm1(2.0 * self._log_ratio * jnp.asarray(t)))
+
+    def t_from_log_snr(self, lam):
+        s2 = jnp.exp(-2.0 * jnp.asarray(lam)) / self.sigma_min**2
+        return jnp.log1p(s2) / (2.0 * self._log_ratio)
+
+    @property
+    def prior_std(self) -> float:
+        return self.sigma_min * math.sqrt(math.expm1(2.0 * self._log_ratio * self.T))
+
+
+def _solve_int_beta(beta_min: float, beta_max: float, c: Array) -> Array:
+    """The t >= 0 with beta_min t + (beta_max - beta_min) t^2 / 2 = c (stable quadratic root)."""
+    a = 0.5 * (beta_max - beta_min)
+    return 2.0 * c / (beta_min + jnp.sqrt(beta_min**2 + 4.0 * a * c))
+
+
+SDES: dict[str, type[AbstractDiffusionSDE]] = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
+
+
+def get_sde(name: str, **kwargs) -> AbstractDiffusionSDE:
+    """Build a forward SDE by name: ``vp``, ``subvp`` or ``ve`` (keyword arguments forwarded).
+
+    Example:
+        >>> sde = get_sde("ve", sigma_min=0.01, sigma_max=5.0)
+    """
+    if name not in SDES:
+        raise ValueError(f"unknown SDE {name!r}; valid: {', '.join(SDES)}")
+    return SDES[name](**kwargs)

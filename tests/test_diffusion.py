@@ -1,0 +1,213 @@
+"""sdeml.diffusion against closed forms: SDE marginals, exact mixture scores, samplers,
+likelihoods, DPM-Solver's convergence order, bad input."""
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import sdeml
+from sdeml import data, metrics
+
+F64 = jnp.float64
+SDES = [sdeml.VPSDE(0.1, 20.0), sdeml.SubVPSDE(0.1, 20.0), sdeml.VESDE(0.01, 8.0)]
+
+
+@pytest.mark.parametrize("sde", SDES, ids=lambda s: type(s).__name__)
+def test_marginal_variance_solves_its_ode(sde):
+    # For dX = f X dt + g dW: d(log alpha)/dt = f and d(sigma^2)/dt = 2 f sigma^2 + g^2 (exact).
+    ts = jnp.array([0.05, 0.3, 0.7, 0.95], F64)
+    dla = jax.vmap(jax.grad(sde.log_alpha))(ts)
+    dvar = jax.vmap(jax.grad(lambda t: sde.sigma(t) ** 2))(ts)
+    f, g = jax.vmap(sde.drift_coef)(ts), jax.vmap(sde.diffusion)(ts)
+    assert jnp.allclose(dla, f, rtol=1e-12)
+    assert jnp.allclose(dvar, 2 * f * sde.sigma(ts) ** 2 + g**2, rtol=1e-10)
+    assert jnp.allclose(sde.t_from_log_snr(sde.log_snr(ts)), ts, rtol=1e-10)
+
+
+@pytest.mark.parametrize("sde", SDES, ids=lambda s: type(s).__name__)
+def test_mixture_score_is_gradient_of_marginal_density(sde):
+    sc = sdeml.MixtureScore(data.gaussian_mixture_2d(F64), sde)
+    x, t = jnp.array([0.4, -0.3], F64), jnp.asarray(0.37, F64)
+    assert jnp.allclose(sc(t, x), jax.grad(lambda y: sc.log_prob(t, y))(x), rtol=1e-10)
+
+
+def test_parameterisation_conversions_round_trip():
+    sde = sdeml.VPSDE()
+    x, s = jnp.array([0.3, -1.0], F64), jnp.array([2.0, 0.5], F64)
+    a, sg = sde.alpha(0.4), sde.sigma(0.4)
+    assert jnp.allclose(sdeml.eps_to_score(sdeml.score_to_eps(s, sg), sg), s)
+    assert jnp.allclose(sdeml.x0_to_score(sdeml.score_to_x0(s, x, a, sg), x, a, sg), s)
+    net = sdeml.nn.TimeMLP(2, width=16, depth=1, key=jr.key(0), dtype=F64)
+    m_eps = sdeml.ScoreModel(net, sde, "eps")
+    m_x0 = sdeml.ScoreModel(net, sde, "x0")
+    assert jnp.allclose(m_eps.eps(0.4, x), net(0.4, x))
+    assert jnp.allclose(m_x0.x0(0.4, x), net(0.4, x))
+    assert jnp.allclose(m_eps(0.4, x), -net(0.4, x) / sg)
+
+
+def test_dsm_loss_with_exact_gaussian_score_matches_closed_form():
+    # data N(0, s0^2 I): for the exact score E||sigma s + z||^2 = d alpha^2 s0^2 / v,
+    # v = alpha^2 s0^2 + sigma^2; the loss is its average over t ~ U[eps, T].
+    sde, s0, d, eps = sdeml.VPSDE(), 0.7, 2, 1e-3
+    gm = data.GaussianMixture(jnp.ones(1, F64), jnp.zeros((1, d), F64), jnp.full((1,), s0, F64))
+    sc = sdeml.MixtureScore(gm, sde)
+    batch = gm.sample(20000, key=jr.key(0))
+    loss = sdeml.dsm_loss(sc, sde, batch, eps=eps, key=jr.key(1))
+    ts = jnp.linspace(eps, 1.0, 20001, dtype=F64)
+    a2 = sde.alpha(ts) ** 2
+    exact = jnp.mean(d * a2 * s0**2 / (a2 * s0**2 + sde.sigma(ts) ** 2))
+    # per-sample losses have sd ~1 (chi-square-like); SE at b = 20000 is ~0.01
+    assert abs(float(loss) - float(exact)) < 0.03, (loss, exact)
+    lw = sdeml.dsm_loss(sc, sde, batch[:64], weighting="likelihood", key=jr.key(2))
+    assert jnp.isfinite(lw)
+
+
+def _floor_setup(gm, n=2000):
+    ref = [gm.sample(n, key=jr.key(1000 + i)) for i in range(8)]
+    bw = metrics.median_bandwidth(ref[0]) * jnp.asarray(metrics.DEFAULT_BANDWIDTH_FACTORS, F64)
+    return ref, (lambda a, b: metrics.mmd(a, b, bw))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "method,kw",
+    [("em", dict(n_steps=1000)), ("pc", dict(n_steps=500)), ("ode", {}), ("dpm", {})],
+)
+def test_exact_score_sampling_reproduces_mixture(method, kw):
+    # issue #7: n = 2000, median over 3 sampling seeds, MMD within 1.5x the two-sample floor
+    # (few-step DPM-Solver (19 NFE): within 2x). Floor = median over 5 data-vs-data pairs.
+    gm = data.gaussian_mixture_2d(F64)
+    sde = sdeml.VPSDE()
+    ref, m = _floor_setup(gm)
+    sc = sdeml.MixtureScore(gm, sde)
+    gen = [
+        sdeml.sample(sc, sde, (2000, 2), method=method, key=jr.key(s), dtype=F64, **kw).x
+        for s in range(3)
+    ]
+    r = metrics.median_ratio(m, gen, ref[:3], ref[3:6])
+    floor = float(np.median([m(ref[i], ref[i + 3]) for i in range(5)] + [m(ref[5], ref[7])]))
+    ratio = r["value"] / floor
+    assert ratio < (2.0 if method == "dpm" else 1.5), (method, ratio, r)
+
+
+def test_pf_nfe_formula_counts_every_evaluation():
+    count = []
+
+    def score(t, x):
+        jax.debug.callback(lambda: count.append(1))
+        return -x
+
+    sde = sdeml.VESDE(0.01, 2.0)
+    r = sdeml.probability_flow_sampler(
+        score, sde, (1, 2), rtol=1e-4, atol=1e-4, key=jr.key(0), dtype=F64
+    )
+    jax.block_until_ready(r.x)
+    assert int(r.nfe) == len(count)
+
+
+def test_likelihood_exact_score_matches_analytic_density():
+    sde = sdeml.VPSDE()
+    gm = data.gaussian_mixture_2d(F64)
+    sc = sdeml.MixtureScore(gm, sde)
+    xs = jnp.array([[0.3, -0.2], [-1.4, 0.5]], F64)
+    # with the exact marginal at T as prior, the result is log p_eps(x) up to solver error
+    # (tolerances 1e-6 give ~1e-5 nats); issue #7 asks for 1e-3
+    res = jax.vmap(
+        lambda x: sdeml.log_likelihood(
+            sc, sde, x, eps=1e-3, prior_logp=lambda y: sc.log_prob(sde.T, y)
+        )
+    )(xs)
+    exact = jax.vmap(lambda x: sc.log_prob(1e-3, x))(xs)
+    assert jnp.max(jnp.abs(res.logp - exact)) < 1e-3
+    # raw data density on the 8-Gaussian mixture with the standard prior at eps = 1e-5:
+    # the prior mismatch and eps cut-off are below 1e-3 nats there; issue #7 asks for 1e-2
+    gm8 = data.eight_gaussians_mixture(dtype=F64)
+    sc8 = sdeml.MixtureScore(gm8, sde)
+    x8 = jnp.array([1.9, 0.1], F64)
+    r8 = sdeml.log_likelihood(sc8, sde, x8, eps=1e-5)
+    assert abs(float(r8.logp - gm8.log_prob(x8))) < 1e-2
+
+
+def test_hutchinson_within_three_standard_errors():
+    sde = sdeml.SubVPSDE()
+    sc = sdeml.MixtureScore(data.gaussian_mixture_2d(F64), sde)
+    x = jnp.array([0.3, -0.2], F64)
+    exact = sdeml.log_likelihood(sc, sde, x, eps=1e-3)
+    for s in range(3):
+        h = sdeml.log_likelihood(
+            sc, sde, x, eps=1e-3, divergence="hutchinson", n_probes=10, key=jr.key(s)
+        )
+        assert float(h.stderr) > 0
+        assert abs(float(h.logp - exact.logp)) < 3 * float(h.stderr)
+
+
+def test_dpm_solver_convergence_order():
+    # Gaussian data: exact score; reference = tight-tolerance Tsit5 PF-ODE from the same x_T.
+    sde = sdeml.VPSDE()
+    gm = data.GaussianMixture(
+        jnp.ones(2, F64), jnp.array([[-1.0, 0], [1.0, 0]], F64), jnp.full((2,), 0.5, F64)
+    )
+    sc = sdeml.MixtureScore(gm, sde)
+    xT = sde.prior_sample((64, 2), key=jr.key(0), dtype=F64)
+    eps = 0.05
+    ref = sdeml.probability_flow_sampler(
+        sc, sde, (64, 2), rtol=1e-11, atol=1e-11, eps=eps, x_T=xT, key=jr.key(0)
+    ).x
+    for order in (2, 3):
+        ns = [8, 16, 32]
+        errs = [
+            float(
+                jnp.max(
+                    jnp.abs(
+                        sdeml.dpm_solver_sampler(
+                            sc,
+                            sde,
+                            (64, 2),
+                            n_steps=n,
+                            order=order,
+                            eps=eps,
+                            denoise=False,
+                            x_T=xT,
+                            key=jr.key(0),
+                        ).x
+                        - ref
+                    )
+                )
+            )
+            for n in ns
+        ]
+        slope = -np.polyfit(np.log(ns), np.log(errs), 1)[0]
+        assert abs(slope - order) < 0.5, (order, errs, slope)  # asymptotic regime: +-0.5
+
+
+def test_samplers_jit_and_shapes():
+    sde = sdeml.VESDE(0.01, 4.0)
+    sc = sdeml.MixtureScore(data.gaussian_mixture_2d(F64), sde)
+    f = jax.jit(
+        lambda k: sdeml.pc_sampler(sc, sde, (16, 2), n_steps=20, n_saves=5, key=k, dtype=F64)
+    )
+    r = f(jr.key(0))
+    assert r.x.shape == (16, 2) and r.path.shape[1:] == (16, 2) and int(r.nfe) == 41
+    assert jnp.array_equal(r.x, f(jr.key(0)).x)
+
+
+def test_bad_input_messages():
+    sde = sdeml.VPSDE()
+    net = sdeml.nn.TimeMLP(2, width=8, depth=1, key=jr.key(0))
+    model = sdeml.ScoreModel(net, sde)
+    with pytest.raises(ValueError, match="valid: vp, subvp, ve"):
+        sdeml.get_sde("cosine")
+    with pytest.raises(ValueError, match="valid: em, pc, ode, dpm"):
+        sdeml.sample(model, sde, (4, 2), method="ddim", key=jr.key(0))
+    with pytest.raises(ValueError, match="eps"):
+        sdeml.dsm_loss(model, sde, jnp.zeros((4, 2)), eps=1.5, key=jr.key(0))
+    with pytest.raises(ValueError, match="`T` must be greater than `eps`"):
+        sdeml.dsm_loss(model, sdeml.VPSDE(T=0.001), jnp.zeros((4, 2)), eps=0.01, key=jr.key(0))
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        sdeml.dsm_loss(model, sde, jnp.zeros((4, 3)), key=jr.key(0))
+    with pytest.raises(ValueError, match="beta_min < beta_max"):
+        sdeml.VPSDE(5.0, 1.0)
+    with pytest.raises(ValueError, match="parameterisation"):
+        sdeml.ScoreModel(net, sde, "v")
