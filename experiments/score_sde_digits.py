@@ -87,7 +87,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         sde = sdeml.VESDE(cfg.sde.sigma_min, cfg.sde.sigma_max)
     else:
         sde = sdeml.get_sde(cfg.sde.name, beta_min=cfg.sde.beta_min, beta_max=cfg.sde.beta_max)
-    digits = sdeml.data.load_digits(dtype=jnp.float32)
+    digits = sdeml.data.load_digits()  # the default float dtype, as the network
     net = sdeml.nn.UNet8(1, cfg.model.width, dropout=cfg.model.dropout, key=k_model)
     model = sdeml.ScoreModel(net, sde, "eps")
     optimizer = make_optimizer(cfg.train)
@@ -130,8 +130,9 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     run.save_json("class_hist", {"class_hist": scores["class_hist"]})
 
     fig, axs = plt.subplots(8, 8, figsize=(6, 6))
-    for ax, img in zip(axs.ravel(), x[:64], strict=True):
-        ax.imshow(img[0], cmap="gray_r", vmin=-1, vmax=1)
+    for i, ax in enumerate(axs.ravel()):  # up to 64 samples; empty cells when fewer
+        if i < len(x):
+            ax.imshow(x[i, 0], cmap="gray_r", vmin=-1, vmax=1)
         ax.axis("off")
     run.savefig(fig, "samples")
 
