@@ -21,7 +21,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,25 +28,11 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._io import write_atomic
 from ._errors import ConfigError
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write `data` to `path` via a temporary file and `os.replace`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: str | Path, obj: Any) -> None:

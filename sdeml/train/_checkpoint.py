@@ -8,9 +8,7 @@ is executed when it is read: `numpy.load` is called with ``allow_pickle=False``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+
+from .._io import atomic_open, write_atomic
 
 _NAME = re.compile(r"^step_(\d{9})\.eqx$")
 
@@ -52,16 +52,8 @@ def save_checkpoint(path: str | Path, tree: Any) -> None:
     """Write `tree`'s leaves to `path` atomically (temporary file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".eqx")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            eqx.tree_serialise_leaves(f, tree, filter_spec=_write)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        eqx.tree_serialise_leaves(f, tree, filter_spec=_write)
 
 
 def load_checkpoint(path: str | Path, like: Any) -> Any:
@@ -87,7 +79,7 @@ class CheckpointDir:
     def save(self, step: int, tree: Any) -> Path:
         path = self.dir / f"step_{step:09d}.eqx"
         save_checkpoint(path, tree)
-        _write_json_atomic(self.dir / "latest.json", {"step": step, "file": path.name})
+        write_atomic(self.dir / "latest.json", json.dumps({"step": step, "file": path.name}))
         for old in self.steps()[: -self.keep] if self.keep else []:
             (self.dir / f"step_{old:09d}.eqx").unlink(missing_ok=True)
         return path
@@ -105,12 +97,3 @@ class CheckpointDir:
 
     def load(self, step: int, like: Any) -> Any:
         return load_checkpoint(self.dir / f"step_{step:09d}.eqx", like)
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
