@@ -73,7 +73,23 @@ def _init(potential: Potential, position: Array) -> LangevinState:
     return LangevinState(position, u, g)
 
 
-class ULA(eqx.Module):
+class _AbstractPotentialLangevin(eqx.Module):
+    """The interface shared by `ULA` and `MALA`: a potential, a step size and a temperature."""
+
+    potential: eqx.AbstractVar[Potential]
+    step_size: eqx.AbstractVar[Float[Array, ""] | float]
+    temperature: eqx.AbstractVar[Float[Array, ""] | float]
+
+    def __check_init__(self):
+        check_positive("step_size", self.step_size)
+        check_positive("temperature", self.temperature)
+
+    def init(self, position: Float[Array, "*chains d"]) -> LangevinState:
+        """The state at `position` (shape ``(d,)`` or ``(*chains, d)``)."""
+        return _init(self.potential, position)
+
+
+class ULA(_AbstractPotentialLangevin):
     r"""Unadjusted Langevin algorithm: Euler–Maruyama on overdamped Langevin dynamics.
 
     .. math::
@@ -103,14 +119,6 @@ class ULA(eqx.Module):
     step_size: Float[Array, ""] | float
     temperature: Float[Array, ""] | float = 1.0
 
-    def __check_init__(self):
-        check_positive("step_size", self.step_size)
-        check_positive("temperature", self.temperature)
-
-    def init(self, position: Float[Array, "*chains d"]) -> LangevinState:
-        """The state at `position` (shape ``(d,)`` or ``(*chains, d)``)."""
-        return _init(self.potential, position)
-
     def step(
         self, state: LangevinState, *, key: PRNGKeyArray
     ) -> tuple[LangevinState, LangevinInfo]:
@@ -124,7 +132,7 @@ class ULA(eqx.Module):
         return LangevinState(y, u, g), LangevinInfo(ones, ones > 0)
 
 
-class MALA(eqx.Module):
+class MALA(_AbstractPotentialLangevin):
     r"""Metropolis-adjusted Langevin algorithm: a ULA proposal with a Metropolis–Hastings test.
 
     .. math::
@@ -156,14 +164,6 @@ class MALA(eqx.Module):
     potential: Potential
     step_size: Float[Array, ""] | float
     temperature: Float[Array, ""] | float = 1.0
-
-    def __check_init__(self):
-        check_positive("step_size", self.step_size)
-        check_positive("temperature", self.temperature)
-
-    def init(self, position: Float[Array, "*chains d"]) -> LangevinState:
-        """The state at `position` (shape ``(d,)`` or ``(*chains, d)``)."""
-        return _init(self.potential, position)
 
     def step(
         self, state: LangevinState, *, key: PRNGKeyArray
