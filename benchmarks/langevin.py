@@ -14,7 +14,6 @@ one warm-up) are reported separately, and the table goes to benchmarks/langevin.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from _machine import machine_line
 
 import sdeml
 
@@ -123,10 +123,8 @@ def main():
         "",
         f"{args.chains} chains x {args.steps} steps as one jitted `lax.scan`, 1-D double well "
         "U = (x^2-1)^2, float32. Steady state: median of "
-        f"{args.repeats} runs after a warm-up. Measured on 2 shared CPU cores (other jobs were "
-        "running; ratios are more stable than absolute times). "
-        f"jax {jax.__version__}, blackjax {blackjax.__version__}, {platform.machine()}, "
-        f"device {jax.devices()[0].platform}.",
+        f"{args.repeats} runs after a warm-up. Measured with "
+        f"{machine_line()}; blackjax {blackjax.__version__}.",
         "",
         "| algorithm | implementation | compile (s) | steady state (s) | acceptance | E[x^2] |",
         "|---|---|---:|---:|---:|---:|",

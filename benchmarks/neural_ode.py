@@ -17,7 +17,6 @@ Compile time (first call) and steady-state time per iteration are reported separ
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import optax
 import torch
 import torchdiffeq
+from _machine import machine_line
 
 import sdeml
 
@@ -240,8 +240,8 @@ def main():
     lines = [
         "# Neural ODE / CNF training speed (benchmarks/neural_ode.py)",
         "",
-        f"Measured on 2 shared CPU cores (other jobs running), {platform.processor() or 'CPU'}; "
-        f"jax {jax.__version__}, diffrax {diffrax.__version__}, torch {torch.__version__}, "
+        f"Measured with {machine_line()}; "
+        f"diffrax {diffrax.__version__}, torch {torch.__version__}, "
         f"torchdiffeq {torchdiffeq.__version__}; float32. Speed-up = contender time / sdeml time.",
         "",
         f"## Spiral demo ({ITERS} iterations, batch 20 x 10 points, dopri5, rtol 1e-7, atol 1e-9)",

@@ -14,7 +14,6 @@ Run: python benchmarks/ode.py [--repeats 5] [--quick]
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ jax.config.update("jax_enable_x64", True)
 import diffrax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _machine import machine_line  # noqa: E402
 
 import sdeml  # noqa: E402
 
@@ -224,8 +224,7 @@ def main() -> None:
     lines = [
         "# ODE solving: sdeml vs plain diffrax, torchdiffeq, SciPy",
         "",
-        f"Measured on 2 shared CPU cores (other jobs running: timings are noisy), "
-        f"{platform.processor() or platform.machine()}, jax {jax.__version__}, "
+        f"Measured with {machine_line()}; "
         f"diffrax {diffrax.__version__}, float64, median of {R} steady-state runs. "
         "compile = first call minus steady call (JAX only). ratio = steady time / sdeml steady "
         "time in the same case (< 1: faster than sdeml).",
