@@ -101,30 +101,55 @@ def test_gradient_noise_cov_quadratic():
     assert abs(cov[0, 0] - 4.0 * jnp.var(x)) < 1e-12
 
 
-@pytest.mark.parametrize("lr", [0.02, 0.2])
-def test_sgd_stationary_variance_matches_discrete_closed_form(lr):
-    # 4000 chains, 40 thinned records each (every 10 steps; correlation (1 - lr h)^10 <= 0.82):
-    # the variance's standard error is < 1.3% at lr = 0.2 and ~ 2% at lr = 0.02 (fewer
-    # effective samples), so the 3% issue band holds at ~ 1.5-2.5 SE; the SDE value is within 5%
-    # at lr h = 0.04 and 20% off at lr h = 0.4 (the breakdown).
+def _sgd_stationary_variance(lr, b, key, n_chains=4000, n_record=100):
+    """SGD's stationary variance on `_mean_data` and its standard error, as in the sgd_sde
+    experiment: burn-in of 6 relaxation times 1/(lr h), records every half relaxation time."""
     x, loss_i = _mean_data()
-    h, b, n = 2.0, 8, 4000
+    h = 2.0
+    thin = max(1, round(0.5 / (lr * h)))
+    burn = thin * max(1, -(-round(6 / (lr * h)) // thin))
     sgd = SGD(loss_i, x, lr=lr, batch_size=b)
-    burn = int(6 / (lr * h))
-    step = jax.jit(lambda s, k: run_chains(sgd, s, burn, key=k)[0])
-    state = step(sgd.init(jnp.full((n, 1), jnp.mean(x))), jr.key(1))
+    k1, k2 = jr.split(key)
     obs = jax.jit(
-        lambda s, k: run_chains(sgd, s, 400, observe=lambda s: s.position[:, 0], thin=10, key=k)[2]
-    )(state, jr.key(2))
-    var = jnp.mean((obs - jnp.mean(x)) ** 2)
+        lambda s: run_chains(
+            sgd,
+            run_chains(sgd, s, burn, key=k1)[0],
+            n_record * thin,
+            observe=lambda s: s.position[:, 0],
+            thin=thin,
+            key=k2,
+        )[2]
+    )(sgd.init(jnp.full((n_chains, 1), jnp.mean(x))))
+    per_chain = jnp.mean((obs - jnp.mean(x)) ** 2, axis=0)  # chains are independent
+    return float(jnp.mean(per_chain)), float(jnp.std(per_chain) / np.sqrt(n_chains))
+
+
+@pytest.mark.parametrize(
+    "lr, b", [(0.02, 8), (0.04, 8), (0.2, 8), (0.02, 1), (0.02, 64), (0.2, 1), (0.2, 64)]
+)
+def test_sgd_stationary_variance_matches_discrete_closed_form(lr, b):
+    # Issue #6: SGD's empirical stationary variance within 3% of the exact discrete-time value,
+    # and within 5% of the SDE's over the stated range lr h <= 0.08 (here lr h = 0.04 and the
+    # edge 0.08, where the exact gap lr h / (2 - lr h) is 4.2%), for B from 1 to 64; beyond it
+    # (lr h = 0.4: gap 25%) the SDE breaks down, whatever B. 4000 chains x 100 records half a
+    # relaxation time apart: standard error 0.33%, so the 3% band is ~9 SE and, at the edge, the
+    # 5% band ~2.5 SE above the exact 4.2%; also |var - disc| < 4 SE (no bias at all).
+    # Measured var/disc (var/SDE): (0.02, 8) 1.0017 (1.022), (0.04, 8) 1.0002 (1.042),
+    # (0.2, 8) 1.0005 (1.251), (0.02, 1) 1.0016 (1.022), (0.02, 64) 0.9959 (1.016),
+    # (0.2, 1) 0.9939 (1.242), (0.2, 64) 0.9990 (1.249); |var - disc| / SE <= 1.9.
+    var, se = _sgd_stationary_variance(lr, b, jr.fold_in(jr.key(1), round(1000 * lr) + b))
+    x, _ = _mean_data()
+    h = 2.0
     hh, ss = jnp.eye(1, dtype=F64) * h, jnp.eye(1, dtype=F64) * 4.0 * jnp.var(x)
-    disc = sgd_stationary_cov(hh, ss, lr, b, discrete=True)[0, 0]
-    cont = sgd_stationary_cov(hh, ss, lr, b, discrete=False)[0, 0]
+    disc = float(sgd_stationary_cov(hh, ss, lr, b, discrete=True)[0, 0])
+    cont = float(sgd_stationary_cov(hh, ss, lr, b, discrete=False)[0, 0])
+    assert se / var < 0.006, (se, var)
     assert abs(var / disc - 1) < 0.03, (var, disc)
-    if lr * h <= 0.1:
+    assert abs(var - disc) < 4 * se, (var, disc, se)
+    if lr * h <= 0.08:
         assert abs(var / cont - 1) < 0.05, (var, cont)
     else:
-        assert abs(var / cont - 1) > 0.1, (var, cont)
+        assert abs(var / cont - 1) > 0.2, (var, cont)
 
 
 def test_sgd_sde_stationary_matches_lyapunov_2d():

@@ -2,10 +2,16 @@
 checks (TV, KS, ULA's exact biased invariant law) and the 1-D Fokker–Planck equation."""
 
 from ._fokker_planck import (
+    HistogramTest as HistogramTest,
+)
+from ._fokker_planck import (
     fokker_planck_1d as fokker_planck_1d,
 )
 from ._fokker_planck import (
     histogram_chi2 as histogram_chi2,
+)
+from ._fokker_planck import (
+    histogram_test as histogram_test,
 )
 from ._fokker_planck import (
     simulate_scalar_sde as simulate_scalar_sde,
@@ -61,6 +67,7 @@ from ._stationary import (
 )
 
 __all__ = [
+    "HistogramTest",
     "MALA",
     "SGLD",
     "ULA",
@@ -74,6 +81,7 @@ __all__ = [
     "gibbs_bin_probabilities",
     "histogram_chains",
     "histogram_chi2",
+    "histogram_test",
     "ks_distance",
     "laplace_approximation",
     "run_chains",
