@@ -189,6 +189,7 @@ def test_dpm_solver_convergence_order(multistep, prediction):
         assert abs(slope - order) < 0.5, (order, errs, slope)  # asymptotic regime: +-0.5
 
 
+@pytest.mark.slow
 def test_few_step_sampler_on_eight_gaussians():
     # issue #7: few-step sampler, <= 20 score evaluations -> MMD <= 2x the floor at n = 2000.
     # Exact score, median over 5 seeds against this floor: multistep DPM-Solver-3 gives ~1.65x
