@@ -16,7 +16,7 @@ from sdeml.run._cli import main
 ROOT = Path(__file__).resolve().parents[1]
 TOY = str(ROOT / "tests" / "toy_experiment.py")
 TOY_CFG = str(ROOT / "tests" / "toy.yaml")
-QUICK = str(ROOT / "configs" / "quickstart.yaml")
+QUICK = str(ROOT / "configs" / "ode_quickstart.yaml")
 
 
 def _cli(args, capsys):

@@ -46,3 +46,31 @@ def test_unet8_shapes_and_errors():
     assert out.shape == (3, 1, 8, 8) and jnp.all(jnp.isfinite(out))
     with pytest.raises(ValueError, match=r"\(1, 8, 8\)"):
         net(0.5, jnp.zeros((8, 8)))
+
+
+def test_unet8_convolution_and_group_norm_match_references():
+    from sdeml.nn._unet import _Conv, _GroupNorm
+
+    x = jr.normal(jr.key(1), (8, 8, 6))
+    for stride, pad, k in [(1, 1, 3), (2, 1, 3), (1, 0, 1)]:
+        conv = _Conv(6, 5, k, stride, pad, key=jr.key(2))
+        ref = (
+            jax.lax.conv_general_dilated(
+                x[None],
+                conv.weight,
+                (stride, stride),
+                ((pad, pad), (pad, pad)),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )[0]
+            + conv.bias
+        )
+        assert conv(x).shape == ref.shape
+        assert jnp.allclose(conv(x), ref, atol=1e-5)
+    gn = _GroupNorm(2, 6)
+    g = x.reshape(8, 8, 2, 3)
+    ref = (g - g.mean((0, 1, 3), keepdims=True)) / jnp.sqrt(g.var((0, 1, 3), keepdims=True) + 1e-5)
+    assert jnp.allclose(gn(x), ref.reshape(8, 8, 6), atol=1e-5)
+    # each group is normalised: mean 0, variance 1 over its channels and pixels
+    out = gn(x).reshape(64, 2, 3)
+    assert jnp.allclose(out.mean((0, 2)), 0.0, atol=1e-5)
+    assert jnp.allclose(out.var((0, 2)), 1.0, atol=1e-3)

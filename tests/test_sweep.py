@@ -12,7 +12,7 @@ import pytest
 from sdeml.run._cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = str(ROOT / "configs" / "quickstart.yaml")
+QUICK = str(ROOT / "configs" / "ode_quickstart.yaml")
 SMOKE = [
     "train.steps=40",
     "train.log_every=10",

@@ -24,10 +24,10 @@ examples:
   sdeml run configs/quickstart.yaml
   sdeml run configs/quickstart.yaml train.steps=200 seed=3 --name short
   sdeml run quickstart                       # a shipped config by name
-  sdeml run --resume runs/quickstart_ode/quickstart-20261122-101500
+  sdeml run --resume runs/score_sde/quickstart-20261122-101500
   sdeml check configs/quickstart.yaml train.lr=3e-3
   sdeml list
-  sdeml show runs/quickstart_ode/quickstart-20261122-101500
+  sdeml show runs/score_sde/quickstart-20261122-101500
   sdeml run my.yaml --import my_experiments  # an experiment defined in your own module
 """
 
