@@ -5,10 +5,37 @@ Every table states it, so a ratio is never read without knowing whether the mach
 
 from __future__ import annotations
 
+import collections
 import os
 import platform
 
 import jax
+from jax import monitoring
+
+# JAX reports how long it spends tracing, lowering to MLIR and compiling with XLA; the sum over a
+# call is that call's compile time, free of the run-to-run noise of "first call minus a steady call"
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_compile_seconds = collections.Counter()
+
+
+def _listener(name: str, seconds: float, **kwargs) -> None:
+    if name in _COMPILE_EVENTS:
+        _compile_seconds["total"] += seconds
+
+
+monitoring.register_event_duration_secs_listener(_listener)
+
+
+def jax_compile_seconds() -> float:
+    """Seconds JAX has spent tracing, lowering and compiling in this process so far.
+
+    Take the difference around a first call to get that call's compile time.
+    """
+    return _compile_seconds["total"]
 
 
 def machine_line() -> str:

@@ -326,6 +326,7 @@ def _simulate_core(
     bidx = jnp.arange(n_saves * nb).reshape(n_saves, nb)
     ti = solver.needs_time_integral
     nd = len(wshape) + 1
+    size_w = math.prod(wshape)
     sqrt3 = jnp.sqrt(jnp.asarray(3.0, dtype))
 
     vstep = jax.vmap(
@@ -344,11 +345,16 @@ def _simulate_core(
             bkey = jr.fold_in(ckey, b)
             h = dtb.reshape((block,) + (1,) * nd)
             sq = jnp.sqrt(h)
+            # drawn flat and reshaped (the same random numbers): with a short trailing axis
+            # such as d = 16, XLA CPU hands LLVM a fully unrolled threefry kernel that is slow
+            # to compile (OU d=16, 1e5 paths, 100 snapshots: 1.03 s -> 0.39 s of compile)
             if ti:
-                z = jr.normal(bkey, (2, block, chunk, *wshape), dtype)
+                z = jr.normal(bkey, (2 * block * chunk * size_w,), dtype)
+                z = z.reshape(2, block, chunk, *wshape)
                 incs = (sq * z[0], 0.5 * h * sq * (z[0] + z[1] / sqrt3))
             else:
-                incs = sq * jr.normal(bkey, (block, chunk, *wshape), dtype)
+                z = jr.normal(bkey, (block * chunk * size_w,), dtype)
+                incs = sq * z.reshape(block, chunk, *wshape)
 
             def step_body(y, xs2):
                 t, dt, inc = xs2
