@@ -18,6 +18,7 @@ from sdeml.flows import (
     sample_flow,
     straightness,
 )
+from sdeml.neural_ode import MLPField
 
 A = jnp.array([[0.3, 0.5], [-0.2, -0.4]], jnp.float64)
 
@@ -106,6 +107,50 @@ def test_cnf_bad_input():
         CNF(Linear(A)).log_prob(X)
     with pytest.raises(ValueError, match="vector field"):
         CNF(Linear(A)).log_prob(jnp.ones(3, jnp.float64))
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3])
+@pytest.mark.parametrize("power, time_dependent", [(1, True), (3, False)])
+def test_mlp_field_batch_divergence_is_the_jacobian_trace(depth, power, time_dependent):
+    f = MLPField(
+        3, 16, depth, power=power, time_dependent=time_dependent, dtype=jnp.float64, key=jr.key(1)
+    )
+    h = jr.normal(jr.key(7), (9, 3), jnp.float64)
+    jac = jax.vmap(jax.jacfwd(lambda y: f(0.3, y)))(h)
+    for frobenius in (False, True):  # both the collapsed trace and the carried columns
+        out, div, frob = f.batch_divergence(0.3, h, frobenius=frobenius)
+        np.testing.assert_allclose(out, jax.vmap(lambda y: f(0.3, y))(h), atol=1e-13)
+        np.testing.assert_allclose(div, jnp.trace(jac, axis1=1, axis2=2), atol=1e-13)
+        if frobenius:
+            np.testing.assert_allclose(frob, jnp.sum(jac**2, axis=(1, 2)), atol=1e-13)
+        else:
+            assert frob is None
+    with pytest.raises(ValueError, match=r"shape \(b, 3\)"):
+        f.batch_divergence(0.3, h[0])
+
+
+class Opaque(eqx.Module):
+    """An MLPField seen only through its call (no written-out trace): the autodiff path."""
+
+    field: MLPField
+
+    def __call__(self, t, z):
+        return self.field(t, z)
+
+
+def test_cnf_written_out_trace_matches_autodiff_path():
+    f = MLPField(2, 16, 2, dtype=jnp.float64, key=jr.key(3))
+    fast, slow = CNF(f, rtol=1e-9, atol=1e-9), CNF(Opaque(f), rtol=1e-9, atol=1e-9)
+    for jac in (0.0, 0.1):
+        loss = lambda m, jac=jac: cnf_loss(m, X, kinetic=0.1, jacobian=jac)
+        (lf, af), gf = eqx.filter_value_and_grad(loss, has_aux=True)(fast)
+        (ls, as_), gs = eqx.filter_value_and_grad(loss, has_aux=True)(slow)
+        np.testing.assert_allclose(lf, ls, rtol=1e-10)
+        assert ("jacobian" in af) == (jac > 0) == ("jacobian" in as_)
+        for a, b in zip(jax.tree.leaves(gf.func), jax.tree.leaves(gs.func.field), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10)
+    out = fast.batch_log_prob_and_stats(X, jacobian_norm=False)
+    assert out.jacobian is None
 
 
 # Gaussian source N(0, I) -> Gaussian target N(m, s^2 I) under the independent coupling.

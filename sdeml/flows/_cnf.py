@@ -28,14 +28,15 @@ class CNFOutput(eqx.Module):
         z0: the base point $z(0)$ the flow maps to $x$.
         kinetic: $\\int_0^1 \\lVert f(t, z)\\rVert^2 dt$.
         jacobian: $\\int_0^1 \\lVert \\partial f/\\partial z\\rVert_F^2 dt$ (exact, or the
-            Hutchinson estimate $\\lVert \\varepsilon^\\top \\partial f/\\partial z\\rVert^2$).
+            Hutchinson estimate $\\lVert \\varepsilon^\\top \\partial f/\\partial z\\rVert^2$);
+            None when the solve was asked not to carry it (``jacobian_norm=False``).
         nfe: forward evaluations of the augmented field.
     """
 
     log_prob: Float[Array, ""]
     z0: Float[Array, " d"]
     kinetic: Float[Array, ""]
-    jacobian: Float[Array, ""]
+    jacobian: Float[Array, ""] | None
     nfe: Int[Array, ""]
 
 
@@ -134,7 +135,7 @@ class CNF(eqx.Module):
             return diffrax.PIDController(rtol=self.rtol, atol=self.atol, norm=_state_norm)
         return diffrax.ConstantStepSize()
 
-    def _augmented(self, static: Any, batched: bool) -> Callable[..., Any]:
+    def _augmented(self, static: Any, batched: bool, frobenius: bool) -> Callable[..., Any]:
         # Only arrays travel in `args` (the backsolve adjoint differentiates them); the
         # non-array parts of the field are closed over.
         exact = self.divergence == "exact"
@@ -148,7 +149,7 @@ class CNF(eqx.Module):
                 dz, vjp = jax.vjp(lambda y: f(t, y), z)
                 e_jac = vjp(eps)[0]
                 div, frob = jnp.dot(e_jac, eps), jnp.sum(e_jac**2)
-            return dz, div, jnp.sum(dz**2), frob
+            return (dz, div, jnp.sum(dz**2)) + ((frob,) if frobenius else ())
 
         def batch(t, z, eps, params):
             # The field applied to the whole batch at once, differentiated as a batch function:
@@ -156,7 +157,11 @@ class CNF(eqx.Module):
             # gradient is about half the cost of differentiating a vmapped per-point Jacobian.
             f = eqx.combine(params, static)
             fb = jax.vmap(lambda y: f(t, y))
-            if exact:
+            if exact and hasattr(f, "batch_divergence"):
+                # a field that writes out its own exact trace (`sdeml.MLPField`): one matrix
+                # product of the batch for two hidden layers, about half the gradient cost
+                dz, div, frob = f.batch_divergence(t, z, frobenius=frobenius)
+            elif exact:
                 div = frob = jnp.zeros(z.shape[0], z.dtype)
                 for i in range(z.shape[1]):
                     dz, col = jax.jvp(fb, (z,), (jnp.zeros_like(z).at[:, i].set(1.0),))
@@ -165,7 +170,7 @@ class CNF(eqx.Module):
                 dz, vjp = jax.vjp(fb, z)
                 e_jac = vjp(eps)[0]
                 div, frob = jnp.sum(e_jac * eps, axis=1), jnp.sum(e_jac**2, axis=1)
-            return dz, div, jnp.sum(dz**2, axis=1), frob
+            return (dz, div, jnp.sum(dz**2, axis=1)) + ((frob,) if frobenius else ())
 
         def field(t, state, args):
             params, eps = args
@@ -200,18 +205,20 @@ class CNF(eqx.Module):
                 f"the vector field maps shape {x.shape} to {getattr(out, 'shape', out)}"
             )
 
-    def _solve(self, x: Array, t_start: float, t_end: float, eps: Array) -> diffrax.Solution:
+    def _solve(
+        self, x: Array, t_start: float, t_end: float, eps: Array, frobenius: bool = True
+    ) -> diffrax.Solution:
         # x of shape (d,) is one point; (b, d) is a batch solved as one ODE (shared steps)
         params, static = eqx.partition(self.func, eqx.is_array)
         zero = jnp.zeros(x.shape[:-1], x.dtype)
         dt0 = None if self.dt0 is None else math.copysign(self.dt0, t_end - t_start)
         return diffrax.diffeqsolve(
-            diffrax.ODETerm(self._augmented(static, batched=x.ndim == 2)),
+            diffrax.ODETerm(self._augmented(static, x.ndim == 2, frobenius)),
             self.solver,
             jnp.asarray(t_start, x.dtype),
             jnp.asarray(t_end, x.dtype),
             dt0,
-            (x, zero, zero, zero),
+            (x, zero, zero) + ((zero,) if frobenius else ()),
             (params, eps),
             stepsize_controller=self._controller(),
             adjoint=self.adjoint,
@@ -220,26 +227,40 @@ class CNF(eqx.Module):
 
     # -- public ---------------------------------------------------------------------------------
     def log_prob_and_stats(
-        self, x: Float[Array, " d"], *, key: PRNGKeyArray | None = None
+        self,
+        x: Float[Array, " d"],
+        *,
+        key: PRNGKeyArray | None = None,
+        jacobian_norm: bool = True,
     ) -> CNFOutput:
         """$\\log p_1(x)$ with the RNODE integrals and NFE (see the class docstring).
 
         Args:
             x: one point, shape ``(d,)``.
             key: the probe's key (Hutchinson only).
+            jacobian_norm: also integrate $\\lVert\\partial f/\\partial z\\rVert_F^2$ (``False``
+                leaves ``jacobian`` None and lets a field with a written-out trace skip the
+                Jacobian columns).
         """
         x = jnp.asarray(x)
         self._check(x, "x")
         eps = self._draw_probe(key, x.shape, x.dtype)
-        sol = self._solve(x, 1.0, 0.0, eps)
-        z0, ell, energy, frob = (s[-1] for s in sol.ys)
+        sol = self._solve(x, 1.0, 0.0, eps, jacobian_norm)
+        return self._output(sol, standard_normal_logp)
+
+    def _output(self, sol: diffrax.Solution, base_logp: Callable[[Array], Array]) -> CNFOutput:
+        z0, ell, energy = (s[-1] for s in sol.ys[:3])
         # Integrating from 1 down to 0 gives ell = -∫_0^1 tr J dt, energy = -∫ ||f||^2 dt, etc.
-        logp = standard_normal_logp(z0) + ell
+        frob = -sol.ys[3][-1] if len(sol.ys) == 4 else None
         nfe = count_nfe(self.solver, sol.stats["num_steps"])
-        return CNFOutput(logp, z0, -energy, -frob, nfe)
+        return CNFOutput(base_logp(z0) + ell, z0, -energy, frob, nfe)
 
     def batch_log_prob_and_stats(
-        self, x: Float[Array, "b d"], *, key: PRNGKeyArray | None = None
+        self,
+        x: Float[Array, "b d"],
+        *,
+        key: PRNGKeyArray | None = None,
+        jacobian_norm: bool = True,
     ) -> CNFOutput:
         """`log_prob_and_stats` of a batch solved as one ODE, FFJORD's way.
 
@@ -250,6 +271,7 @@ class CNF(eqx.Module):
         Args:
             x: a batch, shape ``(b, d)``.
             key: the probes' key (Hutchinson only; one probe per point).
+            jacobian_norm: as in `log_prob_and_stats`.
 
         Returns:
             A `CNFOutput` with a leading batch axis; ``nfe`` is that of the one joint solve.
@@ -259,17 +281,14 @@ class CNF(eqx.Module):
             raise ValueError(f"`x` must have shape (b, d), got {x.shape}")
         self._check(x[0], "x[0]")
         eps = self._draw_probe(key, x.shape, x.dtype)
-        sol = self._solve(x, 1.0, 0.0, eps)
-        z0, ell, energy, frob = (s[-1] for s in sol.ys)
-        logp = jax.vmap(standard_normal_logp)(z0) + ell
-        nfe = count_nfe(self.solver, sol.stats["num_steps"])
-        return CNFOutput(logp, z0, -energy, -frob, nfe)
+        sol = self._solve(x, 1.0, 0.0, eps, jacobian_norm)
+        return self._output(sol, jax.vmap(standard_normal_logp))
 
     def log_prob(
         self, x: Float[Array, " d"], *, key: PRNGKeyArray | None = None
     ) -> Float[Array, ""]:
         """$\\log p_1(x)$ of one point (vmap for a batch)."""
-        return self.log_prob_and_stats(x, key=key).log_prob
+        return self.log_prob_and_stats(x, key=key, jacobian_norm=False).log_prob
 
     def transform(
         self, z0: Float[Array, " d"], *, key: PRNGKeyArray | None = None
@@ -278,7 +297,7 @@ class CNF(eqx.Module):
         z0 = jnp.asarray(z0)
         self._check(z0, "z0")
         eps = self._draw_probe(key, z0.shape, z0.dtype)
-        sol = self._solve(z0, 0.0, 1.0, eps)
+        sol = self._solve(z0, 0.0, 1.0, eps, frobenius=False)
         x, ell = sol.ys[0][-1], sol.ys[1][-1]
         return x, standard_normal_logp(z0) - ell
 
@@ -320,8 +339,8 @@ def cnf_loss(
             faster on small points); ``False`` gives every point its own adaptive solve.
 
     Returns:
-        ``(loss, aux)`` with aux ``nll``, ``kinetic``, ``jacobian`` and ``nfe`` (batch means); the
-        shape `sdeml.train.make_step` expects.
+        ``(loss, aux)`` with aux ``nll``, ``kinetic``, ``nfe`` and, when ``jacobian > 0``,
+        ``jacobian`` (batch means); the shape `sdeml.train.make_step` expects.
 
     Example:
         >>> loss, aux = cnf_loss(cnf, x, kinetic=0.01, jacobian=0.01, key=jr.key(0))
@@ -333,20 +352,20 @@ def cnf_loss(
         raise ValueError(f"`x` must have shape (b, d), got {x.shape}")
     if kinetic < 0 or jacobian < 0:
         raise ValueError(f"`kinetic` and `jacobian` must be >= 0, got {kinetic}, {jacobian}")
+    frob = jacobian > 0  # the Jacobian norm is only integrated when it is penalised
     if joint:
-        out = cnf.batch_log_prob_and_stats(x, key=key)
+        out = cnf.batch_log_prob_and_stats(x, key=key, jacobian_norm=frob)
     elif key is None:
-        out = jax.vmap(lambda xi: cnf.log_prob_and_stats(xi))(x)
+        out = jax.vmap(lambda xi: cnf.log_prob_and_stats(xi, jacobian_norm=frob))(x)
     else:
-        out = jax.vmap(lambda xi, k: cnf.log_prob_and_stats(xi, key=k))(
+        out = jax.vmap(lambda xi, k: cnf.log_prob_and_stats(xi, key=k, jacobian_norm=frob))(
             x, jr.split(key, x.shape[0])
         )
     nll = -jnp.mean(out.log_prob)
-    ke, jf = jnp.mean(out.kinetic), jnp.mean(out.jacobian)
-    loss = nll + kinetic * ke + jacobian * jf
-    return loss, {
-        "nll": nll,
-        "kinetic": ke,
-        "jacobian": jf,
-        "nfe": jnp.mean(out.nfe.astype(x.dtype)),
-    }
+    ke = jnp.mean(out.kinetic)
+    aux = {"nll": nll, "kinetic": ke, "nfe": jnp.mean(out.nfe.astype(x.dtype))}
+    loss = nll + kinetic * ke
+    if frob:
+        aux["jacobian"] = jnp.mean(out.jacobian)
+        loss = loss + jacobian * aux["jacobian"]
+    return loss, aux

@@ -30,6 +30,8 @@ class MLPField(eqx.Module):
 
     Returns:
         Calling ``field(t, h)`` with ``h`` of shape ``(d,)`` returns ``dh/dt``, shape ``(d,)``.
+        ``field.batch_divergence(t, hb)`` gives the field and the exact trace of its Jacobian for
+        a whole batch at once (what a `CNF` with the exact divergence uses).
 
     Example:
         >>> f = MLPField(2, 50, 1, power=3, time_dependent=False, key=jr.key(0))
@@ -77,8 +79,111 @@ class MLPField(eqx.Module):
             x = jnp.concatenate([x, jnp.reshape(jnp.asarray(t, h.dtype), (1,))])
         return self.mlp(x)
 
+    def batch_divergence(
+        self, t: ScalarLike, h: Float[Array, "b d"], *, frobenius: bool = False
+    ) -> tuple[Float[Array, "b d"], Float[Array, " b"], Float[Array, " b"] | None]:
+        r"""The field, its exact divergence and optionally its squared Jacobian norm, for a batch.
+
+        Written out for the MLP rather than by automatic differentiation. With hidden
+        pre-activations $a_l$, slopes $s_l = \sigma'(a_l)$ and
+        $P = \operatorname{diag}(p\,h^{p-1})$, the Jacobian is
+        $J = W_{L+1} D_L W_L \cdots D_1 W_1^{(h)} P$ with $D_l = \operatorname{diag}(s_l)$ and
+        $W_1^{(h)}$ the first layer's columns that read $h$. Its trace is cyclic, so
+        for one or two hidden layers it collapses onto batch-independent matrices:
+
+        - one layer: $\operatorname{tr} J = \sum_j P_j\, s_1^\top u_j$ with
+          $(u_j)_k = W_1^{(h)}{}_{kj} W_2{}_{jk}$;
+        - two layers: $\operatorname{tr} J = \sum_j P_j\, s_2^\top Q_j s_1$ with
+          $Q_j = W_2 \odot (W_1^{(h)}{}_{:j} W_3{}_{j:})^\top$ ($P = I$ merges the $Q_j$ into one),
+
+        one matrix product of the batch instead of $d$ forward-mode passes, and a gradient about
+        half the cost of differentiating `jax.jvp`. Deeper networks, or ``frobenius=True``, carry
+        the $d$ Jacobian columns through the layers (still one primal pass).
+
+        Args:
+            t: the time (scalar).
+            h: a batch of states, shape ``(b, d)``.
+            frobenius: also return $\sum_{ij} J_{ij}^2$ per point (RNODE's Jacobian penalty).
+
+        Returns:
+            ``(f, div, frob)``: shapes ``(b, d)``, ``(b,)`` and ``(b,)`` (``frob`` is None unless
+            requested). Agrees with ``jnp.trace(jax.jacfwd(field)(t, h_i))`` to rounding.
+
+        Example:
+            >>> f = MLPField(2, 64, 2, key=jr.key(0))
+            >>> dz, div, _ = f.batch_divergence(0.5, jnp.ones((8, 2)))
+        """
+        if h.ndim != 2 or h.shape[1] != self.dim:
+            raise ValueError(f"batch_divergence expects h of shape (b, {self.dim}), got {h.shape}")
+        d, layers, act = self.dim, self.mlp.layers, self.mlp.activation
+        x = h**self.power if self.power != 1 else h
+        # P_j = d x_j / d h_j, per point (None when p = 1)
+        pw = None if self.power == 1 else self.power * h ** (self.power - 1)
+        first = layers[0]
+        wh = first.weight[:, :d]  # the columns that read h
+        const = first.bias if first.bias is not None else 0.0
+        if self.time_dependent:
+            const = const + jnp.asarray(t, h.dtype) * first.weight[:, d]
+        a = x @ wh.T + const
+        if len(layers) == 1:  # depth 0: an affine field, J = W P
+            diag = jnp.broadcast_to(jnp.diagonal(wh), h.shape)  # (b, d): J_jj
+            div = jnp.sum(diag if pw is None else diag * pw, axis=1)
+            frob = None
+            if frobenius:
+                cols = jnp.broadcast_to(wh, (h.shape[0], *wh.shape))  # (b, d, d)
+                cols = cols if pw is None else cols * pw[:, None, :]
+                frob = jnp.sum(cols**2, axis=(1, 2))
+            return a, div, frob
+
+        def hidden(a):  # activation and its slope, elementwise
+            return jax.jvp(act, (a,), (jnp.ones_like(a),))
+
+        hs, slopes = [], []
+        y, s = hidden(a)
+        hs.append(y)
+        slopes.append(s)
+        for lin in layers[1:-1]:
+            y, s = hidden(y @ lin.weight.T + _bias(lin))
+            hs.append(y)
+            slopes.append(s)
+        last = layers[-1]
+        out = y @ last.weight.T + _bias(last)  # MLPField's MLP has no final activation
+        n_hidden = len(slopes)
+        if not frobenius and n_hidden <= 2:
+            w_out = last.weight[:d]  # (d, width): output rows that meet the trace
+            if n_hidden == 1:
+                u = wh.T * w_out  # (d, width): u_j[k] = W1[k, j] W2[j, k]
+                terms = slopes[0] @ u.T  # (b, d)
+            else:
+                mid = layers[1].weight  # (width, width)
+                if pw is None:
+                    q = mid * (wh @ w_out).T
+                    return out, jnp.sum((slopes[1] @ q) * slopes[0], axis=1), None
+                qs = [mid * jnp.outer(wh[:, j], w_out[j]).T for j in range(d)]
+                terms = jnp.stack([jnp.sum((slopes[1] @ q) * slopes[0], 1) for q in qs], axis=1)
+            div = jnp.sum(terms if pw is None else terms * pw, axis=1)
+            return out, div, None
+        # the d Jacobian columns, carried through the layers
+        div = jnp.zeros(h.shape[:1], h.dtype)
+        frob = jnp.zeros(h.shape[:1], h.dtype) if frobenius else None
+        for j in range(d):
+            col = slopes[0] * wh[:, j]
+            if pw is not None:
+                col = col * pw[:, j : j + 1]
+            for lin, s in zip(layers[1:-1], slopes[1:], strict=True):
+                col = s * (col @ lin.weight.T)
+            jcol = col @ last.weight.T  # (b, d): column j of J
+            div = div + jcol[:, j]
+            if frobenius:
+                frob = frob + jnp.sum(jcol**2, axis=1)
+        return out, div, frob
+
 
 def field_dtype(field: eqx.Module) -> jnp.dtype:
     """The dtype of a field's first floating parameter (float32 when it has none)."""
     leaves = [x for x in jax.tree.leaves(field) if eqx.is_inexact_array(x)]
     return leaves[0].dtype if leaves else jnp.dtype(jnp.float32)
+
+
+def _bias(lin: eqx.nn.Linear) -> Array | float:
+    return lin.bias if lin.bias is not None else 0.0
