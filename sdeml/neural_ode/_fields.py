@@ -138,13 +138,10 @@ class MLPField(eqx.Module):
         def hidden(a):  # activation and its slope, elementwise
             return jax.jvp(act, (a,), (jnp.ones_like(a),))
 
-        hs, slopes = [], []
         y, s = hidden(a)
-        hs.append(y)
-        slopes.append(s)
+        slopes = [s]
         for lin in layers[1:-1]:
             y, s = hidden(y @ lin.weight.T + _bias(lin))
-            hs.append(y)
             slopes.append(s)
         last = layers[-1]
         out = y @ last.weight.T + _bias(last)  # MLPField's MLP has no final activation
