@@ -79,7 +79,7 @@ def run_sdeml(field, ts, ys, starts):
 
     state = sdeml.train.init_state(node, opt, jr.key(0))
     step = sdeml.train.make_step(loss_fn, opt, batch_fn)
-    state, stats = sdeml.train.fit(state, step, ITERS, log_every=ITERS, progress=False)
+    _, stats = sdeml.train.fit(state, step, ITERS, log_every=ITERS, progress=False)
     final = float(eqx.filter_jit(loss_fn)(state.model, batch_fn(None, ITERS - 1), None))
     return stats.compile_time_s, stats.step_time_s, final
 
@@ -213,7 +213,7 @@ def run_cnf(x):
     fstep = sdeml.train.make_step(
         lambda m, xb, k: sdeml.cnf_loss(m, xb), opt, lambda k, i: xs[i % CNF_STEPS]
     )
-    state, stats = sdeml.train.fit(
+    _, stats = sdeml.train.fit(
         sdeml.train.init_state(cnf0, opt, jr.key(0)),
         fstep,
         CNF_STEPS,
