@@ -116,6 +116,53 @@ def test_general_noise_matches_diagonal():
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
+def test_normal_pair_is_both_words_of_jax_threefry():
+    from jax.extend.random import threefry2x32_p
+    from scipy import stats
+
+    from sdeml.sde._normals import _bits_to_normal, normal_pair
+
+    key, n = jr.key(11), 200_001
+    # the two words are those of JAX's own hash: their XOR is `jax.random.bits`, and the
+    # bits -> normal transform is that of `jax.random.normal`, bit for bit
+    kd = jr.key_data(key)
+    c = jax.lax.iota(np.uint32, n)
+    w0, w1 = threefry2x32_p.bind(kd[0], kd[1], jnp.zeros_like(c), c)
+    with jax.threefry_partitionable(True):
+        np.testing.assert_array_equal(w0 ^ w1, jr.bits(key, (n,), jnp.uint32))
+        np.testing.assert_array_equal(
+            _bits_to_normal(w0 ^ w1, jnp.float32), jr.normal(key, (n,), jnp.float32)
+        )
+    z0, z1 = (np.asarray(z, np.float64) for z in normal_pair(key, n, jnp.float32))
+    np.testing.assert_array_equal(z0, np.asarray(_bits_to_normal(w0, jnp.float32)))
+    for z in (z0, z1):
+        assert stats.kstest(z, "norm").pvalue > 1e-4
+    assert abs(np.corrcoef(z0, z1)[0, 1]) < 4 / np.sqrt(n)
+    # float64, other key types: one `jax.random.normal` draw split in two
+    a, b = normal_pair(key, 5, F64)
+    np.testing.assert_array_equal(np.concatenate([a, b]), jr.normal(key, (10,), F64))
+
+
+@pytest.mark.parametrize("method", ["euler_maruyama", "milstein", "heun", "sra1"])
+def test_float32_paths_drawing_two_normals_per_hash(method):
+    # float32 with a Threefry key takes two steps' normals from each hash (even blocks); SRA1
+    # takes dW and the independent part of its time integral from the two words.
+    sde = sdeml.ito_to_stratonovich(OU) if method == "heun" else OU
+    x0 = jnp.array([0.0, 2.0])
+    p = sdeml.simulate(sde, x0, n_steps=200, n_paths=40_000, method=method, key=jr.key(4))
+    assert p.xs.dtype == jnp.float32
+    _moment_check(p.xs[:, -1], OU.mean(1.0, x0), OU.variance(1.0, x0))
+    # Brownian motion saved every 2 steps runs in blocks of 2 (one hash per pair of steps): the
+    # increments over disjoint pairs are uncorrelated with variance 2h, so within-pair
+    # correlation (which would change the variance) or reuse across pairs would show
+    bm = sdeml.BrownianMotion(1.0)
+    q = sdeml.simulate(bm, jnp.zeros(1), n_steps=20, n_paths=40_000, save_every=2, key=jr.key(5))
+    d = np.diff(np.asarray(q.xs[:, :, 0], np.float64), axis=1, prepend=0.0)
+    _moment_check(d, np.zeros(10), np.full(10, 0.1))
+    corr = np.corrcoef(d.T)[np.triu_indices(10, 1)]
+    assert np.all(np.abs(corr) < 4 / np.sqrt(40_000))
+
+
 def test_save_modes_and_chunking():
     key = jr.key(0)
     p = sdeml.simulate(OU, jnp.zeros(2), n_steps=100, n_paths=7, save_every=10, key=key)
@@ -143,6 +190,10 @@ def test_save_modes_and_chunking():
         quiet, jnp.ones(1), n_steps=37, n_paths=5, save_every=5, block_size=3, dtype=F64, key=key
     )
     np.testing.assert_allclose(b.xs[0, :, 0], em[[4, 9, 14, 19, 24, 29, 34, 36]], rtol=1e-12)
+    # float32 with even blocks (two steps per hash): the same recursion
+    e = sdeml.simulate(quiet, jnp.ones(1), n_steps=36, n_paths=3, save_every=6, key=key)
+    em36 = 0.5 + (1 - 1.5 / 36) ** np.arange(1, 37) * (1.0 - 0.5)
+    np.testing.assert_allclose(e.xs[0, :, 0], em36[5::6], rtol=1e-5)
     # explicit non-uniform ts
     ts = jnp.array([0.0, 0.1, 0.5, 0.6, 1.0])
     c = sdeml.simulate(GBM, jnp.ones(1), ts=ts, n_paths=4, save_every=1, key=key)

@@ -14,6 +14,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._brownian import sample_increments
+from ._normals import normal_pair
+from ._normals import pairs_supported as pairs_ok
 from ._sde import AbstractSDE, check_shapes
 from ._solvers import AbstractSolver, EulerMaruyama, SolverState, get_solver
 
@@ -140,8 +142,10 @@ def simulate(
         dtype: floating dtype, float32 by default; float64 on request (needs x64 mode).
         chunk_size: paths per chunk (default: about 2^17 Brownian components per step, and at
             most a ~48 MiB working set per chunk).
-        block_size: steps per block of drawn increments (default: 8, or a nearby size up to 16
-            that divides the steps between saves).
+        block_size: steps per block of drawn increments. Default: in float32 with a Threefry
+            key, the even divisor of the steps between saves nearest 8 (up to 16): an even
+            block takes two steps' normals from each Threefry hash, which halves the hashing.
+            Otherwise 8, or a nearby size up to 16 that divides them.
         key: PRNG key. The same key, `chunk_size` and `block_size` give the same numbers.
 
     Returns:
@@ -236,12 +240,19 @@ def simulate(
     bounds = np.asarray([0, *step_saves])
     seg_len = int(np.max(np.diff(bounds)))
     block = int(min(block, seg_len))
-    # prefer a block that divides the segment (no padding steps) if one is at least half as big
-    # (up to twice the requested size when that divides it: 10-step segments run as one block)
-    hi = min(2 * block if block_size is None else block, seg_len)
-    divisor = next(b for b in range(hi, 0, -1) if seg_len % b == 0)
-    if 2 * divisor >= block:
-        block = divisor
+    even = [b for b in range(2, min(2 * block, seg_len) + 1, 2) if seg_len % b == 0]
+    if block_size is None and even and not solver.needs_time_integral and pairs_ok(key, dtype):
+        # an even block draws two steps' increments from each hash (see `_normals`): the even
+        # divisor of the segment nearest the default size, up to twice it (1000 steps: 8;
+        # 10-step segments: 10), the larger on a tie
+        block = min(even, key=lambda b: (abs(b - block), -b))
+    else:
+        # prefer a block that divides the segment (no padding steps) if one is at least half
+        # as big (up to twice the requested size when that divides it)
+        hi = min(2 * block if block_size is None else block, seg_len)
+        divisor = next(b for b in range(hi, 0, -1) if seg_len % b == 0)
+        if 2 * divisor >= block:
+            block = divisor
     seg_len = -(-seg_len // block) * block
     dts_np_idx = np.full((n_saves_core, seg_len), -1, dtype=np.int64)
     for s_, (a_, b_) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
@@ -328,6 +339,8 @@ def _simulate_core(
     nd = len(wshape) + 1
     size_w = math.prod(wshape)
     sqrt3 = jnp.sqrt(jnp.asarray(3.0, dtype))
+    # two normals per hash (see `_normals`): SRA1's dW and dZ parts, or two steps of a block
+    pairs = pairs_ok(key, dtype) and (ti or block % 2 == 0)
 
     vstep = jax.vmap(
         lambda y, inc, a, t, dt: solver.step(sde, SolverState(t, y), dt, inc, a).y.astype(dtype),
@@ -342,16 +355,39 @@ def _simulate_core(
 
         def block_body(y, xs):
             b, tb, dtb = xs
-            bkey = jr.fold_in(ckey, b)
+            # the pair path hashes counters (block index, position) under the chunk's key
+            bkey = None if pairs else jr.fold_in(ckey, b)
             h = dtb.reshape((block,) + (1,) * nd)
             sq = jnp.sqrt(h)
             # drawn flat and reshaped (the same random numbers): with a short trailing axis
             # such as d = 16, XLA CPU hands LLVM a fully unrolled threefry kernel that is slow
             # to compile (OU d=16, 1e5 paths, 100 snapshots: 1.03 s -> 0.39 s of compile)
             if ti:
-                z = jr.normal(bkey, (2 * block * chunk * size_w,), dtype)
-                z = z.reshape(2, block, chunk, *wshape)
-                incs = (sq * z[0], 0.5 * h * sq * (z[0] + z[1] / sqrt3))
+                if pairs:  # the two words of one hash: dW and the independent part of dZ
+                    z0, z1 = normal_pair(ckey, block * chunk * size_w, dtype, stream=b)
+                else:
+                    z = jr.normal(bkey, (2 * block * chunk * size_w,), dtype)
+                    z0, z1 = z[: block * chunk * size_w], z[block * chunk * size_w :]
+                z0 = z0.reshape(block, chunk, *wshape)
+                z1 = z1.reshape(block, chunk, *wshape)
+                incs = (sq * z0, 0.5 * h * sq * (z0 + z1 / sqrt3))
+            elif pairs:
+                # steps 2i and 2i + 1 of the block take the two words of hash i; the scan runs
+                # over pairs of steps so that the two arrays are never stacked into one
+                half = block // 2
+                z0, z1 = normal_pair(ckey, half * chunk * size_w, dtype, stream=b)
+                z0 = z0.reshape(half, chunk, *wshape)
+                z1 = z1.reshape(half, chunk, *wshape)
+
+                def pair_body(y, xs2):
+                    t, dt, w0, w1 = xs2
+                    y = vstep(y, jnp.sqrt(dt[0]) * w0, a, t[0], dt[0])
+                    return vstep(y, jnp.sqrt(dt[1]) * w1, a, t[1], dt[1]), None
+
+                y, _ = jax.lax.scan(
+                    pair_body, y, (tb.reshape(half, 2), dtb.reshape(half, 2), z0, z1)
+                )
+                return y, None
             else:
                 z = jr.normal(bkey, (block * chunk * size_w,), dtype)
                 incs = sq * z.reshape(block, chunk, *wshape)
