@@ -124,8 +124,8 @@ def pc_sampler(
     At each $t_i$ the corrector runs `n_corrector` Langevin steps
     $x \leftarrow x + \delta s(t_i, x) + \sqrt{2\delta}\,z$ with
     $\delta = 2a_i(r\overline{\|z\|}/\overline{\|s\|})^2$ ($r$ the signal-to-noise ratio `snr`,
-    norms averaged over the batch as in score_sde,
-    $a_i = 1-\beta(t_i)h$ for VP and 1 otherwise); then the predictor takes the reverse-SDE
+    norms averaged over the batch as in score_sde; $a_i = e^{-\beta(t_i)h}$ for VP, score_sde's
+    $1-\beta_i$ to first order, and 1 otherwise); then the predictor takes the reverse-SDE
     Euler–Maruyama step of `euler_maruyama_sampler`.
 
     Args:

@@ -176,7 +176,10 @@ class VPSDE(AbstractDiffusionSDE):
         return 1.0
 
     def corrector_alpha(self, t, dt):
-        return 1.0 - self.beta(t) * dt
+        # score_sde's discrete alpha_i = 1 - beta_i (beta_i = beta(t) dt) as exp(-beta(t) dt):
+        # equal to first order, and positive for coarse grids (10 steps: 1 - beta h = -1, a
+        # negative Langevin step and NaN samples)
+        return jnp.exp(-self.beta(t) * dt)
 
 
 class SubVPSDE(AbstractDiffusionSDE):

@@ -44,6 +44,11 @@ def median_bandwidth(x: ArrayLike, max_points: int = 2000) -> Float[Array, ""]:
 
 
 def _sq_dists(x: Array, y: Array) -> Array:
+    if x.shape[1] <= 8:
+        # low dimension: from the differences, exact for far-out points, where the expansion
+        # below cancels catastrophically (a diverged sampler's 1e4-sized samples would lose
+        # their self-similarity and could make a biased MMD^2 negative)
+        return jnp.sum((x[:, None, :] - y[None, :, :]) ** 2, axis=-1)
     d2 = jnp.sum(x**2, 1)[:, None] + jnp.sum(y**2, 1)[None, :] - 2.0 * x @ y.T
     return jnp.maximum(d2, 0.0)
 

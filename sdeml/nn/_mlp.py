@@ -126,11 +126,18 @@ class TimeMLP(eqx.Module):
                 f"TimeMLP expects x of shape ({self.in_dim},), got {jnp.shape(x)}; use jax.vmap "
                 "for a batch"
             )
-        e = self.embed(t)
-        h = jnp.concatenate([x, e.astype(x.dtype)])
+        e = self.embed(t).astype(x.dtype)
         keys = jr.split(key, len(self.layers)) if key is not None and self.dropout else None
+        h = x
         for i, (lin, tp) in enumerate(zip(self.layers, self.time_proj, strict=True)):
-            h = jax.nn.silu(lin(h) + (tp(e) if i else 0.0))
+            if i == 0:
+                # A_0 [x, e] as A_x x + A_e e: under vmap over samples at one time the e part is
+                # computed once for the batch instead of once per sample (the same parameters)
+                w = lin.weight
+                pre = w[:, : self.in_dim] @ x + (w[:, self.in_dim :] @ e + lin.bias)
+            else:
+                pre = lin(h) + tp(e)
+            h = jax.nn.silu(pre)
             if keys is not None:
                 keep = jr.bernoulli(keys[i], 1 - self.dropout, h.shape)
                 h = jnp.where(keep, h / (1 - self.dropout), 0.0)
