@@ -4,8 +4,9 @@
 per number and XORs the hash's two 32-bit output words into one. Each word is already a full
 pseudo-random 32-bit output of the block cipher (the non-partitionable implementation uses both),
 so two independent normals per hash halve the hashing, which is most of the cost of a draw on a
-CPU. `normal_pair` returns those two arrays separately: stacking them into one array makes XLA
-fuse the stack into the hash and compute every hash twice.
+CPU (float32 EM, 1e5 paths x 1000 steps: 1.09-1.78x a scan drawing one `jax.random.normal` per
+step). `normal_pair` returns the two arrays separately; `simulate` takes step 2i of a block
+from one and step 2i + 1 from the other.
 """
 
 from __future__ import annotations
