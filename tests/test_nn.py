@@ -32,6 +32,21 @@ def test_time_mlp_jit_vmap_grad_against_loop():
         f(0.1, jnp.zeros(4))
 
 
+def test_time_mlp_matches_its_formula():
+    # h_0 = [x, e(t)], h_1 = SiLU(A_0 h_0 + b_0), h_{l+1} = SiLU(A_l h_l + b_l + C_l e(t)),
+    # f = A_L h_L + b_L, written out with the concatenation (the module splits A_0 instead)
+    with jax.enable_x64(True):
+        f = nn.TimeMLP(3, width=16, depth=3, key=jr.key(2), dtype=jnp.float64)
+        t, x = jnp.float64(0.37), jr.normal(jr.key(3), (3,), jnp.float64)
+        e = f.embed(t)
+        h = jnp.concatenate([x, e])
+        for i, lin in enumerate(f.layers):
+            pre = lin.weight @ h + lin.bias
+            h = jax.nn.silu(pre + (f.time_proj[i].weight @ e if i else 0.0))
+        ref = f.out.weight @ h + f.out.bias
+        assert jnp.allclose(f(t, x), ref, rtol=1e-13, atol=1e-13)
+
+
 def test_time_mlp_dropout_only_with_key():
     f = nn.TimeMLP(2, width=16, depth=2, dropout=0.5, key=jr.key(0))
     x = jnp.ones(2)
