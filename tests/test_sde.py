@@ -161,6 +161,14 @@ def test_float32_paths_drawing_two_normals_per_hash(method):
     _moment_check(d, np.zeros(10), np.full(10, 0.1))
     corr = np.corrcoef(d.T)[np.triu_indices(10, 1)]
     assert np.all(np.abs(corr) < 4 / np.sqrt(40_000))
+    # in chunks, the streams are numbered (chunk, block): no chunk may repeat another's noise
+    r = sdeml.simulate(
+        bm, jnp.zeros(1), n_steps=20, n_paths=40_000, chunk_size=10_000, key=jr.key(5)
+    )
+    w = np.asarray(r.xs[:, -1, 0], np.float64).reshape(4, 10_000)
+    _moment_check(w.ravel(), 0.0, 1.0)
+    corr = np.corrcoef(w)[np.triu_indices(4, 1)]
+    assert np.all(np.abs(corr) < 4 / np.sqrt(10_000))
 
 
 def test_save_modes_and_chunking():
