@@ -11,7 +11,13 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-DEFAULT_BANDWIDTH_FACTORS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
+# Multiples of the median distance, from 1/32 to 4. The small ones resolve structure far below
+# the data's scale (8 Gaussians: components of std 0.2 at a median distance of 2.8) and give the
+# biased MMD^2 a stable diagonal part. Measured over 30 replications of the median-of-5 protocol
+# (n = 2000, samples from the data law itself): with 1/8..4, the ratio's 5-95% range was
+# 0.61-1.56 on 8 Gaussians (above 1.5 in 10% of them) and components 10% too wide scored 1.13
+# against 1.04; with 1/32..4, 0.72-1.29, and the too-wide components 1.16 against 0.97.
+DEFAULT_BANDWIDTH_FACTORS = (1 / 32, 1 / 16, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def _flat(x: ArrayLike, name: str) -> Array:
@@ -92,7 +98,8 @@ def mmd(
         x: samples ``(n, ...)`` (flattened per sample).
         y: samples ``(m, ...)`` of the same trailing shape.
         bandwidths: the $h_b$. None: the median heuristic of `y` times
-            ``(1/8, 1/4, 1/2, 1, 2, 4)``; pass fixed bandwidths when comparing several pairs.
+            ``(1/32, 1/16, ..., 2, 4)`` (`DEFAULT_BANDWIDTH_FACTORS`); pass fixed bandwidths
+            when comparing several pairs.
         biased: the V-statistic (default) or the unbiased U-statistic.
         block: rows per block of the pairwise computation (memory ~ block * max(n, m)).
 
