@@ -228,7 +228,7 @@ def timed(fn, arg_first, arg_next, repeats):
 def recompile_seconds(fn, arg):
     """JAX's trace + lower + compile seconds for `fn` on `arg` from cold caches, not run.
 
-    A compile that happens to share the machine with a hiccup takes up to twice as long; the
+    A compile that shares the machine with a hiccup can take twice as long or more; the
     best of the first call and two of these is the program's compile time, as the steady time
     is the best of several calls.
     """
@@ -313,7 +313,7 @@ def bench(sizes, out_md: Path):
                 # compile again from cold caches, twice for every JAX row; keep the best
                 first_sdeml = cells["sdeml"][0]
                 for impl, (fn, an) in fns.items():
-                    if impl in ("numpy",) or impl.startswith("torchsde"):
+                    if impl == "numpy" or impl.startswith("torchsde"):
                         continue
                     best = min([cells[impl][0]] + [recompile_seconds(fn, an(0)) for _ in range(2)])
                     cells[impl] = (best, cells[impl][1])
