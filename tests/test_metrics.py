@@ -8,6 +8,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
+import sdeml
 from sdeml import metrics
 
 
@@ -70,14 +71,10 @@ F32 = jnp.float32
 
 def _protocol_ratio(gen, bw, rep, n=2000):
     """score_sde_2d's protocol: median of 5 MMD(generated, data) over median of 5 data-vs-data."""
-    import sdeml
-
     k = jr.key(rep)
     ref = [sdeml.data.eight_gaussians(n, key=jr.fold_in(k, 100 + i), dtype=F32) for i in range(10)]
-    floor = np.median([float(metrics.mmd(ref[i], ref[i + 5], bw)) for i in range(5)])
-    return (
-        np.median([float(metrics.mmd(gen(jr.fold_in(k, i)), ref[i], bw)) for i in range(5)]) / floor
-    )
+    floor = np.median([float(_MMD(ref[i], ref[i + 5], bw)) for i in range(5)])
+    return np.median([float(_MMD(gen(jr.fold_in(k, i)), ref[i], bw)) for i in range(5)]) / floor
 
 
 @pytest.mark.slow
@@ -85,8 +82,6 @@ def test_default_bandwidths_steady_for_a_perfect_sampler_and_sensitive_to_width(
     # samples of the 8-Gaussians law itself must stay under issue #7's 1.5x in every one of 8
     # replications (with the older factors 1/8..4 one in ten went over), and components 10% too
     # wide must score above the exact law in the median
-    import sdeml
-
     ref0 = sdeml.data.eight_gaussians(2000, key=jr.key(999), dtype=F32)
     bw = metrics.median_bandwidth(ref0) * jnp.asarray(metrics.DEFAULT_BANDWIDTH_FACTORS, F32)
     exact = [
