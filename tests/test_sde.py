@@ -1,5 +1,7 @@
 """SDE engine: analytic moments, exact paths, composability, the diffrax bridge, bad input."""
 
+from typing import Any
+
 import diffrax
 import equinox as eqx
 import jax
@@ -38,14 +40,14 @@ def _moment_check(x, mean, var):
     [
         (m, p)
         for p in ("ou", "gbm")
-        for m in ("euler_maruyama", "milstein", "heun", "sra1")
+        for m in ("euler_maruyama", "milstein", "stochastic_heun", "sra1")
         if (m, p) != ("sra1", "gbm")
     ],
 )
 def test_terminal_moments(method, name):
     sde, x0 = (OU, jnp.array([0.0, 2.0])) if name == "ou" else (GBM, jnp.array([1.0]))
-    if method == "heun":
-        sde = sdeml.ito_to_stratonovich(sde)
+    if method == "stochastic_heun":
+        sde = sdeml.sde.ito_to_stratonovich(sde)
     # 200 steps: the O(h) bias of the mean (GBM EM: x0 e^mu mu^2/(2n) ~ 1e-3) is < 0.1 SE here
     paths = sdeml.simulate(
         sde, x0, n_steps=200, n_paths=20_000, method=method, dtype=F64, key=jr.key(3)
@@ -60,7 +62,7 @@ def test_zoo_brownian_and_sine_moments():
         bm, jnp.zeros(3), t1=2.0, n_steps=10, n_paths=20_000, dtype=F64, key=jr.key(0)
     )
     _moment_check(p.xs[:, -1], bm.mean(2.0, jnp.zeros(3)), bm.variance(2.0, jnp.zeros(3)))
-    sine = sdeml.SineForcedSDE()
+    sine = sdeml.sde.SineForcedSDE()
     p = sdeml.simulate(
         sine, jnp.ones(()), n_steps=400, n_paths=20_000, method="sra1", dtype=F64, key=jr.key(1)
     )
@@ -69,7 +71,7 @@ def test_zoo_brownian_and_sine_moments():
 
 def test_sine_mean_is_the_ode_solution():
     """E a_t solves the noise-free ODE a' = 0.5 a - 4 sin 10t (checked against Tsit5)."""
-    sine = sdeml.SineForcedSDE()
+    sine = sdeml.sde.SineForcedSDE()
     ts = jnp.linspace(0.0, 2.0, 9, dtype=F64)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(lambda t, y, a: sine.drift(t, y, a)),
@@ -87,16 +89,16 @@ def test_sine_mean_is_the_ode_solution():
 def test_exact_paths_of_gbm_and_scalar_noise():
     """With a fine grid, EM/Milstein paths approach the exact GBM path on the same Brownian path."""
     ts = jnp.linspace(0.0, 1.0, 2**12 + 1, dtype=F64)
-    dw = sdeml.sample_increments(jnp.diff(ts), (1,), key=jr.key(0))
+    dw = sdeml.sde.sample_increments(jnp.diff(ts), (1,), key=jr.key(0))
     exact = GBM.exact_solution(jnp.ones(1, F64), ts, dw)
-    y_mil = sdeml.solve_increments(sdeml.Milstein(), GBM, jnp.ones(1, F64), ts, dw)[-1]
+    y_mil = sdeml.sde.solve_increments(sdeml.Milstein(), GBM, jnp.ones(1, F64), ts, dw)[-1]
     # Milstein strong error ~ C h with C ~ 1 for these parameters: 2.4e-4 at h = 2^-12
     np.testing.assert_allclose(y_mil, exact, rtol=5e-3)
     # scalar noise: one W drives both components, X_i = x0_i exp((mu - s^2/2)t + s W)
     sde = sdeml.SDE(lambda t, y, a: 0.5 * y, lambda t, y, a: 0.8 * y, noise="scalar")
     x0 = jnp.array([1.0, 2.0], F64)
     dw1 = dw[:, 0]
-    y = sdeml.solve_increments(sdeml.Milstein(), sde, x0, ts, dw1)[-1]
+    y = sdeml.sde.solve_increments(sdeml.Milstein(), sde, x0, ts, dw1)[-1]
     np.testing.assert_allclose(y, x0 * exact[0], rtol=5e-3)
 
 
@@ -108,11 +110,11 @@ def test_general_noise_matches_diagonal():
         lambda t, y, a: 0.5 * y, lambda t, y, a: jnp.diag(s * y), noise="general", brownian_dim=2
     )
     ts = jnp.linspace(0.0, 1.0, 65, dtype=F64)
-    dw = sdeml.sample_increments(jnp.diff(ts), (2,), key=jr.key(1))
+    dw = sdeml.sde.sample_increments(jnp.diff(ts), (2,), key=jr.key(1))
     x0 = jnp.array([1.0, 0.5], F64)
     for solver in (sdeml.EulerMaruyama(), sdeml.Milstein(), sdeml.StochasticHeun()):
-        a = sdeml.solve_increments(solver, diag, x0, ts, dw)
-        b = sdeml.solve_increments(solver, gen, x0, ts, dw)
+        a = sdeml.sde.solve_increments(solver, diag, x0, ts, dw)
+        b = sdeml.sde.solve_increments(solver, gen, x0, ts, dw)
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
@@ -120,7 +122,7 @@ def test_normal_pair_is_both_words_of_jax_threefry():
     from jax.extend.random import threefry2x32_p
     from scipy import stats
 
-    from sdeml.sde._normals import _bits_to_normal, normal_pair
+    from sdeml.core._normals import _bits_to_normal, normal_pair
 
     key, n = jr.key(11), 200_001
     # the two words are those of JAX's own hash: their XOR is `jax.random.bits`, and the
@@ -143,11 +145,11 @@ def test_normal_pair_is_both_words_of_jax_threefry():
     np.testing.assert_array_equal(np.concatenate([a, b]), jr.normal(key, (10,), F64))
 
 
-@pytest.mark.parametrize("method", ["euler_maruyama", "milstein", "heun", "sra1"])
+@pytest.mark.parametrize("method", ["euler_maruyama", "milstein", "stochastic_heun", "sra1"])
 def test_float32_paths_drawing_two_normals_per_hash(method):
     # float32 with a Threefry key takes two steps' normals from each hash (even blocks); SRA1
     # takes dW and the independent part of its time integral from the two words.
-    sde = sdeml.ito_to_stratonovich(OU) if method == "heun" else OU
+    sde = sdeml.sde.ito_to_stratonovich(OU) if method == "stochastic_heun" else OU
     x0 = jnp.array([0.0, 2.0])
     p = sdeml.simulate(sde, x0, n_steps=200, n_paths=40_000, method=method, key=jr.key(4))
     assert p.xs.dtype == jnp.float32
@@ -263,7 +265,7 @@ def test_no_retrace_when_arrays_change():
         return -a * y
 
     sde = sdeml.SDE(drift, lambda t, y, a: 0.3 * jnp.ones_like(y), noise="additive")
-    kw = dict(n_steps=20, n_paths=8, dtype=F64)
+    kw: dict[str, Any] = dict(n_steps=20, n_paths=8, dtype=F64)
     sdeml.simulate(sde, jnp.zeros(2), args=jnp.asarray(1.0, F64), t1=1.0, key=jr.key(0), **kw)
     first = len(n_traces)
     sdeml.simulate(sde, jnp.ones(2), args=jnp.asarray(2.0, F64), t1=3.0, key=jr.key(1), **kw)
@@ -299,22 +301,24 @@ def test_diffrax_bridge_same_path_as_euler():
     """sdeml EM and diffrax Euler agree to float tolerance on the same Brownian increments."""
     x0 = jnp.array([1.0, 0.5], F64)
     n, t1 = 64, 1.0
-    bm = sdeml.virtual_brownian_tree(GBM, x0.shape, 0.0, t1, tol=1e-4, dtype=F64, key=jr.key(0))
+    bm = sdeml.sde.virtual_brownian_tree(GBM, x0.shape, 0.0, t1, tol=1e-4, dtype=F64, key=jr.key(0))
     terms = sdeml.to_diffrax(GBM, bm)
     ts = jnp.linspace(0.0, t1, n + 1, dtype=F64)
     sol = diffrax.diffeqsolve(
         terms, diffrax.Euler(), 0.0, t1, t1 / n, x0, saveat=diffrax.SaveAt(ts=ts), max_steps=n + 1
     )
     dw = jax.vmap(bm.evaluate)(ts[:-1], ts[1:])
-    ours = sdeml.solve_increments(sdeml.EulerMaruyama(), GBM, x0, ts, dw)
+    ours = sdeml.sde.solve_increments(sdeml.EulerMaruyama(), GBM, x0, ts, dw)
     np.testing.assert_allclose(ours, sol.ys, rtol=1e-10, atol=1e-12)
 
 
 def test_diffrax_bridge_adaptive_matches_exact_gbm():
     """Adaptive diffrax Heun on the Stratonovich form reaches the exact GBM value on the tree."""
     x0 = jnp.ones(1, F64)
-    bm = sdeml.virtual_brownian_tree(GBM, x0.shape, 0.0, 1.0, tol=1e-6, dtype=F64, key=jr.key(2))
-    terms = sdeml.to_diffrax(sdeml.ito_to_stratonovich(GBM), bm)
+    bm = sdeml.sde.virtual_brownian_tree(
+        GBM, x0.shape, 0.0, 1.0, tol=1e-6, dtype=F64, key=jr.key(2)
+    )
+    terms = sdeml.to_diffrax(sdeml.sde.ito_to_stratonovich(GBM), bm)
     sol = diffrax.diffeqsolve(
         terms,
         diffrax.Heun(),
@@ -337,8 +341,8 @@ def test_coarsened_time_integrals_have_exact_law():
     dts = jnp.full(f, h / f, F64)
     keys = jr.split(jr.key(0), n)
     dw, dz = jax.vmap(
-        lambda k: sdeml.coarsen_increments(
-            sdeml.sample_increments(dts, (), time_integral=True, key=k), f, dts
+        lambda k: sdeml.sde.coarsen_increments(
+            sdeml.sde.sample_increments(dts, (), time_integral=True, key=k), f, dts
         )
     )(keys)
     H = h

@@ -40,7 +40,7 @@ def test_strong_order_heun_stratonovich_gbm():
     strat = sdeml.SDE(lambda t, y, a: 0.5 * y, lambda t, y, a: 0.8 * y, noise="diagonal")
     exact = lambda x0, ts, dw, dz: x0 * jnp.exp(0.5 * (ts[-1] - ts[0]) + 0.8 * dw.sum(0))
     res = sdeml.strong_order(
-        "heun",
+        "stochastic_heun",
         strat,
         jnp.ones(1),
         exact=exact,
@@ -144,7 +144,7 @@ def test_order_tools_validate_and_plot():
         dtype=F64,
         key=jr.key(0),
     )
-    fig = sdeml.plot_orders({"EM": res}, title="strong, GBM")
+    fig = sdeml.sde.plot_orders({"EM": res}, title="strong, GBM")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     with pytest.raises(ValueError, match="n_fine"):

@@ -1,15 +1,18 @@
-"""sdeml.ode: a jit-able ODE solver front over diffrax, and closed forms of linear systems."""
+"""sdeml.ode: ODEs through the core's one solve front, and closed forms of linear systems."""
 
-from ._linear import linear_ode_solution, linear_ode_solution_eig
-from ._solve import ODEResult, ODESolution, ODESolveError, solve_ode
-from ._solvers import RK4, get_ode_solver
+from ..core import RK4 as RK4
+from ..core import ODEResult as ODEResult
+from ..core import ODESolution as ODESolution
+from ..core import ODESolveError as ODESolveError
+from ..core import solve_ode as solve_ode
+from ._linear import linear_ode_solution as linear_ode_solution
+from ._linear import linear_ode_solution_eig as linear_ode_solution_eig
 
 __all__ = [
-    "RK4",
     "ODEResult",
     "ODESolution",
     "ODESolveError",
-    "get_ode_solver",
+    "RK4",
     "linear_ode_solution",
     "linear_ode_solution_eig",
     "solve_ode",

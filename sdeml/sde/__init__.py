@@ -1,33 +1,36 @@
 """sdeml.sde: fast batched fixed-step SDE simulation, solvers, an analytic zoo and order tools."""
 
-from ._brownian import brownian_path, coarsen_increments, sample_increments
-from ._convergence import OrderResult, plot_orders, strong_order, weak_order
-from ._diffrax import to_diffrax, virtual_brownian_tree
-from ._sde import (
-    SDE,
-    AbstractSDE,
-    check_shapes,
-    ito_to_stratonovich,
-    stratonovich_correction,
-    stratonovich_to_ito,
-)
-from ._simulate import Paths, euler_maruyama, simulate, solve_increments
-from ._solvers import (
-    SRA1,
-    AbstractSolver,
-    EulerMaruyama,
-    Milstein,
-    SolverState,
-    StochasticHeun,
-)
-from ._solvers import (
-    get_solver as get_sde_solver,
-)
-from ._zoo import BrownianMotion, GeometricBrownianMotion, OrnsteinUhlenbeck, SineForcedSDE
+from ..core import SDE as SDE
+from ..core import SRA1 as SRA1
+from ..core import AbstractSDE as AbstractSDE
+from ..core import AbstractSolver as AbstractSolver
+from ..core import EulerMaruyama as EulerMaruyama
+from ..core import Milstein as Milstein
+from ..core import Paths as Paths
+from ..core import SolverState as SolverState
+from ..core import StochasticHeun as StochasticHeun
+from ..core import brownian_path as brownian_path
+from ..core import check_shapes as check_shapes
+from ..core import coarsen_increments as coarsen_increments
+from ..core import euler_maruyama as euler_maruyama
+from ..core import ito_to_stratonovich as ito_to_stratonovich
+from ..core import sample_increments as sample_increments
+from ..core import simulate as simulate
+from ..core import solve_increments as solve_increments
+from ..core import stratonovich_correction as stratonovich_correction
+from ..core import stratonovich_to_ito as stratonovich_to_ito
+from ..core import to_diffrax as to_diffrax
+from ..core import virtual_brownian_tree as virtual_brownian_tree
+from ._convergence import OrderResult as OrderResult
+from ._convergence import plot_orders as plot_orders
+from ._convergence import strong_order as strong_order
+from ._convergence import weak_order as weak_order
+from ._zoo import BrownianMotion as BrownianMotion
+from ._zoo import GeometricBrownianMotion as GeometricBrownianMotion
+from ._zoo import OrnsteinUhlenbeck as OrnsteinUhlenbeck
+from ._zoo import SineForcedSDE as SineForcedSDE
 
 __all__ = [
-    "SDE",
-    "SRA1",
     "AbstractSDE",
     "AbstractSolver",
     "BrownianMotion",
@@ -37,6 +40,8 @@ __all__ = [
     "OrderResult",
     "OrnsteinUhlenbeck",
     "Paths",
+    "SDE",
+    "SRA1",
     "SineForcedSDE",
     "SolverState",
     "StochasticHeun",
@@ -44,15 +49,14 @@ __all__ = [
     "check_shapes",
     "coarsen_increments",
     "euler_maruyama",
-    "get_sde_solver",
     "ito_to_stratonovich",
     "plot_orders",
     "sample_increments",
     "simulate",
     "solve_increments",
-    "strong_order",
     "stratonovich_correction",
     "stratonovich_to_ito",
+    "strong_order",
     "to_diffrax",
     "virtual_brownian_tree",
     "weak_order",

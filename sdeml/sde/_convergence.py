@@ -12,10 +12,11 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._brownian import coarsen_increments, sample_increments
-from ._sde import AbstractSDE, check_shapes
-from ._simulate import _resolve_dtype, solve_increments
-from ._solvers import AbstractSolver, get_solver
+from ..core._brownian import coarsen_increments, sample_increments
+from ..core._sde import AbstractSDE, check_shapes
+from ..core._sde_solvers import AbstractSolver
+from ..core._simulate import _resolve_dtype, solve_increments
+from ..core._solvers import get_solver
 
 
 class OrderResult(eqx.Module):
@@ -89,8 +90,10 @@ def _coupled(solver, sde, x0, args, exact, keys, ts_fine, *, levels, chunk):
     return ys.reshape(n, *ys.shape[2:]), ref.reshape(n, *ref.shape[2:])
 
 
-def _setup(solver, sde, x0, t0, t1, n_paths, dtype, args, key):
-    solver = get_solver(solver)
+def _setup(
+    solver, sde, x0, t0, t1, n_paths, dtype, args, key
+) -> tuple[AbstractSolver, Array, Any, Array]:
+    solver = get_solver(solver, kind="sde")
     solver.check(sde)
     dtype = _resolve_dtype(dtype)
     x0 = jnp.asarray(x0, dtype)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import jax.numpy as jnp
-from jaxtyping import ArrayLike, Float
+from jaxtyping import Array, Float
 
-from ._sde import AbstractSDE
+from ..core._sde import AbstractSDE
 
 
 def _linear_noise_integral(a, sigma, ts, dw, dz):
@@ -40,7 +40,7 @@ class BrownianMotion(AbstractSDE):
         Øksendal (2003), ch. 2.
     """
 
-    sigma: Float[ArrayLike, "..."] = 1.0
+    sigma: float | Float[Array, "..."] = 1.0
     noise: ClassVar[str] = "additive"
     brownian_dim: ClassVar[None] = None
 
@@ -80,9 +80,9 @@ class OrnsteinUhlenbeck(AbstractSDE):
         Uhlenbeck & Ornstein, On the theory of the Brownian motion, Phys. Rev. 36 (1930).
     """
 
-    theta: Float[ArrayLike, "..."] = 1.0
-    mu: Float[ArrayLike, "..."] = 0.0
-    sigma: Float[ArrayLike, "..."] = 1.0
+    theta: float | Float[Array, "..."] = 1.0
+    mu: float | Float[Array, "..."] = 0.0
+    sigma: float | Float[Array, "..."] = 1.0
     noise: ClassVar[str] = "additive"
     brownian_dim: ClassVar[None] = None
 
@@ -124,8 +124,8 @@ class GeometricBrownianMotion(AbstractSDE):
         Øksendal (2003), §5.1; Black & Scholes, J. Polit. Econ. 81 (1973).
     """
 
-    mu: Float[ArrayLike, "..."] = 0.5
-    sigma: Float[ArrayLike, "..."] = 0.8
+    mu: float | Float[Array, "..."] = 0.5
+    sigma: float | Float[Array, "..."] = 0.8
     noise: ClassVar[str] = "diagonal"
     brownian_dim: ClassVar[None] = None
 
@@ -167,10 +167,10 @@ class SineForcedSDE(AbstractSDE):
         Higham, SIAM Review 43(3), 2001; Kloeden & Platen (1992), §4.2 (linear SDEs).
     """
 
-    lam: Float[ArrayLike, ""] = 0.5
-    amp: Float[ArrayLike, ""] = -4.0
-    omega: Float[ArrayLike, ""] = 10.0
-    sigma: Float[ArrayLike, ""] = 0.5
+    lam: float | Float[Array, ""] = 0.5
+    amp: float | Float[Array, ""] = -4.0
+    omega: float | Float[Array, ""] = 10.0
+    sigma: float | Float[Array, ""] = 0.5
     noise: ClassVar[str] = "additive"
     brownian_dim: ClassVar[None] = None
 

@@ -29,14 +29,14 @@ def pairs_supported(key, dtype) -> bool:
     return dt == jnp.uint32 and key.shape == (2,)  # a legacy raw threefry key
 
 
-def _bits_to_normal(bits, dtype):
+def _bits_to_normal(bits, dtype) -> jax.Array:
     """uint32 -> standard normal, the transform of `jax.random.normal` (uniform, sqrt(2) erfinv)."""
     nmant = jnp.finfo(dtype).nmant
     one = np.array(1.0, dtype).view(np.uint32)
     u01 = jax.lax.bitcast_convert_type((bits >> np.uint32(32 - nmant)) | one, dtype) - 1.0
     lo = np.nextafter(np.array(-1.0, dtype), np.array(0.0, dtype))
     u = jnp.maximum(lo, u01 * (np.array(1.0, dtype) - lo) + lo)
-    return np.array(np.sqrt(2.0), dtype) * jax.lax.erf_inv(u)
+    return jax.lax.erf_inv(u) * np.array(np.sqrt(2.0), dtype)  # jax Array first: typed as Array
 
 
 def normal_pair(key, n: int, dtype, *, stream=None) -> tuple[jax.Array, jax.Array]:

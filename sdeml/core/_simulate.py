@@ -17,7 +17,8 @@ from ._brownian import sample_increments
 from ._normals import normal_pair
 from ._normals import pairs_supported as pairs_ok
 from ._sde import AbstractSDE, check_shapes
-from ._solvers import AbstractSolver, EulerMaruyama, SolverState, get_solver
+from ._sde_solvers import AbstractSolver, EulerMaruyama, SolverState
+from ._solvers import get_solver
 
 # Memory budget (bytes) of one chunk of paths' working set: the state, one block of Brownian
 # increments and the saved snapshots. 10^7 paths are simulated as a sequence of such chunks.
@@ -47,7 +48,7 @@ def _resolve_dtype(dtype: Any) -> Any:
     dt = jnp.dtype(jnp.float32 if dtype is None else dtype)
     if not jnp.issubdtype(dt, jnp.floating):
         raise ValueError(f"`dtype` must be a floating dtype, got {dt}")
-    if dt == jnp.float64 and not jax.config.jax_enable_x64:
+    if dt == jnp.float64 and not jax.config.read("jax_enable_x64"):
         raise ValueError(
             "`dtype=float64` needs 64-bit mode: call jax.config.update('jax_enable_x64', True)"
         )
@@ -131,8 +132,8 @@ def simulate(
         n_steps: number of steps (positive int).
         ts: explicit increasing times ``(n_steps + 1,)``, possibly non-uniform.
         n_paths: number of independent paths.
-        method: solver name (``"euler_maruyama"``, ``"milstein"``, ``"heun"``, ``"sra1"``) or
-            an `AbstractSolver` instance.
+        method: a registered SDE scheme (``"euler_maruyama"`` or ``"em"``, ``"milstein"``,
+            ``"stochastic_heun"``, ``"sra1"``) or an `AbstractSolver` instance.
         save_every: save every k steps (and at `t1`); default: terminal value only.
         save_at: times in ``[t0, t1]`` to save at (sorted); they are added to the grid.
         include_t0: also save the initial state (with `save_every`).
@@ -162,13 +163,20 @@ def simulate(
         Kloeden & Platen (1992); Higham, An algorithmic introduction to numerical simulation of
         stochastic differential equations, SIAM Review 43(3), 2001.
     """
-    solver = get_solver(method)
+    solver = get_solver(method, kind="sde")
     solver.check(sde)
     dtype = _resolve_dtype(dtype)
     if isinstance(n_paths, bool) or not isinstance(n_paths, int | np.integer) or n_paths <= 0:
         raise ValueError(f"`n_paths` must be a positive int, got {n_paths!r}")
     n_paths = int(n_paths)
     x0 = jnp.asarray(x0, dtype)
+    # a non-finite start would give non-finite paths with no word (issue #17)
+    x0_host = _concrete(x0)
+    if x0_host is not None:
+        if not np.all(np.isfinite(x0_host)):
+            raise ValueError("`x0` contains NaN or inf; every path would be non-finite")
+    else:
+        x0 = eqx.error_if(x0, ~jnp.all(jnp.isfinite(x0)), "simulate: `x0` contains NaN or inf")
     if x0_per_path:
         if x0.ndim == 0 or x0.shape[0] != n_paths:
             raise ValueError(
@@ -373,6 +381,7 @@ def _simulate_core(
                 if pairs:  # the two words of one hash: dW and the independent part of dZ
                     z0, z1 = normal_pair(ckey, block * chunk * size_w, dtype, stream=stream)
                 else:
+                    assert bkey is not None  # set whenever `pairs` is off
                     z = jr.normal(bkey, (2 * block * chunk * size_w,), dtype)
                     z0, z1 = z[: block * chunk * size_w], z[block * chunk * size_w :]
                 z0 = z0.reshape(block, chunk, *wshape)
@@ -396,6 +405,7 @@ def _simulate_core(
                 )
                 return y, None
             else:
+                assert bkey is not None  # set whenever `pairs` is off
                 z = jr.normal(bkey, (block * chunk * size_w,), dtype)
                 incs = sq * z.reshape(block, chunk, *wshape)
 

@@ -153,7 +153,8 @@ class StochasticHeun(AbstractSolver):
     order 1. Integrate an Itô SDE with it through `ito_to_stratonovich`.
 
     Example:
-        >>> paths = simulate(ito_to_stratonovich(sde), y0, method="heun", n_steps=100, key=key)
+        >>> paths = simulate(ito_to_stratonovich(sde), y0, method="stochastic_heun", n_steps=100,
+        ...                  key=key)
 
     References:
         Rümelin, Numerical treatment of stochastic differential equations, SIAM J. Numer. Anal.
@@ -223,39 +224,3 @@ class SRA1(AbstractSolver):
         f1 = sde.drift(t + 0.75 * dt, h2, args)
         y1 = y + dt * (f0 / 3 + 2 * f1 / 3) + sde.noise_term(b1, dw) + sde.noise_term(b0 - b1, z)
         return SolverState(t1, y1)
-
-
-SOLVERS: dict[str, type[AbstractSolver]] = {
-    "euler_maruyama": EulerMaruyama,
-    "em": EulerMaruyama,
-    "euler": EulerMaruyama,
-    "milstein": Milstein,
-    "heun": StochasticHeun,
-    "stochastic_heun": StochasticHeun,
-    "sra1": SRA1,
-}
-
-
-def get_solver(method: str | AbstractSolver) -> AbstractSolver:
-    """A solver from a name (``"euler_maruyama"``, ``"milstein"``, ``"heun"``, ``"sra1"``) or
-    pass an instance through.
-
-    Args:
-        method: a name (case-insensitive; aliases ``"em"``, ``"euler"``, ``"stochastic_heun"``)
-            or an `AbstractSolver`.
-
-    Returns:
-        The solver instance.
-
-    Raises:
-        ValueError: for an unknown name, listing the valid ones.
-
-    Example:
-        >>> get_solver("milstein")
-        Milstein()
-    """
-    if isinstance(method, AbstractSolver):
-        return method
-    if isinstance(method, str) and method.lower() in SOLVERS:
-        return SOLVERS[method.lower()]()
-    raise ValueError(f"unknown solver {method!r}; valid names: {sorted(SOLVERS)}")

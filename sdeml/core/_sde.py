@@ -1,15 +1,16 @@
 """SDE definitions: the abstract interface, the user-facing `SDE`, noise types and shape checks."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: equinox reads `AbstractVar[...]` only from real
+# annotations; stringified ones made `noise` and `brownian_dim` dataclass fields of AbstractSDE,
+# so a subclass providing them as properties got them as required __init__ arguments.
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, PyTree
+from jaxtyping import Array, ArrayLike, PyTree
 
 NOISE_TYPES = ("diagonal", "scalar", "additive", "general")
 
@@ -33,15 +34,26 @@ class AbstractSDE(eqx.Module):
         Kloeden & Platen, Numerical Solution of Stochastic Differential Equations, Springer 1992.
     """
 
-    noise: eqx.AbstractVar[str]
-    brownian_dim: eqx.AbstractVar[int | None]
+    if TYPE_CHECKING:
+        # What subclasses provide (a field, a class variable or a property). Type checkers read
+        # an `AbstractVar` annotation as a dataclass field, i.e. an `__init__` argument of every
+        # subclass, even of those that define a property instead.
+        @property
+        def noise(self) -> str: ...
+
+        @property
+        def brownian_dim(self) -> int | None: ...
+
+    else:
+        noise: eqx.AbstractVar[str]
+        brownian_dim: eqx.AbstractVar[int | None]
 
     @abc.abstractmethod
-    def drift(self, t: Array, y: Array, args: PyTree) -> Array:
-        """Drift $f(t, y)$, same shape as `y`."""
+    def drift(self, t: ArrayLike, y: Array, args: PyTree) -> Array:
+        """Drift $f(t, y)$, same shape as `y` (`t` a scalar: Python float or 0-d array)."""
 
     @abc.abstractmethod
-    def diffusion(self, t: Array, y: Array, args: PyTree) -> Array:
+    def diffusion(self, t: ArrayLike, y: Array, args: PyTree) -> Array:
         """Diffusion $g(t, y)$; shape set by the noise type (see the class docstring)."""
 
     def brownian_shape(self, y_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -137,7 +149,7 @@ def _check_noise(noise: str, brownian_dim: int | None) -> None:
 
 
 def check_shapes(sde: AbstractSDE, y: Array, args: PyTree = None, t: Any = 0.0) -> None:
-    """Check at trace time that drift and diffusion return shapes consistent with `y` and the noise.
+    r"""Check at trace time that drift and diffusion return shapes that fit `y` and the noise.
 
     Checks $f(t, y) \in \mathbb{R}^{S}$ and $g(t, y) \in \mathbb{R}^{S}$ (diagonal, scalar,
     additive) or $\mathbb{R}^{S \times m}$ (general, matrix additive), by `jax.eval_shape`.
@@ -185,7 +197,7 @@ def check_shapes(sde: AbstractSDE, y: Array, args: PyTree = None, t: Any = 0.0) 
         )
 
 
-def stratonovich_correction(sde: AbstractSDE, t: Array, y: Array, args: PyTree) -> Array:
+def stratonovich_correction(sde: AbstractSDE, t: ArrayLike, y: Array, args: PyTree) -> Array:
     r"""The Itô–Stratonovich drift correction $c_i = \sum_{j,k} g_{kj}\,\partial_k g_{ij}$.
 
     An Itô SDE with drift $f$ equals the Stratonovich SDE with drift $f - \tfrac12 c$. For diagonal
@@ -240,7 +252,8 @@ def ito_to_stratonovich(sde: AbstractSDE) -> AbstractSDE:
 
     Example:
         >>> strat = ito_to_stratonovich(GeometricBrownianMotion(0.5, 0.8))
-        >>> paths = simulate(strat, jnp.ones(1), method="heun", n_steps=100, key=jr.key(0))
+        >>> paths = simulate(strat, jnp.ones(1), method="stochastic_heun", n_steps=100,
+        ...                  key=jr.key(0))
 
     References:
         Kloeden & Platen (1992), §4.9, eq. (4.9.10).

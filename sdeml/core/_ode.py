@@ -1,0 +1,955 @@
+"""The one ODE front over diffrax: `solve_ode` (and `integrate_ode` behind it).
+
+Every ODE solve in sdeml goes through `integrate_ode`: one set of documented defaults, one
+reading of solver facts (the registry in `_solvers`), one count of vector-field evaluations and
+one failure policy. A failed solve raises `ODESolveError` eagerly, and under ``jax.jit`` /
+``jax.grad`` / ``jax.vmap`` through a runtime check that is attached to *every* output of the
+solve, so it cannot be dropped as dead code whichever outputs the caller keeps.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import equinox.internal as eqxi
+import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jax.experimental import io_callback
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, ArrayLike, Float, Int, PyTree
+
+from ._solvers import SolverInfo, get_solver, solver_info
+
+__all__ = [
+    "ATOL_EPS_FLOOR",
+    "DEFAULT_ATOL",
+    "DEFAULT_MAX_STEPS",
+    "DEFAULT_RTOL",
+    "ODEResult",
+    "ODESolution",
+    "ODESolveError",
+    "RTOL_EPS_FLOOR",
+    "effective_tolerances",
+    "integrate_ode",
+    "solve_ode",
+]
+
+# A real scalar: a Python number or a 0-d JAX/NumPy array. Tolerances and steps are checked with
+# `float()` when concrete, so jaxtyping's ArrayLike (which admits `complex`) would be too wide.
+RealScalarLike = float | Float[Array, ""] | Float[np.ndarray, ""] | np.floating | np.integer
+
+# The one set of defaults of every ODE solve (themes pass their own tolerances where their
+# accuracy needs differ, and say so in their docstrings).
+DEFAULT_RTOL = 1e-6
+DEFAULT_ATOL = 1e-9
+DEFAULT_MAX_STEPS = 16_384
+# Tolerances below the resolution of the state's dtype cannot be met: the error estimate of a step
+# is itself rounded at about eps * |y|, so the controller rejects step after step until max_steps
+# (issue #17: the float32 Van der Pol example). `integrate_ode` raises rtol to RTOL_EPS_FLOOR * eps
+# and atol to ATOL_EPS_FLOOR * eps of the dtype: float64 1e-6/1e-9 are untouched (floors 2.2e-14,
+# 2.2e-15); float32 gets rtol >= 1.2e-5 and atol >= 1.2e-6.
+RTOL_EPS_FLOOR = 100.0
+ATOL_EPS_FLOOR = 10.0
+
+# A step size h with h * rho(df/dy) above this is outside (or at the edge of) the stability region
+# of every explicit Runge–Kutta method on the negative real axis (Euler: 2, RK4: 2.79, Tsit5 and
+# Dopri5: about 3.3-3.5). An explicit solver that runs out of steps while h * rho stays this large
+# is being held back by stability, not accuracy: the textbook signature of stiffness. The
+# threshold 1 is deliberately below the boundaries so the diagnosis does not depend on the method.
+_STIFF_H_RHO = 1.0
+# States up to this many entries get the exact spectral radius (eigenvalues of the Jacobian);
+# larger ones a power-iteration estimate from Jacobian-vector products.
+_EXACT_SPECTRUM = 64
+_POWER_ITERATIONS = 30
+
+
+class ODEResult(eqx.Enumeration):
+    """Result codes of :func:`solve_ode`; compare with ``==`` (``sol.result == ODEResult.stiff``).
+
+    The messages are the first sentence of the error raised when ``throw=True``; the error
+    adds a remedy that fits the solver and the precision (an implicit solver is suggested only to
+    an explicit one; enabling float64 to a float32 implicit solve) and the solve's details.
+    """
+
+    successful = ""
+    max_steps_reached = "solve_ode: `max_steps` was reached before t1."
+    stiff = (
+        "solve_ode: the explicit solver ran out of steps because the problem is stiff: its step "
+        "size is limited by stability (h * spectral radius of df/dy >= 1), not by accuracy. Use an "
+        "implicit solver: solver='kvaerno5' (or 'kvaerno3', 'implicit_euler')."
+    )
+    dt_min_reached = "solve_ode: the step size collapsed below `dtmin`."
+    nonfinite = "solve_ode: the solution became NaN/inf."
+    nonfinite_input = (
+        "solve_ode: the initial value `y0` (or `t0`/`t1`) contains NaN or inf; nothing was solved."
+    )
+    solver_failed = "solve_ode: diffrax reported a failure (see `diffrax_result`)."
+
+
+_RESULT_NAMES = (
+    "successful",
+    "max_steps_reached",
+    "stiff",
+    "dt_min_reached",
+    "nonfinite",
+    "nonfinite_input",
+    "solver_failed",
+)
+
+
+class ODESolveError(RuntimeError):
+    r"""Raised by :func:`solve_ode` with ``throw=True`` when the solve fails; names the cause.
+
+    The message is the :class:`ODEResult` message followed by the details of the solve: solver,
+    time reached, interval, steps (rejected among them), ``max_steps``, mean step and the stiffness
+    indicator $\bar h\,\rho$. Eagerly it is raised as such; under ``jax.jit`` it is raised at run
+    time inside a host callback, so the caller receives a ``jax.errors.JaxRuntimeError`` whose text
+    ends with ``ODESolveError: <the same message>``.
+    """
+
+
+class ODESolution(eqx.Module):
+    r"""What :func:`solve_ode` returns: saved times and states, statistics and a result code.
+
+    Attributes:
+        ts: saved times, shape ``(n_save,)``. Entries after a failure are ``inf`` (diffrax).
+        ys: saved states, leading axis ``n_save`` on every leaf of ``y0``'s structure.
+        result: an :class:`ODEResult`.
+        num_steps: attempted steps (accepted + rejected).
+        num_accepted_steps, num_rejected_steps: as counted by the step-size controller.
+        nfe: vector-field evaluations of the solve (the diagnostic evaluations after a failure
+            are not included). Exact for explicit Runge–Kutta methods, derived from the solver's
+            tableau (`sdeml.core.solver_info`): $(s - \text{FSAL})\,n + \text{FSAL}\cdot a$ with
+            $a$ the attempts up to the first accepted step. For implicit methods diffrax does not
+            report the Newton iterations, so it is ``-1`` unless the solve was called with
+            ``count_evals=True`` (an exact host-side count, eagerly or under ``jax.jit``).
+        t_final, y_final: time and state reached (``t1`` and $y(t_1)$ on success).
+        stiffness: $\bar h\,\rho(\partial f/\partial y)$ at ``y_final``, with $\bar h$ the mean
+            accepted step; values $\gtrsim 1$ mean the step is stability-limited. Computed when
+            the solve ran out of steps (the failure it diagnoses), NaN otherwise, so that a
+            successful solve evaluates the field exactly ``nfe`` times.
+        diffrax_result: diffrax's own result code.
+        interpolation: the dense interpolant when solved with ``dense=True`` (else ``None``);
+            evaluate it with `evaluate`.
+    """
+
+    ts: Float[Array, " n_save"]
+    ys: PyTree
+    result: ODEResult
+    num_steps: Int[Array, ""]
+    num_accepted_steps: Int[Array, ""]
+    num_rejected_steps: Int[Array, ""]
+    nfe: Int[Array, ""]
+    t_final: Float[Array, ""]
+    y_final: PyTree
+    stiffness: Float[Array, ""]
+    diffrax_result: diffrax.RESULTS
+    interpolation: diffrax.DenseInterpolation | None = None
+
+    @property
+    def ok(self) -> jax.Array:
+        """Boolean array: True when the solve succeeded."""
+        return self.result == ODEResult.successful
+
+    @property
+    def result_name(self) -> str:
+        """The result as a name, e.g. ``"successful"`` or ``"stiff"`` (needs concrete values)."""
+        for name in _RESULT_NAMES:
+            if bool(self.result == getattr(ODEResult, name)):
+                return name
+        raise AssertionError("unreachable: unknown ODEResult")
+
+    @property
+    def stats(self) -> dict[str, jax.Array]:
+        """The statistics as a dict (steps, accepted/rejected, evaluations, stiffness)."""
+        return {
+            "num_steps": self.num_steps,
+            "num_accepted_steps": self.num_accepted_steps,
+            "num_rejected_steps": self.num_rejected_steps,
+            "nfe": self.nfe,
+            "stiffness": self.stiffness,
+        }
+
+    def evaluate(self, t: ArrayLike) -> PyTree:
+        """The dense solution at time(s) `t` (a scalar, or an array: vectorised over it).
+
+        Needs a solve with ``dense=True``.
+        """
+        if self.interpolation is None:
+            raise ValueError("`evaluate` needs a solve with dense=True")
+        t = jnp.asarray(t)
+        if t.ndim == 0:
+            return self.interpolation.evaluate(t)
+        return jax.vmap(self.interpolation.evaluate)(t.reshape(-1))
+
+
+# ---------------------------------------------------------------- evaluation counting (#4)
+# diffrax 0.7.2 drops the root finder's statistics inside `AbstractRungeKutta.step`, so the Newton
+# iterations of the implicit solvers are not reported, and no pure counter can be threaded through
+# them (a `jax.new_ref` closed over by the field breaks lineax's comparison of the chord Jacobian's
+# closures). `count_evals=True` therefore counts on the host, with three ordered callbacks: one
+# opens a count before the loop, one per vector-field evaluation adds to it, and one after the
+# loop reads and closes it. JAX runs ordered effects in program order, also across compiled
+# programs (runtime tokens serialise them), so each count holds exactly its own solve's
+# evaluations, eagerly and under `jax.jit`; a stack keeps nested solves apart. The per-evaluation
+# callback takes no operands on purpose: jax 0.10.2 copies callback operands into device arrays,
+# which costs about 200 us a call, against about 40 us for a callback without operands.
+_COUNTS: dict[int, int] = {}
+_OPEN: list[int] = []  # keys of the counts now open, innermost last
+_COUNT_KEYS = itertools.count(1)
+_COUNT_LOCK = threading.Lock()
+
+
+def _open_count() -> np.ndarray:
+    with _COUNT_LOCK:
+        key = next(_COUNT_KEYS) % 2**31
+        _COUNTS[key] = 0
+        _OPEN.append(key)
+    return np.asarray(key, np.int32)
+
+
+def _bump() -> None:
+    with _COUNT_LOCK:
+        # With no count open the evaluation belongs to a finished solve: reverse-mode autodiff
+        # replays the forward loop after the count was read, and the replay is not the solve's.
+        if _OPEN:
+            _COUNTS[_OPEN[-1]] += 1
+
+
+def _close_count(key: ArrayLike, num_steps: ArrayLike) -> np.ndarray:
+    with _COUNT_LOCK:
+        if int(np.asarray(key)) in _OPEN:
+            _OPEN.remove(int(np.asarray(key)))
+        return np.asarray(_COUNTS.pop(int(np.asarray(key)), -1), np.asarray(num_steps).dtype)
+
+
+@jax.custom_batching.custom_vmap
+def _refuse_vmap(probe: jax.Array) -> jax.Array:
+    """Identity on `probe`; raises (at trace time) when `probe` is batched by `jax.vmap`."""
+    return probe
+
+
+@_refuse_vmap.def_vmap
+def _refuse_vmap_rule(axis_size, in_batched, probe):
+    # A batched solve runs its loops until every member is done and evaluates the field for all
+    # members at once, so a host count would not be the count of any one member's solve.
+    raise ValueError(
+        "`count_evals=True` cannot be used under jax.vmap: a batched solve evaluates the vector "
+        "field for all members at once, so no member's count can be told apart. Count one member "
+        "at a time (a Python loop over jitted solves), or use count_evals=False: "
+        "`nfe` is exact for explicit solvers without it."
+    )
+
+
+def _probe(*trees: Any) -> jax.Array:
+    """A boolean that depends on every array leaf of `trees` (so it is batched if any leaf is).
+
+    Boolean, so that it carries no tangent into `_refuse_vmap` under autodiff.
+    """
+    leaves = [x for x in jax.tree_util.tree_leaves(trees) if eqx.is_array(x)]
+    return functools.reduce(jnp.logical_and, [jnp.all(x == x) for x in leaves], jnp.asarray(True))
+
+
+class _Counted(eqx.Module):
+    """Wraps a vector field so that every evaluation adds one to the innermost open host count.
+
+    A module (equal whenever `f` is) rather than a closure, so that repeated counted solves of the
+    same field hit the compilation cache.
+    """
+
+    f: Callable
+
+    def __call__(self, t, y, args):
+        io_callback(_bump, None, ordered=True)
+        return self.f(t, y, args)
+
+
+class _CountAttempts(diffrax.AbstractAdaptiveStepSizeController):
+    """An adaptive controller that also counts the attempted steps up to the first accepted one.
+
+    An FSAL method evaluates its first stage anew on every attempt until a step is accepted
+    (diffrax keeps the solver state of a rejected step), so its evaluation count needs this
+    number; the controller's state is the one piece of diffrax's loop that every attempt updates.
+    """
+
+    inner: diffrax.AbstractAdaptiveStepSizeController
+
+    # Explicit: pyright reads the base's AbstractVars (rtol, atol, norm) as dataclass fields, so
+    # the generated __init__ looks like it needs them; here they are properties of `inner`.
+    def __init__(self, inner: diffrax.AbstractAdaptiveStepSizeController):
+        self.inner = inner
+
+    @property
+    def rtol(self):  # type: ignore[override]
+        return self.inner.rtol
+
+    @property
+    def atol(self):  # type: ignore[override]
+        return self.inner.atol
+
+    @property
+    def norm(self):  # type: ignore[override]
+        return self.inner.norm
+
+    def wrap(self, direction):
+        inner = self.inner.wrap(direction)
+        assert isinstance(inner, diffrax.AbstractAdaptiveStepSizeController)  # wrap keeps the type
+        return _CountAttempts(inner)
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        tnext, state = self.inner.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        return tnext, (state, jnp.zeros((), jnp.int32), jnp.asarray(False))
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        inner_state, attempts, accepted = state
+        keep, t_next, t_after, jump, inner_state, result = self.inner.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, inner_state
+        )
+        attempts = jnp.where(accepted, attempts, attempts + 1)
+        return keep, t_next, t_after, jump, (inner_state, attempts, accepted | keep), result
+
+
+def _is_traced(*xs: Any) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(xs))
+
+
+def _all_finite_host(tree: Any) -> bool:
+    """Whether every leaf of a concrete (untraced) tree is finite, checked with NumPy (no staging:
+    also right for a concrete array closed over inside `jax.jit`)."""
+    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree_util.tree_leaves(tree))
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree) if eqx.is_array(x)]
+    return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
+
+
+def _spectral_radius(f, t, y, args) -> jax.Array:
+    """rho(df/dy) at (t, y): exact for small states, by power iteration for large ones."""
+    flat, unravel = ravel_pytree(y)
+    if flat.size == 0:
+        return jnp.zeros((), flat.dtype)
+
+    def g(z):
+        return ravel_pytree(f(t, unravel(z), args))[0]
+
+    if flat.size <= _EXACT_SPECTRUM:
+        jac = jax.jacfwd(g)(flat)
+        jac = jnp.where(jnp.isfinite(jac), jac, 0.0)
+        return jnp.max(jnp.abs(jnp.linalg.eigvals(jac))).astype(flat.dtype)
+    v = jax.random.normal(jax.random.key(0), flat.shape, flat.dtype)
+    v = v / jnp.linalg.norm(v)
+
+    def body(_, carry):
+        v, _ = carry
+        w = jax.jvp(g, (flat,), (v,))[1]
+        w = jnp.where(jnp.isfinite(w), w, 0.0)
+        n = jnp.linalg.norm(w)
+        return w / jnp.maximum(n, jnp.finfo(flat.dtype).tiny), n
+
+    # |J^k v|^(1/k)-style growth: the last norm ratio estimates rho for a dominant real mode and
+    # is within a factor of the modulus for a complex pair, enough for a threshold of 1.
+    _, rho = jax.lax.fori_loop(0, _POWER_ITERATIONS, body, (v, jnp.zeros((), flat.dtype)))
+    return rho
+
+
+@eqx.filter_jit
+def _solve(
+    f,
+    y0,
+    t0,
+    t1,
+    ts,
+    args,
+    solver,
+    controller,
+    dt0,
+    max_steps,
+    info: SolverInfo,
+    count_evals,
+    adjoint,
+    dense,
+):
+    if count_evals:
+        # Checked up front too: JAX refuses to batch a loop with ordered effects in its own words.
+        _refuse_vmap(_probe(f, y0, t0, t1, ts, args))
+        key = io_callback(_open_count, jax.ShapeDtypeStruct((), jnp.int32), ordered=True)
+        term = diffrax.ODETerm(_Counted(f))
+    else:
+        term = diffrax.ODETerm(f)
+    adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
+    if adaptive:
+        controller = _CountAttempts(controller)
+    # diffrax's BacksolveAdjoint takes no sub-saves: save at (ts, t1) in one array instead
+    flat_ts = ts is not None and isinstance(adjoint, diffrax.BacksolveAdjoint)
+    if ts is None:  # t0 and t1 only: no per-step interpolation for saving
+        saveat = diffrax.SaveAt(t0=True, t1=True, dense=dense, controller_state=adaptive)
+    elif flat_ts:
+        ts_t1 = jnp.concatenate([ts, jnp.reshape(t1, (1,)).astype(ts.dtype)])
+        saveat = diffrax.SaveAt(ts=ts_t1, dense=dense, controller_state=adaptive)
+    else:
+        saveat = diffrax.SaveAt(
+            subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)],
+            dense=dense,
+            controller_state=adaptive,
+        )
+    finite_in = _all_finite((y0, t0, t1))
+    sol = diffrax.diffeqsolve(
+        term,
+        solver,
+        t0,
+        t1,
+        dt0,
+        y0,
+        args=args,
+        saveat=saveat,
+        stepsize_controller=controller,
+        max_steps=max_steps,
+        adjoint=adjoint,
+        throw=False,
+    )
+    last = lambda x: x[-1]
+    assert sol.ts is not None and sol.ys is not None  # SaveAt above always saves t0/t1
+    if ts is None:
+        ts_out, ys_out = sol.ts, sol.ys
+        t_final, y_final = sol.ts[-1], jax.tree_util.tree_map(last, sol.ys)
+    elif flat_ts:
+        ts_out, ys_out = sol.ts[:-1], jax.tree_util.tree_map(lambda x: x[:-1], sol.ys)
+        t_final, y_final = sol.ts[-1], jax.tree_util.tree_map(last, sol.ys)
+    else:
+        (ts_out, t_end), (ys_out, y_end) = sol.ts, sol.ys
+        t_final, y_final = t_end[0], jax.tree_util.tree_map(lambda x: x[0], y_end)
+    n_steps = sol.stats["num_steps"]
+    n_acc = sol.stats["num_accepted_steps"]
+    n_rej = sol.stats["num_rejected_steps"]
+
+    max_steps_hit = sol.result == diffrax.RESULTS.max_steps_reached
+    # Stiffness indicator h_mean * rho(J) at the state reached (see _STIFF_H_RHO), computed only
+    # when the solve ran out of steps (the case it diagnoses): a successful solve evaluates the
+    # field exactly `nfe` times. The predicate is un-batched, so under vmap this stays a branch
+    # that successful solves skip.
+    # Diagnostics carry no gradient (and keep eigvals out of reverse-mode autodiff); the extra
+    # evaluations use the unwrapped `f`, so `count_evals` counts the solve's evaluations only.
+    f_sg, t_sg, y_sg, args_sg = jax.tree_util.tree_map(
+        lambda x: jax.lax.stop_gradient(x) if eqx.is_array(x) else x, (f, t_final, y_final, args)
+    )
+    dtype = t_final.dtype
+    rho = jax.lax.cond(
+        eqxi.unvmap_any(max_steps_hit),
+        lambda: _spectral_radius(f_sg, t_sg, y_sg, args_sg).astype(dtype),
+        lambda: jnp.full((), jnp.nan, dtype),
+    )
+    h_mean = jnp.abs(jax.lax.stop_gradient(t_final - t0)) / jnp.maximum(n_acc, 1)
+    stiffness = (h_mean * rho).astype(dtype)
+
+    finite = _all_finite(ys_out) & _all_finite(y_final)
+    finite = finite | (sol.result != diffrax.RESULTS.successful)  # inf padding after a failure
+    # a non-finite state also stalls an adaptive controller (NaN error norms are rejected): say
+    # what happened instead of calling it stiff
+    finite = finite & ~(max_steps_hit & ~_all_finite(y_final))
+    stiff = max_steps_hit & (stiffness >= _STIFF_H_RHO) & (not info.implicit)
+    result = ODEResult.where(
+        sol.result == diffrax.RESULTS.successful, ODEResult.successful, ODEResult.solver_failed
+    )
+    result = ODEResult.where(max_steps_hit, ODEResult.max_steps_reached, result)
+    result = ODEResult.where(stiff, ODEResult.stiff, result)
+    result = ODEResult.where(
+        sol.result == diffrax.RESULTS.dt_min_reached, ODEResult.dt_min_reached, result
+    )
+    result = ODEResult.where(finite, result, ODEResult.nonfinite)
+    result = ODEResult.where(finite_in, result, ODEResult.nonfinite_input)
+    if count_evals:
+        # The outputs catch a batching the inputs did not show (a tracer closed over by `f`).
+        _refuse_vmap(_probe(ys_out, y_final, t_final, n_steps))
+        struct = jax.ShapeDtypeStruct((), n_steps.dtype)
+        nfe = io_callback(_close_count, struct, key, n_steps, ordered=True)
+    elif info.stages is None:
+        nfe = jnp.asarray(-1, n_steps.dtype)
+    elif adaptive:
+        assert sol.controller_state is not None  # SaveAt(controller_state=adaptive)
+        attempts = sol.controller_state[1]
+        nfe = info.nfe(n_steps, attempts).astype(n_steps.dtype)
+    else:
+        nfe = jnp.asarray(info.nfe(n_steps), n_steps.dtype)
+    return ODESolution(
+        ts=ts_out,
+        ys=ys_out,
+        result=result,
+        num_steps=n_steps,
+        num_accepted_steps=n_acc,
+        num_rejected_steps=n_rej,
+        nfe=nfe,
+        t_final=t_final,
+        y_final=y_final,
+        stiffness=stiffness,
+        diffrax_result=sol.result,
+        interpolation=sol.interpolation if dense else None,
+    )
+
+
+def _result_index(result: ODEResult) -> Int[Array, ""]:
+    """The position of `result` in `_RESULT_NAMES`, as an integer array (traceable)."""
+    terms = (
+        jnp.where(result == getattr(ODEResult, name), i, 0) for i, name in enumerate(_RESULT_NAMES)
+    )
+    return functools.reduce(jnp.add, terms)
+
+
+_X64_HINT = (
+    " In {dtype} an implicit solver's Newton iterations and error estimates run into rounding on "
+    'stiff problems: enable float64 with jax.config.update("jax_enable_x64", True) at the start '
+    "of the program (before any array is created) and pass float64 arrays, e.g. "
+    "jnp.asarray(y0, jnp.float64)."
+)
+
+
+def _remedy(code_name: str, implicit: bool, dtype_name: str) -> str:
+    """What to try after failure `code_name`: never the kind of solver already in use."""
+    low_precision = np.finfo(np.dtype(dtype_name)).bits < 64
+    x64 = _X64_HINT.format(dtype=dtype_name) if implicit and low_precision else ""
+    if code_name == "max_steps_reached":
+        if implicit:
+            return (
+                " The solver is already implicit: increase `max_steps` or loosen rtol/atol." + x64
+            )
+        return (
+            " Increase `max_steps`, loosen rtol/atol, or, if the problem is stiff, use an implicit "
+            "solver (solver='kvaerno5')."
+        )
+    if code_name == "dt_min_reached":
+        if implicit:
+            return " The solution may blow up (finite-time singularity)." + x64
+        return (
+            " The solution may blow up (finite-time singularity) or the problem is stiff: try "
+            "solver='kvaerno5'."
+        )
+    if code_name == "nonfinite":
+        if implicit:
+            return " Use more steps or tighter rtol/atol; otherwise check the vector field." + x64
+        return (
+            " With fixed steps the step is probably too large for the stability region (stiff "
+            "problem): use more steps or an implicit solver (solver='kvaerno5'); otherwise check "
+            "the vector field."
+        )
+    return ""
+
+
+def _failure_message(
+    solver_name,
+    max_steps,
+    index,
+    t_final,
+    t0,
+    t1,
+    num_steps,
+    num_rejected,
+    num_accepted,
+    stiffness,
+    *,
+    implicit: bool = False,
+    dtype_name: str = "float64",
+) -> str:
+    """The message of result `_RESULT_NAMES[index]` with the details of the failed solve."""
+    code_name = _RESULT_NAMES[int(index)]
+    code = ODEResult[getattr(ODEResult, code_name)]
+    h_mean = abs(float(t_final) - float(t0)) / max(int(num_accepted), 1)
+    details = (
+        f" [{solver_name}: reached t={float(t_final):.6g} of [{float(t0):.6g}, {float(t1):.6g}] "
+        f"after {int(num_steps)} steps ({int(num_rejected)} rejected, "
+        f"max_steps={max_steps}); mean step {h_mean:.3g}, "
+        f"h*rho(df/dy)={float(stiffness):.3g}, {dtype_name}]"
+    )
+    return code + _remedy(code_name, implicit, dtype_name) + details
+
+
+def _details(sol: ODESolution, t0, t1) -> tuple:
+    return (
+        _result_index(sol.result),
+        sol.t_final,
+        t0,
+        t1,
+        sol.num_steps,
+        sol.num_rejected_steps,
+        sol.num_accepted_steps,
+        sol.stiffness,
+    )
+
+
+def _raise_failure(
+    *details, solver_name: str, max_steps: int, implicit: bool, dtype_name: str
+) -> np.ndarray:
+    """Host side of `throw=True` under jit: raise the detailed error if the solve failed."""
+    if int(details[0]) != _RESULT_NAMES.index("successful"):
+        raise ODESolveError(
+            _failure_message(
+                solver_name, max_steps, *details, implicit=implicit, dtype_name=dtype_name
+            )
+        )
+    return np.asarray(False)
+
+
+@jax.custom_batching.custom_vmap
+def _any_member(pred: jax.Array) -> jax.Array:
+    """`pred` itself; under vmap, whether it holds for any member (an unbatched predicate)."""
+    return pred
+
+
+@_any_member.def_vmap
+def _any_member_vmap(axis_size, in_batched, pred):
+    return jnp.any(pred) if in_batched[0] else pred, False
+
+
+def _throw_traced(
+    sol: ODESolution,
+    solver_name: str,
+    t0,
+    t1,
+    max_steps: int,
+    implicit: bool = False,
+    dtype_name: str = "float64",
+) -> ODESolution:
+    """`throw=True` under jit: a failed solve raises `ODESolveError` with the details at run time.
+
+    The raise happens in a host callback, so under `jax.jit` it reaches the caller as a
+    `jax.errors.JaxRuntimeError` whose text holds the `ODESolveError` message. The callback runs
+    only on failure; under vmap it runs when any member failed, once per member, and raises for
+    the first failed one. `eqx.error_if` with the code's static message stays behind it,
+    data-dependent on the callback, for a runtime where a callback cannot raise.
+    """
+    failed = sol.result != ODEResult.successful
+    details = jax.lax.stop_gradient(_details(sol, t0, t1))  # no tangents into the callback
+    callback = functools.partial(
+        _raise_failure,
+        solver_name=solver_name,
+        max_steps=max_steps,
+        implicit=implicit,
+        dtype_name=dtype_name,
+    )
+
+    def report(details):
+        struct = jax.ShapeDtypeStruct((), jnp.bool_)
+        return jax.pure_callback(callback, struct, *details, vmap_method="sequential")
+
+    # A pure (effect-free) callback, as in `eqx.error_if`: JAX cannot vmap a cond holding an IO
+    # effect. Its output feeds `error_if`, so it is not dead code and runs before the fallback.
+    raised = jax.lax.cond(_any_member(failed), report, lambda d: jnp.asarray(False), details)
+    # The check is threaded through every array of the solution (issue #17): a caller that keeps
+    # only `y_final`, `nfe` or a gradient still runs it; none of them can be computed without it.
+    arrays, rest = eqx.partition(sol, eqx.is_array)
+    arrays = sol.result.error_if(arrays, failed | raised)
+    return eqx.combine(arrays, rest)
+
+
+def _check_times(t0, t1, ts, *, forward_only: bool) -> tuple[bool, float, float]:
+    concrete = not _is_traced(t0, t1)
+    t0_val = t1_val = float("nan")
+    if concrete:
+        if np.ndim(t0) != 0 or np.ndim(t1) != 0:
+            raise ValueError(
+                f"`t0` and `t1` must be scalars, got shapes {np.shape(t0)}, {np.shape(t1)}."
+            )
+        t0_val, t1_val = float(t0), float(t1)
+        if not (np.isfinite(t0_val) and np.isfinite(t1_val)):
+            raise ValueError(f"`t0` and `t1` must be finite, got t0={t0}, t1={t1}.")
+        if forward_only and not t1_val > t0_val:
+            raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}.")
+        if t1_val == t0_val:
+            raise ValueError(f"`t1` must differ from `t0`, got t0 = t1 = {t0}.")
+    if ts is not None:
+        if not _is_traced(ts):
+            tsn = np.asarray(ts)
+            if tsn.ndim != 1 or tsn.shape[0] == 0:
+                raise ValueError(
+                    f"`ts` must be a non-empty 1-D array of times, got shape {tsn.shape}."
+                )
+            sign = 1.0 if not concrete or t1_val > t0_val else -1.0
+            if np.any(sign * np.diff(tsn) < 0):
+                raise ValueError("`ts` must be monotone in the direction from `t0` to `t1`.")
+            lo, hi = min(t0_val, t1_val), max(t0_val, t1_val)
+            if concrete and (tsn.min() < lo or tsn.max() > hi):
+                raise ValueError(
+                    f"`ts` must lie in [t0, t1] = [{t0_val}, {t1_val}], got [{tsn[0]}, {tsn[-1]}]."
+                )
+        elif jnp.ndim(ts) != 1:
+            raise ValueError(f"`ts` must be a 1-D array of times, got shape {jnp.shape(ts)}.")
+    return concrete, t0_val, t1_val
+
+
+def effective_tolerances(
+    rtol: float | Float[ArrayLike, ""], atol: float | Float[ArrayLike, ""], dtype: Any
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """The tolerances a solve in `dtype` uses: ``max(rtol, RTOL_EPS_FLOOR * eps)`` and
+    ``max(atol, ATOL_EPS_FLOOR * eps)``, ``eps = jnp.finfo(dtype).eps``.
+
+    A tolerance below what the dtype resolves cannot be met (each step's error estimate is
+    rounded at about ``eps * |y|``), so asking for it only burns steps until ``max_steps``. In
+    float64 the defaults are far above the floors; in float32 (eps 1.19e-7) ``rtol`` becomes at
+    least 1.19e-5 and ``atol`` at least 1.19e-6. Traceable.
+    """
+    eps = float(jnp.finfo(dtype).eps)
+    # In the state's dtype: a float32 state under jax_enable_x64 with float64 tolerances gave the
+    # implicit solvers' Newton loop a carry of mixed dtypes (a structure error).
+    rtol_a = jnp.maximum(jnp.asarray(rtol, dtype=dtype), jnp.asarray(RTOL_EPS_FLOOR * eps, dtype))
+    atol_a = jnp.maximum(jnp.asarray(atol, dtype=dtype), jnp.asarray(ATOL_EPS_FLOOR * eps, dtype))
+    return rtol_a, atol_a
+
+
+def integrate_ode(
+    f: Callable[[Any, Any, Any], Any],
+    y0: PyTree[ArrayLike],
+    t0: float | Float[ArrayLike, ""],
+    t1: float | Float[ArrayLike, ""],
+    *,
+    solver: str | diffrax.AbstractSolver = "tsit5",
+    ts: Float[ArrayLike, " n_save"] | None = None,
+    dense: bool = False,
+    n_steps: int | None = None,
+    dt0: RealScalarLike | None = None,
+    adaptive: bool | None = None,
+    rtol: RealScalarLike = DEFAULT_RTOL,
+    atol: RealScalarLike = DEFAULT_ATOL,
+    norm: Callable[[PyTree], Array] | None = None,
+    dtmin: float | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    args: Any = None,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+    throw: bool = True,
+    count_evals: bool = False,
+    name: str = "solve_ode",
+) -> ODESolution:
+    r"""The front behind `solve_ode` that every ODE solve of sdeml goes through.
+
+    As `solve_ode`, and also: `y0` may be any PyTree of floating arrays (augmented states of
+    CNFs and likelihoods); time may run backwards (``t1 < t0``, as in probability-flow
+    sampling); `norm` sets the step-size controller's error norm; `adaptive` chooses between
+    the PID controller and constant steps of size `dt0` (``None``: adaptive exactly when the
+    solver has an error estimate, read from the registry); `name` labels error messages.
+
+    Returns:
+        An `ODESolution`.
+    """
+    info = solver_info(get_solver(solver, kind="ode"))
+    solver_obj = get_solver(solver, kind="ode")
+    leaves = jax.tree_util.tree_leaves(y0)
+    if not leaves:
+        raise ValueError(f"{name}: `y0` has no arrays.")
+    for leaf in leaves:
+        dt_ = getattr(leaf, "dtype", None) or np.asarray(leaf).dtype
+        if not jnp.issubdtype(dt_, jnp.inexact):
+            raise ValueError(
+                f"{name}: `y0` must be a floating-point array, got dtype {dt_}; "
+                "e.g. jnp.array([1.0, 0.0], dtype=jnp.float64)."
+            )
+    y0 = jax.tree_util.tree_map(jnp.asarray, y0)
+    if not _is_traced(y0) and not _all_finite_host(y0):
+        raise ValueError(f"{name}: the initial value `y0` contains NaN or inf.")
+    if n_steps is not None and dt0 is not None:
+        raise ValueError(f"{name}: give either `n_steps` or `dt0`, not both.")
+    if n_steps is not None and (
+        isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps <= 0
+    ):
+        raise ValueError(f"{name}: `n_steps` must be a positive integer, got {n_steps!r}.")
+    if dt0 is not None and not _is_traced(dt0) and not float(abs(dt0)) > 0:
+        raise ValueError(f"{name}: `dt0` must be nonzero, got {dt0!r}.")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps <= 0:
+        raise ValueError(f"{name}: `max_steps` must be a positive integer, got {max_steps!r}.")
+    if not _is_traced(rtol, atol) and not (float(rtol) > 0 and float(atol) >= 0):
+        raise ValueError(f"{name}: `rtol` must be > 0 and `atol` >= 0, got {rtol}, {atol}.")
+    if adaptive and not info.adaptive:
+        raise ValueError(
+            f"{name}: solver {type(solver_obj).__name__} has no error estimate, so it cannot "
+            "adapt its step: use constant steps (`n_steps`, or `dt0` with adaptive=False) or an "
+            "adaptive solver (tsit5, dopri5, dopri8, bosh3, heun, kvaerno5, ...)."
+        )
+    concrete_times, t0_val, t1_val = _check_times(t0, t1, ts, forward_only=False)
+
+    dtype = jnp.result_type(*[x.dtype for x in jax.tree_util.tree_leaves(y0)])
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    t0 = jnp.asarray(t0, dtype=dtype)
+    t1 = jnp.asarray(t1, dtype=dtype)
+    if not concrete_times:
+        t1 = eqx.error_if(t1, t1 == t0, f"{name}: `t1` must differ from `t0`.")
+    ts = None if ts is None else jnp.asarray(ts, dtype=dtype)
+    # As arrays, new tolerances reuse the compiled program (a Python float would be static).
+    # Floored at the resolution of the state's dtype (see RTOL_EPS_FLOOR): issue #17.
+    rtol_a, atol_a = effective_tolerances(rtol, atol, dtype)
+
+    if adaptive is None:
+        adaptive = info.adaptive and n_steps is None
+    if n_steps is not None:
+        controller = diffrax.ConstantStepSize()
+        step0 = (t1 - t0) / n_steps
+        # One compiled program serves every n_steps <= max_steps (the loop bound is static).
+        max_steps = max(int(max_steps), int(n_steps))
+    elif not adaptive:
+        if dt0 is None:
+            raise ValueError(
+                f"{name}: solver {type(solver_obj).__name__} runs with constant steps here "
+                "(it has no error estimate, or adaptive=False): pass `n_steps` or a step `dt0`."
+            )
+        controller = diffrax.ConstantStepSize()
+        step0 = jnp.asarray(dt0, dtype)
+        if concrete_times:
+            step0 = jnp.copysign(jnp.abs(step0), t1 - t0)
+            if not _is_traced(dt0):
+                needed = int(np.ceil(abs(t1_val - t0_val) / abs(float(dt0)) - 1e-9))
+                max_steps = max(int(max_steps), needed)
+    else:
+        pid: dict[str, Any] = dict(rtol=rtol_a, atol=atol_a, dtmin=dtmin, force_dtmin=False)
+        if norm is not None:
+            pid["norm"] = norm
+        # force_dtmin=False: falling below dtmin is a failure (dt_min_reached), not ignored.
+        controller = diffrax.PIDController(**pid)
+        step0 = None if dt0 is None else jnp.asarray(dt0, dtype)
+        if step0 is not None and concrete_times:
+            step0 = jnp.copysign(jnp.abs(step0), t1 - t0)
+
+    if info.implicit and isinstance(controller, diffrax.ConstantStepSize):
+        # diffrax takes the Newton tolerances of implicit solvers from an adaptive controller;
+        # with constant steps they come from rtol/atol here instead.
+        rf = solver_obj.root_finder
+        # (the default tolerances are a diffrax sentinel meaning "from the controller")
+        if not all(isinstance(getattr(rf, k, 0.0), float | int) for k in ("rtol", "atol")):
+            solver_obj = eqx.tree_at(
+                lambda s: s.root_finder,
+                solver_obj,
+                # optimistix annotates the tolerances `float`; 0-d arrays work the same and keep
+                # new tolerances from recompiling (see effective_tolerances above)
+                diffrax.VeryChord(
+                    rtol=rtol_a,  # pyright: ignore[reportArgumentType]
+                    atol=atol_a,  # pyright: ignore[reportArgumentType]
+                    norm=optx.max_norm,
+                ),
+            )
+    sol = _solve(
+        f,
+        y0,
+        t0,
+        t1,
+        ts,
+        args,
+        solver_obj,
+        controller,
+        step0,
+        int(max_steps),
+        info,
+        bool(count_evals),
+        diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+        bool(dense),
+    )
+    if throw:
+        label = f"{name}, {type(solver_obj).__name__}"
+        facts: dict[str, Any] = dict(implicit=bool(info.implicit), dtype_name=jnp.dtype(dtype).name)
+        if sol.result.is_traced():
+            sol = _throw_traced(sol, label, t0, t1, int(max_steps), **facts)
+        elif not bool(sol.ok):
+            details = _details(sol, t0, t1)
+            raise ODESolveError(_failure_message(label, int(max_steps), *details, **facts))
+    return sol
+
+
+def solve_ode(
+    f: Callable[[Any, Any, Any], Any],
+    y0: PyTree[ArrayLike],
+    t0: float | Float[ArrayLike, ""],
+    t1: float | Float[ArrayLike, ""],
+    *,
+    solver: str | diffrax.AbstractSolver = "tsit5",
+    ts: Float[ArrayLike, " n_save"] | None = None,
+    dense: bool = False,
+    n_steps: int | None = None,
+    dt0: float | None = None,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    dtmin: float | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    args: Any = None,
+    throw: bool = True,
+    count_evals: bool = False,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+) -> ODESolution:
+    r"""Solve $\dot y = f(t, y, \text{args})$, $y(t_0) = y_0$ on $[t_0, t_1]$ with diffrax.
+
+    Fixed steps (``n_steps``, or ``dt0`` with a solver without error estimate: Euler, RK4) or
+    adaptive steps (PID controller with ``rtol``/``atol``: Heun, Bosh3, Tsit5, Dopri5/8,
+    implicit Euler, Kvaerno3/4/5); whether a solver can adapt is read from its tableau
+    (`sdeml.core.solver_info`). Jit-, vmap- and grad-compatible; a failure raises
+    :class:`ODESolveError` with its details, eagerly and (as the text of a
+    ``JaxRuntimeError``) under ``jit``/``grad``/``vmap`` whichever outputs are used, or comes
+    back as a result code with ``throw=False``. Every ODE solve in sdeml (neural ODEs, CNFs,
+    probability-flow sampling and likelihoods, gradient flows) runs through the same front.
+
+    Args:
+        f: vector field ``f(t, y, args) -> dy/dt``, the signature of every vector field in
+            sdeml; same structure as ``y``.
+        y0: initial state, a floating array of any shape (or a PyTree of them); finite.
+        t0, t1: the interval, ``t1 > t0``.
+        solver: a registered name (``sdeml.core.solver_names("ode")``: ``"euler"``,
+            ``"heun"``, ``"midpoint"``, ``"ralston"``, ``"bosh3"``, ``"rk4"``, ``"tsit5"``,
+            ``"dopri5"``, ``"dopri8"``, ``"implicit_euler"``, ``"kvaerno3"``, ``"kvaerno4"``,
+            ``"kvaerno5"``) or any ``diffrax.AbstractSolver``.
+        ts: times at which to save, within ``[t0, t1]`` and non-decreasing; default ``[t0, t1]``.
+        dense: also keep the dense interpolant (``sol.evaluate(t)``).
+        n_steps: number of equal steps (fixed-step mode, any solver).
+        dt0: a constant step for solvers without error estimate, otherwise the initial step of the
+            adaptive controller (``None``: chosen automatically).
+        rtol, atol: tolerances of the adaptive controller (and of the implicit solvers' Newton).
+            Defaults ``DEFAULT_RTOL = 1e-6``, ``DEFAULT_ATOL = 1e-9``. They are floored at what
+            the state's dtype resolves, ``RTOL_EPS_FLOOR * eps = 100 eps`` and
+            ``ATOL_EPS_FLOOR * eps = 10 eps`` (float32: 1.19e-5 and 1.19e-6; float64: 2.2e-14
+            and 2.2e-15), see `effective_tolerances`.
+        dtmin: smallest step the controller may take; below it the result is ``dt_min_reached``.
+        max_steps: cap on attempted steps (default ``DEFAULT_MAX_STEPS = 16384``), so that a
+            stiff problem stops instead of hanging.
+        args: passed to ``f``.
+        throw: on failure raise :class:`ODESolveError`, whose message names the cause, suggests
+            the fix (an implicit solver for stiffness) and gives the details (solver, t reached,
+            steps, rejected steps, ``max_steps``, mean step, $h\rho$). Under ``jax.jit`` it is
+            raised at run time by a host callback and reaches the caller as a
+            ``jax.errors.JaxRuntimeError`` carrying the same text (under ``vmap``: that of the
+            first failed member). ``False`` returns the result code in ``sol.result`` instead.
+        count_evals: count every vector-field evaluation with a host callback, so that
+            ``nfe`` is exact also for implicit solvers (Newton iterations included; one Jacobian
+            by autodiff counts as one evaluation). Works eagerly, under ``jax.jit`` and under
+            ``jax.grad``; not under ``jax.vmap`` (``ValueError``). Opt-in because each evaluation
+            costs a host round trip, tens of microseconds.
+        adjoint: how gradients flow through the solve (a ``diffrax.AbstractAdjoint``); default
+            ``diffrax.RecursiveCheckpointAdjoint()`` (reverse mode: ``jax.grad``/``jacrev``).
+            Use ``diffrax.ForwardMode()`` for ``jax.jacfwd``, ``diffrax.BacksolveAdjoint()`` for
+            the continuous adjoint of neural ODEs.
+
+    Returns:
+        An :class:`ODESolution` with ``ts``, ``ys`` (shape ``(len(ts), *y0.shape)``), the step
+        statistics, ``nfe``, a stiffness indicator and ``result``.
+
+    Example:
+        >>> sol = sdeml.solve_ode(lambda t, y, args: -y, jnp.ones(2), 0.0, 1.0,
+        ...                       ts=jnp.linspace(0.0, 1.0, 11))
+        >>> sol.ys[-1]           # ~ exp(-1)
+        >>> # Stiff problems need float64: in float32 this raises ODESolveError saying so (and how).
+        >>> jax.config.update("jax_enable_x64", True)   # at the start of the program
+        >>> sdeml.solve_ode(sdeml.dynamics.VanDerPol(1000.0), jnp.array([2.0, 0.0]), 0.0, 3000.0,
+        ...                 solver="kvaerno5", rtol=1e-6, atol=1e-6).num_steps   # ~ 1000-2000
+
+    References:
+        P. Kidger, On Neural Differential Equations, PhD thesis, 2021 (diffrax).
+        Hairer & Wanner, Solving ODEs II: Stiff and Differential-Algebraic Problems, §IV.2.
+    """
+    if ts is not None and not _is_traced(ts) and np.any(np.diff(np.asarray(ts)) < 0):
+        raise ValueError("`ts` must be non-decreasing.")
+    _check_times(t0, t1, ts, forward_only=True)
+    # everything else is the front's to check and do
+    steps: dict[str, Any] = {"n_steps": n_steps, "dt0": dt0, "dtmin": dtmin, "max_steps": max_steps}
+    out: dict[str, Any] = {"ts": ts, "dense": dense, "throw": throw, "count_evals": count_evals}
+    tol: dict[str, Any] = {"rtol": rtol, "atol": atol, "adjoint": adjoint, "args": args}
+    return integrate_ode(f, y0, t0, t1, solver=solver, name="solve_ode", **steps, **out, **tol)

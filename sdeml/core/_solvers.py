@@ -1,0 +1,267 @@
+"""The one solver registry: every ODE and SDE solver by name, with the facts about it.
+
+A solver fact (its order, whether it adapts its step, how many vector-field evaluations a step
+costs) is read here and nowhere else. For diffrax's Runge–Kutta methods the facts are *derived*
+from the Butcher tableau, never tabulated: a method can adapt its step when its error weights
+``b_error`` are not all zero; a step evaluates the field once per stage, less one when the
+tableau is first-same-as-last (FSAL). So a solver that is not registered (any
+``diffrax.AbstractERK``) is described just as well as one that is.
+
+Names are unique across kinds: ``"euler"`` and ``"heun"`` are the ODE methods, and the SDE
+schemes are ``"euler_maruyama"`` (alias ``"em"``), ``"milstein"``, ``"stochastic_heun"`` and
+``"sra1"``. Asking for a solver of the wrong kind says which name to use instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import diffrax
+import numpy as np
+
+from ._sde_solvers import SRA1, AbstractSolver, EulerMaruyama, Milstein, StochasticHeun
+
+__all__ = [
+    "RK4",
+    "SolverInfo",
+    "get_solver",
+    "solver_info",
+    "solver_names",
+]
+
+# Classical RK4 (Kutta 1901): c = (0, 1/2, 1/2, 1), b = (1/6, 1/3, 1/3, 1/6). It has no embedded
+# lower-order method, so its error weights are zero: it cannot adapt its step.
+_rk4_tableau = diffrax.ButcherTableau(
+    c=np.array([0.5, 0.5, 1.0]),
+    b_sol=np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6]),
+    b_error=np.zeros(4),
+    a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])),
+)
+
+
+class RK4(diffrax.AbstractERK):
+    r"""The classical fourth-order Runge–Kutta method, as a diffrax solver.
+
+    $$k_1 = f(t_n, y_n),\; k_2 = f(t_n + \tfrac h2, y_n + \tfrac h2 k_1),\;
+      k_3 = f(t_n + \tfrac h2, y_n + \tfrac h2 k_2),\; k_4 = f(t_n + h, y_n + h k_3),$$
+    $$y_{n+1} = y_n + \tfrac h6 (k_1 + 2k_2 + 2k_3 + k_4).$$
+
+    Global error $O(h^4)$; four vector-field evaluations per step. It has no embedded error
+    estimate, so it runs with constant steps only (``solve_ode(..., n_steps=N)``).
+
+    Example:
+        >>> sol = sdeml.solve_ode(lambda t, y, args: -y, jnp.ones(2), 0.0, 1.0,
+        ...                       solver=sdeml.RK4(), n_steps=10)
+
+    References:
+        W. Kutta, Beitrag zur näherungsweisen Integration totaler Differentialgleichungen,
+        Z. Math. Phys. 46 (1901). Hairer, Nørsett & Wanner, Solving ODEs I, §II.1.
+    """
+
+    tableau: ClassVar[diffrax.ButcherTableau] = _rk4_tableau
+    interpolation_cls: ClassVar[Callable[..., diffrax.ThirdOrderHermitePolynomialInterpolation]] = (
+        diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
+    )
+
+    def order(self, terms):
+        return 4
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverInfo:
+    """What is known about a solver, read by every theme that takes one.
+
+    Attributes:
+        name: the registry name (``""`` for an unregistered solver).
+        kind: ``"ode"`` (a diffrax solver) or ``"sde"`` (an sdeml fixed-step scheme).
+        order: the classical order of an ODE method; the strong order of an SDE scheme.
+        weak_order: the weak order of an SDE scheme (``None`` for ODE methods).
+        adaptive: whether it carries an embedded error estimate, so that a step-size controller
+            can drive it (read from the tableau's error weights).
+        implicit: whether each step solves a nonlinear system (stiff solvers).
+        stages: vector-field evaluations of one step, before first-same-as-last reuse (for an
+            SDE scheme, drift evaluations per step); ``None`` when not fixed (implicit methods:
+            Newton iterations vary).
+        fsal: whether the last stage of a step is the first of the next (one evaluation saved
+            per step after the first).
+        calculus: ``"ito"`` or ``"stratonovich"`` for SDE schemes, ``None`` for ODE methods.
+    """
+
+    name: str
+    kind: Literal["ode", "sde"]
+    order: float
+    weak_order: float | None
+    adaptive: bool
+    implicit: bool
+    stages: int | None
+    fsal: bool
+    calculus: str | None = None
+
+    def nfe(self, num_steps: Any, leading_attempts: Any = 1) -> Any:
+        r"""Vector-field evaluations of a solve of ``num_steps`` attempted steps.
+
+        $\text{NFE} = (s - \text{FSAL})\,n + \text{FSAL}\cdot a$, where $a$ is the number of
+        attempted steps up to and including the first accepted one (an FSAL method evaluates
+        its first stage anew until a step is accepted; 1 with constant steps). Works on
+        arrays (traced or not). Raises for implicit methods, whose Newton iterations vary.
+        """
+        if self.stages is None:
+            raise ValueError(
+                f"{self.name or 'this solver'} is implicit: its evaluations depend on the Newton "
+                "iterations; count them with solve_ode(..., count_evals=True)"
+            )
+        fsal = int(self.fsal)
+        return (self.stages - fsal) * num_steps + fsal * leading_attempts
+
+
+# name -> constructor; kind and facts are derived by `solver_info`.
+_ODE: dict[str, Callable[[], diffrax.AbstractSolver]] = {
+    "euler": diffrax.Euler,
+    "heun": diffrax.Heun,
+    "midpoint": diffrax.Midpoint,
+    "ralston": diffrax.Ralston,
+    "bosh3": diffrax.Bosh3,
+    "rk4": RK4,
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+    "implicit_euler": diffrax.ImplicitEuler,
+    "kvaerno3": diffrax.Kvaerno3,
+    "kvaerno4": diffrax.Kvaerno4,
+    "kvaerno5": diffrax.Kvaerno5,
+}
+_SDE: dict[str, Callable[[], AbstractSolver]] = {
+    "euler_maruyama": EulerMaruyama,
+    "milstein": Milstein,
+    "stochastic_heun": StochasticHeun,
+    "sra1": SRA1,
+}
+_ALIASES = {"em": "euler_maruyama"}
+# Drift evaluations per step of the SDE schemes (the diffusion is evaluated alongside).
+_SDE_STAGES = {EulerMaruyama: 1, Milstein: 1, StochasticHeun: 2, SRA1: 2}
+
+
+def solver_names(kind: Literal["ode", "sde"] | None = None) -> tuple[str, ...]:
+    """The registered names, of one kind or of both (aliases excluded).
+
+    Example:
+        >>> solver_names("ode")
+        ('euler', 'heun', 'midpoint', ..., 'kvaerno5')
+    """
+    if kind == "ode":
+        return tuple(_ODE)
+    if kind == "sde":
+        return tuple(_SDE)
+    if kind is None:
+        return tuple(_ODE) + tuple(_SDE)
+    raise ValueError(f"`kind` must be 'ode', 'sde' or None, got {kind!r}")
+
+
+def get_solver(solver: Any, kind: Literal["ode", "sde"] = "ode") -> Any:
+    """The solver named `solver` (case-insensitive), or `solver` itself when it is one.
+
+    Args:
+        solver: a registered name or a solver instance (a ``diffrax.AbstractSolver`` for
+            ``kind="ode"``, an `AbstractSolver` for ``kind="sde"``).
+        kind: which kind the caller integrates.
+
+    Returns:
+        A fresh solver instance.
+
+    Raises:
+        ValueError: for an unknown name (listing the valid ones of that kind) or a solver of the
+            other kind (naming the right one where there is one).
+
+    Example:
+        >>> get_solver("kvaerno5")
+        Kvaerno5(...)
+        >>> get_solver("milstein", kind="sde")
+        Milstein()
+    """
+    if kind not in ("ode", "sde"):
+        raise ValueError(f"`kind` must be 'ode' or 'sde', got {kind!r}")
+    table = _ODE if kind == "ode" else _SDE
+    if kind == "ode" and isinstance(solver, diffrax.AbstractSolver):
+        return solver
+    if kind == "sde" and isinstance(solver, AbstractSolver):
+        return solver
+    if isinstance(solver, str):
+        name = _ALIASES.get(solver.lower(), solver.lower())
+        if name in table:
+            return table[name]()
+        other = _SDE if kind == "ode" else _ODE
+        if name in other:
+            hint = {"heun": "stochastic_heun", "euler": "euler_maruyama"}.get(name)
+            what = "an ODE method" if kind == "sde" else "an SDE scheme"
+            more = f"; for SDEs use {hint!r}" if hint else ""
+            raise ValueError(
+                f"solver {solver!r} is {what}, not usable here{more}; valid names: "
+                f"{', '.join(table)}"
+            )
+        raise ValueError(f"unknown solver {solver!r}; valid names: {', '.join(table)}")
+    want = "a diffrax.AbstractSolver" if kind == "ode" else "an sdeml AbstractSolver"
+    raise ValueError(
+        f"`solver` must be a name ({', '.join(table)}) or {want}, got {type(solver).__name__}"
+    )
+
+
+def solver_info(solver: Any) -> SolverInfo:
+    """The facts about a solver (a name or an instance; see `SolverInfo`).
+
+    For explicit Runge–Kutta methods everything is read from the Butcher tableau, so any
+    ``diffrax.AbstractERK`` is described, registered or not.
+
+    Example:
+        >>> solver_info("rk4").adaptive
+        False
+        >>> solver_info(diffrax.Dopri8()).nfe(10)    # 13 new stages a step, FSAL
+        131
+    """
+    if isinstance(solver, str):
+        name = _ALIASES.get(solver.lower(), solver.lower())
+        if name in _SDE:
+            solver = _SDE[name]()
+        elif name in _ODE:
+            solver = _ODE[name]()
+        else:
+            raise ValueError(f"unknown solver {solver!r}; valid names: {', '.join(solver_names())}")
+    if isinstance(solver, AbstractSolver):
+        return SolverInfo(
+            name=_name_of(solver, _SDE),
+            kind="sde",
+            order=float(solver.strong_order),
+            weak_order=float(solver.weak_order),
+            adaptive=False,
+            implicit=False,
+            stages=_SDE_STAGES.get(type(solver)),
+            fsal=False,
+            calculus=solver.calculus,
+        )
+    if not isinstance(solver, diffrax.AbstractSolver):
+        raise ValueError(f"not a solver: {solver!r}")
+    name = _name_of(solver, _ODE)
+    order = float(solver.order(diffrax.ODETerm(lambda t, y, args: y)))  # type: ignore[arg-type]
+    implicit = isinstance(solver, diffrax.AbstractImplicitSolver)
+    tableau = getattr(solver, "tableau", None)
+    if isinstance(solver, diffrax.Euler):
+        return SolverInfo(name, "ode", order, None, False, False, 1, False)
+    if isinstance(solver, diffrax.ImplicitEuler):
+        # its error estimate compares against an explicit Euler step
+        return SolverInfo(name, "ode", order, None, True, True, None, False)
+    if isinstance(tableau, diffrax.ButcherTableau):
+        adaptive = bool(np.any(np.asarray(tableau.b_error) != 0))
+        stages = None if implicit else len(tableau.b_sol)
+        fsal = bool(tableau.fsal) and not implicit
+        return SolverInfo(name, "ode", order, None, adaptive, implicit, stages, fsal)
+    # Any other diffrax solver: adaptive when diffrax marks it so; evaluations unknown.
+    adaptive = isinstance(solver, diffrax.AbstractAdaptiveSolver)
+    return SolverInfo(name, "ode", order, None, adaptive, implicit, None, False)
+
+
+def _name_of(solver: Any, table: dict[str, Callable[[], Any]]) -> str:
+    for name, make in table.items():
+        if type(solver) is make:
+            return name
+    return ""

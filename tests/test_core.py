@@ -1,0 +1,247 @@
+"""Tests of the core: the one solver registry and the one ODE front, through every entry point.
+
+Solver facts (adaptive, evaluations per step) are read from the registry; each is checked here
+against the thing itself: a counting callback inside the vector field for evaluation counts, an
+analytic solution for the answer, the tableau for adaptivity.
+"""
+
+from typing import Any
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from jax.experimental import io_callback
+
+import sdeml
+from sdeml.core import get_solver, integrate_ode, solver_info, solver_names
+
+F64 = jnp.float64
+A = jnp.array([[-0.5, 2.0], [-2.0, -0.5]], F64)
+Y0 = jnp.array([1.0, 0.5], F64)
+EXPLICIT = [n for n in solver_names("ode") if not solver_info(n).implicit]
+IMPLICIT = [n for n in solver_names("ode") if solver_info(n).implicit]
+
+
+class Counter:
+    """Counts vector-field evaluations on the host (ordered callbacks keep program order)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def bump(self):
+        self.n += 1
+
+    def read(self) -> int:
+        jax.effects_barrier()
+        n, self.n = self.n, 0
+        return n
+
+
+def counted_linear(counter):
+    def f(t, y, args):
+        io_callback(counter.bump, None, ordered=True)
+        return A @ y
+
+    return f
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_registry_facts_come_from_the_tableau():
+    for name in solver_names("ode"):
+        info, solver = solver_info(name), get_solver(name)
+        tableau = getattr(solver, "tableau", None)
+        if isinstance(tableau, diffrax.ButcherTableau):
+            assert info.adaptive == bool(np.any(np.asarray(tableau.b_error) != 0)), name
+        assert info.implicit == isinstance(solver, diffrax.AbstractImplicitSolver), name
+    assert not solver_info("rk4").adaptive and not solver_info("euler").adaptive
+    assert solver_info(sdeml.RK4()).stages == 4 and not solver_info("rk4").fsal
+    assert solver_info("heun").adaptive and solver_info("heun").stages == 2
+    assert solver_info("dopri8").stages == 14 and solver_info("dopri8").fsal
+    assert solver_info("tsit5").order == 5 and solver_info("kvaerno5").implicit
+    assert solver_info("milstein").kind == "sde" and solver_info("em").name == "euler_maruyama"
+    # an unregistered tableau method is described from its tableau all the same
+    assert solver_info(diffrax.Midpoint()).nfe(10) == 20
+
+
+def test_names_are_unique_across_kinds_and_wrong_kind_says_which():
+    assert not set(solver_names("ode")) & set(solver_names("sde"))
+    with pytest.raises(ValueError, match="stochastic_heun"):
+        get_solver("heun", kind="sde")
+    with pytest.raises(ValueError, match="euler_maruyama"):
+        sdeml.simulate(
+            sdeml.BrownianMotion(), jnp.zeros(1), n_steps=4, method="euler", key=jr.key(0)
+        )
+    with pytest.raises(ValueError, match="valid names"):
+        get_solver("rk45")
+    assert isinstance(get_solver("em", kind="sde"), sdeml.EulerMaruyama)
+
+
+# ---------------------------------------------------------------- solve_ode, every solver
+
+
+@pytest.mark.parametrize("name", EXPLICIT)
+def test_every_explicit_solver_nfe_matches_a_counting_callback(name):
+    counter = Counter()
+    f = counted_linear(counter)
+    # constant steps forwards; adaptive backwards in time from a first step far too large, so
+    # that FSAL methods re-evaluate their first stage over several leading rejections
+    cases: list[tuple[tuple[float, float], dict[str, Any]]] = [((0.0, 2.0), {"n_steps": 40})]
+    if solver_info(name).adaptive:
+        cases.append(((2.0, 0.5), {"dt0": 1.0}))
+    for (t0, t1), kw in cases:
+        sol = integrate_ode(f, Y0, t0, t1, solver=name, rtol=1e-6, atol=1e-9, **kw)
+        assert int(sol.nfe) == counter.read(), (name, kw)
+        assert int(sol.num_steps) == int(sol.num_accepted_steps + sol.num_rejected_steps)
+    if solver_info(name).adaptive:
+        assert int(sol.num_rejected_steps) > 0  # the large first step was rejected
+
+
+@pytest.mark.parametrize("name", IMPLICIT)
+def test_implicit_solver_nfe_is_counted_on_request(name):
+    counter = Counter()
+    f = counted_linear(counter)
+    sol = sdeml.solve_ode(f, Y0, 0.0, 2.0, solver=name, rtol=1e-6, atol=1e-9)
+    counter.read()
+    assert int(sol.nfe) == -1  # diffrax does not report Newton iterations
+    counted = sdeml.solve_ode(f, Y0, 0.0, 2.0, solver=name, rtol=1e-6, atol=1e-9, count_evals=True)
+    assert int(counted.nfe) == counter.read() > int(counted.num_steps)
+
+
+# observed global errors at these settings are 5-100x below each bound
+ACCURACY = {"euler": 2e-2, "heun": 2e-5, "midpoint": 2e-5, "ralston": 2e-5, "bosh3": 1e-6}
+
+
+@pytest.mark.parametrize("name", solver_names("ode"))
+def test_every_solver_answers_a_linear_ode(name):
+    info = solver_info(name)
+    ts = jnp.linspace(0.0, 2.0, 5, dtype=F64)
+    exact = sdeml.ode.linear_ode_solution(A, Y0, ts)
+    if info.adaptive:
+        rtol = 1e-8 if info.order >= 3 else 1e-6  # low orders: fewer than ~10^4 steps
+        sol = sdeml.solve_ode(
+            lambda t, y, a: A @ y, Y0, 0.0, 2.0, solver=name, ts=ts, rtol=rtol, atol=1e-3 * rtol
+        )
+        # a modest multiple of rtol * |y|; implicit Euler's local error control (against an
+        # explicit Euler step) is first order: measured 9e-4
+        bound = 5e-3 if info.order < 2 else 100 * rtol
+    else:
+        n = 4000 if name == "euler" else 200
+        sol = sdeml.solve_ode(lambda t, y, a: A @ y, Y0, 0.0, 2.0, solver=name, ts=ts, n_steps=n)
+        bound = ACCURACY.get(name, 1e-7)
+    err = float(jnp.max(jnp.abs(sol.ys - exact)))
+    assert err < bound, (name, err)
+
+
+def test_rk4_neural_ode_regression_is_not_adaptive():
+    # Issue #16: RK4 was run under a step-size controller on an always-zero error estimate.
+    with pytest.raises(ValueError, match="cannot adapt|constant steps"):
+        integrate_ode(lambda t, y, a: -y, jnp.ones(1, F64), 0.0, 10.0, solver="rk4", adaptive=True)
+    sol = sdeml.solve_ode(
+        lambda t, y, a: -y, jnp.ones(1, F64), 0.0, 10.0, solver="rk4", n_steps=100
+    )
+    assert float(sol.y_final[0]) == pytest.approx(np.exp(-10.0), rel=1e-4)
+
+
+# ---------------------------------------------------------------- failures are never silent
+
+
+def blow_up(t, y, args):  # y' = y^2, y(0) = 1 blows up at t = 1
+    return y**2
+
+
+def test_failure_under_jit_is_raised_whatever_output_is_kept():
+    # Issue #17: a jitted function returning only `y_final` dropped the check as dead code.
+    for keep in (lambda s: s.y_final, lambda s: s.nfe, lambda s: s.t_final):
+        fn = jax.jit(lambda y0, keep=keep: keep(sdeml.solve_ode(blow_up, y0, 0.0, 2.0)))
+        with pytest.raises(jax.errors.JaxRuntimeError, match="ODESolveError"):
+            jax.block_until_ready(fn(jnp.ones(1, F64)))
+
+
+def test_failure_under_grad_and_vmap_is_raised():
+    loss = lambda y0: sdeml.solve_ode(blow_up, y0, 0.0, 2.0).y_final.sum()
+    with pytest.raises((sdeml.ODESolveError, jax.errors.JaxRuntimeError), match="max_steps|stiff"):
+        jax.block_until_ready(jax.grad(loss)(jnp.ones(1, F64)))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="ODESolveError"):
+        y0s = jnp.array([[0.1], [1.0]], F64)  # the second member blows up
+        jax.block_until_ready(
+            jax.jit(jax.vmap(lambda y: sdeml.solve_ode(blow_up, y, 0.0, 2.0).y_final))(y0s)
+        )
+
+
+def test_nonfinite_initial_value_is_refused():
+    nan = jnp.array([jnp.nan, 1.0], F64)
+    with pytest.raises(ValueError, match="`y0` contains NaN"):
+        sdeml.solve_ode(lambda t, y, a: -y, nan, 0.0, 1.0)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="`y0`"):
+        jax.block_until_ready(
+            jax.jit(lambda y: sdeml.solve_ode(lambda t, y, a: -y, y, 0.0, 1.0).y_final)(nan)
+        )
+    sol = jax.jit(lambda y: sdeml.solve_ode(lambda t, y, a: -y, y, 0.0, 1.0, throw=False))(nan)
+    assert sol.result == sdeml.ODEResult.nonfinite_input
+
+
+def test_dense_and_pytree_states():
+    sol = sdeml.solve_ode(
+        lambda t, y, a: (-y[0], 2.0 * y[1]),
+        (jnp.ones(2, F64), jnp.ones((), F64)),
+        0.0,
+        1.0,
+        dense=True,
+    )
+    np.testing.assert_allclose(sol.y_final[0], np.exp(-1.0) * np.ones(2), rtol=1e-6)
+    np.testing.assert_allclose(sol.evaluate(jnp.array([0.5]))[1], [np.exp(1.0)], rtol=1e-6)
+
+
+# ---------------------------------------------------------------- diffusion entry points
+
+
+def gaussian_score(counter):
+    # data ~ N(0, s0^2 I): p_t = N(0, (alpha^2 s0^2 + sigma^2) I) under VP; score = -x / var
+    sde, s0 = sdeml.VPSDE(), 0.5
+
+    def score(t, x):
+        io_callback(counter.bump, None, ordered=True)
+        var = sde.alpha(t) ** 2 * s0**2 + sde.sigma(t) ** 2
+        return -x / var
+
+    return sde, s0, score
+
+
+@pytest.mark.parametrize("name", EXPLICIT)
+def test_probability_flow_sampler_every_solver(name):
+    # Issue #16: with diffrax.Heun() it reported 147 evaluations where 292 were made.
+    counter = Counter()
+    sde, s0, score = gaussian_score(counter)
+    n_steps = 400 if name == "euler" else 60
+    kw: dict[str, Any] = {} if solver_info(name).adaptive else {"n_steps": n_steps}
+    r = sdeml.diffusion.probability_flow_sampler(
+        score, sde, (2000, 2), solver=name, rtol=1e-5, atol=1e-5, dtype=F64, key=jr.key(0), **kw
+    )
+    # the score is evaluated once per batch evaluation (the batch is one state)
+    assert int(r.nfe) == counter.read(), name
+    # N(0, s0^2) at eps (to within the prior mismatch and sampling error: 4 SE of the variance)
+    var = float(jnp.var(r.x))
+    target = float(sde.alpha(1e-3) ** 2 * s0**2 + sde.sigma(1e-3) ** 2)
+    assert abs(var - target) < 4 * target * np.sqrt(2 / 4000) + (5e-3 if name == "euler" else 0)
+
+
+@pytest.mark.parametrize("name", ["heun", "bosh3", "tsit5", "dopri8", "rk4"])
+def test_log_likelihood_every_solver(name):
+    counter = Counter()
+    sde, s0, score = gaussian_score(counter)
+    x = jnp.array([0.3, -0.4], F64)
+    var = lambda t: sde.alpha(t) ** 2 * s0**2 + sde.sigma(t) ** 2
+    gauss = lambda z, v: -0.5 * jnp.sum(z**2) / v - z.size / 2 * jnp.log(2 * jnp.pi * v)
+    kw: dict[str, Any] = {} if solver_info(name).adaptive else {"n_steps": 200}
+    res = sdeml.log_likelihood(
+        score, sde, x, eps=1e-3, solver=name, prior_logp=lambda z: gauss(z, var(1.0)), **kw
+    )
+    # exact divergence: one primal + d tangent evaluations of the score per field evaluation;
+    # the callback fires once per traced call, so per evaluation of the augmented field once
+    assert int(res.nfe) == counter.read(), name
+    assert float(res.logp) == pytest.approx(float(gauss(x, var(1e-3))), abs=1e-4)
