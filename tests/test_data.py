@@ -79,3 +79,21 @@ def test_bad_toy_arguments():
         data.toy("spiral", 10, key=jr.key(0))
     with pytest.raises(ValueError, match="`n`"):
         data.two_moons(0, key=jr.key(0))
+
+
+def test_breast_cancer_split():
+    d = data.load_breast_cancer(0.2, seed=0, dtype=jnp.float64)
+    assert d.x_train.shape == (455, 31) and d.x_test.shape == (114, 31)
+    assert d.x_train.shape[0] + d.x_test.shape[0] == data.BREAST_CANCER_SIZE
+    assert jnp.all(d.x_train[:, -1] == 1.0) and jnp.all(d.x_test[:, -1] == 1.0)  # intercept
+    # standardised with the training split's own mean and sd
+    assert jnp.allclose(jnp.mean(d.x_train[:, :-1], 0), 0.0, atol=1e-12)
+    assert jnp.allclose(jnp.std(d.x_train[:, :-1], 0), 1.0, atol=1e-12)
+    # stratified: the class balance (212 malignant of 569) is kept in both splits
+    assert abs(float(jnp.mean(d.y_train)) - 357 / 569) < 0.01
+    assert abs(float(jnp.mean(d.y_test)) - 357 / 569) < 0.01
+    again = data.load_breast_cancer(0.2, seed=0, dtype=jnp.float64)
+    assert jnp.array_equal(again.x_test, d.x_test)
+    assert not jnp.array_equal(data.load_breast_cancer(0.2, seed=1).y_test, d.y_test)
+    with pytest.raises(ValueError, match="test_fraction"):
+        data.load_breast_cancer(1.0)

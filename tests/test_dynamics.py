@@ -32,7 +32,7 @@ def test_zoo_equilibria_match_textbook_classes(system):
     assert points.shape[1] == system.dim
     for point, label in zip(points, labels, strict=True):
         # Start Newton off the point so that the root finder does real work.
-        eq = sdeml.find_equilibrium(system, point + 0.01)
+        eq = sdeml.dynamics.find_equilibrium(system, point + 0.01)
         assert bool(eq.converged) and float(eq.residual) < 1e-10
         if not isinstance(
             system, sdeml.dynamics.SIR
@@ -40,19 +40,23 @@ def test_zoo_equilibria_match_textbook_classes(system):
             np.testing.assert_allclose(eq.y, point, atol=1e-8)
         assert eq.label == label, (type(system).__name__, point, eq.eigenvalues)
         # The class at the textbook point itself, from the autodiff Jacobian.
-        lam = jnp.linalg.eigvals(sdeml.jacobian(system, point))
-        assert sdeml.stability_name(sdeml.classify_equilibrium(lam)) == label
+        lam = jnp.linalg.eigvals(sdeml.dynamics.jacobian(system, point))
+        assert sdeml.dynamics.stability_name(sdeml.dynamics.classify_equilibrium(lam)) == label
 
 
 def test_jacobian_matches_hand_derivatives():
     mu, y = 3.0, jnp.array([0.5, -1.0], f64)
     # d/dy of (v, mu (1 - x^2) v - x) = [[0, 1], [-2 mu x v - 1, mu (1 - x^2)]]
     want = jnp.array([[0.0, 1.0], [-2 * mu * 0.5 * -1.0 - 1, mu * (1 - 0.25)]])
-    np.testing.assert_allclose(sdeml.jacobian(sdeml.dynamics.VanDerPol(mu), y), want, atol=1e-14)
+    np.testing.assert_allclose(
+        sdeml.dynamics.jacobian(sdeml.dynamics.VanDerPol(mu), y), want, atol=1e-14
+    )
     s, r, b = 10.0, 28.0, 8.0 / 3.0
     p = jnp.array([1.0, 2.0, 3.0], f64)
     want = jnp.array([[-s, s, 0.0], [r - 3.0, -1.0, -1.0], [2.0, 1.0, -b]])
-    np.testing.assert_allclose(sdeml.jacobian(sdeml.dynamics.Lorenz(), p), want, atol=1e-14)
+    np.testing.assert_allclose(
+        sdeml.dynamics.jacobian(sdeml.dynamics.Lorenz(), p), want, atol=1e-14
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,15 +74,17 @@ def test_jacobian_matches_hand_derivatives():
     ],
 )
 def test_classify_equilibrium_every_class(eigs, name):
-    code = jax.jit(sdeml.classify_equilibrium)(jnp.asarray(eigs, jnp.complex128))
-    assert sdeml.stability_name(code) == name
+    code = jax.jit(sdeml.dynamics.classify_equilibrium)(jnp.asarray(eigs, jnp.complex128))
+    assert sdeml.dynamics.stability_name(code) == name
 
 
 def test_classify_matches_trace_determinant_plane():
     # 2x2: det < 0 saddle; det > 0, tr < 0 stable (spiral iff tr^2 < 4 det); tr > 0 unstable.
     rng = np.random.default_rng(0)
     mats = rng.normal(size=(200, 2, 2))
-    codes = jax.vmap(lambda m: sdeml.classify_equilibrium(jnp.linalg.eigvals(m)))(jnp.asarray(mats))
+    codes = jax.vmap(lambda m: sdeml.dynamics.classify_equilibrium(jnp.linalg.eigvals(m)))(
+        jnp.asarray(mats)
+    )
     for m, c in zip(mats, np.asarray(codes), strict=True):
         tr, det = np.trace(m), np.linalg.det(m)
         if det < 0:
@@ -86,24 +92,24 @@ def test_classify_matches_trace_determinant_plane():
         else:
             kind = "spiral" if tr**2 < 4 * det else "node"
             want = ("stable " if tr < 0 else "unstable ") + kind
-        assert sdeml.stability_name(c) == want
+        assert sdeml.dynamics.stability_name(c) == want
 
 
 def test_find_equilibrium_vmaps_over_guesses():
     lv = sdeml.dynamics.LotkaVolterra()
     guesses = jnp.array([[0.1, 0.2], [3.0, 1.5]], f64)
-    eqs = jax.vmap(lambda g: sdeml.find_equilibrium(lv, g))(guesses)
+    eqs = jax.vmap(lambda g: sdeml.dynamics.find_equilibrium(lv, g))(guesses)
     np.testing.assert_allclose(eqs.y, jnp.array([[0.0, 0.0], [4.0, 2.0]]), atol=1e-10)
-    assert [sdeml.stability_name(c) for c in eqs.stability] == ["saddle", "centre"]
+    assert [sdeml.dynamics.stability_name(c) for c in eqs.stability] == ["saddle", "centre"]
 
 
 def test_find_equilibrium_bad_input():
     with pytest.raises(ValueError, match="`y_guess` must have shape"):
-        sdeml.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.ones((2, 2)))
+        sdeml.dynamics.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.ones((2, 2)))
     with pytest.raises(ValueError, match="`f` must return the shape"):
-        sdeml.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.ones(3))
+        sdeml.dynamics.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.ones(3))
     with pytest.raises(ValueError, match="floating"):
-        sdeml.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.array([1, 2]))
+        sdeml.dynamics.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.array([1, 2]))
 
 
 # ---------------------------------------------------------------- invariants and closed forms
@@ -163,10 +169,12 @@ def test_zoo_closed_form_solutions():
 
 
 def test_quadratic_lyapunov_solves_equation():
-    np.testing.assert_allclose(sdeml.quadratic_lyapunov(-jnp.eye(2, dtype=f64)), 0.5 * jnp.eye(2))
+    np.testing.assert_allclose(
+        sdeml.dynamics.quadratic_lyapunov(-jnp.eye(2, dtype=f64)), 0.5 * jnp.eye(2)
+    )
     A = sdeml.dynamics.DampedOscillator(1.0, 0.2).matrix
     Q = jnp.array([[2.0, 0.5], [0.5, 1.0]], f64)
-    P = sdeml.quadratic_lyapunov(A, Q)
+    P = sdeml.dynamics.quadratic_lyapunov(A, Q)
     np.testing.assert_allclose(A.T @ P + P @ A, -Q, atol=1e-12)
     assert bool(jnp.all(jnp.linalg.eigvalsh(P) > 0))  # A Hurwitz, Q > 0  =>  P > 0
 
@@ -176,25 +184,27 @@ def test_check_lyapunov_on_oscillators():
     origin = jnp.zeros(2, f64)
     osc = sdeml.dynamics.DampedOscillator(1.0, 0.2)
     # Energy: dE/dt = -2 zeta omega v^2 <= 0, zero on the axis v = 0: Lyapunov, not strict.
-    res = sdeml.check_lyapunov(osc.energy, osc, origin, pts)
+    res = sdeml.dynamics.check_lyapunov(osc.energy, osc, origin, pts)
     assert bool(res.is_lyapunov)
     assert not bool(
-        sdeml.check_lyapunov(
+        sdeml.dynamics.check_lyapunov(
             osc.energy, osc, origin, jnp.array([[1.0, 0.0]]), strict=True
         ).decreasing
     )
     # x^T P x from the Lyapunov equation: dV/dt = -x^T x < 0, strict.
-    P = sdeml.quadratic_lyapunov(osc.matrix)
+    P = sdeml.dynamics.quadratic_lyapunov(osc.matrix)
     V = lambda y: y @ P @ y
-    assert bool(sdeml.check_lyapunov(V, osc, origin, pts, strict=True).is_lyapunov)
-    vdot = jax.vmap(lambda y: sdeml.lyapunov_derivative(V, osc, y))(pts)
+    assert bool(sdeml.dynamics.check_lyapunov(V, osc, origin, pts, strict=True).is_lyapunov)
+    vdot = jax.vmap(lambda y: sdeml.dynamics.lyapunov_derivative(V, osc, y))(pts)
     np.testing.assert_allclose(vdot, -jnp.sum(pts**2, -1), atol=1e-12)
     # Van der Pol (mu > 0) pumps energy in near the origin: dE/dt = mu (1 - x^2) v^2 > 0.
     vdp = sdeml.dynamics.VanDerPol(1.0)
-    bad = sdeml.check_lyapunov(sdeml.dynamics.HarmonicOscillator(1.0).energy, vdp, origin, pts)
+    bad = sdeml.dynamics.check_lyapunov(
+        sdeml.dynamics.HarmonicOscillator(1.0).energy, vdp, origin, pts
+    )
     assert not bool(bad.decreasing) and float(bad.max_vdot) > 0
     with pytest.raises(ValueError, match="`points` must have shape"):
-        sdeml.check_lyapunov(osc.energy, osc, origin, jnp.ones((4, 3)))
+        sdeml.dynamics.check_lyapunov(osc.energy, osc, origin, jnp.ones((4, 3)))
 
 
 # ---------------------------------------------------------------- phase portraits
@@ -204,7 +214,7 @@ def test_phase_portrait_writes_png(tmp_path):
     import matplotlib.pyplot as plt
 
     path = tmp_path / "vdp.png"
-    fig = sdeml.phase_portrait(
+    fig = sdeml.dynamics.phase_portrait(
         sdeml.dynamics.VanDerPol(1.0),
         (-3.0, 3.0),
         (-3.0, 3.0),
@@ -220,6 +230,6 @@ def test_phase_portrait_writes_png(tmp_path):
     assert "unstable spiral" in labels and "trajectories" in labels
     plt.close(fig)
     with pytest.raises(ValueError, match="planar"):
-        sdeml.phase_portrait(sdeml.dynamics.Lorenz(), (-1.0, 1.0), (-1.0, 1.0))
+        sdeml.dynamics.phase_portrait(sdeml.dynamics.Lorenz(), (-1.0, 1.0), (-1.0, 1.0))
     with pytest.raises(ValueError, match="`xlim`"):
-        sdeml.phase_portrait(sdeml.dynamics.VanDerPol(1.0), (1.0, -1.0), (-1.0, 1.0))
+        sdeml.dynamics.phase_portrait(sdeml.dynamics.VanDerPol(1.0), (1.0, -1.0), (-1.0, 1.0))

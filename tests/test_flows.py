@@ -6,9 +6,12 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from jax.experimental import io_callback
 from scipy.integrate import quad
 from scipy.linalg import expm
 
+import sdeml
+from sdeml.core import solver_info, solver_names
 from sdeml.flows import (
     CNF,
     cfm_loss,
@@ -24,17 +27,84 @@ A = jnp.array([[0.3, 0.5], [-0.2, -0.4]], jnp.float64)
 
 
 class Linear(eqx.Module):
-    """f(t, z) = A z: z(1) = expm(A) z(0) and log det = tr(A), in closed form."""
+    """f(t, z, args) = A z: z(1) = expm(A) z(0) and log det = tr(A), in closed form."""
 
     A: jax.Array
 
-    def __call__(self, t, z):
+    def __call__(self, t, z, args=None):
         return self.A @ z
 
 
-def exact_logp(x):
+def exact_logp(x, A=A):
     z0 = jax.scipy.linalg.expm(-A) @ x
     return -0.5 * z0 @ z0 - jnp.log(2 * jnp.pi) - jnp.trace(A)
+
+
+# Off-diagonal entries of opposite sign: e^T A e = tr(A) for every Rademacher probe e, so the
+# Hutchinson estimate is exact and the field is evaluated once per augmented evaluation.
+A_SKEW = jnp.array([[0.3, 0.5], [-0.5, -0.4]], jnp.float64)
+
+
+class Counting(eqx.Module):
+    """A z, and one host call per evaluation (ordered, so none is dropped or reordered)."""
+
+    A: jax.Array
+    calls: list = eqx.field(static=True)
+
+    def __call__(self, t, z, args=None):
+        io_callback(lambda: self.calls.append(1), None, ordered=True)
+        return self.A @ z
+
+
+RTOL = {1: 1e-6, 2: 1e-5, 3: 1e-8, 4: 1e-10, 5: 1e-10, 8: 1e-10}
+H = 1 / 64  # constant step of the solvers without error estimate (euler, rk4)
+
+
+@pytest.mark.parametrize("name", solver_names("ode"))
+def test_cnf_every_registered_solver(name):
+    # The registry decides adaptivity (RK4 and Euler take constant steps: issue 16); nfe equals
+    # a host count of the field's evaluations (implicit solvers: count_evals); log p matches
+    # the closed form within the solver's band: adaptive 100 rtol (implicit 1000 rtol: Newton
+    # stops at the same tolerance; implicit Euler's O(h) error estimate: measured 7e-4);
+    # constant steps h^p (measured: Euler 0.16 h, RK4 1e-4 h^4).
+    info = solver_info(name)
+    if info.adaptive:
+        rtol = RTOL[int(info.order)]
+        kw = dict(rtol=rtol, atol=1e-12, count_evals=info.implicit)
+        band = 2e-3 if name == "implicit_euler" else (1000 if info.implicit else 100) * rtol
+    else:
+        kw, band = dict(dt0=H), H ** int(info.order)
+    calls = []
+    cnf = CNF(Counting(A_SKEW, calls), divergence="hutchinson", solver=name, **kw)
+    assert cnf.adaptive == info.adaptive
+    x = X[0]
+    out = cnf.log_prob_and_stats(x, key=jr.key(0), jacobian_norm=False)
+    jax.block_until_ready(out.log_prob)
+    jax.effects_barrier()
+    assert int(out.nfe) == len(calls) > 0
+    if not info.adaptive:
+        assert int(out.nfe) == info.nfe(round(1 / H))
+    np.testing.assert_allclose(out.log_prob, exact_logp(x, A_SKEW), rtol=0, atol=band)
+
+
+def test_cnf_rk4_takes_constant_steps_regression_issue_16():
+    # At 911051b the CNF, like NeuralODE, ran RK4 under a PID controller on its zero error
+    # estimate (two steps for the whole interval). The field takes `args` optionally so that
+    # this test also runs (and fails) there.
+    cnf = CNF(Linear(A), solver=sdeml.RK4(), dt0=0.05)
+    out = cnf.log_prob_and_stats(X[0])
+    # RK4 with h = 0.05: error 8e-11 measured (at 911051b, two PID steps: 6e-7)
+    np.testing.assert_allclose(out.log_prob, exact_logp(X[0]), atol=1e-8)
+    assert int(out.nfe) == 4 * 20
+    with pytest.raises(ValueError, match="dt0"):
+        CNF(Linear(A), solver=sdeml.RK4())
+
+
+def test_cnf_args_reach_the_field():
+    # f(t, z, a) = a A z: log p with A replaced by a A.
+    cnf = CNF(lambda t, z, a: a * (A @ z), rtol=1e-10, atol=1e-10)
+    lp = cnf.log_prob(X[0], args=jnp.asarray(0.5, jnp.float64))
+    np.testing.assert_allclose(lp, exact_logp(X[0], 0.5 * A), atol=1e-8)
 
 
 X = jnp.array([[0.7, -1.2], [0.1, 0.4], [-2.0, 0.3]], jnp.float64)
@@ -107,6 +177,10 @@ def test_cnf_bad_input():
         CNF(Linear(A)).log_prob(X)
     with pytest.raises(ValueError, match="vector field"):
         CNF(Linear(A)).log_prob(jnp.ones(3, jnp.float64))
+    with pytest.raises(ValueError, match=r"func\(t, y, args\)"):  # the signature, named
+        CNF(lambda t, z: A @ z)
+    with pytest.raises(ValueError, match="adaptive"):
+        CNF(Linear(A), solver="euler", dt0=0.1, adaptive=True)
 
 
 @pytest.mark.parametrize("depth", [0, 1, 2, 3])
@@ -134,8 +208,8 @@ class Opaque(eqx.Module):
 
     field: MLPField
 
-    def __call__(self, t, z):
-        return self.field(t, z)
+    def __call__(self, t, z, args=None):
+        return self.field(t, z, args)
 
 
 def test_cnf_written_out_trace_matches_autodiff_path():

@@ -17,16 +17,15 @@ from sdeml.langevin import (
     ULA,
     Potentials,
     batched_value_and_grad,
-    expected_tv_iid,
     gibbs_bin_probabilities,
     histogram_chains,
     histogram_chi2,
-    ks_distance,
+    langevin_step,
     run_chains,
-    total_variation,
     ula_gaussian_stationary_cov,
     ula_invariant_bin_probabilities,
 )
+from sdeml.metrics import expected_tv_iid, ks_distance, total_variation
 
 F64 = jnp.float64
 PREC = jnp.diag(jnp.array([1.0, 10.0], F64))  # anisotropic Gaussian, condition number 10
@@ -67,6 +66,93 @@ def test_ula_gaussian_biased_variance():
     exact = jnp.diag(ula_gaussian_stationary_cov(PREC, h))
     assert jnp.all(jnp.abs(var - exact) < 4 * se), (var, exact, se)
     assert abs(var[1] - 0.1) > 10 * se[1]  # the discretisation bias is detected
+
+
+def test_one_langevin_step_under_ula_mala_sgld_and_the_engine():
+    # issue #16: ULA, SGLD (full batch) and MALA's proposal are the one update
+    # theta' = theta - h grad U + sqrt(2 h T) xi, which is also the engine's EM step on the
+    # overdamped Langevin SDE with dW = sqrt(h) xi.
+    h, temp = 0.07, 0.6
+    pot = Potentials.gaussian(PREC)
+    x = jr.normal(jr.key(30), (6, 2), F64)
+    grad = jax.vmap(jax.grad(pot))(x)
+    key = jr.key(31)
+    ula = ULA(pot, step_size=h, temperature=temp)
+    ref = langevin_step(x, grad, h, temp, jr.normal(key, x.shape, F64))
+    np.testing.assert_allclose(ula.step(ula.init(x), key=key)[0].position, ref, rtol=1e-14)
+    np.testing.assert_allclose(ref, x - h * grad + jnp.sqrt(2 * h * temp) * jr.normal(key, x.shape))
+    xi = jr.normal(key, x.shape, F64)
+    em = jax.vmap(
+        lambda y, dw: (
+            sdeml.core.EulerMaruyama()
+            .step(ula.sde, sdeml.core.SolverState(jnp.asarray(0.0, F64), y), h, dw)
+            .y
+        )
+    )(x, jnp.sqrt(h) * xi)
+    np.testing.assert_allclose(em, ref, rtol=1e-12, atol=1e-14)
+    mala = MALA(pot, step_size=h, temperature=temp)
+    new, info = mala.step(mala.init(x), key=key)
+    prop = langevin_step(x, grad, h, temp, jr.normal(jr.split(key)[0], x.shape, F64))
+    acc = np.asarray(info.is_accepted)
+    assert acc.any() and np.all(info.acceptance_rate <= 1.0)
+    np.testing.assert_allclose(new.position[acc], prop[acc], rtol=1e-14)
+    np.testing.assert_array_equal(new.position[~acc], x[~acc])
+    data_x = jr.normal(jr.key(32), (20, 2), F64)
+    sgld = SGLD(
+        lambda th, xi: -0.5 * jnp.sum((th - xi) ** 2), lambda th: -0.5 * jnp.sum(th**2), data_x,
+        batch_size=20, step_size=h, temperature=temp,
+    )  # fmt: skip
+    g_full = jax.vmap(jax.grad(sgld.potential))(x)
+    ref_sgld = langevin_step(x, g_full, h, temp, jr.normal(jr.split(key)[1], x.shape, F64))
+    np.testing.assert_allclose(sgld.step(sgld.init(x), key=key)[0].position, ref_sgld, rtol=1e-12)
+
+
+def test_ula_on_the_engine_has_ulas_biased_gaussian_law():
+    # ULA's chain run by sdeml.simulate on ULA(...).sde (EM with dt = h): the same biased
+    # stationary variance as the kernel (T/(lambda (1 - h lambda / 2))), within 4 standard errors,
+    # and the target's variance 0.1 is rejected.
+    h, n = 0.05, 20_000
+    ula = ULA(Potentials.gaussian(PREC), step_size=h)
+    paths = sdeml.simulate(
+        ula.sde, jnp.zeros(2, F64), t1=300 * h, n_steps=300, n_paths=n, dtype=F64, key=jr.key(33)
+    )
+    var, se = _cov_and_se(paths.xs[:, -1])
+    exact = jnp.diag(ula_gaussian_stationary_cov(PREC, h))
+    assert jnp.all(jnp.abs(var - exact) < 4 * se), (var, exact, se)
+    assert abs(var[1] - 0.1) > 10 * se[1]
+
+
+def test_em_chain_law_ou_closed_form():
+    # For dX = -theta X dt + g dW the EM chain is Gaussian with m' = (1 - theta dt) m and
+    # v' = (1 - theta dt)^2 v + g^2 dt. The Chapman-Kolmogorov quadrature is spectrally accurate
+    # (grid spacing <= g sqrt(dt) / 4): against that exact density summed by the same midpoint
+    # rule per bin, agreement to 1e-12 (measured 5e-16); against exact normal-cdf bin masses,
+    # the midpoint rule's own O(h^2) error (measured <= 4.7e-5, 1e-5 after the first save). The
+    # continuous OU law differs by the EM time-step bias, ~6e-4 here, resolved 10x over.
+    theta, g, dt, m0, s0 = 1.0, 0.8, 0.01, 1.5, 0.3
+    lo, hi, bins, every, n_saves = -4.0, 5.0, 45, 20, 5
+    q = sdeml.langevin.em_chain_bin_probabilities(
+        lambda x: -theta * x, g, lambda x: jax.scipy.stats.norm.pdf(x, m0, s0),
+        lo, hi, bins, dt, n_saves, every,
+    )  # fmt: skip
+    assert q.shape == (n_saves + 1, bins)
+    per_bin = int(np.ceil((hi - lo) / bins / (g * np.sqrt(dt) / 4)))
+    h = (hi - lo) / (bins * per_bin)
+    fine = lo + (np.arange(bins * per_bin) + 0.5) * h
+    edges = np.linspace(lo, hi, bins + 1)
+    m, v, mid, cdf, ou = m0, s0**2, [], [], []
+    for k in range(n_saves * every + 1):
+        if k % every == 0:
+            sd = np.sqrt(v)
+            mid.append((scipy.stats.norm.pdf(fine, m, sd) * h).reshape(bins, -1).sum(-1))
+            cdf.append(np.diff(scipy.stats.norm.cdf(edges, m, sd)))
+            decay = np.exp(-theta * k * dt)
+            ou_sd = np.sqrt(s0**2 * decay**2 + g**2 / (2 * theta) * (1 - decay**2))
+            ou.append(np.diff(scipy.stats.norm.cdf(edges, m0 * decay, ou_sd)))
+        m, v = (1 - theta * dt) * m, (1 - theta * dt) ** 2 * v + g**2 * dt
+    np.testing.assert_allclose(q, np.array(mid), atol=1e-12)
+    np.testing.assert_allclose(q, np.array(cdf), atol=6e-5)
+    assert np.max(np.abs(q[-1] - ou[-1])) > 4e-4  # the EM time-step bias is resolved
 
 
 def test_mala_gaussian_no_bias():
@@ -250,7 +336,9 @@ def test_top_level_export():
         (lambda: ULA(Potentials.double_well, step_size=-1.0), "step_size"),
         (lambda: MALA(Potentials.double_well, step_size=0.1, temperature=0.0), "temperature"),
         (
-            lambda: SGLD(lambda t, x: x, lambda t: 0.0, jnp.zeros(5), batch_size=6, step_size=0.1),
+            lambda: SGLD(
+                lambda t, x: x, lambda t: jnp.zeros(()), jnp.zeros(5), batch_size=6, step_size=0.1
+            ),
             "batch_size",
         ),
         (
@@ -283,7 +371,7 @@ def test_fokker_planck_ou_second_order_and_mass():
     errs = []
     for n in (50, 100, 200):
         x = lo + (jnp.arange(n, dtype=F64) + 0.5) * (hi - lo) / n
-        ts, x, p = sdeml.fokker_planck_1d(
+        ts, x, p = sdeml.langevin.fokker_planck_1d(
             lambda t, x: -x,
             lambda t, x: 0.8 + 0 * x,
             _ou_density(0.0, x),
@@ -314,7 +402,7 @@ def _double_well_fd(drift_scale=1.0):
     drift = lambda t, x: -drift_scale * 4 * x * (x**2 - 1)
     n_cells = 600
     x = _FP_LO + (jnp.arange(n_cells, dtype=F64) + 0.5) * (_FP_HI - _FP_LO) / n_cells
-    ts, x, p = sdeml.fokker_planck_1d(
+    ts, x, p = sdeml.langevin.fokker_planck_1d(
         drift, lambda t, x: jnp.sqrt(2.0) + 0 * x, jax.scipy.stats.norm.pdf(x, 1.5, 0.3),
         _FP_LO, _FP_HI, 0.0, 1.0, 500, 100,
     )  # fmt: skip
@@ -326,14 +414,16 @@ def _double_well_histograms():
     drift = lambda t, x: -4 * x * (x**2 - 1)
     diff = lambda t, x: jnp.sqrt(2.0) + 0 * x
     x0 = 1.5 + 0.3 * jr.normal(jr.key(19), (_FP_PATHS,), F64)
-    ts, xs = sdeml.simulate_scalar_sde(drift, diff, x0, 0.0, 1.0, 2000, 400, key=jr.key(20))
+    ts, xs = sdeml.langevin.simulate_scalar_sde(
+        drift, diff, x0, 0.0, 1.0, 2000, 400, key=jr.key(20)
+    )
     xs = jnp.clip(xs, _FP_LO, _FP_HI)  # the FD mass never leaves [lo, hi]: count every path
     hist = jax.vmap(lambda x: jnp.histogram(x, bins=_FP_BINS, range=(_FP_LO, _FP_HI))[0])
     return ts, hist(xs)
 
 
 def _fp_pvalues(probs, counts):
-    res = jax.vmap(sdeml.histogram_test)(counts[1:], probs[1:])  # t = 0.2, ..., 1.0
+    res = jax.vmap(sdeml.langevin.histogram_test)(counts[1:], probs[1:])  # t = 0.2, ..., 1.0
     return np.concatenate([res.chi2_pvalue, res.max_z_pvalue])
 
 
@@ -366,7 +456,7 @@ def test_fokker_planck_histogram_test_pooling_and_exact_tail():
     probs = np.diff(scipy.stats.norm.cdf(np.linspace(-4, 4, 41)))
     probs /= probs.sum()
     counts = np.random.default_rng(0).multinomial(n, probs)
-    res = sdeml.histogram_test(counts, probs)
+    res = sdeml.langevin.histogram_test(counts, probs)
     expected = n * probs
     groups, acc, g = np.zeros(40, int), 0.0, 0
     for j, e in enumerate(expected):  # the greedy left-to-right pooling, in plain Python
@@ -380,11 +470,13 @@ def test_fokker_planck_histogram_test_pooling_and_exact_tail():
     np.testing.assert_allclose([res.chi2, res.chi2_pvalue], [ref.statistic, ref.pvalue], rtol=1e-9)
     pz = 2 * np.minimum(scipy.stats.binom.sf(c - 1, n, e / n), scipy.stats.binom.cdf(c, n, e / n))
     np.testing.assert_allclose(res.max_z_pvalue, 1 - (1 - pz.min()) ** c.size, rtol=1e-8)
-    tail = sdeml.histogram_test(np.array([57, 100_000 - 57]), np.array([33.2e-5, 1 - 33.2e-5]))
+    tail = sdeml.langevin.histogram_test(
+        np.array([57, 100_000 - 57]), np.array([33.2e-5, 1 - 33.2e-5])
+    )
     p57 = 2 * scipy.stats.binom.sf(56, 100_000, 33.2e-5)  # 2.2e-4; the normal tail: 3.6e-5
     np.testing.assert_allclose(tail.max_z_pvalue, 1 - (1 - p57) ** 2, rtol=1e-8)
     with pytest.raises(ValueError, match="same shape"):
-        sdeml.histogram_test(counts, probs[:-1])
+        sdeml.langevin.histogram_test(counts, probs[:-1])
 
 
 def test_fokker_planck_histogram_test_calibrated_under_the_null():
@@ -395,7 +487,7 @@ def test_fokker_planck_histogram_test_calibrated_under_the_null():
     probs = np.diff(scipy.stats.norm.cdf(np.linspace(-4, 4, 41)))
     probs /= probs.sum()
     counts = np.random.default_rng(1).multinomial(10_000, probs, size=4000)
-    res = jax.jit(jax.vmap(lambda c: sdeml.histogram_test(c, probs)))(counts)
+    res = jax.jit(jax.vmap(lambda c: sdeml.langevin.histogram_test(c, probs)))(counts)
     assert 0.04 < np.mean(res.chi2_pvalue < 0.05) < 0.06
     assert 0.005 < np.mean(res.chi2_pvalue < 0.01) < 0.015
     assert 0.025 < np.mean(res.max_z_pvalue < 0.05) < 0.055
@@ -408,7 +500,7 @@ def test_laplace_approximation_gaussian_exact():
     # W W^T = P^{-1}.
     m = jnp.array([0.5, -1.0], F64)
     prec = jnp.array([[4.0, 1.0], [1.0, 2.0]], F64)
-    mode, w = sdeml.laplace_approximation(
+    mode, w = sdeml.langevin.laplace_approximation(
         lambda x: 0.5 * (x - m) @ prec @ (x - m), jnp.zeros(2, F64)
     )
     np.testing.assert_allclose(mode, m, atol=1e-12)
@@ -420,7 +512,7 @@ def test_histogram_chains_counts_every_step():
     # stored chains, exactly.
     ula = ULA(Potentials.mixture_2d, step_size=0.1)
     s0 = ula.init(jr.normal(jr.key(21), (50, 2), F64))
-    _, xs = run_chains(ula, s0, 30, observe=lambda s: s.position, key=jr.key(22))[::2]
+    _, _, xs = run_chains(ula, s0, 30, observe=lambda s: s.position, key=jr.key(22))
     _, counts, _ = histogram_chains(ula, s0, 30, -2.0, 2.0, 8, key=jr.key(22))
     flat = xs.reshape(-1, 2)
     ref = jnp.histogram2d(flat[:, 0], flat[:, 1], bins=8, range=((-2, 2), (-2, 2)))[0]

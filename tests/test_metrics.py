@@ -125,3 +125,44 @@ def test_metric_errors():
         metrics.mmd(jnp.zeros((3, 2)), jnp.zeros((3, 3)))
     with pytest.raises(ValueError, match="equal lengths"):
         metrics.median_ratio(lambda a, b: 0.0, [1], [1, 2], [1])
+
+
+def test_mmd_ratio_to_floor_protocol():
+    # same law: the ratio is about 1; a shifted law: far above; and the numbers are the
+    # protocol's (floor pairs (R_i, R_{k+i}), set s against R_s, bandwidths from R_0)
+    n = 400
+    ref = [jr.normal(jr.key(i), (n, 2)) for i in range(10)]
+    same = [jr.normal(jr.key(100 + i), (n, 2)) for i in range(3)]
+    shifted = [g + jnp.array([0.5, 0.0]) for g in same]
+    r = metrics.mmd_ratio_to_floor(same, ref)
+    bws = metrics.median_bandwidth(ref[0]) * jnp.asarray(metrics.DEFAULT_BANDWIDTH_FACTORS)
+    floors = [float(metrics.mmd(ref[i], ref[5 + i], bws)) for i in range(5)]
+    values = [float(metrics.mmd(g, ref[s], bws)) for s, g in enumerate(same)]
+    np.testing.assert_allclose(r["floors"], floors, rtol=1e-9)
+    np.testing.assert_allclose(r["values"], values, rtol=1e-9)
+    assert r["floor"] == pytest.approx(np.median(floors), rel=1e-9)
+    assert r["ratio"] == pytest.approx(np.median(values) / np.median(floors), rel=1e-9)
+    assert r["ratios"] == pytest.approx([v / r["floor"] for v in values], rel=1e-12)
+    assert 0.4 < r["ratio"] < 2.5  # perfect sampler: 0.5-2x for one set, median of 3
+    far = metrics.mmd_ratio_to_floor(shifted, ref, floors=r["floors"])
+    assert far["floor"] == r["floor"] and far["ratio"] > 5.0
+    assert metrics.mmd_ratio_to_floor(same, ref, n_floor=2)["floors"] == pytest.approx(
+        [float(metrics.mmd(ref[i], ref[2 + i], bws)) for i in range(2)], rel=1e-9
+    )
+    with pytest.raises(ValueError, match="n_floor"):
+        metrics.mmd_ratio_to_floor(same, ref, n_floor=6)
+    with pytest.raises(ValueError, match="generated sets"):
+        metrics.mmd_ratio_to_floor(same * 4, ref)
+    with pytest.raises(ValueError, match="floors"):
+        metrics.mmd_ratio_to_floor(same, ref, floors=[1.0])
+
+
+def test_digits_scores_takes_its_classifier():
+    clf = metrics.DigitsClassifier(key=jr.key(0))  # untrained: the metric does not train one
+    x = sdeml.data.load_digits().x_test[:8]
+    s = metrics.digits_scores(x, clf)
+    conf, hist = s["confidence"], s["class_hist"]
+    assert isinstance(conf, float) and isinstance(hist, list)
+    assert 0.0 < conf <= 1.0 and len(hist) == 10
+    with pytest.raises(TypeError, match="digits_classifier"):
+        metrics.digits_scores(x, None)  # pyright: ignore[reportArgumentType]  (the wrong type)

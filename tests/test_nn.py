@@ -41,8 +41,10 @@ def test_time_mlp_matches_its_formula():
         e = f.embed(t)
         h = jnp.concatenate([x, e])
         for i, lin in enumerate(f.layers):
+            assert lin.bias is not None
             pre = lin.weight @ h + lin.bias
             h = jax.nn.silu(pre + (f.time_proj[i].weight @ e if i else 0.0))
+        assert f.out.bias is not None
         ref = f.out.weight @ h + f.out.bias
         assert jnp.allclose(f(t, x), ref, rtol=1e-13, atol=1e-13)
 

@@ -176,6 +176,56 @@ def test_sgd_sde_stationary_matches_lyapunov_2d():
     np.testing.assert_allclose(sde.drift(0.0, w_hat), jnp.zeros(2), atol=1e-12)
 
 
+def test_sgd_sde_is_a_core_sde_and_the_engine_gives_its_stationary_cov():
+    # issue #16: SGDSDE has the core signature; with Sigma frozen it is additive (matrix) noise
+    # and sdeml.simulate on it is an OU process whose stationary covariance solves
+    # H S + S H = lr c_B Sigma. Loss l(w, x) = |w - x|^2 / 2: H = I, Sigma = Cov(x) exactly.
+    # EM at dt = 0.02 is biased by 1/(1 - dt/2) = 1%; 8000 independent paths at t = 8 (16
+    # relaxation times) give 1.6% standard errors: band 4 SE + 1%.
+    kx = jr.key(40)
+    x = jr.normal(kx, (50, 2), F64) @ jnp.array([[1.0, 0.0], [0.6, 0.5]], F64)
+    loss_i = lambda w, xi: 0.5 * jnp.sum((w - xi) ** 2)
+    lr, b = 0.2, 4
+    sigma = gradient_noise_cov(loss_i, jnp.zeros(2, F64), x)
+    frozen = SGDSDE(loss_i, x, lr=lr, batch_size=b, noise_cov=sigma)
+    assert isinstance(frozen, sdeml.core.AbstractSDE)
+    assert frozen.noise == "additive" and frozen.brownian_dim == 2
+    free = SGDSDE(loss_i, x, lr=lr, batch_size=b, dim=2)
+    assert free.noise == "general" and free.brownian_dim == 2
+    th = jnp.array([0.3, -0.2], F64)
+    for sde in (frozen, free):
+        sdeml.core.check_shapes(sde, th)
+        np.testing.assert_allclose(sde.drift(0.0, th, None), -(th - x.mean(0)), rtol=1e-12)
+        g = sde.diffusion(0.0, th, None)
+        np.testing.assert_allclose(g @ g.T, lr / b * sigma, rtol=1e-10)
+    n = 8000
+    paths = sdeml.simulate(
+        frozen, x.mean(0), t1=8.0, n_steps=400, n_paths=n, dtype=F64, key=jr.key(41)
+    )
+    dev = paths.xs[:, -1] - x.mean(0)
+    emp = dev.T @ dev / n
+    pred = sgd_stationary_cov(jnp.eye(2, dtype=F64), sigma, lr, b, discrete=False)
+    se = jnp.sqrt((jnp.diag(pred)[:, None] * jnp.diag(pred)[None, :] + pred**2) / n)
+    assert jnp.all(jnp.abs(emp - pred) < 4 * se + 0.01 * jnp.abs(pred)), (emp, pred)
+    # SGDSDE.simulate is the same engine run: (n_saves, n_paths, d)
+    out = frozen.simulate(jnp.tile(x.mean(0), (8, 1)), 1.0, 10, 5, key=jr.key(42))
+    assert out.shape == (2, 8, 2) and out.dtype == F64
+
+
+def test_sgd_reports_minibatch_loss_not_an_acceptance_rate():
+    x, loss_i = _mean_data(40)
+    sgd = SGD(loss_i, x, lr=0.1, batch_size=40, replace=False)  # full batch: the full loss
+    th = jnp.array([[0.3], [-1.0]], F64)
+    state, info = sgd.step(sgd.init(th), key=jr.key(0))
+    assert not hasattr(info, "acceptance_rate")
+    full = jax.vmap(lambda w: jnp.mean(jax.vmap(loss_i, in_axes=(None, 0))(w, x)))(th)
+    np.testing.assert_allclose(info.minibatch_loss, full, rtol=1e-12)
+    grad = jax.vmap(jax.grad(lambda w: jnp.mean(jax.vmap(loss_i, in_axes=(None, 0))(w, x))))(th)
+    np.testing.assert_allclose(state.position, th - 0.1 * grad, rtol=1e-12)
+    _, acc, _ = run_chains(sgd, sgd.init(th), 3, key=jr.key(1))
+    assert acc is None
+
+
 def test_vmap_gd_over_learning_rates_matches_loop():
     th0 = jnp.array([1.0, 0.5], F64)
     lrs = jnp.array([0.01, 0.05, 0.1], F64)

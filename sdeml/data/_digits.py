@@ -32,8 +32,10 @@ class Digits(NamedTuple):
 @functools.lru_cache(maxsize=4)
 def _digits_np(test_fraction: float, split_seed: int):
     from sklearn.datasets import load_digits as _load
+    from sklearn.utils import Bunch
 
     ds = _load()
+    assert isinstance(ds, Bunch)  # (the tuple form is only for return_X_y=True)
     x = ds.images.astype(np.float64)  # (1797, 8, 8), integers 0..16
     y = ds.target.astype(np.int32)
     perm = np.random.default_rng(split_seed).permutation(len(x))

@@ -17,7 +17,7 @@ class GaussianMixture(eqx.Module):
     $$p(x) = \sum_{k=1}^K w_k\,\mathcal N\big(x;\ \mu_k,\ \mathrm{diag}(s_k^2)\big).$$
 
     It is the analytic ground truth of the diffusion theme: pushed through any linear forward SDE
-    the marginal stays a mixture of this form (see `sdeml.mixture_marginal`).
+    the marginal stays a mixture of this form (see `sdeml.diffusion.mixture_marginal`).
 
     Args:
         weights: $w_k$, shape ``(K,)``, positive (normalised here).

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._samplers import _RK_STAGES, pf_nfe
+from ..core import DEFAULT_MAX_STEPS, integrate_ode
 from ._sde import AbstractDiffusionSDE
 
 DIVERGENCES = ("exact", "hutchinson")
@@ -39,6 +39,10 @@ class LikelihoodResult(eqx.Module):
     nfe: Int[Array, ""]
 
 
+def _twice(x):
+    return x, x
+
+
 def log_likelihood(
     score_fn: Callable[[Array, Array], Array],
     sde: AbstractDiffusionSDE,
@@ -49,9 +53,10 @@ def log_likelihood(
     eps: float = 1e-5,
     rtol: float = 1e-6,
     atol: float = 1e-6,
-    solver: diffrax.AbstractAdaptiveSolver | None = None,
+    solver: str | diffrax.AbstractSolver = "tsit5",
+    n_steps: int | None = None,
     prior_logp: Callable[[Array], Array] | None = None,
-    max_steps: int = 4096,
+    max_steps: int = DEFAULT_MAX_STEPS,
     key: PRNGKeyArray | None = None,
 ) -> LikelihoodResult:
     r"""$\log p_\epsilon(x)$ of one sample through the probability-flow ODE.
@@ -76,11 +81,14 @@ def log_likelihood(
         divergence: ``"exact"`` or ``"hutchinson"``.
         n_probes: Hutchinson probes $K \ge 2$.
         eps: start time $\epsilon\in(0,1)$ of the flow (the density is that of $p_\epsilon$).
-        rtol, atol: tolerances of diffrax's PID controller.
-        solver: an adaptive diffrax solver (default Tsit5).
+        rtol, atol: tolerances of the step-size controller (adaptive solvers).
+        solver: any registered ODE solver name or diffrax solver (default Tsit5); the solve
+            runs through `sdeml.core.integrate_ode`, which reads from the registry whether the
+            solver adapts its step.
+        n_steps: equal steps instead of adaptive ones (needed for ``"euler"``, ``"rk4"``).
         prior_logp: $\log p_T$; default ``sde.prior_logp`` (pass the exact marginal to isolate
             the solver's error from the prior mismatch).
-        max_steps: diffrax's step budget.
+        max_steps: the step budget (hitting it raises `ODESolveError`).
         key: PRNG key of the probes (Hutchinson only).
 
     Returns:
@@ -98,10 +106,6 @@ def log_likelihood(
         raise ValueError(f"unknown divergence {divergence!r}; valid: {', '.join(DIVERGENCES)}")
     sde.check_times(eps)
     x = jnp.asarray(x)
-    solver = diffrax.Tsit5() if solver is None else solver
-    if type(solver) not in _RK_STAGES:
-        valid = ", ".join(c.__name__ for c in _RK_STAGES)
-        raise ValueError(f"unsupported solver {type(solver).__name__}; valid: {valid}")
     shape, d = x.shape, x.size
     pf = sde.probability_flow(score_fn)
 
@@ -111,8 +115,12 @@ def log_likelihood(
     if divergence == "exact":
         k = 1
 
-        def div(t, y):
-            return jnp.trace(jax.jacfwd(lambda y_: f_flat(t, y_))(y))[None], f_flat(t, y)
+        def div_exact(t, y):
+            # one primal evaluation (returned as aux) and d tangents: one field evaluation
+            jac, fy = jax.jacfwd(lambda y_: _twice(f_flat(t, y_)), has_aux=True)(y)
+            return jnp.trace(jac)[None], fy
+
+        div = div_exact
 
     else:
         if key is None:
@@ -122,9 +130,11 @@ def log_likelihood(
         k = n_probes
         probes = jr.rademacher(key, (k, d), x.dtype)
 
-        def div(t, y):
+        def div_hutchinson(t, y):
             fy, jvps = jax.vmap(lambda z: jax.jvp(lambda y_: f_flat(t, y_), (y,), (z,)))(probes)
             return jnp.sum(jvps * probes, axis=1), fy[0]
+
+        div = div_hutchinson
 
     def vf(t, state, args):
         y, _ = state
@@ -132,21 +142,12 @@ def log_likelihood(
         return fy, dl
 
     y0 = (x.reshape(d), jnp.zeros(k, x.dtype))
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(vf),
-        solver,
-        t0=eps,
-        t1=sde.T,
-        dt0=None,
-        y0=y0,
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
-    )
-    y_T, delta = sol.ys[0][-1], sol.ys[1][-1]
+    steps = {"n_steps": n_steps, "max_steps": max_steps}
+    tol = {"rtol": rtol, "atol": atol, "name": "log_likelihood"}
+    sol = integrate_ode(vf, y0, eps, sde.T, solver=solver, **steps, **tol)
+    y_T, delta = sol.y_final
     x_T = y_T.reshape(shape)
     lp_T = (sde.prior_logp if prior_logp is None else prior_logp)(x_T)
     logps = lp_T + delta
     stderr = jnp.std(logps, ddof=1) / math.sqrt(k) if k > 1 else jnp.zeros((), x.dtype)
-    return LikelihoodResult(
-        jnp.mean(logps), stderr, lp_T, jnp.mean(delta), x_T, pf_nfe(sol.stats, solver)
-    )
+    return LikelihoodResult(jnp.mean(logps), stderr, lp_T, jnp.mean(delta), x_T, sol.nfe)

@@ -101,5 +101,5 @@ def dsm_loss(
         score = jax.vmap(model)(t, xt)
     per = jnp.sum((std_b * score + z).reshape(b, -1) ** 2, axis=1)
     if weighting == "likelihood":
-        per = per * (jax.vmap(sde.diffusion)(t) / std) ** 2
+        per = per * (jax.vmap(sde.diffusion_coef)(t) / std) ** 2
     return jnp.mean(per)

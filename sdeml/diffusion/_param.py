@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import equinox as eqx
@@ -13,22 +14,22 @@ from ._sde import AbstractDiffusionSDE
 PARAMETERISATIONS = ("score", "eps", "x0")
 
 
-def eps_to_score(eps: Array, sigma: ArrayLike) -> Array:
+def eps_to_score(eps: Array, sigma: float | Array) -> Array:
     r"""$s = -\hat\varepsilon/\sigma$ (from $x_t = \alpha x_0 + \sigma\varepsilon$)."""
     return -eps / sigma
 
 
-def score_to_eps(score: Array, sigma: ArrayLike) -> Array:
+def score_to_eps(score: Array, sigma: float | Array) -> Array:
     r"""$\hat\varepsilon = -\sigma s$."""
     return -sigma * score
 
 
-def x0_to_score(x0: Array, x: Array, alpha: ArrayLike, sigma: ArrayLike) -> Array:
+def x0_to_score(x0: Array, x: Array, alpha: float | Array, sigma: float | Array) -> Array:
     r"""$s = (\alpha\hat x_0 - x)/\sigma^2$ (Tweedie's formula read backwards)."""
     return (alpha * x0 - x) / sigma**2
 
 
-def score_to_x0(score: Array, x: Array, alpha: ArrayLike, sigma: ArrayLike) -> Array:
+def score_to_x0(score: Array, x: Array, alpha: float | Array, sigma: float | Array) -> Array:
     r"""$\hat x_0 = (x + \sigma^2 s)/\alpha$ (Tweedie's formula, the posterior mean of $x_0$)."""
     return (x + sigma**2 * score) / alpha
 
@@ -61,13 +62,13 @@ class ScoreModel(eqx.Module):
         Ho et al., DDPM, NeurIPS 2020; Kingma et al., Variational Diffusion Models, NeurIPS 2021.
     """
 
-    net: eqx.Module
+    net: Callable[..., Array]  # an equinox module, called as net(t, x[, key=key])
     sde: AbstractDiffusionSDE
     parameterisation: Literal["score", "eps", "x0"] = eqx.field(static=True)
 
     def __init__(
         self,
-        net: eqx.Module,
+        net: Callable[..., Array],
         sde: AbstractDiffusionSDE,
         parameterisation: Literal["score", "eps", "x0"] = "eps",
     ):

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Int, PRNGKeyArray
 
+from ..core import DEFAULT_MAX_STEPS, EulerMaruyama, SolverState, integrate_ode, simulate
 from ._param import score_to_x0
 from ._sde import AbstractDiffusionSDE
 
@@ -78,7 +79,9 @@ def euler_maruyama_sampler(
     $$x_{i+1} = x_i - \big[f(t_i)x_i - g(t_i)^2 s(t_i, x_i)\big]h + g(t_i)\sqrt h\,z_i,$$
 
     started from the prior; optionally finished by Tweedie's denoising step
-    $x_0 = (x + \sigma(\epsilon)^2 s(\epsilon, x))/\alpha(\epsilon)$.
+    $x_0 = (x + \sigma(\epsilon)^2 s(\epsilon, x))/\alpha(\epsilon)$. This is the engine's
+    Euler–Maruyama on ``sde.reverse(score_fn)`` (a `ReverseSDE` in the time $u = T - t$), run
+    by `sdeml.simulate`.
 
     Args:
         score_fn: ``score_fn(t, x)`` for one sample.
@@ -154,13 +157,58 @@ def pc_sampler(
 
 
 def _em_pc(score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, n_corr, snr):
-    score_b = _batched(score_fn)
     k0, kloop = jr.split(key)
     x = sde.prior_sample(shape, key=k0, dtype=dtype)
     dt_ = x.dtype
-    h = jnp.asarray((sde.T - eps) / n_steps, dt_)
-    n = shape[0]
-    flat = (n, -1)
+    # the reverse-time SDE in the forward-running time u = T - t, u in [0, T - eps]
+    rev = sde.reverse(score_fn)
+    span = sde.T - eps
+    every = _save_every(n_steps, n_saves) if n_saves else None
+    if n_corr == 0:
+        # reverse-diffusion Euler-Maruyama is the engine's EM on `rev`: paired normal draws,
+        # blocked steps and chunked paths (issue #16, item 3)
+        paths = simulate(
+            rev,
+            x,
+            t0=0.0,
+            t1=span,
+            n_steps=n_steps,
+            n_paths=shape[0],
+            x0_per_path=True,
+            save_every=every,
+            include_t0=bool(n_saves),
+            dtype=dt_,
+            key=kloop,
+        )
+        x = paths.xs[:, -1]
+        if n_saves:
+            # the saves after every `every` steps (and t = T); a last partial block is not shown
+            keep = n_steps // every + 1
+            path = jnp.moveaxis(paths.xs[:, :keep], 1, 0)
+            ts = sde.T - paths.ts[:keep]
+        else:
+            path = ts = None
+    else:
+        x, path, ts = _pc_loop(rev, sde, x, span, n_steps, every, kloop, n_corr, snr)
+    nfe = n_steps * (1 + n_corr)
+    if denoise:
+        x = _denoise(_batched(score_fn), sde, jnp.asarray(eps, dt_), x)
+        nfe += 1
+    return SampleResult(x, jnp.asarray(nfe), path, ts)
+
+
+def _pc_loop(rev, sde, x, span, n_steps, every, key, n_corr, snr):
+    """Predictor-corrector on the batch: `n_corr` Langevin corrector steps (batch-mean norms),
+    then the predictor, the engine's Euler-Maruyama step on the reverse SDE (the same step that
+    `euler_maruyama_sampler` runs through `simulate`)."""
+    score_b = _batched(rev.score_fn)
+    dt_ = x.dtype
+    h = jnp.asarray(span / n_steps, dt_)
+    flat = (x.shape[0], -1)
+    em = EulerMaruyama()
+    predictor = jax.vmap(
+        lambda y, dw, u: em.step(rev, SolverState(u, y), h, dw).y, in_axes=(0, 0, None)
+    )
 
     def corrector(t, x, k):
         def one(x, kk):
@@ -176,48 +224,25 @@ def _em_pc(score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, n_c
         return jax.lax.scan(one, x, jr.split(k, n_corr))[0]
 
     def body(x, i):
-        t = sde.T - i * h
-        kc, kp = jr.split(jr.fold_in(kloop, i))
-        if n_corr:
-            x = corrector(t, x, kc)
-        g = sde.diffusion(t)
-        z = jr.normal(kp, x.shape, dt_)
-        x = x - (sde.drift(t, x) - g**2 * score_b(t, x)) * h + g * jnp.sqrt(h) * z
+        u = i * h
+        kc, kp = jr.split(jr.fold_in(key, i))
+        x = corrector(sde.T - u, x, kc)
+        x = predictor(x, jnp.sqrt(h) * jr.normal(kp, x.shape, dt_), u)
+        return x, None
+
+    if not every:
+        return jax.lax.scan(body, x, jnp.arange(n_steps))[0], None, None
+    x_T = x
+
+    def outer(x, j):
+        x, _ = jax.lax.scan(body, x, j * every + jnp.arange(every))
         return x, x
 
-    steps = jnp.arange(n_steps)
-    if n_saves:
-        every = _save_every(n_steps, n_saves)
-
-        def outer(x, j):
-            x, _ = jax.lax.scan(body, x, j * every + jnp.arange(every))
-            return x, x
-
-        n_out = n_steps // every
-        x, path = jax.lax.scan(outer, x, jnp.arange(n_out))
-        x, _ = jax.lax.scan(body, x, n_out * every + jnp.arange(n_steps - n_out * every))
-        ts = sde.T - (jnp.arange(n_out, dtype=dt_) + 1) * every * h
-        path = jnp.concatenate([sde.prior_sample(shape, key=k0, dtype=dtype)[None], path])
-        ts = jnp.concatenate([jnp.asarray([sde.T], dt_), ts])
-    else:
-        x, _ = jax.lax.scan(lambda c, i: (body(c, i)[0], None), x, steps)
-        path = ts = None
-    nfe = n_steps * (1 + n_corr)
-    if denoise:
-        x = _denoise(score_b, sde, jnp.asarray(eps, dt_), x)
-        nfe += 1
-    return SampleResult(x, jnp.asarray(nfe), path, ts)
-
-
-# Score evaluations per accepted-or-rejected step of diffrax's explicit RK solvers, and at start.
-# Checked in tests/test_diffusion.py by counting calls with a callback.
-_RK_STAGES: dict[type, int] = {
-    diffrax.Tsit5: 6,
-    diffrax.Dopri5: 6,
-    diffrax.Dopri8: 12,
-    diffrax.Bosh3: 3,
-    diffrax.Heun: 1,
-}
+    n_out = n_steps // every
+    x, path = jax.lax.scan(outer, x, jnp.arange(n_out))
+    x, _ = jax.lax.scan(body, x, n_out * every + jnp.arange(n_steps - n_out * every))
+    ts = sde.T - jnp.arange(n_out + 1, dtype=dt_) * every * h
+    return x, jnp.concatenate([x_T[None], path]), ts
 
 
 def probability_flow_sampler(
@@ -225,36 +250,41 @@ def probability_flow_sampler(
     sde: AbstractDiffusionSDE,
     shape: tuple[int, ...],
     *,
-    solver: diffrax.AbstractAdaptiveSolver | None = None,
+    solver: str | diffrax.AbstractSolver = "tsit5",
     rtol: float = 1e-5,
     atol: float = 1e-5,
+    n_steps: int | None = None,
     eps: float = 1e-3,
     denoise: bool = False,
-    max_steps: int = 4096,
+    max_steps: int = DEFAULT_MAX_STEPS,
     n_saves: int = 0,
     x_T: Array | None = None,
     dtype=None,
     key: PRNGKeyArray,
 ) -> SampleResult:
-    r"""Sample by solving the probability-flow ODE from $T$ to $\epsilon$ with diffrax.
+    r"""Sample by solving the probability-flow ODE from $T$ to $\epsilon$ (the core ODE front).
 
     $$\frac{dx}{dt} = f(t)x - \tfrac12 g(t)^2 s(t, x),\qquad x(T)\sim p_T,$$
 
-    integrated backwards by an adaptive solver (default Tsit5 with a PID step-size controller)
-    on the whole batch as one state; the error norm is the RMS over all entries, as in
-    score_sde's scipy RK45 sampler, so the step count is shared by the batch.
+    integrated backwards through `sdeml.core.integrate_ode` on the whole batch as one state: by
+    an adaptive solver (default Tsit5, PID controller; the error norm is the RMS over all
+    entries, as in score_sde's scipy RK45 sampler, so the step count is shared by the batch), or
+    with `n_steps` equal steps (any solver; required for one without an error estimate, such as
+    ``"euler"`` or ``"rk4"``).
 
     Args:
         score_fn, sde, shape, eps, denoise, n_saves, dtype: as `euler_maruyama_sampler`.
-        solver: a diffrax adaptive solver (Tsit5, Dopri5, Dopri8, Bosh3, Heun).
-        rtol, atol: tolerances of the step-size controller.
-        max_steps: diffrax's step budget (hitting it raises an error naming it).
+        solver: any registered ODE solver name (``sdeml.core.solver_names("ode")``) or a diffrax
+            solver; whether it adapts its step is read from the registry.
+        rtol, atol: tolerances of the step-size controller (adaptive solvers).
+        n_steps: equal steps instead of adaptive ones.
+        max_steps: the step budget (hitting it raises `ODESolveError` naming it).
         x_T: start from these prior draws instead of drawing them from `key`.
         key: PRNG key of the prior draws.
 
     Returns:
         A `SampleResult`; ``nfe`` counts every score evaluation of the solve (accepted and
-        rejected steps) plus the denoising step.
+        rejected steps, from the solver's tableau) plus the denoising step.
 
     Example:
         >>> r = probability_flow_sampler(score, VPSDE(), (1000, 2), key=jr.key(0)); r.nfe
@@ -264,46 +294,22 @@ def probability_flow_sampler(
         Kidger, On Neural Differential Equations, 2021 (diffrax).
     """
     _check(sde, shape, eps, 1)
-    solver = diffrax.Tsit5() if solver is None else solver
-    if type(solver) not in _RK_STAGES:
-        valid = ", ".join(c.__name__ for c in _RK_STAGES)
-        raise ValueError(f"unsupported solver {type(solver).__name__}; valid: {valid}")
     x0 = sde.prior_sample(shape, key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T)
     if x0.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x0.shape}, expected {tuple(shape)}")
     score_b = _batched(score_fn)
     pf = sde.probability_flow(score_b)
-    term = diffrax.ODETerm(lambda t, y, args: pf(t, y))
-    if n_saves:
-        saveat = diffrax.SaveAt(ts=jnp.linspace(sde.T, eps, n_saves, dtype=x0.dtype))
-    else:
-        saveat = diffrax.SaveAt(t1=True)
-    sol = diffrax.diffeqsolve(
-        term,
-        solver,
-        t0=sde.T,
-        t1=eps,
-        dt0=None,
-        y0=x0,
-        saveat=saveat,
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
-    )
-    x = sol.ys[-1]
-    nfe = pf_nfe(sol.stats, solver)
+    ts = jnp.linspace(sde.T, eps, n_saves, dtype=x0.dtype) if n_saves else None
+    steps = {"n_steps": n_steps, "max_steps": max_steps}
+    field = lambda t, y, args: pf(t, y)
+    tol = {"rtol": rtol, "atol": atol, "name": "probability_flow_sampler"}
+    sol = integrate_ode(field, x0, sde.T, eps, solver=solver, ts=ts, **steps, **tol)
+    x = sol.y_final
+    nfe = sol.nfe
     if denoise:
         x = _denoise(score_b, sde, jnp.asarray(eps, x.dtype), x)
         nfe = nfe + 1
     return SampleResult(x, nfe, sol.ys if n_saves else None, sol.ts if n_saves else None)
-
-
-def pf_nfe(stats: dict[str, Any], solver: diffrax.AbstractSolver) -> Array:
-    """Vector-field evaluations of an adaptive diffrax solve with ``dt0=None``.
-
-    One evaluation at the start (the first stage; later steps reuse the last stage, FSAL), then
-    ``stages - 1`` per attempted step; counted against a callback in the tests.
-    """
-    return 1 + _RK_STAGES[type(solver)] * stats["num_steps"]
 
 
 GRIDS = ("logsnr", "edm", "quadratic", "uniform")

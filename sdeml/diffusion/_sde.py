@@ -1,33 +1,47 @@
-"""Forward diffusion SDEs with linear drift: VP, sub-VP and VE (Song et al. 2021)."""
-
-from __future__ import annotations
+"""Forward diffusion SDEs with linear drift: VP, sub-VP and VE (Song et al. 2021), and the
+reverse-time SDE of a score; all are `sdeml.core.AbstractSDE`s, so the engine simulates them."""
 
 import abc
 import math
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
-ScoreFn = Callable[[Array, Array], Array]
+from ..core import AbstractSDE
+
+# (t, x) -> score. `t` is a float or a 0-d array (the engine passes arrays, direct calls may pass
+# floats): Any, so that score functions annotated `t: Array` still fit.
+ScoreFn = Callable[[Any, Array], Array]
 
 
 def _is_num(x) -> bool:
     return isinstance(x, int | float)
 
 
-class AbstractDiffusionSDE(eqx.Module):
-    r"""A forward SDE with linear drift and state-independent diffusion.
+def _as_float(t: ArrayLike) -> Array:
+    """`t` as an array of a floating dtype (its own if it has one: no promotion to float64)."""
+    t = jnp.asarray(t)
+    return t if jnp.issubdtype(t.dtype, jnp.floating) else t.astype(float)
+
+
+class AbstractDiffusionSDE(AbstractSDE):
+    r"""A forward SDE with linear drift and state-independent (additive, diagonal) diffusion.
 
     $$dX_t = f(t)\,X_t\,dt + g(t)\,dW_t,\qquad t\in[0, T],$$
 
-    whose marginal given $X_0 = x_0$ is $\mathcal N(\alpha(t)x_0, \sigma(t)^2 I)$. Subclasses
-    give $f$, $g$, $\log\alpha$, $\sigma$, the prior's standard deviation and the inverse of the
-    log-SNR $\lambda(t) = \log\alpha(t) - \log\sigma(t)$ (used by DPM-Solver).
+    an `AbstractSDE` with ``drift(t, y, args) = f(t) y`` and ``diffusion(t, y, args) = g(t)``
+    (broadcast to `y`'s shape, ``noise="additive"``), whose marginal given $X_0 = x_0$ is
+    $\mathcal N(\alpha(t)x_0, \sigma(t)^2 I)$. Subclasses give the scalar coefficients $f$
+    (`drift_coef`) and $g$ (`diffusion_coef`), $\log\alpha$, $\sigma$, the prior's standard
+    deviation and the inverse of the log-SNR $\lambda(t) = \log\alpha(t) - \log\sigma(t)$ (used by
+    DPM-Solver).
 
-    The reverse-time SDE and the probability-flow ODE for a score $s(t, x)\approx\nabla\log p_t$:
+    The reverse-time SDE (`reverse`) and the probability-flow ODE for a score
+    $s(t, x)\approx\nabla\log p_t$:
 
     $$dX = [f X - g^2 s]\,dt + g\,d\bar W,\qquad \frac{dx}{dt} = f x - \tfrac12 g^2 s.$$
 
@@ -36,15 +50,27 @@ class AbstractDiffusionSDE(eqx.Module):
         Anderson, Reverse-time diffusion equation models, Stoch. Proc. Appl. 1982.
     """
 
-    T: float = eqx.field(static=True)
+    T: eqx.AbstractVar[float]
+
+    def __check_init__(self):
+        if not self.T > 0:
+            raise ValueError(f"`T` must be positive, got {self.T}")
+
+    @property
+    def noise(self) -> str:
+        return "additive"
+
+    @property
+    def brownian_dim(self) -> None:
+        return None
 
     @abc.abstractmethod
     def drift_coef(self, t: ArrayLike) -> Array:
         r"""$f(t)$, with drift $f(t)\,x$."""
 
     @abc.abstractmethod
-    def diffusion(self, t: ArrayLike) -> Array:
-        r"""$g(t)$."""
+    def diffusion_coef(self, t: ArrayLike) -> Array:
+        r"""$g(t)$, the scalar diffusion coefficient."""
 
     @abc.abstractmethod
     def log_alpha(self, t: ArrayLike) -> Array:
@@ -58,16 +84,25 @@ class AbstractDiffusionSDE(eqx.Module):
     def t_from_log_snr(self, lam: ArrayLike) -> Array:
         r"""The inverse of $\lambda(t) = \log\alpha(t) - \log\sigma(t)$."""
 
+    @abc.abstractmethod
+    def corrector_alpha(self, t: ArrayLike, dt: ArrayLike) -> Array:
+        """The factor of the Langevin corrector's step size (1 except for VP, Song et al.)."""
+
     @property
     @abc.abstractmethod
     def prior_std(self) -> float:
         """Standard deviation of the Gaussian prior $p_T$ used to start sampling."""
 
-    # -- derived quantities ------------------------------------------------------------------
-    def drift(self, t: ArrayLike, x: Array) -> Array:
-        r"""$f(t)\,x$."""
-        return self.drift_coef(t) * x
+    # -- the AbstractSDE interface -------------------------------------------------------------
+    def drift(self, t: ArrayLike, y: Array, args: PyTree = None) -> Array:
+        r"""$f(t)\,y$."""
+        return self.drift_coef(t) * y
 
+    def diffusion(self, t: ArrayLike, y: Array, args: PyTree = None) -> Array:
+        r"""$g(t)$ broadcast to `y`'s shape (additive diagonal noise)."""
+        return jnp.broadcast_to(self.diffusion_coef(t), jnp.shape(y)).astype(jnp.result_type(y))
+
+    # -- derived quantities ------------------------------------------------------------------
     def alpha(self, t: ArrayLike) -> Array:
         return jnp.exp(self.log_alpha(t))
 
@@ -79,11 +114,43 @@ class AbstractDiffusionSDE(eqx.Module):
         r"""Mean $\alpha(t)x_0$ and standard deviation $\sigma(t)$ of $X_t\mid X_0=x_0$."""
         return self.alpha(t) * x0, self.sigma(t)
 
+    def transition(self, x_s: Array, s: ArrayLike, t: ArrayLike) -> tuple[Array, Array]:
+        r"""Mean and standard deviation of the exact forward transition $X_t \mid X_s = x_s$.
+
+        $$X_t\mid X_s \sim \mathcal N\Big(r\,x_s,\ \big(\sigma(t)^2 - r^2\sigma(s)^2\big) I\Big),
+        \qquad r = \alpha(t)/\alpha(s),\quad s \le t,$$
+
+        from the linear SDE's variation of constants (the noise added on $[s, t]$ is independent
+        of $X_s$, and with $s = 0$ this is `marginal`).
+
+        Args:
+            x_s: the state at time `s`.
+            s, t: times with ``s <= t``.
+
+        Returns:
+            ``(mean, std)``; `std` is a scalar (the same for every coordinate).
+
+        Example:
+            >>> mean, std = VPSDE().transition(x, 0.2, 0.5)
+
+        References:
+            Song et al., ICLR 2021, appendix B (eq. (29)); Särkkä & Solin, Applied Stochastic
+            Differential Equations, 2019, §6.1.
+        """
+        r = jnp.exp(self.log_alpha(t) - self.log_alpha(s))
+        var = self.sigma(t) ** 2 - (r * self.sigma(s)) ** 2
+        return r * x_s, jnp.sqrt(jnp.maximum(var, 0.0))
+
     def perturb(self, x0: Array, t: ArrayLike, *, key: PRNGKeyArray) -> tuple[Array, Array]:
         r"""A draw $x_t = \alpha(t)x_0 + \sigma(t)z$ and the noise $z$."""
         z = jr.normal(key, jnp.shape(x0), jnp.result_type(x0))
         mean, std = self.marginal(x0, t)
         return mean + std * z, z
+
+    def forward_sample(self, x_s: Array, s: ArrayLike, t: ArrayLike, *, key: PRNGKeyArray) -> Array:
+        r"""A draw of $X_t \mid X_s = x_s$ from the exact transition (see `transition`)."""
+        mean, std = self.transition(x_s, s, t)
+        return mean + std * jr.normal(key, jnp.shape(x_s), jnp.result_type(x_s))
 
     def prior_sample(self, shape: tuple[int, ...], *, key: PRNGKeyArray, dtype=None) -> Array:
         r"""Draws from the prior $\mathcal N(0, \sigma_T^2 I)$ of the given shape."""
@@ -94,17 +161,21 @@ class AbstractDiffusionSDE(eqx.Module):
         s = self.prior_std
         return -0.5 * jnp.sum(x**2) / s**2 - x.size * (math.log(s) + 0.5 * math.log(2 * math.pi))
 
-    def reverse_drift(self, score_fn: ScoreFn) -> ScoreFn:
-        r"""$(t, x) \mapsto f(t)x - g(t)^2 s(t, x)$: the reverse SDE's drift in forward time."""
-        return lambda t, x: self.drift(t, x) - self.diffusion(t) ** 2 * score_fn(t, x)
+    def reverse(self, score_fn: ScoreFn) -> "ReverseSDE":
+        r"""The reverse-time SDE of this forward SDE for the score `score_fn`, as an
+        `AbstractSDE` in the forward-running time $u = T - t$ (see `ReverseSDE`).
+
+        Example:
+            >>> rev = VPSDE().reverse(score)
+            >>> paths = sdeml.simulate(rev, x_T, t1=1.0 - 1e-3, n_steps=1000, key=jr.key(0))
+        """
+        return ReverseSDE(self, score_fn)
 
     def probability_flow(self, score_fn: ScoreFn) -> ScoreFn:
         r"""$(t, x) \mapsto f(t)x - \tfrac12 g(t)^2 s(t, x)$, the probability-flow ODE."""
-        return lambda t, x: self.drift(t, x) - 0.5 * self.diffusion(t) ** 2 * score_fn(t, x)
-
-    def corrector_alpha(self, t: ArrayLike, dt: ArrayLike) -> Array:
-        """The factor of the Langevin corrector's step size (1 except for VP, Song et al.)."""
-        return jnp.ones_like(jnp.asarray(t))
+        return lambda t, x: (
+            self.drift_coef(t) * x - 0.5 * self.diffusion_coef(t) ** 2 * score_fn(t, x)
+        )
 
     def check_times(self, eps: float) -> None:
         """Raise a clear `ValueError` unless ``0 < eps < 1`` and ``eps < T``."""
@@ -116,7 +187,96 @@ class AbstractDiffusionSDE(eqx.Module):
             raise ValueError(f"`T` must be greater than `eps`, got T={self.T}, eps={eps}")
 
 
-class VPSDE(AbstractDiffusionSDE):
+class ReverseSDE(AbstractSDE):
+    r"""The reverse-time SDE of a forward diffusion SDE, in the forward-running time $u = T - t$.
+
+    With $Y_u = X_{T-u}$ and the score $s(t, x)\approx\nabla\log p_t(x)$ (Anderson 1982),
+
+    $$dY_u = -\big[f(T-u)\,Y_u - g(T-u)^2\,s(T-u, Y_u)\big]\,du + g(T-u)\,d\bar W_u,$$
+
+    so $Y_0 \sim p_T$ and $Y_{T-\epsilon}\sim p_\epsilon$. Its Euler–Maruyama step on
+    $u_i = i h$ is the reverse-diffusion step of Song et al.; `sdeml.simulate` integrates it with
+    the engine's speed (paired normal draws, blocking, chunking).
+
+    Args:
+        forward: the forward SDE (VP, sub-VP, VE).
+        score_fn: ``score_fn(t, x)`` for one sample, in the forward SDE's time $t$.
+
+    Example:
+        >>> rev = ReverseSDE(VPSDE(), score)  # or VPSDE().reverse(score)
+        >>> x0 = sdeml.simulate(rev, x_T, t1=1.0 - 1e-3, n_steps=1000, n_paths=n,
+        ...                     x0_per_path=True, key=jr.key(0)).xs[:, -1]
+
+    References:
+        Anderson, Stoch. Proc. Appl. 12(3), 1982; Song et al., ICLR 2021, eq. (6) and sec. 4.2.
+    """
+
+    forward: AbstractDiffusionSDE
+    score_fn: ScoreFn
+
+    @property
+    def noise(self) -> str:
+        return "additive"
+
+    @property
+    def brownian_dim(self) -> None:
+        return None
+
+    def drift(self, u: ArrayLike, y: Array, args: PyTree = None) -> Array:
+        r"""$-[f(t)y - g(t)^2 s(t, y)]$ at $t = T - u$."""
+        t = self.forward.T - u
+        g = self.forward.diffusion_coef(t)
+        return g**2 * self.score_fn(t, y) - self.forward.drift_coef(t) * y
+
+    def diffusion(self, u: ArrayLike, y: Array, args: PyTree = None) -> Array:
+        r"""$g(T - u)$ broadcast to `y`'s shape."""
+        return self.forward.diffusion(self.forward.T - u, y, args)
+
+
+class _AbstractLinearBetaSDE(AbstractDiffusionSDE):
+    r"""The linear noise schedule shared by VP and sub-VP.
+
+    $\beta(t) = \beta_{\min} + t(\beta_{\max}-\beta_{\min})$,
+    $B(t) = \int_0^t\beta = \beta_{\min}t + \tfrac12(\beta_{\max}-\beta_{\min})t^2$, drift
+    coefficient $f = -\tfrac12\beta$, $\log\alpha = -\tfrac12 B$ (both SDEs have the same mean);
+    `t_from_log_snr` inverts $B$ after the subclass maps $\lambda$ to $B$ (`int_beta_from_log_snr`).
+    """
+
+    beta_min: eqx.AbstractVar[float]
+    beta_max: eqx.AbstractVar[float]
+
+    def __check_init__(self):
+        if not 0 <= self.beta_min < self.beta_max:
+            raise ValueError(
+                f"need 0 <= beta_min < beta_max, got beta_min={self.beta_min}, "
+                f"beta_max={self.beta_max}"
+            )
+
+    @abc.abstractmethod
+    def int_beta_from_log_snr(self, lam: ArrayLike) -> Array:
+        r"""$B(t)$ at the time where the log-SNR is $\lambda$."""
+
+    def beta(self, t: ArrayLike) -> Array:
+        return self.beta_min + jnp.asarray(t) * (self.beta_max - self.beta_min)
+
+    def int_beta(self, t: ArrayLike) -> Array:
+        t = jnp.asarray(t)
+        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
+
+    def drift_coef(self, t):
+        return -0.5 * self.beta(t)
+
+    def log_alpha(self, t):
+        return -0.5 * self.int_beta(t)
+
+    def t_from_log_snr(self, lam):
+        # the t >= 0 with beta_min t + (beta_max - beta_min) t^2 / 2 = c: a stable quadratic root
+        c = self.int_beta_from_log_snr(lam)
+        a = 0.5 * (self.beta_max - self.beta_min)
+        return 2.0 * c / (self.beta_min + jnp.sqrt(self.beta_min**2 + 4.0 * a * c))
+
+
+class VPSDE(_AbstractLinearBetaSDE):
     r"""Variance-preserving SDE $dX = -\tfrac12\beta(t)X\,dt + \sqrt{\beta(t)}\,dW$.
 
     $\beta(t) = \beta_{\min} + t(\beta_{\max}-\beta_{\min})$ (with $T=1$ the DDPM schedule),
@@ -136,40 +296,19 @@ class VPSDE(AbstractDiffusionSDE):
 
     beta_min: float = eqx.field(static=True)
     beta_max: float = eqx.field(static=True)
+    T: float = eqx.field(static=True)
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0):
         self.beta_min, self.beta_max, self.T = float(beta_min), float(beta_max), float(T)
 
-    def __check_init__(self):
-        if not 0 <= self.beta_min < self.beta_max:
-            raise ValueError(
-                f"need 0 <= beta_min < beta_max, got beta_min={self.beta_min}, "
-                f"beta_max={self.beta_max}"
-            )
-        if not self.T > 0:
-            raise ValueError(f"`T` must be positive, got {self.T}")
-
-    def beta(self, t):
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def int_beta(self, t):
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
-
-    def drift_coef(self, t):
-        return -0.5 * self.beta(t)
-
-    def diffusion(self, t):
+    def diffusion_coef(self, t):
         return jnp.sqrt(self.beta(t))
 
-    def log_alpha(self, t):
-        return -0.5 * self.int_beta(t)
-
     def sigma(self, t):
-        return jnp.sqrt(-jnp.expm1(-self.int_beta(jnp.asarray(t))))
+        return jnp.sqrt(-jnp.expm1(-self.int_beta(t)))
 
-    def t_from_log_snr(self, lam):
-        c = jnp.logaddexp(0.0, -2.0 * jnp.asarray(lam))  # int_beta(t) = log(1 + e^{-2 lam})
-        return _solve_int_beta(self.beta_min, self.beta_max, c)
+    def int_beta_from_log_snr(self, lam):
+        return jnp.logaddexp(0.0, -2.0 * jnp.asarray(lam))  # B = log(1 + e^{-2 lam})
 
     @property
     def prior_std(self) -> float:
@@ -182,7 +321,7 @@ class VPSDE(AbstractDiffusionSDE):
         return jnp.exp(-self.beta(t) * dt)
 
 
-class SubVPSDE(AbstractDiffusionSDE):
+class SubVPSDE(_AbstractLinearBetaSDE):
     r"""Sub-VP SDE $dX = -\tfrac12\beta(t)X\,dt + \sqrt{\beta(t)(1-e^{-2\int_0^t\beta})}\,dW$.
 
     Same mean as VP; $\sigma(t) = 1 - e^{-\int_0^t\beta}$ (below VP's at every $t$). Prior
@@ -201,40 +340,29 @@ class SubVPSDE(AbstractDiffusionSDE):
 
     beta_min: float = eqx.field(static=True)
     beta_max: float = eqx.field(static=True)
+    T: float = eqx.field(static=True)
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0):
         self.beta_min, self.beta_max, self.T = float(beta_min), float(beta_max), float(T)
 
-    def __check_init__(self):
-        VPSDE.__check_init__(self)  # same invariants
-
-    def beta(self, t):
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def int_beta(self, t):
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
-
-    def drift_coef(self, t):
-        return -0.5 * self.beta(t)
-
-    def diffusion(self, t):
+    def diffusion_coef(self, t):
         return jnp.sqrt(self.beta(t) * -jnp.expm1(-2.0 * self.int_beta(t)))
 
-    def log_alpha(self, t):
-        return -0.5 * self.int_beta(t)
-
     def sigma(self, t):
-        return -jnp.expm1(-self.int_beta(jnp.asarray(t)))
+        return -jnp.expm1(-self.int_beta(t))
 
-    def t_from_log_snr(self, lam):
+    def int_beta_from_log_snr(self, lam):
         # sigma = 1 - alpha^2 and lam = log alpha - log sigma  =>  e^lam alpha^2 + alpha - e^lam = 0
         lam = jnp.asarray(lam)
         log_alpha = lam + math.log(2.0) - jnp.log1p(jnp.sqrt(1.0 + 4.0 * jnp.exp(2.0 * lam)))
-        return _solve_int_beta(self.beta_min, self.beta_max, -2.0 * log_alpha)
+        return -2.0 * log_alpha
 
     @property
     def prior_std(self) -> float:
         return 1.0
+
+    def corrector_alpha(self, t, dt):
+        return jnp.ones_like(jnp.asarray(t))
 
 
 class VESDE(AbstractDiffusionSDE):
@@ -260,6 +388,7 @@ class VESDE(AbstractDiffusionSDE):
 
     sigma_min: float = eqx.field(static=True)
     sigma_max: float = eqx.field(static=True)
+    T: float = eqx.field(static=True)
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 10.0, T: float = 1.0):
         self.sigma_min, self.sigma_max, self.T = float(sigma_min), float(sigma_max), float(T)
@@ -270,22 +399,20 @@ class VESDE(AbstractDiffusionSDE):
                 f"need 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
                 f"sigma_max={self.sigma_max}"
             )
-        if not self.T > 0:
-            raise ValueError(f"`T` must be positive, got {self.T}")
 
     @property
     def _log_ratio(self) -> float:
         return math.log(self.sigma_max / self.sigma_min) / self.T
 
     def drift_coef(self, t):
-        return jnp.zeros_like(jnp.asarray(t, float))
+        return jnp.zeros_like(_as_float(t))
 
-    def diffusion(self, t):
+    def diffusion_coef(self, t):
         r = self._log_ratio
         return self.sigma_min * jnp.exp(r * jnp.asarray(t)) * math.sqrt(2.0 * r)
 
     def log_alpha(self, t):
-        return jnp.zeros_like(jnp.asarray(t, float))
+        return jnp.zeros_like(_as_float(t))
 
     def sigma(self, t):
         return self.sigma_min * jnp.sqrt(jnp.expm1(2.0 * self._log_ratio * jnp.asarray(t)))
@@ -298,11 +425,8 @@ class VESDE(AbstractDiffusionSDE):
     def prior_std(self) -> float:
         return self.sigma_min * math.sqrt(math.expm1(2.0 * self._log_ratio * self.T))
 
-
-def _solve_int_beta(beta_min: float, beta_max: float, c: Array) -> Array:
-    """The t >= 0 with beta_min t + (beta_max - beta_min) t^2 / 2 = c (stable quadratic root)."""
-    a = 0.5 * (beta_max - beta_min)
-    return 2.0 * c / (beta_min + jnp.sqrt(beta_min**2 + 4.0 * a * c))
+    def corrector_alpha(self, t, dt):
+        return jnp.ones_like(jnp.asarray(t))
 
 
 SDES: dict[str, type[AbstractDiffusionSDE]] = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}

@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
+import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Complex, Float, Int
 
@@ -16,6 +17,7 @@ __all__ = [
     "STABILITY_CLASSES",
     "Equilibrium",
     "classify_equilibrium",
+    "equilibrium_tolerances",
     "find_equilibrium",
     "jacobian",
     "stability_name",
@@ -37,7 +39,7 @@ STABILITY_CLASSES: tuple[str, ...] = (
 
 def stability_name(code: int | Int[ArrayLike, ""]) -> str:
     """The name of a stability code returned by :func:`classify_equilibrium`."""
-    return STABILITY_CLASSES[int(code)]
+    return STABILITY_CLASSES[int(np.asarray(code))]
 
 
 def jacobian(
@@ -113,7 +115,7 @@ def classify_equilibrium(
             jnp.all(zero_re) & jnp.all(jnp.abs(im) > tol * scale),
             jnp.any(pos),
         ],
-        jnp.arange(8),
+        [jnp.asarray(i) for i in range(8)],
         default=8,
     )
     return code.astype(jnp.int32)
@@ -168,9 +170,13 @@ def find_equilibrium(
         y_guess: starting point, shape ``(d,)``.
         args: passed to ``f``.
         t: the time at which the (autonomous) field is evaluated.
-        rtol, atol: Newton's convergence tolerances.
+        rtol, atol: Newton's convergence tolerances, floored at what the dtype of ``y_guess``
+            resolves: ``rtol >= 10 eps``, ``atol >= 10 eps`` (float32: 1.19e-6; float64: 2.2e-15,
+            below the defaults). Tighter ones cannot be met: the pendulum's saddle at $\pi$ has
+            a float32 residual $\sin(\mathrm{fl}(\pi)) \approx 8.7\times10^{-8}$ (issue #17).
         max_steps: most Newton iterations.
-        tol: relative tolerance of the classification (see :func:`classify_equilibrium`).
+        tol: relative tolerance of the classification (see :func:`classify_equilibrium`),
+            floored at ``100 eps`` of the dtype (eigenvalues carry rounding of that order).
         throw: raise if Newton does not converge (otherwise see ``converged``).
 
     Returns:
@@ -194,7 +200,21 @@ def find_equilibrium(
     out = jax.eval_shape(lambda y: jnp.asarray(f(t, y, args)), y_guess)
     if out.shape != y_guess.shape:
         raise ValueError(f"`f` must return the shape of `y` {y_guess.shape}, got {out.shape}.")
+    rtol, atol, tol = equilibrium_tolerances(y_guess.dtype, rtol, atol, tol)
     return _find(f, y_guess, args, t, rtol, atol, max_steps, tol, throw)
+
+
+def equilibrium_tolerances(
+    dtype: Any, rtol: float = 1e-10, atol: float = 1e-12, tol: float = 1e-8
+) -> tuple[float, float, float]:
+    """The Newton ``rtol``, ``atol`` and classification ``tol`` `find_equilibrium` uses in `dtype`.
+
+    Each is floored at a multiple of the dtype's machine epsilon (``10 eps``, ``10 eps``,
+    ``100 eps``): below it the Newton iterates and residuals move by rounding alone, and a
+    genuine equilibrium would be reported as not converged.
+    """
+    eps = float(jnp.finfo(dtype).eps)
+    return max(float(rtol), 10 * eps), max(float(atol), 10 * eps), max(float(tol), 100 * eps)
 
 
 @eqx.filter_jit  # cached per field (an equinox module with new parameter values reuses it)

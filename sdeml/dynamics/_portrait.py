@@ -14,7 +14,20 @@ from jaxtyping import ArrayLike, Float
 from ..ode import solve_ode
 from ._analysis import STABILITY_CLASSES, find_equilibrium
 
-__all__ = ["phase_portrait"]
+__all__ = ["phase_portrait", "portrait_note"]
+
+
+def portrait_note(n_failed_equilibria: int, n_failed_trajectories: int) -> str:
+    """What a portrait left out, e.g. ``"2 equilibria not converged, 1 trajectory failed"``."""
+    parts = []
+    if n_failed_equilibria:
+        noun = "equilibrium" if n_failed_equilibria == 1 else "equilibria"
+        parts.append(f"{n_failed_equilibria} {noun} not converged (not drawn)")
+    if n_failed_trajectories:
+        noun = "trajectory" if n_failed_trajectories == 1 else "trajectories"
+        parts.append(f"{n_failed_trajectories} {noun} failed (drawn up to the failure)")
+    return ", ".join(parts)
+
 
 _MARKERS = {  # filled = stable, open = unstable or undecided
     "stable node": ("o", "tab:blue", True),
@@ -63,10 +76,14 @@ def phase_portrait(
         n_grid: arrows per axis.
         n_save: points per trajectory.
         nullclines: draw the nullclines.
-        equilibrium_guesses: starting points for :func:`sdeml.find_equilibrium`, shape ``(k, 2)``.
+        equilibrium_guesses: starting points for :func:`sdeml.dynamics.find_equilibrium`, shape
+            ``(k, 2)``.
         solver: solver name for the trajectories (use ``"kvaerno5"`` for stiff fields).
         labels: axis labels.
-        title: the axes title.
+        title: the axes title. What the portrait left out is added below it: equilibria whose
+            Newton iteration did not converge (not drawn) and trajectories whose solve failed
+            (drawn up to the failure), e.g. "1 equilibrium not converged (not drawn), 1
+            trajectory failed (drawn up to the failure)".
         ax: a matplotlib axes to draw on; default a new figure.
         path: if given, the figure is saved there as PNG.
 
@@ -128,19 +145,25 @@ def phase_portrait(
         ax.plot([], [], "--", color="tab:orange", label=f"{labels[0]}-nullcline")
         ax.plot([], [], ":", color="tab:orange", label=f"{labels[1]}-nullcline")
 
+    n_failed_traj = n_failed_eq = 0
     if x0s is not None:
         x0s = jnp.asarray(x0s)
         if x0s.ndim != 2 or x0s.shape[1] != 2:
             raise ValueError(f"`x0s` must have shape (n, 2), got {x0s.shape}.")
         ts = jnp.linspace(0.0, t1, n_save, dtype=x0s.dtype)
-        solve = lambda y0: (
-            solve_ode(
+
+        def solve(y0):
+            sol = solve_ode(
                 f, y0, 0.0, t1, solver=solver, ts=ts, args=args, throw=False, max_steps=100_000
-            ).ys
-        )
-        paths = np.asarray(jax.jit(jax.vmap(solve))(x0s))
+            )
+            return sol.ys, sol.ok
+
+        sols = jax.jit(jax.vmap(solve))(x0s)
+        paths, ok_solve = np.asarray(sols[0]), np.asarray(sols[1])
         for i, p in enumerate(paths):
             ok = np.all(np.isfinite(p), axis=-1)
+            if not ok_solve[i] or not ok.all():
+                n_failed_traj += 1  # drawn up to where it failed, and said so in the title
             ax.plot(
                 p[ok, 0],
                 p[ok, 1],
@@ -159,6 +182,7 @@ def phase_portrait(
             np.asarray(eqs.y), np.asarray(eqs.stability), np.asarray(eqs.converged), strict=True
         ):
             if not conv:
+                n_failed_eq += 1  # not drawn (Newton did not converge), said so in the title
                 continue
             name = STABILITY_CLASSES[int(code)]
             marker, colour, filled = _MARKERS[name]
@@ -176,8 +200,9 @@ def phase_portrait(
             seen.add(name)
 
     ax.set(xlim=xlim, ylim=ylim, xlabel=labels[0], ylabel=labels[1])
-    if title:
-        ax.set_title(title)
+    note = portrait_note(n_failed_eq, n_failed_traj)
+    if title or note:
+        ax.set_title("\n".join(x for x in (title, note) if x), fontsize=10)
     ax.legend(loc="upper right", fontsize=7)
     if path is not None:
         fig.savefig(path, dpi=120, format="png")

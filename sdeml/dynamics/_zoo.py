@@ -38,7 +38,7 @@ class AbstractODESystem(eqx.Module):
     Final classes implement ``__call__(t, y, args=None)`` (the vector field) and
     ``textbook_equilibria()`` returning ``(points, labels)``: the equilibria of shape ``(k, d)``
     and their stability classes as named in dynamical-systems textbooks (the names used by
-    :func:`sdeml.classify_equilibrium`).
+    :func:`sdeml.dynamics.classify_equilibrium`).
     """
 
     dim: ClassVar[int]
@@ -65,7 +65,7 @@ class ExponentialGrowth(AbstractODESystem):
         Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §2.3.
     """
 
-    rate: Float[ArrayLike, ""]
+    rate: Float[Array, ""]
     dim: ClassVar[int] = 1
 
     def __init__(self, rate: float | Float[ArrayLike, ""] = 1.0):
@@ -99,7 +99,7 @@ class HarmonicOscillator(AbstractODESystem):
         Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §5.1.
     """
 
-    omega: Float[ArrayLike, ""]
+    omega: Float[Array, ""]
     dim: ClassVar[int] = 2
 
     def __init__(self, omega: float | Float[ArrayLike, ""] = 1.0):
@@ -148,8 +148,8 @@ class DampedOscillator(AbstractODESystem):
         Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §5.2 and §6.5.
     """
 
-    omega: Float[ArrayLike, ""]
-    zeta: Float[ArrayLike, ""]
+    omega: Float[Array, ""]
+    zeta: Float[Array, ""]
     dim: ClassVar[int] = 2
 
     def __init__(
@@ -202,7 +202,7 @@ class VanDerPol(AbstractODESystem):
         Hairer & Wanner, Solving ODEs II, §IV.1 (VDPOL).
     """
 
-    mu: Float[ArrayLike, ""]
+    mu: Float[Array, ""]
     dim: ClassVar[int] = 2
 
     def __init__(self, mu: float | Float[ArrayLike, ""] = 1.0):
@@ -239,10 +239,10 @@ class LotkaVolterra(AbstractODESystem):
         Hirsch, Smale & Devaney, ch. 11.
     """
 
-    alpha: Float[ArrayLike, ""]
-    beta: Float[ArrayLike, ""]
-    gamma: Float[ArrayLike, ""]
-    delta: Float[ArrayLike, ""]
+    alpha: Float[Array, ""]
+    beta: Float[Array, ""]
+    gamma: Float[Array, ""]
+    delta: Float[Array, ""]
     dim: ClassVar[int] = 2
 
     def __init__(self, alpha=1.0, beta=0.5, gamma=1.0, delta=0.25):
@@ -290,9 +290,9 @@ class SIR(AbstractODESystem):
         Hethcote, The mathematics of infectious diseases, SIAM Rev. 42 (2000).
     """
 
-    beta: Float[ArrayLike, ""]
-    gamma: Float[ArrayLike, ""]
-    n: Float[ArrayLike, ""]
+    beta: Float[Array, ""]
+    gamma: Float[Array, ""]
+    n: Float[Array, ""]
     dim: ClassVar[int] = 3
 
     def __init__(self, beta=0.3, gamma=0.1, n=1.0):
@@ -338,9 +338,9 @@ class Lorenz(AbstractODESystem):
         Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §9.2.
     """
 
-    sigma: Float[ArrayLike, ""]
-    rho: Float[ArrayLike, ""]
-    beta: Float[ArrayLike, ""]
+    sigma: Float[Array, ""]
+    rho: Float[Array, ""]
+    beta: Float[Array, ""]
     dim: ClassVar[int] = 3
 
     def __init__(self, sigma=10.0, rho=28.0, beta=8.0 / 3.0):

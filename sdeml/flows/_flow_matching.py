@@ -13,7 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 from scipy.optimize import linear_sum_assignment
 
-from ..neural_ode import NeuralODE
+from ..core._ode import integrate_ode
 
 COUPLINGS = ("independent", "ot")
 
@@ -142,6 +142,11 @@ def cfm_loss(
     return jnp.mean(jnp.sum((v - ut) ** 2, axis=-1))
 
 
+def _velocity(t, x, model):
+    """The sampling ODE's field: the network travels as `args`, so every adjoint sees it."""
+    return model(t, x)
+
+
 def sample_flow(
     model: Callable[..., Any],
     x0: Float[Array, "b d"],
@@ -153,15 +158,20 @@ def sample_flow(
 ) -> Float[Array, "b d"]:
     r"""Push source points through $\dot x = v_\theta(t, x)$ from $t_0$ to $t_1$ in `n_steps` steps.
 
-    A fixed-step diffrax solve (``euler``: one evaluation per step; ``heun``/``midpoint``: two);
-    the discretisation error is $O(h^p)$ with $h = (t_1 - t_0)/n$ and $p$ the solver's order.
+    A constant-step solve of each point through the core's ODE front (`sdeml.core.integrate_ode`),
+    with ``sdeml.core.solver_info(solver).nfe(n_steps)`` evaluations per point (``euler``: one
+    per step; ``heun``/``midpoint``/``ralston``: two; ``rk4``: four); the discretisation error
+    is $O(h^p)$ with $h = (t_1 - t_0)/n$ and $p$ the solver's order.
 
     Args:
-        model: ``model(t, x) -> v``.
+        model: the velocity network ``model(t, x) -> v`` for one point, as trained by
+            `cfm_loss` (e.g. a `sdeml.nn.TimeMLP`); it is solved as the vector field
+            ``lambda t, x, args: model(t, x)``.
         x0: source points, shape ``(b, d)``.
-        n_steps: number of steps.
-        solver: a fixed-step solver name (``euler``, ``heun``, ``midpoint``, ``ralston``) or any
-            diffrax solver.
+        n_steps: number of equal steps.
+        solver: any registered ODE solver name (``sdeml.core.solver_names("ode")``; the usual
+            few-step choices are ``euler``, ``heun``, ``midpoint``, ``ralston``, ``rk4``) or a
+            diffrax solver; it runs with constant steps whether or not it could adapt.
         t0, t1: the time interval.
 
     Returns:
@@ -179,9 +189,13 @@ def sample_flow(
         raise ValueError(f"`x0` must have shape (b, d), got {x0.shape}")
     if not t1 > t0:
         raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
-    node = NeuralODE(model, solver=solver, dt0=(t1 - t0) / n_steps, adaptive=False)
-    ts = jnp.asarray([t0, t1], x0.dtype)
-    return jax.vmap(lambda x: node(ts, x)[-1])(x0)
+
+    def one(x):
+        return integrate_ode(
+            _velocity, x, t0, t1, solver=solver, n_steps=n_steps, args=model, name="sample_flow"
+        ).y_final
+
+    return jax.vmap(one)(x0)
 
 
 def reflow_pairs(
@@ -202,7 +216,8 @@ def reflow_pairs(
     Args:
         model: the current velocity field.
         n, dim: number and dimension of pairs.
-        n_steps, solver: the (accurate) solve that produces the end points.
+        n_steps, solver: the (accurate) constant-step solve that produces the end points (see
+            `sample_flow`).
         dtype: float dtype of the pairs.
         key: PRNG key of the source points.
 

@@ -1,6 +1,8 @@
 """Langevin samplers (ULA, MALA, SGLD) as ``init``/``step`` kernels on a whole batch of chains.
 
-Every kernel targets the Gibbs density :math:`\\pi_T(\\theta) \\propto \\exp(-U(\\theta)/T)`.
+Every kernel targets the Gibbs density :math:`\\pi_T(\\theta) \\propto \\exp(-U(\\theta)/T)`, and
+all three move by the one overdamped Langevin update `langevin_step` (MALA wraps its Metropolis
+test around it), which is the Euler–Maruyama step of `LangevinSDE` (an `sdeml.core.AbstractSDE`).
 The step is written on the batch ``(*chains, d)`` at once: per-chain gradients come from one
 reverse pass through :math:`\\sum_c U(\\theta_c)` (chains are independent, so the gradient of the
 sum with respect to :math:`\\theta_c` is :math:`\\nabla U(\\theta_c)`), which is what makes one
@@ -16,9 +18,17 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
 
-from ._checks import check_position, check_positive, check_scalar_function
+from ..core import AbstractSDE
+from ..core._checks import (
+    check_batch_size,
+    check_data,
+    check_position,
+    check_positive,
+    check_scalar_function,
+)
+from ..core._minibatch import sample_indices
 
 Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
@@ -66,6 +76,85 @@ def batched_value_and_grad(
     return values.reshape(lead), grads.reshape(*lead, d)
 
 
+def langevin_step(
+    position: Float[Array, "*chains d"],
+    grad: Float[Array, "*chains d"],
+    step_size: Float[ArrayLike, ""],
+    temperature: Float[ArrayLike, ""],
+    noise: Float[Array, "*chains d"],
+) -> Float[Array, "*chains d"]:
+    r"""The overdamped Langevin update shared by ULA, SGLD and MALA's proposal.
+
+    .. math:: \theta' = \theta - h\,\nabla U(\theta) + \sqrt{2h/\beta}\,\xi,\qquad
+              \xi\sim N(0, I),\ 1/\beta = T,
+
+    the Euler–Maruyama step of `LangevinSDE` with :math:`\Delta W = \sqrt h\,\xi`. ULA passes
+    :math:`\nabla U`, SGLD a minibatch estimate :math:`\nabla\hat U`, MALA proposes with it.
+
+    Args:
+        position: :math:`\theta`, shape ``(*chains, d)``.
+        grad: :math:`\nabla U(\theta)` (or an unbiased estimate), same shape.
+        step_size: :math:`h > 0`.
+        temperature: :math:`T = 1/\beta > 0`.
+        noise: standard normal :math:`\xi`, same shape.
+
+    Returns:
+        :math:`\theta'`, same shape.
+
+    Example:
+        >>> y = langevin_step(x, jax.vmap(jax.grad(U))(x), 0.01, 1.0, jr.normal(key, x.shape))
+
+    References:
+        Roberts & Tweedie, Bernoulli 2(4), 1996; Welling & Teh, ICML 2011.
+    """
+    return position - step_size * grad + jnp.sqrt(2 * step_size * temperature) * noise
+
+
+class LangevinSDE(AbstractSDE):
+    r"""Overdamped Langevin dynamics as an SDE: :math:`d\theta = -\nabla U(\theta)\,dt +
+    \sqrt{2T}\,dW`, additive noise; its invariant law is :math:`\pi_T\propto e^{-U/T}`.
+
+    Its Euler–Maruyama step with :math:`\Delta W = \sqrt h\,\xi` is `langevin_step`, i.e. ULA:
+    ``sdeml.simulate(LangevinSDE(U), x0, n_steps=n, t1=n * h, ...)`` runs ULA chains on the SDE
+    engine (paired normal draws, blocking, chunking; see `ULA.sde`).
+
+    Args:
+        potential: :math:`U(\theta)` for one chain, ``(d,) -> ()``.
+        temperature: :math:`T > 0`.
+
+    Example:
+        >>> sde = LangevinSDE(lambda x: 0.5 * jnp.sum(x**2))
+        >>> paths = sdeml.simulate(sde, jnp.zeros(2), t1=10.0, n_steps=1000, n_paths=10_000,
+        ...                        key=jr.key(0))
+
+    References:
+        Roberts & Tweedie, Bernoulli 2(4), 1996; Pavliotis, Stochastic Processes and
+        Applications, Springer 2014, ch. 4.
+    """
+
+    potential: Potential
+    temperature: Float[Array, ""] | float = 1.0
+
+    def __check_init__(self):
+        check_positive("temperature", self.temperature)
+
+    @property
+    def noise(self) -> str:
+        return "additive"
+
+    @property
+    def brownian_dim(self) -> None:
+        return None
+
+    def drift(self, t: Any, y: Float[Array, " d"], args: PyTree = None) -> Float[Array, " d"]:
+        r""":math:`-\nabla U(y)`."""
+        return -jax.grad(self.potential)(y)
+
+    def diffusion(self, t: Any, y: Float[Array, " d"], args: PyTree = None) -> Float[Array, " d"]:
+        r""":math:`\sqrt{2T}`, broadcast to `y`."""
+        return jnp.broadcast_to(jnp.sqrt(2 * jnp.asarray(self.temperature, y.dtype)), y.shape)
+
+
 def _init(potential: Potential, position: Array) -> LangevinState:
     position = check_position(position)
     check_scalar_function("potential", potential, position.reshape(-1, position.shape[-1])[0])
@@ -87,6 +176,11 @@ class _AbstractPotentialLangevin(eqx.Module):
     def init(self, position: Float[Array, "*chains d"]) -> LangevinState:
         """The state at `position` (shape ``(d,)`` or ``(*chains, d)``)."""
         return _init(self.potential, position)
+
+    @property
+    def sde(self) -> LangevinSDE:
+        """The overdamped Langevin SDE whose Euler–Maruyama step (``dt = step_size``) is ULA."""
+        return LangevinSDE(self.potential, self.temperature)
 
 
 class ULA(_AbstractPotentialLangevin):
@@ -124,9 +218,8 @@ class ULA(_AbstractPotentialLangevin):
     ) -> tuple[LangevinState, LangevinInfo]:
         """One ULA move of every chain."""
         x = state.position
-        h, temp = self.step_size, self.temperature
         noise = jr.normal(key, x.shape, x.dtype)
-        y = x - h * state.grad + jnp.sqrt(2 * h * temp) * noise
+        y = langevin_step(x, state.grad, self.step_size, self.temperature, noise)
         u, g = batched_value_and_grad(self.potential, y)
         ones = jnp.ones(x.shape[:-1], x.dtype)
         return LangevinState(y, u, g), LangevinInfo(ones, ones > 0)
@@ -173,7 +266,7 @@ class MALA(_AbstractPotentialLangevin):
         h, temp = self.step_size, self.temperature
         k_noise, k_accept = jr.split(key)
         noise = jr.normal(k_noise, x.shape, x.dtype)
-        y = x - h * gx + jnp.sqrt(2 * h * temp) * noise
+        y = langevin_step(x, gx, h, temp, noise)  # the ULA proposal
         uy, gy = batched_value_and_grad(self.potential, y)
         # log q(x | y) - log q(y | x); the forward residual y - x + h gx is sqrt(2hT) * noise.
         back = x - y + h * gy
@@ -190,15 +283,6 @@ class MALA(_AbstractPotentialLangevin):
             jnp.where(accept[..., None], gy, gx),
         )
         return new, LangevinInfo(alpha, accept)
-
-
-def sample_indices(n: int, b: int, n_chains: int, replace: bool, *, key: PRNGKeyArray) -> Array:
-    """``(n_chains, b)`` minibatch indices into ``range(n)``, drawn independently per chain."""
-    if b == n and not replace:
-        return jnp.broadcast_to(jnp.arange(n), (n_chains, n))
-    if replace:
-        return jr.randint(key, (n_chains, b), 0, n)
-    return jnp.argsort(jr.uniform(key, (n_chains, n)), axis=-1)[:, :b]  # b distinct per chain
 
 
 class SGLDState(eqx.Module):
@@ -250,18 +334,7 @@ class SGLD(eqx.Module):
     def __check_init__(self):
         check_positive("step_size", self.step_size)
         check_positive("temperature", self.temperature)
-        leaves = jax.tree_util.tree_leaves(self.data)
-        if not leaves:
-            raise ValueError("`data` must hold at least one array.")
-        sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
-        if len(sizes) != 1 or None in sizes:
-            raise ValueError(f"every array in `data` must share its leading axis, got {sizes}.")
-        n = sizes.pop()
-        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= n:
-            raise ValueError(
-                f"`batch_size` must be an integer in [1, {n}] (the dataset size), "
-                f"got {self.batch_size!r}."
-            )
+        check_batch_size(self.batch_size, check_data(self.data))
 
     @property
     def n_data(self) -> int:
@@ -296,11 +369,45 @@ class SGLD(eqx.Module):
             return jnp.sum(-jax.vmap(self.log_prior)(theta)) - (n / b) * jnp.sum(ll(theta, batch))
 
         grad = jax.grad(total)(flat)
-        h, temp = self.step_size, self.temperature
         noise = jr.normal(k_noise, flat.shape, flat.dtype)
-        y = (flat - h * grad + jnp.sqrt(2 * h * temp) * noise).reshape(*lead, d)
+        y = langevin_step(flat, grad, self.step_size, self.temperature, noise).reshape(*lead, d)
         ones = jnp.ones(lead, x.dtype)
         return SGLDState(y), LangevinInfo(ones, ones > 0)
+
+
+_DIVERGED = (
+    "Langevin chain diverged: a chain's state became NaN/inf. The step size is too large for the "
+    "potential's curvature (ULA and SGLD are unstable once step_size * L > 2 for a gradient "
+    "Lipschitz constant L; MALA rejects such moves but cannot recover from a non-finite start): "
+    "reduce step_size, or check the potential and its gradient."
+)
+_NONFINITE_START = "Langevin chains: the initial state contains NaN/inf; nothing was run."
+
+
+def _finite_per_chain(state: Any) -> Bool[Array, " *chains"]:
+    """Whether each chain's state is finite (position, and potential/grad where kept)."""
+    position = getattr(state, "position", None)
+    leaves = [x for x in jax.tree_util.tree_leaves(state) if eqx.is_inexact_array(x)]
+    if position is None or not leaves:
+        return jnp.asarray(True)
+    lead = position.shape[:-1]
+    ok = jnp.ones(lead, bool)
+    for x in leaves:
+        if x.shape[: len(lead)] == lead:
+            ok = ok & jnp.all(jnp.isfinite(x).reshape(*lead, -1), axis=-1)
+    return ok
+
+
+def _flag_divergence(start_ok: Array, end_ok: Array, out: PyTree) -> PyTree:
+    """Attach the divergence checks to every array of `out` (issue #17: never NaN in silence).
+
+    `eqx.error_if` raises eagerly and, under ``jax.jit``, at run time; threading it through
+    every output keeps a caller that uses only some of them from dropping the check.
+    """
+    arrays, rest = eqx.partition(out, eqx.is_array)
+    arrays = eqx.error_if(arrays, ~jnp.all(start_ok), _NONFINITE_START)
+    arrays = eqx.error_if(arrays, ~jnp.all(end_ok), _DIVERGED)
+    return eqx.combine(arrays, rest)
 
 
 def run_chains(
@@ -311,13 +418,14 @@ def run_chains(
     observe: Callable[[Any], PyTree] | None = None,
     thin: int = 1,
     key: PRNGKeyArray,
-) -> tuple[Any, Float[Array, " *chains"], PyTree]:
+) -> tuple[Any, Float[Array, " *chains"] | None, PyTree]:
     r"""Run ``kernel.step`` `n_steps` times in one `lax.scan`.
 
     .. math:: s_{k+1}, \mathrm{info}_k = \mathrm{step}(s_k; \mathrm{key}_k),\quad k < n.
 
     Args:
-        kernel: any object with ``step(state, *, key) -> (state, info)`` (ULA, MALA, SGLD).
+        kernel: any object with ``step(state, *, key) -> (state, info)`` (ULA, MALA, SGLD,
+            `sdeml.optim_dynamics.SGD`).
         state: the initial state.
         n_steps: number of steps (a multiple of `thin`).
         observe: ``state -> pytree`` recorded every `thin` steps (``None``: nothing recorded).
@@ -327,6 +435,13 @@ def run_chains(
     Returns:
         ``(final_state, mean_acceptance_per_chain, observations)``; observations are stacked
         along a new leading axis of length ``n_steps // thin`` (``None`` if `observe` is None).
+        The mean acceptance is ``None`` for kernels whose info has no ``acceptance_rate``
+        (an optimiser such as SGD has no Metropolis test).
+
+    Raises:
+        EquinoxRuntimeError: (eagerly, and under ``jax.jit`` at run time) a chain's state became
+            NaN/inf ("Langevin chain diverged": the step size is too large), or the initial
+            state was not finite.
 
     Example:
         >>> state, acc, xs = run_chains(mala, mala.init(x0), 1000, observe=lambda s: s.position,
@@ -337,11 +452,12 @@ def run_chains(
     if not isinstance(thin, int) or thin < 1 or n_steps % thin:
         raise ValueError(f"`thin` must be a positive divisor of n_steps={n_steps}, got {thin!r}.")
     keys = jr.split(key, n_steps).reshape(n_steps // thin, thin)
+    has_rate = _has_acceptance(kernel, state, key)
 
     def inner(carry, k):
         s, acc = carry
         s, info = kernel.step(s, key=k)
-        return (s, acc + info.acceptance_rate), None
+        return (s, acc + info.acceptance_rate if has_rate else acc), None
 
     def outer(carry, ks):
         carry, _ = jax.lax.scan(inner, carry, ks)
@@ -349,8 +465,18 @@ def run_chains(
 
     lead = jax.tree_util.tree_leaves(state)[0].shape[:-1]
     acc0 = jnp.zeros(lead, jax.tree_util.tree_leaves(state)[0].dtype)
+    start_ok = _finite_per_chain(state)
     (state, acc), obs = jax.lax.scan(outer, (state, acc0), keys)
-    return state, acc / n_steps, obs
+    # A chain that went non-finite stays non-finite (NaN/inf propagate through the update), so
+    # checking the final state catches a divergence at any step.
+    out = (state, acc / n_steps if has_rate else None, obs)
+    return _flag_divergence(start_ok, _finite_per_chain(state), out)
+
+
+def _has_acceptance(kernel: Any, state: Any, key: PRNGKeyArray) -> bool:
+    """Whether ``kernel.step``'s info reports an ``acceptance_rate`` (decided at trace time)."""
+    info = jax.eval_shape(lambda s, k: kernel.step(s, key=k)[1], state, key)
+    return getattr(info, "acceptance_rate", None) is not None
 
 
 def histogram_chains(
@@ -382,6 +508,10 @@ def histogram_chains(
     Returns:
         ``(final_state, counts, mean_acceptance)``; counts has shape ``(n_bins,) * d``.
 
+    Raises:
+        EquinoxRuntimeError: a chain diverged to NaN/inf, as in `run_chains` (a diverged chain
+            would otherwise only go missing from the counts).
+
     Example:
         >>> state, counts, acc = histogram_chains(mala, state, 10_000, -2.5, 2.5, 250, key=k)
     """
@@ -398,6 +528,8 @@ def histogram_chains(
     width = (hi - lo) / n_bins
     strides = n_bins ** jnp.arange(d - 1, -1, -1)
 
+    has_rate = _has_acceptance(kernel, state, key)
+
     def body(carry, k):
         s, counts, acc = carry
         s, info = kernel.step(s, key=k)
@@ -405,9 +537,11 @@ def histogram_chains(
         inside = jnp.all((cell >= 0) & (cell < n_bins), axis=-1)
         flat = jnp.where(inside, cell @ strides.astype(jnp.int32), n_bins**d)  # overflow cell
         counts = counts.at[flat].add(1, mode="drop")
-        return (s, counts, acc + info.acceptance_rate), None
+        return (s, counts, acc + info.acceptance_rate if has_rate else acc), None
 
     counts0 = jnp.zeros(n_bins**d + 1, jnp.int32)
     acc0 = jnp.zeros(state.position.shape[:-1], dtype)
+    start_ok = _finite_per_chain(state)
     (state, counts, acc), _ = jax.lax.scan(body, (state, counts0, acc0), jr.split(key, n_steps))
-    return state, counts[:-1].reshape((n_bins,) * d), acc / n_steps
+    out = (state, counts[:-1].reshape((n_bins,) * d), acc / n_steps if has_rate else None)
+    return _flag_divergence(start_ok, _finite_per_chain(state), out)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._checks import check_scalar_function
+from ..core._checks import check_scalar_function
 
 
 def laplace_approximation(

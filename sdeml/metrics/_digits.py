@@ -1,20 +1,19 @@
-"""Scoring generated 8x8 digits with a small classifier trained once and cached."""
+"""Scoring generated 8x8 digits with a small classifier's confidence and features.
+
+The classifier is an argument: training it (and caching the weights) is the application
+layer's job (`sdeml.train.digits_classifier`), so no metric imports the training loop.
+"""
 
 from __future__ import annotations
-
-import functools
-import os
-from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ..data import load_digits, minibatch
+from ..data import load_digits
 
 
 class DigitsClassifier(eqx.Module):
@@ -24,8 +23,8 @@ class DigitsClassifier(eqx.Module):
         key: PRNG key of the initial weights.
 
     Example:
-        >>> clf = digits_classifier()            # trained once, then cached
-        >>> clf.logits(x)                         # x: (1, 8, 8) or (64,)
+        >>> clf = sdeml.train.digits_classifier()  # trained once, then cached
+        >>> clf.logits(x)                           # x: (1, 8, 8) or (64,)
     """
 
     l1: eqx.nn.Linear
@@ -50,63 +49,6 @@ class DigitsClassifier(eqx.Module):
     def logits(self, x: Float[ArrayLike, "..."]) -> Float[Array, " 10"]:
         """Class logits of one image."""
         return self.l3(self.features(x))
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("SDEML_CACHE", Path.home() / ".cache" / "sdeml"))
-
-
-def _train_classifier(seed: int, steps: int) -> DigitsClassifier:
-    from ..train import fit, init_state, make_step
-
-    d = load_digits()
-    k_model, k_train = jr.split(jr.key(seed))
-    model = DigitsClassifier(key=k_model)
-    opt = optax.adamw(2e-3, weight_decay=1e-4)
-    data = (d.x_train.astype(jnp.float32), d.y_train)
-
-    def loss_fn(model, batch, key):
-        x, y = batch
-        # light input noise: generated digits are slightly off the data manifold
-        x = x + 0.05 * jr.normal(key, x.shape, x.dtype)
-        logits = jax.vmap(model.logits)(x)
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-
-    step = make_step(loss_fn, opt, lambda k, s: minibatch(data, k, 128))
-    state, _ = fit(init_state(model, opt, k_train), step, steps, log_every=steps, progress=False)
-    return state.model
-
-
-@functools.lru_cache(maxsize=2)
-def digits_classifier(seed: int = 0, steps: int = 3000, cache: bool = True) -> DigitsClassifier:
-    """The digits classifier, trained on the train split of `sdeml.data.load_digits` once.
-
-    It is kept in memory and, when `cache`, on disk under ``$SDEML_CACHE`` (default
-    ``~/.cache/sdeml``), so every run scores samples with the same network. Test accuracy is
-    about 0.97.
-
-    Args:
-        seed: initialisation and minibatch seed.
-        steps: training steps (Adam-W, batch 128).
-        cache: read/write the disk cache.
-
-    Returns:
-        A trained `DigitsClassifier`.
-    """
-    path = _cache_dir() / f"digits_classifier_s{seed}_n{steps}.eqx"
-    like = DigitsClassifier(key=jr.key(seed))
-    if cache and path.is_file():
-        try:
-            return eqx.tree_deserialise_leaves(path, like)
-        except Exception:  # a stale or partial file: retrain below
-            pass
-    model = _train_classifier(seed, steps)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        eqx.tree_serialise_leaves(tmp, model)
-        os.replace(tmp, path)
-    return model
 
 
 def frechet_distance(a: ArrayLike, b: ArrayLike) -> float:
@@ -154,7 +96,7 @@ def nearest_neighbour_distances(x: ArrayLike, ref: ArrayLike) -> Float[Array, " 
 
 def digits_scores(
     samples: Float[ArrayLike, "n 1 8 8"],
-    classifier: DigitsClassifier | None = None,
+    classifier: DigitsClassifier,
 ) -> dict[str, float | list[float]]:
     r"""Classifier-based quality of generated digits, against the fixed train/test split.
 
@@ -169,13 +111,15 @@ def digits_scores(
 
     Args:
         samples: generated images, shape ``(n, 1, 8, 8)`` in ``[-1, 1]``.
-        classifier: a `DigitsClassifier`; default `digits_classifier()`.
+        classifier: a trained `DigitsClassifier`, e.g. ``sdeml.train.digits_classifier()``
+            (the same network for every run, so scores compare).
 
     Returns:
         A dict of floats (and the histogram as a list).
 
     Example:
-        >>> s = digits_scores(sdeml.data.load_digits().x_test)   # real images: confidence ~0.97
+        >>> clf = sdeml.train.digits_classifier()
+        >>> s = digits_scores(sdeml.data.load_digits().x_test, clf)  # real images: conf. ~0.97
 
     References:
         Heusel et al., NeurIPS 2017 (Fréchet distance). Issue #7 (the nearest-neighbour ratio).
@@ -183,7 +127,11 @@ def digits_scores(
     x = jnp.asarray(samples)
     if x.ndim != 4 or x.shape[1:] != (1, 8, 8):
         raise ValueError(f"`samples` must have shape (n, 1, 8, 8), got {x.shape}")
-    clf = classifier if classifier is not None else digits_classifier()
+    if not isinstance(classifier, DigitsClassifier):
+        raise TypeError(
+            "`classifier` must be a trained DigitsClassifier (sdeml.train.digits_classifier())"
+        )
+    clf = classifier
     d = load_digits()
     probs = jax.nn.softmax(jax.vmap(clf.logits)(x), axis=-1)
     pred = jnp.argmax(probs, axis=-1)

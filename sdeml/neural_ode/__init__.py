@@ -1,38 +1,46 @@
-"""sdeml.neural_ode: neural ODEs on diffrax, the gradient audit, ResNet <-> Euler, time series."""
+"""sdeml.neural_ode: neural ODEs on the core ODE front, the gradient audit, ResNet <-> Euler,
+time series.
 
-from ._audit import AdjointReport, GradientAudit, gradient_audit
-from ._fields import MLPField
-from ._neural_ode import NeuralODE, NeuralODESolution, check_times, with_adjoint
-from ._resnet import EulerResNet, resnet_limit
-from ._solvers import ADJOINT_NAMES, SOLVER_NAMES, count_nfe, get_adjoint, get_solver
-from ._time_series import (
-    SPIRAL_A,
-    StepModel,
-    add_noise,
-    integrate,
-    irregular_times,
-    relative_error,
-    sample_windows,
-    spiral_field,
-    window_loss,
-)
+Every vector field here is called as ``func(t, y, args)``, like `sdeml.solve_ode` and `sdeml.SDE`;
+solver names and their facts come from the core registry (`sdeml.core.solver_names`,
+`sdeml.core.solver_info`), and solves return the core's `sdeml.ODESolution`.
+"""
+
+from ._adjoints import ADJOINT_NAMES as ADJOINT_NAMES
+from ._adjoints import get_adjoint as get_adjoint
+from ._audit import AdjointReport as AdjointReport
+from ._audit import GradientAudit as GradientAudit
+from ._audit import gradient_audit as gradient_audit
+from ._fields import MLPField as MLPField
+from ._neural_ode import NeuralODE as NeuralODE
+from ._neural_ode import check_field_signature as check_field_signature
+from ._neural_ode import check_times as check_times
+from ._neural_ode import with_adjoint as with_adjoint
+from ._resnet import EulerResNet as EulerResNet
+from ._resnet import resnet_limit as resnet_limit
+from ._time_series import SPIRAL_A as SPIRAL_A
+from ._time_series import StepModel as StepModel
+from ._time_series import add_noise as add_noise
+from ._time_series import integrate as integrate
+from ._time_series import irregular_times as irregular_times
+from ._time_series import relative_error as relative_error
+from ._time_series import sample_windows as sample_windows
+from ._time_series import spiral_field as spiral_field
+from ._time_series import window_loss as window_loss
 
 __all__ = [
     "ADJOINT_NAMES",
-    "SOLVER_NAMES",
-    "SPIRAL_A",
     "AdjointReport",
     "EulerResNet",
     "GradientAudit",
     "MLPField",
     "NeuralODE",
-    "NeuralODESolution",
+    "SPIRAL_A",
     "StepModel",
     "add_noise",
+    "check_field_signature",
     "check_times",
-    "count_nfe",
     "get_adjoint",
-    "get_solver",
     "gradient_audit",
     "integrate",
     "irregular_times",

@@ -15,8 +15,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray
 
+from ._adjoints import get_adjoint
 from ._neural_ode import with_adjoint
-from ._solvers import get_adjoint
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -13,10 +14,10 @@ from .._typing import ScalarLike
 
 
 class MLPField(eqx.Module):
-    r"""A multilayer perceptron vector field $f_\theta(t, h) = \mathrm{MLP}([h^p, t])$.
+    r"""A multilayer perceptron vector field $f_\theta(t, y) = \mathrm{MLP}([y^p, t])$.
 
     With ``power=3`` and ``time_dependent=False`` it is the vector field of the classic spiral
-    demo, $f_\theta(h) = W_2 \tanh(W_1 h^3 + b_1) + b_2$ (the cube is elementwise).
+    demo, $f_\theta(y) = W_2 \tanh(W_1 y^3 + b_1) + b_2$ (the cube is elementwise).
 
     Args:
         dim: the state dimension $d$ (input and output size).
@@ -29,13 +30,14 @@ class MLPField(eqx.Module):
         key: PRNG key for the initial weights.
 
     Returns:
-        Calling ``field(t, h)`` with ``h`` of shape ``(d,)`` returns ``dh/dt``, shape ``(d,)``.
+        Calling ``field(t, y, args=None)`` (the vector-field signature of sdeml) with ``y`` of
+        shape ``(d,)`` returns ``dy/dt``, shape ``(d,)``.
         ``field.batch_divergence(t, hb)`` gives the field and the exact trace of its Jacobian for
         a whole batch at once (what a `CNF` with the exact divergence uses).
 
     Example:
         >>> f = MLPField(2, 50, 1, power=3, time_dependent=False, key=jr.key(0))
-        >>> f(0.0, jnp.ones(2)).shape
+        >>> f(0.0, jnp.ones(2), None).shape
         (2,)
 
     References:
@@ -71,12 +73,15 @@ class MLPField(eqx.Module):
             in_size, dim, width, depth, activation=activation, dtype=dtype, key=key
         )
 
-    def __call__(self, t: ScalarLike, h: Float[Array, " d"]) -> Float[Array, " d"]:
-        if h.shape != (self.dim,):
-            raise ValueError(f"MLPField expects a state of shape ({self.dim},), got {h.shape}")
-        x = h**self.power if self.power != 1 else h
+    def __call__(
+        self, t: ScalarLike, y: Float[Array, " d"], args: Any = None
+    ) -> Float[Array, " d"]:
+        """$dy/dt$ at ``(t, y)``; `args` is unused (the vector-field signature of sdeml)."""
+        if y.shape != (self.dim,):
+            raise ValueError(f"MLPField expects a state of shape ({self.dim},), got {y.shape}")
+        x = y**self.power if self.power != 1 else y
         if self.time_dependent:
-            x = jnp.concatenate([x, jnp.reshape(jnp.asarray(t, h.dtype), (1,))])
+            x = jnp.concatenate([x, jnp.reshape(jnp.asarray(t, y.dtype), (1,))])
         return self.mlp(x)
 
     def batch_divergence(
@@ -107,7 +112,7 @@ class MLPField(eqx.Module):
 
         Returns:
             ``(f, div, frob)``: shapes ``(b, d)``, ``(b,)`` and ``(b,)`` (``frob`` is None unless
-            requested). Agrees with ``jnp.trace(jax.jacfwd(field)(t, h_i))`` to rounding.
+            requested). Agrees with ``jnp.trace(jax.jacfwd(lambda y: field(t, y))(h_i))``.
 
         Example:
             >>> f = MLPField(2, 64, 2, key=jr.key(0))
@@ -171,7 +176,7 @@ class MLPField(eqx.Module):
                 col = s * (col @ lin.weight.T)
             jcol = col @ last.weight.T  # (b, d): column j of J
             div = div + jcol[:, j]
-            if frobenius:
+            if frob is not None:  # frobenius=True
                 frob = frob + jnp.sum(jcol**2, axis=1)
         return out, div, frob
 

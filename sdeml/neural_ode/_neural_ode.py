@@ -1,7 +1,8 @@
-"""The neural ODE module: a learned vector field integrated by a diffrax solver."""
+"""The neural ODE module: a learned vector field integrated through the core's one ODE front."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -10,25 +11,42 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from ._solvers import count_nfe, get_adjoint, get_solver, is_adaptive
+from ..core._ode import DEFAULT_ATOL, DEFAULT_RTOL, ODEResult, ODESolution, integrate_ode
+from ..core._solvers import get_solver, solver_info
+from ._adjoints import get_adjoint
 
 
-class NeuralODESolution(eqx.Module):
-    """States of a neural ODE at the requested times, with solver statistics.
+def check_field_signature(func: Callable[..., Any], owner: str) -> None:
+    """Raise a `ValueError` unless `func` can be called as ``func(t, y, args)``.
 
-    Attributes:
-        ts: the requested times, shape ``(n,)``.
-        ys: the states, shape ``(n, *state_shape)``.
-        num_steps: solver steps attempted (accepted and rejected).
-        nfe: forward vector-field evaluations (see `count_nfe`; -1 for an unregistered solver).
+    ``f(t, y, args)`` is the signature of every vector field in sdeml (`solve_ode`, `SDE`,
+    `NeuralODE`, `CNF`). A field written as ``f(t, y)`` would otherwise fail deep inside the
+    solve with a message about arguments or shapes; this names the signature instead. Callables
+    whose signature Python cannot read are accepted as they are.
+
+    Args:
+        func: the vector field.
+        owner: who asks (named in the message), e.g. ``"NeuralODE"``.
+
+    Example:
+        >>> check_field_signature(lambda t, y, args: -y, "NeuralODE")   # passes
     """
-
-    ts: Float[Array, " n"]
-    ys: Float[Array, "n ..."]
-    num_steps: Int[Array, ""]
-    nfe: Int[Array, ""]
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):  # builtins and C callables: nothing to read
+        return
+    try:
+        sig.bind(0.0, None, None)
+    except TypeError:
+        name = getattr(func, "__name__", type(func).__name__)
+        raise ValueError(
+            f"{owner}: the vector field must be called as `func(t, y, args)`, the signature of "
+            f"every vector field in sdeml (solve_ode, SDE, NeuralODE, CNF); got {name}{sig}. "
+            "Add the argument (`def f(t, y, args=None)`) or wrap it: "
+            "`lambda t, y, args: f(t, y)`."
+        ) from None
 
 
 def check_times(ts: ArrayLike, name: str = "ts") -> Array:
@@ -57,32 +75,79 @@ def check_times(ts: ArrayLike, name: str = "ts") -> Array:
     return ts_arr
 
 
-class NeuralODE(eqx.Module):
-    r"""A neural ODE $\dot h = f_\theta(t, h)$ solved by diffrax at requested times.
+class _ParamsAsArgs(eqx.Module):
+    """``func(t, y, args)`` rebuilt from its arrays, which travel in the solve's `args`.
 
-    $h(t_k) = h(t_0) + \int_{t_0}^{t_k} f_\theta(s, h(s))\,ds$ for the times $t_0 < \dots <
-    t_{n-1}$ given at call time; the first returned state is the initial one.
+    Every adjoint differentiates `args` (backsolve differentiates nothing that a closure holds),
+    so the field's parameters go there, next to the caller's own `args`; the non-array parts
+    of the field stay here, static. A module rather than a closure: equal fields give equal
+    wrappers, so eager solves hit the compilation cache.
+    """
+
+    static: Any
+
+    def __call__(self, t, y, args):
+        params, user_args = args
+        return eqx.combine(params, self.static)(t, y, user_args)
+
+
+def _trivial_solution(ts: Array, y0: PyTree) -> ODESolution:
+    """The solution of a single save time: nothing is integrated."""
+    zero = jnp.zeros((), jnp.int32)
+    return ODESolution(
+        ts=ts,
+        ys=jax.tree.map(lambda x: x[None], y0),
+        result=ODEResult.successful,
+        num_steps=zero,
+        num_accepted_steps=zero,
+        num_rejected_steps=zero,
+        nfe=zero,
+        t_final=ts[0],
+        y_final=y0,
+        stiffness=jnp.full((), jnp.nan, ts.dtype),
+        diffrax_result=diffrax.RESULTS.successful,
+    )
+
+
+class NeuralODE(eqx.Module):
+    r"""A neural ODE $\dot h = f_\theta(t, h, \text{args})$ solved at requested times.
+
+    $h(t_k) = h(t_0) + \int_{t_0}^{t_k} f_\theta(s, h(s), \text{args})\,ds$ for the times
+    $t_0 < \dots < t_{n-1}$ given at call time; the first returned state is the initial one.
+    Every solve runs through the core's one ODE front (`sdeml.core.integrate_ode`): the same
+    failure policy (`sdeml.ODESolveError`, eagerly and under ``jit``/``grad``/``vmap``), the same
+    solver registry and the same evaluation count ``nfe``.
 
     Args:
-        func: the vector field, ``func(t, h) -> dh/dt`` with ``h`` of the state's shape (an
-            equinox module whose arrays are the parameters $\theta$).
-        solver: a name (``euler, heun, midpoint, ralston, bosh3, tsit5, dopri5, dopri8``) or a
-            diffrax solver.
+        func: the vector field ``func(t, y, args) -> dy/dt`` with ``y`` of the state's shape
+            (the signature of `solve_ode` and `SDE`); an equinox module whose arrays are the
+            parameters $\theta$. ``func(t, y)`` is refused with a message naming the signature.
+        solver: a registered name (``sdeml.core.solver_names("ode")``: ``euler, heun, midpoint,
+            ralston, bosh3, rk4, tsit5, dopri5, dopri8, implicit_euler, kvaerno3, kvaerno4,
+            kvaerno5``) or a diffrax solver.
         adjoint: ``checkpoint`` (backpropagate through the solver, recursive checkpointing),
             ``backsolve`` (continuous adjoint), ``direct``, or a diffrax adjoint.
-        rtol, atol: tolerances of the PID step-size controller (adaptive solvers).
-        dt0: the initial step (adaptive) or the constant step (fixed-step solvers); None lets
-            an adaptive solver pick it. A fixed-step solver needs it.
-        adaptive: use the PID controller; default: whenever the solver has an error estimate.
-        max_steps: the step budget of one solve; exceeding it raises an error.
+        rtol, atol: tolerances of the PID step-size controller (adaptive solves); defaults are
+            the core's (``1e-6``, ``1e-9``).
+        dt0: the constant step (constant-step solves) or the initial step (adaptive; None lets
+            the controller pick it).
+        adaptive: use the PID controller. Default: exactly when the solver has an error
+            estimate, read from the registry (`sdeml.core.solver_info`); Euler and RK4 have
+            none, so they need `dt0`, and ``adaptive=True`` with them is an error.
+        max_steps: the step budget of one solve (default 4096: a training solve; reverse-mode
+            checkpointing grows with it); exceeding it raises `sdeml.ODESolveError`.
+        count_evals: count every evaluation on the host, so that ``nfe`` is exact for implicit
+            solvers too (otherwise -1 for them); not under ``jax.vmap`` (see `solve_ode`).
 
     Returns:
-        Calling ``node(ts, y0)`` returns the states, shape ``(len(ts), *y0.shape)``;
-        ``node.solve(ts, y0)`` returns an `NeuralODESolution` with the step count and NFE.
+        ``node(ts, y0, args)`` returns the states, shape ``(len(ts), *y0.shape)``;
+        ``node.solve(ts, y0, args)`` returns the core `sdeml.ODESolution` (``ts``, ``ys``,
+        ``num_steps``, ``nfe``, ``result``, ...).
 
     Example:
-        >>> node = NeuralODE(lambda t, y: -y, solver="dopri5", rtol=1e-8, atol=1e-8)
+        >>> node = NeuralODE(lambda t, y, args: -y, solver="dopri5", rtol=1e-8, atol=1e-8)
         >>> ys = node(jnp.linspace(0.0, 1.0, 5), jnp.ones(2))   # ys[-1] ≈ exp(-1)
+        >>> NeuralODE(lambda t, y, args: -y, solver="rk4", dt0=0.01)   # constant steps
 
     References:
         Chen, Rubanova, Bettencourt, Duvenaud, Neural Ordinary Differential Equations,
@@ -98,6 +163,7 @@ class NeuralODE(eqx.Module):
     dt0: float | None = eqx.field(static=True)
     adaptive: bool = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    count_evals: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -105,87 +171,102 @@ class NeuralODE(eqx.Module):
         *,
         solver: str | diffrax.AbstractSolver = "tsit5",
         adjoint: str | diffrax.AbstractAdjoint = "checkpoint",
-        rtol: float = 1e-6,
-        atol: float = 1e-8,
+        rtol: float = DEFAULT_RTOL,
+        atol: float = DEFAULT_ATOL,
         dt0: float | None = None,
         adaptive: bool | None = None,
         max_steps: int = 4096,
+        count_evals: bool = False,
     ):
+        check_field_signature(func, "NeuralODE")
         self.func = func
-        self.solver = get_solver(solver)
+        self.solver = get_solver(solver, kind="ode")
         self.adjoint = get_adjoint(adjoint)
-        if adaptive is None:
-            adaptive = is_adaptive(self.solver)
-        if adaptive and not is_adaptive(self.solver):
+        info = solver_info(self.solver)
+        name = type(self.solver).__name__
+        if adaptive and not info.adaptive:
             raise ValueError(
-                f"`solver` {type(self.solver).__name__} has no error estimate: pass adaptive=False "
-                "and a step `dt0`, or choose an adaptive solver (bosh3, tsit5, dopri5, dopri8)"
+                f"NeuralODE: solver {name} has no error estimate, so it cannot be adaptive: "
+                "drop adaptive=True and give a constant step `dt0`, or choose an adaptive solver "
+                "(heun, bosh3, tsit5, dopri5, dopri8, kvaerno5, ...)"
             )
+        if adaptive is None:
+            adaptive = info.adaptive
         if not adaptive and dt0 is None:
-            raise ValueError("a fixed-step solve needs `dt0` (the step size)")
+            why = "has no error estimate" if not info.adaptive else "runs with adaptive=False"
+            raise ValueError(
+                f"NeuralODE: solver {name} {why}, so it takes constant steps: give the step "
+                "`dt0` (e.g. dt0=0.01)"
+            )
         if dt0 is not None and not dt0 > 0:
             raise ValueError(f"`dt0` must be > 0, got {dt0}")
-        if adaptive and not (rtol > 0 and atol > 0):
-            raise ValueError(f"`rtol` and `atol` must be > 0, got rtol={rtol}, atol={atol}")
-        if not (isinstance(max_steps, int) and max_steps > 0):
+        if adaptive and not (rtol > 0 and atol >= 0):
+            raise ValueError(f"`rtol` must be > 0 and `atol` >= 0, got rtol={rtol}, atol={atol}")
+        if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps > 0):
             raise ValueError(f"`max_steps` must be a positive int, got {max_steps!r}")
         self.rtol, self.atol = float(rtol), float(atol)
         self.dt0 = None if dt0 is None else float(dt0)
         self.adaptive, self.max_steps = bool(adaptive), max_steps
+        self.count_evals = bool(count_evals)
 
-    def _controller(self) -> diffrax.AbstractStepSizeController:
-        if self.adaptive:
-            return diffrax.PIDController(rtol=self.rtol, atol=self.atol)
-        return diffrax.ConstantStepSize()
+    def solve(
+        self, ts: Float[ArrayLike, " n"], y0: PyTree[Float[Array, "..."]], args: Any = None
+    ) -> ODESolution:
+        """Solve from ``(ts[0], y0)`` and save at every time in `ts` (see the class docstring).
 
-    def solve(self, ts: Float[ArrayLike, " n"], y0: Float[Array, "..."]) -> NeuralODESolution:
-        """Solve from ``(ts[0], y0)`` and save at every time in `ts` (see the class docstring)."""
-        ts = check_times(ts)
-        y0 = jnp.asarray(y0)
-        if not jnp.issubdtype(y0.dtype, jnp.floating):
-            raise ValueError(f"`y0` must be a floating array, got dtype {y0.dtype}")
+        Args:
+            ts: strictly increasing times, shape ``(n,)``; the solve starts at ``ts[0]``.
+            y0: the initial state (an array, or a PyTree of arrays).
+            args: passed to the field as its third argument.
+
+        Returns:
+            A `sdeml.ODESolution` whose ``ys`` has leading axis ``n``.
+        """
+        times = check_times(ts)
+        y0 = jax.tree.map(jnp.asarray, y0)
+        leaves = jax.tree.leaves(y0)
+        if not leaves or not all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves):
+            got = [str(x.dtype) for x in leaves]
+            raise ValueError(f"`y0` must be a floating array (or a PyTree of them), got {got}")
         try:
-            out = jax.eval_shape(lambda: self.func(ts[0], y0))
+            out = jax.eval_shape(lambda: self.func(times[0], y0, args))
         except (TypeError, ValueError) as e:
             raise ValueError(
-                f"the vector field cannot take a state of shape {y0.shape}: {e}"
+                f"the vector field cannot take a state of shape {_shapes(y0)}: {e}"
             ) from None
-        if not hasattr(out, "shape") or out.shape != y0.shape:
-            got = getattr(out, "shape", type(out).__name__)
+        if jax.tree.structure(out) != jax.tree.structure(y0) or _shapes(out) != _shapes(y0):
             raise ValueError(
-                f"the vector field maps a state of shape {y0.shape} to {got}; "
+                f"the vector field maps a state of shape {_shapes(y0)} to {_shapes(out)}; "
                 "`y0` must have the shape the vector field expects (use jax.vmap to batch)"
             )
-        ts = ts.astype(y0.dtype)
-        # The field's arrays travel as `args` (not in a closure) so that every adjoint,
-        # backsolve included, differentiates them; its non-array parts stay static.
+        times = times.astype(jnp.result_type(*leaves))
+        if times.shape[0] == 1:  # nothing to integrate; keep the output shape uniform
+            return _trivial_solution(times, y0)
         params, static = eqx.partition(self.func, eqx.is_array)
-        term = diffrax.ODETerm(lambda t, y, p: eqx.combine(p, static)(t, y))
-        if ts.shape[0] == 1:  # nothing to integrate; keep the output shape uniform
-            zero = jnp.zeros((), jnp.int32)
-            return NeuralODESolution(ts, y0[None], zero, zero)
-        sol = diffrax.diffeqsolve(
-            term,
-            self.solver,
-            ts[0],
-            ts[-1],
-            # an array, so that eager calls with another step reuse diffrax's compiled solve
-            None if self.dt0 is None else jnp.asarray(self.dt0, y0.dtype),
-            y0,
-            params,
-            saveat=diffrax.SaveAt(ts=ts),
-            stepsize_controller=self._controller(),
-            adjoint=self.adjoint,
+        kw: dict[str, Any] = dict(
+            solver=self.solver,
+            dt0=self.dt0,
+            adaptive=self.adaptive,
+            rtol=self.rtol,
+            atol=self.atol,
             max_steps=self.max_steps,
+            adjoint=self.adjoint,
+            count_evals=self.count_evals,
+            name="NeuralODE",
         )
-        num_steps = sol.stats["num_steps"]
-        return NeuralODESolution(ts, sol.ys, num_steps, count_nfe(self.solver, num_steps))
+        field = _ParamsAsArgs(static)
+        return integrate_ode(field, y0, times[0], times[-1], ts=times, args=(params, args), **kw)
 
     def __call__(
-        self, ts: Float[ArrayLike, " n"], y0: Float[Array, "..."]
-    ) -> Float[Array, "n ..."]:
+        self, ts: Float[ArrayLike, " n"], y0: PyTree[Float[Array, "..."]], args: Any = None
+    ) -> PyTree[Float[Array, "n ..."]]:
         """The states at `ts`, shape ``(len(ts), *y0.shape)``."""
-        return self.solve(ts, y0).ys
+        return self.solve(ts, y0, args).ys
+
+
+def _shapes(tree: Any) -> Any:
+    shapes = [getattr(x, "shape", type(x).__name__) for x in jax.tree.leaves(tree)]
+    return shapes[0] if len(shapes) == 1 else shapes
 
 
 def with_adjoint(tree: Any, adjoint: str | diffrax.AbstractAdjoint) -> Any:

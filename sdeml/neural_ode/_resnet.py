@@ -11,26 +11,27 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._neural_ode import NeuralODE
+from ._neural_ode import NeuralODE, check_field_signature
 
 
 class EulerResNet(eqx.Module):
     r"""A residual network whose blocks are Euler steps of one vector field.
 
-    $h_{k+1} = h_k + \Delta t\, f_\theta(t_k, h_k)$, $t_k = t_0 + k\Delta t$,
+    $h_{k+1} = h_k + \Delta t\, f_\theta(t_k, h_k, \text{args})$, $t_k = t_0 + k\Delta t$,
     $\Delta t = (t_1 - t_0)/N$, for $k = 0, \dots, N-1$. As $N \to \infty$ the output $h_N$
     converges to the neural ODE's $h(t_1)$ with error $O(1/N)$ (Euler's global order 1).
 
     Args:
-        func: the vector field ``func(t, h)`` shared by every block.
+        func: the vector field ``func(t, y, args)`` shared by every block (the signature of
+            `NeuralODE`).
         n_blocks: $N$, the number of residual blocks.
         t0, t1: the depth interval.
 
     Returns:
-        ``resnet(h0)`` is $h_N$; ``resnet.trajectory(h0)`` is $(h_0, \dots, h_N)$.
+        ``resnet(h0, args)`` is $h_N$; ``resnet.trajectory(h0, args)`` is $(h_0, \dots, h_N)$.
 
     Example:
-        >>> net = EulerResNet(lambda t, h: -h, n_blocks=100)
+        >>> net = EulerResNet(lambda t, h, args: -h, n_blocks=100)
         >>> net(jnp.ones(2))        # ≈ (1 - 1/100)**100 ≈ exp(-1)
 
     References:
@@ -48,23 +49,24 @@ class EulerResNet(eqx.Module):
             raise ValueError(f"`n_blocks` must be a positive int, got {n_blocks!r}")
         if not t1 > t0:
             raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
+        check_field_signature(func, "EulerResNet")
         self.func, self.n_blocks, self.t0, self.t1 = func, n_blocks, float(t0), float(t1)
 
-    def trajectory(self, h0: Float[Array, "..."]) -> Float[Array, "n_plus_1 ..."]:
+    def trajectory(self, h0: Float[Array, "..."], args: Any = None) -> Float[Array, "n_plus_1 ..."]:
         """The hidden states after 0, 1, ..., N blocks."""
         dt = (self.t1 - self.t0) / self.n_blocks
 
         def block(h, k):
             t = jnp.asarray(self.t0, h.dtype) + k.astype(h.dtype) * dt
-            h = h + dt * self.func(t, h)
+            h = h + dt * self.func(t, h, args)
             return h, h
 
         _, hs = jax.lax.scan(block, h0, jnp.arange(self.n_blocks))
         return jnp.concatenate([h0[None], hs])
 
-    def __call__(self, h0: Float[Array, "..."]) -> Float[Array, "..."]:
+    def __call__(self, h0: Float[Array, "..."], args: Any = None) -> Float[Array, "..."]:
         """The output $h_N$."""
-        return self.trajectory(h0)[-1]
+        return self.trajectory(h0, args)[-1]
 
 
 def resnet_limit(
@@ -76,6 +78,7 @@ def resnet_limit(
     t1: float = 1.0,
     rtol: float = 1e-10,
     atol: float = 1e-10,
+    args: Any = None,
 ) -> tuple[np.ndarray, float]:
     r"""Errors of Euler ResNets of depth $N$ against the neural ODE, and the fitted order.
 
@@ -84,8 +87,9 @@ def resnet_limit(
     $\log e_N$ against $\log N$ (1 for Euler).
 
     Args:
-        func: the shared vector field.
+        func: the shared vector field ``func(t, y, args)``.
         h0: a batch of inputs, shape ``(b, *state)``.
+        args: passed to the field.
         n_blocks: the depths $N$ to compare.
         t0, t1: the depth interval.
         rtol, atol: tolerances of the reference solve.
@@ -104,11 +108,11 @@ def resnet_limit(
         raise ValueError(f"`n_blocks` needs at least two depths, got {list(n_blocks)}")
     node = NeuralODE(func, solver="dopri8", rtol=rtol, atol=atol, max_steps=100_000)
     ts = jnp.asarray([t0, t1], h0.dtype)
-    ref = eqx.filter_jit(jax.vmap(lambda h: node(ts, h)[-1]))(h0)
+    ref = eqx.filter_jit(jax.vmap(lambda h: node(ts, h, args)[-1]))(h0)
     errors = []
     for n in n_blocks:
         net = EulerResNet(func, int(n), t0, t1)
-        out = eqx.filter_jit(jax.vmap(net))(h0)
+        out = eqx.filter_jit(jax.vmap(net, in_axes=(0, None)))(h0, args)
         errors.append(
             float(jnp.mean(jnp.linalg.norm((out - ref).reshape(h0.shape[0], -1), axis=1)))
         )

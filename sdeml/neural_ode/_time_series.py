@@ -1,6 +1,7 @@
 """Time-series helpers: the spiral, irregular noisy observations, windows, a discrete baseline.
 
-Lotka–Volterra and the damped oscillator come from `sdeml.dynamics` (any ``f(t, y)`` works).
+Lotka–Volterra and the damped oscillator come from `sdeml.dynamics` (any ``f(t, y, args)``
+works).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -16,12 +16,13 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._typing import ScalarLike
-from ._neural_ode import check_times
+from ..core._ode import integrate_ode
+from ._neural_ode import check_field_signature, check_times
 
 SPIRAL_A = ((-0.1, 2.0), (-2.0, -0.1))
 
 
-def spiral_field(t: ScalarLike, y: Float[Array, " 2"]) -> Float[Array, " 2"]:
+def spiral_field(t: ScalarLike, y: Float[Array, " 2"], args: Any = None) -> Float[Array, " 2"]:
     r"""The spiral of the classic neural-ODE demo, $\dot y = (y^3)^\top A$ (cube elementwise).
 
     $A = \begin{pmatrix}-0.1 & 2\\ -2 & -0.1\end{pmatrix}$, so $\dot y = A^\top y^3$.
@@ -39,14 +40,20 @@ def integrate(
     *,
     rtol: float = 1e-10,
     atol: float = 1e-10,
+    args: Any = None,
 ) -> Float[Array, "n d"]:
-    r"""Accurate ground-truth trajectory $y(t_k)$ of $\dot y = f(t, y)$ (Dopri8, tight tolerances).
+    r"""Accurate ground-truth trajectory $y(t_k)$ of $\dot y = f(t, y, \text{args})$.
+
+    Dopri8 at tight tolerances through the core's ODE front (`sdeml.core.integrate_ode`), with
+    a step budget of 10^6 (long, oscillating ground truths); a failed solve raises
+    `sdeml.ODESolveError`.
 
     Args:
-        field: ``field(t, y)``.
+        field: ``field(t, y, args)``, the vector-field signature of sdeml.
         y0: the state at ``ts[0]``.
         ts: strictly increasing observation times.
         rtol, atol: tolerances.
+        args: passed to `field`.
 
     Returns:
         The states at `ts`, shape ``(n, d)``.
@@ -54,17 +61,23 @@ def integrate(
     Example:
         >>> ys = integrate(spiral_field, jnp.array([2.0, 0.0]), jnp.linspace(0, 25, 1000))
     """
+    check_field_signature(field, "integrate")
+    y0 = jnp.asarray(y0)
     ts = check_times(ts).astype(y0.dtype)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, args: field(t, y)),
-        diffrax.Dopri8(),
+    if ts.shape[0] == 1:
+        return y0[None]
+    sol = integrate_ode(
+        field,
+        y0,
         ts[0],
         ts[-1],
-        None,
-        y0,
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        ts=ts,
+        solver="dopri8",
+        rtol=rtol,
+        atol=atol,
         max_steps=1_000_000,
+        args=args,
+        name="integrate",
     )
     return sol.ys
 
@@ -141,7 +154,8 @@ class StepModel(eqx.Module):
         key: PRNG key.
 
     Returns:
-        ``model(ts, y0)``: the rollout at `ts`, shape ``(n, d)`` (same call as `NeuralODE`).
+        ``model(ts, y0)``: the rollout at `ts`, shape ``(n, d)`` (same call as `NeuralODE`,
+        whose third argument `args` it accepts and ignores).
 
     Example:
         >>> base = StepModel(2, 64, 2, key=jr.key(0)); base(ts, y0)
@@ -154,7 +168,9 @@ class StepModel(eqx.Module):
         self.dim = dim
         self.mlp = eqx.nn.MLP(dim + 1, dim, width, depth, activation=jnp.tanh, dtype=dtype, key=key)
 
-    def __call__(self, ts: Float[Array, " n"], y0: Float[Array, " d"]) -> Float[Array, "n d"]:
+    def __call__(
+        self, ts: Float[Array, " n"], y0: Float[Array, " d"], args: Any = None
+    ) -> Float[Array, "n d"]:
         if y0.shape != (self.dim,):
             raise ValueError(f"StepModel expects `y0` of shape ({self.dim},), got {y0.shape}")
         dts = jnp.diff(ts).astype(y0.dtype)

@@ -1,6 +1,11 @@
 """sdeml.nn: equinox networks shared by the themes (time-conditioned MLP, small U-Net)."""
 
-from ._mlp import GaussianFourierEmbedding, TimeMLP
-from ._unet import UNet8
+from ._mlp import GaussianFourierEmbedding as GaussianFourierEmbedding
+from ._mlp import TimeMLP as TimeMLP
+from ._unet import UNet8 as UNet8
 
-__all__ = ["GaussianFourierEmbedding", "TimeMLP", "UNet8"]
+__all__ = [
+    "GaussianFourierEmbedding",
+    "TimeMLP",
+    "UNet8",
+]

@@ -134,6 +134,7 @@ class TimeMLP(eqx.Module):
                 # A_0 [x, e] as A_x x + A_e e: under vmap over samples at one time the e part is
                 # computed once for the batch instead of once per sample (the same parameters)
                 w = lin.weight
+                assert lin.bias is not None  # built with use_bias=True
                 pre = w[:, : self.in_dim] @ x + (w[:, self.in_dim :] @ e + lin.bias)
             else:
                 pre = lin(h) + tp(e)

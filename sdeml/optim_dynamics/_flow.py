@@ -1,16 +1,16 @@
-"""Gradient flow (integrated with diffrax) against gradient descent, and the modified flow."""
+"""Gradient flow (through the core ODE front) against gradient descent, and the modified flow."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..langevin._checks import check_positive, check_scalar_function
+from ..core import integrate_ode
+from ..core._checks import check_positive, check_scalar_function
 
 Loss = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
@@ -98,7 +98,8 @@ def gradient_flow(
     atol: float = 1e-12,
     max_steps: int = 100_000,
 ) -> Float[Array, "n d"]:
-    r"""The gradient flow :math:`\dot\theta = -\nabla L(\theta)` integrated with diffrax (Tsit5).
+    r"""The gradient flow :math:`\dot\theta = -\nabla L(\theta)` through the ODE front
+    (Tsit5).
 
     One adaptive solve from ``ts[0]`` to ``ts[-1]`` with dense output (Tsit5's interpolant),
     evaluated at `ts`; the solve is compiled once per `loss` and reused for any `ts`.
@@ -112,7 +113,7 @@ def gradient_flow(
         modified_lr: if given (:math:`\eta`), integrate the flow of `modified_loss` instead
             (same compiled solve: :math:`\eta` is traced).
         rtol, atol: tolerances of the adaptive PID controller.
-        max_steps: diffrax's step budget; exceeding it raises.
+        max_steps: the step budget; exceeding it raises `ODESolveError`.
 
     Returns:
         :math:`\theta` at `ts`, shape ``(n, d)``.
@@ -130,37 +131,22 @@ def gradient_flow(
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"`ts` must be a 1-D array of at least two times, got shape {ts.shape}.")
     c = jnp.asarray(0.0 if modified_lr is None else 0.25 * modified_lr, theta0.dtype)
-    sol = _dense_flow(loss, theta0, ts[0], ts[-1], c, rtol, atol, max_steps)
-    return _evaluate(sol, ts)
+    return _flow_at(loss, theta0, ts, c, rtol, atol, max_steps)
 
 
 @eqx.filter_jit
-def _dense_flow(loss, theta0, t0, t1, c, rtol, atol, max_steps):
-    """Dense diffrax solution of d theta/dt = -grad(L + c |grad L|^2).
+def _flow_at(loss, theta0, ts, c, rtol, atol, max_steps):
+    """The flow d theta/dt = -grad(L + c |grad L|^2) at times `ts`, through the core ODE front.
 
     `c` is traced (0: the plain flow; eta/4: the modified flow), so every learning rate and both
     flows share one compiled solve per `loss`.
     """
     grad = jax.grad(loss)
     field = jax.grad(lambda th, c: loss(th) + c * jnp.sum(grad(th) ** 2))
-    term = diffrax.ODETerm(lambda t, y, c: -field(y, c))
-    return diffrax.diffeqsolve(
-        term,
-        diffrax.Tsit5(),
-        t0,
-        t1,
-        None,
-        theta0,
-        args=c,
-        saveat=diffrax.SaveAt(dense=True),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
-    )
-
-
-@eqx.filter_jit
-def _evaluate(sol, ts):
-    return jax.vmap(sol.evaluate)(ts)
+    tol = {"rtol": rtol, "atol": atol, "max_steps": max_steps, "name": "gradient_flow"}
+    flow = lambda t, y, c: -field(y, c)
+    sol = integrate_ode(flow, theta0, ts[0], ts[-1], solver="tsit5", dense=True, args=c, **tol)
+    return sol.evaluate(ts)
 
 
 def flow_gd_deviation(
@@ -194,5 +180,5 @@ def flow_gd_deviation(
     gd = gradient_descent(loss, theta0, lr, n_steps)
     ts = jnp.arange(n_steps + 1, dtype=gd.dtype) * lr
     c = jnp.asarray(0.25 * lr if modified else 0.0, gd.dtype)  # L + c |grad L|^2
-    sol = _dense_flow(loss, gd[0], ts[0], ts[-1], c, 1e-10, 1e-12, 100_000)
-    return jnp.max(jnp.linalg.norm(gd - _evaluate(sol, ts), axis=-1))
+    flow = _flow_at(loss, gd[0], ts, c, 1e-10, 1e-12, 100_000)
+    return jnp.max(jnp.linalg.norm(gd - flow, axis=-1))

@@ -3,36 +3,22 @@ stationary covariances (Lyapunov equations) of both SGD and the SDE on quadratic
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ..langevin._checks import check_position, check_positive, check_scalar_function
-from ..langevin._kernels import LangevinInfo, sample_indices
+from ..core import AbstractSDE, simulate
+from ..core._checks import check_batch_size as _check_batch
+from ..core._checks import check_data as _n_data
+from ..core._checks import check_position, check_positive, check_scalar_function
+from ..core._minibatch import sample_indices
 
 ExampleLoss = Callable[[Float[Array, " d"], Any], Float[Array, ""]]
-
-
-def _n_data(data: PyTree) -> int:
-    leaves = jax.tree_util.tree_leaves(data)
-    if not leaves:
-        raise ValueError("`data` must hold at least one array.")
-    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
-    if len(sizes) != 1 or None in sizes:
-        raise ValueError(f"every array in `data` must share its leading axis, got sizes {sizes}.")
-    return sizes.pop()
-
-
-def _check_batch(batch_size: Any, n: int) -> None:
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= n:
-        raise ValueError(
-            f"`batch_size` must be an integer in [1, {n}] (the dataset size), got {batch_size!r}."
-        )
 
 
 def minibatch_factor(batch_size: int, n_data: int | None = None) -> float:
@@ -113,6 +99,13 @@ class SGDState(eqx.Module):
     position: Float[Array, "*chains d"]
 
 
+class SGDInfo(eqx.Module):
+    """What one SGD step reports: the minibatch loss of each chain at its position before the
+    step (an optimiser has no Metropolis test, so there is no acceptance rate)."""
+
+    minibatch_loss: Float[Array, " *chains"]
+
+
 class SGD(eqx.Module):
     r"""Minibatch SGD on :math:`L = \frac1N\sum_i\ell(\theta;x_i)` as an init/step kernel on chains.
 
@@ -157,7 +150,7 @@ class SGD(eqx.Module):
         check_scalar_function("per_example_loss", self.per_example_loss, theta, example)
         return SGDState(position)
 
-    def step(self, state: SGDState, *, key: PRNGKeyArray) -> tuple[SGDState, LangevinInfo]:
+    def step(self, state: SGDState, *, key: PRNGKeyArray) -> tuple[SGDState, SGDInfo]:
         """One SGD step of every chain, each with its own minibatch."""
         x = state.position
         lead, d = x.shape[:-1], x.shape[-1]
@@ -166,15 +159,24 @@ class SGD(eqx.Module):
         idx = sample_indices(n, b, flat.shape[0], self.replace, key=key)
         batch = jax.tree_util.tree_map(lambda a: a[idx], self.data)
         loss = jax.vmap(jax.vmap(self.per_example_loss, in_axes=(None, 0)))
-        grad = jax.grad(lambda th: jnp.sum(loss(th, batch)) / b)(flat)  # per-chain mean gradient
-        ones = jnp.ones(lead, x.dtype)
-        return SGDState((flat - self.lr * grad).reshape(*lead, d)), LangevinInfo(ones, ones > 0)
+        # per-chain minibatch losses and, by one pullback of their sum, per-chain mean gradients
+        values, pullback = jax.vjp(lambda th: jnp.sum(loss(th, batch), axis=1) / b, flat)
+        (grad,) = pullback(jnp.ones_like(values))
+        new = SGDState((flat - self.lr * grad).reshape(*lead, d))
+        return new, SGDInfo(values.reshape(lead))
 
 
-class SGDSDE(eqx.Module):
+class SGDSDE(AbstractSDE):
     r"""The SDE approximation of minibatch SGD (stochastic modified equation, first order).
 
     .. math:: d\theta = -\nabla L(\theta)\,dt + \sqrt{\eta\,c_B\,\Sigma(\theta)}\,dW,
+
+    an `sdeml.core.AbstractSDE` with ``drift(t, theta, args)`` :math:`=-\nabla L` and
+    ``diffusion(t, theta, args)`` the ``(d, d)`` symmetric square root of
+    :math:`\eta c_B\Sigma(\theta)`: ``noise="general"`` with a ``d``-dimensional :math:`W`, or
+    ``"additive"`` (matrix) when :math:`\Sigma` is frozen by `noise_cov`. `simulate` runs it
+    through `sdeml.core.simulate`; to pass it to the engine yourself, give `dim` (or
+    `noise_cov`), which fixes the Brownian dimension.
 
     with :math:`\Sigma` the per-example gradient covariance (`gradient_noise_cov`) and
     :math:`c_B` = `minibatch_factor` (:math:`1/B`, times :math:`(N-B)/(N-1)` without
@@ -192,6 +194,8 @@ class SGDSDE(eqx.Module):
             (exact for quadratic losses with additive gradient noise; otherwise the common
             "noise frozen at the minimum" approximation). It makes each step O(d^3) instead of
             O(N d^2 + d^3) per path.
+        dim: :math:`d`, the parameter dimension (default: from `noise_cov`, or from the start
+            points given to `simulate`).
 
     Example:
         >>> sde = SGDSDE(loss_i, xs, lr=0.1, batch_size=8)
@@ -208,10 +212,31 @@ class SGDSDE(eqx.Module):
     batch_size: int = eqx.field(static=True)
     replace: bool = eqx.field(static=True, default=True)
     noise_cov: Float[Array, "d d"] | None = None
+    dim: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         check_positive("lr", self.lr)
         _check_batch(self.batch_size, _n_data(self.data))
+        if self.noise_cov is not None:
+            shape = jnp.shape(self.noise_cov)
+            if len(shape) != 2 or shape[0] != shape[1]:
+                raise ValueError(f"`noise_cov` must be a (d, d) matrix, got shape {shape}.")
+            if self.dim is not None and self.dim != shape[0]:
+                raise ValueError(f"`dim`={self.dim} does not match `noise_cov` of shape {shape}.")
+        if self.dim is not None and (
+            isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1
+        ):
+            raise ValueError(f"`dim` must be a positive int, got {self.dim!r}.")
+
+    @property
+    def noise(self) -> str:
+        return "general" if self.noise_cov is None else "additive"
+
+    @property
+    def brownian_dim(self) -> int | None:
+        if self.dim is not None:
+            return self.dim
+        return None if self.noise_cov is None else int(jnp.shape(self.noise_cov)[0])
 
     @property
     def noise_factor(self) -> float:
@@ -221,11 +246,13 @@ class SGDSDE(eqx.Module):
         """The full-data loss :math:`L(\\theta)`."""
         return jnp.mean(jax.vmap(self.per_example_loss, in_axes=(None, 0))(theta, self.data))
 
-    def drift(self, t: Any, theta: Float[Array, " d"]) -> Float[Array, " d"]:
+    def drift(self, t: Any, theta: Float[Array, " d"], args: PyTree = None) -> Float[Array, " d"]:
         """:math:`-\\nabla L(\\theta)`."""
         return -jax.grad(self.loss)(theta)
 
-    def diffusion(self, t: Any, theta: Float[Array, " d"]) -> Float[Array, "d d"]:
+    def diffusion(
+        self, t: Any, theta: Float[Array, " d"], args: PyTree = None
+    ) -> Float[Array, "d d"]:
         """The symmetric square root of :math:`\\eta c_B \\Sigma(\\theta)` (via eigh; PSD-safe)."""
         sigma = (
             gradient_noise_cov(self.per_example_loss, theta, self.data)
@@ -245,7 +272,8 @@ class SGDSDE(eqx.Module):
         *,
         key: PRNGKeyArray,
     ) -> Float[Array, "s n_paths d"]:
-        r"""Euler–Maruyama paths of the SDE on :math:`[0, t_1]`, batched over paths.
+        r"""Euler–Maruyama paths of the SDE on :math:`[0, t_1]`, on the SDE engine
+        (`sdeml.core.simulate`).
 
         .. math:: \theta_{k+1} = \theta_k - \nabla L\,\Delta t + \sqrt{\eta c_B\Sigma}\,
                   \sqrt{\Delta t}\,\xi_k.
@@ -265,25 +293,34 @@ class SGDSDE(eqx.Module):
         theta0 = jnp.asarray(theta0)
         if theta0.ndim != 2:
             raise ValueError(f"`theta0` must have shape (n_paths, d), got {theta0.shape}.")
+        if not jnp.issubdtype(theta0.dtype, jnp.floating):
+            theta0 = theta0.astype(float)
         check_positive("t1", t1)
+        if not isinstance(save_every, int) or save_every < 1:
+            raise ValueError(f"`save_every` must be a positive int, got {save_every!r}.")
         if not isinstance(n_steps, int) or n_steps < 1 or n_steps % save_every:
             raise ValueError(
                 f"`n_steps` must be a positive multiple of save_every, got {n_steps!r}."
             )
-        dt = t1 / n_steps
-        drift = jax.vmap(lambda th: self.drift(0.0, th))
-        diff = jax.vmap(lambda th: self.diffusion(0.0, th))
-        keys = jr.split(key, n_steps).reshape(n_steps // save_every, save_every)
-
-        def em(th, k):
-            xi = jr.normal(k, th.shape, th.dtype)
-            return th + drift(th) * dt + jnp.einsum("nij,nj->ni", diff(th), xi) * jnp.sqrt(dt), None
-
-        def block(th, ks):
-            th, _ = jax.lax.scan(em, th, ks)
-            return th, th
-
-        return jax.lax.scan(block, theta0, keys)[1]
+        d = theta0.shape[1]
+        if self.brownian_dim not in (None, d):
+            raise ValueError(
+                f"`theta0` has d={d} parameters but this SGDSDE's dimension is {self.brownian_dim}."
+            )
+        sde = self if self.brownian_dim == d else dataclasses.replace(self, dim=d)
+        paths = simulate(
+            sde,
+            theta0,
+            t0=0.0,
+            t1=t1,
+            n_steps=n_steps,
+            n_paths=theta0.shape[0],
+            x0_per_path=True,
+            save_every=save_every,
+            dtype=theta0.dtype,
+            key=key,
+        )
+        return jnp.moveaxis(paths.xs, 0, 1)
 
 
 def solve_continuous_lyapunov(
