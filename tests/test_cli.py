@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,23 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import QUICK, ROOT
+from helpers import cli as _cli
 
-from sdeml.run._cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
 TOY = str(ROOT / "tests" / "toy_experiment.py")
 TOY_CFG = str(ROOT / "tests" / "toy.yaml")
-QUICK = str(ROOT / "configs" / "ode_quickstart.yaml")
-
-
-def _cli(args, capsys):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        code = main(args)
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _write(tmp_path, text, name="c.yaml"):
@@ -266,3 +255,77 @@ def test_readme_user_experiment_runs(tmp_path, capsys):
     code_, out, err = _cli(args, capsys)
     assert code_ == 0, err
     assert "loss" in out
+
+
+def test_load_quickstart_run_reproduces_its_outputs(tmp_path, capsys):
+    import equinox as eqx
+    import jax.random as jr
+
+    import sdeml
+    from sdeml.run import _registry
+
+    _registry.load_builtin()
+    smoke = _registry.get("score_sde").smoke
+    code, _, err = _cli(
+        ["run", "quickstart", *smoke, "--out", str(tmp_path), "--no-progress"], capsys
+    )
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "score_sde").iterdir()
+
+    cfg, model, state, step, where = sdeml.run.load(run_dir)
+    assert step == cfg.train.steps == 20 and where == run_dir
+    assert cfg.train.ema_decay == 0.999 and state.ema_model is not None
+    assert model is state.ema_model  # the EMA model by default
+    assert sdeml.run.load(run_dir, ema=False).model is not None
+
+    # the loaded model draws exactly the samples the run saved (same sampler, key, program)
+    sde = sdeml.diffusion.get_sde(
+        cfg.sde.name, beta_min=cfg.sde.beta_min, beta_max=cfg.sde.beta_max
+    )
+    k_eval = jr.split(jr.key(cfg.seed), 3)[2]
+    ev = cfg.eval
+    draw = eqx.filter_jit(
+        lambda m, k: sdeml.sample(
+            m, sde, (ev.n_samples, 2), key=k, method="em", n_steps=ev.em_steps
+        )
+    )
+    saved = np.load(run_dir / "samples.npz")
+    np.testing.assert_array_equal(np.asarray(draw(model, jr.fold_in(k_eval, 0)).x), saved["em"])
+    raw = sdeml.run.load(run_dir, ema=False).model
+    assert not np.array_equal(np.asarray(draw(raw, jr.fold_in(k_eval, 0)).x), saved["em"])
+
+
+def test_load_picks_model_and_checkpoint_and_refuses_bad_input(tmp_path, capsys):
+    import jax
+    import jax.numpy as jnp
+
+    import sdeml
+    from sdeml.run import ConfigError
+
+    args = ["run", TOY_CFG, "--import", TOY, "--out", str(tmp_path), "--no-progress"]
+    code, _, err = _cli(
+        [*args, "train.steps=40", "train.ckpt_every=20", "train.ema_decay=0.9"], capsys
+    )
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "toy_regression").iterdir()
+    out = sdeml.run.load(run_dir, imports=[TOY])
+    assert out.step == 40 and int(out.state.step) == 40
+    x = jnp.linspace(-2.0, 2.0, 7)[:, None]
+    y = jax.vmap(out.model)(x)  # ready to call
+    assert y.shape == (7, 1) and bool(jnp.all(jnp.isfinite(y)))
+    earlier = sdeml.run.load(run_dir, step=20, imports=[TOY])
+    assert int(earlier.state.step) == 20
+    for kwargs, fragment in [
+        ({"name": "nope"}, "no checkpoint named 'nope' (checkpoints: model)"),
+        ({"step": 7}, "no checkpoint at step 7"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(fragment)):
+            sdeml.run.load(run_dir, imports=[TOY], **kwargs)
+    with pytest.raises(ConfigError, match="not a run directory"):
+        sdeml.run.load(tmp_path)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ConfigError, match="jax_enable_x64"):
+            sdeml.run.load(run_dir, imports=[TOY])
+    finally:
+        jax.config.update("jax_enable_x64", True)

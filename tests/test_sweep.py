@@ -84,9 +84,8 @@ def test_bad_sweeps(tmp_path, capsys, sweep, fragment):
 SHARDED = textwrap.dedent("""
     import equinox as eqx, jax, jax.numpy as jnp, jax.random as jr, numpy as np
     jax.config.update("jax_enable_x64", True)
-    from sdeml.run import TrainConfig
-    from sdeml.train import (fit, init_state, init_states, make_optimizer, make_step,
-                             set_learning_rate, shard_batch)
+    from sdeml.train import (TrainConfig, fit, init_state, init_states, make_optimizer,
+                             make_step, set_learning_rate, shard_batch)
     assert len(jax.devices()) == 8
     cfg = TrainConfig(steps=30, batch_size=16, lr=1e-2)
     opt = make_optimizer(cfg)

@@ -1,4 +1,5 @@
-"""The training loop: vmap over seeds and learning rates, NaN guard, exact resume, checkpoints."""
+"""The training loop: vmap over seeds and learning rates, NaN guard, exact resume, checkpoints,
+the warmed-up EMA configured in one place, every optimiser and schedule compiled and vmapped."""
 
 import equinox as eqx
 import jax
@@ -9,9 +10,9 @@ import optax
 import pytest
 
 import sdeml
-from sdeml.run import TrainConfig
 from sdeml.train import (
     CheckpointDir,
+    TrainConfig,
     TrainingError,
     fit,
     init_state,
@@ -19,7 +20,10 @@ from sdeml.train import (
     make_optimizer,
     make_step,
     save_checkpoint,
+    set_learning_rate,
+    train_model,
     train_step,
+    train_sweep,
 )
 
 CFG = TrainConfig(steps=60, batch_size=32, lr=1e-2, log_every=10, ckpt_every=20)
@@ -44,7 +48,7 @@ def _problem(cfg=CFG, poison_at=None):
         model = eqx.nn.MLP(1, 1, 16, 2, activation=jnp.tanh, key=k_model)
         return init_state(model, optimizer, k_train, ema_decay=0.9)
 
-    return new_state, make_step(loss_fn, optimizer, batch_fn, ema_decay=0.9)
+    return new_state, make_step(loss_fn, optimizer, batch_fn)
 
 
 def _params(state):
@@ -182,17 +186,84 @@ def test_solver_failure_inside_step_stops_cleanly():
         fit(state, step_fn, 5, log_every=5, progress=False)
 
 
-def test_ema_is_the_moving_average():
+def _ema_params(state):
+    return jax.tree.leaves(eqx.filter(state.ema_model, eqx.is_inexact_array))
+
+
+def test_ema_is_the_warmed_up_moving_average():
+    # the decay given once, to init_state, is what the step uses: d_t = min(0.9, (1+t)/(10+t))
     new_state, step_fn = _problem()
-    s0 = new_state(0)
-    s1, _ = step_fn(s0)
-    for e0, p1, e1 in zip(
-        _params(s0),
-        _params(s1),
-        jax.tree.leaves(eqx.filter(s1.ema_model, eqx.is_inexact_array)),
-        strict=True,
-    ):
-        np.testing.assert_allclose(e1, 0.9 * e0 + 0.1 * p1, rtol=1e-14)
+    state = new_state(0)
+    assert state.ema_decay == 0.9
+    for t in range(12):
+        new, _ = step_fn(state)
+        d = min(0.9, (1 + t) / (10 + t))
+        for e0, p1, e1 in zip(_ema_params(state), _params(new), _ema_params(new), strict=True):
+            # the weight is computed in float32 (a scalar shared by every leaf)
+            np.testing.assert_allclose(e1, d * e0 + (1 - d) * p1, rtol=1e-6, atol=1e-9)
+        state = new
+    assert float(sdeml.train.ema_weight(0.9, 0)) == pytest.approx(0.9)  # 1 - min(0.9, 1/10)
+    assert float(sdeml.train.ema_weight(0.9, 10**6)) == pytest.approx(0.1, rel=1e-6)
+
+
+def test_ema_configured_in_one_place():
+    # issue 17: the decay had to be given to init_state AND make_step (to one only: no EMA or
+    # an error), and TrainConfig.ema_decay was read by neither
+    optimizer = optax.sgd(0.1)
+    loss_fn = lambda m, b, k: jnp.sum((m - 1.0) ** 2)
+    state = init_state(jnp.zeros(3), optimizer, jr.key(0), ema_decay=0.5)
+    state, _ = fit(state, make_step(loss_fn, optimizer, lambda k, s: None), 5, progress=False)
+    assert state.ema_model is not None
+    assert not np.allclose(state.ema_model, state.model)  # updated, and lagging the model
+    assert np.all(np.asarray(state.ema_model) > 0.0)
+
+    cfg = TrainConfig(steps=5, lr=0.1, optimizer="sgd", ema_decay=0.5, log_every=5)
+    out = train_model(jnp.zeros(3), loss_fn, lambda k, s: None, cfg, key=jr.key(0), progress=False)
+    assert out.state.ema_decay == 0.5 and out.state.ema_model is not None
+    np.testing.assert_array_equal(out.model, out.state.ema_model)  # the EMA model by default
+    raw = train_model(
+        jnp.zeros(3), loss_fn, lambda k, s: None, cfg, key=jr.key(0), ema=False, progress=False
+    )
+    np.testing.assert_array_equal(raw.model, out.state.model)
+    none = cfg.model_copy(update={"ema_decay": None})
+    plain = train_model(
+        jnp.zeros(3), loss_fn, lambda k, s: None, none, key=jr.key(0), progress=False
+    )
+    assert plain.state.ema_model is None and plain.state.ema_decay is None
+    with pytest.raises(ValueError, match="ema_decay"):
+        init_state(jnp.zeros(3), optimizer, jr.key(0), ema_decay=1.0)
+
+
+def _regression(cfg):
+    """A fixed small regression problem: y = sin(3x) + noise with an MLP; returns (train, test)."""
+    x_test = jnp.linspace(-2.0, 2.0, 512)[:, None]
+
+    def test_loss(model):
+        return float(jnp.mean((jax.vmap(model)(x_test) - jnp.sin(3 * x_test)) ** 2))
+
+    def loss_fn(model, batch, key):
+        x, y = batch
+        return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+
+    def batch_fn(key, step):
+        kx, kn = jr.split(key)
+        x = jr.uniform(kx, (cfg.batch_size, 1), minval=-2, maxval=2)
+        return x, jnp.sin(3 * x) + 0.1 * jr.normal(kn, x.shape)
+
+    model = eqx.nn.MLP(1, 1, 32, 2, activation=jnp.tanh, key=jr.key(0))
+    return train_model(model, loss_fn, batch_fn, cfg, key=jr.key(1), progress=False), test_loss
+
+
+@pytest.mark.parametrize("decay", [0.99, 0.999])
+def test_short_run_ema_model_is_as_good_as_raw(decay):
+    # issue 17: with the EMA started at the initial weights and never warmed up or debiased, a
+    # 200-step run at decay 0.999 kept 82% of the random initial weights in its "EMA model"
+    cfg = TrainConfig(steps=200, batch_size=64, lr=1e-2, ema_decay=decay, log_every=200)
+    out, test_loss = _regression(cfg)
+    ema, raw = test_loss(out.model), test_loss(out.state.model)
+    init = test_loss(eqx.nn.MLP(1, 1, 32, 2, activation=jnp.tanh, key=jr.key(0)))
+    assert raw < 0.2 * init, (raw, init)  # the problem is learnt in 200 steps
+    assert ema <= 1.05 * raw, (ema, raw)
 
 
 def test_train_step_signature_and_jit():
@@ -221,6 +292,83 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path):
         load_checkpoint(tmp_path / "c.eqx", other)
 
 
+OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
+SCHEDULES = ["constant", "cosine", "warmup_cosine"]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_and_schedule_compiled_and_vmapped(name, schedule):
+    # issue 17: warmup_cosine raised TracerBoolConversionError once compiled (CLI, fit, sweeps)
+    cfg = TrainConfig(
+        optimizer=name,
+        schedule=schedule,
+        warmup_steps=3,
+        steps=12,
+        lr=1e-2,
+        batch_size=8,
+        momentum=0.5 if name in ("sgd", "rmsprop") else 0.0,
+        weight_decay=1e-4 if name == "adamw" else 0.0,
+        grad_clip=1.0,
+        log_every=4,
+    )
+    opt = make_optimizer(cfg)
+    loss_fn = lambda m, x, k: jnp.mean((jax.vmap(m)(x) - jnp.sin(x)) ** 2)
+    batch_fn = lambda k, s: jr.normal(k, (cfg.batch_size, 1))
+    model = eqx.nn.MLP(1, 1, 8, 1, key=jr.key(0))
+    state = init_state(model, opt, jr.key(1))
+    single, _ = fit(state, make_step(loss_fn, opt, batch_fn), cfg.steps, progress=False)
+    changed = [
+        not np.array_equal(a, b) for a, b in zip(_params(state), _params(single), strict=True)
+    ]
+    assert all(changed) and all(bool(jnp.all(jnp.isfinite(p))) for p in _params(single))
+
+    # a learning-rate sweep: one vmapped program; member i equals the single run at lrs[i]
+    lrs = [1e-2, 3e-3]
+    swept = train_sweep(
+        lambda k: eqx.nn.MLP(1, 1, 8, 1, key=jr.key(0)),
+        loss_fn,
+        batch_fn,
+        cfg,
+        seeds=[5, 5],
+        lrs=lrs,
+        progress=False,
+    )
+    for i, lr in enumerate(lrs):
+        one = train_model(
+            eqx.nn.MLP(1, 1, 8, 1, key=jr.key(0)),
+            loss_fn,
+            batch_fn,
+            cfg.model_copy(update={"lr": lr}),
+            key=jr.split(jr.key(5))[1],
+            progress=False,
+        )
+        for a, b in zip(_params(one.state), _params(swept.state), strict=True):
+            np.testing.assert_allclose(b[i], a, rtol=1e-9, atol=1e-12)
+
+
+def test_warmup_cosine_values():
+    cfg = TrainConfig(schedule="warmup_cosine", warmup_steps=4, steps=12, lr=0.5)
+    state = make_optimizer(cfg).init({"w": jnp.ones(2)})
+    sched = sdeml.train.warmup_cosine(0.5, 4, 12)
+    got = jax.jit(jax.vmap(sched))(jnp.arange(14))
+    want = [0.5 * s / 4 for s in range(4)] + [
+        0.25 * (1 + np.cos(np.pi * min(s - 4, 8) / 8)) for s in range(4, 14)
+    ]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    # the peak is traced (a state leaf); under jit the schedule gives the same values
+    peak = state.hyperparams["learning_rate"]  # pyright: ignore[reportAttributeAccessIssue]
+    traced = jax.jit(lambda p, c: sdeml.train.warmup_cosine(p, 4, 12)(c))(peak, 6)
+    np.testing.assert_allclose(traced, want[6], rtol=1e-6)
+    swept = set_learning_rate(
+        eqx.filter_vmap(lambda k: init_state(jnp.ones(2), make_optimizer(cfg), k))(
+            jr.split(jr.key(0), 2)
+        ),
+        [0.5, 0.25],
+    )
+    assert swept.opt_state.hyperparams["learning_rate"].shape == (2,)
+
+
 def test_optimizer_choices():
     for name in ["adam", "adamw", "sgd", "rmsprop"]:
         for schedule in ["constant", "cosine", "warmup_cosine"]:
@@ -232,7 +380,7 @@ def test_optimizer_choices():
             opt_state = opt.init(params)
             for _ in range(2):  # warmup_cosine starts from a learning rate of 0
                 updates, opt_state = opt.update({"w": jnp.ones(3)}, opt_state, params)
-            assert bool(jnp.all(updates["w"] < 0)), (name, schedule)
+            assert bool(jnp.all(updates["w"] < 0)), (name, schedule)  # pyright: ignore
     with pytest.raises(ValueError, match="weight_decay"):
         make_optimizer(TrainConfig(optimizer="adam", weight_decay=0.1))
 
@@ -240,3 +388,5 @@ def test_optimizer_choices():
 def test_public_namespace():
     assert sdeml.train.fit is fit
     assert hasattr(sdeml.run, "register")
+    assert sdeml.train.TrainConfig is TrainConfig
+    assert not hasattr(sdeml.run, "TrainConfig")  # the CLI's config layer is not its home

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from pydantic import NonNegativeInt, PositiveInt
 
-from sdeml.run import ExperimentConfig, Run, TrainConfig, register
-from sdeml.train import init_state, make_optimizer, make_step
+from sdeml.run import ExperimentConfig, Run, register
+from sdeml.train import TrainConfig, train_model
 
 
 class ToyConfig(ExperimentConfig):
@@ -22,11 +22,18 @@ class ToyConfig(ExperimentConfig):
     train: TrainConfig = TrainConfig(steps=200, batch_size=64, lr=1e-2, log_every=10, ckpt_every=50)
 
 
-@register("toy_regression", ToyConfig, "test-only: fit sin(3x) with a small MLP")
+def build_model(cfg: ToyConfig, key) -> eqx.nn.MLP:
+    return eqx.nn.MLP(1, 1, cfg.width, 2, activation=jnp.tanh, key=key)
+
+
+@register(
+    "toy_regression",
+    ToyConfig,
+    "test-only: fit sin(3x) with a small MLP",
+    build_model=build_model,
+)
 def main(cfg: ToyConfig, run: Run) -> dict[str, float]:
     k_model, k_train = jr.split(jr.key(cfg.seed))
-    model = eqx.nn.MLP(1, 1, cfg.width, 2, activation=jnp.tanh, key=k_model)
-    optimizer = make_optimizer(cfg.train)
     poison = -1 if cfg.nan_at is None else cfg.nan_at
 
     def loss_fn(model, batch, key):
@@ -37,7 +44,6 @@ def main(cfg: ToyConfig, run: Run) -> dict[str, float]:
     def batch_fn(key, step):
         return jr.uniform(key, (cfg.train.batch_size, 1), minval=-2, maxval=2), step
 
-    state = init_state(model, optimizer, k_train, ema_decay=cfg.train.ema_decay)
-    step_fn = make_step(loss_fn, optimizer, batch_fn, ema_decay=cfg.train.ema_decay)
-    state = run.train(state, step_fn, cfg.train)
-    return {"final_loss": run.training["model"]["final_train_metrics"]["loss"]}
+    model = build_model(cfg, k_model)
+    _, _, stats = train_model(model, loss_fn, batch_fn, cfg.train, key=k_train, run=run)
+    return {"final_loss": stats.last_metrics["loss"]}

@@ -1,19 +1,29 @@
 """Experiment machinery: typed configs, the registry, run directories and the ``sdeml`` CLI."""
 
-from ._config import ExperimentConfig, Section, TrainConfig, load_yaml, parse_override, validate
-from ._errors import ConfigError, ExperimentError
-from ._registry import Experiment, all_experiments, register
-from ._rundir import Run
+from ._config import ExperimentConfig as ExperimentConfig
+from ._config import Section as Section
+from ._config import load_yaml as load_yaml
+from ._config import parse_override as parse_override
+from ._config import validate as validate
+from ._errors import ConfigError as ConfigError
+from ._errors import ExperimentError as ExperimentError
+from ._load import LoadedRun as LoadedRun
+from ._load import load as load
+from ._registry import Experiment as Experiment
+from ._registry import all_experiments as all_experiments
+from ._registry import register as register
+from ._rundir import Run as Run
 
 __all__ = [
     "ConfigError",
     "Experiment",
     "ExperimentConfig",
     "ExperimentError",
+    "LoadedRun",
     "Run",
     "Section",
-    "TrainConfig",
     "all_experiments",
+    "load",
     "load_yaml",
     "parse_override",
     "register",

@@ -17,7 +17,17 @@ from typing import Any, NoReturn
 from . import _registry as registry
 from ._config import apply_overrides, load_yaml, sweep_grid, to_yaml, validate
 from ._errors import ConfigError, ExperimentError
-from ._rundir import Run, check_name, environment, new_run_dir, write_atomic, write_json
+from ._memory import check_memory
+from ._rundir import (
+    Run,
+    RunLock,
+    check_name,
+    check_out,
+    environment,
+    new_run_dir,
+    write_atomic,
+    write_json,
+)
 
 EXAMPLES = """\
 examples:
@@ -44,12 +54,29 @@ def _fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
+def shipped_configs() -> Path | None:
+    """The folder of the shipped configs: package data of ``sdeml.configs``.
+
+    In the repository they are ``configs/*.yaml``; pyproject.toml installs that folder as
+    ``sdeml.configs``, found here with `importlib.resources` (a plain folder both for a wheel
+    install and for an editable one).
+    """
+    import importlib.resources
+
+    try:
+        root = importlib.resources.files("sdeml.configs")
+    except ModuleNotFoundError:
+        return None
+    path = Path(str(root))  # a plain folder: sdeml is installed unzipped
+    return path if path.is_dir() else None
+
+
 def config_dirs() -> list[Path]:
-    """Where shipped configs live: ./configs, then the source checkout's configs/."""
-    dirs = [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
+    """Where config names are looked up: ./configs first, then the shipped configs."""
+    dirs = [Path.cwd() / "configs", shipped_configs()]
     seen, out = set(), []
     for d in dirs:
-        if d.is_dir() and d.resolve() not in seen:
+        if d is not None and d.is_dir() and d.resolve() not in seen:
             seen.add(d.resolve())
             out.append(d)
     return out
@@ -74,7 +101,8 @@ def resolve(spec: str, overrides: list[str]) -> tuple[registry.Experiment, Any, 
     raw = apply_overrides(load_yaml(path), overrides)
     exp = registry.get(raw.get("experiment"), source=str(path))
     cfg = validate(exp.config, raw, str(path))
-    sweep_grid(cfg, exp.sweep_keys, str(path))  # every grid point is valid before any work
+    grid = sweep_grid(cfg, exp.sweep_keys, str(path))  # every grid point is valid before any work
+    check_memory(exp.memory, cfg, str(path), n_points=len(grid))  # absurd sizes: refused now
     return exp, cfg, path
 
 
@@ -220,19 +248,41 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )
         elif args.overrides:
             raise ConfigError("--resume takes no overrides: a resumed run keeps its config")
-        summary = json.loads((run_dir / "summary.json").read_text())
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            if not isinstance(summary, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"--resume {run_dir}: summary.json is unreadable ({e})") from None
         if summary.get("status") == "completed":
             raise ConfigError(f"--resume {run_dir}: the run already completed")
+        lock = RunLock(run_dir).acquire()  # one live writer per run directory (issue #17)
     else:
         if args.config is None:
             raise ConfigError("missing CONFIG (a YAML file or a shipped config name)")
         exp, cfg, path = resolve(args.config, args.overrides)
         name = check_name(args.name or path.stem)
+        check_out(args.out)
         run_dir = new_run_dir(args.out, exp.name, name)
+        lock = RunLock(run_dir).acquire()
         summary = {}
-    return _execute(
-        exp, cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress, previous=summary
-    )
+    try:
+        if lock.took_over:
+            print(
+                f"sdeml: took over the stale lock of {run_dir} ({lock.took_over} is no longer "
+                "running it)",
+                file=sys.stderr,
+            )
+        return _execute(
+            exp,
+            cfg,
+            run_dir,
+            resume=bool(args.resume),
+            progress=not args.no_progress,
+            previous=summary,
+        )
+    finally:
+        lock.release()
 
 
 def _execute(

@@ -9,47 +9,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    ValidationError,
-)
+from pydantic import BaseModel, NonNegativeInt, ValidationError
 
+from ..train import Section
 from ._errors import ConfigError
+
+__all__ = ["ExperimentConfig", "Section"]
 
 _UNION_TAGS = {"int", "float", "str", "bool", "none", "list[int]", "list[float]"}
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
-
-
-class TrainConfig(Section):
-    """The optimisation settings every trained experiment shares."""
-
-    steps: PositiveInt = 1000
-    batch_size: PositiveInt = 256
-    lr: PositiveFloat = 1e-3
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    weight_decay: NonNegativeFloat = 0.0
-    schedule: Literal["constant", "cosine", "warmup_cosine"] = "constant"
-    warmup_steps: NonNegativeInt = 0
-    grad_clip: PositiveFloat | None = None
-    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
-    log_every: PositiveInt = 100
-    ckpt_every: NonNegativeInt = 1000  # 0: a checkpoint only at the end
 
 
 class ExperimentConfig(Section):
@@ -66,13 +37,47 @@ class ExperimentConfig(Section):
     sweep: dict[str, list[int | float]] | None = None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` (plain data only) that refuses a key given twice in one mapping."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # SafeLoader itself reports an unhashable key
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (line {seen[key]} and line {line}; a mapping gives each "
+                "key once)",
+                key_node.start_mark,
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping safely; a missing or malformed file is a `ConfigError`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _safe_load(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -98,7 +103,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if raw.strip() == "":
         raise ConfigError(f"override {text!r}: no value after '='")
     try:
-        value = yaml.safe_load(raw)
+        value = _safe_load(raw)
     except yaml.YAMLError:
         raise ConfigError(f"override {text!r}: cannot parse value {raw!r}") from None
     return key, value

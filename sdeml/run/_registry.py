@@ -26,6 +26,8 @@ class Experiment:
     smoke: tuple[str, ...] = field(default=())
     module: str = ""
     sweep_keys: tuple[str, ...] = field(default=())
+    build_model: Callable[[Any, Any], Any] | None = None
+    memory: Callable[[Any], dict[str, float]] | None = None
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -38,6 +40,8 @@ def register(
     *,
     smoke: Sequence[str] = (),
     sweep_keys: Sequence[str] = (),
+    build_model: Callable[[Any, Any], Any] | None = None,
+    memory: Callable[[Any], dict[str, float]] | None = None,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Register `fn(cfg, run) -> final metrics` as experiment `name`.
 
@@ -50,6 +54,15 @@ def register(
             reads the grid from ``run.sweep`` / ``run.sweep_values(key)`` and trains every point
             in one vmapped program. Keys enter the computation as arrays only (seeds as keys,
             learning rates as optimiser state), so one compiled program serves the whole grid.
+        build_model: ``build_model(cfg, key) -> model`` for an experiment that trains a model
+            (through `sdeml.train.train_model` / `train_sweep`, with ``cfg.train``), or a dict
+            ``{name: model}`` when it trains several under different names. The experiment
+            builds its model with it, and `sdeml.run.load` rebuilds the checkpoint's structure
+            with it, so a finished run loads in one call.
+        memory: ``memory(cfg) -> {description: bytes}``, the experiment's largest arrays as
+            the config sizes them (paths x steps x state, batch x width, ...); `sdeml check` and
+            `sdeml run` refuse a config whose total exceeds the machine's memory, before any
+            work (see `sdeml.run._memory.check_memory`).
     """
     if not (isinstance(config, type) and issubclass(config, ExperimentConfig)):
         raise TypeError(f"register({name!r}): `config` must subclass ExperimentConfig")
@@ -61,7 +74,15 @@ def register(
                 f"experiment {name!r} is registered twice ({old.module}, {fn.__module__})"
             )
         _REGISTRY[name] = Experiment(
-            name, config, fn, description, tuple(smoke), fn.__module__, tuple(sweep_keys)
+            name,
+            config,
+            fn,
+            description,
+            tuple(smoke),
+            fn.__module__,
+            tuple(sweep_keys),
+            build_model,
+            memory,
         )
         return fn
 
@@ -69,14 +90,15 @@ def register(
 
 
 def load_builtin() -> None:
-    """Import every module of the ``experiments`` package (each registers itself)."""
-    try:
-        import experiments
-    except ImportError:  # installed without the experiments package
-        return
-    for info in pkgutil.iter_modules(experiments.__path__):
+    """Import every module of ``sdeml.experiments`` (each registers itself).
+
+    The repository's ``experiments/`` folder is installed as ``sdeml.experiments`` (a
+    ``package-dir`` mapping in pyproject.toml), so this works from any directory.
+    """
+    package = importlib.import_module("sdeml.experiments")
+    for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith("_"):
-            importlib.import_module(f"experiments.{info.name}")
+            importlib.import_module(f"{package.__name__}.{info.name}")
 
 
 def import_user(spec: str) -> None:

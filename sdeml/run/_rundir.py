@@ -49,19 +49,45 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"cannot write {type(x).__name__} to JSON")
 
 
+NAME_RULE = (
+    "a run name is 1 to 100 characters of letters, digits, '.', '_' and '-', starting with a "
+    "letter or digit and without '..'"
+)
+
+
 def check_name(name: str) -> str:
-    """A run name is one path component of letters, digits, '.', '_' and '-'."""
-    if not _NAME.match(name) or name in {".", ".."} or ".." in name:
-        raise ConfigError(
-            f"--name {name!r}: a run name is one folder name of letters, digits, '.', '_', '-' "
-            "(no '/' and no '..')"
-        )
+    """A run name: `NAME_RULE` (exactly what the regular expression and the '..' test enforce)."""
+    if not _NAME.match(name) or ".." in name:
+        raise ConfigError(f"--name {name!r}: {NAME_RULE}")
     return name
+
+
+def check_out(out: str | Path) -> Path:
+    """`out` as a writable folder to create run directories in (created if missing).
+
+    Raises:
+        ConfigError: it is a file or device, lies under a file, or cannot be written.
+    """
+    path = Path(out)
+    probe = path
+    while not probe.exists() and probe != probe.parent:  # the nearest existing ancestor
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is not a directory" if probe == path else f"lies under {probe}, which is not one"
+        raise ConfigError(f"--out {out}: {what}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {probe} is not writable")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create it ({e.strerror or e})") from None
+    return path
 
 
 def new_run_dir(out: str | Path, experiment: str, name: str) -> Path:
     """Create ``out/experiment/name-YYYYmmdd-HHMMSS`` (suffixed if taken), inside `out`."""
     check_name(name)
+    check_out(out)
     base = Path(out).resolve() / experiment
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
@@ -70,10 +96,94 @@ def new_run_dir(out: str | Path, experiment: str, name: str) -> Path:
             raise ConfigError(f"--name {name!r} escapes the output directory {out}")
         try:
             cand.mkdir(parents=True, exist_ok=False)
-            return cand
         except FileExistsError:
             continue
+        except OSError as e:  # read-only filesystem, a file in the way, no space, ...
+            raise ConfigError(f"--out {out}: cannot create {cand} ({e.strerror or e})") from None
+        try:  # a folder the filesystem lets us create but not fill is refused here, not later
+            (cand / ".write-test").write_bytes(b"")
+            (cand / ".write-test").unlink()
+        except OSError as e:
+            cand.rmdir()
+            raise ConfigError(f"--out {out}: cannot write in {cand} ({e.strerror or e})") from None
+        return cand
     raise ConfigError(f"could not create a new run directory under {base}")
+
+
+class RunLock:
+    """Ownership of a run directory by one live process: ``run.lock`` holding its pid and host.
+
+    The lock is an exclusive `fcntl.flock` on that file, held as long as the owner lives (the
+    kernel drops it when the process dies, however it dies), so a lock file left behind by a
+    killed run is stale by construction: the next owner takes it over and says whose it was. A
+    second writer (resuming a live run, or two resumes at once) is refused with a `ConfigError`
+    naming the owner.
+    """
+
+    FILE = "run.lock"
+
+    def __init__(self, directory: str | Path):
+        self.path = Path(directory) / self.FILE
+        self._fd: int | None = None
+        self.took_over: str | None = None  # "process 123 on host" when a stale lock was taken
+
+    def acquire(self) -> RunLock:
+        import fcntl
+
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = _read_owner(fd)
+                os.close(fd)
+                raise ConfigError(
+                    f"run directory {self.path.parent} is in use by {owner}: "
+                    "wait for it to finish or stop it, then --resume"
+                ) from None
+            # The file we locked must still be the one at the path (an owner releasing its lock
+            # removes the file; a lock on the removed file would own nothing).
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            previous = _read_owner(fd, default="")
+            if previous:
+                self.took_over = previous
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": platform.node()}).encode())
+            os.fsync(fd)
+            self._fd = fd
+            return self
+        raise ConfigError(f"run directory {self.path.parent}: could not take its lock")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _read_owner(fd: int, default: str = "another process") -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode() or "{}")
+        return f"process {int(info['pid'])} on {info.get('host', '?')}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
 
 
 def environment() -> dict[str, Any]:
@@ -204,7 +314,12 @@ class Run:
         import io
 
         buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        # names np.savez itself takes would be read as its options, not saved
+        clash = {"file", "allow_pickle"} & set(arrays)
+        if clash:
+            raise ValueError(f"save_arrays: array names {sorted(clash)} are reserved by np.savez")
+        named: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+        np.savez(buf, **named)
         path = self.dir / f"{check_name(name)}.npz"
         write_atomic(path, buf.getvalue())
         return path
@@ -231,8 +346,11 @@ class Run:
         *,
         name: str = "model",
         n_steps: int | None = None,
-    ) -> Any:
+    ) -> tuple[Any, Any]:
         """`sdeml.train.fit` wired to this run: metrics, checkpoints, resume, timings.
+
+        Experiments call it through `sdeml.train.train_model` / `train_sweep`, which build the
+        state and step from the config (and so keep the run loadable by `sdeml.run.load`).
 
         Args:
             state: the initial `TrainState` (rebuilt from the config on resume; the checkpoint
@@ -241,14 +359,15 @@ class Run:
             train_cfg: a `TrainConfig` (steps, log_every, ckpt_every).
             name: the model's name; checkpoints go to ``checkpoints/<name>/``.
             n_steps: overrides ``train_cfg.steps``.
+
+        Returns:
+            The final state and the loop's `FitStats`.
         """
         from ..train import fit
 
         check_name(name)
         steps = train_cfg.steps if n_steps is None else n_steps
         ckpt_dir = self.dir / "checkpoints" / name
-        if self.resume:
-            self._truncate_metrics(name, ckpt_dir)
         state, stats = fit(
             state,
             step_fn,
@@ -260,6 +379,7 @@ class Run:
             progress=self.show_progress,
             desc=name,
             on_log=lambda step, m: self.log(step, m, tag=name),
+            on_resume=lambda step: self._truncate_metrics(name, step),
         )
         self.training[name] = {
             "steps": steps,
@@ -269,13 +389,12 @@ class Run:
             "train_wall_time_s": stats.wall_time_s,
             "final_train_metrics": stats.last_metrics,
         }
-        return state
+        if stats.resume_note:
+            self.training[name]["resume_note"] = stats.resume_note
+        return state, stats
 
-    def _truncate_metrics(self, name: str, ckpt_dir: Path) -> None:
-        """On resume, drop the logged rows of `name` past its newest checkpoint."""
-        from ..train import CheckpointDir
-
-        latest = CheckpointDir(ckpt_dir).latest() or 0
+    def _truncate_metrics(self, name: str, latest: int) -> None:
+        """On resume, drop the logged rows of `name` past the checkpoint training restarts from."""
         if not self._metrics_path.is_file():
             return
         keep = []

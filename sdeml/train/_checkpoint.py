@@ -3,10 +3,16 @@
 A checkpoint holds array leaves only; the tree structure comes from a "like" object that the
 caller rebuilds (an experiment rebuilds its initial state from its config). Nothing in a checkpoint
 is executed when it is read: `numpy.load` is called with ``allow_pickle=False``.
+
+Each ``step_NNNNNNNNN.eqx`` has a ``step_NNNNNNNNN.json`` beside it with its size and SHA-256,
+written after it; `CheckpointDir.restore` resumes from the newest checkpoint whose checksum
+verifies, says which one and why, and never restarts from scratch while checkpoint files exist
+(issue #17).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -21,6 +27,23 @@ import numpy as np
 from .._io import atomic_open, write_atomic
 
 _NAME = re.compile(r"^step_(\d{9})\.eqx$")
+
+
+class CheckpointError(ValueError):
+    """No usable checkpoint where checkpoints exist (every one failed verification)."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A sound checkpoint whose arrays do not fit the structure asked for (another config)."""
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a file, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _is_key(x: Any) -> bool:
@@ -66,34 +89,119 @@ def load_checkpoint(path: str | Path, like: Any) -> Any:
             while cause is not None and "checkpoint leaf" not in str(cause):
                 cause = cause.__cause__ or cause.__context__
             where = str(e).splitlines()[0]
-            raise ValueError(f"cannot load checkpoint {path}: {cause or e} ({where})") from None
+            error = CheckpointMismatchError if cause is not None else ValueError
+            raise error(f"cannot load checkpoint {path}: {cause or e} ({where})") from None
 
 
 class CheckpointDir:
-    """``step_000001000.eqx`` files plus ``latest.json`` naming the newest complete one."""
+    """``step_000001000.eqx`` files, each with a ``step_000001000.json`` holding its size and
+    SHA-256, plus ``latest.json`` naming the newest complete one."""
 
     def __init__(self, directory: str | Path, keep: int = 2):
         self.dir = Path(directory)
         self.keep = keep
 
+    def path(self, step: int) -> Path:
+        return self.dir / f"step_{step:09d}.eqx"
+
+    def _meta(self, step: int) -> Path:
+        return self.dir / f"step_{step:09d}.json"
+
     def save(self, step: int, tree: Any) -> Path:
-        path = self.dir / f"step_{step:09d}.eqx"
+        path = self.path(step)
         save_checkpoint(path, tree)
+        # The checksum is written after the file it covers: a kill in between leaves a checkpoint
+        # without a checksum, which `restore` skips like a corrupted one.
+        meta = {"step": step, "file": path.name, "bytes": path.stat().st_size}
+        meta["sha256"] = file_digest(path)
+        write_atomic(self._meta(step), json.dumps(meta))
         write_atomic(self.dir / "latest.json", json.dumps({"step": step, "file": path.name}))
         for old in self.steps()[: -self.keep] if self.keep else []:
-            (self.dir / f"step_{old:09d}.eqx").unlink(missing_ok=True)
+            self.path(old).unlink(missing_ok=True)
+            self._meta(old).unlink(missing_ok=True)
         return path
 
     def steps(self) -> list[int]:
+        """The steps with a checkpoint file on disk (verified or not), ascending."""
         if not self.dir.is_dir():
             return []
         return sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := _NAME.match(p.name)))
 
     def latest(self) -> int | None:
+        """The step ``latest.json`` names, or None (no file, or an unreadable one)."""
         meta = self.dir / "latest.json"
         if not meta.is_file():
             return None
-        return int(json.loads(meta.read_text())["step"])
+        try:
+            return int(json.loads(meta.read_text())["step"])
+        except (ValueError, KeyError, TypeError, OSError):
+            return None
+
+    def verify(self, step: int) -> str | None:
+        """Why the checkpoint of `step` cannot be trusted, or None when its checksum verifies."""
+        path, meta_path = self.path(step), self._meta(step)
+        if not path.is_file():
+            return "its file is missing"
+        if not meta_path.is_file():
+            return "it has no checksum file (written by a run killed mid-save, or edited)"
+        try:
+            meta = json.loads(meta_path.read_text())
+            size, digest = int(meta["bytes"]), str(meta["sha256"])
+        except (ValueError, KeyError, TypeError, OSError):
+            return "its checksum file is unreadable"
+        if path.stat().st_size != size:
+            return f"size {path.stat().st_size} bytes, recorded {size} (truncated or overwritten)"
+        if file_digest(path) != digest:
+            return "checksum mismatch (the file is corrupted)"
+        return None
+
+    def newest_verified(self) -> tuple[int | None, list[str]]:
+        """The newest step whose checksum verifies, and a note per checkpoint passed over.
+
+        Raises:
+            CheckpointError: checkpoint files exist (or ``latest.json`` names one) but none
+                verifies: resuming would silently start over.
+        """
+        notes: list[str] = []
+        meta = self.dir / "latest.json"
+        named = self.latest()
+        if meta.is_file() and named is None:
+            notes.append("latest.json is unreadable")
+        elif self.dir.is_dir() and not meta.is_file() and self.steps():
+            notes.append("latest.json is missing")
+        candidates = sorted(set(self.steps()) | ({named} if named is not None else set()))
+        for step in reversed(candidates):
+            reason = self.verify(step)
+            if reason is None:
+                return step, notes
+            notes.append(f"step {step}: {reason}")
+        if candidates:
+            raise CheckpointError(
+                f"no checkpoint in {self.dir} verifies ({'; '.join(notes)}); refusing to start "
+                "over: move the folder away to train from step 0"
+            )
+        return None, notes
+
+    def restore(self, like: Any) -> tuple[int, Any, str] | None:
+        """Load the newest checkpoint that verifies into the structure of `like`.
+
+        Returns:
+            ``(step, tree, note)``, the note saying which checkpoint was used and why; None when
+            there is no checkpoint at all.
+
+        Raises:
+            CheckpointError: checkpoints exist but none verifies.
+            CheckpointMismatchError: a sound checkpoint that does not fit `like` (another config).
+        """
+        step, notes = self.newest_verified()
+        if step is None:
+            return None
+        tree = self.load(step, like)
+        if notes:
+            why = "the newest that verifies; passed over: " + "; ".join(notes)
+        else:
+            why = "the newest, checksum verified"
+        return step, tree, f"resuming from checkpoint step {step} in {self.dir} ({why})"
 
     def load(self, step: int, like: Any) -> Any:
-        return load_checkpoint(self.dir / f"step_{step:09d}.eqx", like)
+        return load_checkpoint(self.path(step), like)

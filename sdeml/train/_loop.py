@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class FitStats:
     step_time_s: float = float("nan")  # steady-state wall time per step (compiled, synced)
     wall_time_s: float = 0.0
     last_metrics: dict[str, Any] = field(default_factory=dict)
+    resume_note: str = ""  # which checkpoint a resumed run started from, and why
 
 
 def fit(
@@ -62,6 +64,7 @@ def fit(
     on_log: Callable[[int, dict[str, Any]], None] | None = None,
     progress: bool = True,
     desc: str = "train",
+    on_resume: Callable[[int], None] | None = None,
 ) -> tuple[Any, FitStats]:
     """Advance `state` to step `n_steps` with `step_fn`.
 
@@ -75,10 +78,15 @@ def fit(
         log_every: steps between logged metrics (each logged value is the mean over those steps).
         ckpt_every: steps between checkpoints; 0 writes one at the end only. Needs `ckpt_dir`.
         ckpt_dir: where checkpoints go; None keeps none.
-        resume: start from the newest checkpoint in `ckpt_dir` when there is one.
+        resume: start from the newest checkpoint in `ckpt_dir` whose checksum verifies (a
+            truncated or corrupted newer one is passed over, and the choice printed to stderr);
+            checkpoint files of which none verifies raise `CheckpointError` rather than start
+            over.
         on_log: called as ``on_log(step, metrics)`` with host floats (or lists of floats).
         progress: show a progress bar (loss, it/s, ETA).
         desc: the progress bar's label.
+        on_resume: with `resume`, called as ``on_resume(step)`` with the step training restarts
+            from (0 without a checkpoint) before any step runs.
 
     Returns:
         The final state and a `FitStats`.
@@ -97,9 +105,10 @@ def fit(
     ckpts = CheckpointDir(ckpt_dir) if ckpt_dir is not None else None
     stats = FitStats()
     if ckpts is not None and resume:
-        latest = ckpts.latest()
-        if latest is not None:
-            loaded = ckpts.load(latest, state)
+        restored = ckpts.restore(state)  # the newest checkpoint that verifies (issue #17)
+        if restored is not None:
+            latest, loaded, stats.resume_note = restored
+            print(f"sdeml: {desc}: {stats.resume_note}", file=sys.stderr)
             # keep the caller's placement (e.g. members sharded over devices by shard_batch)
             state = jax.tree.map(
                 lambda new, old: jax.device_put(new, old.sharding) if eqx.is_array(old) else new,
@@ -107,6 +116,8 @@ def fit(
                 state,
             )
             stats.start_step = latest
+    if on_resume is not None and resume:
+        on_resume(stats.start_step)
     start = _step_of(state)
     if start != stats.start_step:
         stats.start_step = start
@@ -196,7 +207,7 @@ def describe_error(e: BaseException) -> str:
     """The useful line of a runtime error raised from compiled code (equinox's, if any)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     for ln in lines:
-        m = re.search(r"EquinoxRuntimeError: (.*)", ln)
+        m = re.search(r"(?:EquinoxRuntimeError|ODESolveError): (.*)", ln)
         if m:
             return m.group(1)
     return lines[0] if lines else type(e).__name__

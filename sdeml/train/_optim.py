@@ -39,12 +39,34 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
         elif cfg.schedule == "cosine":
             lr = optax.cosine_decay_schedule(learning_rate, cfg.steps)
         else:
-            lr = optax.warmup_cosine_decay_schedule(
-                0.0, learning_rate, max(cfg.warmup_steps, 1), max(cfg.steps, cfg.warmup_steps + 1)
-            )
+            lr = warmup_cosine(learning_rate, cfg.warmup_steps, cfg.steps)
         opt = factories[cfg.optimizer](lr)
         if cfg.grad_clip is not None:
             opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
         return opt
 
     return optax.inject_hyperparams(build)(learning_rate=cfg.lr)
+
+
+def warmup_cosine(peak: Any, warmup_steps: int, steps: int) -> optax.Schedule:
+    """Linear warm-up from 0 to `peak` over `warmup_steps`, then cosine decay to 0 at `steps`.
+
+    `peak` may be a traced array (under `optax.inject_hyperparams`, inside `jax.jit` or
+    `jax.vmap`): unlike `optax.warmup_cosine_decay_schedule`, which tests ``peak_value == 0.0`` in
+    Python and so raises a `TracerBoolConversionError` once compiled (issue 17, item 5), nothing
+    here branches on it. The values are those of optax's schedule with ``end_value = 0``.
+
+    Args:
+        peak: the learning rate at the end of the warm-up.
+        warmup_steps: the warm-up length (0 is treated as 1 step).
+        steps: the total length, warm-up included (at least ``warmup_steps + 1``).
+    """
+    warmup = max(int(warmup_steps), 1)
+    total = max(int(steps), warmup + 1)
+    return optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, peak, warmup),
+            optax.cosine_decay_schedule(peak, total - warmup),
+        ],
+        [warmup],
+    )

@@ -42,7 +42,14 @@ def set_learning_rate(state: TrainState, lrs: Sequence[float] | jax.Array) -> Tr
     lrs = jnp.asarray(lrs, dtype=old.dtype)
     if lrs.shape != old.shape:
         raise ValueError(f"`lrs` has shape {lrs.shape}, the batched state needs {old.shape}")
-    return eqx.tree_at(lambda s: _find_hyperparams(s.opt_state)["learning_rate"], state, lrs)
+    return eqx.tree_at(lambda s: _hyperparams(s.opt_state)["learning_rate"], state, lrs)
+
+
+def _hyperparams(opt_state: Any) -> dict[str, Any]:
+    found = _find_hyperparams(opt_state)
+    if found is None:  # checked by the caller before
+        raise ValueError("the optimiser state has no injected learning rate")
+    return found
 
 
 def _find_hyperparams(opt_state: Any) -> dict[str, Any] | None:
@@ -56,7 +63,7 @@ def _find_hyperparams(opt_state: Any) -> dict[str, Any] | None:
     return None
 
 
-def shard_batch(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
+def shard_batch(tree: Any, devices: Sequence[Any] | None = None) -> Any:
     """Spread the leading (member) axis of every array over the devices.
 
     Arrays whose leading axis is divisible by the number of devices are split across a 1-D

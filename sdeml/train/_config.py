@@ -1,0 +1,112 @@
+"""`TrainConfig`: the optimisation settings every trained model shares (a typed pydantic model).
+
+It lives with the training loop, not with the command line, so a notebook builds one without the
+CLI's config layer: ``TrainConfig(steps=2000, lr=3e-3)``. `sdeml.run` builds its experiment
+schemas on the same `Section` base.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+)
+
+# Integers the runs use become int32 array entries, loop bounds and shapes: larger ones pass
+# validation and then overflow after a run directory exists (issue #17).
+INT_LIMIT = 2**31 - 1
+
+
+def _accepts_bool(annotation: Any) -> bool:
+    if annotation is bool:
+        return True
+    return any(_accepts_bool(a) for a in get_args(annotation))
+
+
+def _is_mapping(annotation: Any) -> bool:
+    return get_origin(annotation) is dict or any(_is_mapping(a) for a in get_args(annotation))
+
+
+def _check_scalar(value: Any, allow_bool: bool) -> None:
+    if isinstance(value, bool):
+        if not allow_bool:
+            raise ValueError(f"expected a number, not the boolean {value}")
+    elif isinstance(value, int):
+        if abs(value) > INT_LIMIT:
+            raise ValueError(
+                f"integer {value} is out of range (|value| <= 2**31 - 1 = {INT_LIMIT})"
+            )
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value}")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated.
+
+    Every section also refuses, for every key (issue #17): a boolean where the key's type has no
+    ``bool`` (pydantic would read ``true`` as 1), a non-finite float (``.nan``, ``.inf``), and an
+    integer beyond the int32 range the runs compute with (`INT_LIMIT`), in lists too.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, validate_default=True, allow_inf_nan=False
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        allow_bool = field is None or _accepts_bool(field.annotation)
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            _check_scalar(item, allow_bool)
+        if isinstance(value, dict) and field is not None and _is_mapping(field.annotation):
+            # a mapping of plain values, e.g. a sweep block {key: [values]} (not a section)
+            for v in value.values():
+                for item in v if isinstance(v, list) else [v]:
+                    _check_scalar(item, allow_bool=True)
+        return value
+
+
+class TrainConfig(Section):
+    """The optimisation settings every trained experiment shares.
+
+    Attributes:
+        steps: optimisation steps.
+        batch_size: examples per step (read by the experiment's batch function).
+        lr: the peak learning rate (a state leaf: see `make_optimizer`).
+        optimizer: adam | adamw | sgd | rmsprop.
+        momentum: for sgd and rmsprop.
+        weight_decay: for adamw only.
+        schedule: constant | cosine (to 0 at ``steps``) | warmup_cosine (linear from 0 over
+            ``warmup_steps``, then cosine to 0 at ``steps``).
+        warmup_steps: the warm-up length of ``warmup_cosine``.
+        grad_clip: clip the gradient's global norm to this value (None: no clipping).
+        ema_decay: keep an exponential moving average of the parameters with this decay
+            (warmed up, see `init_state`); None keeps none. The one place the EMA is configured.
+        log_every: steps between logged metrics.
+        ckpt_every: steps between checkpoints (0: a checkpoint only at the end).
+    """
+
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 256
+    lr: PositiveFloat = 1e-3
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
+    weight_decay: NonNegativeFloat = 0.0
+    schedule: Literal["constant", "cosine", "warmup_cosine"] = "constant"
+    warmup_steps: NonNegativeInt = 0
+    grad_clip: PositiveFloat | None = None
+    ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
+    log_every: PositiveInt = 100
+    ckpt_every: NonNegativeInt = 1000  # 0: a checkpoint only at the end
