@@ -51,7 +51,7 @@ ALWAYS = {
 # --------------------------------------------------------------------------- the three SDEs
 def problems():
     """name -> (sdeml SDE, state shape, numpy drift, numpy diffusion, torchsde noise type)."""
-    sine = sdeml.SineForcedSDE()
+    sine = sdeml.sde.SineForcedSDE()
     ou = sdeml.OrnsteinUhlenbeck(theta=1.0, mu=0.5, sigma=0.7)
     gbm = sdeml.GeometricBrownianMotion(mu=0.5, sigma=0.8)
     return {
@@ -374,7 +374,7 @@ def write_md(rows, impls, out_md: Path, first_compiles):
 
 
 def big(n_paths: int):
-    sde = sdeml.SineForcedSDE()
+    sde = sdeml.sde.SineForcedSDE()
     x0 = jnp.ones((), jnp.float32)
     t = time.perf_counter()
     xs = sdeml.simulate(sde, x0, n_steps=N_STEPS, n_paths=n_paths, key=jr.key(0)).xs

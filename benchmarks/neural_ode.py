@@ -45,7 +45,11 @@ TRUE_A = np.array([[-0.1, 2.0], [-2.0, -0.1]], np.float32)
 # ---------------------------------------------------------------------------------- spiral data
 def spiral_data():
     ts = np.linspace(0.0, 25.0, 1000, dtype=np.float32)
-    ys = np.asarray(sdeml.integrate(sdeml.spiral_field, jnp.array([2.0, 0.0]), jnp.asarray(ts)))
+    ys = np.asarray(
+        sdeml.neural_ode.integrate(
+            sdeml.neural_ode.spiral_field, jnp.array([2.0, 0.0]), jnp.asarray(ts)
+        )
+    )
     starts = np.random.default_rng(0).integers(0, 1000 - 10, size=(ITERS, 20))
     return ts, ys.astype(np.float32), starts
 
@@ -55,8 +59,8 @@ class Rows(eqx.Module):
 
     field: eqx.Module
 
-    def __call__(self, t, y):
-        return jax.vmap(self.field, in_axes=(None, 0))(t, y)
+    def __call__(self, t, y, args=None):
+        return jax.vmap(self.field, in_axes=(None, 0, None))(t, y, args)
 
 
 def batch_of(ts, ys, idx):
@@ -65,7 +69,7 @@ def batch_of(ts, ys, idx):
 
 def run_sdeml(field, ts, ys, starts):
     node = sdeml.NeuralODE(Rows(field), solver="dopri5", rtol=1e-7, atol=1e-9)
-    cfg = sdeml.run.TrainConfig(steps=ITERS, lr=1e-3, optimizer="rmsprop")
+    cfg = sdeml.train.TrainConfig(steps=ITERS, lr=1e-3, optimizer="rmsprop")
     opt = sdeml.train.make_optimizer(cfg)
     ys_j, ts_j, starts_j = jnp.asarray(ys), jnp.asarray(ts), jnp.asarray(starts)
 
@@ -194,7 +198,9 @@ def run_cnf(x):
 
     @eqx.filter_jit
     def step(c, opt_state, xb):
-        (loss, _), g = eqx.filter_value_and_grad(lambda m: sdeml.cnf_loss(m, xb), has_aux=True)(c)
+        (loss, _), g = eqx.filter_value_and_grad(
+            lambda m: sdeml.flows.cnf_loss(m, xb), has_aux=True
+        )(c)
         updates, opt_state = opt.update(g, opt_state, eqx.filter(c, eqx.is_inexact_array))
         return eqx.apply_updates(c, updates), opt_state, loss
 
@@ -211,7 +217,7 @@ def run_cnf(x):
     # compiled chunks, batch i of the same pre-drawn array at step i
     xs = jnp.asarray(x)
     fstep = sdeml.train.make_step(
-        lambda m, xb, k: sdeml.cnf_loss(m, xb), opt, lambda k, i: xs[i % CNF_STEPS]
+        lambda m, xb, k: sdeml.flows.cnf_loss(m, xb), opt, lambda k, i: xs[i % CNF_STEPS]
     )
     _, stats = sdeml.train.fit(
         sdeml.train.init_state(cnf0, opt, jr.key(0)),

@@ -30,7 +30,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt  # noqa: E402
 
 import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, TrainConfig, register  # noqa: E402
+from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+from sdeml.train import TrainConfig, train_model  # noqa: E402
 
 
 class DataConfig(Section):
@@ -67,6 +68,19 @@ class Config(ExperimentConfig):
     eval: EvalConfig = EvalConfig()
 
 
+def _cnf(
+    field, m: ModelConfig, divergence: Literal["exact", "hutchinson"], rtol: float, atol: float
+) -> sdeml.CNF:
+    return sdeml.CNF(field, divergence=divergence, solver=m.solver, rtol=rtol, atol=atol)
+
+
+def build_model(cfg: Config, key) -> sdeml.CNF:
+    """The CNF as trained: an MLP field (t concatenated to z) at the training tolerances."""
+    m = cfg.model
+    # a field smooth in t (t concatenated to z): random Fourier time features make it stiff
+    return _cnf(sdeml.MLPField(2, m.width, m.depth, key=key), m, m.divergence, m.rtol, m.atol)
+
+
 @register(
     "cnf_2d",
     Config,
@@ -80,6 +94,7 @@ class Config(ExperimentConfig):
         "eval.grid=6",
         "eval.n_samples=16",
     ),
+    build_model=build_model,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
     k_data, k_test, k_ent, k_model, k_train, k_hutch, k_sample = jr.split(jr.key(cfg.seed), 7)
@@ -91,26 +106,18 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
 
     m = cfg.model
 
-    def make_cnf(field, divergence, rtol, atol):
-        return sdeml.CNF(field, divergence=divergence, solver=m.solver, rtol=rtol, atol=atol)
-
-    # a field smooth in t (t concatenated to z): random Fourier time features make it stiff
-    cnf = make_cnf(sdeml.MLPField(2, m.width, m.depth, key=k_model), m.divergence, m.rtol, m.atol)
-    opt = sdeml.train.make_optimizer(cfg.train)
-    state = sdeml.train.init_state(cnf, opt, k_train)
-
     def batch_fn(key, step):
         return sdeml.data.minibatch(x_train, key, cfg.train.batch_size)
 
     def loss_fn(model, batch, key):
         k = key if model.divergence == "hutchinson" else None
-        return sdeml.cnf_loss(model, batch, kinetic=m.kinetic, jacobian=m.jacobian, key=k)
+        return sdeml.flows.cnf_loss(model, batch, kinetic=m.kinetic, jacobian=m.jacobian, key=k)
 
-    state = run.train(state, sdeml.train.make_step(loss_fn, opt, batch_fn), cfg.train)
-    trained = state.model
+    cnf = build_model(cfg, k_model)
+    trained = train_model(cnf, loss_fn, batch_fn, cfg.train, key=k_train, run=run).model
     e = cfg.eval
-    exact = make_cnf(trained.func, "exact", e.rtol, e.atol)
-    hutch = make_cnf(trained.func, "hutchinson", e.rtol, e.atol)
+    exact = _cnf(trained.func, m, "exact", e.rtol, e.atol)
+    hutch = _cnf(trained.func, m, "hutchinson", e.rtol, e.atol)
 
     out_e = eqx.filter_jit(jax.vmap(lambda c, x: c.log_prob_and_stats(x), in_axes=(None, 0)))(
         exact, x_test

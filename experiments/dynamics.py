@@ -43,8 +43,8 @@ class SystemsConfig(Section):
 
 
 class PlotConfig(Section):
-    n_grid: PositiveInt = Field(21, ge=3, le=60)
-    n_traj: PositiveInt = Field(6, le=40)
+    n_grid: PositiveInt = Field(default=21, ge=3, le=60)
+    n_traj: PositiveInt = Field(default=6, le=40)
     t1: PositiveFloat = 20.0
     n_save: PositiveInt = 600
     perturb: PositiveFloat = 0.05  # Newton starts this far from each textbook equilibrium
@@ -106,8 +106,10 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         system = _build(name, cfg.params)
         points, labels = system.textbook_equilibria()
         for point, textbook in zip(points, labels, strict=True):
-            eq = sdeml.find_equilibrium(system, point + cfg.plot.perturb)
-            at_point = sdeml.classify_equilibrium(jnp.linalg.eigvals(sdeml.jacobian(system, point)))
+            eq = sdeml.dynamics.find_equilibrium(system, point + cfg.plot.perturb)
+            at_point = sdeml.dynamics.classify_equilibrium(
+                jnp.linalg.eigvals(sdeml.dynamics.jacobian(system, point))
+            )
             row = {
                 "system": name,
                 "equilibrium": [round(float(v), 6) for v in point],
@@ -115,17 +117,17 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
                 "converged": bool(eq.converged),
                 "eigenvalues": [f"{complex(v):.4g}" for v in np.asarray(eq.eigenvalues)],
                 "class": eq.label,
-                "class_at_textbook_point": sdeml.stability_name(at_point),
+                "class_at_textbook_point": sdeml.dynamics.stability_name(at_point),
                 "textbook": textbook,
-                "match": eq.label == textbook and sdeml.stability_name(at_point) == textbook,
+                "match": eq.label == textbook
+                and sdeml.dynamics.stability_name(at_point) == textbook,
             }
             rows.append(row)
             run.log(len(rows), row, tag="stability")
 
-        x0_line = _WINDOWS.get(name)
         if name in ("harmonic", "damped", "van_der_pol"):
-            xlim, ylim, (a, b) = x0_line
-            fig = sdeml.phase_portrait(
+            xlim, ylim, (a, b) = _WINDOWS[name]
+            fig = sdeml.dynamics.phase_portrait(
                 system,
                 xlim,
                 ylim,
@@ -140,7 +142,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
             run.savefig(fig, f"portrait_{name}")
         elif name == "lotka_volterra":
             eq_c = np.asarray(points[1])
-            fig = sdeml.phase_portrait(
+            fig = sdeml.dynamics.phase_portrait(
                 system,
                 (0.01, 3 * eq_c[0]),
                 (0.01, 3 * eq_c[1]),
@@ -154,8 +156,8 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
             )
             run.savefig(fig, f"portrait_{name}")
         elif name == "sir":
-            xlim, ylim, (a, b) = x0_line
-            fig = sdeml.phase_portrait(
+            xlim, ylim, (a, b) = _WINDOWS[name]
+            fig = sdeml.dynamics.phase_portrait(
                 system.reduced,
                 xlim,
                 ylim,

@@ -24,7 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt  # noqa: E402
 
 import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, TrainConfig, register  # noqa: E402
+from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+from sdeml.train import TrainConfig, train_model  # noqa: E402
 
 
 class DataConfig(Section):
@@ -50,9 +51,6 @@ class EvalConfig(Section):
     n_sets: PositiveInt = 5  # sets for the median ratio
     n_steps: PositiveInt = 10  # Heun: 2 evaluations per step, so 20 NFE
     solver: Literal["euler", "heun", "midpoint", "ralston"] = "heun"
-
-
-EVALS_PER_STEP = {"euler": 1, "heun": 2, "midpoint": 2, "ralston": 2}
 
 
 class ReflowConfig(Section):
@@ -88,12 +86,15 @@ def _score(model, cfg: Config, n_steps: int, key) -> tuple[dict, jnp.ndarray]:
     gen = [sample(model, jr.normal(k, (e.n, 2))) for k in jr.split(kg, e.n_sets)]
     ref = [sdeml.data.toy(cfg.data.name, e.n, key=k) for k in jr.split(kr, e.n_sets)]
     ref_b = [sdeml.data.toy(cfg.data.name, e.n, key=k) for k in jr.split(kb, e.n_sets)]
-    bws = sdeml.metrics.median_bandwidth(ref[0]) * jnp.asarray(
-        sdeml.metrics.DEFAULT_BANDWIDTH_FACTORS
-    )
-    mmd = eqx.filter_jit(sdeml.metrics.mmd)  # one compilation for the 2 * n_sets comparisons
-    res = sdeml.metrics.median_ratio(lambda a, b: mmd(a, b, bws), gen, ref, ref_b)
+    # floor pairs (ref_i, ref_b_i); generated set i against ref_i
+    res = sdeml.metrics.mmd_ratio_to_floor(gen, ref + ref_b, n_floor=e.n_sets)
     return res, gen[0]
+
+
+def build_model(cfg: Config, key) -> sdeml.nn.TimeMLP:
+    """The velocity field: a `TimeMLP` (the reflow model has the same structure)."""
+    m = cfg.model
+    return sdeml.nn.TimeMLP(2, m.width, m.depth, embed_scale=m.embed_scale, key=key)
 
 
 @register(
@@ -111,6 +112,7 @@ def _score(model, cfg: Config, n_steps: int, key) -> tuple[dict, jnp.ndarray]:
         "reflow.n_pairs=64",
         "reflow.pair_steps=2",
     ),
+    build_model=build_model,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
     k_data, k_model, k_train, k_eval, k_pairs, k_model2, k_eval2 = jr.split(jr.key(cfg.seed), 7)
@@ -126,15 +128,8 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         x1 = sdeml.data.minibatch(x_train, k1, cfg.train.batch_size)
         return jr.normal(k0, x1.shape, x1.dtype), x1
 
-    model = sdeml.nn.TimeMLP(2, m.width, m.depth, embed_scale=m.embed_scale, key=k_model)
-    opt = sdeml.train.make_optimizer(cfg.train)
-    ema = cfg.train.ema_decay
-    state = run.train(
-        sdeml.train.init_state(model, opt, k_train, ema_decay=ema),
-        sdeml.train.make_step(loss_fn, opt, batch_fn, ema_decay=ema),
-        cfg.train,
-    )
-    flow = state.model if ema is None else state.ema_model
+    model = build_model(cfg, k_model)
+    flow = train_model(model, loss_fn, batch_fn, cfg.train, key=k_train, run=run).model
     res, samples = _score(flow, cfg, cfg.eval.n_steps, k_eval)
     x0_probe = jr.normal(k_eval, (512, 2))
     out = {
@@ -142,15 +137,17 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         "mmd_floor": res["floor"],
         "mmd_ratio": res["ratio"],
         "n_steps": float(cfg.eval.n_steps),
-        "nfe": float(cfg.eval.n_steps * EVALS_PER_STEP[cfg.eval.solver]),
-        "straightness": float(eqx.filter_jit(sdeml.straightness)(flow, x0_probe)),
+        "nfe": float(sdeml.core.solver_info(cfg.eval.solver).nfe(cfg.eval.n_steps)),
+        "straightness": float(eqx.filter_jit(sdeml.flows.straightness)(flow, x0_probe)),
     }
     panels = [("flow matching", samples)]
 
     if cfg.reflow.steps > 0:
         r = cfg.reflow
         z0, z1 = eqx.filter_jit(
-            lambda mdl: sdeml.reflow_pairs(mdl, r.n_pairs, 2, n_steps=r.pair_steps, key=k_pairs)
+            lambda mdl: sdeml.flows.reflow_pairs(
+                mdl, r.n_pairs, 2, n_steps=r.pair_steps, key=k_pairs
+            )
         )(flow)
 
         def pair_batch(key, step):
@@ -160,22 +157,24 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
             x0, x1 = batch
             return sdeml.cfm_loss(model, x1, x0=x0, coupling="independent", key=key)
 
-        state2 = run.train(
-            sdeml.train.init_state(flow, opt, k_model2, ema_decay=ema),  # warm start
-            sdeml.train.make_step(reflow_loss, opt, pair_batch, ema_decay=ema),
+        flow2 = train_model(  # warm start from the first flow
+            flow,
+            reflow_loss,
+            pair_batch,
             cfg.train,
+            key=k_model2,
+            run=run,
             name="reflow",
             n_steps=r.steps,
-        )
-        flow2 = state2.model if ema is None else state2.ema_model
+        ).model
         res2, samples2 = _score(flow2, cfg, r.n_steps, k_eval2)
         res1, _ = _score(flow, cfg, r.n_steps, k_eval2)
         out.update(
             reflow_mmd_ratio=res2["ratio"],
             before_reflow_mmd_ratio_same_steps=res1["ratio"],
             reflow_n_steps=float(r.n_steps),
-            reflow_nfe=float(r.n_steps * EVALS_PER_STEP[cfg.eval.solver]),
-            reflow_straightness=float(eqx.filter_jit(sdeml.straightness)(flow2, x0_probe)),
+            reflow_nfe=float(sdeml.core.solver_info(cfg.eval.solver).nfe(r.n_steps)),
+            reflow_straightness=float(eqx.filter_jit(sdeml.flows.straightness)(flow2, x0_probe)),
         )
         panels.append((f"rectified flow, {r.n_steps} steps", samples2))
 

@@ -28,11 +28,11 @@ class LossConfig(Section):
     b: PositiveFloat = 4.0
     c: float = 0.1
     e: float = 0.3
-    theta0: list[float] = Field([1.0, 0.5], min_length=2, max_length=2)
+    theta0: list[float] = Field(default=[1.0, 0.5], min_length=2, max_length=2)
 
 
 class StudyConfig(Section):
-    lrs: list[PositiveFloat] = Field([0.2, 0.1, 0.05, 0.025, 0.0125], min_length=2)
+    lrs: list[PositiveFloat] = Field(default=[0.2, 0.1, 0.05, 0.025, 0.0125], min_length=2)
     horizon: PositiveFloat = 1.0  # compare on t in [0, horizon]
     plot_lr: PositiveFloat = 0.2
 
@@ -60,8 +60,8 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     plain, mod = [], []
     for lr in run.progress(lrs, "learning rates"):
         n = max(1, round(cfg.study.horizon / lr))
-        plain.append(float(sdeml.flow_gd_deviation(loss, th0, lr, n)))
-        mod.append(float(sdeml.flow_gd_deviation(loss, th0, lr, n, modified=True)))
+        plain.append(float(sdeml.optim_dynamics.flow_gd_deviation(loss, th0, lr, n)))
+        mod.append(float(sdeml.optim_dynamics.flow_gd_deviation(loss, th0, lr, n, modified=True)))
         run.log(n, {"lr": lr, "gap_flow": plain[-1], "gap_modified_flow": mod[-1]})
     s_plain = float(np.polyfit(np.log(lrs), np.log(plain), 1)[0])
     s_mod = float(np.polyfit(np.log(lrs), np.log(mod), 1)[0])
@@ -71,7 +71,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
 
     lr = cfg.study.plot_lr
     n = max(1, round(cfg.study.horizon * 3 / lr))
-    gd = sdeml.gradient_descent(loss, th0, lr, n)
+    gd = sdeml.optim_dynamics.gradient_descent(loss, th0, lr, n)
     ts = jnp.linspace(0.0, n * lr, 200)
     flow = sdeml.gradient_flow(loss, th0, ts)
     mflow = sdeml.gradient_flow(loss, th0, ts, modified_lr=lr)

@@ -46,11 +46,20 @@ class DoubleWellConfig(Section):
             raise ValueError(
                 f"bin_width={self.bin_width} must divide hi - lo = {self.hi - self.lo}"
             )
+        # ULA's invariant law is computed on sub-cells of bin_width / 4 (n_sub = 4), which must
+        # resolve the kernel width sqrt(2 h T): checked here, not after a run directory exists
+        # (issue #17; found by tests/test_cli_fuzz.py with ula_step=1e-4).
+        kernel = (2.0 * self.ula_step * self.temperature) ** 0.5
+        if self.bin_width / 4 > kernel / 4:
+            raise ValueError(
+                f"bin_width={self.bin_width} is too coarse for ula_step={self.ula_step}: ULA's "
+                f"invariant law needs bin_width <= sqrt(2 * ula_step * temperature) = {kernel:.3g}"
+            )
         return self
 
 
 class BiasConfig(Section):
-    steps: list[PositiveFloat] = Field([0.005, 0.01, 0.02, 0.04, 0.08, 0.16], min_length=2)
+    steps: list[PositiveFloat] = Field(default=[0.005, 0.01, 0.02, 0.04, 0.08, 0.16], min_length=2)
     n_chains: PositiveInt = 4000
     n_steps: PositiveInt = 2000
     n_burn: PositiveInt = 1000
@@ -64,7 +73,7 @@ class Targets2DConfig(Section):
     mala_step: PositiveFloat = 0.05
     bins: PositiveInt = 40
     half_width: PositiveFloat = 4.0  # histogram box [-w, w]^2
-    precision: list[float] = Field([1.0, 10.0], min_length=2, max_length=2)  # diagonal
+    precision: list[float] = Field(default=[1.0, 10.0], min_length=2, max_length=2)  # diagonal
 
 
 class Config(ExperimentConfig):
@@ -79,7 +88,7 @@ class Config(ExperimentConfig):
 def _hist_program(kernel, x0, n_burn, n_steps, lo, hi, bins, k1, k2):
     # one compile per kernel class and sizes: step sizes are traced leaves of `kernel`
     state = sdeml.run_chains(kernel, kernel.init(x0), n_burn, key=k1)[0]
-    return sdeml.histogram_chains(kernel, state, n_steps, lo, hi, bins, key=k2)[1:]
+    return sdeml.langevin.histogram_chains(kernel, state, n_steps, lo, hi, bins, key=k2)[1:]
 
 
 def _hist(kernel, x0, n_burn, n_steps, lo, hi, bins, key):
@@ -88,10 +97,32 @@ def _hist(kernel, x0, n_burn, n_steps, lo, hi, bins, key):
     return np.asarray(counts, np.float64), float(jnp.mean(acc))
 
 
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    A chain's state (position, gradient, log-density, proposal: 4 floats per dimension) is kept
+    for every chain, plus one histogram row of counts per chain block.
+    """
+    dw, b, t2 = cfg.double_well, cfg.bias, cfg.targets_2d
+    n_bins = round((dw.hi - dw.lo) / dw.bin_width)
+    return {
+        "double_well chains (double_well.n_chains x 4 x 8 B, x2 for ULA and MALA)": (
+            dw.n_chains * 4 * 8 * 2
+        ),
+        "double_well histogram (bins x 8 B)": n_bins * 8,
+        "bias chains (bias.n_chains x len(bias.steps) x 4 x 8 B)": (
+            b.n_chains * len(b.steps) * 4 * 8
+        ),
+        "2-D target chains (targets_2d.n_chains x 2 x 4 x 8 B)": t2.n_chains * 2 * 4 * 8,
+        "2-D histogram (targets_2d.bins^2 x 8 B)": t2.bins**2 * 8,
+    }
+
+
 @register(
     "langevin",
     Config,
     "ULA/MALA histograms vs the Gibbs law (TV, KS), ULA's bias explained",
+    memory=memory,
     smoke=(
         "double_well.n_chains=500",
         "double_well.n_steps=200",
@@ -109,9 +140,9 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     key = jr.key(cfg.seed)
     k_dw, k_bias, k_2d = jr.split(key, 3)
     dw = cfg.double_well
-    U, T = sdeml.Potentials.double_well, dw.temperature
+    U, T = sdeml.langevin.Potentials.double_well, dw.temperature
     bins = round((dw.hi - dw.lo) / dw.bin_width)
-    gibbs, _ = sdeml.gibbs_bin_probabilities(U, dw.lo, dw.hi, bins, temperature=T)
+    gibbs, _ = sdeml.langevin.gibbs_bin_probabilities(U, dw.lo, dw.hi, bins, temperature=T)
     # start in the bulk: far out (|x| > ~2.3 at h = 0.1) MALA rejects forever and ULA explodes,
     # the superlinear-gradient pathology of Roberts & Tweedie (1996)
     x0 = 0.5 * jr.normal(jr.fold_in(k_dw, 0), (dw.n_chains, 1), jnp.float64)
@@ -126,26 +157,26 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         )
         p_hat = counts / n_total
         hists[name] = p_hat
-        out[f"{name}_tv_gibbs"] = float(sdeml.total_variation(p_hat, gibbs))
-        out[f"{name}_ks_gibbs"] = float(sdeml.ks_distance(p_hat, gibbs))
+        out[f"{name}_tv_gibbs"] = float(sdeml.metrics.total_variation(p_hat, gibbs))
+        out[f"{name}_ks_gibbs"] = float(sdeml.metrics.ks_distance(p_hat, gibbs))
         out[f"{name}_acceptance"] = acc
         run.log(i, {k: v for k, v in out.items() if k.startswith(name)}, tag="double_well")
-    iid = float(sdeml.expected_tv_iid(gibbs, n_total))
-    ula_law, _ = sdeml.ula_invariant_bin_probabilities(
+    iid = float(sdeml.metrics.expected_tv_iid(gibbs, n_total))
+    ula_law, _ = sdeml.langevin.ula_invariant_bin_probabilities(
         U, dw.ula_step, dw.lo, dw.hi, bins, temperature=T
     )
     out.update(
         {
             "iid_tv_same_n": iid,
             "mala_tv_over_iid_tv": out["mala_tv_gibbs"] / iid,
-            "ula_law_tv_gibbs": float(sdeml.total_variation(ula_law, gibbs)),
-            "ula_tv_own_law": float(sdeml.total_variation(hists["ula"], ula_law)),
+            "ula_law_tv_gibbs": float(sdeml.metrics.total_variation(ula_law, gibbs)),
+            "ula_tv_own_law": float(sdeml.metrics.total_variation(hists["ula"], ula_law)),
         }
     )
 
     # Bias against step size: ULA vs MALA, with ULA's exact invariant-law TV.
     bc = cfg.bias
-    g_b, _ = sdeml.gibbs_bin_probabilities(U, dw.lo, dw.hi, bc.bins, temperature=T)
+    g_b, _ = sdeml.langevin.gibbs_bin_probabilities(U, dw.lo, dw.hi, bc.bins, temperature=T)
     xb = 0.5 * jr.normal(jr.fold_in(k_bias, 0), (bc.n_chains, 1), jnp.float64)
     tv_rows = {"h": [], "ula": [], "mala": [], "ula_law": []}
     for j, h in enumerate(run.progress(bc.steps, "step sizes")):
@@ -161,12 +192,12 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
                 bc.bins,
                 jr.fold_in(k_bias, 10 * j + (kind is sdeml.MALA) + 1),
             )
-            row.append(float(sdeml.total_variation(c / (bc.n_chains * bc.n_steps), g_b)))
+            row.append(float(sdeml.metrics.total_variation(c / (bc.n_chains * bc.n_steps), g_b)))
         try:
-            law, _ = sdeml.ula_invariant_bin_probabilities(
+            law, _ = sdeml.langevin.ula_invariant_bin_probabilities(
                 U, h, dw.lo, dw.hi, bc.bins, temperature=T, n_sub=8
             )
-            row.append(float(sdeml.total_variation(law, g_b)))
+            row.append(float(sdeml.metrics.total_variation(law, g_b)))
         except ValueError:  # ULA unstable on the box at this step: no invariant law there
             row.append(float("nan"))
         for k, v in zip(tv_rows, row, strict=True):
@@ -180,12 +211,14 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     t2 = cfg.targets_2d
     w = t2.half_width
     targets = {
-        "gaussian": sdeml.Potentials.gaussian(jnp.diag(jnp.asarray(t2.precision, jnp.float64))),
-        "mixture": sdeml.Potentials.mixture_2d,
+        "gaussian": sdeml.langevin.Potentials.gaussian(
+            jnp.diag(jnp.asarray(t2.precision, jnp.float64))
+        ),
+        "mixture": sdeml.langevin.Potentials.mixture_2d,
     }
     hist2 = {}
     for i, (name, pot) in enumerate(targets.items()):
-        p2, _ = sdeml.gibbs_bin_probabilities(pot, -w, w, t2.bins, d=2, n_sub=4)
+        p2, _ = sdeml.langevin.gibbs_bin_probabilities(pot, -w, w, t2.bins, d=2, n_sub=4)
         x2 = 2.0 * jr.normal(jr.fold_in(k_2d, i), (t2.n_chains, 2), jnp.float64)
         c2, acc = _hist(
             sdeml.MALA(pot, t2.mala_step),
@@ -199,10 +232,12 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         )
         q2 = c2 / (t2.n_chains * t2.n_steps)
         hist2[name] = (q2, np.asarray(p2))
-        out[f"{name}2d_mala_tv"] = float(sdeml.total_variation(q2, p2))
-        out[f"{name}2d_mala_ks_x0"] = float(sdeml.ks_distance(q2.sum(1), p2.sum(1)))
-        out[f"{name}2d_mala_ks_x1"] = float(sdeml.ks_distance(q2.sum(0), p2.sum(0)))
-        out[f"{name}2d_iid_tv_same_n"] = float(sdeml.expected_tv_iid(p2, t2.n_chains * t2.n_steps))
+        out[f"{name}2d_mala_tv"] = float(sdeml.metrics.total_variation(q2, p2))
+        out[f"{name}2d_mala_ks_x0"] = float(sdeml.metrics.ks_distance(q2.sum(1), p2.sum(1)))
+        out[f"{name}2d_mala_ks_x1"] = float(sdeml.metrics.ks_distance(q2.sum(0), p2.sum(0)))
+        out[f"{name}2d_iid_tv_same_n"] = float(
+            sdeml.metrics.expected_tv_iid(p2, t2.n_chains * t2.n_steps)
+        )
         out[f"{name}2d_acceptance"] = acc
 
     run.save_arrays(
@@ -262,7 +297,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     a.loglog(tv["h"], tv["ula_law"], "k--", label="ULA invariant law (grid)")
     a.loglog(tv["h"], tv["mala"], "C0s-", label="MALA histogram")
     a.axhline(
-        float(sdeml.expected_tv_iid(g_b, bc.n_chains * bc.n_steps)),
+        float(sdeml.metrics.expected_tv_iid(g_b, bc.n_chains * bc.n_steps)),
         color="0.5",
         ls=":",
         label="i.i.d. floor (same n)",

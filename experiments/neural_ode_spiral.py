@@ -1,6 +1,6 @@
 """The classic neural-ODE spiral demo: learn dy/dt = (y^3) A from windows of one trajectory.
 
-Data: one trajectory of the spiral (``sdeml.spiral_field``) from y0 = (2, 0) on [0, 25]
+Data: one trajectory of the spiral (``sdeml.neural_ode.spiral_field``) from y0 = (2, 0) on [0, 25]
 (1000 points). A `NeuralODE` with the demo's field (MLP 2 -> 50 -> 2, tanh, on y^3) is trained on
 random windows with the shared loop (RMSprop), then solved over the whole interval; a gradient
 audit of the trained model compares the checkpointed and backsolve adjoints with finite
@@ -21,13 +21,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import Field, PositiveFloat, PositiveInt  # noqa: E402
 
 import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, TrainConfig, register  # noqa: E402
+from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+from sdeml.train import TrainConfig, train_model  # noqa: E402
 
 
 class DataConfig(Section):
     n_points: PositiveInt = 1000
     t1: PositiveFloat = 25.0
-    window: int = Field(10, ge=2)
+    window: int = Field(default=10, ge=2)
 
 
 class ModelConfig(Section):
@@ -59,34 +60,39 @@ class Config(ExperimentConfig):
     audit: AuditConfig = AuditConfig()
 
 
+def build_model(cfg: Config, key) -> sdeml.NeuralODE:
+    """A neural ODE whose field is an MLP of y^3 (the spiral's drift is cubic), autonomous."""
+    m = cfg.model
+    field = sdeml.MLPField(2, m.width, 1, power=3, time_dependent=False, key=key)
+    return sdeml.NeuralODE(
+        field, solver=m.solver, adjoint=m.adjoint, rtol=m.rtol, atol=m.atol, max_steps=m.max_steps
+    )
+
+
 @register(
     "neural_ode_spiral",
     Config,
     "the torchdiffeq spiral demo: a neural ODE fitted to windows of dy/dt = (y^3) A",
     smoke=("train.steps=4", "train.log_every=2", "data.n_points=200", "audit.enabled=false"),
+    build_model=build_model,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
     k_model, k_train, k_audit = jr.split(jr.key(cfg.seed), 3)
     ts = jnp.linspace(0.0, cfg.data.t1, cfg.data.n_points)
-    ys = sdeml.integrate(sdeml.spiral_field, jnp.array([2.0, 0.0]), ts)
-    field = sdeml.MLPField(2, cfg.model.width, 1, power=3, time_dependent=False, key=k_model)
-    m = cfg.model
-    node = sdeml.NeuralODE(
-        field, solver=m.solver, adjoint=m.adjoint, rtol=m.rtol, atol=m.atol, max_steps=m.max_steps
-    )
-    opt = sdeml.train.make_optimizer(cfg.train)
-    state = sdeml.train.init_state(node, opt, k_train)
+    ys = sdeml.neural_ode.integrate(sdeml.neural_ode.spiral_field, jnp.array([2.0, 0.0]), ts)
 
     def batch_fn(key, step):
-        return sdeml.sample_windows(ts, ys, cfg.train.batch_size, cfg.data.window, key=key)
+        return sdeml.neural_ode.sample_windows(
+            ts, ys, cfg.train.batch_size, cfg.data.window, key=key
+        )
 
     def loss_fn(model, batch, key):
-        return sdeml.window_loss(model, *batch)
+        return sdeml.neural_ode.window_loss(model, *batch)
 
-    state = run.train(state, sdeml.train.make_step(loss_fn, opt, batch_fn), cfg.train)
-    model = state.model
+    node = build_model(cfg, k_model)
+    model = train_model(node, loss_fn, batch_fn, cfg.train, key=k_train, run=run).model
     sol = eqx.filter_jit(lambda m: m.solve(ts, ys[0]))(model)
-    rel = float(sdeml.relative_error(sol.ys, ys))
+    rel = float(sdeml.neural_ode.relative_error(sol.ys, ys))
     mae = float(jnp.mean(jnp.abs(sol.ys - ys)))
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
@@ -105,9 +111,11 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         audit_node = sdeml.NeuralODE(
             model.func, solver="dopri5", rtol=cfg.audit.rtol, atol=cfg.audit.rtol, max_steps=100_000
         )
-        tw, yw = sdeml.sample_windows(ts, ys, cfg.audit.n_windows, cfg.data.window, key=k_audit)
-        audit = sdeml.gradient_audit(
-            lambda mdl: sdeml.window_loss(mdl, tw, yw),
+        tw, yw = sdeml.neural_ode.sample_windows(
+            ts, ys, cfg.audit.n_windows, cfg.data.window, key=k_audit
+        )
+        audit = sdeml.neural_ode.gradient_audit(
+            lambda mdl: sdeml.neural_ode.window_loss(mdl, tw, yw),
             audit_node,
             n_directions=cfg.audit.n_directions,
             key=k_audit,

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import PositiveFloat, PositiveInt  # noqa: E402
 
 import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, TrainConfig, register  # noqa: E402
-from sdeml.train import init_state, make_optimizer, make_step  # noqa: E402
+from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+from sdeml.train import TrainConfig, train_model  # noqa: E402
 
 
 class ProblemConfig(Section):
@@ -41,30 +41,35 @@ class Config(ExperimentConfig):
     )
 
 
+def build_model(cfg: Config, key) -> sdeml.PINN:
+    return sdeml.PINN(cfg.pinn.width, cfg.pinn.depth, key=key)
+
+
 @register(
     "pinn",
     Config,
     "PINN for the heat or Burgers equation, against the exact solution",
     smoke=("train.steps=30", "train.log_every=10", "train.ckpt_every=10", "pinn.n_interior=64"),
+    build_model=build_model,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
     p = cfg.problem
-    problem = sdeml.Heat1D(p.alpha, p.t1) if p.name == "heat" else sdeml.Burgers1D(p.nu, p.t1)
+    problem = (
+        sdeml.pinn.Heat1D(p.alpha, p.t1) if p.name == "heat" else sdeml.pinn.Burgers1D(p.nu, p.t1)
+    )
     k_model, k_train = jr.split(jr.key(cfg.seed))
-    model = sdeml.PINN(cfg.pinn.width, cfg.pinn.depth, key=k_model)
-    optimizer = make_optimizer(cfg.train)
 
     def batch_fn(key, step):
         c = cfg.pinn
-        return sdeml.sample_collocation(problem, c.n_interior, c.n_initial, c.n_boundary, key=key)
+        return sdeml.pinn.sample_collocation(
+            problem, c.n_interior, c.n_initial, c.n_boundary, key=key
+        )
 
-    loss_fn = lambda u, points, key: sdeml.pinn_loss(u, problem, points)
-    state = init_state(model, optimizer, k_train, ema_decay=cfg.train.ema_decay)
-    step_fn = make_step(loss_fn, optimizer, batch_fn, ema_decay=cfg.train.ema_decay)
-    state = run.train(state, step_fn, cfg.train)
-    u = state.ema_model if state.ema_model is not None else state.model
+    loss_fn = lambda u, points, key: sdeml.pinn.pinn_loss(u, problem, points)
+    model = build_model(cfg, k_model)
+    u, _, stats = train_model(model, loss_fn, batch_fn, cfg.train, key=k_train, run=run)
 
-    err = sdeml.pinn_error(u, problem, n=128)
+    err = sdeml.pinn.pinn_error(u, problem, n=128)
     run.save_arrays("solution", t=err["t"], x=err["x"], u=err["u"], exact=err["exact"])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     extent = (float(err["x"][0]), float(err["x"][-1]), 0.0, p.t1)
@@ -81,7 +86,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     axes[2].set(title=f"|error|, relative L2 = {float(err['rel_l2']):.2e}", xlabel="x", ylabel="t")
     fig.colorbar(im, ax=axes[2])
     run.savefig(fig, "solution")
-    final = run.training["model"]["final_train_metrics"]
+    final = stats.last_metrics
     return {
         "rel_l2_error": float(err["rel_l2"]),
         "max_abs_error": float(err["max_abs"]),

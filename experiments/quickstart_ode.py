@@ -2,19 +2,18 @@
 
 Data: states x ~ U([-2, 2]^2) with targets A x + noise, A = [[-0.1, 2], [-2, -0.1]] (a stable
 spiral). A small MLP f_θ is fitted by the shared training loop; the learned ODE dx/dt = f_θ(x)
-is then solved with diffrax and compared with the closed form x(t) = expm(A t) x0.
+is then solved with `sdeml.solve_ode` and compared with the closed form x(t) = expm(A t) x0
+(`sdeml.ode.linear_ode_solution`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import jax.scipy.linalg as jsl
 import matplotlib
 
 matplotlib.use("Agg")
@@ -27,15 +26,9 @@ from pydantic import (  # noqa: E402
     model_validator,
 )
 
-from sdeml.run import ExperimentConfig, Run, Section, TrainConfig, register  # noqa: E402
-from sdeml.train import (  # noqa: E402
-    init_state,
-    init_states,
-    make_optimizer,
-    make_step,
-    set_learning_rate,
-    shard_batch,
-)
+import sdeml  # noqa: E402
+from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+from sdeml.train import TrainConfig, train_sweep  # noqa: E402
 
 A = jnp.array([[-0.1, 2.0], [-2.0, -0.1]])
 
@@ -53,7 +46,7 @@ class ModelConfig(Section):
 class EvalConfig(Section):
     t0: float = 0.0  # integrate the learned ODE on [t0, t1]
     t1: float = 10.0
-    n_traj: PositiveInt = Field(8, le=64)
+    n_traj: PositiveInt = Field(default=8, le=64)
     n_test: PositiveInt = 4096
     seed: int = 1234  # test points and initial states: the same for every training seed
 
@@ -80,21 +73,20 @@ def _sample(key, n, cfg: DataConfig):
     return x, x @ A.T + cfg.noise_std * jr.normal(kn, (n, 2))
 
 
+def build_model(cfg: Config, key) -> eqx.nn.MLP:
+    """The vector field f_θ: an MLP R^2 -> R^2 with tanh activations."""
+    return eqx.nn.MLP(2, 2, cfg.model.width, cfg.model.depth, activation=jnp.tanh, key=key)
+
+
 @register(
     "quickstart_ode",
     Config,
     "fit an MLP vector field to a linear ODE, integrate it, compare with expm",
     smoke=("train.steps=40", "train.log_every=10", "train.ckpt_every=20", "eval.n_traj=2"),
     sweep_keys=("seed", "train.lr"),
+    build_model=build_model,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
-    optimizer = make_optimizer(cfg.train)
-
-    def init(key):
-        k_model, k_train = jr.split(key)
-        model = eqx.nn.MLP(2, 2, cfg.model.width, cfg.model.depth, activation=jnp.tanh, key=k_model)
-        return init_state(model, optimizer, k_train, ema_decay=cfg.train.ema_decay)
-
     def loss_fn(model, batch, key):
         x, y = batch
         return jnp.mean(jnp.sum((jax.vmap(model)(x) - y) ** 2, axis=-1))
@@ -105,12 +97,9 @@ def main(cfg: Config, run: Run) -> dict[str, Any]:
     # Every grid point of a `sweep:` (seeds x learning rates) is one member of a batched state,
     # trained by one vmapped, device-sharded program; without a sweep there is one member.
     seeds, lrs = run.sweep_values("seed"), run.sweep_values("train.lr")
-    state = shard_batch(set_learning_rate(init_states(init, seeds), lrs))
-    step_fn = eqx.filter_vmap(
-        make_step(loss_fn, optimizer, batch_fn, ema_decay=cfg.train.ema_decay)
+    models, _, stats = train_sweep(
+        lambda k: build_model(cfg, k), loss_fn, batch_fn, cfg.train, seeds=seeds, lrs=lrs, run=run
     )
-    state = run.train(state, step_fn, cfg.train)
-    models = state.ema_model if state.ema_model is not None else state.model
 
     k_test, k_x0 = jr.split(jr.key(cfg.eval.seed))
     x_test = jr.uniform(k_test, (cfg.eval.n_test, 2), minval=-cfg.data.box, maxval=cfg.data.box)
@@ -123,64 +112,66 @@ def main(cfg: Config, run: Run) -> dict[str, Any]:
     @eqx.filter_jit
     @eqx.filter_vmap(in_axes=(eqx.if_array(0), None))
     def learned_paths(model, x0s):
-        term = diffrax.ODETerm(lambda t, x, args: model(x))
-        controller = diffrax.PIDController(rtol=1e-6, atol=1e-8)
         solve = lambda x0: (
-            diffrax.diffeqsolve(
-                term,
-                diffrax.Tsit5(),
+            sdeml.solve_ode(
+                lambda t, x, args: model(x),
+                x0,
                 cfg.eval.t0,
                 cfg.eval.t1,
-                0.01,
-                x0,
-                saveat=diffrax.SaveAt(ts=ts),
-                stepsize_controller=controller,
+                ts=ts,
+                rtol=1e-6,
+                atol=1e-8,
             ).ys
         )
         return jax.vmap(solve)(x0s)
 
     learned_all = learned_paths(models, x0s)  # (members, n_traj, n_times, 2)
-    exact = jax.vmap(lambda t: jax.vmap(lambda x0: jsl.expm(A * (t - ts[0])) @ x0)(x0s))(ts)
-    exact = exact.swapaxes(0, 1)
+    exact = jax.vmap(lambda x0: sdeml.ode.linear_ode_solution(A, x0, ts, t0=ts[0]))(x0s)
     scale = jnp.max(jnp.linalg.norm(exact, axis=-1), axis=1, keepdims=True)
     rel_err_all = jnp.linalg.norm(learned_all - exact, axis=-1) / scale
     traj_err = jnp.max(rel_err_all, axis=(1, 2))
     run.save_arrays("trajectories", ts=ts, learned=learned_all, exact=exact)
 
-    # The plot shows the first member (the only one without a sweep).
-    model = jax.tree.map(lambda x: x[0] if eqx.is_array(x) else x, models)
-    learned, err_t = learned_all[0], rel_err_all[0]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    # One row per member: every grid point of a sweep is plotted and labelled (issue #17).
+    labels = run.sweep_labels() if run.sweep else [None]
+    fig, axes_all = plt.subplots(len(labels), 2, figsize=(11, 5 * len(labels)), squeeze=False)
     g = jnp.linspace(-cfg.data.box, cfg.data.box, 17)
     gx, gy = jnp.meshgrid(g, g)
     grid = jnp.stack([gx.ravel(), gy.ravel()], -1)
-    v = jax.vmap(model)(grid)
-    axes[0].quiver(grid[:, 0], grid[:, 1], v[:, 0], v[:, 1], color="0.6")
-    for i in range(cfg.eval.n_traj):
-        axes[0].plot(
-            exact[i, :, 0],
-            exact[i, :, 1],
-            "k-",
-            lw=1.5,
-            label="exact expm(At)x0" if i == 0 else None,
+    for m, (axes, label) in enumerate(zip(axes_all, labels, strict=True)):
+        model = jax.tree.map(lambda x, m=m: x[m] if eqx.is_array(x) else x, models)
+        learned, err_t = learned_all[m], rel_err_all[m]
+        where = f"\n{label}" if label else ""
+        v = jax.vmap(model)(grid)
+        axes[0].quiver(grid[:, 0], grid[:, 1], v[:, 0], v[:, 1], color="0.6")
+        for i in range(cfg.eval.n_traj):
+            axes[0].plot(
+                exact[i, :, 0],
+                exact[i, :, 1],
+                "k-",
+                lw=1.5,
+                label="exact expm(At)x0" if i == 0 else None,
+            )
+            axes[0].plot(
+                learned[i, :, 0],
+                learned[i, :, 1],
+                "r--",
+                lw=1.2,
+                label="learned ODE (Tsit5)" if i == 0 else None,
+            )
+        axes[0].set(title=f"learned vector field and trajectories{where}", xlabel="x1", ylabel="x2")
+        axes[0].legend(loc="upper right")
+        axes[1].semilogy(ts, err_t.T, lw=1)
+        axes[1].set(
+            title=f"relative trajectory error (max {float(traj_err[m]):.2g}){where}",
+            xlabel="t",
+            ylabel="|x_learned - x_exact| / max|x|",
         )
-        axes[0].plot(
-            learned[i, :, 0],
-            learned[i, :, 1],
-            "r--",
-            lw=1.2,
-            label="learned ODE (Tsit5)" if i == 0 else None,
-        )
-    axes[0].set(title="learned vector field and trajectories", xlabel="x1", ylabel="x2")
-    axes[0].legend(loc="upper right")
-    axes[1].semilogy(ts, err_t.T, lw=1)
-    axes[1].set(
-        title="relative trajectory error", xlabel="t", ylabel="|x_learned - x_exact| / max|x|"
-    )
+    fig.tight_layout()
     run.savefig(fig, "trajectories")
 
-    final_loss = jnp.atleast_1d(jnp.asarray(run.training["model"]["final_train_metrics"]["loss"]))
-    metrics = {
+    final_loss = jnp.atleast_1d(jnp.asarray(stats.last_metrics["loss"]))
+    metrics: dict[str, Any] = {
         "train_loss": final_loss,
         "field_rmse": field_rmse,
         "trajectory_rel_error_max": traj_err,

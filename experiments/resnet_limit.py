@@ -53,8 +53,8 @@ class _Scaled(eqx.Module):
     field: sdeml.MLPField
     scale: float = eqx.field(static=True)
 
-    def __call__(self, t, h):
-        return self.scale * self.field(t, h)
+    def __call__(self, t, h, args=None):
+        return self.scale * self.field(t, h, args)
 
 
 @register(
@@ -69,7 +69,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         sdeml.MLPField(2, cfg.model.width, cfg.model.depth, key=k_field), cfg.model.scale
     )
     h0 = jr.normal(k_in, (cfg.eval.n_inputs, 2))
-    errors, slope = sdeml.resnet_limit(
+    errors, slope = sdeml.neural_ode.resnet_limit(
         field, h0, cfg.eval.n_blocks, rtol=cfg.eval.rtol, atol=cfg.eval.rtol
     )
     ns = np.asarray(cfg.eval.n_blocks, float)

@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import Field, PositiveFloat, PositiveInt  # noqa: E402
 
 import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, ExperimentError, Run, Section, TrainConfig, register  # noqa: E402
-from sdeml.train import init_state, make_optimizer, make_step  # noqa: E402
+from sdeml.run import ExperimentConfig, ExperimentError, Run, Section, register  # noqa: E402
+from sdeml.train import TrainConfig, train_model  # noqa: E402
 
 
 class DataConfig(Section):
@@ -41,7 +41,7 @@ class SDEConfig(Section):
     beta_max: PositiveFloat = 20.0
     sigma_min: PositiveFloat = 0.01
     sigma_max: PositiveFloat = 8.0
-    eps: float = Field(1e-5, gt=0.0, lt=1.0)  # training cut-off
+    eps: float = Field(default=1e-5, gt=0.0, lt=1.0)  # training cut-off
 
 
 class ModelConfig(Section):
@@ -52,14 +52,15 @@ class ModelConfig(Section):
 
 class EvalConfig(Section):
     n_samples: PositiveInt = 2000
-    n_seeds: PositiveInt = 3
+    # generated set s is scored against data set s of 10
+    n_seeds: PositiveInt = Field(default=3, le=10)
     em_steps: PositiveInt = 1000
     pc_steps: PositiveInt = 500
     # few-step budgets (score evaluations, the final denoising step included) of multistep
     # DPM-Solver-3; issue #7 asks for <= 20 and <= 35
     dpm_nfe: list[int] = Field(default_factory=lambda: [20, 35])
-    n_large: int = Field(0, ge=0)  # also score EM, ODE and DPM at this n (issue #7: 10000)
-    density_grid: int = Field(40, ge=0)  # 0: skip the PF-ODE density plot
+    n_large: int = Field(default=0, ge=0)  # also score EM, ODE and DPM at this n (issue #7: 10000)
+    density_grid: int = Field(default=40, ge=0)  # 0: skip the PF-ODE density plot
     # toys with a closed-form mixture (8gaussians): also score EM/PC/ODE with the exact score
     exact_reference: bool = True
 
@@ -83,8 +84,32 @@ class Config(ExperimentConfig):
 
 def _sde(cfg: SDEConfig):
     if cfg.name == "ve":
-        return sdeml.get_sde("ve", sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
-    return sdeml.get_sde(cfg.name, beta_min=cfg.beta_min, beta_max=cfg.beta_max)
+        return sdeml.diffusion.get_sde("ve", sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
+    return sdeml.diffusion.get_sde(cfg.name, beta_min=cfg.beta_min, beta_max=cfg.beta_max)
+
+
+def build_model(cfg: Config, key) -> sdeml.diffusion.ScoreModel:
+    """The noise-predicting `TimeMLP` inside a `ScoreModel` for the configured SDE."""
+    m = cfg.model
+    net = sdeml.nn.TimeMLP(2, m.width, m.depth, embed_scale=m.embed_scale, key=key)
+    return sdeml.diffusion.ScoreModel(net, _sde(cfg.sde), "eps")
+
+
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation)."""
+    w, layers = max(cfg.model.width, 2), cfg.model.depth + 2
+    n_eval = max(cfg.eval.n_samples, cfg.eval.n_large)
+    return {
+        # activations kept for the backward pass, plus their gradients and the EMA/Adam copies
+        "training activations (train.batch_size x model.width x (model.depth + 2) x 4 B x 3)": (
+            cfg.train.batch_size * w * layers * 4 * 3
+        ),
+        "sampler states and activations (eval.n_samples or eval.n_large x model.width x "
+        "(model.depth + 2) x 4 B x 2)": n_eval * w * layers * 4 * 2,
+        "parameters, gradients, Adam moments, EMA (model.width^2 x model.depth x 4 B x 5)": (
+            w * w * cfg.model.depth * 4 * 5
+        ),
+    }
 
 
 @register(
@@ -102,6 +127,8 @@ def _sde(cfg: SDEConfig):
         "eval.density_grid=0",
         "model.width=32",
     ),
+    build_model=build_model,
+    memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
     k_model, k_train, k_eval = jr.split(jr.key(cfg.seed), 3)
@@ -109,12 +136,6 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         sde = _sde(cfg.sde)
     except ValueError as e:
         raise ExperimentError(str(e)) from None
-    net = sdeml.nn.TimeMLP(
-        2, cfg.model.width, cfg.model.depth, embed_scale=cfg.model.embed_scale, key=k_model
-    )
-    model = sdeml.ScoreModel(net, sde, "eps")
-    optimizer = make_optimizer(cfg.train)
-    state = init_state(model, optimizer, k_train, ema_decay=cfg.train.ema_decay)
 
     def loss_fn(model, batch, key):
         return sdeml.dsm_loss(model, sde, batch, eps=cfg.sde.eps, key=key)
@@ -122,18 +143,19 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     def batch_fn(key, step):  # fresh i.i.d. data every step
         return sdeml.data.toy(cfg.data.name, cfg.train.batch_size, key=key)
 
-    step_fn = make_step(loss_fn, optimizer, batch_fn, ema_decay=cfg.train.ema_decay)
-    state = run.train(state, step_fn, cfg.train)
-    model = state.ema_model if state.ema_model is not None else state.model
+    model = train_model(
+        build_model(cfg, k_model), loss_fn, batch_fn, cfg.train, key=k_train, run=run
+    ).model
 
     n, ev = cfg.eval.n_samples, cfg.eval
     ref = [sdeml.data.toy(cfg.data.name, n, key=jr.fold_in(k_eval, 1000 + i)) for i in range(10)]
+    # one set of bandwidths (from the first data set at n) for every size and sampler
     bw = sdeml.metrics.median_bandwidth(ref[0]) * jnp.asarray(
         sdeml.metrics.DEFAULT_BANDWIDTH_FACTORS
     )
 
-    def mmd(a, b):
-        return sdeml.metrics.mmd(a, b, bw)
+    def score(gen, ref_s, floors=None):  # issue #7: floor pairs (R_i, R_{5+i}), G_s against R_s
+        return sdeml.metrics.mmd_ratio_to_floor(gen, ref_s, n_floor=5, bandwidths=bw, floors=floors)
 
     methods = {
         "em": dict(method="em", n_steps=ev.em_steps),
@@ -148,6 +170,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     per_seed: dict[str, list[float]] = {}
     samples = {}
     sizes = [n] + ([ev.n_large] if ev.n_large else [])
+    floors_n = None  # the floor pairs' MMDs at n, shared by the exact-score reference
     for size in sizes:
         sfx = "" if size == n else f"_n{size}"
         if size == n:
@@ -157,8 +180,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
                 sdeml.data.toy(cfg.data.name, size, key=jr.fold_in(k_eval, 2000 + i))
                 for i in range(10)
             ]
-        floor = float(jnp.median(jnp.stack([mmd(ref_s[i], ref_s[i + 5]) for i in range(5)])))
-        results[f"mmd_floor{sfx}"] = floor
+        floors = None
         todo = methods if size == n else {k: v for k, v in methods.items() if k != "pc"}
         for name, kw in run.progress(todo.items(), f"sampling n={size}", total=len(todo)):
             # the model is an argument, not a closed-over constant (XLA would constant-fold it)
@@ -170,18 +192,21 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
                 r = draw(model, jr.fold_in(k_eval, s))
                 gen.append(r.x)
                 nfe = int(r.nfe)
-            vals = [float(mmd(g, ref_s[i])) for i, g in enumerate(gen)]
-            value = float(jnp.median(jnp.asarray(vals)))
+            r = score(gen, ref_s, floors)
+            floors = r["floors"]  # computed once per size
+            if size == n:
+                floors_n = floors
+            results[f"mmd_floor{sfx}"] = r["floor"]
             # one (generated, data) MMD varies 0.5-2x between seeds: keep every seed's ratio
-            per_seed[f"{name}{sfx}"] = [v / floor for v in vals]
-            results[f"mmd_{name}{sfx}"] = value
-            results[f"mmd_ratio_{name}{sfx}"] = value / floor
+            per_seed[f"{name}{sfx}"] = r["ratios"]
+            results[f"mmd_{name}{sfx}"] = r["value"]
+            results[f"mmd_ratio_{name}{sfx}"] = r["ratio"]
             results[f"nfe_{name}{sfx}"] = nfe
             if size == n:
                 samples[name] = gen[0]
             run.log(
                 cfg.train.steps,
-                {f"mmd_ratio_{name}{sfx}": value / floor, f"nfe_{name}{sfx}": nfe},
+                {f"mmd_ratio_{name}{sfx}": r["ratio"], f"nfe_{name}{sfx}": nfe},
                 tag="eval",
             )
 
@@ -194,19 +219,23 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
             draw = eqx.filter_jit(
                 lambda k, kw=methods[name]: sdeml.sample(exact, sde, (n, 2), key=k, **kw).x
             )
-            vals = [
-                float(mmd(draw(jr.fold_in(k_eval, s)), ref[s])) / results["mmd_floor"]
-                for s in range(ev.n_seeds)
-            ]
-            per_seed[f"{name}_exact_score"] = vals
-            results[f"mmd_ratio_{name}_exact_score"] = float(jnp.median(jnp.asarray(vals)))
+            r = score([draw(jr.fold_in(k_eval, s)) for s in range(ev.n_seeds)], ref, floors_n)
+            per_seed[f"{name}_exact_score"] = r["ratios"]
+            results[f"mmd_ratio_{name}_exact_score"] = r["ratio"]
     run.save_json("mmd_ratio_per_seed", per_seed)
     run.save_arrays("samples", data=ref[0], **samples)
     fig, axs = plt.subplots(1, 1 + len(samples), figsize=(3.2 * (1 + len(samples)), 3.2))
     lim = float(jnp.max(jnp.abs(ref[0]))) * 1.15
     for ax, (title, x) in zip(axs, [("data", ref[0])] + list(samples.items()), strict=True):
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
-        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), title=title, aspect="equal")
+        if title == "data":
+            title = f"data (n = {x.shape[0]})"
+        else:  # each panel carries its score (issue #17): MMD / the data-vs-data floor
+            ratio, nfe = results[f"mmd_ratio_{title}"], results[f"nfe_{title}"]
+            title = f"{title}: MMD {ratio:.2f}x floor, NFE {nfe}"
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), title=title, aspect="equal", xlabel="x1")
+        ax.title.set_fontsize(9)
+    axs[0].set_ylabel("x2")
     run.savefig(fig, "samples")
 
     _plot_trajectories(run, model, sde, ref[0][:300], ev.em_steps, lim, jr.fold_in(k_eval, 99))
@@ -222,11 +251,12 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
             )
         )
         ll = loglik(model, pts)
-        fig, ax = plt.subplots(figsize=(4, 4))
-        ax.imshow(
+        fig, ax = plt.subplots(figsize=(4.8, 4))
+        im = ax.imshow(
             jnp.exp(ll).reshape(len(g), len(g)), origin="lower", extent=(-lim, lim, -lim, lim)
         )
-        ax.set_title("learned density (PF-ODE)")
+        fig.colorbar(im, ax=ax, label="density p(x) (linear scale)")
+        ax.set(title="learned density (PF-ODE likelihood)", xlabel="x1", ylabel="x2")
         run.savefig(fig, "density")
         results["nll_nats"] = float(-jnp.mean(loglik(model, ref[0][:200])))
         results["bits_per_dim"] = float(sdeml.metrics.bits_per_dim(results["nll_nats"], 2))
@@ -239,15 +269,14 @@ def _plot_trajectories(run: Run, model, sde, x0, em_steps: int, lim: float, key)
     traj = eqx.filter_jit(
         lambda m, k: sdeml.sample(m, sde, x0.shape, method="em", n_steps=em_steps, n_saves=6, key=k)
     )(model, k_rev)
+    assert traj.ts is not None and traj.path is not None  # saved: n_saves=6
     ts_rev = traj.ts  # T = t_0 > ... > t_K
     ts_fwd = jnp.concatenate([jnp.zeros(1, ts_rev.dtype), ts_rev[::-1][1:]])  # 0 < ... < T
     # X_t | X_s = x ~ N(a_t / a_s x, sigma_t^2 - (a_t / a_s)^2 sigma_s^2) exactly: each particle
     # keeps its identity, so the panels show one forward path per point
     fwd, x = [x0], x0
     for i, (t0, t1) in enumerate(zip(ts_fwd[:-1], ts_fwd[1:], strict=True)):
-        r = sde.alpha(t1) / sde.alpha(t0)
-        std = jnp.sqrt(jnp.maximum(sde.sigma(t1) ** 2 - (r * sde.sigma(t0)) ** 2, 0.0))
-        x = r * x + std * jr.normal(jr.fold_in(k_fwd, i), x.shape, x.dtype)
+        x = sde.forward_sample(x, t0, t1, key=jr.fold_in(k_fwd, i))
         fwd.append(x)
     k = len(ts_fwd)
     big = max(lim, 3.0 * float(sde.prior_std))
@@ -259,7 +288,12 @@ def _plot_trajectories(run: Run, model, sde, x0, em_steps: int, lim: float, key)
             ax = axs[row, j]
             ax.scatter(x[:, 0], x[:, 1], s=1, c=c)
             r = lim if float(t) < 0.1 else big
-            ax.set(xlim=(-r, r), ylim=(-r, r), aspect="equal", xticks=[], yticks=[])
+            ax.set(xlim=(-r, r), ylim=(-r, r), aspect="equal")
+            ax.tick_params(labelsize=6)
+            if row == 1:
+                ax.set_xlabel("x1", fontsize=7)
+            if j == 0:
+                ax.set_ylabel("x2", fontsize=7)
             ax.set_title(
                 f"{'noising' if row == 0 else 'denoising'}, t = {float(t):.2f}", fontsize=8
             )

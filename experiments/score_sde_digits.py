@@ -2,10 +2,11 @@
 
 Trains `UNet8` (noise parameterisation, dropout, EMA) by denoising score matching through
 `sdeml.train`, samples with the reverse-SDE Euler-Maruyama or predictor-corrector sampler, and
-scores the samples with the cached digits classifier (`sdeml.metrics.digits_scores`): mean
-confidence, class histogram and its total variation to uniform, Fréchet distance on classifier
-features (beside the train-vs-test value of real images) and the nearest-neighbour
-memorisation ratio. Also reports bits/dim of test images through the PF-ODE (Hutchinson).
+scores the samples with the cached digits classifier (`sdeml.train.digits_classifier`, through
+`sdeml.metrics.digits_scores`): mean confidence, class histogram and its total variation to
+uniform, Fréchet distance on classifier features (beside the train-vs-test value of real images)
+and the nearest-neighbour memorisation ratio. Also reports bits/dim of test images through the
+PF-ODE (Hutchinson).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt  # noqa: E402
 
 import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, TrainConfig, register  # noqa: E402
-from sdeml.train import init_state, make_optimizer, make_step  # noqa: E402
+from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+from sdeml.train import TrainConfig, digits_classifier, train_model  # noqa: E402
 
 
 class SDEConfig(Section):
@@ -34,12 +35,12 @@ class SDEConfig(Section):
     beta_max: PositiveFloat = 20.0
     sigma_min: PositiveFloat = 0.01
     sigma_max: PositiveFloat = 16.0
-    eps: float = Field(1e-3, gt=0.0, lt=1.0)
+    eps: float = Field(default=1e-3, gt=0.0, lt=1.0)
 
 
 class ModelConfig(Section):
     width: PositiveInt = 32
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     dequantise: bool = True  # augmentation: uniform noise within a pixel level
 
 
@@ -67,6 +68,18 @@ class Config(ExperimentConfig):
     eval: EvalConfig = EvalConfig()
 
 
+def _sde(cfg: SDEConfig):
+    if cfg.name == "ve":
+        return sdeml.VESDE(cfg.sigma_min, cfg.sigma_max)
+    return sdeml.diffusion.get_sde(cfg.name, beta_min=cfg.beta_min, beta_max=cfg.beta_max)
+
+
+def build_model(cfg: Config, key) -> sdeml.diffusion.ScoreModel:
+    """A `UNet8` noise predictor (with dropout) inside a `ScoreModel` for the configured SDE."""
+    net = sdeml.nn.UNet8(1, cfg.model.width, dropout=cfg.model.dropout, key=key)
+    return sdeml.diffusion.ScoreModel(net, _sde(cfg.sde), "eps")
+
+
 @register(
     "score_sde_digits",
     Config,
@@ -80,18 +93,12 @@ class Config(ExperimentConfig):
         "eval.n_steps=4",
         "eval.n_likelihood=0",
     ),
+    build_model=build_model,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
     k_model, k_train, k_eval = jr.split(jr.key(cfg.seed), 3)
-    if cfg.sde.name == "ve":
-        sde = sdeml.VESDE(cfg.sde.sigma_min, cfg.sde.sigma_max)
-    else:
-        sde = sdeml.get_sde(cfg.sde.name, beta_min=cfg.sde.beta_min, beta_max=cfg.sde.beta_max)
+    sde = _sde(cfg.sde)
     digits = sdeml.data.load_digits()  # the default float dtype, as the network
-    net = sdeml.nn.UNet8(1, cfg.model.width, dropout=cfg.model.dropout, key=k_model)
-    model = sdeml.ScoreModel(net, sde, "eps")
-    optimizer = make_optimizer(cfg.train)
-    state = init_state(model, optimizer, k_train, ema_decay=cfg.train.ema_decay)
     level = 2.0 / 16.0
 
     def batch_fn(key, step):
@@ -104,9 +111,8 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     def loss_fn(model, batch, key):
         return sdeml.dsm_loss(model, sde, batch, eps=cfg.sde.eps, key=key)
 
-    step_fn = make_step(loss_fn, optimizer, batch_fn, ema_decay=cfg.train.ema_decay)
-    state = run.train(state, step_fn, cfg.train)
-    model = state.ema_model if state.ema_model is not None else state.model
+    model = build_model(cfg, k_model)
+    model = train_model(model, loss_fn, batch_fn, cfg.train, key=k_train, run=run).model
 
     ev = cfg.eval
     # the model is an argument, not a closed-over constant (XLA would constant-fold it)
@@ -122,7 +128,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         )
     )(model, k_eval)
     x = jnp.clip(res.x, -1.0, 1.0)
-    scores = sdeml.metrics.digits_scores(x)
+    scores = sdeml.metrics.digits_scores(x, digits_classifier())
     run.save_arrays("samples", x=x)
     out: dict[str, float] = {k: v for k, v in scores.items() if not isinstance(v, list)}
     out["frechet_over_test"] = out["frechet"] / out["frechet_test"]

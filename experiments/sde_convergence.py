@@ -9,7 +9,7 @@ additive-noise Ornstein–Uhlenbeck; summary.json holds the fitted orders.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +29,7 @@ class TextbookConfig(Section):
     dts: list[PositiveFloat] = [0.2, 0.1, 0.05, 0.025, 0.0125]
     a0: float = 1.0
     t1: PositiveFloat = 2.0
-    noise: float = Field(0.5, ge=0.0)  # sigma in da = (0.5a - 4 sin 10t) dt + sigma dW
+    noise: float = Field(default=0.5, ge=0.0)  # sigma in da = (0.5a - 4 sin 10t) dt + sigma dW
     n_sample_paths: PositiveInt = 3
 
     @model_validator(mode="after")
@@ -56,10 +56,10 @@ class ProblemsConfig(Section):
 
 
 class OrdersConfig(Section):
-    solvers: list[Literal["euler_maruyama", "milstein", "heun", "sra1"]] = [
+    solvers: list[Literal["euler_maruyama", "milstein", "stochastic_heun", "sra1"]] = [
         "euler_maruyama",
         "milstein",
-        "heun",
+        "stochastic_heun",
         "sra1",
     ]
     t1: PositiveFloat = 1.0
@@ -89,15 +89,15 @@ class Config(ExperimentConfig):
 
 
 def _textbook(cfg: TextbookConfig, run: Run, key) -> dict[str, float]:
-    det = sdeml.SineForcedSDE(sigma=0.0)
-    noisy = sdeml.SineForcedSDE(sigma=cfg.noise)
+    det = sdeml.sde.SineForcedSDE(sigma=0.0)
+    noisy = sdeml.sde.SineForcedSDE(sigma=cfg.noise)
     fine = min(cfg.dts)
     n_fine = round(cfg.t1 / fine)
     ts_fine = jnp.linspace(0.0, cfg.t1, n_fine + 1)
     a0 = jnp.asarray(cfg.a0, jnp.float32)
     # one fine Brownian path per sample path, summed into every coarser dt (same noise at all dt)
     keys = jr.split(key, cfg.n_sample_paths)
-    dw_fine = jax.vmap(lambda k: sdeml.sample_increments(jnp.diff(ts_fine), (), key=k))(keys)
+    dw_fine = jax.vmap(lambda k: sdeml.sde.sample_increments(jnp.diff(ts_fine), (), key=k))(keys)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     t_plot = jnp.linspace(0.0, cfg.t1, 801)
     exact = det.mean(t_plot, cfg.a0)
@@ -113,15 +113,15 @@ def _textbook(cfg: TextbookConfig, run: Run, key) -> dict[str, float]:
         factor = round(dt / fine)
         ts = ts_fine[::factor]
         zero = jnp.zeros(ts.shape[0] - 1)
-        ys = sdeml.solve_increments(sdeml.EulerMaruyama(), det, a0, ts, zero)
+        ys = sdeml.sde.solve_increments(sdeml.EulerMaruyama(), det, a0, ts, zero)
         err = float(jnp.max(jnp.abs(ys - det.mean(ts, cfg.a0))))
         errs.append(err)
         metrics[f"textbook.ode_max_error.dt={dt}"] = err
         run.log(i, {"dt": dt, "ode_max_error": err}, tag="textbook")
         ax0.plot(ts, ys, "o-", ms=2.5, lw=1, color=f"C{i}", label=f"Δt = {dt}")
-        dw = jax.vmap(lambda d, f=factor: sdeml.coarsen_increments(d, f))(dw_fine)
+        dw = jax.vmap(lambda d, f=factor: sdeml.sde.coarsen_increments(d, f))(dw_fine)
         paths = jax.vmap(
-            lambda d, ts=ts: sdeml.solve_increments(sdeml.EulerMaruyama(), noisy, a0, ts, d)
+            lambda d, ts=ts: sdeml.sde.solve_increments(sdeml.EulerMaruyama(), noisy, a0, ts, d)
         )(dw)
         for j in range(cfg.n_sample_paths):
             ax1.plot(
@@ -146,10 +146,27 @@ def _textbook(cfg: TextbookConfig, run: Run, key) -> dict[str, float]:
     return metrics
 
 
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation)."""
+    o, tb = cfg.orders, cfg.textbook
+    return {
+        "strong-order Brownian increments (orders.n_paths x orders.n_fine x 8 B)": (
+            o.n_paths * o.n_fine * 8
+        ),
+        "weak-order increments (orders.weak_n_paths x 8 x max(orders.weak_n_steps) x 8 B)": (
+            o.weak_n_paths * 8 * max(o.weak_n_steps) * 8
+        ),
+        "textbook paths (textbook.n_sample_paths x t1 / min(dts) x 8 B x 3)": (
+            tb.n_sample_paths * (tb.t1 / min(tb.dts) + 1) * 8 * 3
+        ),
+    }
+
+
 @register(
     "sde_convergence",
     Config,
     "discrete SDE updates converging as dt -> 0; measured strong/weak orders of every solver",
+    memory=memory,
     smoke=(
         "orders.n_paths=16",
         "orders.weak_n_paths=64",
@@ -180,9 +197,9 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         if solver == "sra1" and sde.noise != "additive":
             continue  # SRA1 is an additive-noise method; GBM's noise is multiplicative
         # Heun converges to the Stratonovich solution: give it the Stratonovich form of the SDE
-        conv = sdeml.ito_to_stratonovich if solver == "heun" else (lambda s: s)
+        conv = sdeml.sde.ito_to_stratonovich if solver == "stochastic_heun" else (lambda s: s)
         key = jr.fold_in(k_orders, step)
-        common = dict(t1=oc.t1, dtype=dtype, n_fine=oc.n_fine)
+        common: dict[str, Any] = dict(t1=oc.t1, dtype=dtype, n_fine=oc.n_fine)
         strong = sdeml.strong_order(
             solver,
             conv(sde),
@@ -238,7 +255,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
             title = {"gbm": "GBM (Itô; Heun on its Stratonovich form)", "ou": "OU, additive noise"}[
                 pname
             ]
-            sdeml.plot_orders(res, title=f"{kind} order: {title}", ax=ax)
+            sdeml.sde.plot_orders(res, title=f"{kind} order: {title}", ax=ax)
         fig.tight_layout()
         run.savefig(fig, f"{kind}_orders")
     return summary

@@ -39,12 +39,12 @@ class DataConfig(Section):
 
 class StudyConfig(Section):
     lrs: list[PositiveFloat] = Field(
-        [0.005, 0.01, 0.02, 0.04, 0.05, 0.1, 0.2, 0.4, 0.6], min_length=1
+        default=[0.005, 0.01, 0.02, 0.04, 0.05, 0.1, 0.2, 0.4, 0.6], min_length=1
     )
     batch_size: PositiveInt = 8  # for the learning-rate sweep
-    batch_sizes: list[PositiveInt] = Field([1, 2, 4, 8, 16, 32, 64], min_length=1)
+    batch_sizes: list[PositiveInt] = Field(default=[1, 2, 4, 8, 16, 32, 64], min_length=1)
     # the batch-size sweep, at each of these learning rates (one inside the range, one outside)
-    lrs_for_batch: list[PositiveFloat] = Field([0.02, 0.2], min_length=1)
+    lrs_for_batch: list[PositiveFloat] = Field(default=[0.02, 0.2], min_length=1)
     # the stated range: eta h <= this; the SDE's gap eta h / (2 - eta h) is then <= 4.2%
     valid_lr_h: PositiveFloat = 0.08
 
@@ -93,7 +93,7 @@ def _variances(cfg: Config, x, lr: float, b: int, key) -> dict[str, float]:
     burn = thin * max(1, -(-round(sim.burn_relax * relax) // thin))  # a multiple of thin
     k1, k2, k3 = jr.split(key, 3)
     start = jnp.full((sim.n_chains, 1), xbar)
-    sgd = sdeml.SGD(loss_i, x, lr=lr, batch_size=b)
+    sgd = sdeml.optim_dynamics.SGD(loss_i, x, lr=lr, batch_size=b)
     obs = jax.jit(
         lambda s, ka, kb: sdeml.run_chains(
             sgd,
@@ -106,7 +106,7 @@ def _variances(cfg: Config, x, lr: float, b: int, key) -> dict[str, float]:
     )(sgd.init(start), k1, k2)
     v_sgd, se_sgd = _variance_and_se(obs - xbar)
     # Sigma is constant for this loss (additive gradient noise): freeze it, exactly
-    sigma = sdeml.gradient_noise_cov(loss_i, jnp.reshape(xbar, (1,)), x)
+    sigma = sdeml.optim_dynamics.gradient_noise_cov(loss_i, jnp.reshape(xbar, (1,)), x)
     sde = sdeml.SGDSDE(loss_i, x, lr=lr, batch_size=b, noise_cov=sigma)
     n_sub = max(sim.sde_substeps, math.ceil(lr * h / sim.sde_h_dt))
     paths = jax.jit(
@@ -149,8 +149,8 @@ def main(cfg: Config, run: Run) -> dict:
 
     def point(lr, b, key) -> dict[str, float]:
         v = _variances(cfg, x, lr, b, key)
-        disc = float(sdeml.sgd_stationary_cov(hh, ss, lr, b, discrete=True)[0, 0])
-        cont = float(sdeml.sgd_stationary_cov(hh, ss, lr, b, discrete=False)[0, 0])
+        disc = float(sdeml.optim_dynamics.sgd_stationary_cov(hh, ss, lr, b, discrete=True)[0, 0])
+        cont = float(sdeml.optim_dynamics.sgd_stationary_cov(hh, ss, lr, b, discrete=False)[0, 0])
         return {
             "lr": lr,
             "batch_size": b,

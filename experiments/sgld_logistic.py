@@ -28,7 +28,7 @@ from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
 
 
 class DataConfig(Section):
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     prior_std: PositiveFloat = 1.0
 
 
@@ -54,7 +54,8 @@ class Config(ExperimentConfig):
 
     @model_validator(mode="after")
     def _sizes(self):
-        n_train = 569 - math.ceil(569 * self.data.test_fraction)  # breast cancer: 569 examples
+        size = sdeml.data.BREAST_CANCER_SIZE
+        n_train = size - math.ceil(size * self.data.test_fraction)
         if self.sgld.batch_size > n_train:
             raise ValueError(
                 f"sgld.batch_size={self.sgld.batch_size} is larger than the training set "
@@ -66,20 +67,6 @@ class Config(ExperimentConfig):
                     f"{name}.n_steps={sc.n_steps} must be a multiple of thin={sc.thin}"
                 )
         return self
-
-
-def _load(cfg: DataConfig, seed: int):
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_breast_cancer(return_X_y=True)
-    xtr, xte, ytr, yte = train_test_split(
-        x, y, test_size=cfg.test_fraction, random_state=seed, stratify=y
-    )
-    mu, sd = xtr.mean(0), xtr.std(0)
-    add1 = lambda a: np.concatenate([(a - mu) / sd, np.ones((a.shape[0], 1))], 1)
-    f = lambda a: jnp.asarray(a, jnp.float64)
-    return f(add1(xtr)), f(ytr), f(add1(xte)), f(yte)
 
 
 def _samples(kernel, x0, sc: SamplerConfig, key):
@@ -116,7 +103,9 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
             raise sdeml.run.ExperimentError(
                 f"n_steps={sc.n_steps} must be a multiple of thin={sc.thin}"
             )
-    xtr, ytr, xte, yte = _load(cfg.data, cfg.seed)
+    xtr, ytr, xte, yte = sdeml.data.load_breast_cancer(
+        cfg.data.test_fraction, seed=cfg.seed, dtype=jnp.float64
+    )
     n, d = xtr.shape
     if cfg.sgld.batch_size > n:
         raise sdeml.run.ExperimentError(
@@ -126,7 +115,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     loglik = lambda w, xy: xy[1] * (xy[0] @ w) - jnp.logaddexp(0.0, xy[0] @ w)
     logprior = lambda w: -0.5 * w @ w / var0
     U = lambda w: -logprior(w) - jnp.sum(jax.vmap(loglik, in_axes=(None, 0))(w, (xtr, ytr)))
-    mode, wh = sdeml.laplace_approximation(U, jnp.zeros(d, jnp.float64))
+    mode, wh = sdeml.langevin.laplace_approximation(U, jnp.zeros(d, jnp.float64))
     to_theta = lambda z: mode + z @ wh.T
 
     key = jr.key(cfg.seed)
