@@ -27,7 +27,8 @@ ROOT = Path(sdeml.__file__).parent
 def test_the_door_is_small_and_written_out():
     names = [n for n in dir(sdeml) if not n.startswith("_")]
     modules = {n for n in names if isinstance(getattr(sdeml, n), types.ModuleType)}
-    assert modules == set(PACKAGES)
+    # (experiments and configs become attributes once something has imported them)
+    assert modules - {"experiments", "configs"} == set(PACKAGES)
     objects = set(names) - modules
     # the names a notebook user reaches for first (177 names from star imports before #16)
     assert 30 <= len(objects) <= 50, sorted(objects)
