@@ -173,15 +173,17 @@ def _shipped(exp) -> str:
     pytest.skip(f"no shipped config for {exp.name}")
 
 
+def _settings(n: int):
+    """Hypothesis settings of these properties: n examples, no deadline (XLA compiles)."""
+    slow_ok = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    return settings(max_examples=n, deadline=None, suppress_health_check=slow_ok)
+
+
 @pytest.mark.parametrize("exp", _EXPERIMENTS, ids=lambda e: e.name)
 def test_check_is_valid_or_one_line_exit_2(exp, capsys):
     cfg = _shipped(exp)
 
-    @settings(
-        max_examples=25,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+    @_settings(25)
     @given(_overrides(exp, small=False))
     def prop(overrides):
         code, out, err = _cli(["check", cfg, *overrides], capsys)
@@ -200,11 +202,7 @@ def test_what_check_accepts_runs(exp, tmp_path_factory, capsys):
     line with exit 2 and no run directory; never a failure after a run directory exists."""
     cfg = _shipped(exp)
 
-    @settings(
-        max_examples=3,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+    @_settings(3)
     @given(_overrides(exp, small=True))
     def prop(overrides):
         out_dir = tmp_path_factory.mktemp("runs")
