@@ -1,4 +1,5 @@
-"""One line describing where a benchmark ran: CPU cores visible, load average, versions, device.
+"""One line describing where a benchmark ran: CPU model and cores, the load average at the start and
+at the end, versions, device.
 
 Every table states it, so a ratio is never read without knowing whether the machine was quiet.
 """
@@ -38,12 +39,33 @@ def jax_compile_seconds() -> float:
     return _compile_seconds["total"]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo, else `platform.processor()`)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+
+# Read when the benchmark starts (this module is imported before any work is done), so a table
+# states the load the run started at, not the load its own work raised by the time it is written.
+START_LOAD = _load()
+
+
 def machine_line() -> str:
-    """E.g. ``2 of 2 CPU cores, load average 0.1/0.4/0.9 at start, x86_64, jax 0.10.2, cpu``."""
+    """E.g. ``AMD EPYC (2 of 2 cores visible), load 0.21/0.40/0.90 at the start and 1.6/0.9/1.0 at
+    the end (1/5/15 min), x86_64, jax 0.10.2, device cpu``."""
     visible = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
-        f"{visible} of {os.cpu_count()} CPU cores visible to the process, load average {load} "
-        f"(1/5/15 min) at the start, {platform.processor() or platform.machine()}, "
-        f"jax {jax.__version__}, device {jax.devices()[0].platform}"
+        f"{cpu_model()} ({visible} of {os.cpu_count()} CPU cores visible to the process), load "
+        f"average {START_LOAD} at the start and {_load()} at the end (1/5/15 min), "
+        f"{platform.machine()}, jax {jax.__version__}, device {jax.devices()[0].platform}"
     )

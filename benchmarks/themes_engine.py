@@ -53,6 +53,19 @@ CASES = {
 }
 
 
+MIN_TOTAL = 1.0  # seconds of timed calls per case and round, at least
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"unknown, {os.cpu_count()} cores"
+
+
 def _loadavg() -> float:
     try:
         return float(Path("/proc/loadavg").read_text().split()[0])
@@ -173,11 +186,14 @@ def _child(case: str, repeats: int) -> None:
     f = jax.jit(fn)
     jax.block_until_ready(f(jr.key(0)))  # compile + warm-up
     load = _loadavg()
-    best = float("inf")
-    for i in range(repeats):
+    # best of at least `repeats` calls, and of enough calls to fill MIN_TOTAL seconds (sub-ms
+    # cases such as the neural ODE step need hundreds of calls for a stable minimum)
+    best, spent, i = float("inf"), 0.0, 0
+    while i < repeats or spent < MIN_TOTAL:
         t = time.perf_counter()
         jax.block_until_ready(f(jr.key(i + 1)))
-        best = min(best, time.perf_counter() - t)
+        dt = time.perf_counter() - t
+        best, spent, i = min(best, dt), spent + dt, i + 1
     print(json.dumps({"time": best, "load": load, "sdeml": str(Path(sdeml.__file__).parent)}))
 
 
@@ -235,7 +251,7 @@ def main() -> None:
         tb, ta = b.get("time"), a.get("time")
 
         def cell(t):
-            return "n/a" if t is None else f"{t:.3f}"
+            return "n/a" if t is None else f"{t:.4g}"
 
         def ld(x):
             return "" if x.get("time") is None else f"{x['load']:.2f}"
@@ -247,7 +263,8 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(
             f"# Theme loops on the SDE engine: before ({trees['before']}) vs after "
-            f"({trees['after']})\n\nBest of {args.repeats} calls after compile, best of "
+            f"({trees['after']})\n\nCPU: {_cpu()}. Best of at least {args.repeats} calls (and "
+            f"at least {MIN_TOTAL:g} s of calls) after compile, best of "
             f"{args.rounds} interleaved rounds; load = 1-min load average at the measurement.\n\n"
             + table
             + "\n"

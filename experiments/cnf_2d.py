@@ -16,22 +16,13 @@ smaller standard error (``kl_se``), so it says how much of the gap is the model'
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
-import numpy as np
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
-from sdeml.train import TrainConfig, train_model  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, Setup, register
+from sdeml.train import TrainConfig
 
 
 class DataConfig(Section):
@@ -74,11 +65,51 @@ def _cnf(
     return sdeml.CNF(field, divergence=divergence, solver=m.solver, rtol=rtol, atol=atol)
 
 
+# `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays (issue #19).
+# Not sweepable: the RNODE weights `model.kinetic` / `model.jacobian` (`cnf_loss` checks them and
+# switches the Jacobian term on in Python), the solver and its tolerances (static fields of `CNF`),
+# the divergence estimator, sizes.
+SWEEP_KEYS = ("seed", "train.lr")
+
+
 def build_model(cfg: Config, key) -> sdeml.CNF:
     """The CNF as trained: an MLP field (t concatenated to z) at the training tolerances."""
     m = cfg.model
     # a field smooth in t (t concatenated to z): random Fourier time features make it stiff
     return _cnf(sdeml.MLPField(2, m.width, m.depth, key=key), m, m.divergence, m.rtol, m.atol)
+
+
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    A point's solve holds the 7 Tsit5 stages of (z, log-density) and, while the field runs, its
+    MLP activations with one tangent per coordinate (the exact 2-D divergence); training keeps
+    them for the backward pass (x3: forward, cotangents, recomputed checkpoint segments).
+    """
+    b = 8 if cfg.x64 else 4
+    m, d, e = cfg.model, cfg.data, cfg.eval
+    per_point = (m.width * (m.depth + 1) * 3 + 7 * 3) * b  # activations + 2 tangents, stages
+    return {
+        "training data (data.n_train x 2 x B x 4: picks, normals, means, points)": (
+            d.n_train * 2 * b * 4
+        ),
+        "entropy points and their log-densities (data.n_entropy x 2 x 3 components x B x 2)": (
+            d.n_entropy * 2 * 3 * b * 2
+        ),
+        "training solves (train.batch_size x model.width x (model.depth + 1) x 3 x 7 stages "
+        "x B x 3)": cfg.train.batch_size * per_point * 7 * 3,
+        "held-out solves, exact and Hutchinson (data.n_test x model.width x (model.depth + 1) "
+        "x 3 x B x 2)": d.n_test * per_point * 2,
+        "density grid solves (eval.grid^2 x model.width x (model.depth + 1) x 3 x B)": (
+            e.grid**2 * per_point
+        ),
+        "sample solves (eval.n_samples x model.width x (model.depth + 1) x 3 x B)": (
+            e.n_samples * per_point
+        ),
+        "parameters, gradients, Adam moments (model.width^2 x model.depth x B x 4)": (
+            m.width**2 * m.depth * b * 4
+        ),
+    }
 
 
 @register(
@@ -94,16 +125,24 @@ def build_model(cfg: Config, key) -> sdeml.CNF:
         "eval.grid=6",
         "eval.n_samples=16",
     ),
+    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
+    memory=memory,
 )
-def main(cfg: Config, run: Run) -> dict[str, float]:
-    k_data, k_test, k_ent, k_model, k_train, k_hutch, k_sample = jr.split(jr.key(cfg.seed), 7)
-    gm = sdeml.data.gaussian_mixture_2d()
-    x_train = gm.sample(cfg.data.n_train, key=k_data)
-    x_test = gm.sample(cfg.data.n_test, key=k_test)
-    ent_lp = jax.vmap(gm.log_prob)(gm.sample(cfg.data.n_entropy, key=k_ent))
-    entropy, entropy_se = float(-jnp.mean(ent_lp)), float(jnp.std(ent_lp) / np.sqrt(ent_lp.size))
+def main(cfg: Config, run: Run) -> dict[str, Any]:
+    # a sweep's grid points train as one vmapped program (issue #19), then each is evaluated
+    return run.evaluate_points(_evaluate, run.train_grid(_setup, _objective, cfg.train).model)
 
+
+def _setup(cfg: Config) -> Setup:
+    import jax.random as jr
+
+    k_data, _, _, k_model, k_train, _, _ = jr.split(jr.key(cfg.seed), 7)
+    x_train = sdeml.data.gaussian_mixture_2d().sample(cfg.data.n_train, key=k_data)
+    return Setup(build_model(cfg, k_model), k_train, x_train)
+
+
+def _objective(cfg: Config, x_train):
     m = cfg.model
 
     def batch_fn(key, step):
@@ -113,8 +152,24 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         k = key if model.divergence == "hutchinson" else None
         return sdeml.flows.cnf_loss(model, batch, kinetic=m.kinetic, jacobian=m.jacobian, key=k)
 
-    cnf = build_model(cfg, k_model)
-    trained = train_model(cnf, loss_fn, batch_fn, cfg.train, key=k_train, run=run).model
+    return loss_fn, batch_fn
+
+
+def _evaluate(cfg: Config, run: Run, trained) -> dict[str, float]:
+    """One grid point's held-out NLL (exact and Hutchinson), KL, entropy and density plots."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    _, k_test, k_ent, _, _, k_hutch, k_sample = jr.split(jr.key(cfg.seed), 7)
+    gm = sdeml.data.gaussian_mixture_2d()
+    x_test = gm.sample(cfg.data.n_test, key=k_test)
+    ent_lp = jax.vmap(gm.log_prob)(gm.sample(cfg.data.n_entropy, key=k_ent))
+    entropy, entropy_se = float(-jnp.mean(ent_lp)), float(jnp.std(ent_lp) / np.sqrt(ent_lp.size))
+    m = cfg.model
     e = cfg.eval
     exact = _cnf(trained.func, m, "exact", e.rtol, e.atol)
     hutch = _cnf(trained.func, m, "hutchinson", e.rtol, e.atol)

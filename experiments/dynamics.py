@@ -10,16 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import jax.numpy as jnp
-import matplotlib
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, ExperimentError, Run, Section, register  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, ExperimentError, Run, Section, register
 
 SystemName = Literal[
     "exponential_growth", "harmonic", "damped", "van_der_pol", "lotka_volterra", "sir", "lorenz"
@@ -90,17 +84,45 @@ _WINDOWS = {
 
 
 def _x0s(a, b, n):
+    import jax.numpy as jnp
+    import numpy as np
+
     s = np.linspace(0.0, 1.0, n)[:, None]
     return jnp.asarray((1 - s) * np.asarray(a) + s * np.asarray(b), dtype=jnp.float64)
+
+
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    Saved trajectories are held by the solver, copied to the host and drawn (matplotlib keeps
+    its own copy of every line): about 3 copies of each.
+    """
+    pl, b = cfg.plot, 8 if cfg.x64 else 4
+    lorenz = "lorenz" in cfg.systems
+    return {
+        "Lorenz trajectory (20 x plot.n_save x 3 x B x 3 copies)": (
+            lorenz * 20 * pl.n_save * 3 * b * 3
+        ),
+        "portrait trajectories (plot.n_traj x plot.n_save x 2 x B x 3 copies, per system)": (
+            pl.n_traj * pl.n_save * 2 * b * 3
+        ),
+        "arrow grid (plot.n_grid^2 x 2 x B x 3)": pl.n_grid**2 * 2 * b * 3,
+    }
 
 
 @register(
     "dynamics",
     Config,
     "phase portraits and an equilibrium stability table for the classic systems zoo",
+    memory=memory,
     smoke=("systems=[damped]", "plot.n_grid=7", "plot.n_traj=2", "plot.n_save=50"),
+    per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
+    import jax.numpy as jnp
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     rows = []
     for name in run.progress(cfg.systems, "systems"):
         system = _build(name, cfg.params)

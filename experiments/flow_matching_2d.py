@@ -12,20 +12,16 @@ first one's (x0, x1) pairs (rectified flow) and scored at fewer steps, with its 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import equinox as eqx
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, Setup, register
+from sdeml.train import TrainConfig
 
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
-from sdeml.train import TrainConfig, train_model  # noqa: E402
+if TYPE_CHECKING:  # annotations only: the module loads when a run starts
+    import jax.numpy as jnp
 
 
 class DataConfig(Section):
@@ -78,6 +74,9 @@ class Config(ExperimentConfig):
 
 
 def _score(model, cfg: Config, n_steps: int, key) -> tuple[dict, jnp.ndarray]:
+    import equinox as eqx
+    import jax.random as jr
+
     e = cfg.eval
     kg, kr, kb = jr.split(key, 3)
     sample = eqx.filter_jit(
@@ -91,10 +90,49 @@ def _score(model, cfg: Config, n_steps: int, key) -> tuple[dict, jnp.ndarray]:
     return res, gen[0]
 
 
+# `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays. Not sweepable
+# (issue #19): `model.sigma` (`cfm_loss` branches on it in Python), `model.embed_scale` (typed
+# `float` in `TimeMLP`), the coupling, solvers and sizes.
+SWEEP_KEYS = ("seed", "train.lr")
+
+
 def build_model(cfg: Config, key) -> sdeml.nn.TimeMLP:
     """The velocity field: a `TimeMLP` (the reflow model has the same structure)."""
     m = cfg.model
     return sdeml.nn.TimeMLP(2, m.width, m.depth, embed_scale=m.embed_scale, key=key)
+
+
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation)."""
+    b = 8 if cfg.x64 else 4
+    m, e, r, tr = cfg.model, cfg.eval, cfg.reflow, cfg.train
+    act = m.width * (m.depth + 2) * b  # one point's activations through the TimeMLP
+    out: dict[str, float] = {
+        "training data (data.n_train x 2 x B x 3)": cfg.data.n_train * 2 * b * 3,
+        # kept for the backward pass, plus their cotangents and the batch's (x0, x1, xt, v)
+        "training activations (train.batch_size x model.width x (model.depth + 2) x B x 3)": (
+            tr.batch_size * act * 3
+        ),
+        "generated and reference sets (eval.n_sets x eval.n x 2 x B x 3)": (
+            e.n_sets * e.n * 2 * b * 3
+        ),
+        "sampler activations (eval.n x model.width x (model.depth + 2) x B)": e.n * act,
+        # sdeml.metrics.mmd: row blocks of 1024 against every point, one slice per bandwidth
+        "MMD row blocks (min(1024, eval.n) x eval.n x 8 bandwidths x B x 2)": (
+            min(1024, e.n) * e.n * 8 * b * 2
+        ),
+        "parameters, gradients, Adam moments, EMA (model.width^2 x model.depth x B x 5)": (
+            m.width**2 * m.depth * b * 5
+        ),
+    }
+    if m.coupling == "ot":  # the host assignment of each batch: a dense float64 cost matrix
+        out["OT cost matrix (train.batch_size^2 x 8 B x 2)"] = tr.batch_size**2 * 8 * 2
+    if r.steps > 0:
+        out[
+            "reflow pairs and their solve (reflow.n_pairs x (4 + model.width x "
+            "(model.depth + 2)) x B)"
+        ] = r.n_pairs * (4 * b + act)
+    return out
 
 
 @register(
@@ -112,11 +150,48 @@ def build_model(cfg: Config, key) -> sdeml.nn.TimeMLP:
         "reflow.n_pairs=64",
         "reflow.pair_steps=2",
     ),
+    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
+    memory=memory,
 )
-def main(cfg: Config, run: Run) -> dict[str, float]:
-    k_data, k_model, k_train, k_eval, k_pairs, k_model2, k_eval2 = jr.split(jr.key(cfg.seed), 7)
+def main(cfg: Config, run: Run) -> dict[str, Any]:
+    # Every grid point of a `sweep:` is one member of a batched state, trained by one vmapped
+    # program (issue #19), the reflow likewise from each point's flow; then each point is scored.
+    flows = run.train_grid(_setup, _objective, cfg.train).model
+    flows2 = None
+    if cfg.reflow.steps > 0:
+        flows2 = run.train_grid(
+            _reflow_setup,
+            _reflow_objective,
+            cfg.train,
+            name="reflow",
+            n_steps=cfg.reflow.steps,
+            inputs=flows,  # warm start from the first flow
+        ).model
+    rows = []
+    for i, c in enumerate(run.points()):
+        flow2 = None if flows2 is None else run.member(flows2, i)
+        rows.append(_evaluate(c, run.at(i), run.member(flows, i), flow2))
+    return run.collect(rows)
+
+
+def _keys(cfg: Config):
+    """k_data, k_model, k_train, k_eval, k_pairs, k_model2, k_eval2 of a point's seed."""
+    import jax.random as jr
+
+    return jr.split(jr.key(cfg.seed), 7)
+
+
+def _setup(cfg: Config) -> Setup:
+    """One grid point's model, training key and training set (swept keys may be traced)."""
+    k_data, k_model, k_train, *_ = _keys(cfg)
     x_train = sdeml.data.toy(cfg.data.name, cfg.data.n_train, key=k_data)
+    return Setup(build_model(cfg, k_model), k_train, x_train)
+
+
+def _objective(cfg: Config, x_train):
+    import jax.random as jr
+
     m = cfg.model
 
     def loss_fn(model, batch, key):
@@ -128,8 +203,35 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         x1 = sdeml.data.minibatch(x_train, k1, cfg.train.batch_size)
         return jr.normal(k0, x1.shape, x1.dtype), x1
 
-    model = build_model(cfg, k_model)
-    flow = train_model(model, loss_fn, batch_fn, cfg.train, key=k_train, run=run).model
+    return loss_fn, batch_fn
+
+
+def _reflow_setup(cfg: Config, flow) -> Setup:
+    """Reflow: the first flow's (noise, sample) pairs, warm-started from that flow."""
+    r, keys = cfg.reflow, _keys(cfg)
+    pairs = sdeml.flows.reflow_pairs(flow, r.n_pairs, 2, n_steps=r.pair_steps, key=keys[4])
+    return Setup(flow, keys[5], pairs)
+
+
+def _reflow_objective(cfg: Config, pairs):
+    def pair_batch(key, step):
+        return sdeml.data.minibatch(pairs, key, cfg.train.batch_size)
+
+    def reflow_loss(model, batch, key):
+        x0, x1 = batch
+        return sdeml.cfm_loss(model, x1, x0=x0, coupling="independent", key=key)
+
+    return reflow_loss, pair_batch
+
+
+def _evaluate(cfg: Config, run: Run, flow, flow2) -> dict[str, float]:
+    """Score and plot one grid point's flow (and its reflow)."""
+    import equinox as eqx
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+
+    k_data, _, _, k_eval, _, _, k_eval2 = _keys(cfg)
+    x_train = sdeml.data.toy(cfg.data.name, cfg.data.n_train, key=k_data)
     res, samples = _score(flow, cfg, cfg.eval.n_steps, k_eval)
     x0_probe = jr.normal(k_eval, (512, 2))
     out = {
@@ -142,31 +244,8 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     }
     panels = [("flow matching", samples)]
 
-    if cfg.reflow.steps > 0:
+    if flow2 is not None:
         r = cfg.reflow
-        z0, z1 = eqx.filter_jit(
-            lambda mdl: sdeml.flows.reflow_pairs(
-                mdl, r.n_pairs, 2, n_steps=r.pair_steps, key=k_pairs
-            )
-        )(flow)
-
-        def pair_batch(key, step):
-            return sdeml.data.minibatch((z0, z1), key, cfg.train.batch_size)
-
-        def reflow_loss(model, batch, key):
-            x0, x1 = batch
-            return sdeml.cfm_loss(model, x1, x0=x0, coupling="independent", key=key)
-
-        flow2 = train_model(  # warm start from the first flow
-            flow,
-            reflow_loss,
-            pair_batch,
-            cfg.train,
-            key=k_model2,
-            run=run,
-            name="reflow",
-            n_steps=r.steps,
-        ).model
         res2, samples2 = _score(flow2, cfg, r.n_steps, k_eval2)
         res1, _ = _score(flow, cfg, r.n_steps, k_eval2)
         out.update(

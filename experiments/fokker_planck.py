@@ -19,20 +19,15 @@ FD discretisation error, from a run on a grid twice as fine in x and t.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import jax
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
-import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, register
 
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+if TYPE_CHECKING:  # annotations only: the module loads when a run starts
+    import numpy as np
 
 
 class ProblemConfig(Section):
@@ -89,6 +84,8 @@ class Config(ExperimentConfig):
 
 def _bin_probs(p, dx: float, bins: int) -> np.ndarray:
     """Cell densities ``(s, n_cells)`` -> bin probabilities ``(s, bins)`` (exact cell sums)."""
+    import numpy as np
+
     p = np.asarray(p)
     return p.reshape(p.shape[0], bins, -1).sum(-1) * dx
 
@@ -96,9 +93,33 @@ def _bin_probs(p, dx: float, bins: int) -> np.ndarray:
 def _in_sampling_sd(q, p, n: int, min_expected: float) -> np.ndarray:
     """Per time, the largest |N (q - p)| / sqrt(N p (1 - p)) over the bins expecting at least
     `min_expected` samples: a deterministic error in units of the histogram's sampling sd."""
+    import numpy as np
+
     sd = np.sqrt(n * np.clip(p * (1 - p), 0, None))
     ratio = np.where(n * p >= min_expected, np.abs(n * (q - p)) / np.where(sd > 0, sd, 1), 0.0)
     return ratio.max(axis=1)
+
+
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    The EM chain's exact law (`sdeml.langevin.em_chain_bin_probabilities`) is a dense kernel on
+    a grid fine enough for one EM step, sqrt(2 T dt) / 4 with dt = t1 / (n_steps x em_refine):
+    it grows with the square of sqrt(grid.n_steps x paths.em_refine).
+    """
+    pr, g, pa = cfg.problem, cfg.grid, cfg.paths
+    dt = pr.t1 / (g.n_steps * pa.em_refine)
+    s = math.sqrt(2.0 * pr.temperature * dt)
+    n_em = g.bins * math.ceil((g.hi - g.lo) / g.bins / (s / 4))
+    return {
+        # saved densities on both grids, plus the tridiagonal solve's work arrays (fine grid)
+        "Fokker-Planck densities (problem.n_panels x 3 x grid.n_cells x 8 B + 2 x "
+        "grid.n_cells x 8 x 8 B)": pr.n_panels * 3 * g.n_cells * 8 + 2 * g.n_cells * 8 * 8,
+        "EM-chain kernel ((grid.bins x per-bin cells)^2 x 8 B x 2; the cells shrink as "
+        "grid.n_steps x paths.em_refine grows)": n_em**2 * 8 * 2,
+        # saved states on the device, their host copy and the clipped copy
+        "paths (paths.n_paths x problem.n_panels x 8 B x 3)": pa.n_paths * pr.n_panels * 8 * 3,
+    }
 
 
 @register(
@@ -112,8 +133,16 @@ def _in_sampling_sd(q, p, n: int, min_expected: float) -> np.ndarray:
         "paths.n_paths=5000",
         "problem.n_panels=3",
     ),
+    memory=memory,
+    per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     pr, g, pa, ck = cfg.problem, cfg.grid, cfg.paths, cfg.check
     temp = pr.temperature
     drift = lambda t, x: -4.0 * x * (x**2 - 1.0)

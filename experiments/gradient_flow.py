@@ -8,18 +8,12 @@ gaps are O(eta) and O(eta^2); summary.json holds the fitted slopes.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-import jax.numpy as jnp
-import matplotlib
-import numpy as np
+from pydantic import Field, PositiveFloat
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, PositiveFloat  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, register
 
 
 class LossConfig(Section):
@@ -44,25 +38,93 @@ class Config(ExperimentConfig):
     study: StudyConfig = StudyConfig()
 
 
+# Every coefficient of the loss enters as an array (issue #19); `seed` is accepted (the study is
+# deterministic: every seed gives the same numbers). Not sweepable: the learning rates and the
+# horizon set the number of GD steps (shapes), `loss.theta0` is a list.
+SWEEP_KEYS = ("seed", "loss.a", "loss.b", "loss.c", "loss.e")
+
+
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    Every GD iterate and the flow at the same times are kept: study.horizon / lr of them for each
+    learning rate, three times the horizon for the plotted one.
+    """
+    st = cfg.study
+    n = max(st.horizon / min(st.lrs), 3 * st.horizon / st.plot_lr) + 1
+    return {
+        "GD iterates and flows at the same times (max(study.horizon / min(study.lrs), "
+        "3 x study.horizon / study.plot_lr) x 2 x 8 B x 4)": n * 2 * 8 * 4,
+        "loss contour grid (120^2 x 8 B x 4)": 120**2 * 8 * 4,
+    }
+
+
 @register(
     "gradient_flow",
     Config,
     "GD vs gradient flow vs modified flow: O(eta) and O(eta^2) gaps",
+    memory=memory,
     smoke=("study.lrs=[0.2,0.1]",),
+    sweep_keys=SWEEP_KEYS,
 )
-def main(cfg: Config, run: Run) -> dict[str, float]:
-    p = cfg.loss
-    loss = lambda th: (
+def main(cfg: Config, run: Run) -> dict[str, Any]:
+    # The GD iterates and flows of every grid point are one vmapped program over the loss's
+    # coefficients (issue #19); the slopes and plots are then made per point.
+    arrays = run.sweep_map(_core)
+    rows = []
+    for i, c in enumerate(run.points()):
+        point = {k: v[i] for k, v in arrays.items()}
+        rows.append(_report(c, run.at(i), point))
+    return run.collect(rows)
+
+
+def _loss(p: LossConfig):
+    """L(theta); the coefficients may be traced arrays (a sweep)."""
+    return lambda th: (
         0.5 * (p.a * th[0] ** 2 + p.b * th[1] ** 2) + p.c * th[0] ** 4 + p.e * th[0] * th[1] ** 2
     )
-    th0 = jnp.asarray(p.theta0, jnp.float64)
+
+
+def _plot_steps(cfg: Config) -> int:
+    return max(1, round(cfg.study.horizon * 3 / cfg.study.plot_lr))
+
+
+def _core(cfg: Config) -> dict[str, Any]:
+    """One grid point's numbers: the gaps at every learning rate and the plotted trajectories."""
+    import jax.numpy as jnp
+
+    loss, th0 = _loss(cfg.loss), jnp.asarray(cfg.loss.theta0, jnp.float64)
     lrs = sorted(cfg.study.lrs, reverse=True)
+    dev = sdeml.optim_dynamics.flow_gd_deviation
     plain, mod = [], []
-    for lr in run.progress(lrs, "learning rates"):
+    for lr in lrs:
         n = max(1, round(cfg.study.horizon / lr))
-        plain.append(float(sdeml.optim_dynamics.flow_gd_deviation(loss, th0, lr, n)))
-        mod.append(float(sdeml.optim_dynamics.flow_gd_deviation(loss, th0, lr, n, modified=True)))
-        run.log(n, {"lr": lr, "gap_flow": plain[-1], "gap_modified_flow": mod[-1]})
+        plain.append(dev(loss, th0, lr, n))
+        mod.append(dev(loss, th0, lr, n, modified=True))
+    lr, n = cfg.study.plot_lr, _plot_steps(cfg)
+    ts = jnp.linspace(0.0, n * lr, 200)
+    return {
+        "plain": jnp.stack(plain),
+        "mod": jnp.stack(mod),
+        "gd": sdeml.optim_dynamics.gradient_descent(loss, th0, lr, n),
+        "flow": sdeml.gradient_flow(loss, th0, ts),
+        "mflow": sdeml.gradient_flow(loss, th0, ts, modified_lr=lr),
+    }
+
+
+def _report(cfg: Config, run: Run, arrays: dict[str, Any]) -> dict[str, float]:
+    """One grid point's slopes, logged gaps, arrays and figure."""
+    import jax.numpy as jnp
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    p = cfg.loss
+    lrs = sorted(cfg.study.lrs, reverse=True)
+    plain = [float(x) for x in arrays["plain"]]
+    mod = [float(x) for x in arrays["mod"]]
+    for lr, gp, gm in zip(lrs, plain, mod, strict=True):
+        n = max(1, round(cfg.study.horizon / lr))
+        run.log(n, {"lr": lr, "gap_flow": gp, "gap_modified_flow": gm})
     s_plain = float(np.polyfit(np.log(lrs), np.log(plain), 1)[0])
     s_mod = float(np.polyfit(np.log(lrs), np.log(mod), 1)[0])
     run.save_arrays(
@@ -70,11 +132,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     )
 
     lr = cfg.study.plot_lr
-    n = max(1, round(cfg.study.horizon * 3 / lr))
-    gd = sdeml.optim_dynamics.gradient_descent(loss, th0, lr, n)
-    ts = jnp.linspace(0.0, n * lr, 200)
-    flow = sdeml.gradient_flow(loss, th0, ts)
-    mflow = sdeml.gradient_flow(loss, th0, ts, modified_lr=lr)
+    gd, flow, mflow = arrays["gd"], arrays["flow"], arrays["mflow"]
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.5))
     g = jnp.linspace(-1.3, 1.3, 120)
     gx, gy = jnp.meshgrid(g, g)

@@ -10,20 +10,13 @@ O(h) bias against MALA's none.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
-import equinox as eqx
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
-import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, register
 
 
 class DoubleWellConfig(Section):
@@ -84,16 +77,27 @@ class Config(ExperimentConfig):
     targets_2d: Targets2DConfig = Targets2DConfig()
 
 
-@eqx.filter_jit
-def _hist_program(kernel, x0, n_burn, n_steps, lo, hi, bins, k1, k2):
-    # one compile per kernel class and sizes: step sizes are traced leaves of `kernel`
-    state = sdeml.run_chains(kernel, kernel.init(x0), n_burn, key=k1)[0]
-    return sdeml.langevin.histogram_chains(kernel, state, n_steps, lo, hi, bins, key=k2)[1:]
+@functools.cache
+def _hist_program():
+    """The compiled histogram program, built once (equinox is imported when a run starts)."""
+    import equinox as eqx
+
+    @eqx.filter_jit
+    def program(kernel, x0, n_burn, n_steps, lo, hi, bins, k1, k2):
+        # one compile per kernel class and sizes: step sizes are traced leaves of `kernel`
+        state = sdeml.run_chains(kernel, kernel.init(x0), n_burn, key=k1)[0]
+        return sdeml.langevin.histogram_chains(kernel, state, n_steps, lo, hi, bins, key=k2)[1:]
+
+    return program
 
 
 def _hist(kernel, x0, n_burn, n_steps, lo, hi, bins, key):
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+
     k1, k2 = jr.split(key)
-    counts, acc = _hist_program(kernel, x0, n_burn, n_steps, lo, hi, bins, k1, k2)
+    counts, acc = _hist_program()(kernel, x0, n_burn, n_steps, lo, hi, bins, k1, k2)
     return np.asarray(counts, np.float64), float(jnp.mean(acc))
 
 
@@ -101,11 +105,27 @@ def memory(cfg: Config) -> dict[str, float]:
     """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
 
     A chain's state (position, gradient, log-density, proposal: 4 floats per dimension) is kept
-    for every chain, plus one histogram row of counts per chain block.
+    for every chain, plus one histogram row of counts per chain block. ULA's invariant law is
+    the stationary vector of a dense transition matrix on sub-cells of the widened box (4 per
+    bin for the double well, 8 in the bias sweep; `ula_invariant_bin_probabilities` pads a tenth
+    of the bins each side): the matrix, its log-kernel, the system and its LU factors. The 2-D
+    Gibbs law is integrated on 4 x 4 sub-cells per bin of a box padded by half its bins.
     """
     dw, b, t2 = cfg.double_well, cfg.bias, cfg.targets_2d
     n_bins = round((dw.hi - dw.lo) / dw.bin_width)
+
+    def kernel_cells(bins: int, n_sub: int) -> int:
+        return (bins + 2 * max(1, bins // 10)) * n_sub
+
     return {
+        "ULA invariant law, double well (((hi - lo) / double_well.bin_width x 1.2 x 4)^2 x "
+        "8 B x 4)": kernel_cells(n_bins, 4) ** 2 * 8 * 4,
+        "ULA invariant law, bias sweep ((bias.bins x 1.2 x 8)^2 x 8 B x 4)": (
+            kernel_cells(b.bins, 8) ** 2 * 8 * 4
+        ),
+        "2-D Gibbs sub-cells ((targets_2d.bins x 2 x 4)^2 x 8 B x 4)": (
+            (2 * (t2.bins // 2) + t2.bins) ** 2 * 16 * 8 * 4
+        ),
         "double_well chains (double_well.n_chains x 4 x 8 B, x2 for ULA and MALA)": (
             dw.n_chains * 4 * 8 * 2
         ),
@@ -135,8 +155,14 @@ def memory(cfg: Config) -> dict[str, float]:
         "targets_2d.n_steps=100",
         "targets_2d.n_burn=100",
     ),
+    per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     key = jr.key(cfg.seed)
     k_dw, k_bias, k_2d = jr.split(key, 3)
     dw = cfg.double_well

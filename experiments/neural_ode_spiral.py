@@ -9,20 +9,14 @@ differences.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
-import equinox as eqx
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
+from pydantic import Field, PositiveFloat, PositiveInt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, PositiveFloat, PositiveInt  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
-from sdeml.train import TrainConfig, train_model  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, Setup, register
+from sdeml.train import TrainConfig
 
 
 class DataConfig(Section):
@@ -60,6 +54,12 @@ class Config(ExperimentConfig):
     audit: AuditConfig = AuditConfig()
 
 
+# `seed` (the keys), `train.lr` (a leaf of the optimiser state) and the data's time span
+# `data.t1` (the grid's end, a fixed number of points) enter as arrays (issue #19). Not
+# sweepable: the solver, adjoint and tolerances (static fields of `NeuralODE`), sizes.
+SWEEP_KEYS = ("seed", "train.lr", "data.t1")
+
+
 def build_model(cfg: Config, key) -> sdeml.NeuralODE:
     """A neural ODE whose field is an MLP of y^3 (the spiral's drift is cubic), autonomous."""
     m = cfg.model
@@ -69,17 +69,72 @@ def build_model(cfg: Config, key) -> sdeml.NeuralODE:
     )
 
 
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    Each window is solved from its first point with up to 7 solver stages of the field's
+    activations; backpropagation keeps about sqrt(2 x model.max_steps) checkpoints per window
+    (binomial checkpointing) and recomputes one step's stages at a time.
+    """
+    b = 8 if cfg.x64 else 4
+    d, m, tr, au = cfg.data, cfg.model, cfg.train, cfg.audit
+    per_point = (m.width * 2 + 2 * 7) * b  # hidden layer and its tanh, 7 stages of the state
+    checkpoints = math.sqrt(2 * m.max_steps)
+    out: dict[str, float] = {
+        "trajectories: data, solve, rollout, plot copies (data.n_points x 2 x 8 B x 4)": (
+            d.n_points * 2 * 8 * 4
+        ),
+        "training windows (train.batch_size x data.window x model.width x 2 x 7 stages x B x 3)": (
+            tr.batch_size * d.window * per_point * 7 * 3
+        ),
+        "backprop checkpoints (train.batch_size x sqrt(2 x model.max_steps) x 8 x B)": (
+            tr.batch_size * checkpoints * 8 * b
+        ),
+        "parameters, gradients, RMSprop state (4 x model.width x B x 4)": 4 * m.width * b * 4,
+    }
+    if au.enabled:
+        out[
+            "gradient audit windows (audit.n_windows x data.window x model.width x 2 x 7 "
+            "stages x B x 3)"
+        ] = au.n_windows * d.window * per_point * 7 * 3
+        out[
+            "gradient audit directions (audit.n_directions x (5 x model.width + 2) parameters "
+            "x 8 B x 2)"
+        ] = au.n_directions * (5 * m.width + 2) * 8 * 2
+    return out
+
+
 @register(
     "neural_ode_spiral",
     Config,
     "the torchdiffeq spiral demo: a neural ODE fitted to windows of dy/dt = (y^3) A",
     smoke=("train.steps=4", "train.log_every=2", "data.n_points=200", "audit.enabled=false"),
+    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
+    memory=memory,
 )
-def main(cfg: Config, run: Run) -> dict[str, float]:
-    k_model, k_train, k_audit = jr.split(jr.key(cfg.seed), 3)
+def main(cfg: Config, run: Run) -> dict[str, Any]:
+    # a sweep's grid points train as one vmapped program (issue #19), then each is evaluated
+    return run.evaluate_points(_evaluate, run.train_grid(_setup, _objective, cfg.train).model)
+
+
+def _data(cfg: Config):
+    """The true spiral on its time grid (``data.t1`` may be a traced array)."""
+    import jax.numpy as jnp
+
     ts = jnp.linspace(0.0, cfg.data.t1, cfg.data.n_points)
-    ys = sdeml.neural_ode.integrate(sdeml.neural_ode.spiral_field, jnp.array([2.0, 0.0]), ts)
+    return ts, sdeml.neural_ode.integrate(sdeml.neural_ode.spiral_field, jnp.array([2.0, 0.0]), ts)
+
+
+def _setup(cfg: Config) -> Setup:
+    import jax.random as jr
+
+    k_model, k_train, _ = jr.split(jr.key(cfg.seed), 3)
+    return Setup(build_model(cfg, k_model), k_train, _data(cfg))
+
+
+def _objective(cfg: Config, data):
+    ts, ys = data
 
     def batch_fn(key, step):
         return sdeml.neural_ode.sample_windows(
@@ -89,8 +144,18 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     def loss_fn(model, batch, key):
         return sdeml.neural_ode.window_loss(model, *batch)
 
-    node = build_model(cfg, k_model)
-    model = train_model(node, loss_fn, batch_fn, cfg.train, key=k_train, run=run).model
+    return loss_fn, batch_fn
+
+
+def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
+    """One grid point's trained model: full-trajectory errors, plots and the gradient audit."""
+    import equinox as eqx
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+
+    k_audit = jr.split(jr.key(cfg.seed), 3)[2]
+    ts, ys = _data(cfg)
     sol = eqx.filter_jit(lambda m: m.solve(ts, ys[0]))(model)
     rel = float(sdeml.neural_ode.relative_error(sol.ys, ys))
     mae = float(jnp.mean(jnp.abs(sol.ys - ys)))

@@ -14,17 +14,10 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
-import matplotlib
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, ExperimentError, Run, Section, register  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, ExperimentError, Run, Section, register
 
 SolverName = Literal[
     "euler", "heun", "rk4", "tsit5", "dopri5", "dopri8", "implicit_euler", "kvaerno3", "kvaerno5"
@@ -81,9 +74,30 @@ class Config(ExperimentConfig):
 
 def _timed(fn):
     """(result, seconds) of fn(), blocking on the device."""
+    import jax
+
     t = time.perf_counter()
     out = jax.block_until_ready(fn())
     return out, time.perf_counter() - t
+
+
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    Every solve saves its end point or the 2001 fixed output times of Van der Pol; no size in
+    this config grows an array (the step budgets bound loops, not memory: diffrax keeps no
+    per-step history without a gradient).
+    """
+    o, w = cfg.orders, cfg.work
+    return {
+        "Van der Pol solutions (2001 saved times x 2 x 8 B x 2 solvers x 3 calls)": (
+            2001 * 2 * 8 * 2 * 3
+        ),
+        "error tables (len(orders.solvers) x len(orders.n_steps) + len(work.solvers) x "
+        "len(work.rtols)) x 8 B x 4": (
+            (len(o.solvers) * len(o.n_steps) + len(w.solvers) * len(w.rtols)) * 8 * 4
+        ),
+    }
 
 
 @register(
@@ -99,8 +113,14 @@ def _timed(fn):
         "stiff.t1=20.0",
         "stiff.explicit_max_steps=500",
     ),
+    memory=memory,
+    per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
+    import jax.numpy as jnp
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     p = cfg.problem
     A = jnp.array([[-p.decay, p.freq], [-p.freq, -p.decay]], dtype=jnp.float64)
     y0 = jnp.array([1.0, 0.5], dtype=jnp.float64)

@@ -8,17 +8,9 @@ is then solved with `sdeml.solve_ode` and compared with the closed form x(t) = e
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import (  # noqa: E402
+from pydantic import (
     Field,
     NonNegativeFloat,
     PositiveFloat,
@@ -26,11 +18,14 @@ from pydantic import (  # noqa: E402
     model_validator,
 )
 
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
-from sdeml.train import TrainConfig, train_sweep  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, register
+from sdeml.train import TrainConfig
 
-A = jnp.array([[-0.1, 2.0], [-2.0, -0.1]])
+if TYPE_CHECKING:  # annotations only: the module loads when a run starts
+    import equinox as eqx
+
+A = ((-0.1, 2.0), (-2.0, -0.1))  # the spiral's matrix (plain data: no JAX at import)
 
 
 class DataConfig(Section):
@@ -68,14 +63,44 @@ class Config(ExperimentConfig):
 
 
 def _sample(key, n, cfg: DataConfig):
+    import jax.numpy as jnp
+    import jax.random as jr
+
     kx, kn = jr.split(key)
     x = jr.uniform(kx, (n, 2), minval=-cfg.box, maxval=cfg.box)
-    return x, x @ A.T + cfg.noise_std * jr.normal(kn, (n, 2))
+    return x, x @ jnp.asarray(A).T + cfg.noise_std * jr.normal(kn, (n, 2))
 
 
 def build_model(cfg: Config, key) -> eqx.nn.MLP:
     """The vector field f_θ: an MLP R^2 -> R^2 with tanh activations."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
     return eqx.nn.MLP(2, 2, cfg.model.width, cfg.model.depth, activation=jnp.tanh, key=key)
+
+
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    Per sweep member (`check_memory` multiplies by the grid points).
+    """
+    b = 8 if cfg.x64 else 4
+    m, e = cfg.model, cfg.eval
+    act = m.width * (m.depth + 1) * b  # one point's activations
+    return {
+        "training activations (train.batch_size x model.width x (model.depth + 1) x B x 3)": (
+            cfg.train.batch_size * act * 3
+        ),
+        "test field (eval.n_test x (model.width x (model.depth + 1) + 6) x B)": (
+            e.n_test * (act + 6 * b)
+        ),
+        "parameters, gradients, Adam moments (model.width^2 x model.depth x B x 4)": (
+            m.width**2 * m.depth * b * 4
+        ),
+        "trajectories (eval.n_traj x 200 x 2 x B x 4: learned, exact, errors)": (
+            e.n_traj * 200 * 2 * b * 4
+        ),
+    }
 
 
 @register(
@@ -85,8 +110,17 @@ def build_model(cfg: Config, key) -> eqx.nn.MLP:
     smoke=("train.steps=40", "train.log_every=10", "train.ckpt_every=20", "eval.n_traj=2"),
     sweep_keys=("seed", "train.lr"),
     build_model=build_model,
+    memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+
+    from sdeml.train import train_sweep
+
     def loss_fn(model, batch, key):
         x, y = batch
         return jnp.mean(jnp.sum((jax.vmap(model)(x) - y) ** 2, axis=-1))
@@ -104,7 +138,8 @@ def main(cfg: Config, run: Run) -> dict[str, Any]:
     k_test, k_x0 = jr.split(jr.key(cfg.eval.seed))
     x_test = jr.uniform(k_test, (cfg.eval.n_test, 2), minval=-cfg.data.box, maxval=cfg.data.box)
     field = eqx.filter_vmap(lambda m: jax.vmap(m)(x_test))(models)
-    field_rmse = jnp.sqrt(jnp.mean((field - x_test @ A.T) ** 2, axis=(1, 2)))
+    a = jnp.asarray(A)
+    field_rmse = jnp.sqrt(jnp.mean((field - x_test @ a.T) ** 2, axis=(1, 2)))
 
     ts = jnp.linspace(cfg.eval.t0, cfg.eval.t1, 200)
     x0s = jr.uniform(k_x0, (cfg.eval.n_traj, 2), minval=-cfg.data.box, maxval=cfg.data.box)
@@ -126,7 +161,7 @@ def main(cfg: Config, run: Run) -> dict[str, Any]:
         return jax.vmap(solve)(x0s)
 
     learned_all = learned_paths(models, x0s)  # (members, n_traj, n_times, 2)
-    exact = jax.vmap(lambda x0: sdeml.ode.linear_ode_solution(A, x0, ts, t0=ts[0]))(x0s)
+    exact = jax.vmap(lambda x0: sdeml.ode.linear_ode_solution(a, x0, ts, t0=ts[0]))(x0s)
     scale = jnp.max(jnp.linalg.norm(exact, axis=-1), axis=1, keepdims=True)
     rel_err_all = jnp.linalg.norm(learned_all - exact, axis=-1) / scale
     traj_err = jnp.max(rel_err_all, axis=(1, 2))

@@ -10,17 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import equinox as eqx
-import jax.random as jr
-import matplotlib
-import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, register
 
 
 class ModelConfig(Section):
@@ -49,23 +42,44 @@ class Config(ExperimentConfig):
     eval: EvalConfig = EvalConfig()
 
 
-class _Scaled(eqx.Module):
-    field: sdeml.MLPField
-    scale: float = eqx.field(static=True)
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
 
-    def __call__(self, t, h, args=None):
-        return self.scale * self.field(t, h, args)
+    The reference is a vmapped Dopri8 solve: 13 stages of the state and, per stage evaluation,
+    the field's activations; the ResNets hold one block's activations at a time.
+    """
+    b = 8 if cfg.x64 else 4
+    m, n = cfg.model, cfg.eval.n_inputs
+    return {
+        "Dopri8 reference solve (eval.n_inputs x (model.width x (model.depth + 1) + 13 x 2) x "
+        "B x 2)": n * (m.width * (m.depth + 1) + 13 * 2) * b * 2,
+        "parameters (model.width^2 x model.depth x B)": m.width**2 * m.depth * b,
+    }
 
 
 @register(
     "resnet_limit",
     Config,
     "a ResNet of N Euler blocks converges to the neural ODE with error ∝ 1/N",
+    memory=memory,
     smoke=("eval.n_blocks=[4,8,16]", "eval.n_inputs=8"),
+    per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
+    import equinox as eqx
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    class Scaled(eqx.Module):  # (equinox is imported when a run starts, not at import)
+        field: sdeml.MLPField
+        scale: float = eqx.field(static=True)
+
+        def __call__(self, t, h, args=None):
+            return self.scale * self.field(t, h, args)
+
     k_field, k_in = jr.split(jr.key(cfg.seed))
-    field = _Scaled(
+    field = Scaled(
         sdeml.MLPField(2, cfg.model.width, cfg.model.depth, key=k_field), cfg.model.scale
     )
     h0 = jr.normal(k_in, (cfg.eval.n_inputs, 2))

@@ -12,21 +12,13 @@ denoising trajectories, the learned density (PF-ODE likelihood on a grid) and th
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
+from pydantic import Field, PositiveFloat, PositiveInt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, PositiveFloat, PositiveInt  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, ExperimentError, Run, Section, register  # noqa: E402
-from sdeml.train import TrainConfig, train_model  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, ExperimentError, Run, Section, Setup, register
+from sdeml.train import TrainConfig
 
 
 class DataConfig(Section):
@@ -82,6 +74,13 @@ class Config(ExperimentConfig):
     eval: EvalConfig = EvalConfig()
 
 
+# `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays. Not sweepable
+# (issue #19): the SDE's coefficients (`sde.beta_*`, `sde.sigma_*` are static Python floats of the
+# SDE modules, checked in Python), `sde.eps` (checked in Python by `dsm_loss`),
+# `model.embed_scale` (typed `float` in `TimeMLP`), and sizes.
+SWEEP_KEYS = ("seed", "train.lr")
+
+
 def _sde(cfg: SDEConfig):
     if cfg.name == "ve":
         return sdeml.diffusion.get_sde("ve", sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
@@ -127,26 +126,57 @@ def memory(cfg: Config) -> dict[str, float]:
         "eval.density_grid=0",
         "model.width=32",
     ),
+    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
     memory=memory,
 )
-def main(cfg: Config, run: Run) -> dict[str, float]:
-    k_model, k_train, k_eval = jr.split(jr.key(cfg.seed), 3)
-    try:
-        sde = _sde(cfg.sde)
-    except ValueError as e:
-        raise ExperimentError(str(e)) from None
+def main(cfg: Config, run: Run) -> dict[str, Any]:
+    points = run.points()
+    for c in points:  # every grid point's SDE is valid before any work
+        try:
+            _sde(c.sde)
+        except ValueError as e:
+            raise ExperimentError(str(e)) from None
+    # Every grid point of a `sweep:` is one member of a batched state, trained by one vmapped
+    # program (issue #19); the evaluation then runs each point's trained model.
+    models = run.train_grid(_setup, _objective, cfg.train).model
+    rows = []
+    for i, c in enumerate(points):
+        rows.append(_evaluate(c, run.at(i), run.member(models, i), i if run.sweep else None))
+    return run.collect(rows)
+
+
+def _setup(cfg: Config) -> Setup:
+    """One grid point's initial model and training key (swept keys may be traced arrays)."""
+    import jax.random as jr
+
+    k_model, k_train, _ = jr.split(jr.key(cfg.seed), 3)
+    return Setup(build_model(cfg, k_model), k_train)
+
+
+def _objective(cfg: Config, data: None):
+    """One grid point's DSM loss and batch function: fresh i.i.d. data every step."""
+    sde = _sde(cfg.sde)
 
     def loss_fn(model, batch, key):
         return sdeml.dsm_loss(model, sde, batch, eps=cfg.sde.eps, key=key)
 
-    def batch_fn(key, step):  # fresh i.i.d. data every step
+    def batch_fn(key, step):
         return sdeml.data.toy(cfg.data.name, cfg.train.batch_size, key=key)
 
-    model = train_model(
-        build_model(cfg, k_model), loss_fn, batch_fn, cfg.train, key=k_train, run=run
-    ).model
+    return loss_fn, batch_fn
 
+
+def _evaluate(cfg: Config, run: Run, model, member: int | None) -> dict[str, float]:
+    """Sample, score and plot one grid point's trained model."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+
+    k_eval = jr.split(jr.key(cfg.seed), 3)[2]
+    sde = _sde(cfg.sde)
     n, ev = cfg.eval.n_samples, cfg.eval
     ref = [sdeml.data.toy(cfg.data.name, n, key=jr.fold_in(k_eval, 1000 + i)) for i in range(10)]
     # one set of bandwidths (from the first data set at n) for every size and sampler
@@ -239,7 +269,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     run.savefig(fig, "samples")
 
     _plot_trajectories(run, model, sde, ref[0][:300], ev.em_steps, lim, jr.fold_in(k_eval, 99))
-    _plot_loss(run)
+    _plot_loss(run, member)
 
     if ev.density_grid:
         g = jnp.linspace(-lim, lim, ev.density_grid)
@@ -265,6 +295,11 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
 
 def _plot_trajectories(run: Run, model, sde, x0, em_steps: int, lim: float, key) -> None:
     """Noising (exact forward transitions from data) above denoising (reverse-SDE EM)."""
+    import equinox as eqx
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+
     k_fwd, k_rev = jr.split(key)
     traj = eqx.filter_jit(
         lambda m, k: sdeml.sample(m, sde, x0.shape, method="em", n_steps=em_steps, n_saves=6, key=k)
@@ -300,9 +335,12 @@ def _plot_trajectories(run: Run, model, sde, x0, em_steps: int, lim: float, key)
     run.savefig(fig, "trajectories")
 
 
-def _plot_loss(run: Run) -> None:
-    """The DSM loss against the training step, read back from metrics.jsonl."""
-    path = run.dir / "metrics.jsonl"
+def _plot_loss(run: Run, member: int | None) -> None:
+    """The DSM loss against the training step, read back from metrics.jsonl (a sweep logs one
+    list per metric: `member` is the grid point's entry)."""
+    import matplotlib.pyplot as plt
+
+    path = run.dir / "metrics.jsonl"  # a point's run view shares the run's file
     if not path.is_file():
         return
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -310,6 +348,7 @@ def _plot_loss(run: Run) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(4.5, 3))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+    loss = [r["loss"] if member is None else r["loss"][member] for r in rows]
+    ax.plot([r["step"] for r in rows], loss)
     ax.set(xlabel="step", ylabel="DSM loss (sigma^2 weighting)", title="training loss")
     run.savefig(fig, "loss")

@@ -14,19 +14,11 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
-from sdeml.train import TrainConfig, digits_classifier, train_model  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, register
+from sdeml.train import TrainConfig
 
 
 class SDEConfig(Section):
@@ -80,6 +72,32 @@ def build_model(cfg: Config, key) -> sdeml.diffusion.ScoreModel:
     return sdeml.diffusion.ScoreModel(net, _sde(cfg.sde), "eps")
 
 
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    `UNet8` holds about 30 feature maps of width x 8 x 8 per image (the 4x4 and 2x2 levels have
+    twice the channels on a quarter of the pixels) and about 560 x width^2 parameters.
+    """
+    b = 8 if cfg.x64 else 4
+    w, ev = cfg.model.width, cfg.eval
+    act = w * 8 * 8 * 30 * b  # one image's activations
+    return {
+        "training activations (train.batch_size x model.width x 8 x 8 x 30 maps x B x 3)": (
+            cfg.train.batch_size * act * 3
+        ),
+        "sampler activations and samples (eval.n_samples x (model.width x 8 x 8 x 30 + 64 x 4) "
+        "x B)": ev.n_samples * (act + 64 * 4 * b),
+        "nearest-neighbour distances (eval.n_samples x 1797 digits x B x 2)": (
+            ev.n_samples * 1797 * b * 2
+        ),
+        "likelihood solves (eval.n_likelihood x 4 probes x model.width x 8 x 8 x 30 maps x B x "
+        "7 stages)": ev.n_likelihood * 4 * act * 7,
+        "parameters, gradients, Adam moments, EMA (560 x model.width^2 x B x 5)": (
+            560 * w**2 * b * 5
+        ),
+    }
+
+
 @register(
     "score_sde_digits",
     Config,
@@ -94,8 +112,18 @@ def build_model(cfg: Config, key) -> sdeml.diffusion.ScoreModel:
         "eval.n_likelihood=0",
     ),
     build_model=build_model,
+    memory=memory,
+    per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+
+    from sdeml.train import digits_classifier, train_model
+
     k_model, k_train, k_eval = jr.split(jr.key(cfg.seed), 3)
     sde = _sde(cfg.sde)
     digits = sdeml.data.load_digits()  # the default float dtype, as the network
@@ -145,6 +173,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     path = run.dir / "metrics.jsonl"
     if path.is_file():
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r.get("tag") == run.point_name("model")]  # this point's
         steps = [r["step"] for r in rows if "loss" in r]
         if steps:
             fig, ax = plt.subplots(figsize=(4, 3))

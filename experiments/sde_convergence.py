@@ -11,18 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import jax
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
-import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, register
 
 
 class TextbookConfig(Section):
@@ -89,6 +81,12 @@ class Config(ExperimentConfig):
 
 
 def _textbook(cfg: TextbookConfig, run: Run, key) -> dict[str, float]:
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     det = sdeml.sde.SineForcedSDE(sigma=0.0)
     noisy = sdeml.sde.SineForcedSDE(sigma=cfg.noise)
     fine = min(cfg.dts)
@@ -114,7 +112,7 @@ def _textbook(cfg: TextbookConfig, run: Run, key) -> dict[str, float]:
         ts = ts_fine[::factor]
         zero = jnp.zeros(ts.shape[0] - 1)
         ys = sdeml.sde.solve_increments(sdeml.EulerMaruyama(), det, a0, ts, zero)
-        err = float(jnp.max(jnp.abs(ys - det.mean(ts, cfg.a0))))
+        err = float(jnp.max(jnp.abs(ys - det.mean(ts, cfg.a0).astype(ys.dtype))))
         errs.append(err)
         metrics[f"textbook.ode_max_error.dt={dt}"] = err
         run.log(i, {"dt": dt, "ode_max_error": err}, tag="textbook")
@@ -176,8 +174,15 @@ def memory(cfg: Config) -> dict[str, float]:
         "orders.solvers=[sra1]",
         "textbook.dts=[0.2,0.1]",
     ),
+    per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     oc, pc = cfg.orders, cfg.problems
     if oc.dtype == "float64":
         jax.config.update("jax_enable_x64", True)  # accuracy claims are made in float64

@@ -17,18 +17,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
-import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, register
 
 
 class DataConfig(Section):
@@ -79,12 +71,18 @@ class Config(ExperimentConfig):
 def _variance_and_se(dev) -> tuple[float, float]:
     """Mean of dev^2 over records and chains, and its standard error from the spread of the
     per-chain means (chains are independent; records within a chain need not be)."""
+    import jax.numpy as jnp
+
     per_chain = jnp.mean(jnp.reshape(dev**2, (dev.shape[0], -1)), axis=0)
     return float(jnp.mean(per_chain)), float(jnp.std(per_chain) / math.sqrt(per_chain.size))
 
 
 def _variances(cfg: Config, x, lr: float, b: int, key) -> dict[str, float]:
     """Empirical stationary variance (and standard error) of SGD and of the simulated SDE."""
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+
     h, sim = cfg.data.curvature, cfg.sim
     loss_i = lambda th, xi: 0.5 * h * (th[0] - xi) ** 2
     xbar = jnp.mean(x)
@@ -128,6 +126,27 @@ def _variances(cfg: Config, x, lr: float, b: int, key) -> dict[str, float]:
     }
 
 
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    Both SGD and its SDE record sim.n_record states per chain after a burn-in of about
+    burn_relax / thin_relax recording intervals (the SDE's simulation keeps those too); every
+    SGD step gathers one minibatch per chain.
+    """
+    st, sim = cfg.study, cfg.sim
+    n_saves = sim.n_record + math.ceil(sim.burn_relax / sim.thin_relax) + 1
+    b_max = max(st.batch_size, *st.batch_sizes)
+    return {
+        "SGD and SDE records (sim.n_chains x (sim.n_record + burn) x 8 B x 3)": (
+            sim.n_chains * n_saves * 8 * 3
+        ),
+        "minibatch gathers (sim.n_chains x max(study.batch_size, study.batch_sizes) x 8 B x 3)": (
+            sim.n_chains * b_max * 8 * 3
+        ),
+        "data and per-example gradients (data.n_data x 8 B x 4)": cfg.data.n_data * 8 * 4,
+    }
+
+
 @register(
     "sgd_sde",
     Config,
@@ -138,8 +157,15 @@ def _variances(cfg: Config, x, lr: float, b: int, key) -> dict[str, float]:
         "sim.n_chains=200",
         "sim.n_record=20",
     ),
+    memory=memory,
+    per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict:
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     key = jr.key(cfg.seed)
     k_data, k_lr, k_b = jr.split(key, 3)
     x = cfg.data.std * jr.normal(k_data, (cfg.data.n_data,), jnp.float64)

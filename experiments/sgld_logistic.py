@@ -13,18 +13,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
-import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator  # noqa: E402
-
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, register
 
 
 class DataConfig(Section):
@@ -70,6 +62,10 @@ class Config(ExperimentConfig):
 
 
 def _samples(kernel, x0, sc: SamplerConfig, key):
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+
     k1, k2 = jr.split(key)
 
     @jax.jit
@@ -84,6 +80,27 @@ def _samples(kernel, x0, sc: SamplerConfig, key):
     return zs.reshape(-1, zs.shape[-1]), float(jnp.mean(acc))
 
 
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    Every kept state (one per `thin` steps after burn-in) of every chain is stored, then mapped
+    back to the parameters (about 3 copies of 31 coefficients each) and pushed through the
+    predictive on the test points (the logits and their sigmoid).
+    """
+    d = 31  # 30 standardised features and an intercept
+    n_test = math.ceil(sdeml.data.BREAST_CANCER_SIZE * cfg.data.test_fraction)
+    out: dict[str, float] = {}
+    for name, sc in (("mala", cfg.mala), ("sgld", cfg.sgld)):
+        kept = sc.n_chains * (sc.n_steps // sc.thin)
+        what = f"{name}.n_chains x {name}.n_steps / {name}.thin"
+        out[f"{name} samples ({what} x 31 x 8 B x 3)"] = kept * d * 8 * 3
+        out[f"{name} test predictive (test points x {what} x 8 B x 2)"] = n_test * kept * 8 * 2
+    out["SGLD minibatch gradients (sgld.n_chains x sgld.batch_size x 31 x 8 B x 2)"] = (
+        cfg.sgld.n_chains * cfg.sgld.batch_size * d * 8 * 2
+    )
+    return out
+
+
 @register(
     "sgld_logistic",
     Config,
@@ -96,8 +113,16 @@ def _samples(kernel, x0, sc: SamplerConfig, key):
         "mala.n_chains=4",
         "sgld.n_chains=4",
     ),
+    memory=memory,
+    per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     for sc in (cfg.mala, cfg.sgld):
         if sc.n_steps % sc.thin:
             raise sdeml.run.ExperimentError(

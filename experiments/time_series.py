@@ -10,29 +10,28 @@ grid; the relative error on (T, 2T] measures extrapolation.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import jax.numpy as jnp
-import jax.random as jr
-import matplotlib
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
-matplotlib.use("Agg")
-import equinox as eqx  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt  # noqa: E402
+import sdeml
+from sdeml.run import ExperimentConfig, Run, Section, Setup, register
+from sdeml.train import TrainConfig
 
-import sdeml  # noqa: E402
-from sdeml.run import ExperimentConfig, Run, Section, register  # noqa: E402
-from sdeml.train import TrainConfig, train_model  # noqa: E402
+if TYPE_CHECKING:  # annotations only: the module loads when a run starts
+    import equinox as eqx
 
-SYSTEMS = {
-    "lotka_volterra": (
-        sdeml.dynamics.LotkaVolterra(alpha=1.5, beta=1.0, gamma=3.0, delta=1.0),
-        (1.0, 1.0),
-    ),
-    "damped_oscillator": (sdeml.dynamics.DampedOscillator(omega=2.0, zeta=0.1), (1.0, 0.0)),
-    "spiral": (sdeml.neural_ode.spiral_field, (2.0, 0.0)),
-}
+
+def _systems() -> dict[str, tuple[Any, tuple[float, float]]]:
+    """The systems (built when a run starts, not at import) and their initial states."""
+    return {
+        "lotka_volterra": (
+            sdeml.dynamics.LotkaVolterra(alpha=1.5, beta=1.0, gamma=3.0, delta=1.0),
+            (1.0, 1.0),
+        ),
+        "damped_oscillator": (sdeml.dynamics.DampedOscillator(omega=2.0, zeta=0.1), (1.0, 0.0)),
+        "spiral": (sdeml.neural_ode.spiral_field, (2.0, 0.0)),
+    }
 
 
 class DataConfig(Section):
@@ -62,8 +61,16 @@ class Config(ExperimentConfig):
     )
 
 
+# `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays (issue #19).
+# Not sweepable: `data.noise_std` and `data.t_train` (`add_noise` and `irregular_times` check them
+# in Python), the system, solver and tolerances (static fields of `NeuralODE`), sizes.
+SWEEP_KEYS = ("seed", "train.lr")
+
+
 def build_model(cfg: Config, key) -> dict[str, eqx.Module]:
     """The two models compared: a neural ODE and a discrete step model of the same width."""
+    import jax.random as jr
+
     m = cfg.model
     k_node, k_base = jr.split(key)
     node = sdeml.NeuralODE(
@@ -78,17 +85,67 @@ def build_model(cfg: Config, key) -> dict[str, eqx.Module]:
     }
 
 
+def memory(cfg: Config) -> dict[str, float]:
+    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+    Each training window is solved from its first point (up to 7 Tsit5 stages of the field's
+    activations, kept for the backward pass); both models are rolled out on the evaluation grid.
+    """
+    b = 8 if cfg.x64 else 4
+    d, m = cfg.data, cfg.model
+    act = m.width * (m.depth + 1) * b  # one point's activations
+    return {
+        "observations (data.n_obs x 7 x B x 2: times, clean, noise, observed)": (
+            d.n_obs * 7 * b * 2
+        ),
+        "evaluation rollouts (data.n_eval x 9 x B x 3: grid, truth, 2 models, plot copies)": (
+            d.n_eval * 9 * b * 3
+        ),
+        "training windows (train.batch_size x data.window x model.width x (model.depth + 1) "
+        "x 7 stages x B x 3)": cfg.train.batch_size * d.window * act * 7 * 3,
+        "parameters, gradients, Adam moments, 2 models (model.width^2 x model.depth x B x 8)": (
+            m.width**2 * m.depth * b * 8
+        ),
+    }
+
+
 @register(
     "time_series",
     Config,
     "neural ODE vs a discrete step model on irregular noisy data, extrapolated to 2x the window",
     smoke=("train.steps=4", "train.log_every=2", "data.n_obs=20", "data.n_eval=40"),
+    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
+    memory=memory,
 )
-def main(cfg: Config, run: Run) -> dict[str, float]:
+def main(cfg: Config, run: Run) -> dict[str, Any]:
+    # Every grid point of a `sweep:` is one member of a batched state, trained by one vmapped
+    # program per model (issue #19); each point's trained models are then evaluated.
+    names = list(_SETUP_NAMES)
+    trained = {
+        name: run.train_grid(
+            lambda c, name=name: _setup(c, name), _objective, cfg.train, name=name
+        ).model
+        for name in names
+    }
+    rows = [
+        _evaluate(c, run.at(i), {n: run.member(m, i) for n, m in trained.items()})
+        for i, c in enumerate(run.points())
+    ]
+    return run.collect(rows)
+
+
+_SETUP_NAMES = ("neural_ode", "baseline")  # the order of `build_model`'s models
+
+
+def _data(cfg: Config):
+    """Observation times, noisy observations, evaluation grid and the true trajectory."""
+    import jax.numpy as jnp
+    import jax.random as jr
+
     d = cfg.data
-    k_t, k_noise, k_model, k_train = jr.split(jr.key(cfg.seed), 4)
-    field, y0 = SYSTEMS[d.system]
+    k_t, k_noise, _, _ = jr.split(jr.key(cfg.seed), 4)
+    field, y0 = _systems()[d.system]
     y0 = jnp.asarray(y0)
     if d.irregular:
         ts = sdeml.neural_ode.irregular_times(0.0, d.t_train, d.n_obs, dtype=y0.dtype, key=k_t)
@@ -97,18 +154,41 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     clean = sdeml.neural_ode.integrate(field, y0, ts)
     obs = sdeml.neural_ode.add_noise(clean, d.noise_std, key=k_noise)
     t_eval = jnp.linspace(0.0, 2 * d.t_train, d.n_eval, dtype=y0.dtype)
-    truth = sdeml.neural_ode.integrate(field, y0, t_eval)
+    return ts, obs, t_eval, sdeml.neural_ode.integrate(field, y0, t_eval)
+
+
+def _setup(cfg: Config, name: str) -> Setup:
+    import jax.random as jr
+
+    _, _, k_model, k_train = jr.split(jr.key(cfg.seed), 4)
+    ts, obs, _, _ = _data(cfg)
+    return Setup(build_model(cfg, k_model)[name], k_train, (ts, obs))
+
+
+def _objective(cfg: Config, data):
+    ts, obs = data
 
     def batch_fn(key, step):
-        return sdeml.neural_ode.sample_windows(ts, obs, cfg.train.batch_size, d.window, key=key)
+        return sdeml.neural_ode.sample_windows(
+            ts, obs, cfg.train.batch_size, cfg.data.window, key=key
+        )
 
     def loss_fn(model, batch, key):
         return sdeml.neural_ode.window_loss(model, *batch)
 
+    return loss_fn, batch_fn
+
+
+def _evaluate(cfg: Config, run: Run, models: dict[str, Any]) -> dict[str, float]:
+    """One grid point's train-window and extrapolation errors, plot and rollouts."""
+    import equinox as eqx
+    import matplotlib.pyplot as plt
+
+    d = cfg.data
+    ts, obs, t_eval, truth = _data(cfg)
     results, preds = {}, {}
-    for name, model in build_model(cfg, k_model).items():
-        trained = train_model(model, loss_fn, batch_fn, cfg.train, key=k_train, run=run, name=name)
-        pred = eqx.filter_jit(lambda mdl: mdl(t_eval, obs[0]))(trained.model)
+    for name, model in models.items():
+        pred = eqx.filter_jit(lambda mdl: mdl(t_eval, obs[0]))(model)
         extra = t_eval > d.t_train
         preds[name] = pred
         results[f"{name}_train_rel_error"] = float(

@@ -1,4 +1,4 @@
-"""Test-wide settings: float64 on, strict dtype promotion for the core's tests, plots off-screen,
+"""Test-wide settings: float64 on, strict dtype promotion, plots off-screen,
 caches in a temporary folder. (Runtime shape and type checks of the core's annotations are
 switched on in pyproject's pytest `addopts` through jaxtyping's import hook with beartype.)"""
 
@@ -14,27 +14,11 @@ import jax  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 import pytest  # noqa: E402
 
-# No silent float32 <-> float64 or int -> float promotion between arrays in the core and the
-# themes built directly on it: there a mixed-dtype computation is an error, not a quiet upcast.
-# Not (yet) for the whole suite: optax's Adam raises a float64 decay to an int32 step count
-# (`optax.tree.bias_correction`), which strict promotion refuses, so every trained experiment
-# fails inside optax; and the langevin/data/diffusion themes still mix dtypes in places (listed
-# in the issue #16 note).
-STRICT_PROMOTION = {
-    "test_core",
-    "test_ode",
-    "test_sde",
-    "test_sde_convergence",
-    "test_dynamics",
-    "test_api",
-    "test_layers",
-}
 
-
+# No silent float32 <-> float64 or int -> float promotion between arrays anywhere in sdeml: under
+# test a mixed-dtype computation is an error, not a quiet upcast. (optax's own update runs under
+# standard promotion: see sdeml/train/_step.py.)
 @pytest.fixture(autouse=True)
-def _strict_promotion(request):
-    if request.module.__name__.rsplit(".", 1)[-1] in STRICT_PROMOTION:
-        with jax.numpy_dtype_promotion("strict"):
-            yield
-    else:
+def _strict_promotion():
+    with jax.numpy_dtype_promotion("strict"):
         yield

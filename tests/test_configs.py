@@ -31,7 +31,23 @@ def test_every_experiment_has_a_config():
     assert CONFIGS[0].parent.joinpath("quickstart.yaml") in CONFIGS
 
 
+# The README's quickstart runs end to end in the default test run; every other shipped config's
+# smoke run (10-60 s each on 2 cores) is in the slow run, and every config is validated here.
+DEFAULT_RUNS = {"quickstart"}
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_config_checks(path, capsys):
+    assert main(["check", str(path)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=() if p.stem in DEFAULT_RUNS else pytest.mark.slow, id=p.stem)
+        for p in CONFIGS
+    ],
+)
 def test_shipped_config_runs(path, tmp_path, capsys):
     _registry.load_builtin()
     exp = _registry.get(load_yaml(path)["experiment"])

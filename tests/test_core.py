@@ -101,7 +101,9 @@ def test_every_explicit_solver_nfe_matches_a_counting_callback(name):
         assert int(sol.num_rejected_steps) > 0  # the large first step was rejected
 
 
-@pytest.mark.parametrize("name", IMPLICIT)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=() if n == "kvaerno5" else pytest.mark.slow) for n in IMPLICIT]
+)
 def test_implicit_solver_nfe_is_counted_on_request(name):
     counter = Counter()
     f = counted_linear(counter)

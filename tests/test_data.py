@@ -58,7 +58,7 @@ def test_minibatch_pytree_and_errors():
     y = jnp.arange(10)
     bx, by = data.minibatch((x, y), jr.key(0), 7)
     assert bx.shape == (7, 2) and by.shape == (7,)
-    assert jnp.array_equal(bx[:, 0], 2.0 * by)  # rows stay aligned across leaves
+    assert jnp.array_equal(bx[:, 0], 2.0 * by.astype(bx.dtype))  # rows stay aligned across leaves
     bj = jax.jit(lambda k: data.minibatch(x, k, 4))(jr.key(1))
     assert bj.shape == (4, 2)
     with pytest.raises(ValueError, match="leading dimension"):

@@ -252,6 +252,7 @@ def test_likelihood_exact_score_matches_analytic_density():
     assert abs(float(r8.logp - gm8.log_prob(x8))) < 1e-2
 
 
+@pytest.mark.slow
 def test_hutchinson_within_three_standard_errors():
     sde = sdeml.SubVPSDE()
     sc = sdeml.MixtureScore(data.gaussian_mixture_2d(F64), sde)
@@ -267,8 +268,12 @@ def test_hutchinson_within_three_standard_errors():
 
 @pytest.mark.parametrize(
     "multistep,prediction",
-    [(False, "noise"), (False, "data"), (True, "noise"), (True, "data")],
-    ids=["single-noise", "single-data", "multi-noise", "multi-data"],
+    [
+        pytest.param(False, "noise", id="single-noise"),
+        pytest.param(False, "data", id="single-data", marks=pytest.mark.slow),
+        pytest.param(True, "noise", id="multi-noise", marks=pytest.mark.slow),
+        pytest.param(True, "data", id="multi-data", marks=pytest.mark.slow),
+    ],
 )
 def test_dpm_solver_convergence_order(multistep, prediction):
     # Gaussian data: exact score; reference = tight-tolerance Tsit5 PF-ODE from the same x_T.

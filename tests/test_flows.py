@@ -126,6 +126,7 @@ def test_cnf_exact_log_prob_sampling_and_rnode_integrals():
     np.testing.assert_allclose(lp, jax.vmap(exact_logp)(xs), atol=1e-8)
 
 
+@pytest.mark.slow  # over 10 s; CI runs it after the default suite
 def test_joint_batch_solve_matches_per_point_solves():
     cnf = CNF(Linear(A), rtol=1e-10, atol=1e-10)
     joint = cnf.batch_log_prob_and_stats(X)
@@ -156,6 +157,7 @@ def test_hutchinson_is_unbiased(probe):
     assert float(jnp.std(lps)) > 0  # the probe varies between solves
 
 
+@pytest.mark.slow  # over 10 s; CI runs it after the default suite
 def test_cnf_loss_gradients_agree_across_adjoints():
     cnf = CNF(Linear(A), rtol=1e-9, atol=1e-9)
     grad = lambda c: eqx.filter_grad(lambda m: cnf_loss(m, X, kinetic=0.1, jacobian=0.1)[0])(c)
@@ -212,6 +214,7 @@ class Opaque(eqx.Module):
         return self.field(t, z, args)
 
 
+@pytest.mark.slow  # over 10 s; CI runs it after the default suite
 def test_cnf_written_out_trace_matches_autodiff_path():
     f = MLPField(2, 16, 2, dtype=jnp.float64, key=jr.key(3))
     fast, slow = CNF(f, rtol=1e-9, atol=1e-9), CNF(Opaque(f), rtol=1e-9, atol=1e-9)

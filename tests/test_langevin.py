@@ -427,6 +427,7 @@ def _fp_pvalues(probs, counts):
     return np.concatenate([res.chi2_pvalue, res.max_z_pvalue])
 
 
+@pytest.mark.slow  # over 10 s; CI runs it after the default suite
 def test_fokker_planck_matches_path_histograms():
     # Issue #6: the FD density and the histograms agree within sampling error at every time:
     # all 10 p-values >= alpha / 10 (Bonferroni; familywise level 1%). Measured: smallest

@@ -157,6 +157,7 @@ def test_mmd_ratio_to_floor_protocol():
         metrics.mmd_ratio_to_floor(same, ref, floors=[1.0])
 
 
+@pytest.mark.slow  # over 10 s; CI runs it after the default suite
 def test_digits_scores_takes_its_classifier():
     clf = metrics.DigitsClassifier(key=jr.key(0))  # untrained: the metric does not train one
     x = sdeml.data.load_digits().x_test[:8]

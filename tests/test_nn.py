@@ -56,6 +56,7 @@ def test_time_mlp_dropout_only_with_key():
     assert not jnp.array_equal(f(0.2, x, key=jr.key(1)), f(0.2, x, key=jr.key(2)))
 
 
+@pytest.mark.slow  # over 10 s; CI runs it after the default suite
 def test_unet8_shapes_and_errors():
     net = nn.UNet8(width=8, key=jr.key(0))
     x = jnp.zeros((3, 1, 8, 8))

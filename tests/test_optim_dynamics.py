@@ -53,6 +53,7 @@ def test_gradient_descent_closed_form_and_modified_loss():
     np.testing.assert_allclose(mod(th0), 0.5 * th0 @ (H2 + 0.5 * lr * H2 @ H2) @ th0, rtol=1e-13)
 
 
+@pytest.mark.slow  # over 10 s; CI runs it after the default suite
 def test_gd_tracks_flow_at_order_one_and_modified_flow_at_order_two():
     # On the fixed horizon t = 1, |GD - flow| = O(lr) and |GD - modified flow| = O(lr^2):
     # measured slopes 1.05 and 2.1 (bands of 0.15 and 0.25 cover the pre-asymptotic curvature).
@@ -269,6 +270,7 @@ def test_bad_input(make, match):
         make()
 
 
+@pytest.mark.slow  # over 10 s; CI runs it after the default suite
 def test_modified_lr_flow_equals_flow_of_modified_loss():
     th0 = jnp.array([1.0, 0.5], F64)
     ts = jnp.linspace(0.0, 1.0, 5, dtype=F64)

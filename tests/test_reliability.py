@@ -4,6 +4,7 @@ recover, run directories have one owner, absurd sizes are refused early, plots s
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -339,6 +340,146 @@ def test_memory_estimate_hook_and_machine_memory():
         _memory.check_memory(exp.memory, cfg, "t", n_points=4, available=int(est * 3))
 
 
+_LIMIT = 16 * 2**30  # item 9 is checked against 16 GiB whatever this machine has
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+# 1.8e9 is a multiple of every small grid count (bins of 60, panels of 6, ...) that 2e9 is not
+_HUGE = (2_000_000_000, 1_800_000_000)
+# keys that a hook names but whose arrays grow slower than linearly: 2e9 of them fits in 16 GiB
+_SUBLINEAR = {
+    # binomial checkpointing keeps about sqrt(2 x max_steps) states per solve
+    ("neural_ode_spiral", "model.max_steps"): "checkpoints grow as sqrt(max_steps)",
+}
+
+
+def _shipped_configs() -> dict[str, Path]:
+    """Each experiment's first shipped config (sorted by file name)."""
+    from sdeml.run._cli import config_dirs
+    from sdeml.run._config import load_yaml
+
+    out: dict[str, Path] = {}
+    for d in config_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            out.setdefault(load_yaml(path)["experiment"], path)
+    return out
+
+
+def _int_keys_in_hook(exp, cfg) -> list[str]:
+    """The dotted config keys a memory hook names that hold an integer in `cfg`."""
+    from sdeml.run._config import get_dotted
+
+    keys = set()
+    for desc in exp.memory(cfg):
+        for key in _DOTTED.findall(desc):
+            try:
+                value = get_dotted(cfg, key)
+            except AttributeError:
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                keys.add(key)
+    return sorted(keys)
+
+
+def _memory_cases() -> list[tuple[str, str]]:
+    from sdeml.run import _registry
+    from sdeml.run._config import load_yaml, validate
+
+    _registry.load_builtin()
+    cases = []
+    for name, path in sorted(_shipped_configs().items()):
+        exp = _registry.get(name)
+        if exp.memory is not None:
+            cfg = validate(exp.config, load_yaml(path), str(path))
+            cases += [(name, key) for key in _int_keys_in_hook(exp, cfg)]
+    return cases
+
+
+def _schema_max(schema, key: str) -> int | None:
+    """The largest value the field's own range allows (``le``/``lt``), None if unbounded."""
+    model = schema
+    *sections, last = key.split(".")
+    for part in sections:
+        model = model.model_fields[part].annotation
+    bounds = []
+    for m in model.model_fields[last].metadata:
+        if getattr(m, "le", None) is not None:
+            bounds.append(m.le)
+        if getattr(m, "lt", None) is not None:
+            bounds.append(m.lt - 1)
+    return min(bounds) if bounds else None
+
+
+def test_every_experiment_has_a_memory_hook_and_its_configs_fit():
+    from sdeml.run import _memory, _registry
+    from sdeml.run._config import load_yaml, validate
+
+    _registry.load_builtin()
+    shipped = _shipped_configs()
+    builtin = [e for e in _registry.all_experiments() if e.module.startswith("sdeml.experiments.")]
+    assert len(builtin) >= 17
+    for exp in builtin:
+        assert exp.memory is not None, f"experiment {exp.name!r} registers no memory hook"
+        configs = [("defaults", {"experiment": exp.name})]
+        if exp.name in shipped:
+            configs.append((str(shipped[exp.name]), load_yaml(shipped[exp.name])))
+        for source, raw in configs:
+            cfg = validate(exp.config, raw, source)
+            parts = exp.memory(cfg)
+            assert parts and all(isinstance(k, str) for k in parts), exp.name
+            # a hook whose descriptions name no config key says nothing a user can act on
+            assert any(_DOTTED.search(k) for k in parts), (exp.name, list(parts))
+            est = _memory.check_memory(exp.memory, cfg, source, available=_LIMIT)
+            assert 0 < est < _LIMIT, (exp.name, source, est)
+
+
+@pytest.mark.parametrize("experiment,key", _memory_cases())
+def test_every_size_a_hook_names_is_refused_when_absurd(experiment, key, tmp_path, capsys):
+    from sdeml.run import _memory, _registry
+    from sdeml.run._cli import main
+    from sdeml.run._config import apply_overrides, load_yaml, validate
+    from sdeml.run._errors import ConfigError
+
+    _registry.load_builtin()
+    exp, path = _registry.get(experiment), _shipped_configs()[experiment]
+    assert exp.memory is not None
+    raw, cfg, value = load_yaml(path), None, None
+    for value in _HUGE:
+        try:
+            cfg = validate(exp.config, apply_overrides(raw, [f"{key}={value}"]), str(path))
+            break
+        except ConfigError:
+            continue
+    from_range = False
+    if cfg is None:
+        value = _schema_max(exp.config, key)
+        try:
+            if value is not None:
+                cfg = validate(exp.config, apply_overrides(raw, [f"{key}={value}"]), str(path))
+        except ConfigError:
+            pass
+        if cfg is None:
+            pytest.skip(f"{key}: the schema refuses every huge value (a range or cross-key check)")
+        from_range = True
+    if sum(exp.memory(cfg).values()) <= _LIMIT:
+        if from_range:
+            pytest.skip(f"{key} <= {value} by the schema: its arrays cannot exceed 16 GiB")
+        if (experiment, key) in _SUBLINEAR:
+            pytest.skip(f"{key}: {_SUBLINEAR[experiment, key]}")
+        pytest.fail(f"{experiment}: the hook names {key}, but {key}={value} fits in 16 GiB")
+
+    real = _memory.total_memory
+    _memory.total_memory = lambda: _LIMIT  # the same verdict on every machine
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main(["run", str(path), f"{key}={value}", "--out", str(tmp_path), "--no-progress"])
+    finally:
+        _memory.total_memory = real
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1, err
+    assert "more than this machine's memory (16 GiB)" in err[0], err[0]
+    assert key in err[0], err[0]  # the largest part names the key that made it large
+    assert not any(tmp_path.iterdir())  # no run directory
+
+
 # ---- item 10: plots say what they show --------------------------------------------------------
 def _captured_figures(monkeypatch):
     from sdeml.run._rundir import Run
@@ -363,6 +504,7 @@ def _captured_figures(monkeypatch):
     return figs
 
 
+@pytest.mark.slow  # over 10 s; CI runs it after the default suite
 def test_sweep_plots_cover_every_grid_point(tmp_path, monkeypatch):
     from sdeml.run import _registry
     from sdeml.run._cli import main

@@ -1,6 +1,5 @@
 """Sweeps: a config's grid runs as one vmapped, device-sharded program and matches single runs."""
 
-import json
 import os
 import subprocess
 import sys
@@ -8,8 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from sdeml.run._cli import main
+from helpers import cli_captured, summary_of
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "configs" / "ode_quickstart.yaml")
@@ -23,19 +21,13 @@ SMOKE = [
 ]
 
 
-def _run(args, capsys):
-    try:
-        code = main(args)
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr()
+_run = cli_captured
 
 
-def _summary(out_dir):
-    (run_dir,) = (out_dir / "quickstart_ode").iterdir()
-    return json.loads((run_dir / "summary.json").read_text())
+_summary = summary_of
 
 
+@pytest.mark.slow  # over 10 s; CI runs it after the default suite
 def test_sweep_matches_separate_runs(tmp_path, capsys):
     sweep = "sweep={seed: [0, 3], train.lr: [0.001, 0.01]}"
     code, out = _run(["run", QUICK, sweep, *SMOKE, "--out", str(tmp_path / "sweep")], capsys)

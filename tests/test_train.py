@@ -67,6 +67,7 @@ def test_vmap_over_seeds_matches_separate_runs():
             np.testing.assert_allclose(b[i], a, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow  # the seeds version stays in the default run
 def test_vmap_over_learning_rates_matches_separate_runs():
     new_state, step_fn = _problem()
     lrs = jnp.array([1e-3, 3e-3, 1e-2])
@@ -296,8 +297,24 @@ OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 SCHEDULES = ["constant", "cosine", "warmup_cosine"]
 
 
-@pytest.mark.parametrize("schedule", SCHEDULES)
-@pytest.mark.parametrize("name", OPTIMIZERS)
+# Every optimizer and every schedule in the default run (a diagonal of the grid), the full grid in
+# the slow run.
+_DEFAULT_GRID = {
+    ("adam", "warmup_cosine"),
+    ("adamw", "cosine"),
+    ("sgd", "constant"),
+    ("rmsprop", "warmup_cosine"),
+}
+
+
+@pytest.mark.parametrize(
+    "name,schedule",
+    [
+        pytest.param(n, s, marks=() if (n, s) in _DEFAULT_GRID else pytest.mark.slow)
+        for n in OPTIMIZERS
+        for s in SCHEDULES
+    ],
+)
 def test_every_optimizer_and_schedule_compiled_and_vmapped(name, schedule):
     # issue 17: warmup_cosine raised TracerBoolConversionError once compiled (CLI, fit, sweeps)
     cfg = TrainConfig(

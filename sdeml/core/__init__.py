@@ -1,7 +1,8 @@
 """sdeml.core: what every theme is built on.
 
 One SDE type (`AbstractSDE`, `SDE`) with one drift/diffusion signature ``f(t, y, args)``, the
-fixed-step SDE engine (`simulate`, the solvers' `step`, Brownian increments), one ODE solve front
+fixed-step SDE engine (`simulate`, the solvers' `step`, Brownian increments; single paths with
+`simulate_path` and the scheme functions, whose `jax.vmap` runs the engine), one ODE solve front
 over diffrax (`solve_ode`), one solver registry whose entries carry their metadata (order,
 adaptivity, stages, evaluations per step), and argument and time-grid validation. Themes import
 from here; nothing here imports a theme.
@@ -33,9 +34,13 @@ from ._sde_solvers import Milstein as Milstein
 from ._sde_solvers import SolverState as SolverState
 from ._sde_solvers import StochasticHeun as StochasticHeun
 from ._simulate import Paths as Paths
-from ._simulate import euler_maruyama as euler_maruyama
 from ._simulate import simulate as simulate
 from ._simulate import solve_increments as solve_increments
+from ._single import euler_maruyama as euler_maruyama
+from ._single import milstein as milstein
+from ._single import simulate_path as simulate_path
+from ._single import sra1 as sra1
+from ._single import stochastic_heun as stochastic_heun
 from ._solvers import RK4 as RK4
 from ._solvers import SolverInfo as SolverInfo
 from ._solvers import get_solver as get_solver

@@ -1,9 +1,13 @@
-"""Batched fixed-step simulation: `simulate`, `solve_increments`, `euler_maruyama`."""
+"""Batched fixed-step simulation: `simulate` (the engine) and `solve_increments`.
+
+The single-path functions (`simulate_path`, `euler_maruyama`, ...) live in `_single`; under
+`jax.vmap` they run this engine with one key per path.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -13,11 +17,10 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._brownian import sample_increments
-from ._normals import normal_pair
+from ._normals import PathKeys, normal_pair
 from ._normals import pairs_supported as pairs_ok
 from ._sde import AbstractSDE, check_shapes
-from ._sde_solvers import AbstractSolver, EulerMaruyama, SolverState
+from ._sde_solvers import AbstractSolver, SolverState
 from ._solvers import get_solver
 
 # Memory budget (bytes) of one chunk of paths' working set: the state, one block of Brownian
@@ -56,7 +59,8 @@ def _resolve_dtype(dtype: Any) -> Any:
 
 
 def _time_grid(t0, t1, n_steps, ts, dtype):
-    """Host-side grid; returns (grid as numpy float64 or None, grid as jnp, n_steps)."""
+    """Host-side grid; returns (grid as numpy float64 or None, grid as jnp, n_steps, ends): ends
+    is (t0, t1) as checked device scalars for a traced uniform grid, else None."""
     if ts is not None:
         if n_steps is not None:
             raise ValueError("give either `n_steps` or `ts`, not both")
@@ -68,12 +72,12 @@ def _time_grid(t0, t1, n_steps, ts, dtype):
                 )
             if not np.all(np.diff(ts_np) > 0):
                 raise ValueError(f"`ts` must be strictly increasing, got {ts_np}")
-            return ts_np, jnp.asarray(ts_np, dtype), ts_np.shape[0] - 1
+            return ts_np, jnp.asarray(ts_np, dtype), ts_np.shape[0] - 1, None
         ts = jnp.asarray(ts, dtype)
         if ts.ndim != 1 or ts.shape[0] < 2:
             raise ValueError(f"`ts` must have shape (n_steps + 1,) with n >= 1, got {ts.shape}")
         ts = eqx.error_if(ts, jnp.any(jnp.diff(ts) <= 0), "`ts` must be strictly increasing")
-        return None, ts, ts.shape[0] - 1
+        return None, ts, ts.shape[0] - 1, None
     if n_steps is None:
         raise ValueError("give `n_steps` (a positive int) or explicit times `ts`")
     if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps <= 0:
@@ -91,11 +95,13 @@ def _time_grid(t0, t1, n_steps, ts, dtype):
             )
         grid = float(t0_np) + (float(t1_np) - float(t0_np)) * np.arange(n_steps + 1) / n_steps
         grid[-1] = float(t1_np)
-        return grid, jnp.asarray(grid, dtype), n_steps
+        return grid, jnp.asarray(grid, dtype), n_steps, None
     t0j, t1j = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
+    if t0j.shape != () or t1j.shape != ():
+        raise ValueError(f"`t0` and `t1` must be scalars, got shapes {t0j.shape}, {t1j.shape}")
     t1j = eqx.error_if(t1j, t1j <= t0j, "`t1` must be greater than `t0`")
     grid = t0j + (t1j - t0j) * jnp.arange(n_steps + 1, dtype=dtype) / n_steps
-    return None, grid, n_steps
+    return None, grid, n_steps, (t0j, t1j)
 
 
 def simulate(
@@ -169,14 +175,7 @@ def simulate(
     if isinstance(n_paths, bool) or not isinstance(n_paths, int | np.integer) or n_paths <= 0:
         raise ValueError(f"`n_paths` must be a positive int, got {n_paths!r}")
     n_paths = int(n_paths)
-    x0 = jnp.asarray(x0, dtype)
-    # a non-finite start would give non-finite paths with no word (issue #17)
-    x0_host = _concrete(x0)
-    if x0_host is not None:
-        if not np.all(np.isfinite(x0_host)):
-            raise ValueError("`x0` contains NaN or inf; every path would be non-finite")
-    else:
-        x0 = eqx.error_if(x0, ~jnp.all(jnp.isfinite(x0)), "simulate: `x0` contains NaN or inf")
+    x0 = _check_x0(x0, dtype, "simulate")
     if x0_per_path:
         if x0.ndim == 0 or x0.shape[0] != n_paths:
             raise ValueError(
@@ -194,8 +193,69 @@ def simulate(
                     f"n_paths={n_paths}, got shape {jnp.shape(leaf)}"
                 )
     wshape = sde.brownian_shape(state_shape)
+    pairs = not solver.needs_time_integral and pairs_ok(key, dtype)
+    plan = _plan(t0, t1, n_steps, ts, save_every, save_at, include_t0, block_size, dtype, pairs)
+    chunk = _chunking(solver, state_shape, wshape, dtype, plan, n_paths, chunk_size)
 
-    grid_np, grid, n = _time_grid(t0, t1, n_steps, ts, dtype)
+    xs = _simulate_core(
+        solver,
+        sde,
+        x0,
+        args,
+        key,
+        plan.t_starts,
+        plan.dts,
+        n_paths=n_paths,
+        chunk=chunk,
+        block=plan.block,
+        x0_pp=bool(x0_per_path),
+        args_pp=bool(args_per_path),
+        wshape=tuple(wshape),
+    )
+    if plan.save_initial:
+        x_init = x0 if x0_per_path else jnp.broadcast_to(x0, (n_paths, *state_shape))
+        xs = jnp.concatenate([x_init[:, None], xs], axis=1)
+    return Paths(plan.ts_out, xs)
+
+
+def _check_x0(x0: Any, dtype: Any, name: str) -> Array:
+    """`x0` as an array of `dtype`; a non-finite start is refused (issue #17): eagerly when
+    concrete, else (under jit or vmap) by a run-time check."""
+    x0 = jnp.asarray(x0, dtype)
+    x0_host = _concrete(x0)
+    if x0_host is not None:
+        if not np.all(np.isfinite(x0_host)):
+            raise ValueError("`x0` contains NaN or inf; every path would be non-finite")
+    else:
+        x0 = eqx.error_if(x0, ~jnp.all(jnp.isfinite(x0)), f"{name}: `x0` contains NaN or inf")
+    return x0
+
+
+class _Plan(NamedTuple):
+    """The step layout of a run: segments ending at the save points, padded to whole blocks."""
+
+    ts_out: Array  # (n_saves,): the saved times (t0 first when it is saved)
+    save_initial: bool  # whether the initial state is among the saves
+    t_starts: Any  # (n_segments, seg_len): start time of each step (numpy when concrete)
+    dts: Any  # (n_segments, seg_len): step sizes, 0 on padding steps
+    steps: np.ndarray  # (n_segments, seg_len) uint32: the step's index on the grid (see below)
+    block: int  # steps per block of drawn increments
+    aligned: bool  # every segment starts at an even step (and blocks are even)
+    # the uniform grid of `t0`, `t1`, `n_steps` as (t0, t1, n, seg_len, first index and real
+    # steps of each segment), for kernels that compute it step by step; None for `ts`/`save_at`
+    uniform: tuple | None
+
+
+def _plan(t0, t1, n_steps, ts, save_every, save_at, include_t0, block_size, dtype, pairs) -> _Plan:
+    """Check the time and saving arguments and lay the steps out (see `simulate`).
+
+    `pairs`: whether the scheme draws two steps' normals from each hash (then an even block).
+    `steps` numbers every step of a segment from the segment's first grid index on, padding
+    steps included (they continue the count and have zero length, so the increments drawn for
+    them are multiplied by zero): the noise of a path with its own key depends on these numbers
+    alone (see `_normals.PathKeys`).
+    """
+    grid_np, grid, n, ends = _time_grid(t0, t1, n_steps, ts, dtype)
 
     # Which grid indices (0..n) to save at.
     if save_at is not None and save_every is not None:
@@ -249,7 +309,7 @@ def simulate(
     seg_len = int(np.max(np.diff(bounds)))
     block = int(min(block, seg_len))
     even = [b for b in range(2, min(2 * block, seg_len) + 1, 2) if seg_len % b == 0]
-    if block_size is None and even and not solver.needs_time_integral and pairs_ok(key, dtype):
+    if block_size is None and even and pairs:
         # an even block draws two steps' increments from each hash (see `_normals`): the even
         # divisor of the segment nearest the default size, up to twice it (1000 steps: 8;
         # 10-step segments: 10), the larger on a tie
@@ -267,6 +327,7 @@ def simulate(
         dts_np_idx[s_, : b_ - a_] = np.arange(a_, b_)
     idx = np.where(dts_np_idx < 0, 0, dts_np_idx)
     real = dts_np_idx >= 0
+    steps = (bounds[:-1, None] + np.arange(seg_len)[None, :]).astype(np.uint32)
     if grid_np is not None:
         # host-side numpy: no small device computations (each would compile on first use)
         dts = np.where(real, np.diff(grid_np)[idx], 0.0).astype(dtype)
@@ -274,16 +335,32 @@ def simulate(
     else:
         dts = jnp.where(real, jnp.diff(grid)[idx], jnp.zeros((), dtype))
         t_starts = jnp.where(real, grid[:-1][idx], grid[jnp.asarray(bounds[1:])][:, None])
+    ts_out = grid_np[save_idx].astype(dtype) if grid_np is not None else grid[np.asarray(save_idx)]
+    aligned = block % 2 == 0 and bool(np.all(bounds[:-1] % 2 == 0))
+    uniform = None
+    if ts is None and save_at is None:
+        if ends is not None:
+            t0u, t1u = ends
+        else:
+            assert grid_np is not None
+            t0u, t1u = np.asarray(grid_np[0], dtype), np.asarray(grid_np[-1], dtype)
+        firsts, reals = bounds[:-1].astype(np.uint32), np.diff(bounds).astype(np.uint32)
+        uniform = (t0u, t1u, n, seg_len, firsts, reals)
+    return _Plan(jnp.asarray(ts_out), save_initial, t_starts, dts, steps, block, aligned, uniform)
 
+
+def _chunking(solver, state_shape, wshape, dtype, plan: _Plan, n_paths: int, chunk_size) -> int:
+    """Paths per chunk: about 2^17 Brownian components per step and a ~48 MiB working set."""
     size_s = math.prod(state_shape)
     size_w = math.prod(wshape)
-    per_path = dtype.itemsize * (
+    n_saves_core = plan.dts.shape[0]
+    per_path = jnp.dtype(dtype).itemsize * (
         2 * size_s
-        + block * size_w * (2 if solver.needs_time_integral else 1)
+        + plan.block * size_w * (2 if solver.needs_time_integral else 1)
         + n_saves_core * size_s
     )
     if chunk_size is None:
-        max_chunk = max(1, min(_CHUNK_ELEMENTS // size_w, _CHUNK_BYTES // per_path))
+        max_chunk = max(1, min(_CHUNK_ELEMENTS // max(size_w, 1), _CHUNK_BYTES // per_path))
     else:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
             raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}")
@@ -291,44 +368,71 @@ def simulate(
             raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size}")
         max_chunk = int(chunk_size)
     n_chunks = -(-n_paths // max_chunk)
-    chunk = -(-n_paths // n_chunks)
+    return -(-n_paths // n_chunks)
 
-    xs = _simulate_core(
-        solver,
-        sde,
-        x0,
-        args,
-        key,
-        t_starts,
-        dts,
-        n_paths=n_paths,
-        chunk=chunk,
-        block=block,
-        x0_pp=bool(x0_per_path),
-        args_pp=bool(args_per_path),
-        wshape=tuple(wshape),
-    )
-    if save_initial:
-        x_init = x0 if x0_per_path else jnp.broadcast_to(x0, (n_paths, *state_shape))
-        xs = jnp.concatenate([x_init[:, None], xs], axis=1)
-    ts_out = grid_np[save_idx].astype(dtype) if grid_np is not None else grid[np.asarray(save_idx)]
-    return Paths(jnp.asarray(ts_out), xs)
+
+def _leaf_flags(tree: PyTree, flags: bool | tuple[bool, ...]) -> list[bool]:
+    """One per-path flag per leaf of `tree`: `flags` is one bool for all, or one per leaf."""
+    n = len(jtu.tree_leaves(tree))
+    if isinstance(flags, bool):
+        return [flags] * n
+    if len(flags) != n:
+        raise ValueError(f"internal: {len(flags)} per-path flags for {n} leaves")
+    return list(flags)
 
 
 @eqx.filter_jit
 def _simulate_core(
-    solver, sde, x0, args, key, t_starts, dts, *, n_paths, chunk, block, x0_pp, args_pp, wshape
+    solver,
+    sde,
+    x0,
+    args,
+    key,
+    t_starts,
+    dts,
+    *,
+    n_paths,
+    chunk,
+    block,
+    x0_pp,
+    args_pp,
+    wshape,
+    sde_pp=False,
+    steps=None,
+    aligned=False,
+    uniform=None,
+    seg_real=None,
 ):
-    """t_starts, dts: (n_saves, seg_len). Returns (n_paths, n_saves, *S)."""
+    """t_starts, dts: (n_saves, seg_len). Returns (n_paths, n_saves, *S).
+
+    With `uniform` = ``(n, seg_len)`` (per-path keys only) the grid is the uniform one of `n`
+    steps ``h = (t1 - t0) / n`` on ``[t_starts, dts]`` (then the two scalars t0, t1), computed
+    step by step (``t_k = t0 + k h``) instead of read from arrays: `steps` holds each
+    segment's first grid index and `seg_real` its number of real steps (memory O(saves), not
+    O(steps)).
+
+    One key for all paths (`key` a PRNG key), or one per path: `key` their words ``(n_paths,
+    2)`` uint32 (`_normals.threefry_words`) and `steps` the grid index of every step (see
+    `_plan`); `aligned`: every segment starts at an even step. `x0_pp`, `args_pp` and `sde_pp` say
+    which inputs carry a leading ``n_paths`` axis: `args_pp` and `sde_pp` one bool for every
+    array leaf, or a tuple of one per leaf (of `args`, of the arrays of `sde`).
+    """
     dts, t_starts = jnp.asarray(dts), jnp.asarray(t_starts)
     dtype = dts.dtype
+    if uniform is not None and steps is None:
+        raise ValueError("internal: a computed uniform grid needs per-path keys")
     n_chunks = -(-n_paths // chunk)
     total = n_chunks * chunk
     state_shape = x0.shape[1:] if x0_pp else x0.shape
+    sde_dyn, sde_static = eqx.partition(sde, eqx.is_array)
+    # the inputs that may carry a per-path axis, flattened: the arrays of sde, then args
+    p_leaves, p_def = jtu.tree_flatten((sde_dyn, args))
+    p_flags = _leaf_flags(sde_dyn, sde_pp) + _leaf_flags(args, args_pp)
+    per_key = steps is not None
     # shape checks run at trace time only (once per compilation), not on every call
-    check_shapes(
-        sde, jnp.zeros(state_shape, dtype), jtu.tree_map(lambda a: a[0], args) if args_pp else args
-    )
+    one = [leaf[0] if f else leaf for leaf, f in zip(p_leaves, p_flags, strict=True)]
+    sde1, args1 = jtu.tree_unflatten(p_def, one)
+    check_shapes(eqx.combine(sde1, sde_static), jnp.zeros(state_shape, dtype), args1)
 
     def per_chunk(a):  # (n_paths, ...) -> (n_chunks, chunk, ...), padding with the last path
         pad = total - n_paths
@@ -337,43 +441,97 @@ def _simulate_core(
         return a.reshape(n_chunks, chunk, *a.shape[1:])
 
     x0c = per_chunk(x0) if x0_pp else None
-    argsc = jtu.tree_map(per_chunk, args) if args_pp else None
-    n_saves, seg_len = dts.shape
-    nb = seg_len // block
-    tsb = t_starts.reshape(n_saves, nb, block)
-    dtsb = dts.reshape(n_saves, nb, block)
-    bidx = jnp.arange(n_saves * nb).reshape(n_saves, nb)
+    pc = [per_chunk(leaf) if f else None for leaf, f in zip(p_leaves, p_flags, strict=True)]
+    keyc = per_chunk(key) if per_key else None
+    if uniform is None:
+        n_saves, seg_len = dts.shape
+        nb = seg_len // block
+        tsb = t_starts.reshape(n_saves, nb, block)
+        dtsb = dts.reshape(n_saves, nb, block)
+        bidx = jnp.arange(n_saves * nb).reshape(n_saves, nb)
+        stepsb = jnp.asarray(steps if per_key else np.zeros((n_saves, seg_len), np.uint32))
+        stepsb = stepsb.reshape(n_saves, nb, block)
+        seg_xs = (bidx, tsb, dtsb, stepsb)  # one row per segment
+        block_grid = lambda xs: xs  # (block index, step start times, step sizes, step indices)
+    else:
+        assert steps is not None and seg_real is not None
+        n_total, seg_len = uniform
+        n_saves, nb = len(steps), seg_len // block
+        seg_first = jnp.asarray(steps, np.uint32)
+        seg_n = jnp.asarray(seg_real, np.uint32)
+        seg_xs = jnp.arange(n_saves, dtype=np.uint32)  # the segment index; blocks are counted
+        t0u, t1u = t_starts, dts
+        # one step size for every real step, computed once: the batched and the single-path
+        # programs then take the very same dt (times recomputed per step could round apart)
+        h_u = (t1u - t0u) / n_total
+
+        def time_at(k):  # t0 + k h, with t1 itself at the end of the grid
+            return jnp.where(k == n_total, t1u, t0u + k.astype(dtype) * h_u)
+
+        def block_grid(xs):  # the same four from (block, segment, block in the segment)
+            b, s_, j = xs  # (block index: unused with per-path keys)
+            i = j * np.uint32(block) + jax.lax.iota(np.uint32, block)
+            k = seg_first[s_] + i
+            real = i < seg_n[s_]
+            # padding steps (zero length) sit at the segment's end time, a time of the grid
+            tb = jnp.where(real, time_at(k), time_at(seg_first[s_] + seg_n[s_]))
+            return b, tb, jnp.where(real, h_u, jnp.zeros((), dtype)), k
+
     ti = solver.needs_time_integral
     nd = len(wshape) + 1
     size_w = math.prod(wshape)
     sqrt3 = jnp.sqrt(jnp.asarray(3.0, dtype))
     # two normals per hash (see `_normals`): SRA1's dW and dZ parts, or two steps of a block
-    pairs = pairs_ok(key, dtype) and (ti or block % 2 == 0)
+    pairs = (not per_key) and pairs_ok(key, dtype) and (ti or block % 2 == 0)
     # the streams (chunk, block) numbered in one uint32 word, so far as they fit
     pairs_unfolded = pairs and n_chunks * n_saves * nb < 2**32
+    # per-path keys: an even-aligned block takes two steps from each hash (float32, Threefry)
+    pp_pairs = per_key and aligned and not ti and block % 2 == 0 and dtype.itemsize < 8
 
-    vstep = jax.vmap(
-        lambda y, inc, a, t, dt: solver.step(sde, SolverState(t, y), dt, inc, a).y.astype(dtype),
-        in_axes=(0, 0, 0 if args_pp else None, None, None),
-    )
+    def step1(y, inc, p, t, dt):
+        sde_d, a = jtu.tree_unflatten(p_def, p)
+        sde_ = eqx.combine(sde_d, sde_static)
+        return solver.step(sde_, SolverState(t, y), dt, inc, a).y.astype(dtype)
+
+    vstep = jax.vmap(step1, in_axes=(0, 0, [0 if f else None for f in p_flags], None, None))
 
     def run_chunk(inputs):
-        c, x0_chunk, args_chunk = inputs
+        c, x0_chunk, p_chunk, key_chunk = inputs
         y = x0_chunk if x0_pp else jnp.broadcast_to(x0, (chunk, *state_shape))
-        a = args_chunk if args_pp else args
-        # the pair path hashes counters (chunk * n_blocks + block, position) under the key
-        # itself: no fold_in per chunk (one threefry kernel less to compile)
-        ckey = key if pairs_unfolded else jr.fold_in(key, c)
+        p = [pcl if f else leaf for pcl, leaf, f in zip(p_chunk, p_leaves, p_flags, strict=True)]
+        if per_key:
+            pk = PathKeys(key_chunk, size_w)
+            ckey = None
+        else:
+            pk = None
+            # the pair path hashes counters (chunk * n_blocks + block, position) under the key
+            # itself: no fold_in per chunk (one threefry kernel less to compile)
+            ckey = key if pairs_unfolded else jr.fold_in(key, c)
 
         def block_body(y, xs):
-            b, tb, dtb = xs
+            b, tb, dtb, kb = block_grid(xs)
+            h = dtb.reshape((block,) + (1,) * nd)
+            sq = jnp.sqrt(h)
+            if pk is not None:
+                if ti:
+                    z0, z1 = pk.step_normal_pairs(kb, dtype)
+                    z0 = z0.reshape(block, chunk, *wshape)
+                    z1 = z1.reshape(block, chunk, *wshape)
+                    incs = (sq * z0, 0.5 * h * sq * (z0 + z1 / sqrt3))
+                    return jax.lax.scan(step_body, y, (tb, dtb, incs))[0], None
+                if pp_pairs:
+                    half = block // 2
+                    z0, z1 = pk.pair_normals(kb[0], half, dtype)
+                    return pair_scan(y, tb, dtb, z0, z1)
+                z = pk.step_normals(kb, dtype)
+                incs = sq * z.reshape(block, chunk, *wshape)
+                return jax.lax.scan(step_body, y, (tb, dtb, incs))[0], None
+            assert ckey is not None
             bkey = None if pairs else jr.fold_in(ckey, b)
             if pairs_unfolded:
                 stream = c.astype(np.uint32) * np.uint32(n_saves * nb) + b.astype(np.uint32)
             else:
                 stream = b
-            h = dtb.reshape((block,) + (1,) * nd)
-            sq = jnp.sqrt(h)
             # drawn flat and reshaped (the same random numbers): with a short trailing axis
             # such as d = 16, XLA CPU hands LLVM a fully unrolled threefry kernel that is slow
             # to compile (OU d=16, 1e5 paths, 100 snapshots: 1.03 s -> 0.39 s of compile)
@@ -392,45 +550,56 @@ def _simulate_core(
                 # over pairs of steps so that the two arrays are never stacked into one
                 half = block // 2
                 z0, z1 = normal_pair(ckey, half * chunk * size_w, dtype, stream=stream)
-                z0 = z0.reshape(half, chunk, *wshape)
-                z1 = z1.reshape(half, chunk, *wshape)
-
-                def pair_body(y, xs2):
-                    t, dt, w0, w1 = xs2
-                    y = vstep(y, jnp.sqrt(dt[0]) * w0, a, t[0], dt[0])
-                    return vstep(y, jnp.sqrt(dt[1]) * w1, a, t[1], dt[1]), None
-
-                y, _ = jax.lax.scan(
-                    pair_body, y, (tb.reshape(half, 2), dtb.reshape(half, 2), z0, z1)
-                )
-                return y, None
+                return pair_scan(y, tb, dtb, z0, z1)
             else:
                 assert bkey is not None  # set whenever `pairs` is off
                 z = jr.normal(bkey, (block * chunk * size_w,), dtype)
                 incs = sq * z.reshape(block, chunk, *wshape)
+            return jax.lax.scan(step_body, y, (tb, dtb, incs))[0], None
 
-            def step_body(y, xs2):
-                t, dt, inc = xs2
-                return vstep(y, inc, a, t, dt), None
+        def step_body(y, xs2):
+            t, dt, inc = xs2
+            return vstep(y, inc, p, t, dt), None
 
-            y, _ = jax.lax.scan(step_body, y, (tb, dtb, incs))
+        def pair_scan(y, tb, dtb, z0, z1):
+            half = block // 2
+            z0 = z0.reshape(half, chunk, *wshape)
+            z1 = z1.reshape(half, chunk, *wshape)
+
+            def pair_body(y, xs2):
+                t, dt, w0, w1 = xs2
+                y = vstep(y, jnp.sqrt(dt[0]) * w0, p, t[0], dt[0])
+                return vstep(y, jnp.sqrt(dt[1]) * w1, p, t[1], dt[1]), None
+
+            y, _ = jax.lax.scan(pair_body, y, (tb.reshape(half, 2), dtb.reshape(half, 2), z0, z1))
             return y, None
 
+        def run_segment(y, xs):
+            if uniform is None:
+                return jax.lax.scan(block_body, y, xs)[0]
+
+            # the block index in the carry, not in an array of blocks: memory O(1) in the steps
+            def counted(carry, _):
+                y, j = carry
+                y, _ = block_body(y, (j, xs, j))
+                return (y, j + np.uint32(1)), None
+
+            return jax.lax.scan(counted, (y, jnp.zeros((), np.uint32)), None, length=nb)[0][0]
+
         if n_saves == 1:  # terminal saving: one segment, no outer loop to compile
-            y, _ = jax.lax.scan(block_body, y, (bidx[0], tsb[0], dtsb[0]))
-            return y[:, None]
+            return run_segment(y, jtu.tree_map(lambda a: a[0], seg_xs))[:, None]
 
         def segment_body(y, xs):
-            y, _ = jax.lax.scan(block_body, y, xs)
+            y = run_segment(y, xs)
             return y, y
 
-        _, ys = jax.lax.scan(segment_body, y, (bidx, tsb, dtsb))  # (n_saves, chunk, *S)
+        _, ys = jax.lax.scan(segment_body, y, seg_xs)  # (n_saves, chunk, *S)
         return jnp.moveaxis(ys, 0, 1)
 
     if n_chunks == 1:  # one chunk: no loop over chunks to compile
-        first = jtu.tree_map(lambda a: a[0], (x0c, argsc))
+        first = jtu.tree_map(lambda a: a[0], (x0c, pc, keyc))
         return run_chunk((jnp.asarray(0), *first))[:n_paths]
-    out = jax.lax.map(run_chunk, (jnp.arange(n_chunks), x0c, argsc))
+    out = jax.lax.map(run_chunk, (jnp.arange(n_chunks), x0c, pc, keyc))
     out = out.reshape(total, *out.shape[2:])
     return out[:n_paths]
 
@@ -485,46 +654,3 @@ def solve_increments(
 
     _, ys = jax.lax.scan(body, state.y, (ts[:-1], jnp.diff(ts), increments))
     return jnp.concatenate([y0[None], ys], axis=0)
-
-
-def euler_maruyama(
-    sde: AbstractSDE,
-    x0: Array,
-    ts: Float[Array, " n_plus_1"],
-    *,
-    args: PyTree = None,
-    key: PRNGKeyArray,
-) -> Array:
-    r"""One Euler–Maruyama path $Y_{k+1} = Y_k + f(t_k, Y_k) h_k + g(t_k, Y_k)\Delta W_k$ on `ts`.
-
-    A single path in the dtype of `x0`: `jax.vmap` it over keys, initial values or `args` for a
-    batch (or use `simulate`, which is faster for large batches).
-
-    Args:
-        sde: the SDE.
-        x0: initial state, shape ``S``.
-        ts: times ``(n + 1,)``.
-        args: passed to drift and diffusion.
-        key: PRNG key.
-
-    Returns:
-        The path at every time in `ts`, shape ``(n + 1, *S)``.
-
-    Example:
-        >>> keys = jr.split(jr.key(0), 100)
-        >>> ys = jax.vmap(lambda k: euler_maruyama(sde, x0, ts, key=k))(keys)
-
-    References:
-        Maruyama (1955); Higham, SIAM Review 43(3), 2001.
-    """
-    x0 = jnp.asarray(x0)
-    if not jnp.issubdtype(x0.dtype, jnp.floating):
-        x0 = x0.astype(jnp.float32)
-    ts = jnp.asarray(ts, x0.dtype)
-    if ts.ndim != 1 or ts.shape[0] < 2:
-        raise ValueError(f"`ts` must have shape (n_steps + 1,) with n >= 1, got {ts.shape}")
-    tsn = _concrete(ts)
-    if tsn is not None and not np.all(np.diff(tsn) > 0):
-        raise ValueError(f"`ts` must be strictly increasing, got {tsn}")
-    dw = sample_increments(jnp.diff(ts), sde.brownian_shape(x0.shape), key=key)
-    return solve_increments(EulerMaruyama(), sde, x0, ts, dw, args)

@@ -6,9 +6,8 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float
-
-BREAST_CANCER_SIZE = 569  # examples in scikit-learn's breast cancer data set
 
 
 class Tabular(NamedTuple):
@@ -27,7 +26,7 @@ class Tabular(NamedTuple):
 
 
 def load_breast_cancer(
-    test_fraction: float = 0.2, *, seed: int = 0, dtype: jnp.dtype | None = None
+    test_fraction: float = 0.2, *, seed: int = 0, dtype: DTypeLike | None = None
 ) -> Tabular:
     """The Wisconsin breast cancer data (569 x 30, binary), split, standardised, with intercept.
 

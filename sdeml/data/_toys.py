@@ -146,7 +146,7 @@ def checkerboard(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"
     row = sq // 2
     col = 2 * (sq % 2) + (row % 2)  # dark squares: (row + col) even
     u = jr.uniform(ku, (n, 2), dt)
-    return jnp.stack([col + u[:, 0], row + u[:, 1]], axis=1).astype(dt) - 2.0
+    return jnp.stack([col.astype(dt) + u[:, 0], row.astype(dt) + u[:, 1]], axis=1) - 2.0
 
 
 def circles(

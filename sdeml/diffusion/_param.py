@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -64,13 +63,13 @@ class ScoreModel(eqx.Module):
 
     net: Callable[..., Array]  # an equinox module, called as net(t, x[, key=key])
     sde: AbstractDiffusionSDE
-    parameterisation: Literal["score", "eps", "x0"] = eqx.field(static=True)
+    parameterisation: str = eqx.field(static=True)
 
     def __init__(
         self,
         net: Callable[..., Array],
         sde: AbstractDiffusionSDE,
-        parameterisation: Literal["score", "eps", "x0"] = "eps",
+        parameterisation: str = "eps",
     ):
         if parameterisation not in PARAMETERISATIONS:
             raise ValueError(

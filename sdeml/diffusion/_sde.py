@@ -4,7 +4,7 @@ reverse-time SDE of a score; all are `sdeml.core.AbstractSDE`s, so the engine si
 import abc
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -56,13 +56,8 @@ class AbstractDiffusionSDE(AbstractSDE):
         if not self.T > 0:
             raise ValueError(f"`T` must be positive, got {self.T}")
 
-    @property
-    def noise(self) -> str:
-        return "additive"
-
-    @property
-    def brownian_dim(self) -> None:
-        return None
+    noise: ClassVar[str] = "additive"
+    brownian_dim: ClassVar[None] = None
 
     @abc.abstractmethod
     def drift_coef(self, t: ArrayLike) -> Array:
@@ -214,13 +209,8 @@ class ReverseSDE(AbstractSDE):
     forward: AbstractDiffusionSDE
     score_fn: ScoreFn
 
-    @property
-    def noise(self) -> str:
-        return "additive"
-
-    @property
-    def brownian_dim(self) -> None:
-        return None
+    noise: ClassVar[str] = "additive"
+    brownian_dim: ClassVar[None] = None
 
     def drift(self, u: ArrayLike, y: Array, args: PyTree = None) -> Array:
         r"""$-[f(t)y - g(t)^2 s(t, y)]$ at $t = T - u$."""

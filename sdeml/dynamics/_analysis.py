@@ -148,7 +148,7 @@ class Equilibrium(eqx.Module):
 
 def find_equilibrium(
     f: Callable[..., Any],
-    y_guess: Float[ArrayLike, " d"],
+    y_guess: ArrayLike,  # (d,) floating: checked with a clear message
     *,
     args: Any = None,
     t: float | Float[ArrayLike, ""] = 0.0,

@@ -62,7 +62,7 @@ def check_lyapunov(
     V: Callable[[Array], Array],
     f: Callable[..., Any],
     y_eq: Float[ArrayLike, " d"],
-    points: Float[ArrayLike, "n d"],
+    points: Float[ArrayLike, "n _d"],  # its d is checked against y_eq's with a clear message
     *,
     t: float | Float[ArrayLike, ""] = 0.0,
     args: Any = None,

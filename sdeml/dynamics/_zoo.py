@@ -210,7 +210,8 @@ class VanDerPol(AbstractODESystem):
 
     def __call__(self, t, y, args=None):
         x, v = y[0], y[1]
-        return jnp.stack([v, self.mu * (1 - x**2) * v - x])
+        mu = jnp.asarray(self.mu, jnp.result_type(y))
+        return jnp.stack([v, mu * (1 - x**2) * v - x])
 
     def textbook_equilibria(self):
         mu = float(self.mu)

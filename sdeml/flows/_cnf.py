@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -15,8 +15,12 @@ import optimistix as optx
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..core._ode import ODESolution, integrate_ode
-from ..core._solvers import get_solver, solver_info
-from ..neural_ode import check_field_signature, get_adjoint
+from ..neural_ode import (
+    AbstractODEModel,
+    check_field_signature,
+    check_solve_options,
+    solve_options,
+)
 
 CNF_DIVERGENCES = ("exact", "hutchinson")
 CNF_PROBES = ("rademacher", "gaussian")
@@ -37,11 +41,11 @@ class CNFOutput(eqx.Module):
             the CNF was built with ``count_evals=True``).
     """
 
-    log_prob: Float[Array, ""]
-    z0: Float[Array, " d"]
-    kinetic: Float[Array, ""]
-    jacobian: Float[Array, ""] | None
-    nfe: Int[Array, ""]
+    log_prob: Float[Array, " *batch"]
+    z0: Float[Array, "*batch d"]
+    kinetic: Float[Array, " *batch"]
+    jacobian: Float[Array, " *batch"] | None
+    nfe: Int[Array, "..."]
 
 
 def _state_norm(err: Any) -> Array:
@@ -55,7 +59,7 @@ def standard_normal_logp(z: Float[Array, " d"]) -> Float[Array, ""]:
 
 
 class _Augmented(eqx.Module):
-    """The augmented field $(f, \operatorname{tr} J, \lVert f\rVert^2[, \lVert J\rVert_F^2])$.
+    r"""The augmented field $(f, \operatorname{tr} J, \lVert f\rVert^2[, \lVert J\rVert_F^2])$.
 
     Called as ``field(t, state, (params, eps, args))``: the field's arrays and the probe travel
     in the solve's `args`; the non-array parts of the field are held here. A module rather than
@@ -105,7 +109,7 @@ class _Augmented(eqx.Module):
         return (dz, div, energy) + ((frob,) if self.frobenius else ())
 
 
-class CNF(eqx.Module):
+class CNF(AbstractODEModel):
     r"""A continuous normalizing flow (FFJORD) from $\mathcal N(0, I)$ at $t=0$ to data at $t=1$.
 
     $\dot z = f_\theta(t, z, \text{args})$ carries $z(0) \sim \mathcal N(0, I)$ to
@@ -154,23 +158,15 @@ class CNF(eqx.Module):
     """
 
     func: Callable[..., Any]
-    solver: diffrax.AbstractSolver
-    adjoint: diffrax.AbstractAdjoint
     divergence: str = eqx.field(static=True)
     probe: str = eqx.field(static=True)
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    dt0: float | None = eqx.field(static=True)
-    adaptive: bool = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
-    count_evals: bool = eqx.field(static=True)
 
     def __init__(
         self,
         func: Callable[..., Any],
         *,
-        divergence: Literal["exact", "hutchinson"] = "exact",
-        probe: Literal["rademacher", "gaussian"] = "rademacher",
+        divergence: str = "exact",
+        probe: str = "rademacher",
         solver: str | diffrax.AbstractSolver = "tsit5",
         adjoint: str | diffrax.AbstractAdjoint = "checkpoint",
         rtol: float = 1e-5,
@@ -187,32 +183,12 @@ class CNF(eqx.Module):
             )
         if probe not in CNF_PROBES:
             raise ValueError(f"unknown probe {probe!r}; valid: {', '.join(CNF_PROBES)}")
-        self.solver = get_solver(solver, kind="ode")
-        self.adjoint = get_adjoint(adjoint)
-        info = solver_info(self.solver)
-        name = type(self.solver).__name__
-        if adaptive and not info.adaptive:
-            raise ValueError(
-                f"CNF: solver {name} has no error estimate, so it cannot be adaptive: drop "
-                "adaptive=True and give a constant step `dt0`, or choose an adaptive solver"
-            )
-        if adaptive is None:
-            adaptive = info.adaptive
-        if not adaptive and dt0 is None:
-            raise ValueError(
-                f"CNF: solver {name} takes constant steps here (no error estimate, or "
-                "adaptive=False): give the step `dt0`"
-            )
-        if dt0 is not None and not dt0 > 0:
-            raise ValueError(f"`dt0` must be > 0, got {dt0}")
-        if adaptive and not (rtol > 0 and atol > 0):
-            raise ValueError(f"`rtol` and `atol` must be > 0, got {rtol}, {atol}")
-        if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps > 0):
-            raise ValueError(f"`max_steps` must be a positive int, got {max_steps!r}")
+        options = check_solve_options(
+            "CNF", solver, adjoint, rtol, atol, dt0, adaptive, max_steps, count_evals
+        )
+        for option, value in options.items():
+            setattr(self, option, value)
         self.func, self.divergence, self.probe = func, divergence, probe
-        self.rtol, self.atol, self.max_steps = float(rtol), float(atol), max_steps
-        self.dt0 = None if dt0 is None else float(dt0)
-        self.adaptive, self.count_evals = bool(adaptive), bool(count_evals)
 
     # -- the augmented dynamics -----------------------------------------------------------------
     def _draw_probe(self, key: PRNGKeyArray | None, shape, dtype) -> Array:
@@ -260,24 +236,17 @@ class CNF(eqx.Module):
             (x, zero, zero) + ((zero,) if frobenius else ()),
             t_start,
             t_end,
-            solver=self.solver,
-            dt0=self.dt0,
-            adaptive=self.adaptive,
-            rtol=self.rtol,
-            atol=self.atol,
             # the step size follows (z, log p) only: the RNODE integrals ride along
             norm=_state_norm,
-            max_steps=self.max_steps,
             args=(params, eps, args),
-            adjoint=self.adjoint,
-            count_evals=self.count_evals,
             name="CNF",
+            **solve_options(self),
         )
 
     # -- public ---------------------------------------------------------------------------------
     def log_prob_and_stats(
         self,
-        x: Float[Array, " d"],
+        x: Float[Array, "..."],  # (d,): checked with a clear message
         *,
         key: PRNGKeyArray | None = None,
         jacobian_norm: bool = True,
@@ -307,7 +276,7 @@ class CNF(eqx.Module):
 
     def batch_log_prob_and_stats(
         self,
-        x: Float[Array, "b d"],
+        x: Float[Array, "..."],  # (b, d): checked with a clear message
         *,
         key: PRNGKeyArray | None = None,
         jacobian_norm: bool = True,
@@ -337,7 +306,7 @@ class CNF(eqx.Module):
         return self._output(sol, jax.vmap(standard_normal_logp))
 
     def log_prob(
-        self, x: Float[Array, " d"], *, key: PRNGKeyArray | None = None, args: Any = None
+        self, x: Float[Array, "..."], *, key: PRNGKeyArray | None = None, args: Any = None
     ) -> Float[Array, ""]:
         """$\\log p_1(x)$ of one point (vmap for a batch)."""
         return self.log_prob_and_stats(x, key=key, jacobian_norm=False, args=args).log_prob

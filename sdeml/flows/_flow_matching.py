@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
-from scipy.optimize import linear_sum_assignment
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from ..core._ode import integrate_ode
 
 COUPLINGS = ("independent", "ot")
 
 
-def _assignment_host(cost: np.ndarray) -> np.ndarray:
-    rows, cols = linear_sum_assignment(np.asarray(cost))
+def _assignment_host(cost: ArrayLike) -> np.ndarray:
+    from scipy.optimize import linear_sum_assignment  # scipy only where used (issue #18)
+
+    cost = np.asarray(cost)
+    rows, cols = linear_sum_assignment(cost)
     perm = np.empty(cost.shape[0], np.int32)
     perm[rows] = cols
     return perm
@@ -96,7 +98,7 @@ def cfm_loss(
     x1: Float[Array, "b d"],
     *,
     x0: Float[Array, "b d"] | None = None,
-    coupling: Literal["independent", "ot"] = "independent",
+    coupling: str = "independent",
     sigma: float = 0.0,
     key: PRNGKeyArray,
 ) -> Float[Array, ""]:

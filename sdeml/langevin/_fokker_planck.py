@@ -11,7 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import betainc, gammaincc, ndtri
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ..core import SDE, simulate
 from ..core._checks import check_positive
@@ -100,7 +100,7 @@ def fokker_planck_1d(
         return diag * p + lower * jnp.roll(p, 1) + upper * jnp.roll(p, -1)
 
     def cn_step(p, k):
-        t = t0 + (k + 0.5) * dt
+        t = t0 + (jnp.asarray(k, dtype) + 0.5) * dt
         lower, diag, upper = operator(t)
         rhs = p + 0.5 * dt * apply(lower, diag, upper, p)
         return jax.lax.linalg.tridiagonal_solve(
@@ -279,7 +279,7 @@ def histogram_chi2(
         used, (counts - expected) / jnp.sqrt(jnp.maximum(expected * (1 - probs), 1e-300)), 0.0
     )
     chi2 = jnp.sum(jnp.where(used, (counts - expected) ** 2 / jnp.maximum(expected, 1e-300), 0.0))
-    dof = jnp.maximum(jnp.sum(used) - 1, 1)
+    dof = jnp.maximum(jnp.sum(used) - 1, 1).astype(chi2.dtype)
     return chi2 / dof, jnp.max(jnp.abs(z)), z
 
 
@@ -330,7 +330,7 @@ def _pool_bins(expected: Float[Array, " n"], min_expected: float) -> tuple[Array
 
 
 def histogram_test(
-    counts: Float[ArrayLike, " n"], probs: Float[ArrayLike, " n"], *, min_expected: float = 5.0
+    counts: Real[ArrayLike, " n"], probs: Float[ArrayLike, " _n"], *, min_expected: float = 5.0
 ) -> HistogramTest:
     r"""Is a histogram consistent with bin probabilities within its own sampling error?
 
@@ -369,9 +369,9 @@ def histogram_test(
         Pearson, Phil. Mag. 50, 1900; Cochran, Ann. Math. Stat. 23, 1952 (expected counts >= 5);
         Šidák, J. Amer. Statist. Assoc. 62, 1967 (the multiple-comparison correction).
     """
-    counts = jnp.asarray(counts)
-    dtype = jnp.result_type(float, counts.dtype, jnp.asarray(probs).dtype)
-    counts, probs = counts.astype(dtype), jnp.asarray(probs, dtype)
+    counts, probs = jnp.asarray(counts), jnp.asarray(probs)
+    dtype = probs.dtype if jnp.issubdtype(probs.dtype, jnp.floating) else jnp.result_type(float)
+    counts, probs = counts.astype(dtype), probs.astype(dtype)
     if counts.ndim != 1 or counts.shape != probs.shape:
         raise ValueError(
             f"`counts` and `probs` must be 1-D of the same shape, got {counts.shape} and "
@@ -384,12 +384,14 @@ def histogram_test(
     gid, n_groups = _pool_bins(n * probs, min_expected)
     c = jax.ops.segment_sum(counts, gid, n_bins)
     p = jax.ops.segment_sum(probs, gid, n_bins)
-    valid = (jnp.arange(n_bins) < n_groups) & (p > 0)
+    valid = (jnp.arange(n_bins, dtype=n_groups.dtype) < n_groups) & (p > 0)
     safe_p = jnp.where(valid, p, 0.5)
     e = n * safe_p
     chi2 = jnp.sum(jnp.where(valid, (c - e) ** 2 / e, 0.0))
     dof = n_groups - 1
-    chi2_pvalue = jnp.where(dof > 0, gammaincc(jnp.maximum(dof, 1) / 2, chi2 / 2), 1.0)
+    chi2_pvalue = jnp.where(
+        dof > 0, gammaincc(jnp.maximum(dof, 1).astype(dtype) / 2, chi2 / 2), 1.0
+    )
     z = jnp.where(valid, (c - e) / jnp.sqrt(e * jnp.maximum(1 - safe_p, 1e-300)), 0.0)
     # exact binomial tails, P(C >= c) = I_p(c, N - c + 1) and P(C <= c) = I_{1-p}(N - c, c + 1)
     upper = jnp.where(c > 0, betainc(jnp.maximum(c, 1), jnp.maximum(n - c + 1, 1), safe_p), 1.0)

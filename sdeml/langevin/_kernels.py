@@ -12,13 +12,13 @@ step over 10^4 chains a handful of fused array operations rather than a vmapped 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ..core import AbstractSDE
 from ..core._checks import (
@@ -138,13 +138,8 @@ class LangevinSDE(AbstractSDE):
     def __check_init__(self):
         check_positive("temperature", self.temperature)
 
-    @property
-    def noise(self) -> str:
-        return "additive"
-
-    @property
-    def brownian_dim(self) -> None:
-        return None
+    noise: ClassVar[str] = "additive"
+    brownian_dim: ClassVar[None] = None
 
     def drift(self, t: Any, y: Float[Array, " d"], args: PyTree = None) -> Float[Array, " d"]:
         r""":math:`-\nabla U(y)`."""
@@ -173,7 +168,7 @@ class _AbstractPotentialLangevin(eqx.Module):
         check_positive("step_size", self.step_size)
         check_positive("temperature", self.temperature)
 
-    def init(self, position: Float[Array, "*chains d"]) -> LangevinState:
+    def init(self, position: Float[Array, "..."]) -> LangevinState:
         """The state at `position` (shape ``(d,)`` or ``(*chains, d)``)."""
         return _init(self.potential, position)
 
@@ -345,7 +340,7 @@ class SGLD(eqx.Module):
         ll = jax.vmap(self.log_likelihood, in_axes=(None, 0))(theta, self.data)
         return -self.log_prior(theta) - jnp.sum(ll)
 
-    def init(self, position: Float[Array, "*chains d"]) -> SGLDState:
+    def init(self, position: Float[Array, "..."]) -> SGLDState:
         """The state at `position` (shape ``(d,)`` or ``(*chains, d)``)."""
         position = check_position(position)
         theta = position.reshape(-1, position.shape[-1])[0]
@@ -488,7 +483,7 @@ def histogram_chains(
     n_bins: int,
     *,
     key: PRNGKeyArray,
-) -> tuple[Any, Float[Array, "..."], Float[Array, " *chains"]]:
+) -> tuple[Any, Int[Array, "..."], Float[Array, " *chains"]]:
     r"""Accumulate a histogram of every chain at every step, without storing the chains.
 
     .. math:: c_j = \#\{(c, k): \theta^{(c)}_k \in \text{bin}_j\},\quad k = 1..n.

@@ -61,8 +61,8 @@ def _rebin(cell_probs: Array, n_bins: int, n_sub: int, pad_bins: int) -> tuple[A
 
 def gibbs_bin_probabilities(
     potential: Potential,
-    lo: float,
-    hi: float,
+    lo: float | int,
+    hi: float | int,
     n_bins: int,
     d: int = 1,
     *,
@@ -116,8 +116,8 @@ def gibbs_bin_probabilities(
 def ula_invariant_bin_probabilities(
     potential: Potential,
     step_size: float,
-    lo: float,
-    hi: float,
+    lo: float | int,
+    hi: float | int,
     n_bins: int,
     *,
     temperature: float = 1.0,

@@ -6,6 +6,8 @@ layer's job (`sdeml.train.digits_classifier`), so no metric imports the training
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -96,7 +98,7 @@ def nearest_neighbour_distances(x: ArrayLike, ref: ArrayLike) -> Float[Array, " 
 
 def digits_scores(
     samples: Float[ArrayLike, "n 1 8 8"],
-    classifier: DigitsClassifier,
+    classifier: Any,  # a DigitsClassifier: checked with a message saying how to get one
 ) -> dict[str, float | list[float]]:
     r"""Classifier-based quality of generated digits, against the fixed train/test split.
 

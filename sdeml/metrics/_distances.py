@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
@@ -27,10 +28,12 @@ def total_variation(p: Float[ArrayLike, "..."], q: Float[ArrayLike, "..."]) -> F
     p, q = jnp.asarray(p), jnp.asarray(q)
     if p.shape != q.shape:
         raise ValueError(f"`p` and `q` must have the same shape, got {p.shape} and {q.shape}.")
-    return 0.5 * jnp.sum(jnp.abs(p - q))
+    with jax.numpy_dtype_promotion("standard"):  # the explicit, documented cast
+        dtype = jnp.promote_types(jnp.promote_types(p.dtype, q.dtype), jnp.result_type(float))
+    return 0.5 * jnp.sum(jnp.abs(p.astype(dtype) - q.astype(dtype)))
 
 
-def expected_tv_iid(probs: Float[ArrayLike, "..."], n_samples: float) -> Float[Array, ""]:
+def expected_tv_iid(probs: Float[ArrayLike, "..."], n_samples: int | float) -> Float[Array, ""]:
     r"""Expected TV between the histogram of `n_samples` i.i.d. draws and the true bin law.
 
     .. math:: \mathbb{E}\,\mathrm{TV} \approx \tfrac12\sum_j \sqrt{2p_j(1-p_j)/(\pi n)},

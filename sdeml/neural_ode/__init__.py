@@ -7,7 +7,10 @@ solver names and their facts come from the core registry (`sdeml.core.solver_nam
 """
 
 from ._adjoints import ADJOINT_NAMES as ADJOINT_NAMES
+from ._adjoints import AbstractODEModel as AbstractODEModel
+from ._adjoints import check_solve_options as check_solve_options
 from ._adjoints import get_adjoint as get_adjoint
+from ._adjoints import solve_options as solve_options
 from ._audit import AdjointReport as AdjointReport
 from ._audit import GradientAudit as GradientAudit
 from ._audit import gradient_audit as gradient_audit
@@ -30,6 +33,7 @@ from ._time_series import window_loss as window_loss
 
 __all__ = [
     "ADJOINT_NAMES",
+    "AbstractODEModel",
     "AdjointReport",
     "EulerResNet",
     "GradientAudit",
@@ -39,6 +43,7 @@ __all__ = [
     "StepModel",
     "add_noise",
     "check_field_signature",
+    "check_solve_options",
     "check_times",
     "get_adjoint",
     "gradient_audit",
@@ -47,6 +52,7 @@ __all__ = [
     "relative_error",
     "resnet_limit",
     "sample_windows",
+    "solve_options",
     "spiral_field",
     "window_loss",
     "with_adjoint",

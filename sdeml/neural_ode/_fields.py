@@ -8,6 +8,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._typing import ScalarLike
@@ -59,7 +60,7 @@ class MLPField(eqx.Module):
         time_dependent: bool = True,
         power: int = 1,
         activation: Callable[[Array], Array] = jnp.tanh,
-        dtype: jnp.dtype | None = None,
+        dtype: DTypeLike | None = None,
         key: PRNGKeyArray,
     ):
         for name, v in (("dim", dim), ("width", width), ("power", power)):
@@ -85,8 +86,8 @@ class MLPField(eqx.Module):
         return self.mlp(x)
 
     def batch_divergence(
-        self, t: ScalarLike, h: Float[Array, "b d"], *, frobenius: bool = False
-    ) -> tuple[Float[Array, "b d"], Float[Array, " b"], Float[Array, " b"] | None]:
+        self, t: ScalarLike, h: Float[Array, "*b d"], *, frobenius: bool = False
+    ) -> tuple[Float[Array, "*b d"], Float[Array, " *b"], Float[Array, " *b"] | None]:
         r"""The field, its exact divergence and optionally its squared Jacobian norm, for a batch.
 
         Written out for the MLP rather than by automatic differentiation. With hidden

@@ -14,8 +14,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from ..core._ode import DEFAULT_ATOL, DEFAULT_RTOL, ODEResult, ODESolution, integrate_ode
-from ..core._solvers import get_solver, solver_info
-from ._adjoints import get_adjoint
+from ._adjoints import AbstractODEModel, check_solve_options, get_adjoint, solve_options
 
 
 def check_field_signature(func: Callable[..., Any], owner: str) -> None:
@@ -109,7 +108,7 @@ def _trivial_solution(ts: Array, y0: PyTree) -> ODESolution:
     )
 
 
-class NeuralODE(eqx.Module):
+class NeuralODE(AbstractODEModel):
     r"""A neural ODE $\dot h = f_\theta(t, h, \text{args})$ solved at requested times.
 
     $h(t_k) = h(t_0) + \int_{t_0}^{t_k} f_\theta(s, h(s), \text{args})\,ds$ for the times
@@ -156,14 +155,6 @@ class NeuralODE(eqx.Module):
     """
 
     func: Callable[..., Any]
-    solver: diffrax.AbstractSolver
-    adjoint: diffrax.AbstractAdjoint
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    dt0: float | None = eqx.field(static=True)
-    adaptive: bool = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
-    count_evals: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -180,34 +171,11 @@ class NeuralODE(eqx.Module):
     ):
         check_field_signature(func, "NeuralODE")
         self.func = func
-        self.solver = get_solver(solver, kind="ode")
-        self.adjoint = get_adjoint(adjoint)
-        info = solver_info(self.solver)
-        name = type(self.solver).__name__
-        if adaptive and not info.adaptive:
-            raise ValueError(
-                f"NeuralODE: solver {name} has no error estimate, so it cannot be adaptive: "
-                "drop adaptive=True and give a constant step `dt0`, or choose an adaptive solver "
-                "(heun, bosh3, tsit5, dopri5, dopri8, kvaerno5, ...)"
-            )
-        if adaptive is None:
-            adaptive = info.adaptive
-        if not adaptive and dt0 is None:
-            why = "has no error estimate" if not info.adaptive else "runs with adaptive=False"
-            raise ValueError(
-                f"NeuralODE: solver {name} {why}, so it takes constant steps: give the step "
-                "`dt0` (e.g. dt0=0.01)"
-            )
-        if dt0 is not None and not dt0 > 0:
-            raise ValueError(f"`dt0` must be > 0, got {dt0}")
-        if adaptive and not (rtol > 0 and atol >= 0):
-            raise ValueError(f"`rtol` must be > 0 and `atol` >= 0, got rtol={rtol}, atol={atol}")
-        if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps > 0):
-            raise ValueError(f"`max_steps` must be a positive int, got {max_steps!r}")
-        self.rtol, self.atol = float(rtol), float(atol)
-        self.dt0 = None if dt0 is None else float(dt0)
-        self.adaptive, self.max_steps = bool(adaptive), max_steps
-        self.count_evals = bool(count_evals)
+        options = check_solve_options(
+            "NeuralODE", solver, adjoint, rtol, atol, dt0, adaptive, max_steps, count_evals
+        )
+        for option, value in options.items():
+            setattr(self, option, value)
 
     def solve(
         self, ts: Float[ArrayLike, " n"], y0: PyTree[Float[Array, "..."]], args: Any = None
@@ -243,19 +211,17 @@ class NeuralODE(eqx.Module):
         if times.shape[0] == 1:  # nothing to integrate; keep the output shape uniform
             return _trivial_solution(times, y0)
         params, static = eqx.partition(self.func, eqx.is_array)
-        kw: dict[str, Any] = dict(
-            solver=self.solver,
-            dt0=self.dt0,
-            adaptive=self.adaptive,
-            rtol=self.rtol,
-            atol=self.atol,
-            max_steps=self.max_steps,
-            adjoint=self.adjoint,
-            count_evals=self.count_evals,
-            name="NeuralODE",
-        )
         field = _ParamsAsArgs(static)
-        return integrate_ode(field, y0, times[0], times[-1], ts=times, args=(params, args), **kw)
+        return integrate_ode(
+            field,
+            y0,
+            times[0],
+            times[-1],
+            ts=times,
+            args=(params, args),
+            name="NeuralODE",
+            **solve_options(self),
+        )
 
     def __call__(
         self, ts: Float[ArrayLike, " n"], y0: PyTree[Float[Array, "..."]], args: Any = None

@@ -188,7 +188,7 @@ class UNet8(eqx.Module):
     def __call__(
         self,
         t: Float[ArrayLike, ""],
-        x: Float[Array, "c 8 8"],
+        x: Float[Array, "..."],  # (c, 8, 8): checked with a clear message
         *,
         key: PRNGKeyArray | None = None,
     ) -> Float[Array, "c 8 8"]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ..core import integrate_ode
 from ..core._checks import check_positive, check_scalar_function
@@ -26,8 +26,8 @@ def _check(loss: Loss, theta0: Array) -> Array:
 
 
 def gradient_descent(
-    loss: Loss, theta0: Float[Array, " d"], lr: float, n_steps: int
-) -> Float[Array, "n_steps+1 d"]:
+    loss: Loss, theta0: Float[Array, "..."], lr: float | Float[ArrayLike, ""], n_steps: int
+) -> Float[Array, "n d"]:
     r"""Gradient descent :math:`\theta_{k+1} = \theta_k - \eta\nabla L(\theta_k)`, every iterate.
 
     It is the explicit Euler method with step :math:`\eta` on the gradient flow
@@ -62,7 +62,7 @@ def gradient_descent(
     return jnp.concatenate([theta0[None], thetas])
 
 
-def modified_loss(loss: Loss, lr: float) -> Loss:
+def modified_loss(loss: Loss, lr: float | Float[ArrayLike, ""]) -> Loss:
     r"""The modified loss whose gradient flow gradient descent follows to second order.
 
     .. math:: \tilde L(\theta) = L(\theta) + \frac{\eta}{4}\,|\nabla L(\theta)|^2.
@@ -90,10 +90,10 @@ def modified_loss(loss: Loss, lr: float) -> Loss:
 
 def gradient_flow(
     loss: Loss,
-    theta0: Float[Array, " d"],
+    theta0: Float[Array, "..."],
     ts: Float[Array, " n"],
     *,
-    modified_lr: float | None = None,
+    modified_lr: float | Float[ArrayLike, ""] | None = None,
     rtol: float = 1e-10,
     atol: float = 1e-12,
     max_steps: int = 100_000,
@@ -150,7 +150,12 @@ def _flow_at(loss, theta0, ts, c, rtol, atol, max_steps):
 
 
 def flow_gd_deviation(
-    loss: Loss, theta0: Float[Array, " d"], lr: float, n_steps: int, *, modified: bool = False
+    loss: Loss,
+    theta0: Float[Array, "..."],
+    lr: float | Float[ArrayLike, ""],
+    n_steps: int,
+    *,
+    modified: bool = False,
 ) -> Float[Array, ""]:
     r"""The largest gap between gradient descent and the (modified) gradient flow at t = k eta.
 

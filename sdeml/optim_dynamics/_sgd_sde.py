@@ -324,7 +324,8 @@ class SGDSDE(AbstractSDE):
 
 
 def solve_continuous_lyapunov(
-    a: Float[Array, "d d"], q: Float[Array, "d d"]
+    a: Float[Array, "..."],
+    q: Float[Array, "..."],  # (d, d) each: checked with a clear message
 ) -> Float[Array, "d d"]:
     r"""Solve :math:`AS + SA^T = Q` (small :math:`d`: a Kronecker-product linear solve).
 

@@ -1,4 +1,8 @@
-"""The ``sdeml`` command: run, check, list and show experiments."""
+"""The ``sdeml`` command: run, check, list and show experiments.
+
+Starts at once (issue #18): this module imports the standard library only; each command imports
+what it needs (configs and the registry: pydantic and YAML; JAX only when an experiment runs).
+"""
 
 from __future__ import annotations
 
@@ -12,22 +16,12 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import _registry as registry
-from ._config import apply_overrides, load_yaml, sweep_grid, to_yaml, validate
 from ._errors import ConfigError, ExperimentError
-from ._memory import check_memory
-from ._rundir import (
-    Run,
-    RunLock,
-    check_name,
-    check_out,
-    environment,
-    new_run_dir,
-    write_atomic,
-    write_json,
-)
+
+if TYPE_CHECKING:
+    from ._registry import Experiment
 
 EXAMPLES = """\
 examples:
@@ -95,8 +89,12 @@ def find_config(spec: str) -> Path:
     raise ConfigError(f"config file not found: {spec}")
 
 
-def resolve(spec: str, overrides: list[str]) -> tuple[registry.Experiment, Any, Path]:
+def resolve(spec: str, overrides: list[str]) -> tuple[Experiment, Any, Path]:
     """Load, override and validate a config: (experiment, config, path)."""
+    from . import _registry as registry
+    from ._config import apply_overrides, load_yaml, sweep_grid, validate
+    from ._memory import check_memory
+
     path = find_config(spec)
     raw = apply_overrides(load_yaml(path), overrides)
     exp = registry.get(raw.get("experiment"), source=str(path))
@@ -107,6 +105,8 @@ def resolve(spec: str, overrides: list[str]) -> tuple[registry.Experiment, Any, 
 
 
 def _load_experiments(imports: list[str]) -> None:
+    from . import _registry as registry
+
     registry.load_builtin()
     for spec in imports:
         registry.import_user(spec)
@@ -115,6 +115,8 @@ def _load_experiments(imports: list[str]) -> None:
 # ------------------------------------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
     _load_experiments(args.imports)
+    from ._config import to_yaml
+
     exp, cfg, path = resolve(args.config, args.overrides)
     print(f"# {path}: valid config for experiment {exp.name!r}")
     print(to_yaml(cfg), end="")
@@ -122,6 +124,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from . import _registry as registry
+    from ._config import load_yaml
+
     _load_experiments(args.imports)
     exps = registry.all_experiments()
     width = max((len(e.name) for e in exps), default=10)
@@ -227,6 +232,10 @@ def _print_table(metrics: dict[str, Any], labels: list[str] | None = None) -> No
 
 # ------------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import _registry as registry
+    from ._config import load_yaml, validate
+    from ._rundir import RunLock, check_name, check_out, new_run_dir
+
     _load_experiments(args.imports)
     if args.resume:
         run_dir = Path(args.resume)
@@ -286,7 +295,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _execute(
-    exp: registry.Experiment,
+    exp: Experiment,
     cfg: Any,
     run_dir: Path,
     *,
@@ -294,6 +303,9 @@ def _execute(
     progress: bool,
     previous: dict[str, Any],
 ) -> int:
+    from ._config import sweep_grid, to_yaml
+    from ._rundir import Run, environment, write_atomic, write_json
+
     t0 = time.perf_counter()
     env = environment()
     env["x64"] = bool(env["x64"] or cfg.x64)
@@ -314,19 +326,21 @@ def _execute(
     print(f"sdeml: running {exp.name} -> {run_dir}", file=sys.stderr)
 
     grid = sweep_grid(cfg, exp.sweep_keys, str(run_dir / "config.yaml"))
-    run = Run(run_dir, cfg, resume=resume, progress=progress, sweep=grid)
+    run = Run(run_dir, cfg, resume=resume, progress=progress, sweep=grid, sweep_keys=exp.sweep_keys)
     if grid:
         summary["sweep"] = {"points": grid, "labels": run.sweep_labels()}
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     code, status, error = 0, "completed", None
     metrics: dict[str, Any] = {}
     import jax
+    import matplotlib
 
+    matplotlib.use("Agg")  # plots are written to files: no window, whatever the default backend
     x64_before = bool(jax.config.read("jax_enable_x64"))
     try:
         if cfg.x64:
             jax.config.update("jax_enable_x64", True)
-        out = exp.fn(cfg, run)
+        out = run.per_point(exp.fn) if exp.per_point else exp.fn(cfg, run)
         metrics = _check_metrics(out, exp.name)
     except ConfigError:
         if not resume:  # an input problem found late: leave nothing behind

@@ -28,6 +28,7 @@ class Experiment:
     sweep_keys: tuple[str, ...] = field(default=())
     build_model: Callable[[Any, Any], Any] | None = None
     memory: Callable[[Any], dict[str, float]] | None = None
+    per_point: bool = False
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -42,6 +43,7 @@ def register(
     sweep_keys: Sequence[str] = (),
     build_model: Callable[[Any, Any], Any] | None = None,
     memory: Callable[[Any], dict[str, float]] | None = None,
+    per_point: bool = False,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Register `fn(cfg, run) -> final metrics` as experiment `name`.
 
@@ -50,10 +52,15 @@ def register(
         config: the experiment's schema, a subclass of `ExperimentConfig`.
         description: one line for ``sdeml list``.
         smoke: ``key=value`` overrides that make a run finish in seconds (used by the tests).
-        sweep_keys: the dotted keys a config's ``sweep:`` block may vary; the experiment then
-            reads the grid from ``run.sweep`` / ``run.sweep_values(key)`` and trains every point
-            in one vmapped program. Keys enter the computation as arrays only (seeds as keys,
-            learning rates as optimiser state), so one compiled program serves the whole grid.
+        sweep_keys: the dotted keys a config's ``sweep:`` block may vary (``seed`` always, also
+            when not listed);
+            any other key is refused before any work, with this list. Keys enter the
+            computation as arrays only (seeds as keys, learning rates as optimiser state,
+            coefficients through the config), so one compiled program serves the whole grid:
+            the experiment trains with ``run.train_grid(setup, objective, cfg.train)`` or
+            vmaps its numerical core with ``run.sweep_map(fn)``, then evaluates each point
+            (``run.points()``, ``run.at(i)``, ``run.member(tree, i)``) and returns
+            ``run.collect(rows)`` (see `sdeml.run._sweep`).
         build_model: ``build_model(cfg, key) -> model`` for an experiment that trains a model
             (through `sdeml.train.train_model` / `train_sweep`, with ``cfg.train``), or a dict
             ``{name: model}`` when it trains several under different names. The experiment
@@ -63,6 +70,9 @@ def register(
             the config sizes them (paths x steps x state, batch x width, ...); `sdeml check` and
             `sdeml run` refuse a config whose total exceeds the machine's memory, before any
             work (see `sdeml.run._memory.check_memory`).
+        per_point: `fn` computes one config; a sweep runs it at every grid point in turn
+            (`Run.per_point`), each point exactly the separate run of its config. For an
+            experiment whose numerical core is not yet one vmapped program (issue #19).
     """
     if not (isinstance(config, type) and issubclass(config, ExperimentConfig)):
         raise TypeError(f"register({name!r}): `config` must subclass ExperimentConfig")
@@ -80,9 +90,10 @@ def register(
             description,
             tuple(smoke),
             fn.__module__,
-            tuple(sweep_keys),
+            ("seed", *(k for k in sweep_keys if k != "seed")),
             build_model,
             memory,
+            per_point,
         )
         return fn
 

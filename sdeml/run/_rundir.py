@@ -25,9 +25,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-from tqdm.auto import tqdm
-
 from .._io import write_atomic
 from ._errors import ConfigError
 
@@ -40,6 +37,8 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def _json_default(x: Any) -> Any:
+    import numpy as np  # here, not at import: the CLI reads configs without numpy (issue #18)
+
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray) or hasattr(x, "__array__"):
@@ -253,10 +252,12 @@ class Run:
         resume: bool = False,
         progress: bool = True,
         sweep: list[dict[str, Any]] | None = None,
+        sweep_keys: Iterable[str] = (),
     ):
         self.dir = Path(directory)
         self.cfg = cfg
         self.sweep: list[dict[str, Any]] = list(sweep or [])
+        self.sweep_keys: tuple[str, ...] = tuple(sweep_keys)
         self.resume = resume
         self.show_progress = progress
         self.summary: dict[str, Any] = {}
@@ -280,6 +281,77 @@ class Run:
         if not self.sweep:
             return ["-"]
         return [",".join(f"{k}={v}" for k, v in p.items()) for p in self.sweep]
+
+    def points(self) -> list[Any]:
+        """The validated config of every grid point (``[cfg]`` without a sweep)."""
+        from ._sweep import point_configs
+
+        return point_configs(self.cfg, self.sweep)
+
+    def sweep_map(self, fn: Any) -> Any:
+        """``fn(cfg)`` at every grid point in one `jax.vmap` (see `sdeml.run._sweep.sweep_map`)."""
+        from ._sweep import sweep_map
+
+        return sweep_map(fn, self.cfg, self.sweep, self.sweep_keys)
+
+    def train_grid(
+        self, setup: Any, objective: Any, train_cfg: Any, *, name: str = "model", **kw: Any
+    ) -> Any:
+        """Train every grid point's model in one vmapped program (see `_sweep.train_grid`)."""
+        from ._sweep import train_grid
+
+        return train_grid(
+            setup, objective, self.cfg, train_cfg, grid=self.sweep, keys=self.sweep_keys,
+            run=self, name=name, **kw,
+        )  # fmt: skip
+
+    def evaluate_points(self, evaluate: Any, models: Any) -> dict[str, Any]:
+        """``evaluate(cfg, run, model)`` at every grid point (its config, `at` view and
+        `member` of the batched `models`), collected (`collect`): the evaluation after
+        `train_grid`."""
+        rows = [
+            evaluate(c, self.at(i), self.member(models, i)) for i, c in enumerate(self.points())
+        ]
+        return self.collect(rows)
+
+    def member(self, tree: Any, i: int) -> Any:
+        """Grid point `i`'s slice of a batched tree (`train_grid`'s model); the tree itself
+        without a sweep."""
+        if not self.sweep:
+            return tree
+        import equinox as eqx
+        import jax
+
+        return jax.tree.map(lambda x: x[i] if eqx.is_array(x) else x, tree)
+
+    def at(self, i: int) -> Run:
+        """This run as grid point `i` writes it: plots, arrays and JSON named ``<name>-<i>``
+        with the point's label as the figure's title, logged rows tagged with the point.
+
+        Without a sweep it is the run itself, so code written per point runs one point.
+        """
+        if not self.sweep:
+            return self
+        return _PointRun(self, i)
+
+    def point_name(self, name: str) -> str:
+        """What `name` (a plot, array or trained model) is called in this run: ``name`` itself,
+        ``<name>-<i>`` in grid point i's view (`at`)."""
+        return name
+
+    def per_point(self, fn: Any) -> dict[str, Any]:
+        """``fn(cfg, run)`` at every grid point in turn, with the point's config and `at` view;
+        the metrics collected (`collect`). For experiments whose numerical core is not yet one
+        vmapped program: each point is exactly the separate run of its config."""
+        return self.collect([fn(c, self.at(i)) for i, c in enumerate(self.points())])
+
+    def collect(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per-point metric dicts as the run's metrics: plain values without a sweep, else one
+        list per metric (one entry per grid point, the order of ``sweep_labels``)."""
+        if not self.sweep:
+            return dict(rows[0])
+        keys = [k for k in rows[0] if all(k in r for r in rows)]
+        return {k: [r[k] for r in rows] for k in keys}
 
     # -- metrics, plots, arrays ---------------------------------------------------------------
     def log(self, step: int, metrics: dict[str, Any], tag: str | None = None) -> None:
@@ -313,6 +385,8 @@ class Run:
         """Save arrays as ``name.npz`` (atomically)."""
         import io
 
+        import numpy as np
+
         buf = io.BytesIO()
         # names np.savez itself takes would be read as its options, not saved
         clash = {"file", "allow_pickle"} & set(arrays)
@@ -331,6 +405,8 @@ class Run:
 
     def progress(self, iterable: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
         """A progress bar over `iterable` (for long loops that are not training)."""
+        from tqdm.auto import tqdm
+
         return iter(
             tqdm(
                 iterable, desc=desc, total=total, disable=not self.show_progress, dynamic_ncols=True
@@ -407,3 +483,43 @@ class Run:
                 continue
             keep.append(line + "\n")
         write_atomic(self._metrics_path, "".join(keep))
+
+
+class _PointRun(Run):
+    """Grid point `i` of a sweep run (`Run.at`): what it writes is named and labelled per point."""
+
+    def __init__(self, parent: Run, i: int):
+        self.__dict__.update(parent.__dict__)
+        self.parent, self.index = parent, i
+        self.cfg = parent.points()[i]
+        self.label = parent.sweep_labels()[i]
+
+    def point_name(self, name: str) -> str:
+        return f"{name}-{self.index}"
+
+    _name = point_name
+
+    def log(self, step: int, metrics: dict[str, Any], tag: str | None = None) -> None:
+        self.parent.log(step, {"point": self.index, **metrics}, tag=tag)
+
+    def savefig(self, fig: Any, name: str, dpi: int = 120) -> Path:
+        fig.suptitle(self.label, fontsize=9)
+        return self.parent.savefig(fig, self._name(name), dpi)
+
+    def save_arrays(self, name: str, **arrays: Any) -> Path:
+        return self.parent.save_arrays(self._name(name), **arrays)
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        return self.parent.save_json(self._name(name), obj)
+
+    def train(
+        self,
+        state: Any,
+        step_fn: Any,
+        train_cfg: Any,
+        *,
+        name: str = "model",
+        n_steps: int | None = None,
+    ) -> tuple[Any, Any]:
+        # each point's checkpoints, metric tag and timings under its own name
+        return self.parent.train(state, step_fn, train_cfg, name=self._name(name), n_steps=n_steps)

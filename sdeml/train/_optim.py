@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import optax
 
 
@@ -20,7 +21,8 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
             ``grad_clip`` (global-norm clipping, or None).
 
     Returns:
-        An `optax.GradientTransformation`.
+        An `optax.GradientTransformation` (its `init` and `update` run under standard dtype
+        promotion, see `standard_promotion`).
     """
     factories = {
         "adam": lambda lr: optax.adam(lr),
@@ -45,7 +47,26 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
             opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
         return opt
 
-    return optax.inject_hyperparams(build)(learning_rate=cfg.lr)
+    return standard_promotion(optax.inject_hyperparams(build)(learning_rate=cfg.lr))
+
+
+def standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`tx` with its `init` and `update` run under JAX's standard dtype promotion.
+
+    optax raises float decays to the int32 step count (Adam's bias correction, the schedules),
+    which ``jax.numpy_dtype_promotion("strict")`` refuses; with this wrapper an optimiser works
+    whichever promotion mode the caller runs under, and the state is optax's own.
+    """
+
+    def init(params):
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.init(params)
+
+    def update(updates, state, params=None, **extra):
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.update(updates, state, params, **extra)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def warmup_cosine(peak: Any, warmup_steps: int, steps: int) -> optax.Schedule:
@@ -63,10 +84,16 @@ def warmup_cosine(peak: Any, warmup_steps: int, steps: int) -> optax.Schedule:
     """
     warmup = max(int(warmup_steps), 1)
     total = max(int(steps), warmup + 1)
-    return optax.join_schedules(
+    joined = optax.join_schedules(
         [
             optax.linear_schedule(0.0, peak, warmup),
             optax.cosine_decay_schedule(peak, total - warmup),
         ],
         [warmup],
     )
+
+    def schedule(step):
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes the int step with floats
+            return joined(step)
+
+    return schedule

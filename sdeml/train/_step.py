@@ -101,7 +101,9 @@ def train_step(
     def step(model, opt_state, batch, key):
         (loss, aux), grads = eqx.filter_value_and_grad(objective, has_aux=True)(model, batch, key)
         params = eqx.filter(model, eqx.is_inexact_array)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        # any optax optimiser, also one not made by `make_optimizer` (see `standard_promotion`)
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, opt_state, params)
         model = eqx.apply_updates(model, updates)
         metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
         return model, opt_state, metrics

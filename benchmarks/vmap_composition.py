@@ -1,0 +1,440 @@
+"""`jax.vmap` of single-path functions against the engine and its peers (issue #23).
+
+A researcher writes one path and vmaps it. This compares, side by side in one process, on the
+same SDE, float32, 1000 Euler–Maruyama steps on [0, 1], terminal value or 100 snapshots:
+
+- ``simulate``: ``sdeml.simulate(sde, x0, n_paths=n, ...)``, the engine with one key;
+- ``vmap(simulate_path)``: ``jax.jit(jax.vmap(lambda k: sdeml.core.simulate_path(sde, x0,
+  ..., key=k)))(keys)``, the user's pattern, which the `custom_vmap` rule runs on the engine
+  with one key per path;
+- ``eager vmap``: the same without `jax.jit` (steady time includes tracing the single-path
+  function, as a notebook cell pays it);
+- ``nested vmap``: ``vmap`` over 10 values of a drift parameter of ``vmap`` over n/10 keys
+  (the same number of path-steps);
+- ``before #23``: vmap of the single path as it was (every increment drawn up front by
+  ``sample_increments``, every step kept by ``solve_increments``, then ``[-1]``); skipped
+  where its increments alone would pass 2 GiB;
+- ``jax scan``: the hand-written loop, a ``lax.scan`` over a batched state with one
+  ``jax.random.normal`` per step (``jr.split`` each step);
+- ``diffrax vmap``: ``jax.vmap`` of a plain ``diffrax.diffeqsolve`` with ``Euler`` and an
+  ``UnsafeBrownianPath`` per key;
+- ``floor: W alone``: ``vmap(simulate_path)`` of W itself (zero drift, unit noise): the cost of
+  the normals alone, a lower bound for anything that draws them the same way.
+
+Cells: steady-state seconds (best of several calls with fresh keys; compile excluded) and the
+ratio ``peer / vmap(simulate_path)`` (> 1: the vmapped single path is faster). Targets (#23):
+``simulate / vmap >= 0.8``, ``scan / vmap >= 1.5``, ``diffrax / vmap >= 5``. Every row records
+the 1-min load average before and after it. Peak memory at 1e5 paths x 1000 steps, terminal:
+XLA's compiled memory analysis, and the peak RSS of a fresh process per implementation.
+
+    python benchmarks/vmap_composition.py            # the table -> benchmarks/vmap_composition.md
+    python benchmarks/vmap_composition.py --quick    # 1e3 and 1e4 paths
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+
+import sdeml
+from sdeml.core import EulerMaruyama, sample_increments, simulate_path, solve_increments
+
+N_STEPS, T1, N_SNAP = 1000, 1.0, 100
+DT = T1 / N_STEPS
+N_PARAMS = 10  # the outer axis of the nested vmap
+OLD_MAX_BYTES = 2 * 2**30
+INTERLEAVED_ROUNDS = 2  # simulate and vmap(simulate_path) again, alternately, after the others
+IMPLS = [
+    "simulate",
+    "vmap(simulate_path)",
+    "eager vmap",
+    "nested vmap",
+    "before #23",
+    "jax scan",
+    "diffrax vmap",
+    "floor: W alone",
+]
+BASE = "vmap(simulate_path)"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load1() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+# --------------------------------------------------------------------------- problems
+def problems():
+    """name -> (SDE factory of one drift parameter, its default value, state shape)."""
+    return {
+        "textbook scalar": (lambda p: sdeml.sde.SineForcedSDE(lam=p), 0.5, ()),
+        "OU d=16": (lambda p: sdeml.OrnsteinUhlenbeck(theta=p, mu=0.5, sigma=0.7), 1.0, (16,)),
+    }
+
+
+# --------------------------------------------------------------------------- implementations
+def _save_every(snap):
+    return N_STEPS // N_SNAP if snap else None
+
+
+def make_simulate(make, p, shape, n, snap):
+    sde, x0 = make(p), jnp.ones(shape, jnp.float32)
+    return lambda key: (
+        sdeml.simulate(
+            sde, x0, n_steps=N_STEPS, n_paths=n, save_every=_save_every(snap), key=key
+        ).xs
+    )
+
+
+def _one(make, p, shape, snap):
+    sde, x0 = make(p), jnp.ones(shape, jnp.float32)
+
+    def one(k):
+        ys = simulate_path(sde, x0, n_steps=N_STEPS, save_every=_save_every(snap), key=k)
+        return ys if snap else ys[-1]
+
+    return one
+
+
+def make_vmap(make, p, shape, n, snap):
+    f = jax.jit(jax.vmap(_one(make, p, shape, snap)))
+    return lambda key: f(jr.split(key, n))
+
+
+def make_eager(make, p, shape, n, snap):
+    one = _one(make, p, shape, snap)
+    split = jax.jit(lambda key: jr.split(key, n))
+    return lambda key: jax.vmap(one)(split(key))
+
+
+def make_nested(make, p, shape, n, snap):
+    x0 = jnp.ones(shape, jnp.float32)
+    params = jnp.linspace(0.5 * p, 1.5 * p, N_PARAMS, dtype=jnp.float32)
+
+    def one(q, k):
+        ys = simulate_path(make(q), x0, n_steps=N_STEPS, save_every=_save_every(snap), key=k)
+        return ys if snap else ys[-1]
+
+    f = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
+    return lambda key: f(params, jr.split(key, n // N_PARAMS))
+
+
+def make_before(make, p, shape, n, snap):
+    """The single path as it was before #23: increments drawn up front, every step kept."""
+    sde, x0 = make(p), jnp.ones(shape, jnp.float32)
+    ts = jnp.linspace(0.0, T1, N_STEPS + 1, dtype=jnp.float32)
+    wshape = sde.brownian_shape(shape)
+
+    def one(k):
+        dw = sample_increments(jnp.diff(ts), wshape, key=k)
+        ys = solve_increments(EulerMaruyama(), sde, x0, ts, dw)
+        return ys[N_STEPS // N_SNAP :: N_STEPS // N_SNAP] if snap else ys[-1]
+
+    f = jax.jit(jax.vmap(one))
+    return lambda key: f(jr.split(key, n))
+
+
+def make_scan(make, p, shape, n, snap):
+    """The loop researchers write by hand: jit + lax.scan, jax.random.normal every step."""
+    sde = make(p)
+
+    @jax.jit
+    def run(key):
+        y0 = jnp.ones((n, *shape), jnp.float32)
+        sq = jnp.sqrt(jnp.float32(DT))
+
+        def body(carry, i):
+            y, k = carry
+            k, sub = jr.split(k)
+            t = i.astype(jnp.float32) * DT
+            dw = sq * jr.normal(sub, y.shape, jnp.float32)
+            y = y + sde.drift(t, y, None) * DT + sde.diffusion(t, y, None) * dw
+            return (y, k), None
+
+        if not snap:
+            (y, _), _ = jax.lax.scan(body, (y0, key), jnp.arange(N_STEPS))
+            return y
+        every = N_STEPS // N_SNAP
+
+        def outer(carry, j):
+            carry, _ = jax.lax.scan(body, carry, j * every + jnp.arange(every))
+            return carry, carry[0]
+
+        return jax.lax.scan(outer, (y0, key), jnp.arange(N_SNAP))[1]
+
+    return run
+
+
+def make_diffrax(make, p, shape, n, snap):
+    """`jax.vmap` of a plain diffrax solve: Euler, an UnsafeBrownianPath per key."""
+    sde = make(p)
+    saveat = (
+        diffrax.SaveAt(ts=jnp.linspace(T1 / N_SNAP, T1, N_SNAP, dtype=jnp.float32))
+        if snap
+        else diffrax.SaveAt(t1=True)
+    )
+
+    def one(k):
+        bm = diffrax.UnsafeBrownianPath(shape=sde.brownian_shape(shape), key=k)
+        sol = diffrax.diffeqsolve(
+            sdeml.to_diffrax(sde, bm),
+            diffrax.Euler(),
+            0.0,
+            T1,
+            DT,
+            jnp.ones(shape, jnp.float32),
+            saveat=saveat,
+            max_steps=N_STEPS + 1,
+            adjoint=diffrax.ForwardMode(),
+        )
+        return sol.ys
+
+    f = jax.jit(jax.vmap(one))
+    return lambda key: f(jr.split(key, n))
+
+
+def make_floor(make, p, shape, n, snap):
+    """The same draws with no SDE arithmetic: vmap(simulate_path) of W itself (f = 0, g = 1).
+
+    Its time is what the normals cost (hash + inverse-erf transform + the add): no
+    implementation that draws its normals this way can be faster, so `diffrax vmap / floor`
+    bounds the ratio any such implementation can reach against diffrax."""
+    w = sdeml.SDE(lambda t, y, a: jnp.zeros_like(y), lambda t, y, a: jnp.ones_like(y), "additive")
+    return make_vmap(lambda q: w, p, shape, n, snap)
+
+
+MAKERS = {
+    "simulate": make_simulate,
+    "vmap(simulate_path)": make_vmap,
+    "eager vmap": make_eager,
+    "nested vmap": make_nested,
+    "before #23": make_before,
+    "jax scan": make_scan,
+    "diffrax vmap": make_diffrax,
+    "floor: W alone": make_floor,
+}
+
+
+# --------------------------------------------------------------------------- timing
+def _block(out):
+    jax.tree_util.tree_map(lambda a: a.block_until_ready(), out)
+
+
+def steady_seconds(fn, seed0, repeats=3, budget=1.0):
+    """The fastest of at least `repeats` calls with fresh keys (more, up to 20, while they fit
+    in about `budget` seconds); one call after the first if a call takes over 5 s."""
+    times = []
+    for r in range(20):
+        t = time.perf_counter()
+        _block(fn(jr.key(seed0 + r)))
+        times.append(time.perf_counter() - t)
+        if times[-1] > 5.0 or (len(times) >= repeats and sum(times) > budget):
+            break
+    return min(times)
+
+
+def run_row(pname, make, p, shape, n, snap):
+    load_before = load1()
+    cells = {}
+    fns = {}
+    size = 4 * (1 if not shape else shape[0])
+    for impl in IMPLS:
+        if impl == "before #23" and n * N_STEPS * size > OLD_MAX_BYTES:
+            cells[impl] = None
+            continue
+        fn = MAKERS[impl](make, p, shape, n, snap)
+        t = time.perf_counter()
+        _block(fn(jr.key(0)))  # compile (and a first run)
+        first = time.perf_counter() - t
+        cells[impl] = steady_seconds(fn, 1)
+        fns[impl] = fn
+        print(
+            f"{pname:16s} snap={snap!s:5s} n={n:>7d} {impl:22s} first {first:7.2f}s "
+            f"steady {cells[impl]:8.4f}s",
+            flush=True,
+        )
+    # the 0.8x target: simulate and the vmapped single path again, in alternation, so that a slow
+    # spell of the machine hits both
+    for _ in range(INTERLEAVED_ROUNDS):
+        for impl in ("simulate", BASE):
+            cells[impl] = min(cells[impl], steady_seconds(fns[impl], 100, repeats=2))
+    return {
+        "sde": pname,
+        "saving": "100 snapshots" if snap else "terminal",
+        "n": n,
+        "cells": cells,
+        "load_before": load_before,
+        "load_after": load1(),
+    }
+
+
+# --------------------------------------------------------------------------- memory
+def memory_child(impl: str) -> None:
+    """In a fresh process: run one implementation at 1e5 paths x 1000 steps, terminal, print
+    its peak RSS (``impl == "baseline"``: import, build the keys, run nothing)."""
+    make, p, shape = problems()["textbook scalar"]
+    n = 100_000
+    jr.split(jr.key(0), n).block_until_ready()
+    if impl != "baseline":
+        _block(MAKERS[impl](make, p, shape, n, False)(jr.key(0)))
+    print("PEAK", json.dumps({"impl": impl, "bytes": peak_rss()}), flush=True)
+
+
+def peak_rss() -> int:
+    """This process's peak resident set, in bytes: VmHWM, which starts afresh at `exec` (Linux's
+    `ru_maxrss` does not: a child started from a big parent inherits the parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def memory_table() -> list[str]:
+    make, p, shape = problems()["textbook scalar"]
+    n = 100_000
+    x0 = jnp.ones(shape, jnp.float32)
+    sde = make(p)
+    vm = jax.jit(jax.vmap(lambda k: simulate_path(sde, x0, n_steps=N_STEPS, key=k)[-1]))
+    sim = jax.jit(lambda k: sdeml.simulate(sde, x0, n_steps=N_STEPS, n_paths=n, key=k).xs)
+    ana = {
+        "simulate": sim.lower(jr.key(0)).compile().memory_analysis(),
+        BASE: vm.lower(jr.split(jr.key(0), n)).compile().memory_analysis(),
+    }
+    total = {
+        k: m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+        for k, m in ana.items()
+        if m is not None
+    }
+    rss = {}
+    for impl in ("baseline", "simulate", BASE, "before #23"):
+        res = subprocess.run(
+            [sys.executable, __file__, "--memory-child", impl], capture_output=True, text=True
+        )
+        line = [ln for ln in res.stdout.splitlines() if ln.startswith("PEAK ")]
+        rss[impl] = json.loads(line[0][5:])["bytes"] if line else None
+        print(f"memory child {impl}: {rss[impl]}", flush=True)
+    mib = lambda b: "failed" if b is None else f"{b / 2**20:.1f} MiB"
+    base = rss["baseline"]
+    above = lambda b: "failed" if b is None or base is None else mib(b - base)
+    lines = [
+        "## Peak memory, textbook scalar, 1e5 paths x 1000 steps, terminal",
+        "",
+        "| | XLA memory analysis (temp + arguments + output) | peak RSS of a fresh process "
+        "| above the baseline process |",
+        "|---|---|---|---|",
+    ]
+    for impl in ("simulate", BASE):
+        lines.append(f"| {impl} | {mib(total[impl])} | {mib(rss[impl])} | {above(rss[impl])} |")
+    lines.append(f"| before #23 | | {mib(rss['before #23'])} | {above(rss['before #23'])} |")
+    lines.append(f"| baseline (import, build keys, run nothing) | | {mib(base)} | |")
+    ratio = total[BASE] / total["simulate"]
+    lines += ["", f"vmap(simulate_path) / simulate, XLA analysis: **{ratio:.2f}x** (target <= 2)."]
+    if rss[BASE] and rss["simulate"] and base:
+        r2 = (rss[BASE] - base) / max(rss["simulate"] - base, 1)
+        lines.append(f"Above the baseline process: **{r2:.2f}x**.")
+    return lines
+
+
+# --------------------------------------------------------------------------- table
+def write_md(rows, mem_lines, out: Path, start_load, end_load):
+    lines = [
+        "# vmap of single-path functions (benchmarks/vmap_composition.py, issue #23)",
+        "",
+        f"CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} cores visible; "
+        f"jax {jax.__version__}, diffrax {diffrax.__version__}, device "
+        f"{jax.devices()[0].platform}, {platform.machine()}. 1-min load {start_load:.2f} at the "
+        f"start, {end_load:.2f} at the end. Float32, {N_STEPS} Euler–Maruyama steps on [0, 1].",
+        "",
+        "Each cell: steady seconds (best of several calls, compile excluded) and the ratio "
+        "peer / vmap(simulate_path) (> 1: the vmapped single path is faster). Targets: "
+        "simulate >= 0.8, jax scan >= 1.5, diffrax vmap >= 5. `nested vmap`: 10 drift-parameter "
+        "values x n/10 keys (the same path-steps). `before #23`: the old single path (increments "
+        "drawn up front, every step kept); `skipped` where its increments pass 2 GiB. "
+        "`floor: W alone`: the draws with no SDE arithmetic (zero drift, unit noise), so "
+        "diffrax vmap / floor bounds the diffrax ratio reachable with these normals.",
+        "",
+        "| SDE | saving | n_paths | load before/after | "
+        + " | ".join(IMPLS)
+        + " | diffrax / floor |",
+        "|" + "---|" * (5 + len(IMPLS)),
+    ]
+    for row in rows:
+        base = row["cells"][BASE]
+        out_cells = []
+        for impl in IMPLS:
+            s = row["cells"].get(impl)
+            if s is None:
+                out_cells.append("skipped")
+            elif impl == BASE:
+                out_cells.append(f"{s:.4g} s")
+            else:
+                out_cells.append(f"{s:.4g} s **×{s / base:.2f}**")
+        d, f = row["cells"].get("diffrax vmap"), row["cells"].get("floor: W alone")
+        bound = f"{d / f:.2f}" if d and f else ""
+        lines.append(
+            f"| {row['sde']} | {row['saving']} | {row['n']:.0e} | "
+            f"{row['load_before']:.2f}/{row['load_after']:.2f} | "
+            + " | ".join(out_cells)
+            + f" | {bound} |"
+        )
+    lines += ["", *mem_lines, ""]
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sizes", type=int, nargs="*", default=None)
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--memory-child", default=None)
+    ap.add_argument("--memory-only", action="store_true", help="redo the memory section of --out")
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".md")))
+    a = ap.parse_args()
+    if a.memory_child:
+        memory_child(a.memory_child)
+        return
+    if a.memory_only:
+        out = Path(a.out)
+        text = out.read_text().split("## Peak memory")[0].rstrip("\n")
+        out.write_text(text + "\n\n" + "\n".join(memory_table()) + "\n")
+        print(f"wrote {out}")
+        return
+    start_load = load1()
+    sizes = a.sizes or ([1_000, 10_000] if a.quick else [1_000, 10_000, 100_000])
+    rows = []
+    for pname, (make, p, shape) in problems().items():
+        for snap in (False, True):
+            for n in sizes:
+                rows.append(run_row(pname, make, p, shape, n, snap))
+    mem_lines = [] if a.no_memory else memory_table()
+    write_md(rows, mem_lines, Path(a.out), start_load, load1())
+
+
+if __name__ == "__main__":
+    main()
