@@ -22,6 +22,7 @@ from ._param import x0_to_score as x0_to_score
 from ._samplers import SAMPLERS as SAMPLERS
 from ._samplers import SampleResult as SampleResult
 from ._samplers import dpm_solver_sampler as dpm_solver_sampler
+from ._samplers import euler_maruyama_sample as euler_maruyama_sample
 from ._samplers import euler_maruyama_sampler as euler_maruyama_sampler
 from ._samplers import pc_sampler as pc_sampler
 from ._samplers import probability_flow_sampler as probability_flow_sampler
@@ -52,6 +53,7 @@ __all__ = [
     "dpm_solver_sampler",
     "dsm_loss",
     "eps_to_score",
+    "euler_maruyama_sample",
     "euler_maruyama_sampler",
     "get_sde",
     "log_likelihood",

@@ -20,12 +20,16 @@ from ._kernels import histogram_chains as histogram_chains
 from ._kernels import langevin_step as langevin_step
 from ._kernels import run_chains as run_chains
 from ._laplace import laplace_approximation as laplace_approximation
+from ._single_chain import mala_chain as mala_chain
+from ._single_chain import ula_chain as ula_chain
 from ._stationary import Potentials as Potentials
 from ._stationary import gibbs_bin_probabilities as gibbs_bin_probabilities
 from ._stationary import ula_gaussian_stationary_cov as ula_gaussian_stationary_cov
 from ._stationary import ula_invariant_bin_probabilities as ula_invariant_bin_probabilities
 
 __all__ = [
+    "mala_chain",
+    "ula_chain",
     "HistogramTest",
     "LangevinInfo",
     "LangevinSDE",

@@ -14,9 +14,13 @@ from ..core import check_shapes as check_shapes
 from ..core import coarsen_increments as coarsen_increments
 from ..core import euler_maruyama as euler_maruyama
 from ..core import ito_to_stratonovich as ito_to_stratonovich
+from ..core import milstein as milstein
 from ..core import sample_increments as sample_increments
 from ..core import simulate as simulate
+from ..core import simulate_path as simulate_path
 from ..core import solve_increments as solve_increments
+from ..core import sra1 as sra1
+from ..core import stochastic_heun as stochastic_heun
 from ..core import stratonovich_correction as stratonovich_correction
 from ..core import stratonovich_to_ito as stratonovich_to_ito
 from ..core import to_diffrax as to_diffrax
@@ -52,7 +56,11 @@ __all__ = [
     "ito_to_stratonovich",
     "plot_orders",
     "sample_increments",
+    "milstein",
     "simulate",
+    "simulate_path",
+    "sra1",
+    "stochastic_heun",
     "solve_increments",
     "stratonovich_correction",
     "stratonovich_to_ito",
