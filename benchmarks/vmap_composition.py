@@ -47,6 +47,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+from _machine import cpu_model
 
 import sdeml
 from sdeml.core import EulerMaruyama, sample_increments, simulate_path, solve_increments
@@ -67,17 +68,6 @@ IMPLS = [
     "floor: W alone",
 ]
 BASE = "vmap(simulate_path)"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load1() -> float:
