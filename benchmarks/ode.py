@@ -30,6 +30,27 @@ from _machine import machine_line  # noqa: E402
 import sdeml  # noqa: E402
 
 
+def _plain_diffrax(term, solver, t1, rtol, atol):
+    """y0 -> y(t1) by a plain `diffrax.diffeqsolve` (PID control, 16384 steps at most)."""
+
+    def solve(y):
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
+        sol = diffrax.diffeqsolve(
+            term,
+            solver,
+            0.0,
+            t1,
+            None,
+            y,
+            stepsize_controller=controller,
+            max_steps=16384,
+            throw=False,
+        )
+        return sol.ys[-1]
+
+    return solve
+
+
 def _time_jax(fn, repeats):
     t = time.perf_counter()
     jax.block_until_ready(fn())
@@ -91,19 +112,7 @@ def main() -> None:
     rows.append(("lorenz", "sdeml.solve_ode (Dopri5)", c, s, np.asarray(out)))
 
     term = diffrax.ODETerm(lambda t, y, args: lor(t, y))
-    f_dfx = jax.jit(
-        lambda y: diffrax.diffeqsolve(
-            term,
-            diffrax.Dopri5(),
-            0.0,
-            T,
-            None,
-            y,
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            max_steps=16384,
-            throw=False,
-        ).ys[-1]
-    )
+    f_dfx = jax.jit(_plain_diffrax(term, diffrax.Dopri5(), T, rtol, atol))
     c, s, out = _time_jax(lambda: f_dfx(y0), R)
     rows.append(("lorenz", "plain diffrax (Dopri5)", c, s, np.asarray(out)))
 
@@ -154,21 +163,7 @@ def main() -> None:
     )
     c, s, out = _time_jax(lambda: fb_sdeml(y0s), R)
     rows.append(("lorenz_b", f"sdeml.solve_ode vmap x{n_batch}", c, s, np.asarray(out[0])))
-    fb_dfx = jax.jit(
-        jax.vmap(
-            lambda y: diffrax.diffeqsolve(
-                term,
-                diffrax.Dopri5(),
-                0.0,
-                Tb,
-                None,
-                y,
-                stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-                max_steps=16384,
-                throw=False,
-            ).ys[-1]
-        )
-    )
+    fb_dfx = jax.jit(jax.vmap(_plain_diffrax(term, diffrax.Dopri5(), Tb, rtol, atol)))
     c, s, out = _time_jax(lambda: fb_dfx(y0s), R)
     rows.append(("lorenz_b", f"plain diffrax vmap x{n_batch}", c, s, np.asarray(out[0])))
     if torch is not None:
@@ -197,19 +192,7 @@ def main() -> None:
     c, s, out = _time_jax(lambda: fv_sdeml(v0), max(1, R // 2))
     rows.append(("vdp_stiff", "sdeml.solve_ode (Kvaerno5)", c, s, np.asarray(out)))
     vterm = diffrax.ODETerm(lambda t, y, args: vdp(t, y))
-    fv_dfx = jax.jit(
-        lambda y: diffrax.diffeqsolve(
-            vterm,
-            diffrax.Kvaerno5(),
-            0.0,
-            Tv,
-            None,
-            y,
-            stepsize_controller=diffrax.PIDController(rtol=vr, atol=va),
-            max_steps=16384,
-            throw=False,
-        ).ys[-1]
-    )
+    fv_dfx = jax.jit(_plain_diffrax(vterm, diffrax.Kvaerno5(), Tv, vr, va))
     c, s, out = _time_jax(lambda: fv_dfx(v0), max(1, R // 2))
     rows.append(("vdp_stiff", "plain diffrax (Kvaerno5)", c, s, np.asarray(out)))
     c, s, out = _time_eager(

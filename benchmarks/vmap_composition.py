@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 import diffrax
+import em_throughput
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -146,34 +147,8 @@ def make_before(make, p, shape, n, snap):
 
 
 def make_scan(make, p, shape, n, snap):
-    """The loop researchers write by hand: jit + lax.scan, jax.random.normal every step."""
-    sde = make(p)
-
-    @jax.jit
-    def run(key):
-        y0 = jnp.ones((n, *shape), jnp.float32)
-        sq = jnp.sqrt(jnp.float32(DT))
-
-        def body(carry, i):
-            y, k = carry
-            k, sub = jr.split(k)
-            t = i.astype(jnp.float32) * DT
-            dw = sq * jr.normal(sub, y.shape, jnp.float32)
-            y = y + sde.drift(t, y, None) * DT + sde.diffusion(t, y, None) * dw
-            return (y, k), None
-
-        if not snap:
-            (y, _), _ = jax.lax.scan(body, (y0, key), jnp.arange(N_STEPS))
-            return y
-        every = N_STEPS // N_SNAP
-
-        def outer(carry, j):
-            carry, _ = jax.lax.scan(body, carry, j * every + jnp.arange(every))
-            return carry, carry[0]
-
-        return jax.lax.scan(outer, (y0, key), jnp.arange(N_SNAP))[1]
-
-    return run
+    """The loop researchers write by hand (em_throughput's: lax.scan, one normal per step)."""
+    return em_throughput.make_scan(make(p), shape, n, snap)
 
 
 def make_diffrax(make, p, shape, n, snap):
@@ -224,6 +199,94 @@ MAKERS = {
     "diffrax vmap": make_diffrax,
     "floor: W alone": make_floor,
 }
+
+
+# --------------------------------------------------------------------------- the draw's cost
+def draw_costs(n: int = 100_000, size: int = 16) -> list[str]:
+    """What the normals of OU d=16 cost, split into the hash and the inverse-erf transform.
+
+    Each loop makes ``n * size * N_STEPS`` standard normals (or their bits) with per-path keys
+    and folds them into a carry (so nothing is dead code), with no SDE arithmetic:
+
+    - ``hash``: the Threefry-2x32 words alone, two words per hash (the engine's paired draw);
+    - ``transform``: the inverse-erf transform of bits from a cheap Weyl counter (no hash);
+    - ``hash + transform``: the engine's draw, as `simulate_path` makes it;
+    - ``diffrax's draw``: what `UnsafeBrownianPath` does per path and step: two `fold_in`s of
+      the path's key by the step's times, then `jax.random.normal` of the path's `size`
+      components (one hash per number).
+
+    `diffrax vmap / 5` is the time a vmapped single path would need to reach the 5x target.
+    """
+    from sdeml.core._normals import _bits_to_normal, _hash, threefry_words
+
+    f32 = jnp.dtype(jnp.float32)
+    keys = jr.split(jr.key(0), n)
+    kd = jax.vmap(threefry_words)(keys)
+    k0, k1 = jnp.repeat(kd[:, 0], size), jnp.repeat(kd[:, 1], size)
+    lo = jnp.tile(jnp.arange(size, dtype=jnp.uint32), n)
+    half = jnp.arange(N_STEPS // 2, dtype=jnp.uint32)
+
+    @jax.jit
+    def hash_only(k0, k1, lo):
+        def body(acc, i):
+            w0, w1 = _hash(k0, k1, i, lo)
+            return acc ^ w0 ^ w1, None
+
+        return jax.lax.scan(body, jnp.zeros_like(lo), half)[0]
+
+    @jax.jit
+    def transform_only(lo):
+        def body(acc, i):
+            w0 = lo * jnp.uint32(0x9E3779B9) + i * jnp.uint32(0x85EBCA6B)
+            w1 = w0 ^ jnp.uint32(0xA5A5A5A5)
+            return acc + _bits_to_normal(w0, f32) + _bits_to_normal(w1, f32), None
+
+        return jax.lax.scan(body, jnp.zeros(lo.shape, f32), half)[0]
+
+    @jax.jit
+    def hash_transform(k0, k1, lo):
+        def body(acc, i):
+            w0, w1 = _hash(k0, k1, i, lo)
+            return acc + _bits_to_normal(w0, f32) + _bits_to_normal(w1, f32), None
+
+        return jax.lax.scan(body, jnp.zeros(lo.shape, f32), half)[0]
+
+    @jax.jit
+    def diffrax_draw(keys):
+        def one(key, t):
+            k = jr.fold_in(jr.fold_in(key, t), t + 1)
+            return jr.normal(k, (size,), jnp.float32)
+
+        def body(acc, i):
+            return acc + jax.vmap(one, in_axes=(0, None))(keys, i), None
+
+        steps = jnp.arange(N_STEPS, dtype=jnp.uint32)
+        return jax.lax.scan(body, jnp.zeros((n, size), jnp.float32), steps)[0]
+
+    cases = {
+        "hash (Threefry-2x32, two words per hash)": lambda key: hash_only(k0, k1, lo),
+        "transform (inverse erf of counter bits)": lambda key: transform_only(lo),
+        "hash + transform (the engine's draw)": lambda key: hash_transform(k0, k1, lo),
+        "diffrax's draw (2 fold_in + jax.random.normal per path-step)": lambda key: diffrax_draw(
+            keys
+        ),
+    }
+    lines = [
+        f"## What the normals cost: OU d={size}, {n:.0e} paths x {N_STEPS} steps "
+        f"({n * size * N_STEPS:.1e} normals, float32)",
+        "",
+        "| loop | load | seconds | ns per normal |",
+        "|---|---|---|---|",
+    ]
+    for name, fn in cases.items():
+        _block(fn(None))
+        load = load1()
+        sec = steady_seconds(fn, 0)
+        lines.append(
+            f"| {name} | {load:.2f} | {sec:.4g} | {1e9 * sec / (n * size * N_STEPS):.2f} |"
+        )
+        print(lines[-1], flush=True)
+    return lines
 
 
 # --------------------------------------------------------------------------- timing
@@ -404,10 +467,14 @@ def main():
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--memory-child", default=None)
     ap.add_argument("--memory-only", action="store_true", help="redo the memory section of --out")
+    ap.add_argument("--draws-only", action="store_true", help="print the draw-cost table only")
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".md")))
     a = ap.parse_args()
     if a.memory_child:
         memory_child(a.memory_child)
+        return
+    if a.draws_only:
+        print("\n".join(draw_costs()))
         return
     if a.memory_only:
         out = Path(a.out)
@@ -423,6 +490,8 @@ def main():
             for n in sizes:
                 rows.append(run_row(pname, make, p, shape, n, snap))
     mem_lines = [] if a.no_memory else memory_table()
+    if not a.quick:
+        mem_lines += ["", *draw_costs()]
     write_md(rows, mem_lines, Path(a.out), start_load, load1())
 
 

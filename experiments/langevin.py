@@ -295,27 +295,12 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     )
     a.legend(fontsize=8)
     a = ax[0, 1]
-    a.semilogy(
-        centres,
-        np.abs(hists["ula"] - np.asarray(gibbs)) + 1e-9,
-        "C3-",
-        lw=0.6,
-        label="|ULA hist - Gibbs|",
-    )
-    a.semilogy(
-        centres,
-        np.abs(np.asarray(ula_law) - np.asarray(gibbs)) + 1e-9,
-        "k--",
-        lw=1,
-        label="|ULA law - Gibbs| (computed)",
-    )
-    a.semilogy(
-        centres,
-        np.abs(hists["mala"] - np.asarray(gibbs)) + 1e-9,
-        "C0-",
-        lw=0.6,
-        label="|MALA hist - Gibbs|",
-    )
+    for series, style, lw, label in (
+        (hists["ula"], "C3-", 0.6, "|ULA hist - Gibbs|"),
+        (np.asarray(ula_law), "k--", 1, "|ULA law - Gibbs| (computed)"),
+        (hists["mala"], "C0-", 0.6, "|MALA hist - Gibbs|"),
+    ):
+        a.semilogy(centres, np.abs(series - np.asarray(gibbs)) + 1e-9, style, lw=lw, label=label)
     a.set(title="per-bin errors: ULA's bias is its invariant law's", xlabel="x")
     a.legend(fontsize=8)
     a = ax[1, 0]

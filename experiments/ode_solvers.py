@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
@@ -131,6 +132,9 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
 
     results: dict[str, float] = {}
 
+    # every solve of the linear test problem on [0, t1], counting the field's evaluations
+    solve = functools.partial(sdeml.solve_ode, field, y0, 0.0, p.t1, args=A, count_evals=True)
+
     # 1. orders ---------------------------------------------------------------------------------
     hs = p.t1 / np.asarray(cfg.orders.n_steps, dtype=float)
     errors: dict[str, np.ndarray] = {}
@@ -138,18 +142,7 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     for name in run.progress(cfg.orders.solvers, "orders"):
         errs, nfe = [], []
         for n in cfg.orders.n_steps:
-            sol = sdeml.solve_ode(
-                field,
-                y0,
-                0.0,
-                p.t1,
-                solver=name,
-                n_steps=n,
-                args=A,
-                rtol=1e-13,
-                atol=1e-15,
-                count_evals=True,
-            )
+            sol = solve(solver=name, n_steps=n, rtol=1e-13, atol=1e-15)
             errs.append(float(jnp.max(jnp.abs(sol.ys[-1] - exact))))
             nfe.append(int(sol.nfe))
         errors[name], evals[name] = np.asarray(errs), np.asarray(nfe)
@@ -183,18 +176,8 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
     for name in run.progress(cfg.work.solvers, "work-precision"):
         errs, nfe = [], []
         for rtol in cfg.work.rtols:
-            sol = sdeml.solve_ode(
-                field,
-                y0,
-                0.0,
-                p.t1,
-                solver=name,
-                args=A,
-                rtol=rtol,
-                atol=rtol * 1e-2,
-                max_steps=cfg.work.max_steps,
-                count_evals=True,
-                throw=False,
+            sol = solve(
+                solver=name, rtol=rtol, atol=rtol * 1e-2, max_steps=cfg.work.max_steps, throw=False
             )
             if not bool(sol.ok):
                 continue  # e.g. a low-order method at a very tight tolerance: skip the point
@@ -227,33 +210,13 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         ("explicit", s.explicit, s.explicit_max_steps),
         ("implicit", s.implicit, 1_000_000),
     ):
-        solve = lambda name=name, max_steps=max_steps: sdeml.solve_ode(
-            vdp,
-            v0,
-            0.0,
-            s.t1,
-            solver=name,
-            ts=ts,
-            rtol=s.rtol,
-            atol=s.atol,
-            max_steps=max_steps,
-            throw=False,
+        kw: dict[str, Any] = dict(
+            solver=name, ts=ts, rtol=s.rtol, atol=s.atol, max_steps=max_steps, throw=False
         )
+        solve = lambda kw=kw: sdeml.solve_ode(vdp, v0, 0.0, s.t1, **kw)
         first, t_first = _timed(solve)  # compile + run
         sol, t_run = _timed(solve)  # steady state (cached program)
-        counted = sdeml.solve_ode(
-            vdp,
-            v0,
-            0.0,
-            s.t1,
-            solver=name,
-            ts=ts,
-            rtol=s.rtol,
-            atol=s.atol,
-            max_steps=max_steps,
-            throw=False,
-            count_evals=True,
-        )
+        counted = sdeml.solve_ode(vdp, v0, 0.0, s.t1, count_evals=True, **kw)
         rows[kind] = {
             "solver": name,
             "result": sol.result_name,

@@ -180,20 +180,13 @@ def main(cfg: Config, run: Run) -> dict[str, Any]:
         v = jax.vmap(model)(grid)
         axes[0].quiver(grid[:, 0], grid[:, 1], v[:, 0], v[:, 1], color="0.6")
         for i in range(cfg.eval.n_traj):
-            axes[0].plot(
-                exact[i, :, 0],
-                exact[i, :, 1],
-                "k-",
-                lw=1.5,
-                label="exact expm(At)x0" if i == 0 else None,
-            )
-            axes[0].plot(
-                learned[i, :, 0],
-                learned[i, :, 1],
-                "r--",
-                lw=1.2,
-                label="learned ODE (Tsit5)" if i == 0 else None,
-            )
+            for path, style, lw, label in (
+                (exact, "k-", 1.5, "exact expm(At)x0"),
+                (learned, "r--", 1.2, "learned ODE (Tsit5)"),
+            ):
+                axes[0].plot(
+                    path[i, :, 0], path[i, :, 1], style, lw=lw, label=label if i == 0 else None
+                )
         axes[0].set(title=f"learned vector field and trajectories{where}", xlabel="x1", ylabel="x2")
         axes[0].legend(loc="upper right")
         axes[1].semilogy(ts, err_t.T, lw=1)

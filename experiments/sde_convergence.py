@@ -205,28 +205,22 @@ def main(cfg: Config, run: Run) -> dict[str, float]:
         conv = sdeml.sde.ito_to_stratonovich if solver == "stochastic_heun" else (lambda s: s)
         key = jr.fold_in(k_orders, step)
         common: dict[str, Any] = dict(t1=oc.t1, dtype=dtype, n_fine=oc.n_fine)
-        strong = sdeml.strong_order(
-            solver,
-            conv(sde),
-            x0,
-            n_steps=oc.n_steps,
-            n_paths=oc.n_paths,
-            key=key,
-            exact=sde.exact_solution,
-            **common,
-        )
         wsde = weak_problems[pname]
-        weak = sdeml.weak_order(
-            solver,
-            conv(wsde),
-            x0,
-            exact=wsde.exact_solution,
-            n_steps=oc.weak_n_steps,
-            n_paths=oc.weak_n_paths,
-            key=jr.fold_in(key, 1),
-            **common,
+        measures = (
+            ("strong", sdeml.strong_order, sde, oc.n_steps, oc.n_paths, key),
+            ("weak", sdeml.weak_order, wsde, oc.weak_n_steps, oc.weak_n_paths, jr.fold_in(key, 1)),
         )
-        for kind, res in (("strong", strong), ("weak", weak)):
+        for kind, measure, prob, steps, paths, k in measures:
+            res = measure(
+                solver,
+                conv(prob),
+                x0,
+                n_steps=steps,
+                n_paths=paths,
+                key=k,
+                exact=prob.exact_solution,
+                **common,
+            )
             results[kind].setdefault(pname, {})[solver] = res
             summary[f"{kind}.{pname}.{solver}"] = res.order
             summary[f"{kind}.{pname}.{solver}.ci_low"] = res.ci[0]

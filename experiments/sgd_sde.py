@@ -15,7 +15,7 @@ to show exactly that. Every variance comes with its standard error (chains are i
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
@@ -147,6 +147,12 @@ def memory(cfg: Config) -> dict[str, float]:
     }
 
 
+def _ratio_bars(a: Any, x: Any, r: dict, versus: str, **style: Any) -> None:
+    """SGD's stationary variance against `versus` ("sde" or "discrete"), in percent, ±2 SE."""
+    ratio = r[f"ratio_sgd_to_{versus}"]
+    a.errorbar(x, 100 * (ratio - 1), 200 * r["rel_se_sgd"] * ratio, ms=4, capsize=2, **style)
+
+
 @register(
     "sgd_sde",
     Config,
@@ -243,24 +249,8 @@ def main(cfg: Config, run: Run) -> dict:
     a = ax[2]
     lam = np.geomspace(min(r["lr_h"]), max(r["lr_h"]), 200)
     a.semilogx(lam, 100 * (2 / (2 - lam) - 1), "b-", lw=0.8, label="theory: 2/(2 - eta h) - 1")
-    a.errorbar(
-        r["lr_h"],
-        100 * (r["ratio_sgd_to_discrete"] - 1),
-        200 * r["rel_se_sgd"] * r["ratio_sgd_to_discrete"],
-        fmt="ko-",
-        ms=4,
-        capsize=2,
-        label="SGD vs exact discrete (2 SE)",
-    )
-    a.errorbar(
-        r["lr_h"],
-        100 * (r["ratio_sgd_to_sde"] - 1),
-        200 * r["rel_se_sgd"] * r["ratio_sgd_to_sde"],
-        fmt="bs",
-        ms=4,
-        capsize=2,
-        label="SGD vs SDE (2 SE)",
-    )
+    _ratio_bars(a, r["lr_h"], r, "discrete", fmt="ko-", label="SGD vs exact discrete (2 SE)")
+    _ratio_bars(a, r["lr_h"], r, "sde", fmt="bs", label="SGD vs SDE (2 SE)")
     a.axhspan(-5, 5, color="b", alpha=0.07)
     a.axhspan(-3, 3, color="k", alpha=0.07)
     a.axvline(st.valid_lr_h, color="g", ls=":", label="end of the stated range")
@@ -269,27 +259,10 @@ def main(cfg: Config, run: Run) -> dict:
     a.legend(fontsize=7)
     a = ax[3]
     for j, (lr, t) in enumerate(br.items()):
-        a.errorbar(
-            t["batch_size"],
-            100 * (t["ratio_sgd_to_sde"] - 1),
-            200 * t["rel_se_sgd"] * t["ratio_sgd_to_sde"],
-            fmt="s-",
-            color=f"C{j}",
-            ms=4,
-            capsize=2,
-            label=f"SGD vs SDE, eta h = {lr * h:g}",
-        )
-        a.errorbar(
-            t["batch_size"],
-            100 * (t["ratio_sgd_to_discrete"] - 1),
-            200 * t["rel_se_sgd"] * t["ratio_sgd_to_discrete"],
-            fmt="o:",
-            color=f"C{j}",
-            mfc="none",
-            ms=4,
-            capsize=2,
-            label=f"SGD vs exact discrete, eta h = {lr * h:g}",
-        )
+        x, eh = t["batch_size"], f"eta h = {lr * h:g}"
+        _ratio_bars(a, x, t, "sde", fmt="s-", color=f"C{j}", label=f"SGD vs SDE, {eh}")
+        label = f"SGD vs exact discrete, {eh}"
+        _ratio_bars(a, x, t, "discrete", fmt="o:", color=f"C{j}", mfc="none", label=label)
     a.axhspan(-5, 5, color="b", alpha=0.07)
     a.axhspan(-3, 3, color="k", alpha=0.07)
     a.set_xscale("log", base=2)

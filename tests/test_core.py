@@ -247,3 +247,24 @@ def test_log_likelihood_every_solver(name):
     # the callback fires once per traced call, so per evaluation of the augmented field once
     assert int(res.nfe) == counter.read(), name
     assert float(res.logp) == pytest.approx(float(gauss(x, var(1e-3))), abs=1e-4)
+
+
+def test_simulate_reuses_the_plan_of_a_repeated_call_and_gives_the_same_paths():
+    # issue #18: the host-side layout of a uniform grid given by Python numbers is made once
+    from sdeml.core import _simulate
+
+    ou = sdeml.SDE(lambda t, y, a: -y, lambda t, y, a: 0.5 * jnp.ones_like(y), noise="diagonal")
+    kw = dict(t0=0.0, t1=0.7, n_steps=40, n_paths=64, save_every=5, key=jr.key(3))
+    _simulate._PLAN_CACHE.clear()
+    a = sdeml.simulate(ou, jnp.ones(2), **kw)
+    assert len(_simulate._PLAN_CACHE) == 1
+    plan = next(iter(_simulate._PLAN_CACHE.values()))
+    b = sdeml.simulate(ou, jnp.ones(2), **kw)
+    assert len(_simulate._PLAN_CACHE) == 1 and next(iter(_simulate._PLAN_CACHE.values())) is plan
+    np.testing.assert_array_equal(a.xs, b.xs)
+    np.testing.assert_array_equal(a.ts, b.ts)
+    # another grid is another plan, and array-valued times are never cached
+    c = sdeml.simulate(ou, jnp.ones(2), **{**kw, "n_steps": 45})
+    assert len(_simulate._PLAN_CACHE) == 2 and c.ts.shape == (9,)
+    sdeml.simulate(ou, jnp.ones(2), **{**kw, "t1": jnp.asarray(0.7)})
+    assert len(_simulate._PLAN_CACHE) == 2

@@ -105,34 +105,12 @@ def test_loss_decreases_and_stats(tmp_path):
 
 def test_resume_is_bit_identical(tmp_path):
     new_state, step_fn = _problem()
-    full, _ = fit(
-        new_state(0),
-        step_fn,
-        CFG.steps,
-        log_every=10,
-        ckpt_every=20,
-        ckpt_dir=tmp_path / "a",
-        progress=False,
-    )
+    kw = dict(log_every=10, ckpt_every=20, progress=False)
+    full, _ = fit(new_state(0), step_fn, CFG.steps, ckpt_dir=tmp_path / "a", **kw)
     # "Interrupted" run: stops at 40 (a checkpoint), then a fresh process-like restart resumes.
-    fit(
-        new_state(0),
-        step_fn,
-        40,
-        log_every=10,
-        ckpt_every=20,
-        ckpt_dir=tmp_path / "b",
-        progress=False,
-    )
+    fit(new_state(0), step_fn, 40, ckpt_dir=tmp_path / "b", **kw)
     resumed, stats = fit(
-        new_state(0),
-        step_fn,
-        CFG.steps,
-        log_every=10,
-        ckpt_every=20,
-        ckpt_dir=tmp_path / "b",
-        resume=True,
-        progress=False,
+        new_state(0), step_fn, CFG.steps, ckpt_dir=tmp_path / "b", resume=True, **kw
     )
     assert stats.start_step == 40 and stats.steps == 20
     leaves = lambda s: jax.tree.leaves(eqx.filter(s, eqx.is_array))

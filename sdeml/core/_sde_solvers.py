@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
-from ._sde import AbstractSDE, stratonovich_correction
+from ._sde import NOISE_TYPES, AbstractSDE, stratonovich_correction
 
 # A Brownian increment over one step: `dw` (shape of W), or `(dw, dz)` where
 # dz = int_t^{t+h} (W_s - W_t) ds is the time integral needed by SRA1 (Rößler 2010).
@@ -45,8 +45,8 @@ class AbstractSolver(eqx.Module):
 
     strong_order: ClassVar[float]
     weak_order: ClassVar[float]
-    calculus: ClassVar[str]
-    noise_types: ClassVar[tuple[str, ...]]
+    calculus: ClassVar[str] = "ito"
+    noise_types: ClassVar[tuple[str, ...]] = NOISE_TYPES  # all of them unless a solver says
     needs_time_integral: ClassVar[bool] = False
 
     def init(self, sde: AbstractSDE, t0: Any, y0: Array, args: PyTree = None) -> SolverState:
@@ -88,8 +88,6 @@ class EulerMaruyama(AbstractSolver):
 
     strong_order: ClassVar[float] = 0.5
     weak_order: ClassVar[float] = 1.0
-    calculus: ClassVar[str] = "ito"
-    noise_types: ClassVar[tuple[str, ...]] = ("diagonal", "scalar", "additive", "general")
 
     def step(self, sde, state, dt, inc, args=None):
         dw, _ = _split(inc)
@@ -118,8 +116,6 @@ class Milstein(AbstractSolver):
 
     strong_order: ClassVar[float] = 1.0
     weak_order: ClassVar[float] = 1.0
-    calculus: ClassVar[str] = "ito"
-    noise_types: ClassVar[tuple[str, ...]] = ("diagonal", "scalar", "additive", "general")
 
     def step(self, sde, state, dt, inc, args=None):
         dw, _ = _split(inc)
@@ -164,7 +160,6 @@ class StochasticHeun(AbstractSolver):
     strong_order: ClassVar[float] = 0.5
     weak_order: ClassVar[float] = 1.0
     calculus: ClassVar[str] = "stratonovich"
-    noise_types: ClassVar[tuple[str, ...]] = ("diagonal", "scalar", "additive", "general")
 
     def step(self, sde, state, dt, inc, args=None):
         dw, _ = _split(inc)
@@ -201,7 +196,6 @@ class SRA1(AbstractSolver):
 
     strong_order: ClassVar[float] = 1.5
     weak_order: ClassVar[float] = 2.0
-    calculus: ClassVar[str] = "ito"
     noise_types: ClassVar[tuple[str, ...]] = ("additive",)
     needs_time_integral: ClassVar[bool] = True
 

@@ -215,7 +215,7 @@ def simulate(
     if plan.save_initial:
         x_init = x0 if x0_per_path else jnp.broadcast_to(x0, (n_paths, *state_shape))
         xs = jnp.concatenate([x_init[:, None], xs], axis=1)
-    return Paths(plan.ts_out, xs)
+    return Paths(jnp.asarray(plan.ts_out), xs)
 
 
 def _check_x0(x0: Any, dtype: Any, name: str) -> Array:
@@ -234,7 +234,7 @@ def _check_x0(x0: Any, dtype: Any, name: str) -> Array:
 class _Plan(NamedTuple):
     """The step layout of a run: segments ending at the save points, padded to whole blocks."""
 
-    ts_out: Array  # (n_saves,): the saved times (t0 first when it is saved)
+    ts_out: Any  # (n_saves,): the saved times (t0 first when saved; numpy when concrete)
     save_initial: bool  # whether the initial state is among the saves
     t_starts: Any  # (n_segments, seg_len): start time of each step (numpy when concrete)
     dts: Any  # (n_segments, seg_len): step sizes, 0 on padding steps
@@ -246,7 +246,47 @@ class _Plan(NamedTuple):
     uniform: tuple | None
 
 
+_PLAN_CACHE: dict[tuple, _Plan] = {}
+_PLAN_CACHE_SIZE = 256
+
+
+def _scalar_key(v: Any) -> Any:
+    """`v` as a cache key if it is a plain Python/NumPy scalar or None, else a sentinel."""
+    if v is None or isinstance(v, bool | int | float | np.integer | np.floating):
+        return (type(v).__name__, v)
+    return _UNCACHED
+
+
+_UNCACHED = object()
+
+
 def _plan(t0, t1, n_steps, ts, save_every, save_at, include_t0, block_size, dtype, pairs) -> _Plan:
+    """`_make_plan`, cached for scalar time arguments (issue #18: a small run's host-side set-up).
+
+    A uniform grid given by Python numbers (no `ts`, no `save_at`) is laid out once per distinct
+    set of arguments; repeated calls (a notebook loop, a parameter scan) skip the NumPy work and
+    the small device transfers. The plan holds only immutable arrays.
+    """
+    key = tuple(_scalar_key(v) for v in (t0, t1, n_steps, save_every, include_t0, block_size))
+    if ts is not None or save_at is not None or any(k is _UNCACHED for k in key):
+        return _make_plan(
+            t0, t1, n_steps, ts, save_every, save_at, include_t0, block_size, dtype, pairs
+        )
+    key = (*key, str(jnp.dtype(dtype)), bool(pairs))
+    plan = _PLAN_CACHE.get(key)
+    if plan is None:
+        plan = _make_plan(
+            t0, t1, n_steps, ts, save_every, save_at, include_t0, block_size, dtype, pairs
+        )
+        if len(_PLAN_CACHE) >= _PLAN_CACHE_SIZE:
+            _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
+        _PLAN_CACHE[key] = plan
+    return plan
+
+
+def _make_plan(
+    t0, t1, n_steps, ts, save_every, save_at, include_t0, block_size, dtype, pairs
+) -> _Plan:
     """Check the time and saving arguments and lay the steps out (see `simulate`).
 
     `pairs`: whether the scheme draws two steps' normals from each hash (then an even block).
@@ -346,7 +386,16 @@ def _plan(t0, t1, n_steps, ts, save_every, save_at, include_t0, block_size, dtyp
             t0u, t1u = np.asarray(grid_np[0], dtype), np.asarray(grid_np[-1], dtype)
         firsts, reals = bounds[:-1].astype(np.uint32), np.diff(bounds).astype(np.uint32)
         uniform = (t0u, t1u, n, seg_len, firsts, reals)
-    return _Plan(jnp.asarray(ts_out), save_initial, t_starts, dts, steps, block, aligned, uniform)
+    return _Plan(ts_out, save_initial, t_starts, dts, steps, block, aligned, uniform)
+
+
+def check_chunk_size(chunk_size: Any) -> int:
+    """`chunk_size` as an int, or an error naming it (a bool or a non-positive value)."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
+        raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}")
+    if chunk_size <= 0:
+        raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size}")
+    return int(chunk_size)
 
 
 def _chunking(solver, state_shape, wshape, dtype, plan: _Plan, n_paths: int, chunk_size) -> int:
@@ -362,11 +411,7 @@ def _chunking(solver, state_shape, wshape, dtype, plan: _Plan, n_paths: int, chu
     if chunk_size is None:
         max_chunk = max(1, min(_CHUNK_ELEMENTS // max(size_w, 1), _CHUNK_BYTES // per_path))
     else:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
-            raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}")
-        if chunk_size <= 0:
-            raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size}")
-        max_chunk = int(chunk_size)
+        max_chunk = check_chunk_size(chunk_size)
     n_chunks = -(-n_paths // max_chunk)
     return -(-n_paths // n_chunks)
 

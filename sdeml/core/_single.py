@@ -50,7 +50,15 @@ from jaxtyping import Array, PRNGKeyArray, PyTree
 from ._normals import threefry_words
 from ._sde import AbstractSDE, check_shapes
 from ._sde_solvers import AbstractSolver
-from ._simulate import _check_x0, _chunking, _Plan, _plan, _resolve_dtype, _simulate_core
+from ._simulate import (
+    _check_x0,
+    _chunking,
+    _Plan,
+    _plan,
+    _resolve_dtype,
+    _simulate_core,
+    check_chunk_size,
+)
 from ._solvers import get_solver
 
 __all__ = ["euler_maruyama", "milstein", "simulate_path", "sra1", "stochastic_heun"]
@@ -438,12 +446,8 @@ def simulate_path(
     wshape = tuple(sde.brownian_shape(x0.shape))
     pairs = not solver.needs_time_integral and jnp.dtype(dtype).itemsize < 8
     plan = _plan(t0, t1, n_steps, ts, save_every, save_at, include_t0, block_size, dtype, pairs)
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer)
-    ):
-        raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}")
-    if chunk_size is not None and chunk_size <= 0:
-        raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size}")
+    if chunk_size is not None:
+        check_chunk_size(chunk_size)
     check_shapes(sde, x0, args)
     sde = _hoist(sde, x0, args)
     sde_dyn, sde_static = eqx.partition(sde, eqx.is_array)
@@ -459,26 +463,23 @@ def simulate_path(
     return xs
 
 
+_SAVE_ERROR = (
+    "`save` must be 'all', 'final', a positive int (every k-th step) or an array of times, got {!r}"
+)
+
+
 def _scheme_path(method: str, sde, x0, ts, t0, t1, n_steps, save, args, dtype, block_size, key):
     """A scheme's single path with `save` = "all" | "final" | every-k int | times."""
     kw: dict[str, Any] = dict(t0=t0, t1=t1, n_steps=n_steps, ts=ts, method=method, args=args)
     kw.update(dtype=dtype, block_size=block_size, key=key)
-    if isinstance(save, str):
+    if isinstance(save, str) and save in ("all", "final"):
         if save == "all":
             return simulate_path(sde, x0, save_every=1, include_t0=True, **kw)
-        if save == "final":
-            return simulate_path(sde, x0, **kw)[0]
-        raise ValueError(
-            f"`save` must be 'all', 'final', a positive int (every k-th step) or an array of "
-            f"times, got {save!r}"
-        )
-    if isinstance(save, int | np.integer) and not isinstance(save, bool):
+        return simulate_path(sde, x0, **kw)[0]
+    if isinstance(save, str | bool) or save is None:
+        raise ValueError(_SAVE_ERROR.format(save))
+    if isinstance(save, int | np.integer):
         return simulate_path(sde, x0, save_every=int(save), **kw)
-    if isinstance(save, bool) or save is None:
-        raise ValueError(
-            f"`save` must be 'all', 'final', a positive int (every k-th step) or an array of "
-            f"times, got {save!r}"
-        )
     return simulate_path(sde, x0, save_at=save, **kw)
 
 
@@ -517,109 +518,59 @@ _SCHEME_DOC = r"""One {name} path on a time grid; `jax.vmap` it over keys, `x0`,
     """
 
 
-def euler_maruyama(
-    sde: AbstractSDE,
-    x0: Any,
-    ts: Any = None,
-    *,
-    t0: Any = 0.0,
-    t1: Any = 1.0,
-    n_steps: int | None = None,
-    save: Any = "all",
-    args: PyTree = None,
-    dtype: Any = None,
-    block_size: int | None = None,
-    key: PRNGKeyArray,
-) -> Array:
-    return _scheme_path(
-        "euler_maruyama", sde, x0, ts, t0, t1, n_steps, save, args, dtype, block_size, key
+def _scheme(method: str, name: str, equation: str, noise: str, refs: str):
+    """The public single-path function of the registered SDE scheme `method`."""
+
+    def scheme(
+        sde: AbstractSDE,
+        x0: Any,
+        ts: Any = None,
+        *,
+        t0: Any = 0.0,
+        t1: Any = 1.0,
+        n_steps: int | None = None,
+        save: Any = "all",
+        args: PyTree = None,
+        dtype: Any = None,
+        block_size: int | None = None,
+        key: PRNGKeyArray,
+    ) -> Array:
+        return _scheme_path(
+            method, sde, x0, ts, t0, t1, n_steps, save, args, dtype, block_size, key
+        )
+
+    scheme.__name__ = scheme.__qualname__ = method
+    scheme.__doc__ = _SCHEME_DOC.format(
+        name=name, method=method, fn=method, equation=equation, noise=noise, refs=refs
     )
+    return scheme
 
 
-def milstein(
-    sde: AbstractSDE,
-    x0: Any,
-    ts: Any = None,
-    *,
-    t0: Any = 0.0,
-    t1: Any = 1.0,
-    n_steps: int | None = None,
-    save: Any = "all",
-    args: PyTree = None,
-    dtype: Any = None,
-    block_size: int | None = None,
-    key: PRNGKeyArray,
-) -> Array:
-    return _scheme_path(
-        "milstein", sde, x0, ts, t0, t1, n_steps, save, args, dtype, block_size, key
-    )
-
-
-def stochastic_heun(
-    sde: AbstractSDE,
-    x0: Any,
-    ts: Any = None,
-    *,
-    t0: Any = 0.0,
-    t1: Any = 1.0,
-    n_steps: int | None = None,
-    save: Any = "all",
-    args: PyTree = None,
-    dtype: Any = None,
-    block_size: int | None = None,
-    key: PRNGKeyArray,
-) -> Array:
-    return _scheme_path(
-        "stochastic_heun", sde, x0, ts, t0, t1, n_steps, save, args, dtype, block_size, key
-    )
-
-
-def sra1(
-    sde: AbstractSDE,
-    x0: Any,
-    ts: Any = None,
-    *,
-    t0: Any = 0.0,
-    t1: Any = 1.0,
-    n_steps: int | None = None,
-    save: Any = "all",
-    args: PyTree = None,
-    dtype: Any = None,
-    block_size: int | None = None,
-    key: PRNGKeyArray,
-) -> Array:
-    return _scheme_path("sra1", sde, x0, ts, t0, t1, n_steps, save, args, dtype, block_size, key)
-
-
-euler_maruyama.__doc__ = _SCHEME_DOC.format(
+euler_maruyama = _scheme(
+    "euler_maruyama",
     name="Euler–Maruyama",
-    method="euler_maruyama",
-    fn="euler_maruyama",
     equation=r"Y_{k+1} = Y_k + f(t_k, Y_k) h_k + g(t_k, Y_k)\Delta W_k",
     noise=" (any noise type)",
     refs="Maruyama (1955); Higham, SIAM Review 43(3), 2001.",
 )
-milstein.__doc__ = _SCHEME_DOC.format(
+milstein = _scheme(
+    "milstein",
     name="Itô Milstein",
-    method="milstein",
-    fn="milstein",
     equation=r"Y_{k+1} = Y_k + f h + g\Delta W + \tfrac12 g g' (\Delta W^2 - h)",
     noise=" (any noise type; strong order 1 for commutative noise)",
     refs="Milstein, Theory Probab. Appl. 19 (1974); Kloeden & Platen (1992), §10.3.",
 )
-stochastic_heun.__doc__ = _SCHEME_DOC.format(
+stochastic_heun = _scheme(
+    "stochastic_heun",
     name="stochastic Heun (Stratonovich)",
-    method="stochastic_heun",
-    fn="stochastic_heun",
     equation=r"Y_{k+1} = Y_k + \tfrac12[f(Y_k) + f(\tilde Y)]h + \tfrac12[g(Y_k) + g(\tilde Y)]"
     r"\Delta W,\ \tilde Y = Y_k + f h + g\Delta W",
     noise=", read in the Stratonovich sense",
     refs="Rümelin, SIAM J. Numer. Anal. 19 (1982); Kloeden & Platen (1992), §11.1.",
 )
-sra1.__doc__ = _SCHEME_DOC.format(
+sra1 = _scheme(
+    "sra1",
     name="SRA1 (strong order 3/2, additive noise)",
-    method="sra1",
-    fn="sra1",
     equation=r"Y_{k+1} = Y_k + h[\tfrac13 f(t_k, Y_k) + \tfrac23 f(t_k + \tfrac34 h, H)]"
     r" + b(t_{k+1})\Delta W + [b(t_k) - b(t_{k+1})]\Delta Z / h",
     noise=' (noise="additive")',

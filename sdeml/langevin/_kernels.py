@@ -11,6 +11,7 @@ step over 10^4 chains a handful of fused array operations rather than a vmapped 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -157,12 +158,12 @@ def _init(potential: Potential, position: Array) -> LangevinState:
     return LangevinState(position, u, g)
 
 
-class _AbstractPotentialLangevin(eqx.Module):
-    """The interface shared by `ULA` and `MALA`: a potential, a step size and a temperature."""
+class _PotentialLangevin(eqx.Module):
+    """What `ULA` and `MALA` share: a potential, a step size, a temperature, `init` and `sde`."""
 
-    potential: eqx.AbstractVar[Potential]
-    step_size: eqx.AbstractVar[Float[Array, ""] | float]
-    temperature: eqx.AbstractVar[Float[Array, ""] | float]
+    potential: Potential
+    step_size: Float[Array, ""] | float
+    temperature: Float[Array, ""] | float = 1.0
 
     def __check_init__(self):
         check_positive("step_size", self.step_size)
@@ -178,7 +179,7 @@ class _AbstractPotentialLangevin(eqx.Module):
         return LangevinSDE(self.potential, self.temperature)
 
 
-class ULA(_AbstractPotentialLangevin):
+class ULA(_PotentialLangevin):
     r"""Unadjusted Langevin algorithm: Euler–Maruyama on overdamped Langevin dynamics.
 
     .. math::
@@ -204,10 +205,6 @@ class ULA(_AbstractPotentialLangevin):
         approximations, Bernoulli 2(4), 1996.
     """
 
-    potential: Potential
-    step_size: Float[Array, ""] | float
-    temperature: Float[Array, ""] | float = 1.0
-
     def step(
         self, state: LangevinState, *, key: PRNGKeyArray
     ) -> tuple[LangevinState, LangevinInfo]:
@@ -220,7 +217,7 @@ class ULA(_AbstractPotentialLangevin):
         return LangevinState(y, u, g), LangevinInfo(ones, ones > 0)
 
 
-class MALA(_AbstractPotentialLangevin):
+class MALA(_PotentialLangevin):
     r"""Metropolis-adjusted Langevin algorithm: a ULA proposal with a Metropolis–Hastings test.
 
     .. math::
@@ -249,35 +246,50 @@ class MALA(_AbstractPotentialLangevin):
         in complex systems", JRSS B 56, 1994.
     """
 
-    potential: Potential
-    step_size: Float[Array, ""] | float
-    temperature: Float[Array, ""] | float = 1.0
-
     def step(
         self, state: LangevinState, *, key: PRNGKeyArray
     ) -> tuple[LangevinState, LangevinInfo]:
         """One MALA move (propose, accept or reject) of every chain."""
-        x, ux, gx = state.position, state.potential, state.grad
-        h, temp = self.step_size, self.temperature
+        x = state.position
         k_noise, k_accept = jr.split(key)
         noise = jr.normal(k_noise, x.shape, x.dtype)
-        y = langevin_step(x, gx, h, temp, noise)  # the ULA proposal
-        uy, gy = batched_value_and_grad(self.potential, y)
-        # log q(x | y) - log q(y | x); the forward residual y - x + h gx is sqrt(2hT) * noise.
-        back = x - y + h * gy
-        log_q_ratio = (jnp.sum(noise**2, -1) * (2 * h * temp) - jnp.sum(back**2, -1)) / (
-            4 * h * temp
+        uniform = jr.uniform(k_accept, state.potential.shape, x.dtype)
+        vg = functools.partial(batched_value_and_grad, self.potential)
+        *moved, alpha, accept = mala_move(
+            vg, x, state.potential, state.grad, self.step_size, self.temperature, noise, uniform
         )
-        log_alpha = (ux - uy) / temp + log_q_ratio
-        log_alpha = jnp.where(jnp.isnan(log_alpha), -jnp.inf, log_alpha)  # NaN proposals: reject
-        alpha = jnp.exp(jnp.minimum(log_alpha, 0.0))
-        accept = jnp.log(jr.uniform(k_accept, ux.shape, x.dtype)) < log_alpha
-        new = LangevinState(
-            jnp.where(accept[..., None], y, x),
-            jnp.where(accept, uy, ux),
-            jnp.where(accept[..., None], gy, gx),
-        )
+        new = LangevinState(*moved)
         return new, LangevinInfo(alpha, accept)
+
+
+def mala_move(value_and_grad, x, ux, gx, step_size, temperature, noise, uniform) -> tuple:
+    r"""One Metropolis-adjusted Langevin move of chains ``(*chains, d)`` from given draws.
+
+    Proposes $y = $ `langevin_step` $(x)$ and accepts with probability
+    $\alpha = \min(1, e^{-(U(y) - U(x))/T} q(x\mid y)/q(y\mid x))$ when ``uniform < alpha``;
+    the forward residual $y - x + h\nabla U(x)$ is $\sqrt{2hT}\,\xi$, so
+    $\log q(x\mid y) - \log q(y\mid x) = (2hT|\xi|^2 - |x - y + h\nabla U(y)|^2)/(4hT)$.
+    A NaN proposal is rejected. Shared by `MALA.step` and `mala_chain`.
+
+    Returns:
+        ``(x', U(x'), grad U(x'), alpha, accepted)``.
+    """
+    h, temp = step_size, temperature
+    y = langevin_step(x, gx, h, temp, noise)
+    uy, gy = value_and_grad(y)
+    back = x - y + h * gy
+    log_q_ratio = (jnp.sum(noise**2, -1) * (2 * h * temp) - jnp.sum(back**2, -1)) / (4 * h * temp)
+    log_alpha = (ux - uy) / temp + log_q_ratio
+    log_alpha = jnp.where(jnp.isnan(log_alpha), -jnp.inf, log_alpha)  # NaN proposals: reject
+    alpha = jnp.exp(jnp.minimum(log_alpha, 0.0))
+    accept = jnp.log(uniform) < log_alpha
+    return (
+        jnp.where(accept[..., None], y, x),
+        jnp.where(accept, uy, ux),
+        jnp.where(accept[..., None], gy, gx),
+        alpha,
+        accept,
+    )
 
 
 class SGLDState(eqx.Module):

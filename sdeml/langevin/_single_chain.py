@@ -27,7 +27,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ..core import AbstractSDE, simulate_path
 from ..core._checks import check_positive, check_scalar_function
 from ..core._normals import chain_draws, threefry_words
-from ._kernels import _DIVERGED, _NONFINITE_START, batched_value_and_grad, langevin_step
+from ._kernels import _DIVERGED, _NONFINITE_START, batched_value_and_grad, mala_move
 
 Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
@@ -203,20 +203,8 @@ def mala_chain(
     def step(carry, k):
         x, ux, gx, acc = carry
         noise, uniform = chain_draws(kw, k, d, dtype)
-        y = langevin_step(x, gx, h, temp, noise)
-        uy, gy = value_and_grad(y)
-        back = x - y + h * gy  # the reverse move's residual; the forward one is sqrt(2hT) noise
-        log_q_ratio = (jnp.sum(noise**2) * (2 * h * temp) - jnp.sum(back**2)) / (4 * h * temp)
-        log_alpha = (ux - uy) / temp + log_q_ratio
-        log_alpha = jnp.where(jnp.isnan(log_alpha), -jnp.inf, log_alpha)  # NaN proposals: reject
-        accept = jnp.log(uniform) < log_alpha
-        alpha = jnp.exp(jnp.minimum(log_alpha, 0.0))
-        new = (
-            jnp.where(accept, y, x),
-            jnp.where(accept, uy, ux),
-            jnp.where(accept, gy, gx),
-            acc + alpha,
-        )
+        *moved, alpha, _ = mala_move(value_and_grad, x, ux, gx, h, temp, noise, uniform)
+        new = (*moved, acc + alpha)
         return new, None
 
     def block(carry, j):

@@ -512,14 +512,7 @@ class _PointRun(Run):
     def save_json(self, name: str, obj: Any) -> Path:
         return self.parent.save_json(self._name(name), obj)
 
-    def train(
-        self,
-        state: Any,
-        step_fn: Any,
-        train_cfg: Any,
-        *,
-        name: str = "model",
-        n_steps: int | None = None,
-    ) -> tuple[Any, Any]:
-        # each point's checkpoints, metric tag and timings under its own name
-        return self.parent.train(state, step_fn, train_cfg, name=self._name(name), n_steps=n_steps)
+    def train(self, state: Any, step_fn: Any, train_cfg: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """`Run.train` under this point's name (its own checkpoints, metric tag and timings)."""
+        kwargs["name"] = self._name(kwargs.get("name", "model"))
+        return self.parent.train(state, step_fn, train_cfg, **kwargs)
