@@ -108,3 +108,73 @@ def test_sharded_sweep_on_8_devices_matches_unsharded():
         [sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, timeout=300
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+# ------------------------------------------------------------------------------------------------
+# Aggregation over seeds and the sweep plot (issue #19, item 2)
+def test_aggregate_matches_numpy_per_hyperparameter_point():
+    import numpy as np
+
+    from sdeml.run._aggregate import aggregate, format_aggregate
+
+    grid = [{"seed": s, "lr": lr} for s in (0, 1, 2, 5) for lr in (1e-3, 1e-1)]
+    rng = np.random.default_rng(0)
+    loss = rng.normal(size=len(grid)).tolist()
+    rows = aggregate(grid, {"loss": loss, "note": "text", "short": [1.0]})
+    assert [r["point"] for r in rows] == [{"lr": 1e-3}, {"lr": 1e-1}]
+    for r in rows:
+        x = np.asarray([v for p, v in zip(grid, loss, strict=True) if p["lr"] == r["point"]["lr"]])
+        m = r["metrics"]["loss"]
+        assert r["n"] == 4 and set(r["metrics"]) == {"loss"}
+        assert m["mean"] == pytest.approx(x.mean(), rel=1e-12)
+        assert m["std"] == pytest.approx(x.std(ddof=1), rel=1e-12)
+        assert m["se"] == pytest.approx(x.std(ddof=1) / 2.0, rel=1e-12)
+    text = format_aggregate(rows)
+    assert "lr=0.001" in text and "±" in text and "seeds" in text
+    one = aggregate([{"seed": 0}], {"loss": [2.0]})
+    assert one[0]["metrics"]["loss"] == {"mean": 2.0, "std": None, "se": None}
+
+
+def test_sweep_plot_axes(tmp_path):
+    import matplotlib.image as mpimg
+
+    from sdeml.run._aggregate import log_spaced, sweep_plot
+
+    assert log_spaced([1e-3, 1e-2]) and not log_spaced([1.0, 2.0]) and not log_spaced([-1, 10])
+    grid = [{"seed": s, "lr": lr, "beta": b} for s in (0, 1) for lr in (1e-3, 1e-1) for b in (1, 2)]
+    out = sweep_plot(grid, {"loss": [float(i) for i in range(len(grid))]}, tmp_path / "s.png")
+    assert out is not None and mpimg.imread(out).shape[0] > 100
+    assert sweep_plot([{"seed": 0}], {"note": "x"}, tmp_path / "none.png") is None
+
+
+SEEDS_ONLY = """
+from sdeml.run import ExperimentConfig, register
+
+
+class Cfg(ExperimentConfig):
+    experiment: str = "noisy_number"
+    scale: float = 1.0
+
+
+@register("noisy_number", Cfg, "test-only: a number that depends on the seed", per_point=True)
+def main(cfg, run):
+    return {"value": cfg.scale * (cfg.seed % 3), "twice": 2.0 * cfg.seed}
+"""
+
+
+def test_cli_sweep_writes_aggregate_plot_and_show(tmp_path, capsys):
+    mod = tmp_path / "noisy_number.py"
+    mod.write_text(SEEDS_ONLY)
+    cfg = tmp_path / "n.yaml"
+    cfg.write_text("experiment: noisy_number\nsweep: {seed: [0, 1, 2, 3]}\n")
+    out_dir = tmp_path / "run"
+    code, out = _run(["run", str(cfg), "--import", str(mod), "--out", str(out_dir)], capsys)
+    assert code == 0, out.err
+    assert "over seeds (mean ± standard error)" in out.out
+    agg = _summary(out_dir)["sweep"]["aggregate"]
+    assert len(agg) == 1 and agg[0]["n"] == 4
+    assert agg[0]["metrics"]["value"]["mean"] == pytest.approx((0 + 1 + 2 + 0) / 4)
+    ((run_dir,),) = [list(d.iterdir()) for d in out_dir.iterdir()]
+    assert (run_dir / "sweep.png").is_file()
+    code, out = _run(["show", str(run_dir)], capsys)
+    assert code == 0 and "over seeds" in out.out and "0.75 ±" in out.out

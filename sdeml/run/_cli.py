@@ -176,6 +176,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         if last:
             print(f"last logged {json.dumps(last)}")
     _print_table(s.get("metrics") or {}, (s.get("sweep") or {}).get("labels"))
+    _print_aggregate(s)
     plots = sorted(p.name for p in run_dir.glob("*.png"))
     arrays = sorted(p.name for p in run_dir.glob("*.npz"))
     print(f"plots       {', '.join(plots) or '-'}")
@@ -207,6 +208,19 @@ def _last_metrics(path: Path) -> dict[str, Any] | None:
         return None
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     return json.loads(lines[-1]) if lines else None
+
+
+def _print_aggregate(summary: dict[str, Any]) -> None:
+    """A sweep's metrics over seeds per hyper-parameter point (computed if not stored)."""
+    sweep, metrics = summary.get("sweep") or {}, summary.get("metrics") or {}
+    if not sweep.get("points") or not metrics:
+        return
+    from ._aggregate import aggregate, format_aggregate
+
+    rows = sweep.get("aggregate") or aggregate(sweep["points"], metrics)
+    text = format_aggregate(rows)
+    if text:
+        print(text)
 
 
 def _print_table(metrics: dict[str, Any], labels: list[str] | None = None) -> None:
@@ -369,6 +383,11 @@ def _execute(
     )
     if error:
         summary["error"] = error
+    if grid and metrics:  # over seeds at each hyper-parameter point, and the sweep plot
+        from ._aggregate import aggregate, sweep_plot
+
+        summary["sweep"]["aggregate"] = aggregate(grid, metrics)
+        sweep_plot(grid, metrics, run_dir / "sweep.png")
     write_json(run_dir / "summary.json", summary)
     if code:
         hint = " (traceback in error.log)" if (run_dir / "error.log").is_file() else ""
@@ -380,6 +399,7 @@ def _execute(
             f"{1e3 * t['step_time_s']:.3f} ms/step"
         )
     _print_table(metrics, run.sweep_labels() if grid else None)
+    _print_aggregate(summary)
     return 0
 
 
