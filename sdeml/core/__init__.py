@@ -3,9 +3,9 @@
 One SDE type (`AbstractSDE`, `SDE`) with one drift/diffusion signature ``f(t, y, args)``, the
 fixed-step SDE engine (`simulate`, the solvers' `step`, Brownian increments; single paths with
 `simulate_path` and the scheme functions, whose `jax.vmap` runs the engine), one ODE solve front
-over diffrax (`solve_ode`), one solver registry whose entries carry their metadata (order,
-adaptivity, stages, evaluations per step), and argument and time-grid validation. Themes import
-from here; nothing here imports a theme.
+over diffrax (`solve_ode`), the one guarded quasi-Newton phase (`lbfgs_minimize`), one solver
+registry whose entries carry their metadata (order, adaptivity, stages, evaluations per step),
+and argument and time-grid validation. Themes import from here; nothing here imports a theme.
 """
 
 from ._brownian import brownian_path as brownian_path
@@ -13,6 +13,9 @@ from ._brownian import coarsen_increments as coarsen_increments
 from ._brownian import sample_increments as sample_increments
 from ._diffrax import to_diffrax as to_diffrax
 from ._diffrax import virtual_brownian_tree as virtual_brownian_tree
+from ._lbfgs import LBFGSResult as LBFGSResult
+from ._lbfgs import QuasiNewtonError as QuasiNewtonError
+from ._lbfgs import lbfgs_minimize as lbfgs_minimize
 from ._ode import DEFAULT_ATOL as DEFAULT_ATOL
 from ._ode import DEFAULT_MAX_STEPS as DEFAULT_MAX_STEPS
 from ._ode import DEFAULT_RTOL as DEFAULT_RTOL

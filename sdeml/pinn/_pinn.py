@@ -1,87 +1,279 @@
-"""Physics-informed networks: the network, its loss and its error against the exact solution."""
+"""Physics-informed networks: the network, its loss, adaptive sampling and its error."""
 
 from __future__ import annotations
+
+import math
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._problems import Collocation, Problem
+from ._problems import AbstractPDE, Collocation, Field, check_domain
+
+
+def _interval(name: str, r: tuple[float, float] | None) -> tuple[float, float] | None:
+    if r is None:
+        return None
+    lo, hi = (float(v) for v in r)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
+        raise ValueError(f"`{name}` must be (lo, hi) with finite lo < hi, got {r}")
+    return lo, hi
 
 
 class PINN(eqx.Module):
-    r"""A network $u_\theta(t, x)$: an MLP with tanh activations on the input $(t, x)$.
+    r"""A network $u_\theta(t, x)$: an MLP with tanh activations on features of $(t, x)$.
 
-    tanh is smooth, so the second derivatives the residuals need are well defined.
+    tanh is smooth, so the second derivatives the residuals need are well defined. The inputs can
+    be encoded first (each option off by default):
+
+    - ``t_range``, ``x_range``: map $t$ and $x$ affinely onto $[-1, 1]$ (Raissi et al. do);
+    - ``harmonics`` $K > 0$: replace $x$ by $\cos(k\omega x), \sin(k\omega x)$, $k = 1..K$,
+      $\omega = 2\pi / (x_{hi} - x_{lo})$: the network is then exactly periodic in $x$, so a
+      periodic boundary condition holds by construction (needs ``x_range``);
+    - ``fourier_features`` $m > 0$: append $\cos 2\pi Bz, \sin 2\pi Bz$ to the features $z$,
+      with a fixed random $B \in \mathbb R^{m \times \dim z}$, $B_{ij} \sim N(0,
+      \sigma^2)$, $\sigma$ = ``fourier_scale`` (not trained).
 
     Args:
         width, depth: the MLP's hidden width and number of hidden layers.
-        key: PRNG key for the initial weights.
+        key: PRNG key for the initial weights (and $B$).
+        t_range, x_range: the domain, for the input scaling and the periodic features.
+        harmonics: periodic features in $x$ (0: none).
+        fourier_features, fourier_scale: random Fourier features (0: none).
 
     Example:
         >>> u = sdeml.PINN(32, 3, key=jr.key(0))
         >>> u(jnp.array(0.1), jnp.array(0.5)).shape
         ()
+
+    References:
+        Tancik et al., Fourier features let networks learn high frequency functions in low
+        dimensional domains, NeurIPS 2020. Dong & Ni, A method for representing periodic
+        functions and enforcing exactly periodic boundary conditions with deep neural networks,
+        J. Comput. Phys. 435 (2021).
     """
 
     mlp: eqx.nn.MLP
+    fourier: Float[Array, "m k"] | None
+    t_range: tuple[float, float] | None = eqx.field(static=True)
+    x_range: tuple[float, float] | None = eqx.field(static=True)
+    harmonics: int = eqx.field(static=True)
 
-    def __init__(self, width: int = 32, depth: int = 3, *, key: PRNGKeyArray):
+    def __init__(
+        self,
+        width: int = 32,
+        depth: int = 3,
+        *,
+        key: PRNGKeyArray,
+        t_range: tuple[float, float] | None = None,
+        x_range: tuple[float, float] | None = None,
+        harmonics: int = 0,
+        fourier_features: int = 0,
+        fourier_scale: float = 1.0,
+    ):
         if width <= 0 or depth <= 0:
             raise ValueError(f"`width` and `depth` must be > 0, got {width}, {depth}")
-        self.mlp = eqx.nn.MLP(2, "scalar", width, depth, activation=jnp.tanh, key=key)
+        if harmonics < 0 or fourier_features < 0:
+            raise ValueError(
+                f"`harmonics` and `fourier_features` must be >= 0, got {harmonics}, "
+                f"{fourier_features}"
+            )
+        if not (math.isfinite(fourier_scale) and fourier_scale > 0):
+            raise ValueError(f"`fourier_scale` must be > 0, got {fourier_scale}")
+        self.t_range = _interval("t_range", t_range)
+        self.x_range = _interval("x_range", x_range)
+        if harmonics and self.x_range is None:
+            raise ValueError("`harmonics` > 0 needs `x_range` (the period is hi - lo)")
+        self.harmonics = int(harmonics)
+        k_mlp, k_b = jr.split(key)
+        n_base = 1 + (2 * self.harmonics if self.harmonics else 1)
+        if fourier_features:
+            self.fourier = fourier_scale * jr.normal(k_b, (fourier_features, n_base))
+            n_in = n_base + 2 * fourier_features
+        else:
+            self.fourier = None
+            n_in = n_base
+        self.mlp = eqx.nn.MLP(n_in, "scalar", width, depth, activation=jnp.tanh, key=k_mlp)
+
+    def features(self, t: Float[Array, ""], x: Float[Array, ""]) -> Float[Array, " k"]:
+        """The network's input vector for the point ``(t, x)``."""
+        if self.t_range is not None:
+            lo, hi = self.t_range
+            t = 2.0 * (t - lo) / (hi - lo) - 1.0
+        if self.harmonics:
+            assert self.x_range is not None  # checked in __init__
+            lo, hi = self.x_range
+            k = jnp.arange(1, self.harmonics + 1, dtype=x.dtype)
+            phase = (2.0 * jnp.pi / (hi - lo)) * k * (x - lo)
+            z = jnp.concatenate([t[None], jnp.cos(phase), jnp.sin(phase)])
+        else:
+            if self.x_range is not None:
+                lo, hi = self.x_range
+                x = 2.0 * (x - lo) / (hi - lo) - 1.0
+            z = jnp.stack([t, x])
+        if self.fourier is not None:
+            proj = 2.0 * jnp.pi * (jax.lax.stop_gradient(self.fourier) @ z)
+            z = jnp.concatenate([z, jnp.cos(proj), jnp.sin(proj)])
+        return z
 
     def __call__(self, t: Float[Array, ""], x: Float[Array, ""]) -> Float[Array, ""]:
-        return self.mlp(jnp.stack([t, x]))
+        return self.mlp(self.features(t, x))
 
 
 def pinn_loss(
-    u: PINN,
-    problem: Problem,
+    u: Field,
+    problem: AbstractPDE,
     points: Collocation,
     *,
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    causal_chunks: int = 0,
+    causal_eps: float = 1.0,
 ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
-    r"""The physics-informed loss $w_r\,\overline{r^2} + w_0\,\overline{(u - u_0)^2} +
-    w_b\,\overline{(u - u_b)^2}$.
+    r"""The physics-informed loss $w_r\,\mathcal L_r + w_0\,\overline{(u - u_0)^2} +
+    w_b\,\overline{b^2}$.
 
     $r$ is the PDE residual at the interior points (derivatives by autodiff), $u_0$ the initial
-    data on $t = 0$ and $u_b$ the boundary data.
+    data on $t = 0$ and $b$ the boundary residual (`AbstractPDE.boundary_residual`). Without
+    causal weighting $\mathcal L_r = \overline{r^2}$. With ``causal_chunks`` $M > 0$, $[0, T]$
+    is cut into $M$ equal slabs with mean squared residuals $\mathcal L_i$, and
+
+    $$\mathcal L_r = \frac1M \sum_{i=1}^M w_i \mathcal L_i,\qquad
+    w_i = \exp\Big(-\varepsilon \sum_{k<i} \mathcal L_k\Big)\ \text{(no gradient)}:$$
+
+    a later slab counts only once the earlier ones are solved, as the flow of time demands.
+
+    Args:
+        u: the network.
+        problem: any `AbstractPDE`.
+        points: the collocation points.
+        weights: $(w_r, w_0, w_b)$.
+        causal_chunks: $M$ (0: no causal weighting).
+        causal_eps: $\varepsilon$.
 
     Returns:
-        The loss and its three parts (``residual``, ``initial``, ``boundary``).
+        The loss and its parts (``residual``, ``initial``, ``boundary``; with causal weighting
+        also ``causal_weight_min``, the last slab's weight, which approaches 1 once training has
+        propagated the solution through the whole interval).
 
     References:
         Raissi, Perdikaris & Karniadakis, Physics-informed neural networks, J. Comput. Phys. 378
-        (2019). doi:10.1016/j.jcp.2018.10.045
+        (2019). doi:10.1016/j.jcp.2018.10.045. Wang, Sankaran & Perdikaris, Respecting causality
+        for training physics-informed neural networks, Comput. Methods Appl. Mech. Engrg. 421
+        (2024). arXiv:2203.07404
     """
+    if causal_chunks < 0:
+        raise ValueError(f"`causal_chunks` must be >= 0, got {causal_chunks}")
     res = jax.vmap(lambda t, x: problem.residual(u, t, x))(points.t_in, points.x_in)
     zeros = jnp.zeros_like(points.x_init)
     u0 = jax.vmap(u)(zeros, points.x_init)
-    ub = jax.vmap(u)(points.t_bc, points.x_bc)
+    bres = jax.vmap(lambda t, x: problem.boundary_residual(u, t, x))(points.t_bc, points.x_bc)
     parts = {
         "residual": jnp.mean(res**2),
         "initial": jnp.mean((u0 - problem.initial(points.x_init)) ** 2),
-        "boundary": jnp.mean((ub - problem.boundary(points.t_bc, points.x_bc)) ** 2),
+        "boundary": jnp.mean(bres**2),
     }
     w_r, w_0, w_b = weights
-    return w_r * parts["residual"] + w_0 * parts["initial"] + w_b * parts["boundary"], parts
+    residual_term = parts["residual"]
+    if causal_chunks:
+        m = causal_chunks
+        slab = jnp.floor(points.t_in * (m / problem.t1)).astype(jnp.int32)
+        slab = jnp.clip(slab, 0, m - 1)
+        sums = jax.ops.segment_sum(res**2, slab, num_segments=m)
+        counts = jax.ops.segment_sum(jnp.ones_like(res), slab, num_segments=m)
+        per_slab = sums / jnp.maximum(counts, 1.0)
+        before = jnp.cumsum(per_slab) - per_slab
+        w = jax.lax.stop_gradient(jnp.exp(-causal_eps * before))
+        residual_term = jnp.mean(w * per_slab)
+        parts["causal_weight_min"] = w[-1]
+    loss = w_r * residual_term + w_0 * parts["initial"] + w_b * parts["boundary"]
+    return loss, parts
 
 
-def pinn_error(u: PINN, problem: Problem, n: int = 64) -> dict[str, Array]:
-    r"""Relative $L^2$ and max errors of `u` against the exact solution on an $n \times n$ grid.
+def residuals(
+    u: Field, problem: AbstractPDE, t: Float[Array, " n"], x: Float[Array, " n"]
+) -> Float[Array, " n"]:
+    """The PDE residual of `u` at the points ``(t[i], x[i])``."""
+    return jax.vmap(lambda a, b: problem.residual(u, a, b))(t, x)
+
+
+def rad_resample(
+    u: Field,
+    problem: AbstractPDE,
+    t_pool: Float[Array, " p"],
+    x_pool: Float[Array, " p"],
+    n: int,
+    *,
+    k: float = 1.0,
+    c: float = 1.0,
+    key: PRNGKeyArray,
+) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
+    r"""Residual-based adaptive distribution (RAD): `n` of the pool's points, drawn by residual.
+
+    Point $j$ of the pool is drawn (with replacement) with probability proportional to
+    $|r_j|^k / \overline{|r|^k} + c$: $c \to \infty$ is uniform sampling, $c = 0$ samples the
+    residual alone. The residuals are constants here (no gradient flows through the choice).
+
+    Args:
+        u, problem: the network and the PDE.
+        t_pool, x_pool: candidate points.
+        n: how many to draw.
+        k, c: the density's exponent and floor ($k \ge 0$, $c \ge 0$, not both 0... any $k$
+            with $c > 0$ is safe).
+        key: PRNG key.
+
+    References:
+        Wu, Zhu, Tan, Kartha & Lu, A comprehensive study of non-adaptive and residual-based
+        adaptive sampling for physics-informed neural networks, Comput. Methods Appl. Mech.
+        Engrg. 403 (2023). arXiv:2207.10289
+    """
+    if n <= 0:
+        raise ValueError(f"`n` must be > 0, got {n}")
+    if k < 0 or c < 0 or (c == 0 and k == 0):
+        raise ValueError(f"need `k` >= 0 and `c` >= 0, not both 0; got k={k}, c={c}")
+    r = jax.lax.stop_gradient(jnp.abs(residuals(u, problem, t_pool, x_pool)))
+    rk = r**k
+    density = rk / jnp.maximum(jnp.mean(rk), jnp.finfo(rk.dtype).tiny) + c
+    idx = jr.choice(key, t_pool.shape[0], (n,), p=density / jnp.sum(density))
+    return t_pool[idx], x_pool[idx]
+
+
+def pinn_error(
+    u: Field,
+    problem: AbstractPDE,
+    n: int | None = None,
+    *,
+    n_t: int = 100,
+    n_x: int = 256,
+    reference: Float[Array, "n_t n_x"] | None = None,
+) -> dict[str, Array]:
+    r"""Relative $L^2$ and max errors of `u` against the problem's reference on a dense grid.
+
+    The grid is $n_t$ equally spaced times in $[0, T]$ (ends included) by $n_x$ equally spaced
+    points in $[x_{lo}, x_{hi}]$ (Raissi's Burgers data: 100 x 256).
+
+    Args:
+        u, problem: the network and the PDE.
+        n: one size for both axes (overrides `n_t` and `n_x`).
+        n_t, n_x: the grid's sizes.
+        reference: the reference on that grid, if already computed (`reference_grid`).
 
     Returns:
         ``rel_l2`` = $\|u - u^*\|_2 / \|u^*\|_2$ and ``max_abs`` = $\max |u - u^*|$, plus the grid
-        (``t``, ``x``) and both fields (``u``, ``exact``) of shape ``(n, n)`` for plotting.
+        (``t``, ``x``) and both fields (``u``, ``exact``) of shape ``(n_t, n_x)`` for plotting.
     """
-    lo, hi = problem.x_range
-    t = jnp.linspace(0.0, problem.t1, n)
-    x = jnp.linspace(lo, hi, n)
+    if n is not None:
+        n_t = n_x = n
+    t, x, exact = (
+        reference_grid(problem, n_t, n_x)
+        if reference is None
+        else (*_grid(problem, n_t, n_x), reference)
+    )
     tt, xx = jnp.meshgrid(t, x, indexing="ij")
     pred = jax.vmap(jax.vmap(u))(tt, xx)
-    exact = problem.exact(tt, xx)
+    if pred.shape != exact.shape:
+        raise ValueError(f"`reference` has shape {exact.shape}, the grid is {pred.shape}")
     return {
         "rel_l2": jnp.linalg.norm(pred - exact) / jnp.linalg.norm(exact),
         "max_abs": jnp.max(jnp.abs(pred - exact)),
@@ -90,3 +282,20 @@ def pinn_error(u: PINN, problem: Problem, n: int = 64) -> dict[str, Array]:
         "u": pred,
         "exact": exact,
     }
+
+
+def _grid(problem: AbstractPDE, n_t: int, n_x: int) -> tuple[Array, Array]:
+    for name, v in (("n_t", n_t), ("n_x", n_x)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+            raise ValueError(f"`{name}` must be an integer >= 2, got {v!r}")
+    lo, hi, t1 = check_domain(problem)
+    return jnp.linspace(0.0, t1, n_t), jnp.linspace(lo, hi, n_x)
+
+
+def reference_grid(
+    problem: AbstractPDE, n_t: int = 100, n_x: int = 256
+) -> tuple[Float[Array, " n_t"], Float[Array, " n_x"], Float[Array, "n_t n_x"]]:
+    """The evaluation grid of `pinn_error` and the reference on it: ``(t, x, u_ref)``."""
+    t, x = _grid(problem, n_t, n_x)
+    tt, xx = jnp.meshgrid(t, x, indexing="ij")
+    return t, x, problem.reference(tt, xx)
