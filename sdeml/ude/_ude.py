@@ -1,0 +1,370 @@
+"""Universal differential equations: known terms + a network, fitted to trajectories on the ODE
+front; the selection and refit of sparse models through the ODE (by the core's guarded
+L-BFGS)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from .._typing import ScalarLike
+from ..core import LBFGSResult, ODESolution, lbfgs_minimize, solve_ode
+from ._library import Library
+from ._sindy import LibraryField
+
+__all__ = [
+    "TrajectoryModel",
+    "UDE",
+    "extrapolation_error",
+    "finite_differences",
+    "refit_through_ode",
+    "trajectory_criterion",
+    "trajectory_loss",
+]
+
+
+class UDE(eqx.Module):
+    r"""A universal differential equation $\dot y = k(t, y) + N_\theta(y)$: known terms + a network.
+
+    Called as ``ude(t, y, args)``, the signature of every vector field in sdeml, so it is solved
+    by `sdeml.solve_ode` (through `TrajectoryModel` when fitted). With ``known=None`` it is a
+    pure neural ODE $\dot y = N_\theta(y)$, the baseline of the universal one.
+
+    Args:
+        known: the known part ``known(t, y, args) -> dy/dt`` (e.g. a `LibraryField` holding
+            $\alpha x$ and $-\delta y$), or None. It is fixed: gradients stop at it, so
+            training moves only `net` (and the initial state of a `TrajectoryModel`).
+        net: the unknown part, called as ``net(y) -> (d,)`` (e.g. an ``eqx.nn.MLP``; a
+            `LibraryField`'s ``terms`` method for a recovered sparse model).
+
+    Example:
+        >>> net = eqx.nn.MLP(2, 2, 32, 2, activation=jnp.tanh, key=jr.key(0))
+        >>> ude = UDE(known, net)
+        >>> sdeml.solve_ode(ude, y0, 0.0, 3.0).ys
+
+    References:
+        Rackauckas et al., Universal Differential Equations for Scientific Machine Learning,
+        2020. arXiv:2001.04385
+    """
+
+    known: Callable[..., Any] | None
+    net: Callable[..., Any]
+
+    def __call__(
+        self, t: ScalarLike, y: Float[Array, " d"], args: Any = None
+    ) -> Float[Array, " d"]:
+        out = self.net(y)
+        if self.known is not None:
+            # the known terms are fixed: no gradient reaches their arrays (Adam's and L-BFGS's
+            # updates leave them where they are), or they would absorb the missing terms
+            arrays, rest = eqx.partition(self.known, eqx.is_array)
+            known = eqx.combine(jax.lax.stop_gradient(arrays), rest)
+            out = out + known(t, y, args)
+        return out
+
+    def missing(self, ys: Float[Array, "n d"]) -> Float[Array, "n d"]:
+        """The network's output (the learned missing terms) at every row of `ys`."""
+        return jax.vmap(self.net)(ys)
+
+
+class TrajectoryModel(eqx.Module):
+    """A vector field and an initial state, solved through `sdeml.solve_ode`: what is fitted.
+
+    The initial state is a parameter (a noisy first observation is a poor one), fitted with the
+    field.
+
+    Args:
+        field: ``field(t, y, args)``, e.g. a `UDE`.
+        y0: the initial state at ``ts[0]``, shape ``(d,)``.
+        solver, rtol, atol, max_steps: as `sdeml.solve_ode`.
+
+    Returns:
+        ``model(ts)`` gives the states at `ts`, shape ``(len(ts), d)``, and raises
+        `sdeml.ODESolveError` when the solve fails (the core's failure policy);
+        ``model.solve(ts)`` gives the `sdeml.ODESolution` with its result code instead.
+    """
+
+    field: Callable[..., Any]
+    y0: Float[Array, " d"]
+    solver: str = eqx.field(static=True, default="tsit5")
+    rtol: float = eqx.field(static=True, default=1e-6)
+    atol: float = eqx.field(static=True, default=1e-8)
+    max_steps: int = eqx.field(static=True, default=4096)
+
+    def __check_init__(self):
+        if self.y0.ndim != 1:
+            raise ValueError(f"`y0` must have shape (d,), got {self.y0.shape}")
+
+    def solve(
+        self, ts: Float[Array, " n"], args: Any = None, *, throw: bool = False
+    ) -> ODESolution:
+        """The `sdeml.ODESolution` at `ts` (``throw=False``: a failure is its result code)."""
+        return solve_ode(
+            self.field,
+            self.y0,
+            ts[0],
+            ts[-1],
+            ts=ts,
+            solver=self.solver,
+            rtol=self.rtol,
+            atol=self.atol,
+            max_steps=self.max_steps,
+            args=args,
+            throw=throw,
+        )
+
+    def __call__(self, ts: Float[Array, " n"], args: Any = None) -> Float[Array, "n d"]:
+        return self.solve(ts, args, throw=True).ys
+
+
+def trajectory_loss(
+    model: TrajectoryModel,
+    ts: Float[Array, " n"],
+    ys: Float[Array, "n d"],
+    scale: Float[ArrayLike, " d"] | None = None,
+) -> Float[Array, ""]:
+    r"""Mean squared error of the model's trajectory at the observation times.
+
+    $$L = \frac{1}{n d}\sum_{i,j}\Big(\frac{\hat y_j(t_i) - y_{ij}}{s_j}\Big)^2$$
+
+    with per-state scales $s_j$ (default 1), so that states of different sizes weigh alike.
+    A solve that fails (the field blows up or stiffens: a wild trial point of a line search, a
+    diverging training run) gives ``inf`` with a zero gradient instead of raising, so that a
+    line search backs off and a training loop's non-finite guard stops with its message.
+
+    Args:
+        model: a `TrajectoryModel` (its ``y0`` is the state at ``ts[0]``).
+        ts: observation times, strictly increasing, shape ``(n,)``.
+        ys: observations, shape ``(n, d)``.
+        scale: per-state scales $s_j > 0$, shape ``(d,)``.
+    """
+    if ys.ndim != 2 or ys.shape[0] != ts.shape[0]:
+        raise ValueError(f"`ys` must have shape ({ts.shape[0]}, d) like `ts`, got {ys.shape}")
+    sol = model.solve(ts)
+    ok = sol.ok & jnp.all(jnp.isfinite(sol.ys))
+    pred = jnp.where(ok, sol.ys, ys)  # finite everywhere, so the gradient of a failure is 0
+    s = jnp.ones(ys.shape[1], ys.dtype) if scale is None else jnp.asarray(scale, ys.dtype)
+    loss = jnp.mean(((pred - ys) / s) ** 2)
+    return jnp.where(ok, loss, jnp.inf)
+
+
+def finite_differences(ts: Float[Array, " n"], ys: Float[Array, "n d"]) -> Float[Array, "n d"]:
+    r"""Second-order finite-difference derivatives of samples on any strictly increasing grid.
+
+    Interior points: the three-point formula of a nonuniform grid (central differences on a
+    uniform one); the ends: the one-sided three-point formulas. Exact for quadratics.
+
+    Args:
+        ts: times, shape ``(n,)``, n >= 3, strictly increasing.
+        ys: samples, shape ``(n, d)``.
+
+    Returns:
+        $\dot y$ estimates, shape ``(n, d)``.
+
+    References:
+        Fornberg, Generation of finite difference formulas on arbitrarily spaced grids,
+        Math. Comp. 51 (1988).
+    """
+    ts, ys = jnp.asarray(ts), jnp.asarray(ys)
+    if ts.ndim != 1 or ts.shape[0] < 3:
+        raise ValueError(f"`ts` must have shape (n,) with n >= 3, got {ts.shape}")
+    if ys.ndim != 2 or ys.shape[0] != ts.shape[0]:
+        raise ValueError(f"`ys` must have shape ({ts.shape[0]}, d), got {ys.shape}")
+
+    def three_point(x0, x1, x2, y0, y1, y2, at):
+        # derivative at `at` of the quadratic through (x0, y0), (x1, y1), (x2, y2) (Lagrange)
+        w0 = ((at - x1) + (at - x2)) / ((x0 - x1) * (x0 - x2))
+        w1 = ((at - x0) + (at - x2)) / ((x1 - x0) * (x1 - x2))
+        w2 = ((at - x0) + (at - x1)) / ((x2 - x0) * (x2 - x1))
+        return w0[:, None] * y0 + w1[:, None] * y1 + w2[:, None] * y2
+
+    mid = three_point(ts[:-2], ts[1:-1], ts[2:], ys[:-2], ys[1:-1], ys[2:], ts[1:-1])
+    first = three_point(ts[:1], ts[1:2], ts[2:3], ys[:1], ys[1:2], ys[2:3], ts[:1])
+    last = three_point(ts[-3:-2], ts[-2:-1], ts[-1:], ys[-3:-2], ys[-2:-1], ys[-1:], ts[-1:])
+    return jnp.concatenate([first, mid, last], axis=0)
+
+
+def _sparse_model(known: Callable[..., Any] | None, library: Library, coefficients: Array) -> UDE:
+    return UDE(known, LibraryField(library, coefficients).terms)
+
+
+def trajectory_criterion(
+    known: Callable[..., Any] | None,
+    library: Library,
+    path: Float[Array, "k p d"],
+    y0: Float[Array, " d"],
+    ts: Float[Array, " n"],
+    ys: Float[Array, "n d"],
+    *,
+    kind: Literal["aic", "aicc", "bic"] = "bic",
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    max_steps: int = 4096,
+) -> tuple[Float[Array, " k"], Float[Array, "k d"]]:
+    r"""An information criterion of every candidate sparse model on the observed trajectory.
+
+    Each candidate $\dot y = k(t, y) + \Xi_i^\top\Theta(y)$ is solved from `y0` at `ts`
+    (vmapped, through `sdeml.solve_ode`) and scored by the Gaussian likelihood of the
+    observations with one unknown noise variance per state:
+
+    $$C_i = \sum_j n\ln(\text{RSS}_{ij}/n) + \text{pen}(k_i),\qquad
+      \text{pen} = 2k \;(\text{AIC}),\; k\ln(nd) \;(\text{BIC}),$$
+
+    with $k_i$ the candidate's nonzero coefficients. Unlike the criterion of the regression
+    residual, this one is measured against noisy data, so a spurious term has to explain the
+    observations, not only the (noiseless, systematically biased) target it was fitted to.
+    A candidate whose solve fails (blows up, runs out of steps) gets ``inf``.
+
+    Args:
+        known: the known terms ``known(t, y, args)`` (or None).
+        library: the `Library` of the candidates.
+        path: candidate coefficients, shape ``(k, p, d)`` (e.g. from `stlsq_path`).
+        y0: the initial state at ``ts[0]``.
+        ts, ys: observation times ``(n,)`` and observations ``(n, d)``.
+        kind: ``"aic"``, ``"aicc"`` or ``"bic"``.
+        rtol, atol, max_steps: of the solves.
+
+    Returns:
+        The criterion of every candidate, shape ``(k,)``, and its RSS per state, ``(k, d)``.
+    """
+    if kind not in ("aic", "aicc", "bic"):
+        raise ValueError(f"`kind` must be 'aic', 'aicc' or 'bic', got {kind!r}")
+    if path.ndim != 3 or path.shape[1:] != (library.n_terms, library.n_states):
+        raise ValueError(
+            f"`path` must have shape (k, {library.n_terms}, {library.n_states}), got {path.shape}"
+        )
+    if not np.all(np.isfinite(np.asarray(ys))):
+        raise ValueError("`ys` contains NaN/inf")
+    n, d = ys.shape
+
+    def one(xi):
+        sol = solve_ode(
+            _sparse_model(known, library, xi),
+            y0,
+            ts[0],
+            ts[-1],
+            ts=ts,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+            throw=False,
+        )
+        rss = jnp.sum((sol.ys - ys) ** 2, axis=0)
+        ok = sol.ok & jnp.all(jnp.isfinite(rss))
+        return jnp.where(ok, rss, jnp.full_like(rss, jnp.inf))
+
+    rss = jax.vmap(one)(path)
+    k = jnp.sum(path != 0, axis=(1, 2)).astype(rss.dtype)
+    fit = jnp.sum(n * jnp.log(rss / n), axis=1)
+    if kind == "bic":
+        crit = fit + k * np.log(n * d)
+    else:
+        crit = fit + 2.0 * k
+        if kind == "aicc":
+            crit = crit + 2.0 * k * (k + 1.0) / (n * d - k - 1.0)
+    crit = jnp.where(jnp.isfinite(crit), crit, jnp.inf)
+    return crit, rss
+
+
+def _with_support(m: TrajectoryModel, mask: Array) -> TrajectoryModel:
+    terms = m.field.net.__self__
+    return eqx.tree_at(
+        lambda t: t.field.net.__self__.coefficients,
+        m,
+        jnp.where(mask, terms.coefficients, jnp.zeros_like(terms.coefficients)),
+    )
+
+
+def _support_loss(m: TrajectoryModel, mask: Array, ts: Array, ys: Array, scale: Array) -> Array:
+    # re-impose the support: the optimiser only moves the nonzero entries
+    return trajectory_loss(_with_support(m, mask), ts, ys, scale)
+
+
+def refit_through_ode(
+    known: Callable[..., Any] | None,
+    library: Library,
+    coefficients: Float[Array, "p d"],
+    y0: Float[Array, " d"],
+    ts: Float[Array, " n"],
+    ys: Float[Array, "n d"],
+    *,
+    scale: Float[ArrayLike, " d"] | None = None,
+    max_iter: int = 200,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+) -> tuple[Float[Array, "p d"], Float[Array, " d"], LBFGSResult]:
+    r"""Refit the nonzero coefficients of a sparse model (and the initial state) to the data.
+
+    Minimises `trajectory_loss` of $\dot y = k(t, y) + \Xi^\top\Theta(y)$ over the entries of
+    $\Xi$ on its support (the zeros stay zero) and over $y_0$, with `lbfgs_minimize`, starting
+    from the given values (e.g. the regression on a UDE's learned terms).
+
+    Args:
+        max_iter: L-BFGS iterations at most.
+        rtol, atol: of the solves.
+
+    Returns:
+        The refitted coefficients (same support), the initial state, and the `LBFGSResult`.
+    """
+    mask = coefficients != 0
+    model0 = TrajectoryModel(
+        _sparse_model(known, library, coefficients), jnp.asarray(y0), rtol=rtol, atol=atol
+    )
+
+    res = lbfgs_minimize(
+        _support_loss,
+        model0,
+        mask,
+        ts,
+        ys,
+        jnp.ones(ys.shape[1], ys.dtype) if scale is None else jnp.asarray(scale, ys.dtype),
+        max_iter=max_iter,
+    )
+    m = _with_support(res.params, mask)
+    return m.field.net.__self__.coefficients, m.y0, res
+
+
+def extrapolation_error(
+    field: Callable[..., Any],
+    y0: Float[Array, " d"],
+    ts: Float[Array, " n"],
+    truth: Float[Array, "n d"],
+    t_from: float,
+    *,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    max_steps: int = 100_000,
+) -> dict[str, Any]:
+    r"""Solve `field` from `y0` at ``ts[0]`` over `ts` and measure its error against `truth`.
+
+    The errors are taken over the times ``ts >= t_from`` (the extrapolation window):
+    $\max_{i,j}|\hat y_{ij} - y_{ij}|$ and that divided by $\max_{i,j}|y_{ij}|$. A solve that
+    fails (a model that blows up or stiffens) does not raise: its states after the failure are
+    ``inf`` and so are its errors, with ``failed`` set.
+
+    Returns:
+        ``{"ys", "max_abs_error", "max_rel_error", "failed"}``.
+    """
+    if truth.shape != (ts.shape[0], y0.shape[0]):
+        raise ValueError(
+            f"`truth` must have shape ({ts.shape[0]}, {y0.shape[0]}), got {truth.shape}"
+        )
+    sol = solve_ode(
+        field, y0, ts[0], ts[-1], ts=ts, rtol=rtol, atol=atol, max_steps=max_steps, throw=False
+    )
+    ys = jnp.where(jnp.isfinite(sol.ys), sol.ys, jnp.inf)
+    window = np.asarray(ts) >= t_from
+    err = np.abs(np.asarray(ys) - np.asarray(truth))[window]
+    max_abs = float(np.max(err)) if np.all(np.isfinite(err)) else float("inf")
+    return {
+        "ys": ys,
+        "max_abs_error": max_abs,
+        "max_rel_error": max_abs / float(np.max(np.abs(np.asarray(truth)[window]))),
+        "failed": not bool(sol.ok),
+    }

@@ -1,0 +1,291 @@
+"""sdeml.ude: candidate libraries, STLSQ, information criteria, the UDE on the ODE front, the
+guarded L-BFGS phase, and (slow) the Lotka–Volterra benchmark end to end."""
+
+import importlib
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+import scipy.linalg
+
+from sdeml import ude
+
+# ------------------------------------------------------------------------------------ library
+
+
+def test_library_term_names_and_count():
+    lib = ude.polynomial_library(("x", "y"), 2)
+    assert lib.term_names == ("1", "x", "y", "x^2", "x y", "y^2")
+    lib5 = ude.polynomial_library(("x", "y"), 5)
+    assert lib5.n_terms == math.comb(2 + 5, 5) == 21
+    assert lib5.term_names[-6:] == ("x^5", "x^4 y", "x^3 y^2", "x^2 y^3", "x y^4", "y^5")
+    trig = ude.polynomial_library(("u", "v", "w"), 1, constant=False, trig=True)
+    assert trig.term_names == (
+        "u", "v", "w", "sin(u)", "cos(u)", "sin(v)", "cos(v)", "sin(w)", "cos(w)"
+    )  # fmt: skip
+
+
+def test_library_evaluation_against_direct_products():
+    lib = ude.polynomial_library(("x", "y", "z"), 4, trig=True)
+    ys = jr.uniform(jr.key(0), (7, 3), minval=-2.0, maxval=2.0)
+    theta = np.asarray(lib.evaluate(ys))
+    host = np.asarray(ys)
+    expected = np.stack(
+        [np.prod(host ** np.asarray(e, float), axis=1) for e in lib.exponents]
+        + [f(host[:, i]) for i in range(3) for f in (np.sin, np.cos)],
+        axis=1,
+    )
+    np.testing.assert_allclose(theta, expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(
+        ude.polynomial_library(("x", "y"), 2)(jnp.array([2.0, 3.0])), [1, 2, 3, 4, 6, 9]
+    )
+
+
+def test_format_equations():
+    lib = ude.polynomial_library(("x", "y"), 2)
+    xi = np.zeros((6, 2))
+    xi[1, 0], xi[4, 0] = 1.3, -0.9024
+    xi[0, 1], xi[4, 1], xi[2, 1] = -0.5, 0.8, -1.8
+    assert ude.format_equations(lib, xi) == [
+        "dx/dt = 1.300 x - 0.902 x y",
+        "dy/dt = -0.500 - 1.800 y + 0.800 x y",
+    ]
+    assert ude.format_equations(lib, np.zeros((6, 2)))[0] == "dx/dt = 0"
+
+
+# ------------------------------------------------------------------------------------- STLSQ
+
+
+def _lorenz_like(ys):
+    """A sparse quadratic system in three states (the Lorenz system's terms)."""
+    x, y, z = ys[:, 0], ys[:, 1], ys[:, 2]
+    return jnp.stack([10.0 * (y - x), x * (28.0 - z) - y, x * y - (8.0 / 3.0) * z], axis=1)
+
+
+def _lorenz_coefficients(lib):
+    xi = np.zeros((lib.n_terms, 3))
+    names = lib.term_names
+    for j, terms in enumerate(
+        [{"x": -10.0, "y": 10.0}, {"x": 28.0, "x z": -1.0, "y": -1.0}, {"x y": 1.0, "z": -8 / 3}]
+    ):
+        for name, c in terms.items():
+            xi[names.index(name), j] = c
+    return xi
+
+
+def test_stlsq_recovers_a_sparse_system_exactly_from_noiseless_data():
+    lib = ude.polynomial_library(("x", "y", "z"), 3)
+    ys = jr.uniform(jr.key(1), (200, 3), minval=-5.0, maxval=5.0)
+    xi = ude.stlsq(lib.evaluate(ys), _lorenz_like(ys), 0.05)
+    truth = _lorenz_coefficients(lib)
+    assert np.array_equal(np.asarray(xi) != 0, truth != 0)  # the exact support
+    np.testing.assert_allclose(xi, truth, atol=1e-10)
+
+
+@pytest.mark.slow  # > 10 s
+def test_stlsq_jit_and_path_equals_per_threshold_calls():
+    lib = ude.polynomial_library(("x", "y", "z"), 2)
+    ys = jr.uniform(jr.key(2), (80, 3), minval=-3.0, maxval=3.0)
+    theta = lib.evaluate(ys)
+    target = _lorenz_like(ys) + 0.5 * jr.normal(jr.key(3), (80, 3))
+    lams = jnp.array([0.0, 0.01, 0.1, 0.5, 2.0, 9.0, 50.0])
+    for normalize in (False, True):
+        path = ude.stlsq_path(theta, target, lams, normalize=normalize)
+        loop = jnp.stack([ude.stlsq(theta, target, lam, normalize=normalize) for lam in lams])
+        np.testing.assert_allclose(path, loop, rtol=1e-12, atol=1e-12)
+        # the supports shrink as the threshold grows, from full (0) to empty (50)
+        sizes = np.asarray(jnp.sum(path != 0, axis=(1, 2)))
+        assert sizes[0] == theta.shape[1] * 3 and sizes[-1] == 0
+        assert np.all(np.diff(sizes) <= 0)
+    jitted = jax.jit(lambda lam: ude.stlsq(theta, target, lam))
+    np.testing.assert_allclose(jitted(0.1), ude.stlsq(theta, target, 0.1), atol=1e-12)
+    # every kept coefficient is at least the threshold
+    xi = np.asarray(ude.stlsq(theta, target, 0.5))
+    assert np.all((xi == 0) | (np.abs(xi) >= 0.5))
+
+
+def test_lstsq_on_support_is_least_squares_on_those_columns():
+    lib = ude.polynomial_library(("x", "y"), 3)
+    ys = jr.uniform(jr.key(4), (50, 2), minval=-1.0, maxval=2.0)
+    theta = lib.evaluate(ys)
+    target = jr.normal(jr.key(5), (50, 2))
+    support = np.zeros((lib.n_terms, 2))
+    support[[1, 4], 0] = 1.0
+    support[[0, 2, 5], 1] = 1.0
+    xi = np.asarray(ude.lstsq_on_support(theta, target, jnp.asarray(support)))
+    for j in range(2):
+        cols = np.flatnonzero(support[:, j])
+        ref = np.linalg.lstsq(np.asarray(theta)[:, cols], np.asarray(target)[:, j], rcond=None)[0]
+        np.testing.assert_allclose(xi[cols, j], ref, rtol=1e-10)
+        assert np.all(xi[support[:, j] == 0, j] == 0)
+
+
+# -------------------------------------------------------------------------------- criteria
+
+
+def test_information_criterion_formulas():
+    rss, n, k = 2.5, 40, 3
+    base = n * math.log(rss / n)
+    assert float(ude.information_criterion(rss, n, k, "aic")) == pytest.approx(base + 2 * k)
+    assert float(ude.information_criterion(rss, n, k, "bic")) == pytest.approx(
+        base + k * math.log(n)
+    )
+    assert float(ude.information_criterion(rss, n, k, "aicc")) == pytest.approx(
+        base + 2 * k + 2 * k * (k + 1) / (n - k - 1)
+    )
+
+
+@pytest.mark.parametrize("kind", ["aic", "bic"])
+def test_criterion_picks_the_true_support(kind):
+    """Noisy targets of a sparse model: small thresholds keep noise-fitting terms, large ones drop
+    true terms; the criterion of the regression residual picks exactly the true support."""
+    lib = ude.polynomial_library(("x", "y"), 3)
+    ys = jr.uniform(jr.key(6), (300, 2), minval=-2.0, maxval=2.0)
+    truth = np.zeros((lib.n_terms, 2))
+    names = lib.term_names
+    truth[names.index("x"), 0], truth[names.index("x y"), 0] = 1.3, -0.9
+    truth[names.index("y"), 1], truth[names.index("x^2 y"), 1] = -1.8, 0.4
+    target = lib.evaluate(ys) @ truth + 0.05 * jr.normal(jr.key(7), (300, 2))
+    lams = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, 2.0, 25)])
+    res = ude.sindy(lib.evaluate(ys), target, lams, kind=kind)
+    found, true = np.asarray(res.coefficients) != 0, truth != 0
+    if kind == "bic":
+        assert np.array_equal(found, true)
+    else:
+        # AIC's penalty (2 per term) is weaker than BIC's (ln 300 = 5.7 per term): on this seed
+        # it keeps one noise-fitting term of size 0.003 besides the true ones (measured)
+        assert np.all(found[true]) and int(np.sum(found & ~true)) <= 1
+    np.testing.assert_allclose(res.coefficients, truth, atol=0.02)
+    assert res.path.shape == (26, lib.n_terms, 2)
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_one_clear_value_error():
+    with pytest.raises(ValueError, match="no terms"):
+        ude.Library(("x", "y"), [])
+    with pytest.raises(ValueError, match="`degree`"):
+        ude.polynomial_library(("x", "y"), 0)
+    with pytest.raises(ValueError, match="`degree`"):
+        ude.polynomial_library(("x", "y"), 2.5)  # type: ignore[arg-type]
+    theta, target = jnp.ones((5, 3)), jnp.ones((5, 2))
+    with pytest.raises(ValueError, match="`threshold`"):
+        ude.stlsq(theta, target, -0.1)
+    with pytest.raises(ValueError, match="`thresholds`"):
+        ude.stlsq_path(theta, target, jnp.array([0.1, -1.0]))
+    with pytest.raises(ValueError, match="`targets` contains 1 NaN"):
+        ude.stlsq(theta, target.at[2, 1].set(jnp.nan), 0.1)
+    with pytest.raises(ValueError, match="`theta`"):
+        ude.stlsq(theta.at[0, 0].set(jnp.inf), target, 0.1)
+    with pytest.raises(ValueError, match="`targets` must have shape"):
+        ude.stlsq(theta, jnp.ones((4, 2)), 0.1)
+    with pytest.raises(ValueError, match="`n_iter`"):
+        ude.stlsq(theta, target, 0.1, n_iter=0)
+
+
+# ---------------------------------------------------------------------- the UDE and its solve
+
+
+def test_finite_differences_exact_for_quadratics_on_an_irregular_grid():
+    ts = jnp.sort(jr.uniform(jr.key(8), (12,), maxval=3.0))
+    ys = jnp.stack([2.0 - ts + 0.5 * ts**2, 3.0 * ts**2], axis=1)
+    np.testing.assert_allclose(
+        ude.finite_differences(ts, ys), jnp.stack([-1.0 + ts, 6.0 * ts], axis=1), atol=1e-9
+    )
+
+
+@pytest.mark.slow  # > 10 s
+def test_ude_is_known_plus_net_and_solves_like_the_matrix_exponential():
+    lib = ude.polynomial_library(("x", "y"), 2)
+    known = ude.lotka_volterra_known(lib, alpha=0.3, delta=0.7)  # diag(0.3, -0.7) y
+    net = eqx.nn.Linear(2, 2, use_bias=False, key=jr.key(9))
+    a = np.diag([0.3, -0.7]) + np.asarray(net.weight)
+    field = ude.UDE(known, net)
+    y = jnp.array([0.4, -1.2])
+    np.testing.assert_allclose(field(0.0, y, None), a @ np.asarray(y), rtol=1e-14)
+    np.testing.assert_allclose(
+        field.missing(y[None]), (np.asarray(net.weight) @ np.asarray(y))[None], rtol=1e-14
+    )
+    ts = jnp.linspace(0.0, 2.0, 5)
+    model = ude.TrajectoryModel(field, y, rtol=1e-10, atol=1e-12)
+    exact = np.stack([scipy.linalg.expm(a * float(t)) @ np.asarray(y) for t in ts])
+    np.testing.assert_allclose(model(ts), exact, rtol=1e-8, atol=1e-10)
+    # the trajectory loss of the exact data is 0, and its gradient flows to the network
+    assert float(ude.trajectory_loss(model, ts, jnp.asarray(exact))) < 1e-16
+    g = eqx.filter_grad(lambda m: ude.trajectory_loss(m, ts, jnp.asarray(exact) + 0.1))(model)
+    assert float(jnp.abs(g.field.net.weight).sum()) > 0
+
+
+@pytest.mark.slow  # > 10 s
+def test_lbfgs_minimizes_rosenbrock_and_guards_nan():
+    def rosen(p):
+        x, y = p["x"], p["y"]
+        return (1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2
+
+    p0 = {"x": jnp.array(-1.2), "y": jnp.array(1.0)}
+    res = ude.lbfgs_minimize(rosen, p0, max_iter=200, gtol=1e-10, log_every=10)
+    assert res.status == "converged", res.message
+    np.testing.assert_allclose([res.params["x"], res.params["y"]], [1.0, 1.0], atol=1e-6)
+    assert res.loss < 1e-12 and res.initial_loss == pytest.approx(24.2)
+    losses = [row["loss"] for row in res.history]
+    assert losses[0] == pytest.approx(24.2) and np.all(np.diff(losses) < 0)
+    few = ude.lbfgs_minimize(rosen, p0, max_iter=3)
+    assert few.status == "max_iter" and few.iterations == 3 and "3 iterations" in few.message
+    with pytest.raises(ude.QuasiNewtonError, match="initial loss is nan"):
+        ude.lbfgs_minimize(lambda p: jnp.sum(p) * jnp.nan, jnp.ones(2))
+    # unbounded below: the line search expands the step until the loss overflows to -inf, and
+    # the guard stops with the message instead of returning it
+    bad = lambda p: -jnp.sum(p**2) * jnp.exp(jnp.sum(p**2))
+    with pytest.raises(ude.QuasiNewtonError, match="non-finite") as e:
+        ude.lbfgs_minimize(bad, jnp.array([0.5, 0.1]))
+    assert e.value.result.status == "non_finite" and bool(jnp.isfinite(e.value.result.loss))
+
+
+@pytest.mark.slow  # > 10 s
+def test_refit_through_the_ode_recovers_lotka_volterra_from_noiseless_data():
+    lib = ude.polynomial_library(("x", "y"), 2)
+    known = ude.lotka_volterra_known(lib)
+    ts, clean, _ = ude.lotka_volterra_data(jr.key(0), noise=0.0)
+    xi = np.zeros((lib.n_terms, 2))
+    xi[lib.term_names.index("x y")] = [-0.8, 0.7]  # the support, with wrong values
+    coef, y0, res = ude.refit_through_ode(
+        known, lib, jnp.asarray(xi), clean[0] * 1.05, ts, clean, max_iter=100
+    )
+    rep = ude.interaction_report(lib, coef)
+    assert rep.exact
+    assert rep.beta_error < 1e-5 and rep.gamma_error < 1e-5, (rep, res.message)
+    np.testing.assert_allclose(y0, ude.LV_Y0, rtol=1e-5)
+    # the trajectory criterion prefers the true model to the known terms alone and to a model
+    # with a spurious term, on noisy data
+    _, _, noisy = ude.lotka_volterra_data(jr.key(1), noise=0.05)
+    spurious = np.asarray(coef).copy()
+    spurious[lib.term_names.index("x^2"), 0] = 0.05
+    path = jnp.stack([coef, jnp.zeros_like(coef), jnp.asarray(spurious)])
+    crit, rss = ude.trajectory_criterion(known, lib, path, y0, ts, noisy)
+    assert int(jnp.argmin(crit)) == 0 and rss.shape == (3, 2)
+
+
+# ------------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="not reached yet (measured 2026-12-03, x64): seed 0 recovers dx: x y + x y^2 and "
+    "dy: y + x y (beta 0.848, gamma 0.702); seed 1 loses the interaction. Flips to a failure "
+    "once the benchmark holds, so the marker must then go.",
+)
+def test_lotka_volterra_ude_recovers_the_interactions():
+    """The benchmark at 5 % noise, seed 0: the network's output gives exactly x y in both
+    missing-term equations, and the refit β, γ within 10 % (issue #20, item 4)."""
+    exp = importlib.import_module("sdeml.experiments.ude_lotka_volterra")
+    out = exp.recover(exp.Config(seed=0, neural_ode=False))
+    m = out["metrics"]
+    assert m["exact_terms"], m
+    assert m["beta_rel_error"] < 0.1 and m["gamma_rel_error"] < 0.1, m
+    assert m["extrapolation_max_rel_error"] < 0.5, m
