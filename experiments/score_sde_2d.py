@@ -27,6 +27,18 @@ class DataConfig(Section):
     )
 
 
+# the training recipe of the 2-D toys' denoising objectives (also pfgm_2d's)
+TOY_TRAIN: dict[str, Any] = dict(
+    steps=6000,
+    batch_size=512,
+    lr=2e-3,
+    schedule="cosine",
+    ema_decay=0.999,
+    log_every=200,
+    ckpt_every=2000,
+)
+
+
 class SDEConfig(Section):
     name: Literal["vp", "subvp", "ve"] = "vp"
     beta_min: PositiveFloat = 0.1
@@ -42,10 +54,13 @@ class ModelConfig(Section):
     embed_scale: PositiveFloat = 4.0
 
 
-class EvalConfig(Section):
+class ToyEvalConfig(Section):
     n_samples: PositiveInt = 2000
     # generated set s is scored against data set s of 10
     n_seeds: PositiveInt = Field(default=3, le=10)
+
+
+class EvalConfig(ToyEvalConfig):
     em_steps: PositiveInt = 1000
     pc_steps: PositiveInt = 500
     # few-step budgets (score evaluations, the final denoising step included) of multistep
@@ -62,15 +77,7 @@ class Config(ExperimentConfig):
     data: DataConfig = DataConfig()
     sde: SDEConfig = SDEConfig()
     model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig(
-        steps=6000,
-        batch_size=512,
-        lr=2e-3,
-        schedule="cosine",
-        ema_decay=0.999,
-        log_every=200,
-        ckpt_every=2000,
-    )
+    train: TrainConfig = TrainConfig(**TOY_TRAIN)
     eval: EvalConfig = EvalConfig()
 
 
@@ -146,12 +153,40 @@ def main(cfg: Config, run: Run) -> dict[str, Any]:
     return run.collect(rows)
 
 
-def _setup(cfg: Config) -> Setup:
-    """One grid point's initial model and training key (swept keys may be traced arrays)."""
+def seeded_setup(build: Any, cfg: Any) -> Setup:
+    """One grid point's initial model (``build(cfg, key)``) and training key from ``cfg.seed``
+    (swept keys may be traced arrays); the third key of the split is the evaluation's."""
     import jax.random as jr
 
     k_model, k_train, _ = jr.split(jr.key(cfg.seed), 3)
-    return Setup(build_model(cfg, k_model), k_train)
+    return Setup(build(cfg, k_model), k_train)
+
+
+def _setup(cfg: Config) -> Setup:
+    return seeded_setup(build_model, cfg)
+
+
+def toy_batches(cfg: Any):
+    """Fresh i.i.d. batches of ``cfg.data.name`` at ``cfg.train.batch_size`` every step."""
+
+    def batch_fn(key, step):
+        return sdeml.data.toy(cfg.data.name, cfg.train.batch_size, key=key)
+
+    return batch_fn
+
+
+def toy_references(cfg: Any, n: int):
+    """The evaluation key, the 10 reference sets of size `n` (issue #7's MMD protocol) and one
+    set of kernel bandwidths from the first of them."""
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    k_eval = jr.split(jr.key(cfg.seed), 3)[2]
+    ref = [sdeml.data.toy(cfg.data.name, n, key=jr.fold_in(k_eval, 1000 + i)) for i in range(10)]
+    bw = sdeml.metrics.median_bandwidth(ref[0]) * jnp.asarray(
+        sdeml.metrics.DEFAULT_BANDWIDTH_FACTORS
+    )
+    return k_eval, ref, bw
 
 
 def _objective(cfg: Config, data: None):
@@ -161,10 +196,7 @@ def _objective(cfg: Config, data: None):
     def loss_fn(model, batch, key):
         return sdeml.dsm_loss(model, sde, batch, eps=cfg.sde.eps, key=key)
 
-    def batch_fn(key, step):
-        return sdeml.data.toy(cfg.data.name, cfg.train.batch_size, key=key)
-
-    return loss_fn, batch_fn
+    return loss_fn, toy_batches(cfg)
 
 
 def _evaluate(cfg: Config, run: Run, model, member: int | None) -> dict[str, float]:
@@ -175,14 +207,10 @@ def _evaluate(cfg: Config, run: Run, model, member: int | None) -> dict[str, flo
     import jax.random as jr
     import matplotlib.pyplot as plt
 
-    k_eval = jr.split(jr.key(cfg.seed), 3)[2]
     sde = _sde(cfg.sde)
     n, ev = cfg.eval.n_samples, cfg.eval
-    ref = [sdeml.data.toy(cfg.data.name, n, key=jr.fold_in(k_eval, 1000 + i)) for i in range(10)]
     # one set of bandwidths (from the first data set at n) for every size and sampler
-    bw = sdeml.metrics.median_bandwidth(ref[0]) * jnp.asarray(
-        sdeml.metrics.DEFAULT_BANDWIDTH_FACTORS
-    )
+    k_eval, ref, bw = toy_references(cfg, n)
 
     def score(gen, ref_s, floors=None):  # issue #7: floor pairs (R_i, R_{5+i}), G_s against R_s
         return sdeml.metrics.mmd_ratio_to_floor(gen, ref_s, n_floor=5, bandwidths=bw, floors=floors)

@@ -1,0 +1,561 @@
+r"""The EDM parameterisation (Karras et al. 2022): noise level sigma as time, the preconditioned
+denoiser, its loss, the rho-grid and the Heun sampler with optional stochastic churn.
+
+In EDM form the data are perturbed as $x = y + \sigma n$, $n\sim\mathcal N(0, I)$
+($\alpha = 1$): a VP/sub-VP/VE model with $x_t = \alpha(t)x_0 + \sigma(t)\varepsilon$ is the
+same model in the variables $\tilde x = x_t/\alpha(t)$,
+$\tilde\sigma = \sigma(t)/\alpha(t) = e^{-\lambda(t)}$ (`ScoreDenoiser`). A denoiser is called
+``denoiser(sigma, x)`` for one sample, like a score ``score(t, x)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+from ..core import integrate_ode
+from ..data import GaussianMixture
+from ._samplers import SampleResult
+from ._sde import AbstractDiffusionSDE
+
+# (sigma, x) -> E[y | y + sigma n = x] for one sample
+DenoiserFn = Callable[[Any, Array], Array]
+# (key, shape, sigma_max, dtype) -> draws from the prior at sigma_max
+PriorFn = Callable[..., Array]
+
+
+# -------------------------------------------------------------------------- converters (exact)
+def denoiser_to_score(denoised: Array, x: Array, sigma: float | Array) -> Array:
+    r"""$\nabla_x\log p_\sigma(x) = (D(x, \sigma) - x)/\sigma^2$ (Tweedie, EDM form)."""
+    return (denoised - x) / sigma**2
+
+
+def score_to_denoiser(score: Array, x: Array, sigma: float | Array) -> Array:
+    r"""$D(x, \sigma) = x + \sigma^2\nabla_x\log p_\sigma(x)$."""
+    return x + sigma**2 * score
+
+
+def denoiser_to_eps(denoised: Array, x: Array, sigma: float | Array) -> Array:
+    r"""$\hat\varepsilon = (x - D)/\sigma$ (so that $x = D + \sigma\hat\varepsilon$)."""
+    return (x - denoised) / sigma
+
+
+def eps_to_denoiser(eps: Array, x: Array, sigma: float | Array) -> Array:
+    r"""$D = x - \sigma\hat\varepsilon$."""
+    return x - sigma * eps
+
+
+# -------------------------------------------------------------------------- preconditioning
+def _check_sigma_data(sigma_data: float) -> None:
+    if isinstance(sigma_data, int | float) and not sigma_data > 0:
+        raise ValueError(f"`sigma_data` must be positive, got {sigma_data}")
+
+
+def edm_scalings(
+    sigma: Float[ArrayLike, ""], sigma_data: float = 0.5
+) -> tuple[Array, Array, Array, Array]:
+    r"""The preconditioning coefficients of Karras et al. (2022), Table 1.
+
+    $$c_\text{skip} = \frac{\sigma_d^2}{\sigma^2+\sigma_d^2},\quad
+    c_\text{out} = \frac{\sigma\sigma_d}{\sqrt{\sigma^2+\sigma_d^2}},\quad
+    c_\text{in} = \frac{1}{\sqrt{\sigma^2+\sigma_d^2}},\quad
+    c_\text{noise} = \tfrac14\ln\sigma,$$
+
+    chosen so that the network's input and its training target have unit variance at every
+    $\sigma$ when the data have standard deviation $\sigma_d$.
+
+    Args:
+        sigma: the noise level $\sigma > 0$.
+        sigma_data: $\sigma_d$, the data's standard deviation.
+
+    Returns:
+        ``(c_skip, c_out, c_in, c_noise)``.
+
+    Example:
+        >>> c_skip, c_out, c_in, c_noise = edm_scalings(1.0)
+
+    References:
+        Karras, Aittala, Aila & Laine, Elucidating the Design Space of Diffusion-Based
+        Generative Models, NeurIPS 2022, Table 1 and appendix B.6. arXiv:2206.00364
+    """
+    _check_sigma_data(sigma_data)
+    sigma = jnp.asarray(sigma)
+    s2 = sigma**2 + sigma_data**2
+    c_skip = sigma_data**2 / s2
+    c_out = sigma * sigma_data / jnp.sqrt(s2)
+    c_in = 1.0 / jnp.sqrt(s2)
+    c_noise = 0.25 * jnp.log(sigma)
+    return c_skip, c_out, c_in, c_noise
+
+
+def edm_loss_weight(sigma: Float[ArrayLike, "..."], sigma_data: float = 0.5) -> Array:
+    r"""$\lambda(\sigma) = (\sigma^2 + \sigma_d^2)/(\sigma\sigma_d)^2 = 1/c_\text{out}^2$: with it
+    the loss of $D$ is the unit-weighted loss of the raw network $F$ against its effective target.
+    """
+    _check_sigma_data(sigma_data)
+    sigma = jnp.asarray(sigma)
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+class EDMDenoiser(eqx.Module):
+    r"""The preconditioned denoiser $D_\theta(x, \sigma) = c_\text{skip}x + c_\text{out}
+    F_\theta(c_\text{noise}, c_\text{in}x)$ (Karras et al. 2022, eq. (7) and Table 1).
+
+    Args:
+        net: an equinox module ``net(c_noise, x_in, *, key=None)`` returning ``x``'s shape (e.g.
+            `sdeml.nn.TimeMLP`, whose time input receives $c_\text{noise} = \tfrac14\ln\sigma$).
+        sigma_data: $\sigma_d$, the data's standard deviation (0.5 in EDM; the 2-D toys: ~0.5-1).
+
+    Returns:
+        A module ``denoiser(sigma, x, *, key=None) -> D(x, sigma)`` for one sample; ``.score``
+        and ``.eps`` give the other readings (exact conversions).
+
+    Example:
+        >>> den = EDMDenoiser(sdeml.nn.TimeMLP(2, embed_scale=1.0, key=jr.key(0)))
+        >>> den(1.0, jnp.zeros(2)).shape
+        (2,)
+
+    References:
+        Karras et al., NeurIPS 2022, sec. 5 and Table 1. arXiv:2206.00364
+    """
+
+    net: Callable[..., Array]
+    sigma_data: float = eqx.field(static=True)
+
+    def __init__(self, net: Callable[..., Array], sigma_data: float = 0.5):
+        _check_sigma_data(sigma_data)
+        self.net, self.sigma_data = net, float(sigma_data)
+
+    def __call__(
+        self,
+        sigma: Float[ArrayLike, ""],
+        x: Float[Array, "..."],
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> Float[Array, "..."]:
+        sigma = jnp.asarray(sigma, x.dtype)
+        c_skip, c_out, c_in, c_noise = edm_scalings(sigma, self.sigma_data)
+        xin = c_in * x
+        out = self.net(c_noise, xin, key=key) if key is not None else self.net(c_noise, xin)
+        if jnp.shape(out) != jnp.shape(x):
+            raise ValueError(f"the network returned shape {jnp.shape(out)} for x of {jnp.shape(x)}")
+        return c_skip * x + c_out * out
+
+    def score(self, sigma: Float[ArrayLike, ""], x: Float[Array, "..."]) -> Float[Array, "..."]:
+        r"""$\nabla_x\log p_\sigma(x) = (D - x)/\sigma^2$."""
+        return denoiser_to_score(self(sigma, x), x, jnp.asarray(sigma, x.dtype))
+
+    def eps(self, sigma: Float[ArrayLike, ""], x: Float[Array, "..."]) -> Float[Array, "..."]:
+        r"""$\hat\varepsilon = (x - D)/\sigma$."""
+        return denoiser_to_eps(self(sigma, x), x, jnp.asarray(sigma, x.dtype))
+
+
+class MixtureDenoiser(eqx.Module):
+    r"""The exact ideal denoiser $D(x, \sigma) = \mathbb E[y\mid y + \sigma n = x]$ of Gaussian-
+    mixture data: ground truth for samplers in EDM form.
+
+    $p_\sigma$ is the mixture with component standard deviations $\sqrt{s_k^2+\sigma^2}$, and
+    $D = x + \sigma^2\nabla\log p_\sigma(x)$.
+
+    Args:
+        mixture: the data law.
+
+    Example:
+        >>> den = MixtureDenoiser(sdeml.data.gaussian_mixture_2d()); den(0.5, jnp.zeros(2))
+    """
+
+    mixture: GaussianMixture
+
+    def marginal(self, sigma: Float[ArrayLike, ""]) -> GaussianMixture:
+        """The law $p_\\sigma$ of $y + \\sigma n$."""
+        m = self.mixture
+        return GaussianMixture(m.weights, m.means, jnp.sqrt(m.stds**2 + jnp.asarray(sigma) ** 2))
+
+    def __call__(self, sigma: Float[ArrayLike, ""], x: Float[Array, " d"]) -> Float[Array, " d"]:
+        sigma = jnp.asarray(sigma, x.dtype)
+        return score_to_denoiser(self.marginal(sigma).score(x), x, sigma)
+
+
+class ScoreDenoiser(eqx.Module):
+    r"""A VP/sub-VP/VE score model read as an EDM denoiser (exact change of variables).
+
+    With $x_t = \alpha(t)x_0 + \sigma(t)\varepsilon$, the scaled state $\tilde x = x_t/\alpha$
+    is $x_0 + \tilde\sigma\varepsilon$ with $\tilde\sigma = \sigma/\alpha = e^{-\lambda(t)}$, so
+
+    $$D(\tilde x, \tilde\sigma) = \hat x_0 = \frac{x_t + \sigma(t)^2 s(t, x_t)}{\alpha(t)},\qquad
+    t = \lambda^{-1}(-\ln\tilde\sigma),\ x_t = \alpha(t)\tilde x.$$
+
+    Any EDM sampler (`edm_sampler`, `unipc_edm_sampler`) then samples the VP/VE model; its
+    $\tilde\sigma$ range is ``sde.sigma(t)/sde.alpha(t)`` at $t=\epsilon$ and $t=T$.
+
+    Args:
+        score_fn: ``score_fn(t, x)`` for one sample (a `ScoreModel`, a `MixtureScore`, ...).
+        sde: the forward SDE it was trained for.
+
+    Example:
+        >>> den = ScoreDenoiser(model, VPSDE()); x = edm_sampler(den, (1000, 2), sigma_min=2e-3,
+        ...     sigma_max=float(den.sigma_of(1.0)), key=jr.key(0)).x
+
+    References:
+        Karras et al., NeurIPS 2022, sec. 2 and Table 1 (VP and VE in the common framework).
+    """
+
+    score_fn: Callable[[Any, Array], Array]
+    sde: AbstractDiffusionSDE
+
+    def sigma_of(self, t: Float[ArrayLike, ""]) -> Array:
+        r"""$\tilde\sigma(t) = \sigma(t)/\alpha(t)$."""
+        return jnp.exp(-self.sde.log_snr(t))
+
+    def __call__(self, sigma: Float[ArrayLike, ""], x: Float[Array, "..."]) -> Float[Array, "..."]:
+        sigma = jnp.asarray(sigma, x.dtype)
+        t = self.sde.t_from_log_snr(-jnp.log(sigma))
+        a, s = self.sde.alpha(t), self.sde.sigma(t)
+        xt = a * x
+        return (xt + s**2 * self.score_fn(t, xt)) / a
+
+
+# -------------------------------------------------------------------------- training
+def _check_pos(name: str, value: Any) -> None:
+    if isinstance(value, int | float) and not value > 0:
+        raise ValueError(f"`{name}` must be positive, got {value}")
+
+
+def edm_sigma_sample(
+    n: int, *, p_mean: float = -1.2, p_std: float = 1.2, dtype=None, key: PRNGKeyArray
+) -> Float[Array, " n"]:
+    r"""Training noise levels $\ln\sigma\sim\mathcal N(P_\text{mean}, P_\text{std}^2)$ (EDM's
+    log-normal proposal, which spends the training budget where the loss can still be reduced).
+
+    Args:
+        n: how many.
+        p_mean, p_std: $P_\text{mean}$ and $P_\text{std} > 0$ (EDM: -1.2 and 1.2).
+        dtype: float dtype.
+        key: PRNG key.
+
+    Returns:
+        ``(n,)`` noise levels.
+
+    References:
+        Karras et al., NeurIPS 2022, sec. 5 and Table 1.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be a positive int, got {n!r}")
+    _check_pos("p_std", p_std)
+    return jnp.exp(p_mean + p_std * jr.normal(key, (n,), dtype))
+
+
+# (key, sigma (b,), batch shape (b, ...)) -> noise of that shape
+NoiseFn = Callable[[PRNGKeyArray, Array, tuple[int, ...]], Array]
+
+
+def gaussian_noise(key: PRNGKeyArray, sigma: Array, shape: tuple[int, ...]) -> Array:
+    r"""$\sigma n$, $n\sim\mathcal N(0, I)$, one $\sigma$ per sample (EDM's perturbation)."""
+    s = sigma.reshape((shape[0],) + (1,) * (len(shape) - 1))
+    return s * jr.normal(key, shape, sigma.dtype)
+
+
+def edm_loss(
+    denoiser: Callable[..., Array],
+    batch: Float[Array, "b ..."],
+    *,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float = 0.5,
+    noise_fn: NoiseFn = gaussian_noise,
+    key: PRNGKeyArray,
+) -> Float[Array, ""]:
+    r"""The EDM denoising loss $\mathbb E_{\sigma, y, n}\big[\lambda(\sigma)
+    \|D_\theta(y + n, \sigma) - y\|^2\big]$ with
+    $\ln\sigma\sim\mathcal N(P_\text{mean}, P_\text{std}^2)$.
+
+    Summed over a sample's entries, averaged over the batch; $\lambda = $ `edm_loss_weight`.
+    The perturbation $n$ is Gaussian, $\sigma\mathcal N(0, I)$, unless `noise_fn` draws it from
+    another kernel at the same $\sigma$ (PFGM++: `sdeml.pfgm.PFGMPPKernel.noise`).
+
+    Args:
+        denoiser: ``denoiser(sigma, x)`` for one sample (an `EDMDenoiser`: the key also reaches
+            its network, for dropout).
+        batch: data $y$, shape ``(b, ...)``.
+        p_mean, p_std: the log-normal proposal of $\sigma$.
+        sigma_data: $\sigma_d$ of the weighting.
+        noise_fn: ``noise_fn(key, sigma (b,), shape) -> n``.
+        key: PRNG key.
+
+    Returns:
+        The scalar loss.
+
+    Example:
+        >>> den = EDMDenoiser(sdeml.nn.TimeMLP(2, key=jr.key(0)))
+        >>> edm_loss(den, jnp.zeros((64, 2)), key=jr.key(1))
+
+    References:
+        Karras et al., NeurIPS 2022, eq. (2), (8) and Table 1.
+    """
+    batch = jnp.asarray(batch)
+    if batch.ndim < 2:
+        raise ValueError(f"`batch` must have shape (b, ...) with a batch axis, got {batch.shape}")
+    b = batch.shape[0]
+    ks, kn, km = jr.split(key, 3)
+    sigma = edm_sigma_sample(b, p_mean=p_mean, p_std=p_std, dtype=batch.dtype, key=ks)
+    x = batch + noise_fn(kn, sigma, batch.shape)
+    if isinstance(denoiser, EDMDenoiser):
+        out = jax.vmap(lambda s, x_, k: denoiser(s, x_, key=k))(sigma, x, jr.split(km, b))
+    else:
+        out = jax.vmap(denoiser)(sigma, x)
+    per = jnp.sum((out - batch).reshape(b, -1) ** 2, axis=1)
+    return jnp.mean(edm_loss_weight(sigma, sigma_data) * per)
+
+
+# -------------------------------------------------------------------------- sampling
+def check_sigma_range(sigma_min: Any, sigma_max: Any, rho: Any = 7.0) -> None:
+    """Raise one `ValueError` naming the argument unless ``0 < sigma_min < sigma_max``, rho > 0."""
+    if isinstance(sigma_min, int | float) and not sigma_min > 0:
+        raise ValueError(f"`sigma_min` must be positive, got {sigma_min}")
+    if isinstance(sigma_max, int | float) and isinstance(sigma_min, int | float):
+        if not sigma_min < sigma_max:
+            raise ValueError(
+                f"`sigma_min` must be below `sigma_max`, got sigma_min={sigma_min}, "
+                f"sigma_max={sigma_max}"
+            )
+    if isinstance(rho, int | float) and not rho > 0:
+        raise ValueError(f"`rho` must be positive, got {rho}")
+
+
+def _check_steps(n_steps: Any, least: int = 1, what: str = "") -> None:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < least:
+        raise ValueError(f"`n_steps` must be an int >= {least}{what}, got {n_steps!r}")
+
+
+def edm_time_grid(
+    n_steps: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    *,
+    append_zero: bool = False,
+    dtype=None,
+) -> Float[Array, " m"]:
+    r"""The noise levels $\sigma_0 = \sigma_\max > \dots > \sigma_M = \sigma_\min$ of EDM.
+
+    $$\sigma_i = \Big(\sigma_\max^{1/\rho} + \tfrac iM\big(\sigma_\min^{1/\rho} -
+    \sigma_\max^{1/\rho}\big)\Big)^\rho,\qquad i = 0, \dots, M,$$
+
+    uniform in $\sigma^{1/\rho}$; $\rho = 7$ shortens the steps near $\sigma_\min$, where the
+    trajectories curve most ($\rho = 1$: uniform in $\sigma$; $\rho\to\infty$: uniform in
+    $\ln\sigma$).
+
+    Args:
+        n_steps: $M\ge 1$, the number of intervals.
+        sigma_min, sigma_max: ``0 < sigma_min < sigma_max``.
+        rho: $\rho > 0$.
+        append_zero: also append $\sigma_{M+1} = 0$ (EDM's final denoising step).
+        dtype: float dtype.
+
+    Returns:
+        ``(M + 1,)`` noise levels (``M + 2`` with `append_zero`), decreasing.
+
+    Example:
+        >>> edm_time_grid(18, 0.002, 80.0)   # EDM's CIFAR-10 grid
+
+    References:
+        Karras et al., NeurIPS 2022, eq. (5) and Table 1.
+    """
+    _check_steps(n_steps)
+    check_sigma_range(sigma_min, sigma_max, rho)
+    dt_ = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
+    u = jnp.linspace(0.0, 1.0, n_steps + 1, dtype=dt_)
+    hi = jnp.asarray(sigma_max, dt_) ** (1.0 / rho)
+    lo = jnp.asarray(sigma_min, dt_) ** (1.0 / rho)
+    sig = (hi + u * (lo - hi)) ** rho
+    sig = sig.at[0].set(jnp.asarray(sigma_max, dt_)).at[-1].set(jnp.asarray(sigma_min, dt_))
+    if append_zero:
+        sig = jnp.concatenate([sig, jnp.zeros(1, dt_)])
+    return sig
+
+
+def gaussian_prior(
+    shape: tuple[int, ...], sigma_max: Float[ArrayLike, ""], *, dtype=None, key: PRNGKeyArray
+) -> Array:
+    r"""$\mathcal N(0, \sigma_\max^2 I)$ draws: EDM's prior (PFGM++ swaps in its own)."""
+    z = jr.normal(key, shape, dtype)
+    return jnp.asarray(sigma_max, z.dtype) * z
+
+
+def _start(prior, shape, sigma_max, x_T, dtype, key):
+    if len(shape) < 2:
+        raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
+    if x_T is None:
+        x = prior(tuple(shape), sigma_max, dtype=dtype, key=key)
+    else:
+        x = jnp.asarray(x_T)
+    if x.shape != tuple(shape):
+        raise ValueError(f"`x_T` has shape {x.shape}, expected {tuple(shape)}")
+    return x
+
+
+def edm_sampler(
+    denoiser: DenoiserFn,
+    shape: tuple[int, ...],
+    *,
+    n_steps: int = 18,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    method: Literal["heun", "euler"] = "heun",
+    s_churn: float = 0.0,
+    s_noise: float = 1.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    denoise: bool = True,
+    prior: PriorFn = gaussian_prior,
+    x_T: Array | None = None,
+    dtype=None,
+    key: PRNGKeyArray,
+) -> SampleResult:
+    r"""EDM's sampler: Heun's method on the probability-flow ODE in $\sigma$, with optional churn.
+
+    The ODE $\dfrac{dx}{d\sigma} = \dfrac{x - D(x, \sigma)}{\sigma}$ runs from $\sigma_\max$ down
+    the $\rho$-grid (`edm_time_grid`, $M$ = `n_steps` intervals). Step $i$ (Algorithm 2):
+
+    $$\gamma_i = \min\big(\tfrac{S_\text{churn}}M, \sqrt2 - 1\big)\,
+    \mathbb 1[S_{t\min}\le\sigma_i\le S_{t\max}],\quad \hat\sigma = (1+\gamma_i)\sigma_i,\quad
+    \hat x = x_i + \sqrt{\hat\sigma^2 - \sigma_i^2}\,S_\text{noise}\,z,$$
+    $$d = \frac{\hat x - D(\hat x, \hat\sigma)}{\hat\sigma},\quad
+    x' = \hat x + (\sigma_{i+1} - \hat\sigma)d,\quad
+    x_{i+1} = \hat x + \tfrac12(\sigma_{i+1} - \hat\sigma)\Big(d +
+    \frac{x' - D(x', \sigma_{i+1})}{\sigma_{i+1}}\Big).$$
+
+    ``method="euler"`` stops at $x'$ (first order; in these variables this is DDIM). With
+    ``denoise=True`` a last Euler step to $\sigma = 0$, i.e. $x = D(x_M, \sigma_\min)$, ends the
+    run (EDM's $t_N = 0$). With $S_\text{churn} = 0$ (default) the sampler is deterministic
+    given the prior draws. The churn noise is Gaussian whatever the prior.
+
+    Args:
+        denoiser: ``denoiser(sigma, x)`` for one sample (`EDMDenoiser`, `MixtureDenoiser`,
+            `ScoreDenoiser`, a PFGM++ denoiser).
+        shape: ``(n_samples, *sample_shape)``.
+        n_steps: $M\ge 1$.
+        sigma_min, sigma_max, rho: the grid.
+        method: ``"heun"`` (order 2, ``NFE = 2M + denoise``) or ``"euler"`` (order 1,
+            ``NFE = M + denoise``).
+        s_churn: $S_\text{churn}\ge 0$ (0: deterministic).
+        s_noise: $S_\text{noise}$, the scale of the churn noise.
+        s_tmin, s_tmax: churn only for $\sigma_i\in[S_{t\min}, S_{t\max}]$.
+        denoise: end with $D(x_M, \sigma_\min)$.
+        prior: ``prior(shape, sigma_max, *, dtype, key)``, default $\mathcal N(0,\sigma_\max^2 I)$.
+        x_T: start from these prior draws instead.
+        dtype: float dtype.
+        key: PRNG key (prior draws, then churn).
+
+    Returns:
+        A `SampleResult`.
+
+    Example:
+        >>> den = MixtureDenoiser(sdeml.data.gaussian_mixture_2d())
+        >>> r = edm_sampler(den, (1000, 2), n_steps=10, sigma_max=20.0, key=jr.key(0)); r.nfe
+        Array(21, ...)
+
+    References:
+        Karras et al., NeurIPS 2022, Algorithms 1-2 and sec. 3-4. arXiv:2206.00364
+    """
+    _check_steps(n_steps)
+    check_sigma_range(sigma_min, sigma_max, rho)
+    if method not in ("heun", "euler"):
+        raise ValueError(f"`method` must be 'heun' or 'euler', got {method!r}")
+    for name, v in (("s_churn", s_churn), ("s_noise", s_noise)):
+        if isinstance(v, int | float) and not v >= 0:
+            raise ValueError(f"`{name}` must be >= 0, got {v}")
+    if isinstance(s_tmin, int | float) and isinstance(s_tmax, int | float) and s_tmin > s_tmax:
+        raise ValueError(f"`s_tmin` must not exceed `s_tmax`, got {s_tmin}, {s_tmax}")
+    k0, kc = jr.split(key)
+    x = _start(prior, shape, sigma_max, x_T, dtype, k0)
+    dt_ = x.dtype
+    sig = edm_time_grid(n_steps, sigma_min, sigma_max, rho, dtype=dt_)
+    den_b = jax.vmap(denoiser, in_axes=(None, 0))
+    gamma_max = min(s_churn / n_steps, math.sqrt(2.0) - 1.0) if s_churn else 0.0
+    heun = method == "heun"
+
+    def step(x, inp):
+        i, k = inp
+        s_cur, s_next = sig[i], sig[i + 1]
+        if gamma_max:
+            on = (s_cur >= s_tmin) & (s_cur <= s_tmax)
+            gam = jnp.where(on, gamma_max, 0.0)
+            s_hat = s_cur * (1.0 + gam)
+            z = jr.normal(k, x.shape, dt_)
+            # sqrt(s_hat^2 - s_cur^2) written so that it cannot round below zero (XLA may fuse
+            # the difference of squares into an FMA: -1e-17 where gam = 0, and a NaN sample)
+            x = x + s_cur * jnp.sqrt(gam * (2.0 + gam)) * s_noise * z
+        else:
+            s_hat = s_cur
+        d = (x - den_b(s_hat, x)) / s_hat
+        x_eul = x + (s_next - s_hat) * d
+        if not heun:
+            return x_eul, None
+        d2 = (x_eul - den_b(s_next, x_eul)) / s_next
+        return x + 0.5 * (s_next - s_hat) * (d + d2), None
+
+    x, _ = jax.lax.scan(step, x, (jnp.arange(n_steps), jr.split(kc, n_steps)))
+    nfe = n_steps * (2 if heun else 1)
+    if denoise:
+        x = den_b(sig[-1], x)
+        nfe += 1
+    return SampleResult(x, jnp.asarray(nfe))
+
+
+def edm_probability_flow(
+    denoiser: DenoiserFn,
+    x_T: Float[Array, "n ..."],
+    sigma_max: float,
+    sigma_min: float,
+    *,
+    solver: str = "tsit5",
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    n_steps: int | None = None,
+) -> SampleResult:
+    r"""The probability-flow ODE in $\sigma$ solved through `sdeml.core.integrate_ode`.
+
+    In $u = \ln\sigma$ the ODE $dx/d\sigma = (x - D)/\sigma$ reads
+    $\dfrac{dx}{du} = x - D(x, e^u)$, smooth at every scale; it is integrated from
+    $\ln\sigma_\max$ down to $\ln\sigma_\min$ (adaptive by default). A tight solve is the
+    reference of the samplers' convergence tests.
+
+    Args:
+        denoiser: ``denoiser(sigma, x)`` for one sample.
+        x_T: the batch of starting points at $\sigma_\max$.
+        sigma_max, sigma_min: ``0 < sigma_min < sigma_max``.
+        solver, rtol, atol, n_steps: as `sdeml.core.solve_ode`.
+
+    Returns:
+        A `SampleResult` with the state at $\sigma_\min$ (no denoising step) and the solve's NFE.
+
+    Example:
+        >>> ref = edm_probability_flow(den, x_T, 20.0, 0.01, solver="dopri8", rtol=1e-10).x
+    """
+    check_sigma_range(sigma_min, sigma_max)
+    den_b = jax.vmap(denoiser, in_axes=(None, 0))
+    field = lambda u, y, args: y - den_b(jnp.exp(u), y)
+    x_T = jnp.asarray(x_T)
+    u0 = math.log(sigma_max) if isinstance(sigma_max, int | float) else jnp.log(sigma_max)
+    u1 = math.log(sigma_min) if isinstance(sigma_min, int | float) else jnp.log(sigma_min)
+    sol = integrate_ode(
+        field,
+        x_T,
+        u0,
+        u1,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        n_steps=n_steps,
+        name="edm_probability_flow",
+    )
+    return SampleResult(sol.y_final, sol.nfe)

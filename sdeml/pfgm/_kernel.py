@@ -1,0 +1,331 @@
+r"""The PFGM++ perturbation kernel, its heavy-tailed prior, the denoiser objective and samplers.
+
+PFGM++ (Xu et al. 2023) places the $N$-dimensional data in $\mathbb R^{N+D}$ and moves them along
+the electric field of the data as charges; the $D$ extra dimensions enter only through their
+norm $r$. The perturbation kernel of the data point $y$ at radius $r = \sigma\sqrt D$ is
+
+$$p_r(x\mid y) \propto \big(\|x - y\|^2 + r^2\big)^{-\frac{N+D}2},$$
+
+a multivariate Student-$t$ with $D$ degrees of freedom and scale $\sigma$:
+$x - y = \sigma g/\sqrt{c/D}$ with $g\sim\mathcal N(0, I_N)$ and $c\sim\chi^2_D$ independent, so
+$R^2 = \|x-y\|^2$ has $R^2/r^2\sim\mathrm{BetaPrime}(N/2, D/2)$ and a uniform direction.
+As $D\to\infty$ with $\sigma$ fixed, $c/D\to1$ and the kernel is the Gaussian
+$\mathcal N(y,\sigma^2 I)$ of diffusion models: ``D = inf`` is exactly that case. The training
+objective and the sampling ODE $dx/d\sigma = (x - D(x,\sigma))/\sigma$ are EDM's; only the noise
+distribution and the prior change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jax.scipy.special import betainc, gammainc, gammaln
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+from ..diffusion import (
+    SampleResult,
+    edm_loss,
+    edm_sampler,
+    unipc_edm_sampler,
+)
+
+
+def check_D(D: Any) -> float:
+    """`D` as a float, or one `ValueError` naming it unless ``D > 0`` (``math.inf`` allowed)."""
+    if isinstance(D, bool) or not isinstance(D, int | float) or not D > 0:
+        raise ValueError(
+            f"`D` (the number of augmented dimensions) must be a positive number or math.inf, "
+            f"got {D!r}"
+        )
+    return float(D)
+
+
+class PFGMPPKernel(eqx.Module):
+    r"""The PFGM++ perturbation kernel $p_r(x\mid y)\propto(\|x-y\|^2 + r^2)^{-(N+D)/2}$,
+    $r = \sigma\sqrt D$ (see the module docstring; ``D = math.inf`` is the Gaussian kernel).
+
+    Args:
+        D: the number of augmented dimensions, ``D > 0`` or ``math.inf``.
+
+    Example:
+        >>> k = PFGMPPKernel(128.0)
+        >>> n = k.noise(jr.key(0), jnp.full((1000,), 0.5), (1000, 2))  # tails > N(0, .25)
+        >>> x_T = k.prior((1000, 2), 80.0, key=jr.key(1))
+
+    References:
+        Xu, Liu, Tian, Tong, Tegmark & Jaakkola, PFGM++: Unlocking the Potential of
+        Physics-Inspired Generative Models, ICML 2023, sec. 3-4 and appendix. arXiv:2302.04265
+    """
+
+    D: float = eqx.field(static=True)
+
+    def __init__(self, D: Any):  # checked by check_D, with its own message
+        self.D = check_D(D)
+
+    @property
+    def gaussian(self) -> bool:
+        return math.isinf(self.D)
+
+    def _scale(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype) -> Array:
+        r"""$1/\sqrt{c/D}$, $c\sim\chi^2_D = 2\,\mathrm{Gamma}(D/2)$ (1 for ``D = inf``)."""
+        if self.gaussian:
+            return jnp.ones(shape, dtype)
+        g = jr.gamma(key, self.D / 2.0, shape, dtype)
+        return jnp.sqrt(self.D / (2.0 * g))
+
+    def noise(self, key: PRNGKeyArray, sigma: Float[Array, " b"], shape: tuple[int, ...]) -> Array:
+        r"""Draws of $x - y$ for a batch of shape ``(b, ...)``, one $\sigma$ per sample: the
+        ``noise_fn`` of `sdeml.diffusion.edm_loss`. The same key gives the same Gaussian part
+        $g$ at every $D$, so draws converge pathwise to the Gaussian ones as $D\to\infty$."""
+        kg, kc = jr.split(key)
+        g = jr.normal(kg, shape, sigma.dtype)
+        lead = (shape[0],) + (1,) * (len(shape) - 1)
+        return (sigma * self._scale(kc, (shape[0],), sigma.dtype)).reshape(lead) * g
+
+    def sample_radius_sq(
+        self, n: int, N: int, sigma: Float[ArrayLike, ""], *, dtype=None, key: PRNGKeyArray
+    ) -> Float[Array, " n"]:
+        r"""$n$ draws of $R^2 = \|x - y\|^2$ in $N$ dimensions (exactly
+        $\sigma^2\chi^2_N\cdot D/\chi^2_D$, i.e. $R^2/r^2\sim\mathrm{BetaPrime}(N/2, D/2)$)."""
+        if not isinstance(N, int) or N < 1:
+            raise ValueError(f"`N` (the data dimension) must be a positive int, got {N!r}")
+        kg, kc = jr.split(key)
+        chi2_n = 2.0 * jr.gamma(kg, N / 2.0, (n,), dtype)
+        s = jnp.asarray(sigma, chi2_n.dtype)
+        return s**2 * chi2_n * self._scale(kc, (n,), chi2_n.dtype) ** 2
+
+    def radius_sq_cdf(self, z: Float[ArrayLike, "..."], N: int) -> Float[Array, "..."]:
+        r"""The exact CDF of $R^2/\sigma^2$: $I_{z/(D+z)}(N/2, D/2)$ (regularised incomplete
+        beta), and that of $\chi^2_N$, $P(N/2, z/2)$, for ``D = inf``."""
+        z = jnp.asarray(z)
+        if self.gaussian:
+            return gammainc(N / 2.0, z / 2.0)
+        return betainc(N / 2.0, self.D / 2.0, z / (self.D + z))
+
+    def log_prob(
+        self, x: Float[Array, "..."], y: Float[Array, "..."], sigma: Float[ArrayLike, ""]
+    ) -> Float[Array, ""]:
+        r"""$\log p_r(x\mid y) = \log\frac{\Gamma(\frac{N+D}2)}{\pi^{N/2}\Gamma(\frac D2)}
+        + D\log r - \frac{N+D}2\log(\|x-y\|^2 + r^2)$, $r = \sigma\sqrt D$ (Gaussian for
+        ``D = inf``)."""
+        N = x.size
+        d2 = jnp.sum((x - y) ** 2)
+        s = jnp.asarray(sigma, d2.dtype)
+        if self.gaussian:
+            return -0.5 * d2 / s**2 - N * (jnp.log(s) + 0.5 * math.log(2 * math.pi))
+        D = self.D
+        r2 = s**2 * D
+        const = gammaln((N + D) / 2.0) - gammaln(D / 2.0) - 0.5 * N * math.log(math.pi)
+        # written with log1p for large D: D/2 log r^2 - (N+D)/2 log(d^2 + r^2)
+        return const - 0.5 * N * jnp.log(r2) - 0.5 * (N + D) * jnp.log1p(d2 / r2)
+
+    def prior(
+        self,
+        shape: tuple[int, ...],
+        sigma_max: Float[ArrayLike, ""],
+        *,
+        max_radius: float | None = None,
+        dtype=None,
+        key: PRNGKeyArray,
+    ) -> Array:
+        r"""Draws from the prior $p_{r_\max}(x\mid 0)$, $r_\max = \sigma_\max\sqrt D$: the
+        kernel around the origin (at $r_\max\gg$ the data's extent the data look like one
+        charge there). Heavy-tailed for small $D$: $\mathbb E\|x\|^k < \infty$ only for $k < D$,
+        so for $D\le2$ the second moment is infinite; `max_radius` clips the norm of each draw.
+
+        Args:
+            shape: ``(n, *sample_shape)``.
+            sigma_max: $\sigma_\max$.
+            max_radius: clip $\|x\|$ at this value (``None``: no clipping).
+            dtype: float dtype.
+            key: PRNG key.
+        """
+        z = jnp.zeros(shape, dtype if dtype is not None else jnp.result_type(float))
+        sig = jnp.full((shape[0],), sigma_max, z.dtype)
+        x = z + self.noise(key, sig, tuple(shape))
+        if max_radius is not None:
+            x = clip_norm(x, max_radius)
+        return x
+
+
+def clip_norm(x: Float[Array, "n ..."], max_radius: float | Array) -> Float[Array, "n ..."]:
+    r"""Scale each sample whose norm exceeds `max_radius` back onto that sphere."""
+    n = jnp.sqrt(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=1))
+    f = jnp.minimum(1.0, max_radius / jnp.maximum(n, 1e-30))
+    return x * f.reshape((x.shape[0],) + (1,) * (x.ndim - 1))
+
+
+def pfgmpp_loss(
+    denoiser: Callable[..., Array],
+    batch: Float[Array, "b ..."],
+    D: float,
+    *,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float = 0.5,
+    key: PRNGKeyArray,
+) -> Float[Array, ""]:
+    r"""The PFGM++ denoiser objective: EDM's weighted loss $\mathbb E\,\lambda(\sigma)
+    \|D_\theta(y + n, \sigma) - y\|^2$ with $n\sim p_{\sigma\sqrt D}(\cdot\mid 0)$ instead of
+    $\mathcal N(0,\sigma^2 I)$ (the $r = \sigma\sqrt D$ alignment of Xu et al., sec. 4: the
+    hyper-parameters of EDM carry over). ``D = inf`` is `sdeml.diffusion.edm_loss` with the
+    Gaussian kernel.
+
+    Args:
+        denoiser: ``denoiser(sigma, x)`` for one sample (e.g. `sdeml.diffusion.EDMDenoiser`).
+        batch: data ``(b, ...)``.
+        D: the augmented dimension.
+        p_mean, p_std, sigma_data: as `sdeml.diffusion.edm_loss`.
+        key: PRNG key.
+
+    Returns:
+        The scalar loss.
+
+    Example:
+        >>> den = sdeml.diffusion.EDMDenoiser(sdeml.nn.TimeMLP(2, key=jr.key(0)))
+        >>> pfgmpp_loss(den, jnp.zeros((64, 2)), 128.0, key=jr.key(1))
+
+    References:
+        Xu et al., ICML 2023, Algorithm 1 and sec. 4.
+    """
+    kernel = PFGMPPKernel(D)
+    return edm_loss(
+        denoiser,
+        batch,
+        p_mean=p_mean,
+        p_std=p_std,
+        sigma_data=sigma_data,
+        noise_fn=kernel.noise,
+        key=key,
+    )
+
+
+def pfgmpp_sampler(
+    denoiser: Callable[[Any, Array], Array],
+    D: float,
+    shape: tuple[int, ...],
+    *,
+    method: Literal["heun", "euler", "unipc"] = "heun",
+    n_steps: int = 18,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    order: int = 3,
+    max_radius: float | None = None,
+    denoise: bool = True,
+    x_T: Array | None = None,
+    dtype=None,
+    key: PRNGKeyArray,
+    **kwargs: Any,
+) -> SampleResult:
+    r"""Sample PFGM++: the EDM samplers with the prior $p_{r_\max}(\cdot\mid 0)$ of `PFGMPPKernel`.
+
+    In $\sigma = r/\sqrt D$ the backward ODE of PFGM++ is EDM's
+    $dx/d\sigma = (x - D(x,\sigma))/\sigma$ (Xu et al., sec. 4), so EDM's Heun/Euler sampler
+    (`sdeml.diffusion.edm_sampler`) or UniPC (`sdeml.diffusion.unipc_edm_sampler`) runs
+    unchanged; only the initial draws differ.
+
+    Args:
+        denoiser: ``denoiser(sigma, x)`` for one sample.
+        D: the augmented dimension (``math.inf``: EDM).
+        shape: ``(n_samples, *sample_shape)``.
+        method: ``"heun"``, ``"euler"`` or ``"unipc"``.
+        n_steps, sigma_min, sigma_max, rho: the grid (`sdeml.diffusion.edm_time_grid`).
+        order: UniPC's order.
+        max_radius: clip the prior draws' norms (see `PFGMPPKernel.prior`).
+        denoise: end with $D(x, \sigma_\min)$.
+        x_T: start from these draws instead.
+        dtype: float dtype.
+        key: PRNG key.
+        **kwargs: forwarded to the sampler (e.g. churn settings of `edm_sampler`).
+
+    Returns:
+        A `sdeml.diffusion.SampleResult`.
+
+    Example:
+        >>> ideal = IdealDenoiser(data, 128.0)
+        >>> x = pfgmpp_sampler(ideal, 128.0, (500, 2), n_steps=20, sigma_max=40.0,
+        ...                    key=jr.key(0)).x
+
+    References:
+        Xu et al., PFGM++, ICML 2023, sec. 4; Karras et al., NeurIPS 2022, Algorithm 2.
+    """
+    kernel = PFGMPPKernel(D)
+
+    def prior(shape, sigma_max, *, dtype=None, key):
+        return kernel.prior(shape, sigma_max, max_radius=max_radius, dtype=dtype, key=key)
+
+    common: dict[str, Any] = dict(
+        n_steps=n_steps,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        rho=rho,
+        denoise=denoise,
+        prior=prior,
+        x_T=x_T,
+        dtype=dtype,
+        key=key,
+    )
+    if method == "unipc":
+        return unipc_edm_sampler(denoiser, shape, order=order, **common, **kwargs)
+    if method in ("heun", "euler"):
+        return edm_sampler(denoiser, shape, method=method, **common, **kwargs)
+    raise ValueError(f"`method` must be 'heun', 'euler' or 'unipc', got {method!r}")
+
+
+class IdealDenoiser(eqx.Module):
+    r"""The exact ideal PFGM++ denoiser of a finite data set, at any $D$ (ground truth).
+
+    For data $y_1,\dots,y_m\in\mathbb R^N$ (the empirical law) and the kernel $p_r$,
+
+    $$D(x, \sigma) = \mathbb E[y\mid x] = \sum_i w_i y_i,\qquad
+    w_i\propto\big(\|x-y_i\|^2 + \sigma^2 D\big)^{-\frac{N+D}2}
+    \propto\exp\Big(-\tfrac{N+D}2\,\mathrm{log1p}\big(\tfrac{\|x-y_i\|^2}{\sigma^2D}\big)\Big),$$
+
+    normalised by log-sum-exp (the common factor $(\sigma^2D)^{-(N+D)/2}$ drops out, and
+    ``log1p`` keeps the logits exact at large $D$). ``D = inf``: the Gaussian posterior weights
+    $w_i\propto e^{-\|x-y_i\|^2/(2\sigma^2)}$; the difference is $O(1/D)$.
+
+    Args:
+        data: ``(m, *sample_shape)``.
+        D: the augmented dimension (``math.inf``: diffusion).
+
+    Example:
+        >>> den = IdealDenoiser(sdeml.data.toy("moons", 256, key=jr.key(0)), 128.0)
+        >>> den(0.5, jnp.zeros(2))
+
+    References:
+        Xu et al., ICML 2023, sec. 3 and appendix; Karras et al., NeurIPS 2022, appendix B.3
+        (the ideal denoiser of a finite set).
+    """
+
+    data: Float[Array, "m ..."]
+    D: float = eqx.field(static=True)
+
+    def __init__(self, data: Float[ArrayLike, "m ..."], D: Any):  # D checked by check_D
+        data = jnp.asarray(data)
+        if data.ndim < 2 or data.shape[0] < 1:
+            raise ValueError(f"`data` must have shape (m, *sample_shape), got {data.shape}")
+        self.data, self.D = data, check_D(D)
+
+    def logits(self, sigma: Float[ArrayLike, ""], x: Float[Array, "..."]) -> Float[Array, " m"]:
+        """Unnormalised log-weights of the data points."""
+        if x.shape != self.data.shape[1:]:
+            raise ValueError(f"expected x of shape {self.data.shape[1:]}, got {x.shape}")
+        m = self.data.shape[0]
+        d2 = jnp.sum((self.data - x[None]).reshape(m, -1) ** 2, axis=1)
+        s = jnp.asarray(sigma, d2.dtype)
+        if math.isinf(self.D):
+            return -0.5 * d2 / s**2
+        N = x.size
+        return -0.5 * (N + self.D) * jnp.log1p(d2 / (s**2 * self.D))
+
+    def __call__(self, sigma: Float[ArrayLike, ""], x: Float[Array, "..."]) -> Float[Array, "..."]:
+        w = jax.nn.softmax(self.logits(sigma, x))
+        return jnp.tensordot(w, self.data, axes=1)
