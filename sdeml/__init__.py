@@ -9,7 +9,7 @@ Layers (imports only go down; `tests/test_layers.py` checks it):
   registry (`get_solver`, `solver_info`), Brownian increments and argument checks;
 - shared: ``sdeml.nn``, ``sdeml.data``, ``sdeml.metrics``;
 - themes: ``sde`` ``ode`` ``dynamics`` ``neural_ode`` ``flows`` ``diffusion`` ``langevin``
-  ``optim_dynamics`` ``pinn``;
+  ``optim_dynamics`` ``pfgm`` ``pinn`` ``ude``;
 - application: ``sdeml.train`` (the training loop and its config), ``sdeml.run`` (configs, run
   directories, the ``sdeml`` command), ``sdeml.experiments``.
 
@@ -34,10 +34,12 @@ if _typing.TYPE_CHECKING:
     from . import nn as nn
     from . import ode as ode
     from . import optim_dynamics as optim_dynamics
+    from . import pfgm as pfgm
     from . import pinn as pinn
     from . import run as run
     from . import sde as sde
     from . import train as train
+    from . import ude as ude
     from .core import RK4 as RK4
     from .core import SDE as SDE
     from .core import SRA1 as SRA1

@@ -18,7 +18,9 @@ THEMES = [
     "optim_dynamics",
     "langevin",
     "diffusion",
+    "pfgm",
     "pinn",
+    "ude",
 ]
 PACKAGES = ["core", *THEMES, "data", "metrics", "nn", "run", "train"]
 ROOT = Path(sdeml.__file__).parent

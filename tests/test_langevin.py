@@ -440,6 +440,7 @@ def test_fokker_planck_matches_path_histograms():
     assert np.all(pvals >= _FP_ALPHA / pvals.size), pvals
 
 
+@pytest.mark.slow  # > 10 s
 def test_fokker_planck_check_rejects_perturbed_drift():
     # The same criterion can fail: with the FD drift 5% too strong the bin probabilities move by
     # ~2 sampling sd (chi^2 noncentrality ~ 50-80 per time): measured smallest p-value 4e-17 (and

@@ -88,6 +88,18 @@ CASES = {
         [],
         "sweep={data.test_fraction: [0.2, 0.3]}",
     ),
+    "pfgm_2d": (
+        "pfgm_2d",
+        "sweep={seed: [0, 1], train.lr: [0.001, 0.003]}",
+        ["table.enabled=false"],
+        "sweep={pfgm.D: [64.0, 128.0]}",
+    ),
+    "ude_lotka_volterra": (
+        "ude_lotka_volterra",
+        SEEDS,
+        [],
+        "sweep={model.width: [8, 16]}",
+    ),
     "score_sde_digits": (
         "score_sde_digits",
         "sweep={seed: [0, 1]}",
@@ -143,6 +155,12 @@ def _check_grid_equals_single_runs(name, tmp_path, capsys, rtol):
                 assert math.isnan(got), (labels[i], k)
             else:
                 assert got == pytest.approx(v, rel=rtol, abs=1e-6), (labels[i], k)
+
+
+def test_every_experiment_has_a_sweep_case():
+    shipped = {e.name for e in _registry.all_experiments() if e.module.startswith("sdeml.")}
+    # quickstart_ode's grid-equals-runs check lives in tests/test_sweep.py
+    assert set(CASES) == shipped - {"quickstart_ode"}, shipped ^ set(CASES)
 
 
 @pytest.mark.slow

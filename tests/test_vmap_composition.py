@@ -244,6 +244,7 @@ def test_gradients_match_closed_forms():
     assert abs(float(dth) + (2.0 - 0.5) * N * h * (1 - 1.5 * h) ** (N - 1)) < 4 * se
 
 
+@pytest.mark.slow  # > 10 s
 def test_gradient_modes_compose():
     keys = jr.split(jr.key(7), 5)
 
