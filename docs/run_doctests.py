@@ -1,0 +1,167 @@
+"""Run the examples in sdeml's docstrings as doctests and say which are runnable.
+
+sdeml's docstrings carry ``Example:`` sections written as ``>>>`` sessions. Many are fragments
+(they use a variable defined elsewhere, such as ``model`` or ``xs``) or show a call without its
+printed output; only some run as they stand. This script runs every one of them, each docstring in
+a fresh namespace holding its own module's globals plus the usual aliases (``jax``, ``jnp``,
+``jr``, ``eqx``, ``np``, ``sdeml``), in float64 as the test suite runs, in a temporary working
+directory, with a time limit per docstring, and sorts them:
+
+- ``pass``: every example in the docstring runs and its printed output (where one is written)
+  matches;
+- ``undefined``: a name the example uses is defined nowhere in it (a fragment);
+- ``output``: it runs, but what it prints differs from what the docstring shows (or the
+  docstring shows nothing while the call returns a value);
+- ``error``: it raises something else; ``slow``: over the time limit.
+
+The docstrings that pass are recorded in ``docs/doctests_runnable.txt``. ``--check`` (CI) fails
+when one of those no longer passes; ``--update`` rewrites the file. Nothing in ``sdeml/`` is
+modified.
+
+    python docs/run_doctests.py --check      # CI
+    python docs/run_doctests.py --update     # after docstrings change on purpose
+"""
+
+from __future__ import annotations
+
+import argparse
+import doctest
+import importlib
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from hooks import package_names  # noqa: E402  (the API pages' list of public names)
+
+PACKAGES = ["sdeml", "sdeml.core", "sdeml.sde", "sdeml.ode", "sdeml.dynamics",
+            "sdeml.optim_dynamics", "sdeml.langevin", "sdeml.neural_ode", "sdeml.flows",
+            "sdeml.diffusion", "sdeml.pinn", "sdeml.nn", "sdeml.data", "sdeml.metrics",
+            "sdeml.train", "sdeml.run"]
+BASELINE = HERE / "doctests_runnable.txt"
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout
+
+
+def collect() -> list[doctest.DocTest]:
+    """Every docstring with examples among the public names, once each (re-exports dedup)."""
+    finder = doctest.DocTestFinder(recurse=True, exclude_empty=True)
+    seen, tests = set(), []
+    for pkg in PACKAGES:
+        mod = importlib.import_module(pkg)
+        for name in package_names(pkg):
+            obj = getattr(mod, name)
+            if isinstance(obj, type(sys)):  # a theme namespace: it has its own page
+                continue
+            home = getattr(obj, "__module__", None) or pkg
+            try:
+                found = finder.find(obj, f"{pkg}.{name}", module=sys.modules.get(home))
+            except (TypeError, ValueError):
+                continue
+            for t in found:
+                key = (t.filename, t.lineno, t.name.rsplit(".", 1)[-1])
+                if t.examples and key not in seen and "sdeml" in (t.filename or ""):
+                    seen.add(key)
+                    tests.append(t)
+    return tests
+
+
+def classify(test: doctest.DocTest, limit: int) -> str:
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+
+    import sdeml
+
+    home = sys.modules.get(test.globs.get("__name__", ""), None)
+    globs = dict(vars(home)) if home is not None else {}
+    globs.update(jax=jax, jnp=jnp, jr=jr, eqx=eqx, np=np, sdeml=sdeml)
+    test.globs = globs
+    failures: list[str] = []
+
+    class Runner(doctest.DocTestRunner):
+        def report_failure(self, out, test, example, got):
+            failures.append("output")
+
+        def report_unexpected_exception(self, out, test, example, exc_info):
+            failures.append("undefined" if exc_info[0] is NameError else
+                            "slow" if exc_info[0] is _Timeout else "error")
+
+    runner = Runner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(limit)
+    try:
+        runner.run(test, out=lambda s: None, clear_globs=True)
+    except _Timeout:
+        failures.append("slow")
+    finally:
+        signal.alarm(0)
+    if not failures:
+        return "pass"
+    for kind in ("slow", "error", "undefined", "output"):
+        if kind in failures:
+            return kind
+    return failures[0]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="fail if a recorded runnable one fails")
+    ap.add_argument("--update", action="store_true", help="record the ones that pass")
+    ap.add_argument("--limit", type=int, default=60, help="seconds per docstring")
+    args = ap.parse_args()
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    start, cwd = time.perf_counter(), os.getcwd()
+    tests = collect()
+    results: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="sdeml-doctest-") as tmp:
+        os.chdir(tmp)  # examples may write files (plots)
+        try:
+            for t in tests:
+                results[t.name] = classify(t, args.limit)
+        finally:
+            os.chdir(cwd)
+    counts = Counter(results.values())
+    n_examples = sum(len(t.examples) for t in tests)
+    print(f"{len(tests)} docstrings with examples ({n_examples} '>>>' lines) in "
+          f"{time.perf_counter() - start:.0f} s: " +
+          ", ".join(f"{k} {counts[k]}" for k in ("pass", "output", "undefined", "error", "slow")))
+    for kind in ("error", "slow"):
+        for name, r in sorted(results.items()):
+            if r == kind:
+                print(f"  {kind:9s} {name}")
+    passing = sorted(n for n, r in results.items() if r == "pass")
+    if args.update:
+        BASELINE.write_text("".join(f"{n}\n" for n in passing))
+        print(f"recorded {len(passing)} runnable docstrings in {BASELINE.name}")
+    if args.check:
+        recorded = [n for n in BASELINE.read_text().split() if n]
+        broken = [n for n in recorded if results.get(n) != "pass"]
+        new = [n for n in passing if n not in recorded]
+        for n in broken:
+            print(f"  NO LONGER RUNNABLE: {n} ({results.get(n, 'missing')})")
+        for n in new:
+            print(f"  newly runnable (run --update to record): {n}")
+        return 1 if broken else 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
