@@ -49,7 +49,8 @@ class LBFGSResult:
         history: one dict per logged chunk, the start first (iteration 0): ``iteration``,
             ``loss``, ``grad_norm`` and the loss function's auxiliary values.
         wall_time_s: measured wall time (compilation included).
-        compile_time_s: tracing and compilation of the chunk (0 when it was cached).
+        compile_time_s: the first chunk's wall time: its iterations plus, when the chunk was not
+            cached, tracing and compilation.
     """
 
     params: Any
@@ -276,17 +277,12 @@ def lbfgs_minimize(
     while it < max_iter:
         n = min(log_every, max_iter - it)
         t0 = time.perf_counter()
-        if first:  # compilation happens here when the chunk is not cached
-            cache = _chunk._cached._cache_size() if hasattr(_chunk, "_cached") else None
         dyn, state, done, stall, code, last = _chunk(
             loss_fn, static, settings, dyn, state, stall, jnp.int32(n), args
         )
         done, code = int(done), int(code)
-        if first:
-            elapsed = time.perf_counter() - t0
-            after = _chunk._cached._cache_size() if hasattr(_chunk, "_cached") else None
-            compile_time = elapsed if cache is None or after != cache else 0.0
-            first = False
+        if first:  # compilation happens in the first call when the chunk is not cached
+            compile_time, first = time.perf_counter() - t0, False
         it += done
         loss_now, aux = _evaluate(loss_fn, static, dyn, args)
         loss = float(loss_now)
