@@ -22,3 +22,15 @@ import pytest  # noqa: E402
 def _strict_promotion():
     with jax.numpy_dtype_promotion("strict"):
         yield
+
+
+# A test process compiles thousands of programs; XLA maps memory for each one and jit caches keep
+# them alive, so a long session (the slow suite in one xdist worker) reached Linux's
+# vm.max_map_count and died with a segmentation fault inside the next compilation. Free the
+# compiled programs whenever the process has used half of that budget.
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+    yield
+    from sdeml.core._memory import release_compiled_if_crowded
+
+    release_compiled_if_crowded()

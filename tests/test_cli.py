@@ -330,3 +330,13 @@ def test_load_picks_model_and_checkpoint_and_refuses_bad_input(tmp_path, capsys)
             sdeml.run.load(run_dir, imports=[TOY])
     finally:
         jax.config.update("jax_enable_x64", True)
+
+
+def test_check_refuses_weight_decay_without_adamw(capsys):
+    # found by the CLI fuzz test: `check` accepted it and the run then failed in make_optimizer
+    code, _, err = _cli(["check", "cnf_2d", "train.weight_decay=1.0"], capsys)
+    assert code == 2 and "train:" in err and "adamw" in err, err
+    code, _, err = _cli(
+        ["check", "cnf_2d", "train.weight_decay=1.0", "train.optimizer=adamw"], capsys
+    )
+    assert code == 0, err

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import sdeml
-from sdeml.train import TrainConfig, fit, init_state, make_optimizer, make_step
 
 PROBLEMS = [
     sdeml.pinn.Heat1D(0.1, 1.0),
@@ -238,21 +237,19 @@ def test_error_grid_is_dense_and_exact_for_the_reference():
 
 
 @pytest.mark.slow
-def test_heat_pinn_trains_to_small_error():
-    # Adam, then full-batch L-BFGS in float64 (the conftest enables x64)
-    heat = sdeml.pinn.Heat1D(0.1, 1.0)
-    cfg = TrainConfig(steps=1000, lr=3e-3, schedule="cosine", log_every=500)
-    opt = make_optimizer(cfg)
-    u0 = sdeml.PINN(20, 3, key=jr.key(0), t_range=(0.0, 1.0), x_range=(0.0, 1.0))
-    state = init_state(u0, opt, jr.key(1))
-    batch = lambda k, s: sdeml.pinn.sample_collocation(heat, 256, 64, 64, key=k)
-    step = make_step(lambda u, p, k: sdeml.pinn.pinn_loss(u, heat, p), opt, batch)
-    state, _ = fit(state, step, cfg.steps, log_every=500, progress=False)
-    pts = sdeml.pinn.sample_collocation(heat, 2000, 200, 200, key=jr.key(5))
-    res = sdeml.pinn.lbfgs_minimize(
-        lambda u: sdeml.pinn.pinn_loss(u, heat, pts), state.model, max_iter=1500, log_every=250
-    )
-    err = sdeml.pinn.pinn_error(res.params, heat)
-    # measured: passes in 21 s on 2 cores; 1e-4 is the target (the shipped heat config,
-    # Adam 5000 + L-BFGS 2000, reaches 2.6e-5)
-    assert float(err["rel_l2"]) < 1e-4, (float(err["rel_l2"]), res.message)
+def test_heat_pinn_trains_to_small_error(tmp_path, capsys):
+    # The shipped heat config end to end (Adam 5000 with fresh points, then 2000 full-batch
+    # L-BFGS iterations in float64): 2.57e-5 here in 58 s; 1e-4 is the target. (A
+    # smaller budget, Adam 1000 + L-BFGS 1500 on a 20x3 net, gave 1.8e-4 to 3.4e-4 over three
+    # seeds: too close to the target for a test that must pass on other CPUs.)
+    import json
+
+    from helpers import cli
+
+    code, _, err = cli(["run", "pinn_heat", "--out", str(tmp_path), "--no-progress"], capsys)
+    assert code == 0, err
+    (summary,) = tmp_path.glob("pinn/*/summary.json")
+    m = json.loads(summary.read_text())["metrics"]
+    assert m["rel_l2_error"] < 1e-4, m
+    assert m["rel_l2_error"] < m["adam_rel_l2_error"] / 5, m  # the quasi-Newton phase pays off
+    assert m["lbfgs_iterations"] > 0, m

@@ -543,3 +543,25 @@ def test_quickstart_plots_are_labelled_scaled_and_scored(tmp_path, monkeypatch):
     traj = figs["trajectories"]
     assert all(a["xticks"] > 0 for a in traj)  # before: xticks=[] on every panel
     assert any(a["xlabel"] == "x1" for a in traj) and any(a["ylabel"] == "x2" for a in traj)
+
+
+# ------------------------------------------------------------------------------------------------
+# A long process must not run out of memory mappings (XLA maps memory per compiled program; at
+# vm.max_map_count the next compilation segfaulted inside LLVM: three slow-suite workers died so)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps is Linux's")
+def test_compiled_programs_are_released_when_mappings_crowd():
+    from sdeml.core._memory import mapping_counts, release_compiled_if_crowded
+
+    used, limit = mapping_counts()  # type: ignore[misc]
+    assert 0 < used < limit
+    # programs held alive by a jit cache keyed on a static callable (the pattern of eqx.filter_jit
+    # with a closure argument), as a per-point sweep or a test session creates them
+    run = jax.jit(lambda f, x: f(x), static_argnums=0)
+    for i in range(40):
+        run(lambda x, i=i: jnp.sin(x) * i, jnp.ones(3)).block_until_ready()
+    before = mapping_counts()[0]  # type: ignore[index]
+    assert not release_compiled_if_crowded(fraction=1.0)
+    assert release_compiled_if_crowded(fraction=0.0)
+    after = mapping_counts()[0]  # type: ignore[index]
+    assert after < before - 40, (before, after)  # at least one mapping per released program
+    assert float(run(jnp.cos, jnp.zeros(1))[0]) == 1.0  # still works: it compiles again

@@ -135,6 +135,27 @@ def test_aggregate_matches_numpy_per_hyperparameter_point():
     assert one[0]["metrics"]["loss"] == {"mean": 2.0, "std": None, "se": None}
 
 
+def test_aggregate_and_plot_keep_a_diverged_seed_visible_without_warnings(tmp_path):
+    # a seed whose metric is inf (a diverged fit) gives an infinite mean and a NaN spread, no
+    # numpy "invalid value" warning (pytest turns warnings into errors), and the plot still draws
+    import math
+    import warnings
+
+    from sdeml.run._aggregate import aggregate, format_aggregate, sweep_plot
+
+    grid = [{"seed": s, "lr": lr} for s in (0, 1) for lr in (1e-3, 1e-1)]
+    loss = [math.inf, 1.0, 3.0, math.nan]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = aggregate(grid, {"loss": loss})
+        assert "inf" in format_aggregate(rows)
+        assert sweep_plot(grid, {"loss": loss}, tmp_path / "s.png") is not None
+        assert sweep_plot(grid[::2], {"loss": loss[::2]}, tmp_path / "t.png") is not None
+    a, b = (r["metrics"]["loss"] for r in rows)
+    assert a["mean"] == math.inf and math.isnan(a["std"]) and math.isnan(a["se"])
+    assert math.isnan(b["mean"]) and math.isnan(b["std"])
+
+
 def test_sweep_plot_axes(tmp_path):
     import matplotlib.image as mpimg
 
@@ -178,3 +199,19 @@ def test_cli_sweep_writes_aggregate_plot_and_show(tmp_path, capsys):
     assert (run_dir / "sweep.png").is_file()
     code, out = _run(["show", str(run_dir)], capsys)
     assert code == 0 and "over seeds" in out.out and "0.75 ±" in out.out
+
+
+def test_per_point_text_metrics_stay_text(capsys):
+    # a UDE sweep's recovered equations: "1" stayed "1" in a single run but became 1.0 in the
+    # sweep's list, and a list of equations was written as one string
+    from sdeml.run._cli import _check_metrics
+
+    out = _check_metrics(
+        {"terms": ["1", "1 + x y"], "loss": [0.5, 1], "exact": [False, True], "n": 3}, "t"
+    )
+    assert out == {"terms": ["1", "1 + x y"], "loss": [0.5, 1.0], "exact": [0.0, 1.0], "n": 3}
+    from sdeml.run._cli import _print_table
+
+    _print_table(out, ["seed=0", "seed=1"])  # the sweep's table: numbers, then text per point
+    printed = capsys.readouterr().out
+    assert "seed=1  1 + x y" in printed and "terms:" in printed, printed

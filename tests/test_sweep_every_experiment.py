@@ -116,14 +116,21 @@ _summary = summary_of
 
 
 # measured times and memory peaks: not a function of the config
-_MEASURED = re.compile(r"wall_s|_ms_per_|_peak_")
+_MEASURED = re.compile(r"wall_s|wall_time|_time_s|_ms_per_|_peak_")
+
+
+def _is_number(v):
+    return isinstance(v, (int, float))
 
 
 def _numbers(metrics):
+    # numbers, and a sweep's per-point lists of numbers (text metrics, such as the equations a
+    # UDE recovers, become lists of strings in a sweep and are not compared here)
     return {
         k: v
         for k, v in metrics.items()
-        if isinstance(v, (int, float, list)) and not _MEASURED.search(k)
+        if (_is_number(v) or (isinstance(v, list) and all(map(_is_number, v))))
+        and not _MEASURED.search(k)
     }
 
 

@@ -41,7 +41,8 @@ def aggregate(points: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any]) -
         ``{"point": {key: value}, "label": str, "n": seeds, "metrics": {name: {"mean", "std",
         "se"}}}``. ``std`` is the sample standard deviation (``ddof=1``) and ``se = std /
         sqrt(n)``; both are None for a single seed. Non-finite values are kept, so a diverged
-        seed shows as a NaN mean instead of vanishing from the average.
+        seed shows as an infinite or NaN mean (and a NaN spread) instead of vanishing from the
+        average.
 
     Example:
         >>> aggregate([{"seed": 0, "lr": 0.1}, {"seed": 1, "lr": 0.1}], {"loss": [1.0, 3.0]})
@@ -60,8 +61,13 @@ def aggregate(points: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any]) -
         stats: dict[str, dict[str, float | None]] = {}
         for name in names:
             x = np.asarray([metrics[name][i] for i in idx], dtype=float)
-            mean = float(np.mean(x))
-            std = float(np.std(x, ddof=1)) if len(x) > 1 else None
+            # an infinite or NaN seed makes the statistics non-finite without a numpy warning
+            # (inf - inf inside the variance); the value that was infinite stays visible
+            with np.errstate(invalid="ignore", over="ignore"):
+                mean = float(np.mean(x))
+                std = float(np.std(x, ddof=1)) if len(x) > 1 else None
+            if std is not None and not np.all(np.isfinite(x)):
+                std = float("nan")
             se = std / math.sqrt(len(x)) if std is not None else None
             stats[name] = {"mean": mean, "std": std, "se": se}
         label = ",".join(f"{k}={v}" for k, v in point.items()) or "all points"
@@ -136,6 +142,9 @@ def sweep_plot(
             seeds = [p.get(SEED, j) for j, p in enumerate(points)]
             m = rows[0]["metrics"][name]
             a.plot(seeds, vals, "ko", ms=4, label="per seed")
+            if not np.isfinite(m["mean"]):  # a diverged seed: show the finite ones only
+                a.set(xlabel=SEED, ylabel=name, title=f"{name}: non-finite for some seeds")
+                continue
             a.axhline(m["mean"], color="C0", label="mean")
             if m["se"] is not None:
                 lo, hi = m["mean"] - m["se"], m["mean"] + m["se"]

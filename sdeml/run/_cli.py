@@ -227,7 +227,11 @@ def _print_table(metrics: dict[str, Any], labels: list[str] | None = None) -> No
     if not metrics:
         return
     if labels:  # a sweep: one row per grid point, one column per metric
-        cols = [k for k, v in metrics.items() if isinstance(v, list) and len(v) == len(labels)]
+        per_point = {
+            k: v for k, v in metrics.items() if isinstance(v, list) and len(v) == len(labels)
+        }
+        text = [k for k, v in per_point.items() if any(isinstance(x, str) for x in v)]
+        cols = [k for k in per_point if k not in text]
         lw = max(len(x) for x in [*labels, "point"])
         widths = [max(len(c), 12) for c in cols]
         print("results:")
@@ -236,6 +240,10 @@ def _print_table(metrics: dict[str, Any], labels: list[str] | None = None) -> No
         for i, label in enumerate(labels):
             row = "".join(f"  {metrics[c][i]:>{w}.6g}" for c, w in pairs)
             print("  " + label.ljust(lw) + row)
+        for k in text:  # text per point (e.g. recovered equations): one line each
+            print(f"{k}:")
+            for label, v in zip(labels, metrics[k], strict=True):
+                print("  " + label.ljust(lw) + f"  {v}")
         return
     width = max(len(k) for k in metrics)
     print("results:")
@@ -413,12 +421,18 @@ def _check_metrics(out: Any, name: str) -> dict[str, Any]:
     if not isinstance(out, dict):
         raise TypeError(f"experiment {name!r} must return a dict of final metrics")
     clean: dict[str, Any] = {}
-    for k, v in out.items():
+    for k, value in out.items():
+        v: Any = value
         if isinstance(v, (str, bool, int, dict)):
             clean[k] = v
             continue
+        if isinstance(v, (list, tuple)) and any(isinstance(x, str) for x in v):
+            # a sweep's per-point text (recovered equations, labels): kept as text per point,
+            # never parsed as numbers ("1" stays "1") nor the whole list made one string
+            clean[k] = [x if isinstance(x, (str, bool, int)) or x is None else float(x) for x in v]
+            continue
         try:
-            clean[k] = float(v)
+            clean[k] = float(value)
         except (TypeError, ValueError):
             try:  # a per-point list (sweeps) or an array
                 import numpy as np

@@ -343,7 +343,15 @@ class Run:
         """``fn(cfg, run)`` at every grid point in turn, with the point's config and `at` view;
         the metrics collected (`collect`). For experiments whose numerical core is not yet one
         vmapped program: each point is exactly the separate run of its config."""
-        return self.collect([fn(c, self.at(i)) for i, c in enumerate(self.points())])
+        from ..core._memory import release_compiled_if_crowded
+
+        rows = []
+        for i, c in enumerate(self.points()):
+            rows.append(fn(c, self.at(i)))
+            # each point compiles its own programs; a long grid must not exhaust the process's
+            # memory mappings (a segmentation fault inside XLA, see sdeml.core._memory)
+            release_compiled_if_crowded()
+        return self.collect(rows)
 
     def collect(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Per-point metric dicts as the run's metrics: plain values without a sweep, else one

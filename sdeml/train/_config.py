@@ -20,6 +20,7 @@ from pydantic import (
     PositiveInt,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 # Integers the runs use become int32 array entries, loop bounds and shapes: larger ones pass
@@ -110,3 +111,13 @@ class TrainConfig(Section):
     ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
     log_every: PositiveInt = 100
     ckpt_every: NonNegativeInt = 1000  # 0: a checkpoint only at the end
+
+    @model_validator(mode="after")
+    def _decay_needs_adamw(self) -> TrainConfig:
+        # refused here, before a run directory exists, not when the optimiser is built
+        if self.weight_decay and self.optimizer != "adamw":
+            raise ValueError(
+                f"weight_decay={self.weight_decay:g} is only used by optimizer 'adamw' (got "
+                f"{self.optimizer!r}): set optimizer: adamw, or weight_decay: 0"
+            )
+        return self
