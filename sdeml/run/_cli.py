@@ -254,11 +254,23 @@ def _print_table(metrics: dict[str, Any], labels: list[str] | None = None) -> No
 
 # ------------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import _distributed as dist
     from . import _registry as registry
-    from ._config import load_yaml, validate
+    from ._config import load_yaml, sweep_grid, validate
     from ._rundir import RunLock, check_name, check_out, new_run_dir
 
     _load_experiments(args.imports)
+    n_proc, n_dev = 1, 1
+    launcher = args.processes is not None and not dist.is_launched()
+    if launcher:
+        n_proc, n_dev = dist.check_counts(args.processes, args.devices_per_process)
+        launcher = n_proc > 1
+    joined = False if launcher else dist.initialize()  # a launched or cluster process
+    rank = 0
+    if joined:
+        import jax
+
+        rank = jax.process_index()
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file() or not (run_dir / "summary.json").is_file():
@@ -287,16 +299,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--resume {run_dir}: summary.json is unreadable ({e})") from None
         if summary.get("status") == "completed":
             raise ConfigError(f"--resume {run_dir}: the run already completed")
-        lock = RunLock(run_dir).acquire()  # one live writer per run directory (issue #17)
+        if launcher:
+            _check_multi_process(exp, sweep_grid(cfg, exp.sweep_keys, str(run_dir)), args)
+            return dist.launch(args.argv, n_proc, n_dev, run_dir)
     else:
         if args.config is None:
             raise ConfigError("missing CONFIG (a YAML file or a shipped config name)")
         exp, cfg, path = resolve(args.config, args.overrides)
         name = check_name(args.name or path.stem)
         check_out(args.out)
-        run_dir = new_run_dir(args.out, exp.name, name)
-        lock = RunLock(run_dir).acquire()
+        if launcher:
+            _check_multi_process(exp, sweep_grid(cfg, exp.sweep_keys, str(path)), args)
+            run_dir = new_run_dir(args.out, exp.name, name)
+            return dist.launch(args.argv, n_proc, n_dev, run_dir)
+        if dist.is_launched():  # the launcher made it
+            run_dir = Path(os.environ[dist.ENV_RUN_DIR])
+        elif joined:  # a cluster: process 0 makes it and tells the others
+            mine = new_run_dir(args.out, exp.name, name) if rank == 0 else None
+            run_dir = dist.share_run_dir(mine)
+        else:
+            run_dir = new_run_dir(args.out, exp.name, name)
         summary = {}
+    if rank > 0:
+        return _run_follower(exp, cfg, run_dir, args, summary)
+    lock = RunLock(run_dir).acquire()  # one live writer per run directory (issue #17)
     try:
         if lock.took_over:
             print(
@@ -316,6 +342,51 @@ def cmd_run(args: argparse.Namespace) -> int:
         lock.release()
 
 
+def _check_multi_process(exp: Experiment, grid: list[dict[str, Any]], args: Any) -> None:
+    """Refuse, before any process starts, what several processes cannot split."""
+    p, k = args.processes, args.devices_per_process
+    if not grid:
+        raise ConfigError(
+            f"--processes {p}: the config has no sweep: block; several processes split a sweep's "
+            "grid (add e.g. 'sweep={seed: [0, 1, 2, 3]}')"
+        )
+    if exp.per_point:
+        raise ConfigError(
+            f"--processes {p}: experiment {exp.name!r} runs its grid point by point, not as one "
+            "compiled sweep, so several processes would each repeat every point; run it in one "
+            "process"
+        )
+    if len(grid) % (p * k):
+        raise ConfigError(
+            f"--processes {p} --devices-per-process {k}: the sweep has {len(grid)} points, not a "
+            f"multiple of the {p * k} devices; use a grid of a multiple of {p * k} points or "
+            "other counts"
+        )
+
+
+def _run_follower(
+    exp: Experiment, cfg: Any, run_dir: Path, args: Any, previous: dict[str, Any]
+) -> int:
+    """Process i > 0 of a multi-process run: the same experiment, its files in a temporary
+    folder (removed at the end), checkpoints read from (and written by process 0 to) the run
+    directory."""
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="sdeml-process-"))
+    try:
+        return _execute(
+            exp,
+            cfg,
+            scratch,
+            resume=bool(args.resume),
+            progress=False,
+            previous=previous,
+            ckpt_root=run_dir,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _execute(
     exp: Experiment,
     cfg: Any,
@@ -324,6 +395,7 @@ def _execute(
     resume: bool,
     progress: bool,
     previous: dict[str, Any],
+    ckpt_root: Path | None = None,
 ) -> int:
     from ._config import sweep_grid, to_yaml
     from ._rundir import Run, environment, write_atomic, write_json
@@ -348,7 +420,15 @@ def _execute(
     print(f"sdeml: running {exp.name} -> {run_dir}", file=sys.stderr)
 
     grid = sweep_grid(cfg, exp.sweep_keys, str(run_dir / "config.yaml"))
-    run = Run(run_dir, cfg, resume=resume, progress=progress, sweep=grid, sweep_keys=exp.sweep_keys)
+    run = Run(
+        run_dir,
+        cfg,
+        resume=resume,
+        progress=progress,
+        sweep=grid,
+        sweep_keys=exp.sweep_keys,
+        ckpt_root=ckpt_root,
+    )
     if grid:
         summary["sweep"] = {"points": grid, "labels": run.sweep_labels()}
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -382,6 +462,15 @@ def _execute(
         signal.signal(signal.SIGTERM, old_term)
         jax.config.update("jax_enable_x64", x64_before)
     summary.update(run.summary)
+    if jax.process_count() > 1:  # every process reaches this point: the timings are gathered
+        from ._distributed import gather_floats
+
+        summary["distributed"] = {
+            "processes": jax.process_count(),
+            "devices_per_process": jax.local_device_count(),
+            "mesh": {"process": jax.process_count(), "device": jax.local_device_count()},
+            "process_wall_time_s": gather_floats(time.perf_counter() - t0),
+        }
     summary.update(
         status=status,
         finished=dt.datetime.now().isoformat(timespec="seconds"),
@@ -482,6 +571,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", metavar="NAME", help="run name (default: the config file's stem)")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument(
+        "--processes",
+        type=int,
+        metavar="P",
+        help="run the sweep on P local processes joined by jax.distributed (process 0 writes the "
+        "run directory); under SLURM or Open MPI, leave it out: the cluster's processes join",
+    )
+    r.add_argument(
+        "--devices-per-process",
+        type=int,
+        default=1,
+        metavar="K",
+        help="CPU devices each of the --processes gets (JAX_NUM_CPU_DEVICES; default 1)",
+    )
     imports(r)
 
     c = add("check", "validate a config and print it resolved (nothing is run)", cmd_check)
@@ -509,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "fn", None) is None:
         parser.print_help()
         return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.fn(args)
     except ConfigError as e:

@@ -253,8 +253,12 @@ class Run:
         progress: bool = True,
         sweep: list[dict[str, Any]] | None = None,
         sweep_keys: Iterable[str] = (),
+        ckpt_root: Path | None = None,
     ):
         self.dir = Path(directory)
+        # where checkpoints are read on resume (and written by process 0): the run directory,
+        # also for the other processes of a multi-process run, whose `dir` is a scratch folder
+        self.ckpt_root = Path(ckpt_root) if ckpt_root is not None else self.dir
         self.cfg = cfg
         self.sweep: list[dict[str, Any]] = list(sweep or [])
         self.sweep_keys: tuple[str, ...] = tuple(sweep_keys)
@@ -451,7 +455,7 @@ class Run:
 
         check_name(name)
         steps = train_cfg.steps if n_steps is None else n_steps
-        ckpt_dir = self.dir / "checkpoints" / name
+        ckpt_dir = self.ckpt_root / "checkpoints" / name
         state, stats = fit(
             state,
             step_fn,

@@ -89,7 +89,8 @@ def sweep_map(
     grid: Sequence[Mapping[str, Any]],
     keys: Sequence[str],
 ) -> Any:
-    """``fn(cfg)`` at every grid point: one `jax.vmap` over the swept values.
+    """``fn(cfg)`` at every grid point: one `jax.vmap` over the swept values, the grid split over
+    every device (and every process under `jax.distributed`, the result gathered to each).
 
     Args:
         fn: ``cfg -> PyTree of arrays``; it reads the swept keys from its config argument (as
@@ -105,11 +106,13 @@ def sweep_map(
     import jax
     import jax.numpy as jnp
 
+    from ..train import gather_to_host, shard_batch
+
     if not grid:
         return jax.tree.map(lambda x: jnp.asarray(x)[None], fn(cfg))
     swept = [k for k in keys if any(k in p for p in grid)]
-    values = grid_values(cfg, grid, swept)
-    return jax.jit(jax.vmap(lambda v: fn(with_values(cfg, v))))(values)
+    values = shard_batch(grid_values(cfg, grid, swept))  # over every device (and process)
+    return gather_to_host(jax.jit(jax.vmap(lambda v: fn(with_values(cfg, v))))(values))
 
 
 class Setup(NamedTuple):
@@ -166,6 +169,7 @@ def train_grid(
     from ..train import (
         Trained,
         build_state,
+        gather_to_host,
         make_optimizer,
         make_step,
         set_learning_rate,
@@ -210,6 +214,9 @@ def train_grid(
 
         steps = train_cfg.steps if n_steps is None else n_steps
         state, stats = fit(state, step_fn, steps, log_every=train_cfg.log_every, progress=False)
+    # under several processes the members live on all of them: everything after training (the
+    # experiment's evaluation, plots, the saved model) reads the whole grid in every process
+    state = gather_to_host(state)
     return Trained(state.final_model(ema), state, stats)
 
 

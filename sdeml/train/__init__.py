@@ -28,6 +28,7 @@ if _typing.TYPE_CHECKING:
     from ._step import init_state as init_state
     from ._step import make_step as make_step
     from ._step import train_step as train_step
+    from ._sweep import gather_to_host as gather_to_host
     from ._sweep import init_states as init_states
     from ._sweep import set_learning_rate as set_learning_rate
     from ._sweep import shard_batch as shard_batch

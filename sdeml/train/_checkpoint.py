@@ -108,7 +108,14 @@ class CheckpointDir:
         return self.dir / f"step_{step:09d}.json"
 
     def save(self, step: int, tree: Any) -> Path:
+        """Write `tree` as the checkpoint of `step`. Under several processes (`jax.distributed`)
+        every process calls this (the sharded arrays are gathered) and process 0 alone writes."""
+        from ._sweep import gather_to_host
+
         path = self.path(step)
+        tree = gather_to_host(tree)
+        if jax.process_index() != 0:
+            return path
         save_checkpoint(path, tree)
         # The checksum is written after the file it covers: a kill in between leaves a checkpoint
         # without a checksum, which `restore` skips like a corrupted one.

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._checkpoint import CheckpointDir
+from ._sweep import gather_to_host, place
 
 
 class TrainingError(RuntimeError):
@@ -111,7 +112,7 @@ def fit(
             print(f"sdeml: {desc}: {stats.resume_note}", file=sys.stderr)
             # keep the caller's placement (e.g. members sharded over devices by shard_batch)
             state = jax.tree.map(
-                lambda new, old: jax.device_put(new, old.sharding) if eqx.is_array(old) else new,
+                lambda new, old: place(new, old.sharding) if eqx.is_array(old) else new,
                 loaded,
                 state,
             )
@@ -166,6 +167,7 @@ def fit(
             try:
                 with _quiet_callback_log():
                     new_dyn, buf = compiled(dyn, jnp.int32(n))
+                    buf = gather_to_host(buf)  # from every process under jax.distributed
                     host = {k: np.asarray(v)[:n] for k, v in jax.device_get(buf).items()}
             except Exception as e:  # e.g. an equinox runtime error from a diffrax solve
                 raise TrainingError(
@@ -229,7 +231,7 @@ def _step_of(state: Any) -> int:
     step = getattr(state, "step", None)
     if step is None:
         raise TypeError("`state` must have a `step` leaf (use sdeml.train.init_state)")
-    values = np.unique(np.asarray(step))
+    values = np.unique(np.asarray(gather_to_host(step)))
     if values.size != 1:
         raise ValueError(f"a batched state must have one step for all members, got {values}")
     return int(values[0])

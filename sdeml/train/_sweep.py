@@ -66,22 +66,78 @@ def _find_hyperparams(opt_state: Any) -> dict[str, Any] | None:
 def shard_batch(tree: Any, devices: Sequence[Any] | None = None) -> Any:
     """Spread the leading (member) axis of every array over the devices.
 
-    Arrays whose leading axis is divisible by the number of devices are split across a 1-D
-    ``Mesh(devices, ("batch",))``; the others are replicated. A jitted step then runs each
-    device's members on that device (jit follows the input shardings). With one device this
-    returns the tree unchanged.
+    Arrays whose leading axis is divisible by the number of devices are split over a
+    ``(process, device)`` mesh (`jax.make_mesh`; one process unless `jax.distributed` is
+    initialised, then every process's devices); the others are replicated. A jitted step then
+    runs each device's members on that device (jit follows the input shardings). With one device
+    this returns the tree unchanged. Under several processes, every process must pass the same
+    values (they do: each builds the grid from the same config and keys); read results back with
+    `gather_to_host`.
+
+    Args:
+        tree: a PyTree of arrays with a leading member axis.
+        devices: the devices of one process to use (default: all of them, over all processes).
     """
-    devices = list(devices) if devices is not None else jax.devices()
-    if len(devices) == 1:
-        return tree
-    mesh = Mesh(np.asarray(devices), ("batch",))
-    split = NamedSharding(mesh, PartitionSpec("batch"))
+    if devices is not None:
+        devices = list(devices)
+        if len(devices) == 1:
+            return tree
+        mesh = Mesh(np.asarray(devices).reshape(1, -1), ("process", "device"))
+    else:
+        if jax.device_count() == 1:
+            return tree
+        auto = jax.sharding.AxisType.Auto  # shardings follow the inputs (no explicit specs)
+        mesh = jax.make_mesh(
+            (jax.process_count(), jax.local_device_count()),
+            ("process", "device"),
+            axis_types=(auto, auto),
+        )
+    n = mesh.size
+    split = NamedSharding(mesh, PartitionSpec(("process", "device")))
     whole = NamedSharding(mesh, PartitionSpec())
 
     def put(x):
         if not eqx.is_array(x):
             return x
-        ok = x.ndim >= 1 and x.shape[0] % len(devices) == 0
-        return jax.device_put(x, split if ok else whole)
+        ok = x.ndim >= 1 and x.shape[0] % n == 0
+        return place(x, split if ok else whole)
 
     return jax.tree.map(put, tree)
+
+
+def place(x: Any, sharding: Any) -> Any:
+    """`jax.device_put(x, sharding)`, also for a sharding over several processes' devices (then
+    every process holds the same whole `x` and keeps its own part of it)."""
+    if not isinstance(x, jax.Array | np.ndarray | np.generic):
+        return x
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jr.wrap_key_data(place(jr.key_data(x), sharding), impl=jr.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def gather_to_host(tree: Any) -> Any:
+    """Every array of `tree` whole and local to this process.
+
+    Arrays sharded over several processes (`shard_batch` under `jax.distributed`) are gathered
+    from all of them (`multihost_utils.process_allgather`: a collective, so every process must
+    call this at the same point); replicated ones are read from this process's copy; local arrays
+    pass unchanged. Afterwards the tree can be read with NumPy, saved, plotted or evaluated by
+    code that knows nothing of processes.
+    """
+
+    def get(x: Any) -> Any:
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return x
+        if x.is_fully_replicated:
+            return jnp.asarray(x.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = multihost_utils.process_allgather(jr.key_data(x), tiled=True)
+            return jr.wrap_key_data(jnp.asarray(data), impl=jr.key_impl(x))
+        return jnp.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree.map(get, tree)

@@ -22,7 +22,7 @@ from ._config import TrainConfig
 from ._loop import FitStats, fit
 from ._optim import make_optimizer
 from ._step import LossFn, TrainState, init_state, make_step
-from ._sweep import init_states, set_learning_rate, shard_batch
+from ._sweep import gather_to_host, init_states, set_learning_rate, shard_batch
 
 
 class RunLike(Protocol):
@@ -111,6 +111,7 @@ def train_model(
     state = build_state(model, cfg, key, optimizer)
     step_fn = make_step(loss_fn, optimizer, batch_fn)
     state, stats = _fit(state, step_fn, cfg, run, name, n_steps, ckpt_dir, resume, progress, on_log)
+    state = gather_to_host(state)  # the whole grid in every process (one process: unchanged)
     return Trained(state.final_model(ema), state, stats)
 
 
@@ -161,6 +162,7 @@ def train_sweep(
     state = shard_batch(state)
     step_fn = eqx.filter_vmap(make_step(loss_fn, optimizer, batch_fn))
     state, stats = _fit(state, step_fn, cfg, run, name, n_steps, ckpt_dir, resume, progress, on_log)
+    state = gather_to_host(state)  # the whole grid in every process (one process: unchanged)
     return Trained(state.final_model(ema), state, stats)
 
 

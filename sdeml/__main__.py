@@ -1,0 +1,7 @@
+"""``python -m sdeml ...``: the same command line as ``sdeml ...``."""
+
+import sys
+
+from sdeml.run._cli import main
+
+sys.exit(main())

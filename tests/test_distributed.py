@@ -1,0 +1,166 @@
+"""Multi-process runs (issue #19, items 3-4): `sdeml run --processes P` on jax.distributed.
+
+The default suite checks the refusals (one line, exit 2, nothing started). The slow suite starts
+real processes on localhost: a 2 x 2 run equals the 1 x 1 run point by point, and a killed
+process stops the others, marks the run failed, keeps its checkpoints, and the run resumes.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import QUICK, summary_of
+from helpers import cli as _cli
+
+SMOKE = ["train.log_every=10", "eval.n_traj=2", "--no-progress"]
+GRID4 = "sweep={seed: [0, 1, 2, 3]}"
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--processes", "0"], "--processes must be an integer from 1"),
+        (["--processes", "-2"], "--processes must be an integer from 1"),
+        (["--processes", "100000"], "--processes must be an integer from 1 to 256"),
+        (["--processes", "2", "--devices-per-process", "0"], "--devices-per-process"),
+        (["--processes", "2"], "no sweep: block"),
+        (["--processes", "3", GRID4], "4 points, not a multiple of the 3 devices"),
+        (["--processes", "2", "--devices-per-process", "3", GRID4], "multiple of the 6"),
+    ],
+)
+def test_bad_process_counts_are_one_line_exit_2(args, needle, tmp_path, capsys):
+    code, out, err = _cli(["run", QUICK, *args, "--out", str(tmp_path)], capsys)
+    assert code == 2, (code, err)
+    assert needle in err and err.count("\n") <= 1, err
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_non_integer_process_count_is_refused(tmp_path, capsys):
+    code, _, err = _cli(["run", QUICK, "--processes", "two", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--processes" in err, err
+
+
+def test_per_point_experiments_are_refused_for_several_processes(tmp_path, capsys):
+    code, _, err = _cli(
+        ["run", "ude_lotka_volterra", GRID4, "--processes", "2", "--out", str(tmp_path)], capsys
+    )
+    assert code == 2 and "point by point" in err, err
+
+
+def test_one_process_is_a_plain_run(tmp_path, capsys):
+    code, _, err = _cli(
+        ["run", QUICK, "train.steps=10", *SMOKE, "--processes", "1", "--out", str(tmp_path)],
+        capsys,
+    )
+    assert code == 0, err
+    assert "distributed" not in summary_of(tmp_path)
+
+
+def _sdeml(args, **kw):
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "sdeml", *args], env=env, capture_output=True, text=True, **kw
+    )
+
+
+@pytest.mark.slow
+def test_two_processes_by_two_devices_equal_one_process(tmp_path, capsys):
+    # float64, the same keys: the members trained on 2 processes x 2 devices are the members of
+    # the one-process run (the issue asks for relative differences <= 1e-6)
+    common = [QUICK, "train.steps=40", "x64=true", GRID4, *SMOKE]
+    code, _, err = _cli(["run", *common, "--out", str(tmp_path / "one")], capsys)
+    assert code == 0, err
+    done = _sdeml(
+        ["run", *common, "--processes", "2", "--devices-per-process", "2", "--out",
+         str(tmp_path / "two")],
+        timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = summary_of(tmp_path / "one"), summary_of(tmp_path / "two")
+    assert two["distributed"]["processes"] == 2
+    assert two["distributed"]["mesh"] == {"process": 2, "device": 2}
+    assert len(two["distributed"]["process_wall_time_s"]) == 2
+    for k, v in one["metrics"].items():
+        if isinstance(v, list) and all(isinstance(x, float) for x in v):
+            for a, b in zip(v, two["metrics"][k], strict=True):
+                assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12), (k, a, b)
+    run_dir = Path(two["run_dir"])
+    # process 0 wrote the run directory; process 1 only its log
+    assert (run_dir / "logs" / "process-1.log").is_file()
+    assert sorted(p.name for p in (run_dir / "logs").iterdir()) == ["process-1.log"]
+    assert (run_dir / "checkpoints").is_dir() and (run_dir / "sweep.png").is_file()
+
+
+def _pid_of_process(run_dir: Path, index: int) -> int | None:
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"SDEML_PROCESS_ID={index}".encode() in env and (
+            f"SDEML_RUN_DIR={run_dir}".encode() in env
+        ):
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the process in /proc")
+def test_a_killed_process_stops_the_run_and_it_resumes(tmp_path):
+    out = tmp_path / "runs"
+    args = [QUICK, "train.steps=4000", "train.ckpt_every=20", GRID4, *SMOKE]
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "sdeml", "run", *args, "--processes", "2", "--out", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        run_dir = ckpt = None
+        while time.monotonic() < deadline:
+            found = list(out.glob("quickstart_ode/*/checkpoints/model/latest.json"))
+            if found:
+                ckpt = found[0]
+                run_dir = ckpt.parents[2]
+                break
+            assert launcher.poll() is None, launcher.communicate()
+            time.sleep(0.5)
+        assert run_dir is not None, "no checkpoint within 300 s"
+        pid = _pid_of_process(run_dir, 1)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+        _, err = launcher.communicate(timeout=60)
+        stopped_in = time.monotonic() - t_kill
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 1
+    assert stopped_in < 30, stopped_in
+    assert "process 1" in err and "SIGKILL" in err, err[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "process 1 of 2" in summary["error"], summary
+    kept = json.loads(ckpt.read_text())["step"]
+    assert kept >= 20 and (ckpt.parent / f"step_{kept:09d}.eqx").is_file()
+    # the run continues from its last good checkpoint, on two processes again
+    done = _sdeml(
+        ["run", "--resume", str(run_dir), "--processes", "2", "--no-progress"], timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["resumed"] == 1, summary
+    assert summary["training"]["model"]["resumed_from_step"] >= kept
+    assert summary["distributed"]["processes"] == 2
