@@ -112,7 +112,7 @@ def place(x: Any, sharding: Any) -> Any:
         return x
     if sharding.is_fully_addressable:
         return jax.device_put(x, sharding)
-    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
         return jr.wrap_key_data(place(jr.key_data(x), sharding), impl=jr.key_impl(x))
     host = np.asarray(x)
     return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
