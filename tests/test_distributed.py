@@ -164,3 +164,59 @@ def test_a_killed_process_stops_the_run_and_it_resumes(tmp_path):
     assert summary["status"] == "completed" and summary["resumed"] == 1, summary
     assert summary["training"]["model"]["resumed_from_step"] >= kept
     assert summary["distributed"]["processes"] == 2
+
+
+SHARDED_SIMULATE = """
+import sys
+import jax
+jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+import jax.numpy as jnp, jax.random as jr, numpy as np
+import sdeml
+from sdeml.train import gather_to_host
+
+auto = jax.sharding.AxisType.Auto
+mesh = jax.make_mesh((2, 2), ("process", "device"), axis_types=(auto, auto))
+sde = sdeml.SDE(lambda t, y, a: -y, lambda t, y, a: 0.5 * jnp.ones_like(y), noise="diagonal")
+paths = sdeml.simulate(sde, jnp.ones(2), n_steps=20, n_paths=1000, chunk_size=64,
+                       key=jr.key(0), mesh=mesh)
+np.save(sys.argv[3], np.asarray(gather_to_host(paths.xs)))
+"""
+
+
+@pytest.mark.slow
+def test_simulate_splits_paths_over_two_processes(tmp_path):
+    # issue #19 item 5: the paths of a 2 processes x 2 devices simulation are those of the
+    # one-device run with the same key, in every process after the gather
+    import socket
+
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+
+    import sdeml
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "sim.py"
+    script.write_text(SHARDED_SIMULATE)
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2")
+    env.pop("XLA_FLAGS", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), f"localhost:{port}", str(i), str(tmp_path / f"{i}.npy")],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    sde = sdeml.SDE(lambda t, y, a: -y, lambda t, y, a: 0.5 * jnp.ones_like(y), noise="diagonal")
+    one = sdeml.simulate(
+        sde, jnp.ones(2), n_steps=20, n_paths=1000, chunk_size=64, key=jr.key(0), dtype=jnp.float32
+    )
+    for i in range(2):
+        np.testing.assert_array_equal(np.load(tmp_path / f"{i}.npy"), np.asarray(one.xs))

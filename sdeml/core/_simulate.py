@@ -123,6 +123,7 @@ def simulate(
     dtype: Any = None,
     chunk_size: int | None = None,
     block_size: int | None = None,
+    mesh: Any = None,
     key: PRNGKeyArray,
 ) -> Paths:
     r"""Simulate `n_paths` paths of $dX = f(t, X)\,dt + g(t, X)\,dW$ with a fixed-step solver.
@@ -153,6 +154,12 @@ def simulate(
             key, the even divisor of the steps between saves nearest 8 (up to 16): an even
             block takes two steps' normals from each Threefry hash, which halves the hashing.
             Otherwise 8, or a nearby size up to 16 that divides them.
+        mesh: a `jax.sharding.Mesh` (or a `NamedSharding`, whose mesh is used) to split the
+            paths over: the chunks of paths are dealt out over all of the mesh's devices (of
+            every process under `jax.distributed`), each device running its chunks, and `xs`
+            comes back sharded along the paths. Every path is exactly the path of the
+            one-device run with the same key, `chunk_size` and `block_size` (the noise of a
+            chunk depends on its index, not on the device). None: the default device.
         key: PRNG key. The same key, `chunk_size` and `block_size` give the same numbers.
 
     Returns:
@@ -196,6 +203,7 @@ def simulate(
     pairs = not solver.needs_time_integral and pairs_ok(key, dtype)
     plan = _plan(t0, t1, n_steps, ts, save_every, save_at, include_t0, block_size, dtype, pairs)
     chunk = _chunking(solver, state_shape, wshape, dtype, plan, n_paths, chunk_size)
+    mesh = _check_mesh(mesh)
 
     xs = _simulate_core(
         solver,
@@ -211,11 +219,30 @@ def simulate(
         x0_pp=bool(x0_per_path),
         args_pp=bool(args_per_path),
         wshape=tuple(wshape),
+        mesh=mesh,
     )
     if plan.save_initial:
         x_init = x0 if x0_per_path else jnp.broadcast_to(x0, (n_paths, *state_shape))
         xs = jnp.concatenate([x_init[:, None], xs], axis=1)
     return Paths(jnp.asarray(plan.ts_out), xs)
+
+
+def _check_mesh(mesh: Any) -> Any:
+    """`simulate`'s `mesh` argument as a `Mesh` with more than one device, or None."""
+    if mesh is None:
+        return None
+    if isinstance(mesh, jax.sharding.NamedSharding):
+        mesh = mesh.mesh
+    if not isinstance(mesh, jax.sharding.Mesh):
+        raise TypeError(
+            f"`mesh` must be a jax.sharding.Mesh or NamedSharding, got {type(mesh).__name__}"
+        )
+    if mesh.size == 1:
+        return None
+    # the chunks are dealt out by `shard_map` with the specs below, whatever axis types the
+    # caller's mesh has (`jax.make_mesh` makes Explicit ones by default)
+    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
+    return jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
 
 
 def _check_x0(x0: Any, dtype: Any, name: str) -> Array:
@@ -447,8 +474,11 @@ def _simulate_core(
     aligned=False,
     uniform=None,
     seg_real=None,
+    mesh=None,
 ):
     """t_starts, dts: (n_saves, seg_len). Returns (n_paths, n_saves, *S).
+
+    `mesh`: a `Mesh` to deal the chunks out over (`simulate`'s `mesh`), or None.
 
     With `uniform` = ``(n, seg_len)`` (per-path keys only) the grid is the uniform one of `n`
     steps ``h = (t1 - t0) / n`` on ``[t_starts, dts]`` (then the two scalars t0, t1), computed
@@ -641,6 +671,34 @@ def _simulate_core(
         _, ys = jax.lax.scan(segment_body, y, seg_xs)  # (n_saves, chunk, *S)
         return jnp.moveaxis(ys, 0, 1)
 
+    if mesh is not None:
+        # every device runs whole chunks, numbered as in the one-device run (so each chunk draws
+        # the same noise); the chunk count is padded to a multiple of the devices with copies of
+        # the last chunk, whose paths are dropped
+        n_dev = mesh.size
+        n_pad = -(-n_chunks // n_dev) * n_dev
+
+        def pad_chunks(a):
+            if a is None or n_pad == n_chunks:
+                return a
+            return jnp.concatenate([a, jnp.broadcast_to(a[-1:], (n_pad - n_chunks, *a.shape[1:]))])
+
+        inputs = (
+            jnp.arange(n_pad),
+            pad_chunks(x0c),
+            [pad_chunks(a) for a in pc],
+            pad_chunks(keyc),
+        )
+        spec = jax.sharding.PartitionSpec(tuple(mesh.axis_names))
+        mapped = jax.shard_map(
+            lambda xs: jax.lax.map(run_chunk, xs),
+            mesh=mesh,
+            in_specs=(spec,),
+            out_specs=spec,
+            check_vma=False,
+        )
+        out = mapped(inputs)
+        return out.reshape(n_pad * chunk, *out.shape[2:])[:n_paths]
     if n_chunks == 1:  # one chunk: no loop over chunks to compile
         first = jtu.tree_map(lambda a: a[0], (x0c, pc, keyc))
         return run_chunk((jnp.asarray(0), *first))[:n_paths]
