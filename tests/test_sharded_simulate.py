@@ -20,8 +20,9 @@ SCRIPT = textwrap.dedent(
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
     import sdeml
 
-    assert jax.device_count() == 4
-    mesh = Mesh(np.asarray(jax.devices()).reshape(2, 2), ("a", "b"))
+    cpus = jax.devices("cpu")  # four forced host devices, also on a machine with a GPU
+    assert len(cpus) == 4
+    mesh = Mesh(np.asarray(cpus).reshape(2, 2), ("a", "b"))
     sde = sdeml.SDE(lambda t, y, a: a * (1.0 - y), lambda t, y, a: 0.4 * y, noise="diagonal")
     additive = sdeml.SDE(lambda t, y, a: -a * y, lambda t, y, a: 0.3 * jnp.ones_like(y),
                          noise="additive")
@@ -35,7 +36,7 @@ SCRIPT = textwrap.dedent(
             x0=jnp.linspace(0.5, 1.5, 600).reshape(300, 2), x0_per_path=True,
         ),
     ]
-    explicit = jax.make_mesh((4,), ("paths",))  # Explicit axis types by default
+    explicit = jax.make_mesh((4,), ("paths",), devices=cpus)  # Explicit axis types by default
     cases[0]["mesh2"] = explicit
     for kw in cases:
         kw = dict(kw)
@@ -61,6 +62,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.device
 def test_sharded_paths_equal_the_one_device_run():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env.pop("JAX_NUM_CPU_DEVICES", None)
@@ -70,6 +72,7 @@ def test_sharded_paths_equal_the_one_device_run():
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
 
 
+@pytest.mark.device
 def test_a_one_device_mesh_is_the_plain_run_and_a_bad_mesh_is_refused():
     from jax.sharding import Mesh
 

@@ -102,8 +102,12 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.device
 def test_sharded_sweep_on_8_devices_matches_unsharded():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    # eight forced host devices (the CPU backend alone, also on a machine with a GPU)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, timeout=300
     )
