@@ -53,6 +53,7 @@ def test_per_point_experiments_are_refused_for_several_processes(tmp_path, capsy
     assert code == 2 and "point by point" in err, err
 
 
+@pytest.mark.slow
 def test_one_process_is_a_plain_run(tmp_path, capsys):
     code, _, err = _cli(
         ["run", QUICK, "train.steps=10", *SMOKE, "--processes", "1", "--out", str(tmp_path)],

@@ -62,6 +62,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.device
 def test_sharded_paths_equal_the_one_device_run():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
