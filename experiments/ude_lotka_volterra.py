@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from sdeml.run import ExperimentConfig, Run, Section, register
 from sdeml.train import TrainConfig
@@ -26,6 +26,16 @@ class DataConfig(Section):
     t1: PositiveFloat = 3.0  # observations on [0, t1]
     t_extrapolate: PositiveFloat = 50.0  # compared with the truth on [t1, t_extrapolate]
     n_extrapolate: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _window_after_data(self) -> DataConfig:
+        # found by the CLI fuzz test: a window before t1 held no time to compare at
+        if self.t_extrapolate <= self.t1:
+            raise ValueError(
+                f"t_extrapolate={self.t_extrapolate:g} must be > t1={self.t1:g} (the "
+                "extrapolation window is [t1, t_extrapolate])"
+            )
+        return self
 
 
 class ModelConfig(Section):

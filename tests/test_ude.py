@@ -186,6 +186,11 @@ def test_bad_input_is_one_clear_value_error():
         ude.stlsq(theta, jnp.ones((4, 2)), 0.1)
     with pytest.raises(ValueError, match="`n_iter`"):
         ude.stlsq(theta, target, 0.1, n_iter=0)
+    # an extrapolation window after the last time (found by the CLI fuzz test: it raised numpy's
+    # "zero-size array to reduction operation")
+    ts = jnp.linspace(0.0, 2.0, 5)
+    with pytest.raises(ValueError, match="extrapolation window is empty"):
+        ude.extrapolation_error(lambda t, y, a: -y, jnp.ones(2), ts, jnp.ones((5, 2)), 3.0)
 
 
 # ---------------------------------------------------------------------- the UDE and its solve

@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -452,10 +453,18 @@ def _execute(
         code, status, error = 130, "interrupted", "interrupted by signal"
     except Exception as e:
         from ..train import TrainingError
+        from ..train._loop import describe_error
 
         code, status = 1, "failed"
         error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if not isinstance(e, (TrainingError, ExperimentError)):
+        # a failure raised inside compiled code arrives wrapped (JaxRuntimeError: "CpuCallback
+        # error calling callback: Traceback ..."): name the error inside and its message
+        inner = re.search(r"\b(EquinoxRuntimeError|ODESolveError): ", str(e))
+        if isinstance(e, (TrainingError, ExperimentError)):
+            pass
+        elif inner:
+            error = f"{inner.group(1)}: {describe_error(e)}"
+        else:
             error = f"{type(e).__name__}: {error}"
         write_atomic(run_dir / "error.log", traceback.format_exc())
     finally:

@@ -355,11 +355,16 @@ def extrapolation_error(
         raise ValueError(
             f"`truth` must have shape ({ts.shape[0]}, {y0.shape[0]}), got {truth.shape}"
         )
+    window = np.asarray(ts) >= t_from
+    if not window.any():
+        raise ValueError(
+            f"`ts` has no time at or after t_from={t_from:g} (its last is {float(ts[-1]):g}): "
+            "the extrapolation window is empty"
+        )
     sol = solve_ode(
         field, y0, ts[0], ts[-1], ts=ts, rtol=rtol, atol=atol, max_steps=max_steps, throw=False
     )
     ys = jnp.where(jnp.isfinite(sol.ys), sol.ys, jnp.inf)
-    window = np.asarray(ts) >= t_from
     err = np.abs(np.asarray(ys) - np.asarray(truth))[window]
     max_abs = float(np.max(err)) if np.all(np.isfinite(err)) else float("inf")
     return {
