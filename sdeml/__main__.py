@@ -2,6 +2,6 @@
 
 import sys
 
-from sdeml.run._cli import main
+from sdeml.run import main
 
 sys.exit(main())

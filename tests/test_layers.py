@@ -37,6 +37,7 @@ LAYERS = {
     "run": 3,
     "experiments": 3,
     "configs": 3,
+    "__main__": 3,  # python -m sdeml: the command line
     "": 4,  # sdeml/__init__.py, the door
 }
 NAMES = {0: "core", 1: "shared", 2: "themes", 3: "application", 4: "the top-level door"}

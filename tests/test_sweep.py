@@ -102,6 +102,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.device
 def test_sharded_sweep_on_8_devices_matches_unsharded():
     # eight forced host devices (the CPU backend alone, also on a machine with a GPU)

@@ -8,6 +8,7 @@ import typing as _typing
 from .. import _lazy as _lazy
 
 if _typing.TYPE_CHECKING:
+    from ._cli import main as main
     from ._config import ExperimentConfig as ExperimentConfig
     from ._config import Section as Section
     from ._config import load_yaml as load_yaml

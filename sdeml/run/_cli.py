@@ -452,8 +452,7 @@ def _execute(
     except KeyboardInterrupt:
         code, status, error = 130, "interrupted", "interrupted by signal"
     except Exception as e:
-        from ..train import TrainingError
-        from ..train._loop import describe_error
+        from ..train import TrainingError, describe_error
 
         code, status = 1, "failed"
         error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -610,6 +609,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``sdeml`` command line (``sdeml ...``, ``python -m sdeml ...``).
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 for a failed run, 2 for bad input (printed as one
+        ``sdeml: error: ...`` line), 130 when interrupted.
+    """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # Overrides may stand after options too (`run cfg --name x a=1`): argparse leaves them over.

@@ -19,6 +19,7 @@ if _typing.TYPE_CHECKING:
     from ._digits import digits_classifier as digits_classifier
     from ._loop import FitStats as FitStats
     from ._loop import TrainingError as TrainingError
+    from ._loop import describe_error as describe_error
     from ._loop import fit as fit
     from ._optim import make_optimizer as make_optimizer
     from ._optim import standard_promotion as standard_promotion
