@@ -16,6 +16,9 @@ training, evaluation, plots, run directory), one after the other on this machine
 
     python benchmarks/sweeps.py                  # -> benchmarks/sweeps.md
     python benchmarks/sweeps.py --steps 100      # a quicker, smaller table
+
+Not yet run to the end here: with the default 300 steps the eleven quickstart runs took longer
+than 20 minutes on the 2-core machine and the run was stopped (no table yet).
 """
 
 from __future__ import annotations
