@@ -59,6 +59,8 @@ def section_tests(quick: bool) -> list[str]:
         capture_output=True,
         text=True,
     )
+    log_dir = Path(os.environ.get("SDEML_DEVICE_LOG_DIR", tempfile.gettempdir()))
+    (log_dir / "device_tests.log").write_text(done.stdout + done.stderr)
     last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     status = "pass" if done.returncode == 0 else f"FAIL (exit {done.returncode})"
     return [
@@ -218,7 +220,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (a CPU check of the script)")
     ap.add_argument("--out", default=str(HERE / "device_check.md"))
+    ap.add_argument(
+        "--only", default="", help="comma-separated sections (em,diffusion,node,sweep,tests)"
+    )
     a = ap.parse_args()
+    os.environ.setdefault("SDEML_DEVICE_LOG_DIR", str(Path(a.out).parent))
     t0 = time.perf_counter()
     dev = jax.devices()[0]
     head = [
@@ -235,23 +241,30 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     rows: list[str] = []
+    text = ""
+    # the timed sections first, the tests last: a run cut short by its time limit keeps the numbers
     for name, fn in (
-        ("tests", section_tests),
         ("em", section_em),
         ("diffusion", section_diffusion),
-        ("neural ode", section_node),
+        ("node", section_node),
         ("sweep", section_sweep),
+        ("tests", section_tests),
     ):
+        if a.only and name not in a.only.split(","):
+            continue
         t = time.perf_counter()
         try:
-            rows += fn(a.quick)
+            new = fn(a.quick)
+            rows += new
+            print("\n".join(new), flush=True)
         except Exception as e:  # one broken section must not hide the others' numbers
             rows.append(
                 f"| {name} | FAILED: {type(e).__name__}: {str(e).splitlines()[0][:200]} | | |"
             )
         print(f"device_check: {name} done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    text = "\n".join([*head, *rows, "", f"Total {time.perf_counter() - t0:.0f} s.", ""])
-    Path(a.out).write_text(text)
+        # written after every section: a run stopped at its time limit still leaves its numbers
+        text = "\n".join([*head, *rows, "", f"Total {time.perf_counter() - t0:.0f} s.", ""])
+        Path(a.out).write_text(text)
     print(text)
     if any("FAIL" in r for r in rows):
         sys.exit(1)

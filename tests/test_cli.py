@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from helpers import QUICK, ROOT
@@ -138,6 +139,11 @@ def test_run_dir_layout_show_list_check(tmp_path, capsys):
     assert summary["training"]["model"]["step_time_s"] > 0
     assert summary["environment"]["versions"]["jax"]
     assert summary["environment"]["device"]["platform"] == "cpu"
+    env = summary["environment"]
+    assert env["dtype"] == ("float64" if env["x64"] else "float32")
+    assert env["matmul_precision"] == str(
+        getattr(jax.config, "jax_default_matmul_precision", None) or "default"
+    )
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [10, 20, 30] and all(r["tag"] == "model" for r in rows)
     assert "steps: 30" in (run_dir / "config.yaml").read_text()

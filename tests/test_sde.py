@@ -402,3 +402,27 @@ def test_traced_times_under_jit():
     )
     traced = jax.jit(lambda t1: run(t1).xs)(jnp.asarray(2.0, F64))
     np.testing.assert_allclose(traced, run(2.0).xs, rtol=1e-12)
+
+
+def test_default_chunks_follow_the_platform(monkeypatch):
+    """The default chunk is the CPU's cache-sized one on a CPU; on an accelerator all paths run as
+    one chunk while they fit 2^24 components and 1 GiB (each chunk runs after the last: 123
+    chunks made 1e6 x d=16 8x slower than one scan on an H200), with a mesh an equal share."""
+    from types import SimpleNamespace
+
+    from sdeml.core import _simulate as sim
+
+    solver = sim.get_solver("euler_maruyama", kind="sde")
+    plan = sim._plan(0.0, 1.0, 1000, None, None, None, False, None, jnp.float32, True)
+
+    def chunk(n, d, mesh=None):
+        return sim._chunking(solver, (d,), (d,), jnp.float32, plan, n, None, mesh)
+
+    assert -(-(10**6) // chunk(10**6, 16)) == 123  # 2^17 / 16 = 8192 paths per chunk at most
+    monkeypatch.setattr(sim.jax, "default_backend", lambda: "gpu")
+    assert chunk(10**6, 16) == 10**6 and chunk(10**6, 1) == 10**6
+    assert chunk(10**7, 64) < 10**7  # over the budget: several chunks, each within it
+    fake = SimpleNamespace(devices=np.array([SimpleNamespace(platform="gpu")] * 4), size=4)
+    assert chunk(10**6, 16, fake) == 250_000
+    cpu_mesh = SimpleNamespace(devices=np.array([SimpleNamespace(platform="cpu")] * 4), size=4)
+    assert -(-(10**6) // chunk(10**6, 16, cpu_mesh)) == 123  # the mesh's platform decides

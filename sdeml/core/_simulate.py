@@ -31,6 +31,12 @@ _DEFAULT_BLOCK = 8
 # on a 2-core CPU (EM, 1e5 paths), 2^16-2^18 beat both smaller chunks (loop overhead, less
 # parallel work per op) and larger ones (the block of increments falls out of cache).
 _CHUNK_ELEMENTS = 2**17
+# On an accelerator one chunk should hold all the paths it can: each step is one kernel launch over
+# the chunk, and chunks run one after another. Measured on an H200 (benchmarks/device_check.md,
+# EM OU d=16, 10^6 paths x 1000 steps): with the CPU budget above (123 chunks) 834 ms against
+# 104 ms for a hand-written scan over all paths at once.
+_ACCEL_CHUNK_BYTES = 2**30
+_ACCEL_CHUNK_ELEMENTS = 2**24
 
 
 class Paths(eqx.Module):
@@ -148,8 +154,12 @@ def simulate(
         x0_per_path, args_per_path: whether `x0` / the leaves of `args` carry a leading
             ``n_paths`` axis (per-path initial values or parameters).
         dtype: floating dtype, float32 by default; float64 on request (needs x64 mode).
-        chunk_size: paths per chunk (default: about 2^17 Brownian components per step, and at
-            most a ~48 MiB working set per chunk).
+        chunk_size: paths per chunk (default: on a CPU about 2^17 Brownian components per
+            step and at most a ~48 MiB working set per chunk; on a GPU or TPU up to 2^24
+            components and 1 GiB, so that usually all paths run as one chunk, and with a
+            `mesh` at most an equal share per device). The default thus depends on the
+            platform, and so do the numbers drawn: give `chunk_size` to reproduce a run
+            exactly on another kind of device.
         block_size: steps per block of drawn increments. Default: in float32 with a Threefry
             key, the even divisor of the steps between saves nearest 8 (up to 16): an even
             block takes two steps' normals from each Threefry hash, which halves the hashing.
@@ -202,8 +212,8 @@ def simulate(
     wshape = sde.brownian_shape(state_shape)
     pairs = not solver.needs_time_integral and pairs_ok(key, dtype)
     plan = _plan(t0, t1, n_steps, ts, save_every, save_at, include_t0, block_size, dtype, pairs)
-    chunk = _chunking(solver, state_shape, wshape, dtype, plan, n_paths, chunk_size)
     mesh = _check_mesh(mesh)
+    chunk = _chunking(solver, state_shape, wshape, dtype, plan, n_paths, chunk_size, mesh)
 
     xs = _simulate_core(
         solver,
@@ -425,8 +435,12 @@ def check_chunk_size(chunk_size: Any) -> int:
     return int(chunk_size)
 
 
-def _chunking(solver, state_shape, wshape, dtype, plan: _Plan, n_paths: int, chunk_size) -> int:
-    """Paths per chunk: about 2^17 Brownian components per step and a ~48 MiB working set."""
+def _chunking(
+    solver, state_shape, wshape, dtype, plan: _Plan, n_paths: int, chunk_size, mesh=None
+) -> int:
+    """Paths per chunk. By default, on a CPU about 2^17 Brownian components per step and a
+    ~48 MiB working set; on an accelerator (GPU, TPU) up to 2^24 components and 1 GiB, and with
+    a `mesh` at most an equal share of the paths per device (so every device gets work)."""
     size_s = math.prod(state_shape)
     size_w = math.prod(wshape)
     n_saves_core = plan.dts.shape[0]
@@ -436,7 +450,15 @@ def _chunking(solver, state_shape, wshape, dtype, plan: _Plan, n_paths: int, chu
         + n_saves_core * size_s
     )
     if chunk_size is None:
-        max_chunk = max(1, min(_CHUNK_ELEMENTS // max(size_w, 1), _CHUNK_BYTES // per_path))
+        platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+        elements, budget = (
+            (_CHUNK_ELEMENTS, _CHUNK_BYTES)
+            if platform == "cpu"
+            else (_ACCEL_CHUNK_ELEMENTS, _ACCEL_CHUNK_BYTES)
+        )
+        max_chunk = max(1, min(elements // max(size_w, 1), budget // per_path))
+        if mesh is not None and platform != "cpu":
+            max_chunk = min(max_chunk, -(-n_paths // mesh.size))
     else:
         max_chunk = check_chunk_size(chunk_size)
     n_chunks = -(-n_paths // max_chunk)

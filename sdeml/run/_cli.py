@@ -404,6 +404,7 @@ def _execute(
     t0 = time.perf_counter()
     env = environment()
     env["x64"] = bool(env["x64"] or cfg.x64)
+    env["dtype"] = "float64" if env["x64"] else "float32"  # the default floating dtype of the run
     summary: dict[str, Any] = {
         "experiment": exp.name,
         "run_dir": str(run_dir),

@@ -209,7 +209,12 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "host": platform.node(),
         "x64": bool(jax.config.read("jax_enable_x64")),
+        # issue #19: every run's summary says the precision its numbers were computed in
+        "matmul_precision": str(
+            getattr(jax.config, "jax_default_matmul_precision", None) or "default"
+        ),
     }
+    env["dtype"] = "float64" if env["x64"] else "float32"
     env["git"] = _git_commit()
     return env
 
