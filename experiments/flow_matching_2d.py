@@ -73,16 +73,29 @@ class Config(ExperimentConfig):
     reflow: ReflowConfig = ReflowConfig()
 
 
+_SAMPLE: list[Any] = []
+
+
+def _sample(model, x0, n_steps: int, solver: str):
+    """`sample_flow`, compiled once per model structure, shape, step count and solver and shared
+    by every grid point and evaluation set (a jitted lambda made per call recompiled each time)."""
+    if not _SAMPLE:
+        import equinox as eqx
+
+        _SAMPLE.append(
+            eqx.filter_jit(lambda m, x, n, sv: sdeml.sample_flow(m, x, n_steps=n, solver=sv))
+        )
+    return _SAMPLE[0](model, x0, n_steps, solver)
+
+
 def _score(model, cfg: Config, n_steps: int, key) -> tuple[dict, jnp.ndarray]:
-    import equinox as eqx
     import jax.random as jr
 
     e = cfg.eval
     kg, kr, kb = jr.split(key, 3)
-    sample = eqx.filter_jit(
-        lambda mdl, x0: sdeml.sample_flow(mdl, x0, n_steps=n_steps, solver=e.solver)
-    )
-    gen = [sample(model, jr.normal(k, (e.n, 2))) for k in jr.split(kg, e.n_sets)]
+    gen = [
+        _sample(model, jr.normal(k, (e.n, 2)), n_steps, e.solver) for k in jr.split(kg, e.n_sets)
+    ]
     ref = [sdeml.data.toy(cfg.data.name, e.n, key=k) for k in jr.split(kr, e.n_sets)]
     ref_b = [sdeml.data.toy(cfg.data.name, e.n, key=k) for k in jr.split(kb, e.n_sets)]
     # floor pairs (ref_i, ref_b_i); generated set i against ref_i
