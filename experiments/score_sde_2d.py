@@ -148,14 +148,10 @@ def memory(cfg: Config) -> dict[str, float]:
     memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
-    points = run.points()  # each validated, its SDE's ranges too (`SDEConfig._ordered`)
+    run.points()  # each validated, its SDE's ranges too (`SDEConfig._ordered`)
     # Every grid point of a `sweep:` is one member of a batched state, trained by one vmapped
     # program (issue #19); the evaluation then runs each point's trained model.
-    models = run.train_grid(_setup, _objective, cfg.train).model
-    rows = []
-    for i, c in enumerate(points):
-        rows.append(_evaluate(c, run.at(i), run.member(models, i), i if run.sweep else None))
-    return run.collect(rows)
+    return run.evaluate_points(_evaluate, run.train_grid(_setup, _objective, cfg.train).model)
 
 
 def seeded_setup(build: Any, cfg: Any) -> Setup:
@@ -242,7 +238,7 @@ def _jitted(name: str) -> Any:
     return _JITTED[name]
 
 
-def _evaluate(cfg: Config, run: Run, model, member: int | None) -> dict[str, float]:
+def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
     """Sample, score and plot one grid point's trained model."""
     import jax.numpy as jnp
     import jax.random as jr
@@ -335,7 +331,7 @@ def _evaluate(cfg: Config, run: Run, model, member: int | None) -> dict[str, flo
     run.savefig(fig, "samples")
 
     _plot_trajectories(run, model, sde, ref[0][:300], ev.em_steps, lim, jr.fold_in(k_eval, 99))
-    _plot_loss(run, member)
+    _plot_loss(run)
 
     if ev.density_grid:
         g = jnp.linspace(-lim, lim, ev.density_grid)
@@ -394,9 +390,9 @@ def _plot_trajectories(run: Run, model, sde, x0, em_steps: int, lim: float, key)
     run.savefig(fig, "trajectories")
 
 
-def _plot_loss(run: Run, member: int | None) -> None:
+def _plot_loss(run: Run) -> None:
     """The DSM loss against the training step, read back from metrics.jsonl (a sweep logs one
-    list per metric: `member` is the grid point's entry)."""
+    list per metric: the point's view `run.index` is its entry)."""
     import matplotlib.pyplot as plt
 
     path = run.dir / "metrics.jsonl"  # a point's run view shares the run's file
@@ -407,6 +403,7 @@ def _plot_loss(run: Run, member: int | None) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(4.5, 3))
+    member = run.index
     loss = [r["loss"] if member is None else r["loss"][member] for r in rows]
     ax.plot([r["step"] for r in rows], loss)
     ax.set(xlabel="step", ylabel="DSM loss (sigma^2 weighting)", title="training loss")

@@ -247,7 +247,11 @@ class Run:
         cfg: the validated config.
         resume: True when continuing an interrupted run (`train` then starts from checkpoints).
         summary: extra entries for ``summary.json`` (the experiment may add to it).
+        index: the grid point of this view (`at`): its entry in a sweep's per-point lists;
+            None for the run itself.
     """
+
+    index: int | None = None
 
     def __init__(
         self,
