@@ -4,9 +4,14 @@ Forward SDEs (VP, sub-VP, VE), exact Gaussian-mixture marginals and scores, scor
 parameterisations, denoising score matching, samplers (reverse-SDE Euler-Maruyama,
 predictor-corrector, probability-flow ODE, DPM-Solver) and likelihoods through the
 probability-flow ODE. The EDM parameterisation (sigma as time, preconditioned denoiser, rho-grid,
-Heun sampler with churn), UniPC, and the log-density gap of samples under a known mixture.
+Heun sampler with churn), UniPC, consistency distillation from a PF-ODE teacher, and the
+log-density gap of samples under a known mixture.
 """
 
+from ._consistency import ConsistencyModel as ConsistencyModel
+from ._consistency import consistency_distillation_loss as consistency_distillation_loss
+from ._consistency import consistency_sampler as consistency_sampler
+from ._consistency import consistency_scalings as consistency_scalings
 from ._density_gap import DensityGap as DensityGap
 from ._density_gap import log_density_gap as log_density_gap
 from ._edm import EDMDenoiser as EDMDenoiser
@@ -60,6 +65,10 @@ from ._unipc import unipc_sampler as unipc_sampler
 from ._unipc import unipc_time_grid as unipc_time_grid
 
 __all__ = [
+    "ConsistencyModel",
+    "consistency_distillation_loss",
+    "consistency_sampler",
+    "consistency_scalings",
     "AbstractDiffusionSDE",
     "DIVERGENCES",
     "LikelihoodResult",
