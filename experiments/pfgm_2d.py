@@ -11,6 +11,7 @@ for DDIM, EDM Heun, DPM-Solver++(2M) and UniPC-3 at each ``table.nfe``.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
@@ -60,6 +61,16 @@ class TableConfig(Section):
     nfe: list[Annotated[int, Field(ge=2)]] = Field(default_factory=lambda: [3, 5, 8, 10, 20])
 
 
+class ConsistencyConfig(Section):
+    """Consistency distillation of the trained model from its own PF-ODE (issue #21, item 4):
+    the student starts from the teacher's network and trains with the run's optimiser."""
+
+    enabled: bool = True
+    steps: PositiveInt = 2000
+    n_levels: PositiveInt = 18  # intervals of the rho-grid between adjacent teacher levels
+    mid_sigma: PositiveFloat = 0.8  # the two-step sampler's re-noising level
+
+
 class Config(ExperimentConfig):
     experiment: Literal["pfgm_2d"] = "pfgm_2d"
     x64: bool = True  # the sampler table's reference solve runs at rtol 1e-10
@@ -69,6 +80,17 @@ class Config(ExperimentConfig):
     train: TrainConfig = TrainConfig(**TOY_TRAIN)  # score_sde_2d's recipe
     eval: EvalConfig = EvalConfig()
     table: TableConfig = TableConfig()
+    consistency: ConsistencyConfig = ConsistencyConfig()
+
+    @model_validator(mode="after")
+    def _mid_sigma_in_range(self) -> Config:
+        c, p = self.consistency, self.pfgm
+        if c.enabled and not p.sigma_min < c.mid_sigma < p.sigma_max:
+            raise ValueError(
+                f"consistency.mid_sigma ({c.mid_sigma}) must lie inside (pfgm.sigma_min, "
+                f"pfgm.sigma_max) = ({p.sigma_min}, {p.sigma_max})"
+            )
+        return self
 
 
 # `seed` (the keys) and `train.lr` (optimiser state) enter as arrays; D is a static property of
@@ -116,6 +138,7 @@ def memory(cfg: Config) -> dict[str, float]:
         "model.width=32",
         "table.n_points=50",
         "table.nfe=[5]",
+        "consistency.steps=20",
     ),
     sweep_keys=SWEEP_KEYS,
     build_model=build_model,
@@ -124,7 +147,19 @@ def memory(cfg: Config) -> dict[str, float]:
 def main(cfg: Config, run: Run) -> dict[str, Any]:
     points = run.points()  # each validated: eval.nfe >= 4, sigma_min < sigma_max (`check`)
     models = run.train_grid(_setup, _objective, cfg.train).model
-    rows = [_evaluate(c, run.at(i), run.member(models, i)) for i, c in enumerate(points)]
+    students = None
+    if cfg.consistency.enabled:  # distilled from each point's trained model, as one program too
+        cd_train = cfg.train.model_copy(update={"steps": cfg.consistency.steps})
+        students = run.train_grid(
+            _cd_setup, _cd_objective, cd_train, name="consistency", inputs=models
+        ).model
+    rows = [
+        _evaluate(
+            c, run.at(i), run.member(models, i),
+            None if students is None else run.member(students, i),
+        )
+        for i, c in enumerate(points)
+    ]  # fmt: skip
     # the exact-score table does not depend on the trained model: computed once, shown per point
     table = _sampler_table(cfg, run) if cfg.table.enabled else {}
     return run.collect([{**row, **table} for row in rows])
@@ -133,10 +168,9 @@ def main(cfg: Config, run: Run) -> dict[str, Any]:
 _DRAW: list[Any] = []
 
 
-def _draw(model, D, shape, key, kw):
-    """A PFGM++ sampler run, compiled once per model structure, D, shape and options and shared
-    by every grid point and seed (a jitted lambda inside the evaluation recompiled per point)."""
-    if not _DRAW:  # made on first use: importing the experiment stays cheap
+def _draw_fn() -> Any:
+    """`_DRAW[0]`: the PFGM++ sampler, jitted (made on first use: importing stays cheap)."""
+    if not _DRAW:
         import equinox as eqx
 
         _DRAW.append(
@@ -144,7 +178,37 @@ def _draw(model, D, shape, key, kw):
                 lambda m, D, shape, k, kw: sdeml.pfgm.pfgmpp_sampler(m, D, shape, key=k, **kw)
             )
         )
-    return _DRAW[0](model, D, shape, key, kw)
+    return _DRAW[0]
+
+
+def _draw(model, D, shape, key, kw):
+    """A PFGM++ sampler run, compiled once per model structure, D, shape and options and shared
+    by every grid point and seed (a jitted lambda inside the evaluation recompiled per point)."""
+    return _draw_fn()(model, D, shape, key, kw)
+
+
+def _cd_setup(cfg: Config, teacher) -> Setup:
+    """The consistency student of one point: its teacher's network under the consistency
+    parameterisation; the teacher rides along as the objective's data."""
+    import jax.random as jr
+
+    student = sdeml.diffusion.ConsistencyModel(
+        teacher.net, sigma_data=cfg.pfgm.sigma_data, sigma_min=cfg.pfgm.sigma_min
+    )
+    return Setup(student, jr.split(jr.key(cfg.seed), 4)[3], teacher)
+
+
+def _cd_objective(cfg: Config, teacher):
+    p, c = cfg.pfgm, cfg.consistency
+    noise = None if math.isinf(p.D) else sdeml.pfgm.PFGMPPKernel(p.D).noise
+
+    def loss_fn(model, batch, key):
+        return sdeml.diffusion.consistency_distillation_loss(
+            model, teacher, batch, n_levels=c.n_levels, sigma_max=p.sigma_max, noise_fn=noise,
+            key=key,
+        )  # fmt: skip
+
+    return loss_fn, toy_batches(cfg)
 
 
 def _setup(cfg: Config) -> Setup:
@@ -162,7 +226,30 @@ def _objective(cfg: Config, data: None):
     return loss_fn, toy_batches(cfg)
 
 
-def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
+def _consistency_draw(student, D, radius, shape, sigma_max, sigmas, key):
+    """The consistency sampler with the PFGM++ prior at `D` (Gaussian for D = inf), compiled once
+    per structure and static options and shared by every grid point."""
+    if len(_DRAW) < 2:
+        import equinox as eqx
+
+        def draw(m, D, radius, shape, sigma_max, sigmas, k):
+            kern = sdeml.pfgm.PFGMPPKernel(D)
+
+            def prior(shape, sigma_max, *, dtype=None, key):
+                return kern.prior(shape, sigma_max, max_radius=radius, dtype=dtype, key=key)
+
+            noise = None if math.isinf(D) else kern.noise
+            return sdeml.diffusion.consistency_sampler(
+                m, shape, sigma_max=sigma_max, sigmas=sigmas, prior=prior, noise_fn=noise, key=k
+            )
+
+        if not _DRAW:
+            _draw_fn()
+        _DRAW.append(eqx.filter_jit(draw))
+    return _DRAW[1](student, D, radius, shape, sigma_max, sigmas, key)
+
+
+def _evaluate(cfg: Config, run: Run, model, student=None) -> dict[str, float]:
     import jax.numpy as jnp
     import jax.random as jr
     import matplotlib.pyplot as plt
@@ -192,6 +279,31 @@ def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
         results[f"nfe_{name}"] = nfe
         samples[name] = gen[0]
         run.log(cfg.train.steps, {f"mmd_ratio_{name}": sc["ratio"], f"nfe_{name}": nfe}, tag="eval")
+    if student is not None:  # one and two evaluations of the distilled consistency model
+        best_le10 = min(
+            (results[f"mmd_ratio_{k[4:]}"] for k, v in results.items()
+             if k.startswith("nfe_") and v <= 10),
+            default=math.nan,
+        )  # fmt: skip
+        for name, sigmas in (("cm1", ()), ("cm2", (cfg.consistency.mid_sigma,))):
+            gen = [
+                _consistency_draw(
+                    student, p.D, radius, (n, 2), p.sigma_max, sigmas, jr.fold_in(k_eval, s)
+                ).x
+                for s in range(ev.n_seeds)
+            ]
+            sc = sdeml.metrics.mmd_ratio_to_floor(gen, ref, n_floor=5, bandwidths=bw, floors=floors)
+            floors = sc["floors"]
+            results[f"mmd_ratio_{name}"] = sc["ratio"]
+            results[f"nfe_{name}"] = 1 + len(sigmas)
+            # issue #21: the one-step model against the best sampler at <= 10 evaluations
+            results[f"{name}_over_best_nfe_le10"] = sc["ratio"] / best_le10
+            samples[name] = gen[0]
+        run.log(
+            cfg.train.steps,
+            {k: results[k] for k in ("mmd_ratio_cm1", "mmd_ratio_cm2")},
+            tag="eval",
+        )
     run.save_arrays("samples", data=ref[0], **samples)
     fig, axs = plt.subplots(1, 1 + len(samples), figsize=(3.2 * (1 + len(samples)), 3.2))
     lim = float(jnp.max(jnp.abs(ref[0]))) * 1.15

@@ -102,3 +102,14 @@ def test_bad_input_names_the_argument():
         ConsistencyModel(sdeml.nn.TimeMLP(2, width=8, depth=1, key=jr.key(0)), sigma_min=0.0)
     with pytest.raises(TypeError, match="sigma_min"):
         consistency_distillation_loss(lambda s, x: x, teacher, y, key=jr.key(0))
+
+
+def test_pfgm_2d_config_refuses_a_mid_sigma_outside_the_grid():
+    from pydantic import ValidationError
+    from sdeml.experiments.pfgm_2d import Config
+
+    Config.model_validate({"consistency": {"mid_sigma": 0.8}})
+    with pytest.raises(ValidationError, match="consistency.mid_sigma"):
+        Config.model_validate({"consistency": {"mid_sigma": 100.0}})
+    # disabled distillation: the level is not used, so not checked
+    Config.model_validate({"consistency": {"enabled": False, "mid_sigma": 100.0}})
