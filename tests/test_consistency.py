@@ -105,8 +105,12 @@ def test_bad_input_names_the_argument():
 
 
 def test_pfgm_2d_config_refuses_a_mid_sigma_outside_the_grid():
+    import importlib
+
     from pydantic import ValidationError
-    from sdeml.experiments.pfgm_2d import Config
+
+    # the mapped package (experiments/ installs as sdeml.experiments), imported by name
+    Config = importlib.import_module("sdeml.experiments.pfgm_2d").Config
 
     Config.model_validate({"consistency": {"mid_sigma": 0.8}})
     with pytest.raises(ValidationError, match="consistency.mid_sigma"):
