@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 import sdeml
-from sdeml.run import ExperimentConfig, Run, Section, Setup, register
+from sdeml.run import ExperimentConfig, Run, Section, Setup, compiled, register
 from sdeml.train import TrainConfig
 
 if TYPE_CHECKING:  # annotations only: the module loads when a run starts
@@ -73,19 +73,10 @@ class Config(ExperimentConfig):
     reflow: ReflowConfig = ReflowConfig()
 
 
-_SAMPLE: list[Any] = []
-
-
 def _sample(model, x0, n_steps: int, solver: str):
-    """`sample_flow`, compiled once per model structure, shape, step count and solver and shared
-    by every grid point and evaluation set (a jitted lambda made per call recompiled each time)."""
-    if not _SAMPLE:
-        import equinox as eqx
-
-        _SAMPLE.append(
-            eqx.filter_jit(lambda m, x, n, sv: sdeml.sample_flow(m, x, n_steps=n, solver=sv))
-        )
-    return _SAMPLE[0](model, x0, n_steps, solver)
+    """`sample_flow`, compiled once (`sdeml.run.compiled`) per model structure, shape, step count
+    and solver, shared by every grid point and evaluation set."""
+    return sdeml.sample_flow(model, x0, n_steps=n_steps, solver=solver)
 
 
 def _score(model, cfg: Config, n_steps: int, key) -> tuple[dict, jnp.ndarray]:
@@ -94,7 +85,8 @@ def _score(model, cfg: Config, n_steps: int, key) -> tuple[dict, jnp.ndarray]:
     e = cfg.eval
     kg, kr, kb = jr.split(key, 3)
     gen = [
-        _sample(model, jr.normal(k, (e.n, 2)), n_steps, e.solver) for k in jr.split(kg, e.n_sets)
+        compiled(_sample)(model, jr.normal(k, (e.n, 2)), n_steps, e.solver)
+        for k in jr.split(kg, e.n_sets)
     ]
     ref = [sdeml.data.toy(cfg.data.name, e.n, key=k) for k in jr.split(kr, e.n_sets)]
     ref_b = [sdeml.data.toy(cfg.data.name, e.n, key=k) for k in jr.split(kb, e.n_sets)]

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 import sdeml
-from sdeml.run import ExperimentConfig, Run, Section, Setup, register
+from sdeml.run import ExperimentConfig, Run, Section, Setup, compiled, register
 from sdeml.train import TrainConfig
 
 from . import score_sde_2d
@@ -165,26 +165,10 @@ def main(cfg: Config, run: Run) -> dict[str, Any]:
     return run.collect([{**row, **table} for row in rows])
 
 
-_DRAW: list[Any] = []
-
-
-def _draw_fn() -> Any:
-    """`_DRAW[0]`: the PFGM++ sampler, jitted (made on first use: importing stays cheap)."""
-    if not _DRAW:
-        import equinox as eqx
-
-        _DRAW.append(
-            eqx.filter_jit(
-                lambda m, D, shape, k, kw: sdeml.pfgm.pfgmpp_sampler(m, D, shape, key=k, **kw)
-            )
-        )
-    return _DRAW[0]
-
-
 def _draw(model, D, shape, key, kw):
-    """A PFGM++ sampler run, compiled once per model structure, D, shape and options and shared
-    by every grid point and seed (a jitted lambda inside the evaluation recompiled per point)."""
-    return _draw_fn()(model, D, shape, key, kw)
+    """A PFGM++ sampler run; compiled once (`sdeml.run.compiled`) per model structure, D, shape
+    and options, shared by every grid point and seed."""
+    return sdeml.pfgm.pfgmpp_sampler(model, D, shape, key=key, **kw)
 
 
 def _cd_setup(cfg: Config, teacher) -> Setup:
@@ -227,26 +211,17 @@ def _objective(cfg: Config, data: None):
 
 
 def _consistency_draw(student, D, radius, shape, sigma_max, sigmas, key):
-    """The consistency sampler with the PFGM++ prior at `D` (Gaussian for D = inf), compiled once
-    per structure and static options and shared by every grid point."""
-    if len(_DRAW) < 2:
-        import equinox as eqx
+    """The consistency sampler with the PFGM++ prior at `D` (Gaussian for D = inf); compiled
+    once per structure and static options (`sdeml.run.compiled`)."""
+    kern = sdeml.pfgm.PFGMPPKernel(D)
 
-        def draw(m, D, radius, shape, sigma_max, sigmas, k):
-            kern = sdeml.pfgm.PFGMPPKernel(D)
+    def prior(shape, sigma_max, *, dtype=None, key):
+        return kern.prior(shape, sigma_max, max_radius=radius, dtype=dtype, key=key)
 
-            def prior(shape, sigma_max, *, dtype=None, key):
-                return kern.prior(shape, sigma_max, max_radius=radius, dtype=dtype, key=key)
-
-            noise = None if math.isinf(D) else kern.noise
-            return sdeml.diffusion.consistency_sampler(
-                m, shape, sigma_max=sigma_max, sigmas=sigmas, prior=prior, noise_fn=noise, key=k
-            )
-
-        if not _DRAW:
-            _draw_fn()
-        _DRAW.append(eqx.filter_jit(draw))
-    return _DRAW[1](student, D, radius, shape, sigma_max, sigmas, key)
+    noise = None if math.isinf(D) else kern.noise
+    return sdeml.diffusion.consistency_sampler(
+        student, shape, sigma_max=sigma_max, sigmas=sigmas, prior=prior, noise_fn=noise, key=key
+    )
 
 
 def _evaluate(cfg: Config, run: Run, model, student=None) -> dict[str, float]:
@@ -269,7 +244,7 @@ def _evaluate(cfg: Config, run: Run, model, student=None) -> dict[str, float]:
     for name, kw in run.progress(methods.items(), "sampling", total=len(methods)):
         gen, nfe = [], 0
         for s in range(ev.n_seeds):
-            r = _draw(model, p.D, (n, 2), jr.fold_in(k_eval, s), {**kw_all, **kw})
+            r = compiled(_draw)(model, p.D, (n, 2), jr.fold_in(k_eval, s), {**kw_all, **kw})
             gen.append(r.x)
             nfe = int(r.nfe)
         sc = sdeml.metrics.mmd_ratio_to_floor(gen, ref, n_floor=5, bandwidths=bw, floors=floors)
@@ -287,7 +262,7 @@ def _evaluate(cfg: Config, run: Run, model, student=None) -> dict[str, float]:
         )  # fmt: skip
         for name, sigmas in (("cm1", ()), ("cm2", (cfg.consistency.mid_sigma,))):
             gen = [
-                _consistency_draw(
+                compiled(_consistency_draw)(
                     student, p.D, radius, (n, 2), p.sigma_max, sigmas, jr.fold_in(k_eval, s)
                 ).x
                 for s in range(ev.n_seeds)

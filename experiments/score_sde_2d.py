@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 import sdeml
-from sdeml.run import ExperimentConfig, Run, Section, Setup, register
+from sdeml.run import ExperimentConfig, Run, Section, Setup, compiled, register
 from sdeml.train import TrainConfig
 
 
@@ -200,42 +200,19 @@ def _objective(cfg: Config, data: None):
     return loss_fn, toy_batches(cfg)
 
 
-# The evaluation's compiled programs live at module level, so every grid point of a sweep (and
-# every seed) reuses them: a jitted lambda made inside `_evaluate` is a new function each call,
-# and was compiled again for every point (issue #19: the evaluation dominated a sweep's time).
-# The model, the keys and data are arguments (a closed-over model would be constant-folded); the
-# SDE's float fields, the shape and the sampler's options are static.
-def _sample_fn():
-    import equinox as eqx
-
-    @eqx.filter_jit
-    def draw(model, sde, shape, key, kw):
-        return sdeml.sample(model, sde, shape, key=key, **kw)
-
-    return draw
+# The evaluation's programs: module-level functions compiled once (`sdeml.run.compiled`) and
+# shared by every grid point and seed; the SDE's float fields, the shape and the sampler's options
+# are static, the model, keys and data arguments.
+def _draw(model, sde, shape, key, kw):
+    return sdeml.sample(model, sde, shape, key=key, **kw)
 
 
-def _loglik_fn():
-    import equinox as eqx
+def _loglik(model, sde, x):
     import jax
 
-    @eqx.filter_jit
-    def loglik(model, sde, x):
-        return jax.vmap(
-            lambda xi: sdeml.log_likelihood(model, sde, xi, eps=1e-3, rtol=1e-4, atol=1e-4).logp
-        )(x)
-
-    return loglik
-
-
-_JITTED: dict[str, Any] = {}
-
-
-def _jitted(name: str) -> Any:
-    """The shared compiled `draw` or `loglik` (made on first use: importing stays cheap)."""
-    if name not in _JITTED:
-        _JITTED[name] = {"draw": _sample_fn, "loglik": _loglik_fn}[name]()
-    return _JITTED[name]
+    return jax.vmap(
+        lambda xi: sdeml.log_likelihood(model, sde, xi, eps=1e-3, rtol=1e-4, atol=1e-4).logp
+    )(x)
 
 
 def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
@@ -275,7 +252,7 @@ def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
             ]
         floors = None
         todo = methods if size == n else {k: v for k, v in methods.items() if k != "pc"}
-        draw = _jitted("draw")
+        draw = compiled(_draw)
         for name, kw in run.progress(todo.items(), f"sampling n={size}", total=len(todo)):
             gen, nfe = [], 0
             for s in range(ev.n_seeds):
@@ -305,7 +282,7 @@ def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
         # the same samplers, seeds and data sets with the closed-form score of the toy: what a
         # perfect score model scores on this metric (sampler error and the metric's own noise)
         exact = sdeml.MixtureScore(mixture, sde)
-        draw = _jitted("draw")
+        draw = compiled(_draw)
         for name in run.progress(("em", "pc", "ode"), "exact-score reference", total=3):
             gen = [
                 draw(exact, sde, (n, 2), jr.fold_in(k_eval, s), methods[name]).x
@@ -336,7 +313,7 @@ def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
     if ev.density_grid:
         g = jnp.linspace(-lim, lim, ev.density_grid)
         pts = jnp.stack(jnp.meshgrid(g, g), -1).reshape(-1, 2)
-        loglik = _jitted("loglik")
+        loglik = compiled(_loglik)
         ll = loglik(model, sde, pts)
         fig, ax = plt.subplots(figsize=(4.8, 4))
         im = ax.imshow(
@@ -358,7 +335,7 @@ def _plot_trajectories(run: Run, model, sde, x0, em_steps: int, lim: float, key)
 
     k_fwd, k_rev = jr.split(key)
     kw = dict(method="em", n_steps=em_steps, n_saves=6)
-    traj = _jitted("draw")(model, sde, x0.shape, k_rev, kw)
+    traj = compiled(_draw)(model, sde, x0.shape, k_rev, kw)
     assert traj.ts is not None and traj.path is not None  # saved: n_saves=6
     ts_rev = traj.ts  # T = t_0 > ... > t_K
     ts_fwd = jnp.concatenate([jnp.zeros(1, ts_rev.dtype), ts_rev[::-1][1:]])  # 0 < ... < T

@@ -220,3 +220,25 @@ def test_per_point_text_metrics_stay_text(capsys):
     _print_table(out, ["seed=0", "seed=1"])  # the sweep's table: numbers, then text per point
     printed = capsys.readouterr().out
     assert "seed=1  1 + x y" in printed and "terms:" in printed, printed
+
+
+def test_compiled_is_one_program_per_function():
+    """`sdeml.run.compiled`: the same jitted wrapper for the same function, so a sweep's per-point
+    evaluation compiles once per static argument set, not once per point."""
+    import jax.numpy as jnp
+
+    from sdeml.run import compiled
+
+    traces = []
+
+    def f(x, scale):
+        traces.append(1)
+        return x * scale
+
+    assert compiled(f) is compiled(f)
+    for point in range(3):  # three grid points: new arrays, the same shapes and static values
+        out = compiled(f)(jnp.full(4, float(point)), 2.0)
+        assert jnp.array_equal(out, jnp.full(4, 2.0 * point))
+    assert len(traces) == 1
+    compiled(f)(jnp.ones(4), 3.0)  # another static value: one more program
+    assert len(traces) == 2

@@ -33,7 +33,13 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._edm import _check_sigma_data, check_sigma_range, edm_time_grid, gaussian_prior
+from ._edm import (
+    _check_sigma_data,
+    check_sigma_range,
+    edm_time_grid,
+    gaussian_noise,
+    gaussian_prior,
+)
 from ._samplers import SampleResult
 
 NoiseFn = Callable[[PRNGKeyArray, Array, tuple[int, ...]], Array]
@@ -94,11 +100,6 @@ class ConsistencyModel(eqx.Module):
         return c_skip * x + c_out * out
 
 
-def _gaussian_noise(key: PRNGKeyArray, sigma: Array, shape: tuple[int, ...]) -> Array:
-    lead = (shape[0],) + (1,) * (len(shape) - 1)
-    return sigma.reshape(lead) * jr.normal(key, shape, sigma.dtype)
-
-
 def teacher_heun_step(
     teacher: Callable[[Any, Array], Array], x: Array, sigma_hi: Array, sigma_lo: Array
 ) -> Array:
@@ -130,7 +131,7 @@ def consistency_distillation_loss(
         model: the student, a `ConsistencyModel` (any ``model(sigma, x)`` with a `sigma_min`
             attribute, where it is the identity: the grid's lower end).
         teacher: the teacher's denoiser ``teacher(sigma, x)`` for one sample (`EDMDenoiser`,
-            `MixtureDenoiser`, a PFGM++ denoiser); held fixed (a stop-gradient is applied).
+            `MixtureDenoiser`, a PFGM++ denoiser); held fixed: its step is under a stop-gradient.
         batch: data ``(b, ...)``.
         n_levels: $N\ge 1$ intervals of the $\rho$-grid from `sigma_max` to ``model.sigma_min``.
         sigma_max, rho: the grid (`edm_time_grid`).
@@ -147,7 +148,7 @@ def consistency_distillation_loss(
     if sigma_min is None:
         raise TypeError("`model` needs a `sigma_min` attribute (a ConsistencyModel)")
     check_sigma_range(sigma_min, sigma_max, rho)
-    noise = _gaussian_noise if noise_fn is None else noise_fn
+    noise = gaussian_noise if noise_fn is None else noise_fn
     grid = edm_time_grid(n_levels, sigma_min, sigma_max, rho, dtype=batch.dtype)
     k_n, k_z = jr.split(key)
     b = batch.shape[0]
@@ -204,7 +205,7 @@ def consistency_sampler(
         )
     if len(shape) < 2:
         raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
-    noise = _gaussian_noise if noise_fn is None else noise_fn
+    noise = gaussian_noise if noise_fn is None else noise_fn
     k0, *ks = jr.split(key, 1 + len(levels))
     x = prior(tuple(shape), sigma_max, dtype=dtype, key=k0)
     f = jax.vmap(model, in_axes=(None, 0))

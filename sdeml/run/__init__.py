@@ -9,6 +9,7 @@ from .. import _lazy as _lazy
 
 if _typing.TYPE_CHECKING:
     from ._cli import main as main
+    from ._compiled import compiled as compiled
     from ._config import ExperimentConfig as ExperimentConfig
     from ._config import Section as Section
     from ._config import load_yaml as load_yaml
