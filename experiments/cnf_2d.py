@@ -16,7 +16,7 @@ smaller standard error (``kl_se``), so it says how much of the gap is the model'
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -58,6 +58,44 @@ class Config(ExperimentConfig):
     )
     eval: EvalConfig = EvalConfig()
 
+    # `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays (issue #19).
+    # Not sweepable: the RNODE weights `model.kinetic` / `model.jacobian` (`cnf_loss` checks them
+    # and switches the Jacobian term on in Python), the solver and its tolerances (static fields of
+    # `CNF`), the divergence estimator, sizes.
+    sweep_keys: ClassVar[tuple[str, ...]] = ("seed", "train.lr")
+
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        A point's solve holds the 7 Tsit5 stages of (z, log-density) and, while the field runs, its
+        MLP activations with one tangent per coordinate (the exact 2-D divergence); training keeps
+        them for the backward pass (x3: forward, cotangents, recomputed checkpoint segments).
+        """
+        b = 8 if self.x64 else 4
+        m, d, e = self.model, self.data, self.eval
+        per_point = (m.width * (m.depth + 1) * 3 + 7 * 3) * b  # activations + 2 tangents, stages
+        return {
+            "training data (data.n_train x 2 x B x 4: picks, normals, means, points)": (
+                d.n_train * 2 * b * 4
+            ),
+            "entropy points and their log-densities (data.n_entropy x 2 x 3 components x B x 2)": (
+                d.n_entropy * 2 * 3 * b * 2
+            ),
+            "training solves (train.batch_size x model.width x (model.depth + 1) x 3 x 7 stages "
+            "x B x 3)": self.train.batch_size * per_point * 7 * 3,
+            "held-out solves, exact and Hutchinson (data.n_test x model.width x (model.depth + 1) "
+            "x 3 x B x 2)": d.n_test * per_point * 2,
+            "density grid solves (eval.grid^2 x model.width x (model.depth + 1) x 3 x B)": (
+                e.grid**2 * per_point
+            ),
+            "sample solves (eval.n_samples x model.width x (model.depth + 1) x 3 x B)": (
+                e.n_samples * per_point
+            ),
+            "parameters, gradients, Adam moments (model.width^2 x model.depth x B x 4)": (
+                m.width**2 * m.depth * b * 4
+            ),
+        }
+
 
 def _cnf(
     field, m: ModelConfig, divergence: Literal["exact", "hutchinson"], rtol: float, atol: float
@@ -65,51 +103,11 @@ def _cnf(
     return sdeml.CNF(field, divergence=divergence, solver=m.solver, rtol=rtol, atol=atol)
 
 
-# `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays (issue #19).
-# Not sweepable: the RNODE weights `model.kinetic` / `model.jacobian` (`cnf_loss` checks them and
-# switches the Jacobian term on in Python), the solver and its tolerances (static fields of `CNF`),
-# the divergence estimator, sizes.
-SWEEP_KEYS = ("seed", "train.lr")
-
-
 def build_model(cfg: Config, key) -> sdeml.CNF:
     """The CNF as trained: an MLP field (t concatenated to z) at the training tolerances."""
     m = cfg.model
     # a field smooth in t (t concatenated to z): random Fourier time features make it stiff
     return _cnf(sdeml.MLPField(2, m.width, m.depth, key=key), m, m.divergence, m.rtol, m.atol)
-
-
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    A point's solve holds the 7 Tsit5 stages of (z, log-density) and, while the field runs, its
-    MLP activations with one tangent per coordinate (the exact 2-D divergence); training keeps
-    them for the backward pass (x3: forward, cotangents, recomputed checkpoint segments).
-    """
-    b = 8 if cfg.x64 else 4
-    m, d, e = cfg.model, cfg.data, cfg.eval
-    per_point = (m.width * (m.depth + 1) * 3 + 7 * 3) * b  # activations + 2 tangents, stages
-    return {
-        "training data (data.n_train x 2 x B x 4: picks, normals, means, points)": (
-            d.n_train * 2 * b * 4
-        ),
-        "entropy points and their log-densities (data.n_entropy x 2 x 3 components x B x 2)": (
-            d.n_entropy * 2 * 3 * b * 2
-        ),
-        "training solves (train.batch_size x model.width x (model.depth + 1) x 3 x 7 stages "
-        "x B x 3)": cfg.train.batch_size * per_point * 7 * 3,
-        "held-out solves, exact and Hutchinson (data.n_test x model.width x (model.depth + 1) "
-        "x 3 x B x 2)": d.n_test * per_point * 2,
-        "density grid solves (eval.grid^2 x model.width x (model.depth + 1) x 3 x B)": (
-            e.grid**2 * per_point
-        ),
-        "sample solves (eval.n_samples x model.width x (model.depth + 1) x 3 x B)": (
-            e.n_samples * per_point
-        ),
-        "parameters, gradients, Adam moments (model.width^2 x model.depth x B x 4)": (
-            m.width**2 * m.depth * b * 4
-        ),
-    }
 
 
 @register(
@@ -125,9 +123,7 @@ def memory(cfg: Config) -> dict[str, float]:
         "eval.grid=6",
         "eval.n_samples=16",
     ),
-    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
-    memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
     # a sweep's grid points train as one vmapped program (issue #19), then each is evaluated

@@ -59,6 +59,24 @@ class Config(ExperimentConfig):
     params: SystemsConfig = SystemsConfig()
     plot: PlotConfig = PlotConfig()
 
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        Saved trajectories are held by the solver, copied to the host and drawn (matplotlib keeps
+        its own copy of every line): about 3 copies of each.
+        """
+        pl, b = self.plot, 8 if self.x64 else 4
+        lorenz = "lorenz" in self.systems
+        return {
+            "Lorenz trajectory (20 x plot.n_save x 3 x B x 3 copies)": (
+                lorenz * 20 * pl.n_save * 3 * b * 3
+            ),
+            "portrait trajectories (plot.n_traj x plot.n_save x 2 x B x 3 copies, per system)": (
+                pl.n_traj * pl.n_save * 2 * b * 3
+            ),
+            "arrow grid (plot.n_grid^2 x 2 x B x 3)": pl.n_grid**2 * 2 * b * 3,
+        }
+
 
 def _build(name: str, p: SystemsConfig):
     return {
@@ -91,30 +109,10 @@ def _x0s(a, b, n):
     return jnp.asarray((1 - s) * np.asarray(a) + s * np.asarray(b), dtype=jnp.float64)
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    Saved trajectories are held by the solver, copied to the host and drawn (matplotlib keeps
-    its own copy of every line): about 3 copies of each.
-    """
-    pl, b = cfg.plot, 8 if cfg.x64 else 4
-    lorenz = "lorenz" in cfg.systems
-    return {
-        "Lorenz trajectory (20 x plot.n_save x 3 x B x 3 copies)": (
-            lorenz * 20 * pl.n_save * 3 * b * 3
-        ),
-        "portrait trajectories (plot.n_traj x plot.n_save x 2 x B x 3 copies, per system)": (
-            pl.n_traj * pl.n_save * 2 * b * 3
-        ),
-        "arrow grid (plot.n_grid^2 x 2 x B x 3)": pl.n_grid**2 * 2 * b * 3,
-    }
-
-
 @register(
     "dynamics",
     Config,
     "phase portraits and an equilibrium stability table for the classic systems zoo",
-    memory=memory,
     smoke=("systems=[damped]", "plot.n_grid=7", "plot.n_traj=2", "plot.n_save=50"),
     per_point=True,
 )

@@ -12,7 +12,7 @@ first one's (x0, x1) pairs (rectified flow) and scored at fewer steps, with its 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -72,6 +72,43 @@ class Config(ExperimentConfig):
     eval: EvalConfig = EvalConfig()
     reflow: ReflowConfig = ReflowConfig()
 
+    # `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays. Not
+    # sweepable (issue #19): `model.sigma` (`cfm_loss` branches on it in Python),
+    # `model.embed_scale` (typed `float` in `TimeMLP`), the coupling, solvers and sizes.
+    sweep_keys: ClassVar[tuple[str, ...]] = ("seed", "train.lr")
+
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation)."""
+        b = 8 if self.x64 else 4
+        m, e, r, tr = self.model, self.eval, self.reflow, self.train
+        act = m.width * (m.depth + 2) * b  # one point's activations through the TimeMLP
+        out: dict[str, float] = {
+            "training data (data.n_train x 2 x B x 3)": self.data.n_train * 2 * b * 3,
+            # kept for the backward pass, plus their cotangents and the batch's (x0, x1, xt, v)
+            "training activations (train.batch_size x model.width x (model.depth + 2) x B x 3)": (
+                tr.batch_size * act * 3
+            ),
+            "generated and reference sets (eval.n_sets x eval.n x 2 x B x 3)": (
+                e.n_sets * e.n * 2 * b * 3
+            ),
+            "sampler activations (eval.n x model.width x (model.depth + 2) x B)": e.n * act,
+            # sdeml.metrics.mmd: row blocks of 1024 against every point, one slice per bandwidth
+            "MMD row blocks (min(1024, eval.n) x eval.n x 8 bandwidths x B x 2)": (
+                min(1024, e.n) * e.n * 8 * b * 2
+            ),
+            "parameters, gradients, Adam moments, EMA (model.width^2 x model.depth x B x 5)": (
+                m.width**2 * m.depth * b * 5
+            ),
+        }
+        if m.coupling == "ot":  # the host assignment of each batch: a dense float64 cost matrix
+            out["OT cost matrix (train.batch_size^2 x 8 B x 2)"] = tr.batch_size**2 * 8 * 2
+        if r.steps > 0:
+            out[
+                "reflow pairs and their solve (reflow.n_pairs x (4 + model.width x "
+                "(model.depth + 2)) x B)"
+            ] = r.n_pairs * (4 * b + act)
+        return out
+
 
 def _sample(model, x0, n_steps: int, solver: str):
     """`sample_flow`, compiled once (`sdeml.run.compiled`) per model structure, shape, step count
@@ -95,49 +132,10 @@ def _score(model, cfg: Config, n_steps: int, key) -> tuple[dict, jnp.ndarray]:
     return res, gen[0]
 
 
-# `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays. Not sweepable
-# (issue #19): `model.sigma` (`cfm_loss` branches on it in Python), `model.embed_scale` (typed
-# `float` in `TimeMLP`), the coupling, solvers and sizes.
-SWEEP_KEYS = ("seed", "train.lr")
-
-
 def build_model(cfg: Config, key) -> sdeml.nn.TimeMLP:
     """The velocity field: a `TimeMLP` (the reflow model has the same structure)."""
     m = cfg.model
     return sdeml.nn.TimeMLP(2, m.width, m.depth, embed_scale=m.embed_scale, key=key)
-
-
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation)."""
-    b = 8 if cfg.x64 else 4
-    m, e, r, tr = cfg.model, cfg.eval, cfg.reflow, cfg.train
-    act = m.width * (m.depth + 2) * b  # one point's activations through the TimeMLP
-    out: dict[str, float] = {
-        "training data (data.n_train x 2 x B x 3)": cfg.data.n_train * 2 * b * 3,
-        # kept for the backward pass, plus their cotangents and the batch's (x0, x1, xt, v)
-        "training activations (train.batch_size x model.width x (model.depth + 2) x B x 3)": (
-            tr.batch_size * act * 3
-        ),
-        "generated and reference sets (eval.n_sets x eval.n x 2 x B x 3)": (
-            e.n_sets * e.n * 2 * b * 3
-        ),
-        "sampler activations (eval.n x model.width x (model.depth + 2) x B)": e.n * act,
-        # sdeml.metrics.mmd: row blocks of 1024 against every point, one slice per bandwidth
-        "MMD row blocks (min(1024, eval.n) x eval.n x 8 bandwidths x B x 2)": (
-            min(1024, e.n) * e.n * 8 * b * 2
-        ),
-        "parameters, gradients, Adam moments, EMA (model.width^2 x model.depth x B x 5)": (
-            m.width**2 * m.depth * b * 5
-        ),
-    }
-    if m.coupling == "ot":  # the host assignment of each batch: a dense float64 cost matrix
-        out["OT cost matrix (train.batch_size^2 x 8 B x 2)"] = tr.batch_size**2 * 8 * 2
-    if r.steps > 0:
-        out[
-            "reflow pairs and their solve (reflow.n_pairs x (4 + model.width x "
-            "(model.depth + 2)) x B)"
-        ] = r.n_pairs * (4 * b + act)
-    return out
 
 
 @register(
@@ -155,9 +153,7 @@ def memory(cfg: Config) -> dict[str, float]:
         "reflow.n_pairs=64",
         "reflow.pair_steps=2",
     ),
-    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
-    memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
     # Every grid point of a `sweep:` is one member of a batched state, trained by one vmapped

@@ -81,6 +81,27 @@ class Config(ExperimentConfig):
             )
         return self
 
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        The EM chain's exact law (`sdeml.langevin.em_chain_bin_probabilities`) is a dense kernel on
+        a grid fine enough for one EM step, sqrt(2 T dt) / 4 with dt = t1 / (n_steps x em_refine):
+        it grows with the square of sqrt(grid.n_steps x paths.em_refine).
+        """
+        pr, g, pa = self.problem, self.grid, self.paths
+        dt = pr.t1 / (g.n_steps * pa.em_refine)
+        s = math.sqrt(2.0 * pr.temperature * dt)
+        n_em = g.bins * math.ceil((g.hi - g.lo) / g.bins / (s / 4))
+        return {
+            # saved densities on both grids, plus the tridiagonal solve's work arrays (fine grid)
+            "Fokker-Planck densities (problem.n_panels x 3 x grid.n_cells x 8 B + 2 x "
+            "grid.n_cells x 8 x 8 B)": pr.n_panels * 3 * g.n_cells * 8 + 2 * g.n_cells * 8 * 8,
+            "EM-chain kernel ((grid.bins x per-bin cells)^2 x 8 B x 2; the cells shrink as "
+            "grid.n_steps x paths.em_refine grows)": n_em**2 * 8 * 2,
+            # saved states on the device, their host copy and the clipped copy
+            "paths (paths.n_paths x problem.n_panels x 8 B x 3)": pa.n_paths * pr.n_panels * 8 * 3,
+        }
+
 
 def _bin_probs(p, dx: float, bins: int) -> np.ndarray:
     """Cell densities ``(s, n_cells)`` -> bin probabilities ``(s, bins)`` (exact cell sums)."""
@@ -100,28 +121,6 @@ def _in_sampling_sd(q, p, n: int, min_expected: float) -> np.ndarray:
     return ratio.max(axis=1)
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    The EM chain's exact law (`sdeml.langevin.em_chain_bin_probabilities`) is a dense kernel on
-    a grid fine enough for one EM step, sqrt(2 T dt) / 4 with dt = t1 / (n_steps x em_refine):
-    it grows with the square of sqrt(grid.n_steps x paths.em_refine).
-    """
-    pr, g, pa = cfg.problem, cfg.grid, cfg.paths
-    dt = pr.t1 / (g.n_steps * pa.em_refine)
-    s = math.sqrt(2.0 * pr.temperature * dt)
-    n_em = g.bins * math.ceil((g.hi - g.lo) / g.bins / (s / 4))
-    return {
-        # saved densities on both grids, plus the tridiagonal solve's work arrays (fine grid)
-        "Fokker-Planck densities (problem.n_panels x 3 x grid.n_cells x 8 B + 2 x "
-        "grid.n_cells x 8 x 8 B)": pr.n_panels * 3 * g.n_cells * 8 + 2 * g.n_cells * 8 * 8,
-        "EM-chain kernel ((grid.bins x per-bin cells)^2 x 8 B x 2; the cells shrink as "
-        "grid.n_steps x paths.em_refine grows)": n_em**2 * 8 * 2,
-        # saved states on the device, their host copy and the clipped copy
-        "paths (paths.n_paths x problem.n_panels x 8 B x 3)": pa.n_paths * pr.n_panels * 8 * 3,
-    }
-
-
 @register(
     "fokker_planck",
     Config,
@@ -133,7 +132,6 @@ def memory(cfg: Config) -> dict[str, float]:
         "paths.n_paths=5000",
         "problem.n_panels=3",
     ),
-    memory=memory,
     per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict:

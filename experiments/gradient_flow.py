@@ -8,7 +8,7 @@ gaps are O(eta) and O(eta^2); summary.json holds the fitted slopes.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PositiveFloat
 
@@ -37,35 +37,31 @@ class Config(ExperimentConfig):
     loss: LossConfig = LossConfig()
     study: StudyConfig = StudyConfig()
 
+    # Every coefficient of the loss enters as an array (issue #19); `seed` is accepted (the study is
+    # deterministic: every seed gives the same numbers). Not sweepable: the learning rates and the
+    # horizon set the number of GD steps (shapes), `loss.theta0` is a list.
+    sweep_keys: ClassVar[tuple[str, ...]] = ("seed", "loss.a", "loss.b", "loss.c", "loss.e")
 
-# Every coefficient of the loss enters as an array (issue #19); `seed` is accepted (the study is
-# deterministic: every seed gives the same numbers). Not sweepable: the learning rates and the
-# horizon set the number of GD steps (shapes), `loss.theta0` is a list.
-SWEEP_KEYS = ("seed", "loss.a", "loss.b", "loss.c", "loss.e")
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
 
-
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    Every GD iterate and the flow at the same times are kept: study.horizon / lr of them for each
-    learning rate, three times the horizon for the plotted one.
-    """
-    st = cfg.study
-    n = max(st.horizon / min(st.lrs), 3 * st.horizon / st.plot_lr) + 1
-    return {
-        "GD iterates and flows at the same times (max(study.horizon / min(study.lrs), "
-        "3 x study.horizon / study.plot_lr) x 2 x 8 B x 4)": n * 2 * 8 * 4,
-        "loss contour grid (120^2 x 8 B x 4)": 120**2 * 8 * 4,
-    }
+        Every GD iterate and the flow at the same times are kept: study.horizon / lr of them for
+        each learning rate, three times the horizon for the plotted one.
+        """
+        st = self.study
+        n = max(st.horizon / min(st.lrs), 3 * st.horizon / st.plot_lr) + 1
+        return {
+            "GD iterates and flows at the same times (max(study.horizon / min(study.lrs), "
+            "3 x study.horizon / study.plot_lr) x 2 x 8 B x 4)": n * 2 * 8 * 4,
+            "loss contour grid (120^2 x 8 B x 4)": 120**2 * 8 * 4,
+        }
 
 
 @register(
     "gradient_flow",
     Config,
     "GD vs gradient flow vs modified flow: O(eta) and O(eta^2) gaps",
-    memory=memory,
     smoke=("study.lrs=[0.2,0.1]",),
-    sweep_keys=SWEEP_KEYS,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
     # The GD iterates and flows of every grid point are one vmapped program over the loss's

@@ -76,6 +76,42 @@ class Config(ExperimentConfig):
     bias: BiasConfig = BiasConfig()
     targets_2d: Targets2DConfig = Targets2DConfig()
 
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        A chain's state (position, gradient, log-density, proposal: 4 floats per dimension) is kept
+        for every chain, plus one histogram row of counts per chain block. ULA's invariant law is
+        the stationary vector of a dense transition matrix on sub-cells of the widened box (4 per
+        bin for the double well, 8 in the bias sweep; `ula_invariant_bin_probabilities` pads a tenth
+        of the bins each side): the matrix, its log-kernel, the system and its LU factors. The 2-D
+        Gibbs law is integrated on 4 x 4 sub-cells per bin of a box padded by half its bins.
+        """
+        dw, b, t2 = self.double_well, self.bias, self.targets_2d
+        n_bins = round((dw.hi - dw.lo) / dw.bin_width)
+
+        def kernel_cells(bins: int, n_sub: int) -> int:
+            return (bins + 2 * max(1, bins // 10)) * n_sub
+
+        return {
+            "ULA invariant law, double well (((hi - lo) / double_well.bin_width x 1.2 x 4)^2 x "
+            "8 B x 4)": kernel_cells(n_bins, 4) ** 2 * 8 * 4,
+            "ULA invariant law, bias sweep ((bias.bins x 1.2 x 8)^2 x 8 B x 4)": (
+                kernel_cells(b.bins, 8) ** 2 * 8 * 4
+            ),
+            "2-D Gibbs sub-cells ((targets_2d.bins x 2 x 4)^2 x 8 B x 4)": (
+                (2 * (t2.bins // 2) + t2.bins) ** 2 * 16 * 8 * 4
+            ),
+            "double_well chains (double_well.n_chains x 4 x 8 B, x2 for ULA and MALA)": (
+                dw.n_chains * 4 * 8 * 2
+            ),
+            "double_well histogram (bins x 8 B)": n_bins * 8,
+            "bias chains (bias.n_chains x len(bias.steps) x 4 x 8 B)": (
+                b.n_chains * len(b.steps) * 4 * 8
+            ),
+            "2-D target chains (targets_2d.n_chains x 2 x 4 x 8 B)": t2.n_chains * 2 * 4 * 8,
+            "2-D histogram (targets_2d.bins^2 x 8 B)": t2.bins**2 * 8,
+        }
+
 
 @functools.cache
 def _hist_program():
@@ -101,48 +137,10 @@ def _hist(kernel, x0, n_burn, n_steps, lo, hi, bins, key):
     return np.asarray(counts, np.float64), float(jnp.mean(acc))
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    A chain's state (position, gradient, log-density, proposal: 4 floats per dimension) is kept
-    for every chain, plus one histogram row of counts per chain block. ULA's invariant law is
-    the stationary vector of a dense transition matrix on sub-cells of the widened box (4 per
-    bin for the double well, 8 in the bias sweep; `ula_invariant_bin_probabilities` pads a tenth
-    of the bins each side): the matrix, its log-kernel, the system and its LU factors. The 2-D
-    Gibbs law is integrated on 4 x 4 sub-cells per bin of a box padded by half its bins.
-    """
-    dw, b, t2 = cfg.double_well, cfg.bias, cfg.targets_2d
-    n_bins = round((dw.hi - dw.lo) / dw.bin_width)
-
-    def kernel_cells(bins: int, n_sub: int) -> int:
-        return (bins + 2 * max(1, bins // 10)) * n_sub
-
-    return {
-        "ULA invariant law, double well (((hi - lo) / double_well.bin_width x 1.2 x 4)^2 x "
-        "8 B x 4)": kernel_cells(n_bins, 4) ** 2 * 8 * 4,
-        "ULA invariant law, bias sweep ((bias.bins x 1.2 x 8)^2 x 8 B x 4)": (
-            kernel_cells(b.bins, 8) ** 2 * 8 * 4
-        ),
-        "2-D Gibbs sub-cells ((targets_2d.bins x 2 x 4)^2 x 8 B x 4)": (
-            (2 * (t2.bins // 2) + t2.bins) ** 2 * 16 * 8 * 4
-        ),
-        "double_well chains (double_well.n_chains x 4 x 8 B, x2 for ULA and MALA)": (
-            dw.n_chains * 4 * 8 * 2
-        ),
-        "double_well histogram (bins x 8 B)": n_bins * 8,
-        "bias chains (bias.n_chains x len(bias.steps) x 4 x 8 B)": (
-            b.n_chains * len(b.steps) * 4 * 8
-        ),
-        "2-D target chains (targets_2d.n_chains x 2 x 4 x 8 B)": t2.n_chains * 2 * 4 * 8,
-        "2-D histogram (targets_2d.bins^2 x 8 B)": t2.bins**2 * 8,
-    }
-
-
 @register(
     "langevin",
     Config,
     "ULA/MALA histograms vs the Gibbs law (TV, KS), ULA's bias explained",
-    memory=memory,
     smoke=(
         "double_well.n_chains=500",
         "double_well.n_steps=200",

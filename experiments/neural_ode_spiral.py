@@ -10,7 +10,7 @@ differences.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
@@ -53,11 +53,43 @@ class Config(ExperimentConfig):
     )
     audit: AuditConfig = AuditConfig()
 
+    # `seed` (the keys), `train.lr` (a leaf of the optimiser state) and the data's time span
+    # `data.t1` (the grid's end, a fixed number of points) enter as arrays (issue #19). Not
+    # sweepable: the solver, adjoint and tolerances (static fields of `NeuralODE`), sizes.
+    sweep_keys: ClassVar[tuple[str, ...]] = ("seed", "train.lr", "data.t1")
 
-# `seed` (the keys), `train.lr` (a leaf of the optimiser state) and the data's time span
-# `data.t1` (the grid's end, a fixed number of points) enter as arrays (issue #19). Not
-# sweepable: the solver, adjoint and tolerances (static fields of `NeuralODE`), sizes.
-SWEEP_KEYS = ("seed", "train.lr", "data.t1")
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        Each window is solved from its first point with up to 7 solver stages of the field's
+        activations; backpropagation keeps about sqrt(2 x model.max_steps) checkpoints per window
+        (binomial checkpointing) and recomputes one step's stages at a time.
+        """
+        b = 8 if self.x64 else 4
+        d, m, tr, au = self.data, self.model, self.train, self.audit
+        per_point = (m.width * 2 + 2 * 7) * b  # hidden layer and its tanh, 7 stages of the state
+        checkpoints = math.sqrt(2 * m.max_steps)
+        out: dict[str, float] = {
+            "trajectories: data, solve, rollout, plot copies (data.n_points x 2 x 8 B x 4)": (
+                d.n_points * 2 * 8 * 4
+            ),
+            "training windows (train.batch_size x data.window x model.width x 2 x 7 stages "
+            "x B x 3)": (tr.batch_size * d.window * per_point * 7 * 3),
+            "backprop checkpoints (train.batch_size x sqrt(2 x model.max_steps) x 8 x B)": (
+                tr.batch_size * checkpoints * 8 * b
+            ),
+            "parameters, gradients, RMSprop state (4 x model.width x B x 4)": 4 * m.width * b * 4,
+        }
+        if au.enabled:
+            out[
+                "gradient audit windows (audit.n_windows x data.window x model.width x 2 x 7 "
+                "stages x B x 3)"
+            ] = au.n_windows * d.window * per_point * 7 * 3
+            out[
+                "gradient audit directions (audit.n_directions x (5 x model.width + 2) parameters "
+                "x 8 B x 2)"
+            ] = au.n_directions * (5 * m.width + 2) * 8 * 2
+        return out
 
 
 def build_model(cfg: Config, key) -> sdeml.NeuralODE:
@@ -69,49 +101,12 @@ def build_model(cfg: Config, key) -> sdeml.NeuralODE:
     )
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    Each window is solved from its first point with up to 7 solver stages of the field's
-    activations; backpropagation keeps about sqrt(2 x model.max_steps) checkpoints per window
-    (binomial checkpointing) and recomputes one step's stages at a time.
-    """
-    b = 8 if cfg.x64 else 4
-    d, m, tr, au = cfg.data, cfg.model, cfg.train, cfg.audit
-    per_point = (m.width * 2 + 2 * 7) * b  # hidden layer and its tanh, 7 stages of the state
-    checkpoints = math.sqrt(2 * m.max_steps)
-    out: dict[str, float] = {
-        "trajectories: data, solve, rollout, plot copies (data.n_points x 2 x 8 B x 4)": (
-            d.n_points * 2 * 8 * 4
-        ),
-        "training windows (train.batch_size x data.window x model.width x 2 x 7 stages x B x 3)": (
-            tr.batch_size * d.window * per_point * 7 * 3
-        ),
-        "backprop checkpoints (train.batch_size x sqrt(2 x model.max_steps) x 8 x B)": (
-            tr.batch_size * checkpoints * 8 * b
-        ),
-        "parameters, gradients, RMSprop state (4 x model.width x B x 4)": 4 * m.width * b * 4,
-    }
-    if au.enabled:
-        out[
-            "gradient audit windows (audit.n_windows x data.window x model.width x 2 x 7 "
-            "stages x B x 3)"
-        ] = au.n_windows * d.window * per_point * 7 * 3
-        out[
-            "gradient audit directions (audit.n_directions x (5 x model.width + 2) parameters "
-            "x 8 B x 2)"
-        ] = au.n_directions * (5 * m.width + 2) * 8 * 2
-    return out
-
-
 @register(
     "neural_ode_spiral",
     Config,
     "the torchdiffeq spiral demo: a neural ODE fitted to windows of dy/dt = (y^3) A",
     smoke=("train.steps=4", "train.log_every=2", "data.n_points=200", "audit.enabled=false"),
-    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
-    memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
     # a sweep's grid points train as one vmapped program (issue #19), then each is evaluated

@@ -72,6 +72,24 @@ class Config(ExperimentConfig):
     work: WorkConfig = WorkConfig()
     stiff: StiffConfig = StiffConfig()
 
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        Every solve saves its end point or the 2001 fixed output times of Van der Pol; no size in
+        this config grows an array (the step budgets bound loops, not memory: diffrax keeps no
+        per-step history without a gradient).
+        """
+        o, w = self.orders, self.work
+        return {
+            "Van der Pol solutions (2001 saved times x 2 x 8 B x 2 solvers x 3 calls)": (
+                2001 * 2 * 8 * 2 * 3
+            ),
+            "error tables (len(orders.solvers) x len(orders.n_steps) + len(work.solvers) x "
+            "len(work.rtols)) x 8 B x 4": (
+                (len(o.solvers) * len(o.n_steps) + len(w.solvers) * len(w.rtols)) * 8 * 4
+            ),
+        }
+
 
 def _timed(fn):
     """(result, seconds) of fn(), blocking on the device."""
@@ -80,25 +98,6 @@ def _timed(fn):
     t = time.perf_counter()
     out = jax.block_until_ready(fn())
     return out, time.perf_counter() - t
-
-
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    Every solve saves its end point or the 2001 fixed output times of Van der Pol; no size in
-    this config grows an array (the step budgets bound loops, not memory: diffrax keeps no
-    per-step history without a gradient).
-    """
-    o, w = cfg.orders, cfg.work
-    return {
-        "Van der Pol solutions (2001 saved times x 2 x 8 B x 2 solvers x 3 calls)": (
-            2001 * 2 * 8 * 2 * 3
-        ),
-        "error tables (len(orders.solvers) x len(orders.n_steps) + len(work.solvers) x "
-        "len(work.rtols)) x 8 B x 4": (
-            (len(o.solvers) * len(o.n_steps) + len(w.solvers) * len(w.rtols)) * 8 * 4
-        ),
-    }
 
 
 @register(
@@ -114,7 +113,6 @@ def memory(cfg: Config) -> dict[str, float]:
         "stiff.t1=20.0",
         "stiff.explicit_max_steps=500",
     ),
-    memory=memory,
     per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:

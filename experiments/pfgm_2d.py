@@ -12,7 +12,7 @@ for DDIM, EDM Heun, DPM-Solver++(2M) and UniPC-3 at each ``table.nfe``.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
@@ -92,10 +92,27 @@ class Config(ExperimentConfig):
             )
         return self
 
+    # `seed` (the keys) and `train.lr` (optimiser state) enter as arrays; D is a static property of
+    # the kernel (it fixes the Gamma law's shape), sizes are static.
+    sweep_keys: ClassVar[tuple[str, ...]] = ("seed", "train.lr")
 
-# `seed` (the keys) and `train.lr` (optimiser state) enter as arrays; D is a static property of
-# the kernel (it fixes the Gamma law's shape), sizes are static.
-SWEEP_KEYS = ("seed", "train.lr")
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes."""
+        w, layers = max(self.model.width, 2), self.model.depth + 2
+        return {
+            "training activations (train.batch_size x model.width x (model.depth + 2) x 4 B x 3)": (
+                self.train.batch_size * w * layers * 4 * 3
+            ),
+            "sampler activations (eval.n_samples x model.width x (model.depth + 2) x 4 B x 2)": (
+                self.eval.n_samples * w * layers * 4 * 2
+            ),
+            "parameters, gradients, Adam moments, EMA (model.width^2 x model.depth x 4 B x 5)": (
+                w * w * self.model.depth * 4 * 5
+            ),
+            "exact-score table (table.n_points x 3 components x 8 B x 64)": (
+                self.table.n_points * 3 * 8 * 64 if self.table.enabled else 0
+            ),
+        }
 
 
 def build_model(cfg: Config, key) -> sdeml.diffusion.EDMDenoiser:
@@ -103,25 +120,6 @@ def build_model(cfg: Config, key) -> sdeml.diffusion.EDMDenoiser:
     m = cfg.model
     net = sdeml.nn.TimeMLP(2, m.width, m.depth, embed_scale=m.embed_scale, key=key)
     return sdeml.diffusion.EDMDenoiser(net, cfg.pfgm.sigma_data)
-
-
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes."""
-    w, layers = max(cfg.model.width, 2), cfg.model.depth + 2
-    return {
-        "training activations (train.batch_size x model.width x (model.depth + 2) x 4 B x 3)": (
-            cfg.train.batch_size * w * layers * 4 * 3
-        ),
-        "sampler activations (eval.n_samples x model.width x (model.depth + 2) x 4 B x 2)": (
-            cfg.eval.n_samples * w * layers * 4 * 2
-        ),
-        "parameters, gradients, Adam moments, EMA (model.width^2 x model.depth x 4 B x 5)": (
-            w * w * cfg.model.depth * 4 * 5
-        ),
-        "exact-score table (table.n_points x 3 components x 8 B x 64)": (
-            cfg.table.n_points * 3 * 8 * 64 if cfg.table.enabled else 0
-        ),
-    }
 
 
 @register(
@@ -140,9 +138,7 @@ def memory(cfg: Config) -> dict[str, float]:
         "table.nfe=[5]",
         "consistency.steps=20",
     ),
-    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
-    memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
     points = run.points()  # each validated: eval.nfe >= 4, sigma_min < sigma_max (`check`)

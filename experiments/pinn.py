@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -99,12 +99,58 @@ class Config(ExperimentConfig):
     lbfgs: LBFGSConfig = LBFGSConfig()
     eval: EvalConfig = EvalConfig()
 
+    # `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays (issue #19).
+    # Not sweepable: the PDE's coefficients (checked in Python by the problem classes), the
+    # problem, sizes, switches. The L-BFGS phase then runs point by point (it is full batch and
+    # stops on its own criteria).
+    sweep_keys: ClassVar[tuple[str, ...]] = ("seed", "train.lr")
 
-# `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays (issue #19).
-# Not sweepable: the PDE's coefficients (checked in Python by the problem classes), the
-# problem, sizes, switches. The L-BFGS phase then runs point by point (it is full batch and
-# stops on its own criteria).
-SWEEP_KEYS = ("seed", "train.lr")
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        The PDE residual needs u_t, u_x and u_xx at every interior point: the network's activations
+        with their first- and second-order tangents (about 4 copies), kept for the backward pass
+        with their cotangents (x2); initial and boundary points need u alone. RAD evaluates the
+        residual (forward only) on its pool; L-BFGS works on its own fixed set and keeps `memory`
+        curvature pairs.
+        """
+        b = 8 if self.x64 else 4
+        c = self.pinn
+        act = c.width * (c.depth + 1) * b  # one point's activations
+        params = c.width**2 * c.depth * b
+        lb = self.lbfgs
+        parts: dict[str, float] = {
+            "residual activations (pinn.n_interior x pinn.width x (pinn.depth + 1) x 4 x B x 2)": (
+                c.n_interior * act * 4 * 2
+            ),
+            "initial-condition activations (pinn.n_initial x pinn.width x (pinn.depth + 1) "
+            "x B x 2)": (c.n_initial * act * 2),
+            "boundary activations (2 walls x pinn.n_boundary x pinn.width x (pinn.depth + 1) x B x "
+            "2)": 2 * c.n_boundary * act * 2,
+            "error grid (eval.n_t x eval.n_x x pinn.width x (pinn.depth + 1) x B)": (
+                self.eval.n_t * self.eval.n_x * act
+            ),
+            "parameters, gradients, Adam moments (pinn.width^2 x pinn.depth x B x 4)": params * 4,
+        }
+        if self.adaptive.rad:  # only named when used: a switched-off option allocates nothing
+            parts[
+                "RAD pool residuals (pinn.n_interior x adaptive.pool_factor x pinn.width x "
+                "(pinn.depth + 1) x 4 x B)"
+            ] = c.n_interior * self.adaptive.pool_factor * act * 4
+        if lb.steps:
+            parts[
+                "L-BFGS residual activations (lbfgs.n_interior x pinn.width x (pinn.depth + 1) x 4 "
+                "x B x 2)"
+            ] = lb.n_interior * act * 8
+            parts["L-BFGS memory (2 x lbfgs.memory x pinn.width^2 x pinn.depth x B)"] = (
+                2 * lb.memory * params
+            )
+            if self.adaptive.rad:
+                parts[
+                    "L-BFGS RAD pool (lbfgs.n_interior x adaptive.pool_factor x pinn.width x "
+                    "(pinn.depth + 1) x 4 x B)"
+                ] = lb.n_interior * self.adaptive.pool_factor * act * 4
+        return parts
 
 
 def _problem(p: ProblemConfig) -> sdeml.pinn.AbstractPDE:
@@ -133,55 +179,6 @@ def build_model(cfg: Config, key) -> sdeml.PINN:
     )
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    The PDE residual needs u_t, u_x and u_xx at every interior point: the network's activations
-    with their first- and second-order tangents (about 4 copies), kept for the backward pass
-    with their cotangents (x2); initial and boundary points need u alone. RAD evaluates the
-    residual (forward only) on its pool; L-BFGS works on its own fixed set and keeps `memory`
-    curvature pairs.
-    """
-    b = 8 if cfg.x64 else 4
-    c = cfg.pinn
-    act = c.width * (c.depth + 1) * b  # one point's activations
-    params = c.width**2 * c.depth * b
-    lb = cfg.lbfgs
-    parts: dict[str, float] = {
-        "residual activations (pinn.n_interior x pinn.width x (pinn.depth + 1) x 4 x B x 2)": (
-            c.n_interior * act * 4 * 2
-        ),
-        "initial-condition activations (pinn.n_initial x pinn.width x (pinn.depth + 1) x B x 2)": (
-            c.n_initial * act * 2
-        ),
-        "boundary activations (2 walls x pinn.n_boundary x pinn.width x (pinn.depth + 1) x B x "
-        "2)": 2 * c.n_boundary * act * 2,
-        "error grid (eval.n_t x eval.n_x x pinn.width x (pinn.depth + 1) x B)": (
-            cfg.eval.n_t * cfg.eval.n_x * act
-        ),
-        "parameters, gradients, Adam moments (pinn.width^2 x pinn.depth x B x 4)": params * 4,
-    }
-    if cfg.adaptive.rad:  # only named when used: a switched-off option allocates nothing
-        parts[
-            "RAD pool residuals (pinn.n_interior x adaptive.pool_factor x pinn.width x "
-            "(pinn.depth + 1) x 4 x B)"
-        ] = c.n_interior * cfg.adaptive.pool_factor * act * 4
-    if lb.steps:
-        parts[
-            "L-BFGS residual activations (lbfgs.n_interior x pinn.width x (pinn.depth + 1) x 4 "
-            "x B x 2)"
-        ] = lb.n_interior * act * 8
-        parts["L-BFGS memory (2 x lbfgs.memory x pinn.width^2 x pinn.depth x B)"] = (
-            2 * lb.memory * params
-        )
-        if cfg.adaptive.rad:
-            parts[
-                "L-BFGS RAD pool (lbfgs.n_interior x adaptive.pool_factor x pinn.width x "
-                "(pinn.depth + 1) x 4 x B)"
-            ] = lb.n_interior * cfg.adaptive.pool_factor * act * 4
-    return parts
-
-
 @register(
     "pinn",
     Config,
@@ -195,9 +192,7 @@ def memory(cfg: Config) -> dict[str, float]:
         "lbfgs.n_interior=64",
         "lbfgs.log_every=3",
     ),
-    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
-    memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
     import jax

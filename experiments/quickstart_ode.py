@@ -8,7 +8,7 @@ is then solved with `sdeml.solve_ode` and compared with the closed form x(t) = e
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import (
     Field,
@@ -61,6 +61,31 @@ class Config(ExperimentConfig):
     )
     eval: EvalConfig = EvalConfig()
 
+    sweep_keys: ClassVar[tuple[str, ...]] = ("seed", "train.lr")
+
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        Per sweep member (`check_memory` multiplies by the grid points).
+        """
+        b = 8 if self.x64 else 4
+        m, e = self.model, self.eval
+        act = m.width * (m.depth + 1) * b  # one point's activations
+        return {
+            "training activations (train.batch_size x model.width x (model.depth + 1) x B x 3)": (
+                self.train.batch_size * act * 3
+            ),
+            "test field (eval.n_test x (model.width x (model.depth + 1) + 6) x B)": (
+                e.n_test * (act + 6 * b)
+            ),
+            "parameters, gradients, Adam moments (model.width^2 x model.depth x B x 4)": (
+                m.width**2 * m.depth * b * 4
+            ),
+            "trajectories (eval.n_traj x 200 x 2 x B x 4: learned, exact, errors)": (
+                e.n_traj * 200 * 2 * b * 4
+            ),
+        }
+
 
 def _sample(key, n, cfg: DataConfig):
     import jax.numpy as jnp
@@ -79,38 +104,12 @@ def build_model(cfg: Config, key) -> eqx.nn.MLP:
     return eqx.nn.MLP(2, 2, cfg.model.width, cfg.model.depth, activation=jnp.tanh, key=key)
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    Per sweep member (`check_memory` multiplies by the grid points).
-    """
-    b = 8 if cfg.x64 else 4
-    m, e = cfg.model, cfg.eval
-    act = m.width * (m.depth + 1) * b  # one point's activations
-    return {
-        "training activations (train.batch_size x model.width x (model.depth + 1) x B x 3)": (
-            cfg.train.batch_size * act * 3
-        ),
-        "test field (eval.n_test x (model.width x (model.depth + 1) + 6) x B)": (
-            e.n_test * (act + 6 * b)
-        ),
-        "parameters, gradients, Adam moments (model.width^2 x model.depth x B x 4)": (
-            m.width**2 * m.depth * b * 4
-        ),
-        "trajectories (eval.n_traj x 200 x 2 x B x 4: learned, exact, errors)": (
-            e.n_traj * 200 * 2 * b * 4
-        ),
-    }
-
-
 @register(
     "quickstart_ode",
     Config,
     "fit an MLP vector field to a linear ODE, integrate it, compare with expm",
     smoke=("train.steps=40", "train.log_every=10", "train.ckpt_every=20", "eval.n_traj=2"),
-    sweep_keys=("seed", "train.lr"),
     build_model=build_model,
-    memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
     import equinox as eqx

@@ -41,27 +41,25 @@ class Config(ExperimentConfig):
     model: ModelConfig = ModelConfig()
     eval: EvalConfig = EvalConfig()
 
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    The reference is a vmapped Dopri8 solve: 13 stages of the state and, per stage evaluation,
-    the field's activations; the ResNets hold one block's activations at a time.
-    """
-    b = 8 if cfg.x64 else 4
-    m, n = cfg.model, cfg.eval.n_inputs
-    return {
-        "Dopri8 reference solve (eval.n_inputs x (model.width x (model.depth + 1) + 13 x 2) x "
-        "B x 2)": n * (m.width * (m.depth + 1) + 13 * 2) * b * 2,
-        "parameters (model.width^2 x model.depth x B)": m.width**2 * m.depth * b,
-    }
+        The reference is a vmapped Dopri8 solve: 13 stages of the state and, per stage evaluation,
+        the field's activations; the ResNets hold one block's activations at a time.
+        """
+        b = 8 if self.x64 else 4
+        m, n = self.model, self.eval.n_inputs
+        return {
+            "Dopri8 reference solve (eval.n_inputs x (model.width x (model.depth + 1) + 13 x 2) x "
+            "B x 2)": n * (m.width * (m.depth + 1) + 13 * 2) * b * 2,
+            "parameters (model.width^2 x model.depth x B)": m.width**2 * m.depth * b,
+        }
 
 
 @register(
     "resnet_limit",
     Config,
     "a ResNet of N Euler blocks converges to the neural ODE with error ∝ 1/N",
-    memory=memory,
     smoke=("eval.n_blocks=[4,8,16]", "eval.n_inputs=8"),
     per_point=True,
 )

@@ -12,7 +12,7 @@ denoising trajectories, the learned density (PF-ODE likelihood on a grid) and th
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
@@ -96,12 +96,27 @@ class Config(ExperimentConfig):
     train: TrainConfig = TrainConfig(**TOY_TRAIN)
     eval: EvalConfig = EvalConfig()
 
+    # `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays. Not
+    # sweepable (issue #19): the SDE's coefficients (`sde.beta_*`, `sde.sigma_*` are static Python
+    # floats of the SDE modules, checked in Python), `sde.eps` (checked in Python by `dsm_loss`),
+    # `model.embed_scale` (typed `float` in `TimeMLP`), and sizes.
+    sweep_keys: ClassVar[tuple[str, ...]] = ("seed", "train.lr")
 
-# `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays. Not sweepable
-# (issue #19): the SDE's coefficients (`sde.beta_*`, `sde.sigma_*` are static Python floats of the
-# SDE modules, checked in Python), `sde.eps` (checked in Python by `dsm_loss`),
-# `model.embed_scale` (typed `float` in `TimeMLP`), and sizes.
-SWEEP_KEYS = ("seed", "train.lr")
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation)."""
+        w, layers = max(self.model.width, 2), self.model.depth + 2
+        n_eval = max(self.eval.n_samples, self.eval.n_large)
+        return {
+            # activations kept for the backward pass, plus their gradients and the EMA/Adam copies
+            "training activations (train.batch_size x model.width x (model.depth + 2) x 4 B x 3)": (
+                self.train.batch_size * w * layers * 4 * 3
+            ),
+            "sampler states and activations (eval.n_samples or eval.n_large x model.width x "
+            "(model.depth + 2) x 4 B x 2)": n_eval * w * layers * 4 * 2,
+            "parameters, gradients, Adam moments, EMA (model.width^2 x model.depth x 4 B x 5)": (
+                w * w * self.model.depth * 4 * 5
+            ),
+        }
 
 
 def build_model(cfg: Config, key) -> sdeml.diffusion.ScoreModel:
@@ -109,23 +124,6 @@ def build_model(cfg: Config, key) -> sdeml.diffusion.ScoreModel:
     m = cfg.model
     net = sdeml.nn.TimeMLP(2, m.width, m.depth, embed_scale=m.embed_scale, key=key)
     return sdeml.diffusion.ScoreModel(net, _sde(cfg.sde), "eps")
-
-
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation)."""
-    w, layers = max(cfg.model.width, 2), cfg.model.depth + 2
-    n_eval = max(cfg.eval.n_samples, cfg.eval.n_large)
-    return {
-        # activations kept for the backward pass, plus their gradients and the EMA/Adam copies
-        "training activations (train.batch_size x model.width x (model.depth + 2) x 4 B x 3)": (
-            cfg.train.batch_size * w * layers * 4 * 3
-        ),
-        "sampler states and activations (eval.n_samples or eval.n_large x model.width x "
-        "(model.depth + 2) x 4 B x 2)": n_eval * w * layers * 4 * 2,
-        "parameters, gradients, Adam moments, EMA (model.width^2 x model.depth x 4 B x 5)": (
-            w * w * cfg.model.depth * 4 * 5
-        ),
-    }
 
 
 @register(
@@ -143,9 +141,7 @@ def memory(cfg: Config) -> dict[str, float]:
         "eval.density_grid=0",
         "model.width=32",
     ),
-    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
-    memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
     run.points()  # each validated, its SDE's ranges too (`SDEConfig._ordered`)

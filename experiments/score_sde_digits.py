@@ -59,6 +59,31 @@ class Config(ExperimentConfig):
     )
     eval: EvalConfig = EvalConfig()
 
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        `UNet8` holds about 30 feature maps of width x 8 x 8 per image (the 4x4 and 2x2 levels have
+        twice the channels on a quarter of the pixels) and about 560 x width^2 parameters.
+        """
+        b = 8 if self.x64 else 4
+        w, ev = self.model.width, self.eval
+        act = w * 8 * 8 * 30 * b  # one image's activations
+        return {
+            "training activations (train.batch_size x model.width x 8 x 8 x 30 maps x B x 3)": (
+                self.train.batch_size * act * 3
+            ),
+            "sampler activations and samples (eval.n_samples x (model.width x 8 x 8 x 30 + 64 x 4) "
+            "x B)": ev.n_samples * (act + 64 * 4 * b),
+            "nearest-neighbour distances (eval.n_samples x 1797 digits x B x 2)": (
+                ev.n_samples * 1797 * b * 2
+            ),
+            "likelihood solves (eval.n_likelihood x 4 probes x model.width x 8 x 8 x 30 maps x B x "
+            "7 stages)": ev.n_likelihood * 4 * act * 7,
+            "parameters, gradients, Adam moments, EMA (560 x model.width^2 x B x 5)": (
+                560 * w**2 * b * 5
+            ),
+        }
+
 
 def _sde(cfg: SDEConfig):
     if cfg.name == "ve":
@@ -70,32 +95,6 @@ def build_model(cfg: Config, key) -> sdeml.diffusion.ScoreModel:
     """A `UNet8` noise predictor (with dropout) inside a `ScoreModel` for the configured SDE."""
     net = sdeml.nn.UNet8(1, cfg.model.width, dropout=cfg.model.dropout, key=key)
     return sdeml.diffusion.ScoreModel(net, _sde(cfg.sde), "eps")
-
-
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    `UNet8` holds about 30 feature maps of width x 8 x 8 per image (the 4x4 and 2x2 levels have
-    twice the channels on a quarter of the pixels) and about 560 x width^2 parameters.
-    """
-    b = 8 if cfg.x64 else 4
-    w, ev = cfg.model.width, cfg.eval
-    act = w * 8 * 8 * 30 * b  # one image's activations
-    return {
-        "training activations (train.batch_size x model.width x 8 x 8 x 30 maps x B x 3)": (
-            cfg.train.batch_size * act * 3
-        ),
-        "sampler activations and samples (eval.n_samples x (model.width x 8 x 8 x 30 + 64 x 4) "
-        "x B)": ev.n_samples * (act + 64 * 4 * b),
-        "nearest-neighbour distances (eval.n_samples x 1797 digits x B x 2)": (
-            ev.n_samples * 1797 * b * 2
-        ),
-        "likelihood solves (eval.n_likelihood x 4 probes x model.width x 8 x 8 x 30 maps x B x "
-        "7 stages)": ev.n_likelihood * 4 * act * 7,
-        "parameters, gradients, Adam moments, EMA (560 x model.width^2 x B x 5)": (
-            560 * w**2 * b * 5
-        ),
-    }
 
 
 @register(
@@ -112,7 +111,6 @@ def memory(cfg: Config) -> dict[str, float]:
         "eval.n_likelihood=0",
     ),
     build_model=build_model,
-    memory=memory,
     per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:

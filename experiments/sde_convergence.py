@@ -79,6 +79,21 @@ class Config(ExperimentConfig):
     problems: ProblemsConfig = ProblemsConfig()
     orders: OrdersConfig = OrdersConfig()
 
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation)."""
+        o, tb = self.orders, self.textbook
+        return {
+            "strong-order Brownian increments (orders.n_paths x orders.n_fine x 8 B)": (
+                o.n_paths * o.n_fine * 8
+            ),
+            "weak-order increments (orders.weak_n_paths x 8 x max(orders.weak_n_steps) x 8 B)": (
+                o.weak_n_paths * 8 * max(o.weak_n_steps) * 8
+            ),
+            "textbook paths (textbook.n_sample_paths x t1 / min(dts) x 8 B x 3)": (
+                tb.n_sample_paths * (tb.t1 / min(tb.dts) + 1) * 8 * 3
+            ),
+        }
+
 
 def _textbook(cfg: TextbookConfig, run: Run, key) -> dict[str, float]:
     import jax
@@ -144,27 +159,10 @@ def _textbook(cfg: TextbookConfig, run: Run, key) -> dict[str, float]:
     return metrics
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation)."""
-    o, tb = cfg.orders, cfg.textbook
-    return {
-        "strong-order Brownian increments (orders.n_paths x orders.n_fine x 8 B)": (
-            o.n_paths * o.n_fine * 8
-        ),
-        "weak-order increments (orders.weak_n_paths x 8 x max(orders.weak_n_steps) x 8 B)": (
-            o.weak_n_paths * 8 * max(o.weak_n_steps) * 8
-        ),
-        "textbook paths (textbook.n_sample_paths x t1 / min(dts) x 8 B x 3)": (
-            tb.n_sample_paths * (tb.t1 / min(tb.dts) + 1) * 8 * 3
-        ),
-    }
-
-
 @register(
     "sde_convergence",
     Config,
     "discrete SDE updates converging as dt -> 0; measured strong/weak orders of every solver",
-    memory=memory,
     smoke=(
         "orders.n_paths=16",
         "orders.weak_n_paths=64",

@@ -67,6 +67,25 @@ class Config(ExperimentConfig):
                 raise ValueError(f"lr={lr}: SGD diverges for lr * curvature >= 2")
         return self
 
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        Both SGD and its SDE record sim.n_record states per chain after a burn-in of about
+        burn_relax / thin_relax recording intervals (the SDE's simulation keeps those too); every
+        SGD step gathers one minibatch per chain.
+        """
+        st, sim = self.study, self.sim
+        n_saves = sim.n_record + math.ceil(sim.burn_relax / sim.thin_relax) + 1
+        b_max = max(st.batch_size, *st.batch_sizes)
+        return {
+            "SGD and SDE records (sim.n_chains x (sim.n_record + burn) x 8 B x 3)": (
+                sim.n_chains * n_saves * 8 * 3
+            ),
+            "minibatch gathers (sim.n_chains x max(study.batch_size, study.batch_sizes) "
+            "x 8 B x 3)": (sim.n_chains * b_max * 8 * 3),
+            "data and per-example gradients (data.n_data x 8 B x 4)": self.data.n_data * 8 * 4,
+        }
+
 
 def _variance_and_se(dev) -> tuple[float, float]:
     """Mean of dev^2 over records and chains, and its standard error from the spread of the
@@ -126,27 +145,6 @@ def _variances(cfg: Config, x, lr: float, b: int, key) -> dict[str, float]:
     }
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    Both SGD and its SDE record sim.n_record states per chain after a burn-in of about
-    burn_relax / thin_relax recording intervals (the SDE's simulation keeps those too); every
-    SGD step gathers one minibatch per chain.
-    """
-    st, sim = cfg.study, cfg.sim
-    n_saves = sim.n_record + math.ceil(sim.burn_relax / sim.thin_relax) + 1
-    b_max = max(st.batch_size, *st.batch_sizes)
-    return {
-        "SGD and SDE records (sim.n_chains x (sim.n_record + burn) x 8 B x 3)": (
-            sim.n_chains * n_saves * 8 * 3
-        ),
-        "minibatch gathers (sim.n_chains x max(study.batch_size, study.batch_sizes) x 8 B x 3)": (
-            sim.n_chains * b_max * 8 * 3
-        ),
-        "data and per-example gradients (data.n_data x 8 B x 4)": cfg.data.n_data * 8 * 4,
-    }
-
-
 def _ratio_bars(a: Any, x: Any, r: dict, versus: str, **style: Any) -> None:
     """SGD's stationary variance against `versus` ("sde" or "discrete"), in percent, ±2 SE."""
     ratio = r[f"ratio_sgd_to_{versus}"]
@@ -163,7 +161,6 @@ def _ratio_bars(a: Any, x: Any, r: dict, versus: str, **style: Any) -> None:
         "sim.n_chains=200",
         "sim.n_record=20",
     ),
-    memory=memory,
     per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict:

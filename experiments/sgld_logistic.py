@@ -60,6 +60,26 @@ class Config(ExperimentConfig):
                 )
         return self
 
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        Every kept state (one per `thin` steps after burn-in) of every chain is stored, then mapped
+        back to the parameters (about 3 copies of 31 coefficients each) and pushed through the
+        predictive on the test points (the logits and their sigmoid).
+        """
+        d = 31  # 30 standardised features and an intercept
+        n_test = math.ceil(sdeml.data.BREAST_CANCER_SIZE * self.data.test_fraction)
+        out: dict[str, float] = {}
+        for name, sc in (("mala", self.mala), ("sgld", self.sgld)):
+            kept = sc.n_chains * (sc.n_steps // sc.thin)
+            what = f"{name}.n_chains x {name}.n_steps / {name}.thin"
+            out[f"{name} samples ({what} x 31 x 8 B x 3)"] = kept * d * 8 * 3
+            out[f"{name} test predictive (test points x {what} x 8 B x 2)"] = n_test * kept * 8 * 2
+        out["SGLD minibatch gradients (sgld.n_chains x sgld.batch_size x 31 x 8 B x 2)"] = (
+            self.sgld.n_chains * self.sgld.batch_size * d * 8 * 2
+        )
+        return out
+
 
 def _samples(kernel, x0, sc: SamplerConfig, key):
     import jax
@@ -80,27 +100,6 @@ def _samples(kernel, x0, sc: SamplerConfig, key):
     return zs.reshape(-1, zs.shape[-1]), float(jnp.mean(acc))
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    Every kept state (one per `thin` steps after burn-in) of every chain is stored, then mapped
-    back to the parameters (about 3 copies of 31 coefficients each) and pushed through the
-    predictive on the test points (the logits and their sigmoid).
-    """
-    d = 31  # 30 standardised features and an intercept
-    n_test = math.ceil(sdeml.data.BREAST_CANCER_SIZE * cfg.data.test_fraction)
-    out: dict[str, float] = {}
-    for name, sc in (("mala", cfg.mala), ("sgld", cfg.sgld)):
-        kept = sc.n_chains * (sc.n_steps // sc.thin)
-        what = f"{name}.n_chains x {name}.n_steps / {name}.thin"
-        out[f"{name} samples ({what} x 31 x 8 B x 3)"] = kept * d * 8 * 3
-        out[f"{name} test predictive (test points x {what} x 8 B x 2)"] = n_test * kept * 8 * 2
-    out["SGLD minibatch gradients (sgld.n_chains x sgld.batch_size x 31 x 8 B x 2)"] = (
-        cfg.sgld.n_chains * cfg.sgld.batch_size * d * 8 * 2
-    )
-    return out
-
-
 @register(
     "sgld_logistic",
     Config,
@@ -113,7 +112,6 @@ def memory(cfg: Config) -> dict[str, float]:
         "mala.n_chains=4",
         "sgld.n_chains=4",
     ),
-    memory=memory,
     per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, float]:

@@ -10,7 +10,7 @@ grid; the relative error on (T, 2T] measures extrapolation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -60,11 +60,33 @@ class Config(ExperimentConfig):
         steps=1500, batch_size=16, lr=3e-3, schedule="cosine", log_every=100, ckpt_every=500
     )
 
+    # `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays (issue #19).
+    # Not sweepable: `data.noise_std` and `data.t_train` (`add_noise` and `irregular_times` check
+    # them in Python), the system, solver and tolerances (static fields of `NeuralODE`), sizes.
+    sweep_keys: ClassVar[tuple[str, ...]] = ("seed", "train.lr")
 
-# `seed` (the keys) and `train.lr` (a leaf of the optimiser state) enter as arrays (issue #19).
-# Not sweepable: `data.noise_std` and `data.t_train` (`add_noise` and `irregular_times` check them
-# in Python), the system, solver and tolerances (static fields of `NeuralODE`), sizes.
-SWEEP_KEYS = ("seed", "train.lr")
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        Each training window is solved from its first point (up to 7 Tsit5 stages of the field's
+        activations, kept for the backward pass); both models are rolled out on the evaluation grid.
+        """
+        b = 8 if self.x64 else 4
+        d, m = self.data, self.model
+        act = m.width * (m.depth + 1) * b  # one point's activations
+        return {
+            "observations (data.n_obs x 7 x B x 2: times, clean, noise, observed)": (
+                d.n_obs * 7 * b * 2
+            ),
+            "evaluation rollouts (data.n_eval x 9 x B x 3: grid, truth, 2 models, plot copies)": (
+                d.n_eval * 9 * b * 3
+            ),
+            "training windows (train.batch_size x data.window x model.width x (model.depth + 1) "
+            "x 7 stages x B x 3)": self.train.batch_size * d.window * act * 7 * 3,
+            "parameters, gradients, Adam moments, 2 models (model.width^2 x model.depth x B x 8)": (
+                m.width**2 * m.depth * b * 8
+            ),
+        }
 
 
 def build_model(cfg: Config, key) -> dict[str, eqx.Module]:
@@ -85,38 +107,12 @@ def build_model(cfg: Config, key) -> dict[str, eqx.Module]:
     }
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    Each training window is solved from its first point (up to 7 Tsit5 stages of the field's
-    activations, kept for the backward pass); both models are rolled out on the evaluation grid.
-    """
-    b = 8 if cfg.x64 else 4
-    d, m = cfg.data, cfg.model
-    act = m.width * (m.depth + 1) * b  # one point's activations
-    return {
-        "observations (data.n_obs x 7 x B x 2: times, clean, noise, observed)": (
-            d.n_obs * 7 * b * 2
-        ),
-        "evaluation rollouts (data.n_eval x 9 x B x 3: grid, truth, 2 models, plot copies)": (
-            d.n_eval * 9 * b * 3
-        ),
-        "training windows (train.batch_size x data.window x model.width x (model.depth + 1) "
-        "x 7 stages x B x 3)": cfg.train.batch_size * d.window * act * 7 * 3,
-        "parameters, gradients, Adam moments, 2 models (model.width^2 x model.depth x B x 8)": (
-            m.width**2 * m.depth * b * 8
-        ),
-    }
-
-
 @register(
     "time_series",
     Config,
     "neural ODE vs a discrete step model on irregular noisy data, extrapolated to 2x the window",
     smoke=("train.steps=4", "train.log_every=2", "data.n_obs=20", "data.n_eval=40"),
-    sweep_keys=SWEEP_KEYS,
     build_model=build_model,
-    memory=memory,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:
     # Every grid point of a `sweep:` is one member of a batched state, trained by one vmapped

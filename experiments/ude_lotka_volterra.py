@@ -75,6 +75,30 @@ class Config(ExperimentConfig):
     sindy: SindyConfig = SindyConfig()
     neural_ode: bool = True  # also train a pure neural ODE (the extrapolation baseline)
 
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
+
+        A training solve keeps, per step, the 7 Tsit5 stages of the network's activations for the
+        backward pass (about 4 steps per observation interval); STLSQ holds the library at the
+        evaluation grid for every threshold; the extrapolation grid holds 4 trajectories.
+        """
+        b = 8
+        d, m, s = self.data, self.model, self.sindy
+        p = (s.degree + 1) * (s.degree + 2) // 2 + (4 if s.trig else 0)
+        return {
+            "training solve (data.n_obs x 4 steps x 7 stages x model.width x (model.depth + 1) x B "
+            "x 2)": d.n_obs * 4 * 7 * m.width * (m.depth + 1) * b * 2,
+            "STLSQ path (sindy.n_thresholds x sindy.n_points x terms x 2 x B x 3)": (
+                s.n_thresholds * s.n_points * p * 2 * b * 3
+            ),
+            "extrapolation (data.n_extrapolate x 2 x 4 trajectories x B)": (
+                d.n_extrapolate * 2 * 4 * b
+            ),
+            "parameters, gradients, Adam and L-BFGS (model.width^2 x model.depth x B x 30)": (
+                m.width**2 * m.depth * b * 30
+            ),
+        }
+
 
 def _data(cfg: Config):
     import jax.random as jr
@@ -118,31 +142,6 @@ def build_model(cfg: Config, key) -> dict[str, Any]:
     return models if cfg.neural_ode else {"ude": models["ude"]}
 
 
-def memory(cfg: Config) -> dict[str, float]:
-    """The largest arrays, in bytes (issue #17: absurd sizes are refused at validation).
-
-    A training solve keeps, per step, the 7 Tsit5 stages of the network's activations for the
-    backward pass (about 4 steps per observation interval); STLSQ holds the library at the
-    evaluation grid for every threshold; the extrapolation grid holds 4 trajectories.
-    """
-    b = 8
-    d, m, s = cfg.data, cfg.model, cfg.sindy
-    p = (s.degree + 1) * (s.degree + 2) // 2 + (4 if s.trig else 0)
-    return {
-        "training solve (data.n_obs x 4 steps x 7 stages x model.width x (model.depth + 1) x B "
-        "x 2)": d.n_obs * 4 * 7 * m.width * (m.depth + 1) * b * 2,
-        "STLSQ path (sindy.n_thresholds x sindy.n_points x terms x 2 x B x 3)": (
-            s.n_thresholds * s.n_points * p * 2 * b * 3
-        ),
-        "extrapolation (data.n_extrapolate x 2 x 4 trajectories x B)": (
-            d.n_extrapolate * 2 * 4 * b
-        ),
-        "parameters, gradients, Adam and L-BFGS (model.width^2 x model.depth x B x 30)": (
-            m.width**2 * m.depth * b * 30
-        ),
-    }
-
-
 @register(
     "ude_lotka_volterra",
     Config,
@@ -157,7 +156,6 @@ def memory(cfg: Config) -> dict[str, float]:
         "data.t_extrapolate=10.0",
     ),
     build_model=build_model,
-    memory=memory,
     per_point=True,
 )
 def main(cfg: Config, run: Run) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, NonNegativeInt, ValidationError
@@ -28,13 +28,38 @@ class ExperimentConfig(Section):
 
     ``sweep`` maps dotted keys to lists of values, e.g. ``{seed: [0, 1, 2, 3], train.lr: [1e-3,
     3e-3]}``; the grid (their Cartesian product) runs as one vmapped program in experiments that
-    support it (see `register`'s ``sweep_keys``).
+    support it.
+
+    A subclass states two facts about itself, read by `register`:
+
+    * ``sweep_keys``: the dotted keys a ``sweep:`` block may vary (``seed`` always, also when not
+      listed); any other key is refused before any work, with this list. Keys enter the
+      computation as arrays only (seeds as keys, learning rates as optimiser state, coefficients
+      through the config), so one compiled program serves the whole grid: the experiment trains
+      with ``run.train_grid(setup, objective, cfg.train)`` or vmaps its numerical core with
+      ``run.sweep_map(fn)``, then evaluates each point (``run.points()``, ``run.at(i)``,
+      ``run.member(tree, i)``) and returns ``run.collect(rows)`` (see `sdeml.run._sweep`).
+    * ``estimate_memory()``: ``{description: bytes}`` of its largest arrays as the config sizes
+      them (paths x steps x state, batch x width, ...), per sweep point. `sdeml check` and
+      `sdeml run` refuse a config whose total exceeds the machine's memory, before any work
+      (`sdeml.run._memory.check_memory`).
     """
+
+    sweep_keys: ClassVar[tuple[str, ...]] = ()
 
     experiment: str
     seed: NonNegativeInt = 0
     x64: bool = False  # run in float64 (jax_enable_x64) when the experiment's claims need it
     sweep: dict[str, list[int | float]] | None = None
+
+    def estimate_memory(self) -> dict[str, float]:
+        """The largest arrays in bytes, by description; a subclass states its own."""
+        raise NotImplementedError(f"{type(self).__name__} states no memory estimate")
+
+    @classmethod
+    def has_memory_estimate(cls) -> bool:
+        """Whether this schema states its arrays' sizes (overrides `estimate_memory`)."""
+        return cls.estimate_memory is not ExperimentConfig.estimate_memory
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -1,6 +1,6 @@
 """Fail fast on absurd sizes: a config whose arrays cannot fit in memory is refused at validation.
 
-An experiment registers ``memory=fn`` with `register`; ``fn(cfg)`` returns the bytes of its largest
+An experiment's config states ``estimate_memory()`` (`ExperimentConfig`): the bytes of its largest
 arrays by name (``{"paths (n_paths x n_steps x d x 8 B)": ...}``), estimated from the sizes in the
 config. `check_memory` compares their sum with the machine's memory and refuses the config with
 the estimate (issue #17), before any run directory exists or anything is compiled.

@@ -40,36 +40,26 @@ def register(
     description: str,
     *,
     smoke: Sequence[str] = (),
-    sweep_keys: Sequence[str] = (),
     build_model: Callable[[Any, Any], Any] | None = None,
-    memory: Callable[[Any], dict[str, float]] | None = None,
     per_point: bool = False,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Register `fn(cfg, run) -> final metrics` as experiment `name`.
+
+    What a config allows is a fact of its schema, read from `config`: the keys a ``sweep:`` block
+    may vary (``config.sweep_keys``, `ExperimentConfig`) and the size of its largest arrays
+    (``config.estimate_memory``), which `sdeml check` and `sdeml run` compare with the machine's
+    memory before any work (`sdeml.run._memory.check_memory`).
 
     Args:
         name: the value of the config's ``experiment`` key.
         config: the experiment's schema, a subclass of `ExperimentConfig`.
         description: one line for ``sdeml list``.
         smoke: ``key=value`` overrides that make a run finish in seconds (used by the tests).
-        sweep_keys: the dotted keys a config's ``sweep:`` block may vary (``seed`` always, also
-            when not listed);
-            any other key is refused before any work, with this list. Keys enter the
-            computation as arrays only (seeds as keys, learning rates as optimiser state,
-            coefficients through the config), so one compiled program serves the whole grid:
-            the experiment trains with ``run.train_grid(setup, objective, cfg.train)`` or
-            vmaps its numerical core with ``run.sweep_map(fn)``, then evaluates each point
-            (``run.points()``, ``run.at(i)``, ``run.member(tree, i)``) and returns
-            ``run.collect(rows)`` (see `sdeml.run._sweep`).
         build_model: ``build_model(cfg, key) -> model`` for an experiment that trains a model
             (through `sdeml.train.train_model` / `train_sweep`, with ``cfg.train``), or a dict
             ``{name: model}`` when it trains several under different names. The experiment
             builds its model with it, and `sdeml.run.load` rebuilds the checkpoint's structure
             with it, so a finished run loads in one call.
-        memory: ``memory(cfg) -> {description: bytes}``, the experiment's largest arrays as
-            the config sizes them (paths x steps x state, batch x width, ...); `sdeml check` and
-            `sdeml run` refuse a config whose total exceeds the machine's memory, before any
-            work (see `sdeml.run._memory.check_memory`).
         per_point: `fn` computes one config; a sweep runs it at every grid point in turn
             (`Run.per_point`), each point exactly the separate run of its config. For an
             experiment whose numerical core is not yet one vmapped program (issue #19).
@@ -90,9 +80,9 @@ def register(
             description,
             tuple(smoke),
             fn.__module__,
-            ("seed", *(k for k in sweep_keys if k != "seed")),
+            ("seed", *(k for k in config.sweep_keys if k != "seed")),
             build_model,
-            memory,
+            config.estimate_memory if config.has_memory_estimate() else None,
             per_point,
         )
         return fn

@@ -1,6 +1,6 @@
 """A config's ``sweep:`` grid as one vmapped program (issue #19, item 1).
 
-An experiment declares its sweepable keys (``register(..., sweep_keys=...)``): ``seed`` and the
+An experiment declares its sweepable keys in its schema (``Config.sweep_keys``): ``seed`` and the
 hyper-parameters that enter its computation as arrays without changing shapes or Python control
 flow. The grid then runs as one program:
 
