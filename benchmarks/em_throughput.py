@@ -193,7 +193,7 @@ def make_diffrax(sde, shape, n, snap, mode):
         @jax.jit
         def run(key):
             def one(k):
-                bm = diffrax.UnsafeBrownianPath(shape=shape, key=k)
+                bm = diffrax.UnsafeBrownianPath(shape=sde.brownian_shape(shape), key=k)
                 return solve(jnp.ones(shape, jnp.float32), bm)
 
             return jax.vmap(one)(jr.split(key, n))
@@ -215,6 +215,11 @@ def make_diffrax(sde, shape, n, snap, mode):
 
 
 # --------------------------------------------------------------------------- timing
+def progress(pname: str, snap, n: int, text: str) -> None:
+    """One line of a benchmark's progress for cell (problem, snapshots, paths)."""
+    print(f"{pname:16s} snap={snap!s:5s} n={n:>7d} {text}", flush=True)
+
+
 def timed(fn, arg_first, arg_next, repeats):
     c = jax_compile_seconds()
     t = time.perf_counter()
@@ -298,10 +303,8 @@ def bench(sizes, out_md: Path):
                     cells[impl] = (comp, steady)
                     fns[impl] = (fn, an)
                     last_time[impl] = steady
-                    print(
-                        f"{pname:16s} snap={snap!s:5s} n={n:>7d} {impl:32s} "
-                        f"compile {comp:7.3f}s steady {steady:8.4f}s",
-                        flush=True,
+                    progress(
+                        pname, snap, n, f"{impl:32s} compile {comp:7.3f}s steady {steady:8.4f}s"
                     )
                 # sdeml and the scan (the 1.0x target) again, in alternation: a slow spell of
                 # the machine (or a peer's threads still spinning) then hits both
@@ -317,16 +320,20 @@ def bench(sizes, out_md: Path):
                         continue
                     best = min([cells[impl][0]] + [recompile_seconds(fn, an(0)) for _ in range(2)])
                     cells[impl] = (best, cells[impl][1])
-                print(
-                    f"{pname:16s} snap={snap!s:5s} n={n:>7d} sdeml compile: first call "
-                    f"{first_sdeml:.3f}s, best of 3 {cells['sdeml'][0]:.3f}s",
-                    flush=True,
+                progress(
+                    pname,
+                    snap,
+                    n,
+                    f"sdeml compile: first call {first_sdeml:.3f}s, "
+                    f"best of 3 {cells['sdeml'][0]:.3f}s",
                 )
                 first_compiles.append(first_sdeml)
-                print(
-                    f"{pname:16s} snap={snap!s:5s} n={n:>7d} interleaved: sdeml "
-                    f"{cells['sdeml'][1]:.4f}s, scan {cells['jax scan (hand-written)'][1]:.4f}s",
-                    flush=True,
+                progress(
+                    pname,
+                    snap,
+                    n,
+                    f"interleaved: sdeml {cells['sdeml'][1]:.4f}s, "
+                    f"scan {cells['jax scan (hand-written)'][1]:.4f}s",
                 )
                 rows.append((pname, "100 snapshots" if snap else "terminal", n, cells))
     write_md(rows, impls, out_md, first_compiles)

@@ -152,31 +152,8 @@ def make_scan(make, p, shape, n, snap):
 
 
 def make_diffrax(make, p, shape, n, snap):
-    """`jax.vmap` of a plain diffrax solve: Euler, an UnsafeBrownianPath per key."""
-    sde = make(p)
-    saveat = (
-        diffrax.SaveAt(ts=jnp.linspace(T1 / N_SNAP, T1, N_SNAP, dtype=jnp.float32))
-        if snap
-        else diffrax.SaveAt(t1=True)
-    )
-
-    def one(k):
-        bm = diffrax.UnsafeBrownianPath(shape=sde.brownian_shape(shape), key=k)
-        sol = diffrax.diffeqsolve(
-            sdeml.to_diffrax(sde, bm),
-            diffrax.Euler(),
-            0.0,
-            T1,
-            DT,
-            jnp.ones(shape, jnp.float32),
-            saveat=saveat,
-            max_steps=N_STEPS + 1,
-            adjoint=diffrax.ForwardMode(),
-        )
-        return sol.ys
-
-    f = jax.jit(jax.vmap(one))
-    return lambda key: f(jr.split(key, n))
+    """em_throughput's `jax.vmap` of a plain diffrax solve (Euler, a Brownian path per key)."""
+    return em_throughput.make_diffrax(make(p), shape, n, snap, "vmap")
 
 
 def make_floor(make, p, shape, n, snap):
@@ -322,10 +299,8 @@ def run_row(pname, make, p, shape, n, snap):
         first = time.perf_counter() - t
         cells[impl] = steady_seconds(fn, 1)
         fns[impl] = fn
-        print(
-            f"{pname:16s} snap={snap!s:5s} n={n:>7d} {impl:22s} first {first:7.2f}s "
-            f"steady {cells[impl]:8.4f}s",
-            flush=True,
+        em_throughput.progress(
+            pname, snap, n, f"{impl:22s} first {first:7.2f}s steady {cells[impl]:8.4f}s"
         )
     # the 0.8x target: simulate and the vmapped single path again, in alternation, so that a slow
     # spell of the machine hits both

@@ -287,25 +287,13 @@ def recover(cfg: Config, run: Run | None = None) -> dict[str, Any]:
         "true: dx/dt = 1.300 x - 0.900 x y, dy/dt = 0.800 x y - 1.800 y",
     ]
     metrics: dict[str, Any] = {
-        "terms_dx": " + ".join(rep_ude.terms[0]) or "none",
-        "terms_dy": " + ".join(rep_ude.terms[1]) or "none",
-        "exact_terms": rep_ude.exact,
+        **_recovery_metrics("", rep_ude, rep_ude_reg),
         "beta": rep_ude.beta,
         "gamma": rep_ude.gamma,
-        "beta_rel_error": rep_ude.beta_error,
-        "gamma_rel_error": rep_ude.gamma_error,
         "beta_rel_error_regression": rep_ude_reg.beta_error,
         "gamma_rel_error_regression": rep_ude_reg.gamma_error,
-        "coefficient_error": rep_ude.coefficient_error,
-        "coefficient_error_regression": rep_ude_reg.coefficient_error,
         "threshold": from_ude["threshold"],
-        "raw_terms_dx": " + ".join(rep_raw.terms[0]) or "none",
-        "raw_terms_dy": " + ".join(rep_raw.terms[1]) or "none",
-        "raw_exact_terms": rep_raw.exact,
-        "raw_beta_rel_error": rep_raw.beta_error,
-        "raw_gamma_rel_error": rep_raw.gamma_error,
-        "raw_coefficient_error": rep_raw.coefficient_error,
-        "raw_coefficient_error_regression": rep_raw_reg.coefficient_error,
+        **_recovery_metrics("raw_", rep_raw, rep_raw_reg),
         "ude_loss": res.loss,
         "extrapolation_max_abs_error": extrap["recovered"]["max_abs_error"],
         "extrapolation_max_rel_error": extrap["recovered"]["max_rel_error"],
@@ -363,3 +351,16 @@ def _plot(cfg: Config, run: Run, out: dict[str, Any]) -> None:
     ax.set(title="extrapolation", xlabel="t", ylabel="population", ylim=(-0.1 * top, top))
     ax.legend(fontsize=8, loc="upper right")
     run.savefig(fig, "ude_lotka_volterra")
+
+
+def _recovery_metrics(prefix: str, refit, regression) -> dict[str, Any]:
+    """What one recovery found (`ude.interaction_report` of its refit and of its regression)."""
+    return {
+        f"{prefix}terms_dx": " + ".join(refit.terms[0]) or "none",
+        f"{prefix}terms_dy": " + ".join(refit.terms[1]) or "none",
+        f"{prefix}exact_terms": refit.exact,
+        f"{prefix}beta_rel_error": refit.beta_error,
+        f"{prefix}gamma_rel_error": refit.gamma_error,
+        f"{prefix}coefficient_error": refit.coefficient_error,
+        f"{prefix}coefficient_error_regression": regression.coefficient_error,
+    }
