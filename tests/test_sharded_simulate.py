@@ -88,3 +88,68 @@ def test_a_one_device_mesh_is_the_plain_run_and_a_bad_mesh_is_refused():
     np.testing.assert_array_equal(np.asarray(a.xs), np.asarray(b.xs))
     with pytest.raises(TypeError, match="`mesh` must be a jax.sharding.Mesh"):
         sdeml.simulate(sde, jnp.ones(1), n_steps=10, n_paths=100, key=jr.key(0), mesh="gpu")
+
+
+SAMPLERS = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, jax.random as jr, numpy as np
+    import sdeml
+
+    cpus = jax.devices("cpu")
+    assert len(cpus) == 4
+    mesh = jax.make_mesh((4,), ("paths",), devices=cpus)
+
+    def same(a, b):
+        assert a.shape == b.shape, (a.shape, b.shape)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    # the diffusion EM sampler (an analytic score: N(0, I) data under the VP SDE)
+    vp = sdeml.diffusion.VPSDE()
+    score = lambda t, x: -x  # the VP marginal of N(0, I) data is N(0, I) at every t
+    for n, kw in ((203, dict(chunk_size=16)), (200, dict(chunk_size=50, n_saves=5, denoise=False))):
+        one = sdeml.diffusion.euler_maruyama_sampler(
+            score, vp, (n, 2), n_steps=20, key=jr.key(1), **kw)
+        many = sdeml.diffusion.euler_maruyama_sampler(
+            score, vp, (n, 2), n_steps=20, key=jr.key(1), mesh=mesh, **kw)
+        same(many.x, one.x)
+        if n == 200:  # 4 chunks of 50 on 4 devices: the samples stay split along the batch
+            assert [s.data.shape for s in many.x.addressable_shards] == [(50, 2)] * 4
+        if one.path is not None:
+            same(many.path, one.path)
+        assert int(many.nfe) == int(one.nfe)
+
+    # SGD as an SDE: a 2-D quadratic with a given gradient-noise covariance
+    sgd = sdeml.optim_dynamics.SGDSDE(
+        lambda th, x: 0.5 * jnp.sum((th - x) ** 2), jnp.zeros((8, 2)), lr=0.1,
+        batch_size=4, noise_cov=jnp.eye(2))
+    th0 = jnp.ones((101, 2))
+    same(sgd.simulate(th0, 1.0, 20, 5, chunk_size=8, mesh=mesh, key=jr.key(2)),
+         sgd.simulate(th0, 1.0, 20, 5, chunk_size=8, key=jr.key(2)))
+
+    # the Fokker-Planck path simulator
+    f = lambda t, x: -x
+    g = lambda t, x: 0.5 + 0 * x
+    x0 = jnp.linspace(-1.0, 1.0, 77)
+    ts1, xs1 = sdeml.langevin.simulate_scalar_sde(f, g, x0, 0.0, 1.0, 20, 4, chunk_size=10,
+                                                  key=jr.key(3))
+    ts4, xs4 = sdeml.langevin.simulate_scalar_sde(f, g, x0, 0.0, 1.0, 20, 4, chunk_size=10,
+                                                  mesh=mesh, key=jr.key(3))
+    same(ts4, ts1)
+    same(xs4, xs1)
+    print("ok")
+    """
+)
+
+
+@pytest.mark.device
+def test_samplers_on_the_engine_split_over_a_mesh_like_simulate():
+    # issue #19, item 5: the samplers that run on the engine take the same `mesh`, and every
+    # sample or path equals the one-device run with the same key and chunk size
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    done = subprocess.run(
+        [sys.executable, "-c", SAMPLERS], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]

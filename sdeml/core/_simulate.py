@@ -167,7 +167,9 @@ def simulate(
         mesh: a `jax.sharding.Mesh` (or a `NamedSharding`, whose mesh is used) to split the
             paths over: the chunks of paths are dealt out over all of the mesh's devices (of
             every process under `jax.distributed`), each device running its chunks, and `xs`
-            comes back sharded along the paths. Every path is exactly the path of the
+            comes back sharded along the paths when the device count divides `n_paths`
+            (otherwise, once the padding is dropped, it is gathered onto every device: JAX
+            shards only evenly). Every path is exactly the path of the
             one-device run with the same key, `chunk_size` and `block_size` (the noise of a
             chunk depends on its index, not on the device). None: the default device.
         key: PRNG key. The same key, `chunk_size` and `block_size` give the same numbers.

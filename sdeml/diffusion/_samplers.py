@@ -77,6 +77,8 @@ def euler_maruyama_sampler(
     denoise: bool = True,
     n_saves: int = 0,
     dtype=None,
+    chunk_size: int | None = None,
+    mesh: Any = None,
     key: PRNGKeyArray,
 ) -> SampleResult:
     r"""Sample by Euler–Maruyama on the reverse-time SDE from $t=T$ to $t=\epsilon$.
@@ -99,6 +101,12 @@ def euler_maruyama_sampler(
         denoise: apply the final denoising step (one more score evaluation).
         n_saves: keep about this many intermediate states in ``path`` (0: none).
         dtype: float dtype of the samples.
+        chunk_size: samples per chunk of the engine (`sdeml.simulate`'s; default: sized to
+            the platform's memory).
+        mesh: a `jax.sharding.Mesh` (or `NamedSharding`) to split the samples over its
+            devices, also those of other processes under `jax.distributed` (`sdeml.simulate`'s
+            ``mesh``); every sample equals the one-device run's with the same key and
+            `chunk_size`. None: the default device.
         key: PRNG key.
 
     Returns:
@@ -112,7 +120,9 @@ def euler_maruyama_sampler(
         Song et al., ICLR 2021, sec. 4.2. Kloeden & Platen, Numerical Solution of SDEs, 1992.
     """
     _check(sde, shape, eps, n_steps)
-    return _em_pc(score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, 0, 0.0)
+    return _em_pc(
+        score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, 0, 0.0, chunk_size, mesh
+    )
 
 
 def euler_maruyama_sample(
@@ -219,7 +229,21 @@ def pc_sampler(
     )
 
 
-def _em_pc(score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, n_corr, snr):
+def _em_pc(
+    score_fn,
+    sde,
+    shape,
+    n_steps,
+    eps,
+    denoise,
+    n_saves,
+    dtype,
+    key,
+    n_corr,
+    snr,
+    chunk_size=None,
+    mesh=None,
+):
     k0, kloop = jr.split(key)
     x = sde.prior_sample(shape, key=k0, dtype=dtype)
     dt_ = x.dtype
@@ -241,6 +265,8 @@ def _em_pc(score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, n_c
             save_every=every,
             include_t0=bool(n_saves),
             dtype=dt_,
+            chunk_size=chunk_size,
+            mesh=mesh,
             key=kloop,
         )
         x = paths.xs[:, -1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -126,6 +127,8 @@ def simulate_scalar_sde(
     n_steps: int,
     save_every: int = 1,
     *,
+    chunk_size: int | None = None,
+    mesh: Any = None,
     key: PRNGKeyArray,
 ) -> tuple[Float[Array, " s"], Float[Array, "s n_paths"]]:
     r"""Euler–Maruyama for a batch of scalar SDE paths, on the SDE engine (`sdeml.core.simulate`).
@@ -140,6 +143,12 @@ def simulate_scalar_sde(
         drift, diffusion: :math:`f(t, x)` and :math:`g(t, x)`, elementwise.
         x0: initial points, one per path.
         t0, t1, n_steps, save_every: the time grid; states are kept every `save_every` steps.
+        chunk_size: paths per chunk of the engine (`sdeml.simulate`'s; default: sized to the
+            platform's memory).
+        mesh: a `jax.sharding.Mesh` (or `NamedSharding`) to split the paths over its devices,
+            also those of other processes under `jax.distributed` (`sdeml.simulate`'s
+            ``mesh``); every path equals the one-device run's with the same key and
+            `chunk_size`. None: the default device.
         key: PRNG key.
 
     Returns:
@@ -170,6 +179,8 @@ def simulate_scalar_sde(
         save_every=save_every,
         include_t0=True,
         dtype=x0.dtype,
+        chunk_size=chunk_size,
+        mesh=mesh,
         key=key,
     )
     return paths.ts, paths.xs[..., 0].T

@@ -270,6 +270,8 @@ class SGDSDE(AbstractSDE):
         n_steps: int,
         save_every: int = 1,
         *,
+        chunk_size: int | None = None,
+        mesh: Any = None,
         key: PRNGKeyArray,
     ) -> Float[Array, "s n_paths d"]:
         r"""Euler–Maruyama paths of the SDE on :math:`[0, t_1]`, on the SDE engine
@@ -285,6 +287,12 @@ class SGDSDE(AbstractSDE):
             theta0: starts, shape ``(n_paths, d)``.
             t1: horizon (in units where SGD step k sits at :math:`t = k\eta`).
             n_steps: EM steps; ``save_every`` divides it.
+            chunk_size: paths per chunk of the engine (`sdeml.simulate`'s; default: sized to
+                the platform's memory).
+            mesh: a `jax.sharding.Mesh` (or `NamedSharding`) to split the paths over its
+                devices, also those of other processes under `jax.distributed`
+                (`sdeml.simulate`'s ``mesh``); every path equals the one-device run's with the
+                same key and `chunk_size`. None: the default device.
             key: PRNG key.
 
         Returns:
@@ -318,6 +326,8 @@ class SGDSDE(AbstractSDE):
             x0_per_path=True,
             save_every=save_every,
             dtype=theta0.dtype,
+            chunk_size=chunk_size,
+            mesh=mesh,
             key=key,
         )
         return jnp.moveaxis(paths.xs, 0, 1)
