@@ -221,3 +221,65 @@ def test_simulate_splits_paths_over_two_processes(tmp_path):
     )
     for i in range(2):
         np.testing.assert_array_equal(np.load(tmp_path / f"{i}.npy"), np.asarray(one.xs))
+
+
+def _slurm_port() -> tuple[int, int]:
+    """A free port in JAX's SLURM range and the job id that maps to it (``id % 4096 + 61440``)."""
+    import random
+    import socket
+
+    for port in random.sample(range(61440, 65536), 64):
+        with socket.socket() as s:
+            try:
+                s.bind(("localhost", port))
+            except OSError:
+                continue
+        return port, port - 61440 + 4096 * random.randint(1, 1000)
+    raise RuntimeError("no free port in 61440-65535")
+
+
+@pytest.mark.slow
+def test_a_slurm_launch_is_detected_and_runs_as_one_sweep(tmp_path):
+    # the cluster path of issue #19 item 3: two `sdeml run` processes started as SLURM would
+    # start them (srun sets these variables; here on localhost), with no --processes: JAX's
+    # auto-detection joins them, the grid is split over the (process, device) mesh, process 0
+    # alone writes the run directory, and the points equal the one-process run
+    _, job = _slurm_port()
+    out = tmp_path / "slurm"
+    common = [QUICK, "train.steps=30", "x64=true", GRID4, *SMOKE]
+    procs = []
+    for i in range(2):
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SDEML_", "OMPI_"))
+        }
+        env.pop("XLA_FLAGS", None)
+        env.update(
+            SLURM_JOB_ID=str(job), SLURM_STEP_NODELIST="localhost", SLURM_NTASKS="2",
+            SLURM_PROCID=str(i), SLURM_LOCALID=str(i), JAX_NUM_CPU_DEVICES="2",
+        )  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "sdeml", "run", *common, "--out", str(out)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for p in procs:
+        _, err = p.communicate(timeout=400)
+        assert p.returncode == 0, err[-3000:]
+    (run_dir,) = out.glob("quickstart_ode/*")  # one run directory, made by process 0
+    two = json.loads((run_dir / "summary.json").read_text())
+    assert two["distributed"]["processes"] == 2
+    assert two["distributed"]["mesh"] == {"process": 2, "device": 2}
+    done = _sdeml(["run", *common, "--out", str(tmp_path / "one")], timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = summary_of(tmp_path / "one")
+    compared = 0
+    for k, v in one["metrics"].items():
+        if isinstance(v, list) and all(isinstance(x, float) for x in v):
+            for a, b in zip(v, two["metrics"][k], strict=True):
+                assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12), (k, a, b)
+                compared += 1
+    assert compared >= 4
