@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -190,7 +191,10 @@ def draw_costs(n: int = 100_000, size: int = 16) -> list[str]:
     - ``hash + transform``: the engine's draw, as `simulate_path` makes it;
     - ``diffrax's draw``: what `UnsafeBrownianPath` does per path and step: two `fold_in`s of
       the path's key by the step's times, then `jax.random.normal` of the path's `size`
-      components (one hash per number).
+      components (one hash per number);
+    - ``Box-Muller transform``: the other exact transform, two normals from a pair of words
+      (sqrt(-2 log u1) times cos and sin of 2 pi u2) instead of two inverse erfs, on the same
+      counter bits: is there a cheaper exact draw to be had?
 
     `diffrax vmap / 5` is the time a vmapped single path would need to reach the 5x target.
     """
@@ -221,6 +225,20 @@ def draw_costs(n: int = 100_000, size: int = 16) -> list[str]:
         return jax.lax.scan(body, jnp.zeros(lo.shape, f32), half)[0]
 
     @jax.jit
+    def box_muller_only(lo):
+        def uniform(w):  # 23 mantissa bits -> [0, 1)
+            return jax.lax.bitcast_convert_type((w >> 9) | jnp.uint32(0x3F800000), f32) - 1.0
+
+        def body(acc, i):
+            w0 = lo * jnp.uint32(0x9E3779B9) + i * jnp.uint32(0x85EBCA6B)
+            w1 = w0 ^ jnp.uint32(0xA5A5A5A5)
+            r = jnp.sqrt(-2.0 * jnp.log(1.0 - uniform(w0)))  # 1 - u in (0, 1]
+            th = jnp.float32(2 * math.pi) * uniform(w1)
+            return acc + r * jnp.cos(th) + r * jnp.sin(th), None
+
+        return jax.lax.scan(body, jnp.zeros(lo.shape, f32), half)[0]
+
+    @jax.jit
     def hash_transform(k0, k1, lo):
         def body(acc, i):
             w0, w1 = _hash(k0, k1, i, lo)
@@ -243,6 +261,7 @@ def draw_costs(n: int = 100_000, size: int = 16) -> list[str]:
     cases = {
         "hash (Threefry-2x32, two words per hash)": lambda key: hash_only(k0, k1, lo),
         "transform (inverse erf of counter bits)": lambda key: transform_only(lo),
+        "transform, Box-Muller instead (same counter bits)": lambda key: box_muller_only(lo),
         "hash + transform (the engine's draw)": lambda key: hash_transform(k0, k1, lo),
         "diffrax's draw (2 fold_in + jax.random.normal per path-step)": lambda key: diffrax_draw(
             keys
