@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 import sdeml
 from sdeml.run import ExperimentConfig, Run, Section, Setup, register
@@ -23,6 +23,15 @@ class DataConfig(Section):
     n_points: PositiveInt = 1000
     t1: PositiveFloat = 25.0
     window: int = Field(default=10, ge=2)
+
+    @model_validator(mode="after")
+    def _window_fits(self):
+        if self.window > self.n_points:
+            raise ValueError(
+                f"window ({self.window}) must not exceed n_points ({self.n_points}): a training "
+                "window is that many consecutive points of the trajectory"
+            )
+        return self
 
 
 class ModelConfig(Section):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 import sdeml
 from sdeml.run import ExperimentConfig, Run, Section, Setup, register
@@ -42,6 +42,15 @@ class DataConfig(Section):
     noise_std: NonNegativeFloat = 0.02
     window: int = Field(default=10, ge=2)
     n_eval: PositiveInt = 199  # regular grid on [0, 2 t_train]; spacing = the mean training gap
+
+    @model_validator(mode="after")
+    def _window_fits(self):
+        if self.window > self.n_obs:
+            raise ValueError(
+                f"window ({self.window}) must not exceed n_obs ({self.n_obs}): a training window "
+                "is that many consecutive observations"
+            )
+        return self
 
 
 class ModelConfig(Section):

@@ -346,3 +346,27 @@ def test_check_refuses_weight_decay_without_adamw(capsys):
         ["check", "cnf_2d", "train.weight_decay=1.0", "train.optimizer=adamw"], capsys
     )
     assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "bad, good, needle",
+    [
+        (
+            ["time_series", "data.n_obs=20", "data.window=21"],
+            ["time_series", "data.n_obs=20", "data.window=20"],
+            "window (21) must not exceed n_obs (20)",
+        ),
+        (
+            ["neural_ode_spiral", "data.n_points=5", "data.window=10"],
+            ["neural_ode_spiral", "data.n_points=10", "data.window=10"],
+            "window (10) must not exceed n_points (5)",
+        ),
+    ],
+)
+def test_check_refuses_a_window_longer_than_the_data(bad, good, needle, capsys):
+    # found by the CLI fuzz test: `check` accepted data.window > data.n_obs and the run then
+    # failed in sample_windows after its run directory existed
+    code, _, err = _cli(["check", *bad], capsys)
+    assert code == 2 and "data:" in err and needle in err, err
+    code, _, err = _cli(["check", *good], capsys)
+    assert code == 0, err
