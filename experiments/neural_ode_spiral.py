@@ -26,12 +26,7 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _window_fits(self):
-        if self.window > self.n_points:
-            raise ValueError(
-                f"window ({self.window}) must not exceed n_points ({self.n_points}): a training "
-                "window is that many consecutive points of the trajectory"
-            )
-        return self
+        return self.require_at_most("window", "n_points", "a window is that many points")
 
 
 class ModelConfig(Section):

@@ -45,12 +45,7 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _window_fits(self):
-        if self.window > self.n_obs:
-            raise ValueError(
-                f"window ({self.window}) must not exceed n_obs ({self.n_obs}): a training window "
-                "is that many consecutive observations"
-            )
-        return self
+        return self.require_at_most("window", "n_obs", "a window is that many observations")
 
 
 class ModelConfig(Section):

@@ -62,19 +62,24 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
-@pytest.mark.device
-def test_sharded_paths_equal_the_one_device_run():
-    # the four devices are forced host devices: on a machine with a GPU the one-device run
-    # must also be on the CPU (a GPU rounds a few results differently from a CPU)
+def _run_on_four_host_devices(script: str) -> None:
+    """Run `script` in a process with four forced host devices; it prints "ok" when it passes."""
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
     )
     env.pop("JAX_NUM_CPU_DEVICES", None)
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.device
+def test_sharded_paths_equal_the_one_device_run():
+    # the four devices are forced host devices: on a machine with a GPU the one-device run
+    # must also be on the CPU (a GPU rounds a few results differently from a CPU)
+    _run_on_four_host_devices(SCRIPT)
 
 
 @pytest.mark.device
@@ -145,11 +150,4 @@ SAMPLERS = textwrap.dedent(
 def test_samplers_on_the_engine_split_over_a_mesh_like_simulate():
     # issue #19, item 5: the samplers that run on the engine take the same `mesh`, and every
     # sample or path equals the one-device run with the same key and chunk size
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
-    env.pop("JAX_NUM_CPU_DEVICES", None)
-    done = subprocess.run(
-        [sys.executable, "-c", SAMPLERS], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
+    _run_on_four_host_devices(SAMPLERS)

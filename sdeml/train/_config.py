@@ -63,6 +63,16 @@ class Section(BaseModel):
         extra="forbid", validate_assignment=True, validate_default=True, allow_inf_nan=False
     )
 
+    def require_at_most(self, key: str, bound: str, why: str = "") -> Any:
+        """Refuse ``self.key > self.bound`` (two numbers of this section) with one message
+        naming both, and their meaning `why`; returns `self`, for a ``model_validator``."""
+        if getattr(self, key) > getattr(self, bound):
+            raise ValueError(
+                f"{key} ({getattr(self, key)}) must not exceed {bound} ({getattr(self, bound)})"
+                + (f": {why}" if why else "")
+            )
+        return self
+
     @field_validator("*", mode="before")
     @classmethod
     def _plain_numbers(cls, value: Any, info: ValidationInfo) -> Any:
