@@ -25,7 +25,8 @@ from .score_sde_2d import TOY_TRAIN, DataConfig, seeded_setup, toy_batches, toy_
 
 
 class PFGMConfig(Section):
-    D: PositiveFloat = 128.0  # augmented dimensions; .inf is EDM diffusion
+    # augmented dimensions; .inf is EDM diffusion (the Gaussian limit)
+    D: float = Field(default=128.0, gt=0, allow_inf_nan=True)
     sigma_data: PositiveFloat = 0.5
     p_mean: float = -1.2
     p_std: PositiveFloat = 1.2

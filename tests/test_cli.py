@@ -370,3 +370,13 @@ def test_check_refuses_a_window_longer_than_the_data(bad, good, needle, capsys):
     assert code == 2 and "data:" in err and needle in err, err
     code, _, err = _cli(["check", *good], capsys)
     assert code == 0, err
+
+
+def test_an_infinite_d_is_the_gaussian_case_and_nan_is_refused(capsys):
+    # the shipped pfgm_2d config advertises `pfgm.D=.inf` (EDM diffusion); the sections' refusal
+    # of non-finite numbers (issue #17) had made it impossible. A key opts in to +inf only.
+    code, out, err = _cli(["check", "pfgm_2d", "pfgm.D=.inf"], capsys)
+    assert code == 0 and "D: .inf" in out, err
+    for bad in ("pfgm.D=.nan", "pfgm.D=-.inf", "pfgm.sigma_max=.inf"):
+        code, _, err = _cli(["check", "pfgm_2d", bad], capsys)
+        assert code == 2 and "must be a finite number" in err, (bad, err)

@@ -38,7 +38,7 @@ def _is_mapping(annotation: Any) -> bool:
     return get_origin(annotation) is dict or any(_is_mapping(a) for a in get_args(annotation))
 
 
-def _check_scalar(value: Any, allow_bool: bool) -> None:
+def _check_scalar(value: Any, allow_bool: bool, allow_inf: bool = False) -> None:
     if isinstance(value, bool):
         if not allow_bool:
             raise ValueError(f"expected a number, not the boolean {value}")
@@ -48,7 +48,8 @@ def _check_scalar(value: Any, allow_bool: bool) -> None:
                 f"integer {value} is out of range (|value| <= 2**31 - 1 = {INT_LIMIT})"
             )
     elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"must be a finite number, got {value}")
+        if not (allow_inf and value == math.inf):
+            raise ValueError(f"must be a finite number, got {value}")
 
 
 class Section(BaseModel):
@@ -56,7 +57,9 @@ class Section(BaseModel):
 
     Every section also refuses, for every key (issue #17): a boolean where the key's type has no
     ``bool`` (pydantic would read ``true`` as 1), a non-finite float (``.nan``, ``.inf``), and an
-    integer beyond the int32 range the runs compute with (`INT_LIMIT`), in lists too.
+    integer beyond the int32 range the runs compute with (`INT_LIMIT`), in lists too. A key whose
+    meaning has a limit at infinity opts in to ``.inf`` (never NaN) with
+    ``Field(allow_inf_nan=True)`` (e.g. PFGM++'s ``D = inf``, the Gaussian case).
     """
 
     model_config = ConfigDict(
@@ -78,9 +81,12 @@ class Section(BaseModel):
     def _plain_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         field = cls.model_fields.get(info.field_name or "")
         allow_bool = field is None or _accepts_bool(field.annotation)
+        allow_inf = field is not None and any(
+            getattr(m, "allow_inf_nan", False) is True for m in field.metadata
+        )
         items = value if isinstance(value, list) else [value]
         for item in items:
-            _check_scalar(item, allow_bool)
+            _check_scalar(item, allow_bool, allow_inf)
         if isinstance(value, dict) and field is not None and _is_mapping(field.annotation):
             # a mapping of plain values, e.g. a sweep block {key: [values]} (not a section)
             for v in value.values():
