@@ -121,8 +121,9 @@ def euler_maruyama_sampler(
     """
     _check(sde, shape, eps, n_steps)
     return _em_pc(
-        score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, 0, 0.0, chunk_size, mesh
-    )
+        score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, 0, 0.0,
+        chunk_size=chunk_size, mesh=mesh,
+    )  # fmt: skip
 
 
 def euler_maruyama_sample(
@@ -241,6 +242,7 @@ def _em_pc(
     key,
     n_corr,
     snr,
+    *,
     chunk_size=None,
     mesh=None,
 ):
