@@ -1,10 +1,11 @@
 """A griffe extension for the API reference: reStructuredText math and roles -> Markdown.
 
-sdeml's docstrings are Markdown with `$...$` math (rendered by pymdownx.arithmatex), but some
-modules (langevin, optim_dynamics, metrics) write math the reStructuredText way: inline
-``:math:`x``` and display ``.. math::`` blocks, plus a few ``:func:`` / ``:class:`` roles.
-mkdocstrings renders docstrings as Markdown, where those would show up as literal text. This
-extension rewrites them when griffe loads each object, before any Markdown is rendered:
+sdeml's docstrings are Markdown with `$...$` math (rendered by pymdownx.arithmatex). Some
+modules once wrote math the reStructuredText way (inline ``:math:`x```, display ``.. math::``
+blocks, ``:func:`` / ``:class:`` roles); they were rewritten with `rst_to_markdown` below, and
+``tests/test_api.py::test_docstrings_write_math_one_way`` keeps them out. mkdocstrings renders
+docstrings as Markdown, where those forms would show up as literal text, so this extension still
+rewrites any that appear when griffe loads each object, before any Markdown is rendered:
 
 - ``:math:`x``` -> ``$x$``;
 - ``.. math:: x`` (with indented continuation lines) -> a ``$$ ... $$`` display block;

@@ -41,8 +41,8 @@ from hooks import package_names  # noqa: E402  (the API pages' list of public na
 
 PACKAGES = ["sdeml", "sdeml.core", "sdeml.sde", "sdeml.ode", "sdeml.dynamics",
             "sdeml.optim_dynamics", "sdeml.langevin", "sdeml.neural_ode", "sdeml.flows",
-            "sdeml.diffusion", "sdeml.pinn", "sdeml.nn", "sdeml.data", "sdeml.metrics",
-            "sdeml.train", "sdeml.run"]
+            "sdeml.diffusion", "sdeml.pfgm", "sdeml.pinn", "sdeml.ude", "sdeml.nn", "sdeml.data",
+            "sdeml.metrics", "sdeml.train", "sdeml.run"]
 BASELINE = HERE / "doctests_runnable.txt"
 
 
@@ -52,6 +52,59 @@ class _Timeout(Exception):
 
 def _alarm(signum, frame):
     raise _Timeout
+
+
+def public_callables() -> dict[str, object]:
+    """The public functions and classes, once each, under the name of the first package that
+    lists them (the same names `collect` gives their docstrings); constants and namespaces are
+    left out."""
+    out: dict[str, object] = {}
+    seen: set[int] = set()
+    for pkg in PACKAGES:
+        mod = importlib.import_module(pkg)
+        for name in package_names(pkg):
+            obj = getattr(mod, name)
+            if isinstance(obj, type(sys)) or not callable(obj):
+                continue
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                out[f"{pkg}.{name}"] = obj
+    return out
+
+
+def source_file(obj: object) -> str:
+    """The defining file relative to the repository (``sdeml/pinn/_pinn.py``), or ``?``."""
+    import inspect
+
+    try:
+        path = Path(inspect.getfile(inspect.unwrap(obj)))  # type: ignore[arg-type]
+    except (TypeError, OSError):
+        return "?"
+    try:
+        return str(path.resolve().relative_to(HERE.parent))
+    except ValueError:
+        return str(path)
+
+
+def missing_sections(obj: object) -> list[str]:
+    """The Google-style sections its docstring lacks: Args (when it takes arguments), Returns
+    (functions), Example."""
+    import inspect
+
+    doc = inspect.getdoc(obj) or ""
+    lacks = []
+    try:
+        params = [q for q in inspect.signature(obj).parameters.values()  # type: ignore[arg-type]
+                  if q.name not in ("self", "cls")]
+    except (TypeError, ValueError):
+        params = []
+    if params and "Args:" not in doc and "Attributes:" not in doc:
+        lacks.append("Args")
+    if not isinstance(obj, type) and "Returns:" not in doc and "Yields:" not in doc:
+        lacks.append("Returns")
+    if ">>>" not in doc:
+        lacks.append("Example")
+    return lacks
 
 
 def collect() -> list[doctest.DocTest]:
@@ -122,6 +175,15 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="fail if a recorded runnable one fails")
     ap.add_argument("--update", action="store_true", help="record the ones that pass")
     ap.add_argument("--limit", type=int, default=60, help="seconds per docstring")
+    ap.add_argument("--only", action="append", default=[], metavar="PATH",
+                    help="only docstrings whose file path contains PATH (repeatable), e.g. "
+                    "sdeml/pinn/; with --check only these are compared")
+    ap.add_argument("--coverage", action="store_true",
+                    help="list every public function and class: its example's status and the "
+                    "sections its docstring lacks")
+    ap.add_argument("--require-all", action="store_true",
+                    help="with --check: also fail when a public function or class has no "
+                    "example that runs")
     args = ap.parse_args()
 
     import jax
@@ -130,6 +192,8 @@ def main() -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     start, cwd = time.perf_counter(), os.getcwd()
     tests = collect()
+    if args.only:
+        tests = [t for t in tests if any(o in (t.filename or "") for o in args.only)]
     results: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="sdeml-doctest-") as tmp:
         os.chdir(tmp)  # examples may write files (plots)
@@ -148,18 +212,42 @@ def main() -> int:
             if r == kind:
                 print(f"  {kind:9s} {name}")
     passing = sorted(n for n, r in results.items() if r == "pass")
+    uncovered: list[str] = []
+    if args.coverage or args.require_all:
+        pub = public_callables()
+        rows = []
+        for name, obj in pub.items():
+            where = source_file(obj)
+            if args.only and not any(o in where for o in args.only):
+                continue
+            status = results.get(name, "none")
+            lacks = missing_sections(obj)
+            if status != "pass":
+                uncovered.append(name)
+            rows.append((where, name, status, lacks))
+        if args.coverage:
+            for where, name, status, lacks in sorted(rows):
+                print(f"  {status:9s} {name:50s} {where}"
+                      + (f"  lacks: {', '.join(lacks)}" if lacks else ""))
+        n_ok = len(rows) - len(uncovered)
+        print(f"{n_ok} of {len(rows)} public functions and classes have an example that runs")
     if args.update:
         BASELINE.write_text("".join(f"{n}\n" for n in passing))
         print(f"recorded {len(passing)} runnable docstrings in {BASELINE.name}")
     if args.check:
         recorded = [n for n in BASELINE.read_text().split() if n]
+        if args.only:
+            recorded = [n for n in recorded if n in results]
         broken = [n for n in recorded if results.get(n) != "pass"]
         new = [n for n in passing if n not in recorded]
         for n in broken:
             print(f"  NO LONGER RUNNABLE: {n} ({results.get(n, 'missing')})")
         for n in new:
             print(f"  newly runnable (run --update to record): {n}")
-        return 1 if broken else 0
+        if args.require_all:
+            for n in uncovered:
+                print(f"  NO RUNNABLE EXAMPLE: {n}")
+        return 1 if broken or (args.require_all and uncovered) else 0
     return 0
 
 

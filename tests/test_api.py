@@ -81,3 +81,19 @@ def test_every_public_name_has_a_docstring(theme):
         if callable(getattr(module, n)) and not (getattr(module, n).__doc__ or "").strip()
     ]
     assert not missing, f"sdeml.{theme}: public names without a docstring: {missing}"
+
+
+def test_docstrings_write_math_one_way():
+    # issue #22 item 4: Markdown math ($...$, $$...$$) throughout; the reStructuredText forms
+    # (:math:`x`, .. math::, :func: roles) would render as literal text in the API reference
+    import re
+
+    rst = re.compile(r":math:`|^\s*\.\. math::|:(?:func|class|meth|attr|mod|obj):`", re.M)
+    root = Path(sdeml.__file__).parent
+    offenders = [
+        f"{p.relative_to(root.parent)}:{s[: m.start()].count(chr(10)) + 1}"
+        for p in sorted(root.rglob("*.py"))
+        for s in [p.read_text(encoding="utf-8")]
+        for m in rst.finditer(s)
+    ]
+    assert not offenders, f"reStructuredText math or roles in docstrings: {offenders[:10]}"

@@ -73,7 +73,7 @@ _POWER_ITERATIONS = 30
 
 
 class ODEResult(eqx.Enumeration):
-    """Result codes of :func:`solve_ode`; compare with ``==`` (``sol.result == ODEResult.stiff``).
+    """Result codes of `solve_ode`; compare with ``==`` (``sol.result == ODEResult.stiff``).
 
     The messages are the first sentence of the error raised when ``throw=True``; the error
     adds a remedy that fits the solver and the precision (an implicit solver is suggested only to
@@ -107,9 +107,9 @@ _RESULT_NAMES = (
 
 
 class ODESolveError(RuntimeError):
-    r"""Raised by :func:`solve_ode` with ``throw=True`` when the solve fails; names the cause.
+    r"""Raised by `solve_ode` with ``throw=True`` when the solve fails; names the cause.
 
-    The message is the :class:`ODEResult` message followed by the details of the solve: solver,
+    The message is the `ODEResult` message followed by the details of the solve: solver,
     time reached, interval, steps (rejected among them), ``max_steps``, mean step and the stiffness
     indicator $\bar h\,\rho$. Eagerly it is raised as such; under ``jax.jit`` it is raised at run
     time inside a host callback, so the caller receives a ``jax.errors.JaxRuntimeError`` whose text
@@ -118,12 +118,12 @@ class ODESolveError(RuntimeError):
 
 
 class ODESolution(eqx.Module):
-    r"""What :func:`solve_ode` returns: saved times and states, statistics and a result code.
+    r"""What `solve_ode` returns: saved times and states, statistics and a result code.
 
     Attributes:
         ts: saved times, shape ``(n_save,)``. Entries after a failure are ``inf`` (diffrax).
         ys: saved states, leading axis ``n_save`` on every leaf of ``y0``'s structure.
-        result: an :class:`ODEResult`.
+        result: an `ODEResult`.
         num_steps: attempted steps (accepted + rejected).
         num_accepted_steps, num_rejected_steps: as counted by the step-size controller.
         nfe: vector-field evaluations of the solve (the diagnostic evaluations after a failure
@@ -884,7 +884,7 @@ def solve_ode(
     adaptive steps (PID controller with ``rtol``/``atol``: Heun, Bosh3, Tsit5, Dopri5/8,
     implicit Euler, Kvaerno3/4/5); whether a solver can adapt is read from its tableau
     (`sdeml.core.solver_info`). Jit-, vmap- and grad-compatible; a failure raises
-    :class:`ODESolveError` with its details, eagerly and (as the text of a
+    `ODESolveError` with its details, eagerly and (as the text of a
     ``JaxRuntimeError``) under ``jit``/``grad``/``vmap`` whichever outputs are used, or comes
     back as a result code with ``throw=False``. Every ODE solve in sdeml (neural ODEs, CNFs,
     probability-flow sampling and likelihoods, gradient flows) runs through the same front.
@@ -912,7 +912,7 @@ def solve_ode(
         max_steps: cap on attempted steps (default ``DEFAULT_MAX_STEPS = 16384``), so that a
             stiff problem stops instead of hanging.
         args: passed to ``f``.
-        throw: on failure raise :class:`ODESolveError`, whose message names the cause, suggests
+        throw: on failure raise `ODESolveError`, whose message names the cause, suggests
             the fix (an implicit solver for stiffness) and gives the details (solver, t reached,
             steps, rejected steps, ``max_steps``, mean step, $h\rho$). Under ``jax.jit`` it is
             raised at run time by a host callback and reaches the caller as a
@@ -929,7 +929,7 @@ def solve_ode(
             the continuous adjoint of neural ODEs.
 
     Returns:
-        An :class:`ODESolution` with ``ts``, ``ys`` (shape ``(len(ts), *y0.shape)``), the step
+        An `ODESolution` with ``ts``, ``ys`` (shape ``(len(ts), *y0.shape)``), the step
         statistics, ``nfe``, a stiffness indicator and ``result``.
 
     Example:

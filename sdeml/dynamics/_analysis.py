@@ -38,7 +38,7 @@ STABILITY_CLASSES: tuple[str, ...] = (
 
 
 def stability_name(code: int | Int[ArrayLike, ""]) -> str:
-    """The name of a stability code returned by :func:`classify_equilibrium`."""
+    """The name of a stability code returned by `classify_equilibrium`."""
     return STABILITY_CLASSES[int(np.asarray(code))]
 
 
@@ -85,7 +85,7 @@ def classify_equilibrium(
         tol: relative tolerance for treating a real or imaginary part as zero.
 
     Returns:
-        An integer code; ``STABILITY_CLASSES[code]`` (or :func:`stability_name`) is its name.
+        An integer code; ``STABILITY_CLASSES[code]`` (or `stability_name`) is its name.
         Jit- and vmap-compatible.
 
     Example:
@@ -163,7 +163,7 @@ def find_equilibrium(
     Newton's method (optimistix, with an SVD least-squares step so that non-isolated equilibria
     with a singular Jacobian are reached as well) on $f$; the Jacobian at the root by forward
     autodiff; its eigenvalues by ``jnp.linalg.eigvals``; the class by
-    :func:`classify_equilibrium`. To find several equilibria, ``jax.vmap`` over guesses.
+    `classify_equilibrium`. To find several equilibria, ``jax.vmap`` over guesses.
 
     Args:
         f: vector field ``f(t, y, args)``.
@@ -175,12 +175,12 @@ def find_equilibrium(
             below the defaults). Tighter ones cannot be met: the pendulum's saddle at $\pi$ has
             a float32 residual $\sin(\mathrm{fl}(\pi)) \approx 8.7\times10^{-8}$ (issue #17).
         max_steps: most Newton iterations.
-        tol: relative tolerance of the classification (see :func:`classify_equilibrium`),
+        tol: relative tolerance of the classification (see `classify_equilibrium`),
             floored at ``100 eps`` of the dtype (eigenvalues carry rounding of that order).
         throw: raise if Newton does not converge (otherwise see ``converged``).
 
     Returns:
-        An :class:`Equilibrium`.
+        An `Equilibrium`.
 
     Example:
         >>> eq = find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.array([3.0, 1.5]))

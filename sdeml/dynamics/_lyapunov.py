@@ -39,7 +39,7 @@ def lyapunov_derivative(
 
 
 class LyapunovCheck(eqx.Module):
-    """Outcome of :func:`check_lyapunov` on sample points (bool arrays: use ``bool(...)``).
+    """Outcome of `check_lyapunov` on sample points (bool arrays: use ``bool(...)``).
 
     Attributes:
         positive_definite: $V(y) > V(y^*)$ at every sample point $y \\ne y^*$.
@@ -86,7 +86,7 @@ def check_lyapunov(
             $\dot V < -$``tol`` the strict one, $V - V^* >$ ``tol`` positivity.
 
     Returns:
-        A :class:`LyapunovCheck`.
+        A `LyapunovCheck`.
 
     Example:
         >>> osc = sdeml.dynamics.DampedOscillator(1.0, 0.2)

@@ -63,7 +63,7 @@ def phase_portrait(
     r"""Draw the phase portrait of a planar system $\dot y = f(y)$, $y \in \mathbb R^2$.
 
     Normalised arrows of $f$ on an ``n_grid``² grid coloured by $|f|$; trajectories from ``x0s``
-    integrated with :func:`sdeml.solve_ode` on $[0, t_1]$ (batched with ``jax.vmap``);
+    integrated with `sdeml.solve_ode` on $[0, t_1]$ (batched with ``jax.vmap``);
     nullclines $\dot x = 0$ (dashed) and $\dot y = 0$ (dotted) as zero contours on a fine grid;
     equilibria found from ``equilibrium_guesses`` by Newton, marked by stability class.
 
@@ -76,7 +76,7 @@ def phase_portrait(
         n_grid: arrows per axis.
         n_save: points per trajectory.
         nullclines: draw the nullclines.
-        equilibrium_guesses: starting points for :func:`sdeml.dynamics.find_equilibrium`, shape
+        equilibrium_guesses: starting points for `sdeml.dynamics.find_equilibrium`, shape
             ``(k, 2)``.
         solver: solver name for the trajectories (use ``"kvaerno5"`` for stiff fields).
         labels: axis labels.

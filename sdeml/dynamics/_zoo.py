@@ -2,7 +2,7 @@
 
 Each system is an equinox module whose parameters are array leaves (new values do not recompile)
 and which is called like a diffrax vector field, ``system(t, y, args=None) -> dy/dt``, so it goes
-straight into :func:`sdeml.solve_ode` or ``diffrax.ODETerm``.
+straight into `sdeml.solve_ode` or ``diffrax.ODETerm``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class AbstractODESystem(eqx.Module):
     Final classes implement ``__call__(t, y, args=None)`` (the vector field) and
     ``textbook_equilibria()`` returning ``(points, labels)``: the equilibria of shape ``(k, d)``
     and their stability classes as named in dynamical-systems textbooks (the names used by
-    :func:`sdeml.dynamics.classify_equilibrium`).
+    `sdeml.dynamics.classify_equilibrium`).
     """
 
     dim: ClassVar[int]

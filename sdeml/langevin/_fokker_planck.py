@@ -44,20 +44,21 @@ def fokker_planck_1d(
     n_steps: int,
     save_every: int = 1,
 ) -> tuple[Float[Array, " s"], Float[Array, " n"], Float[Array, "s n"]]:
-    r"""Solve the 1-D Fokker–Planck equation of :math:`dX = f(t,X)dt + g(t,X)dW` on a grid.
+    r"""Solve the 1-D Fokker–Planck equation of $dX = f(t,X)dt + g(t,X)dW$ on a grid.
 
-    .. math::
-        \partial_t p = -\partial_x J,\qquad J = f p - \partial_x (D p),\quad D = g^2/2,
+    $$
+    \partial_t p = -\partial_x J,\qquad J = f p - \partial_x (D p),\quad D = g^2/2,
+    $$
 
     with zero flux at ``lo`` and ``hi``. Finite volumes on ``n`` equal cells (centres
-    :math:`x_i`), face flux :math:`J_{i+1/2} = f_{i+1/2}\,(p_i+p_{i+1})/2 - (D_{i+1}p_{i+1} -
-    D_ip_i)/\Delta x`, and Crank–Nicolson in time with the coefficients at the mid-step: second
-    order in :math:`\Delta x` and :math:`\Delta t`, exact conservation of mass (the columns of the
+    $x_i$), face flux $J_{i+1/2} = f_{i+1/2}\,(p_i+p_{i+1})/2 - (D_{i+1}p_{i+1} -
+    D_ip_i)/\Delta x$, and Crank–Nicolson in time with the coefficients at the mid-step: second
+    order in $\Delta x$ and $\Delta t$, exact conservation of mass (the columns of the
     tridiagonal operator sum to zero), one tridiagonal solve per step.
 
     Args:
-        drift: :math:`f(t, x)`, elementwise on an array of points.
-        diffusion: :math:`g(t, x)`, elementwise.
+        drift: $f(t, x)$, elementwise on an array of points.
+        diffusion: $g(t, x)$, elementwise.
         p0: the initial density at the cell centres ``lo + (i + 1/2)(hi - lo)/n``.
         lo, hi: the domain (choose it so the density is negligible at the walls).
         t0, t1, n_steps: the time grid.
@@ -133,14 +134,16 @@ def simulate_scalar_sde(
 ) -> tuple[Float[Array, " s"], Float[Array, "s n_paths"]]:
     r"""Euler–Maruyama for a batch of scalar SDE paths, on the SDE engine (`sdeml.core.simulate`).
 
-    .. math:: X_{k+1} = X_k + f(t_k, X_k)\Delta t + g(t_k, X_k)\sqrt{\Delta t}\,\xi_k.
+    $$
+    X_{k+1} = X_k + f(t_k, X_k)\Delta t + g(t_k, X_k)\sqrt{\Delta t}\,\xi_k.
+    $$
 
     A thin use of the engine for the Fokker–Planck comparison: the coefficients become an
     `sdeml.core.SDE` with diagonal noise on the state shape ``(1,)``, simulated in the dtype of
     `x0` with the engine's blocking, chunking and (float32) paired normal draws.
 
     Args:
-        drift, diffusion: :math:`f(t, x)` and :math:`g(t, x)`, elementwise.
+        drift, diffusion: $f(t, x)$ and $g(t, x)$, elementwise.
         x0: initial points, one per path.
         t0, t1, n_steps, save_every: the time grid; states are kept every `save_every` steps.
         chunk_size: paths per chunk of the engine (`sdeml.simulate`'s; default: sized to the
@@ -199,21 +202,21 @@ def em_chain_bin_probabilities(
 ) -> Float[Array, "s n_bins"]:
     r"""Bin probabilities of the Euler–Maruyama chain itself, computed without sampling.
 
-    For an autonomous SDE with additive noise, :math:`dX = f(X)dt + g\,dW`, the EM step is the
-    Gaussian kernel :math:`K(y\mid x) = N(y;\ x + f(x)\Delta t,\ g^2\Delta t)`, so the chain's
-    law obeys Chapman–Kolmogorov, :math:`p_{k+1}(y) = \int K(y\mid x)\,p_k(x)\,dx`. The
-    midpoint rule on a grid of :math:`[lo, hi]` with spacing :math:`h \le s/4`
-    (:math:`s = g\sqrt{\Delta t}`) integrates this smooth kernel to
-    :math:`\sim e^{-2\pi^2(s/h)^2}`; mass that leaves :math:`[lo, hi]` is lost (choose the box
+    For an autonomous SDE with additive noise, $dX = f(X)dt + g\,dW$, the EM step is the
+    Gaussian kernel $K(y\mid x) = N(y;\ x + f(x)\Delta t,\ g^2\Delta t)$, so the chain's
+    law obeys Chapman–Kolmogorov, $p_{k+1}(y) = \int K(y\mid x)\,p_k(x)\,dx$. The
+    midpoint rule on a grid of $[lo, hi]$ with spacing $h \le s/4$
+    ($s = g\sqrt{\Delta t}$) integrates this smooth kernel to
+    $\sim e^{-2\pi^2(s/h)^2}$; mass that leaves $[lo, hi]$ is lost (choose the box
     so that the law is negligible at its ends). Comparing it with the Fokker–Planck density
     measures the EM time-step bias exactly, free of sampling error.
 
     Args:
-        drift: :math:`f(x)`, elementwise (autonomous).
-        diffusion: the constant :math:`g > 0`.
+        drift: $f(x)$, elementwise (autonomous).
+        diffusion: the constant $g > 0$.
         p0: the initial density, elementwise.
         lo, hi, n_bins: equal bins of ``[lo, hi]``.
-        dt: the EM step :math:`\Delta t > 0`.
+        dt: the EM step $\Delta t > 0$.
         n_saves: number of saved times after the start.
         save_every: EM steps between saves.
 
@@ -257,12 +260,13 @@ def histogram_chi2(
 ) -> tuple[Float[Array, ""], Float[Array, ""], Float[Array, " n"]]:
     r"""How far a histogram is from bin probabilities, in units of its own sampling error.
 
-    .. math::
-        z_j = \frac{c_j - Np_j}{\sqrt{Np_j(1-p_j)}},\qquad
-        \chi^2 = \sum_{j:\,Np_j\ge 5}\frac{(c_j-Np_j)^2}{Np_j},
+    $$
+    z_j = \frac{c_j - Np_j}{\sqrt{Np_j(1-p_j)}},\qquad
+    \chi^2 = \sum_{j:\,Np_j\ge 5}\frac{(c_j-Np_j)^2}{Np_j},
+    $$
 
-    over the bins with expected count at least 5 (Pearson's rule), :math:`N = \sum_j c_j` plus
-    nothing outside. Under agreement :math:`\chi^2/\mathrm{dof}\approx 1` and the :math:`z_j` are
+    over the bins with expected count at least 5 (Pearson's rule), $N = \sum_j c_j$ plus
+    nothing outside. Under agreement $\chi^2/\mathrm{dof}\approx 1$ and the $z_j$ are
     approximately standard normal.
 
     Args:
@@ -272,8 +276,8 @@ def histogram_chi2(
     Returns:
         ``(chi2_per_dof, max_abs_z, z)`` over the bins with expected count >= 5.
 
-    The largest :math:`|z_j|` is not calibrated: over many bins it grows like
-    :math:`\sqrt{2\log m}`, and in bins with small expected counts its tail is heavier than the
+    The largest $|z_j|$ is not calibrated: over many bins it grows like
+    $\sqrt{2\log m}$, and in bins with small expected counts its tail is heavier than the
     normal one. For a pass/fail criterion use `histogram_test`.
 
     Example:
@@ -301,17 +305,17 @@ class HistogramTest(eqx.Module):
     standardised residual of the group that contains it.
 
     Attributes:
-        chi2: Pearson's :math:`\chi^2` over the groups.
+        chi2: Pearson's $\chi^2$ over the groups.
         dof: degrees of freedom, ``n_groups - 1`` (the probabilities are fully specified).
-        chi2_pvalue: :math:`P(\chi^2_{\rm dof} \ge \chi^2)`.
-        max_abs_z: the largest :math:`|z_g|`.
+        chi2_pvalue: $P(\chi^2_{\rm dof} \ge \chi^2)$.
+        max_abs_z: the largest $|z_g|$.
         max_z_pvalue: the familywise p-value of the most extreme group: its exact two-sided
-            binomial tail probability :math:`p_{\min}`, Šidák-corrected over the groups,
-            :math:`1-(1-p_{\min})^{m}`.
+            binomial tail probability $p_{\min}$, Šidák-corrected over the groups,
+            $1-(1-p_{\min})^{m}$.
         expected_max_abs_z: the median of the largest of ``n_groups`` independent
-            :math:`|N(0,1)|`, the scale that ``max_abs_z`` should be read against.
-        n_groups: the number of groups :math:`m`.
-        z: per bin, the residual :math:`(c_g - Np_g)/\sqrt{Np_g(1-p_g)}` of its group.
+            $|N(0,1)|$, the scale that ``max_abs_z`` should be read against.
+        n_groups: the number of groups $m$.
+        z: per bin, the residual $(c_g - Np_g)/\sqrt{Np_g(1-p_g)}$ of its group.
     """
 
     chi2: Float[Array, ""]
@@ -345,25 +349,26 @@ def histogram_test(
 ) -> HistogramTest:
     r"""Is a histogram consistent with bin probabilities within its own sampling error?
 
-    Adjacent bins are pooled from the left until each group's expected count :math:`Np_g` is at
+    Adjacent bins are pooled from the left until each group's expected count $Np_g$ is at
     least `min_expected` (Cochran's rule for Pearson's test), so sparse tails are kept, not
-    dropped. Then, with :math:`N=\sum_j c_j` and :math:`m` groups,
+    dropped. Then, with $N=\sum_j c_j$ and $m$ groups,
 
-    .. math::
-        \chi^2 = \sum_g \frac{(c_g-Np_g)^2}{Np_g} \sim \chi^2_{m-1},\qquad
-        z_g = \frac{c_g-Np_g}{\sqrt{Np_g(1-p_g)}},
+    $$
+    \chi^2 = \sum_g \frac{(c_g-Np_g)^2}{Np_g} \sim \chi^2_{m-1},\qquad
+    z_g = \frac{c_g-Np_g}{\sqrt{Np_g(1-p_g)}},
+    $$
 
-    and the largest :math:`|z_g|` is judged by the exact binomial tail of its count,
-    :math:`p_g = \min\{1,\ 2\min(P(C\le c_g), P(C\ge c_g))\}` with
-    :math:`C\sim\mathrm{Bin}(N,p_g)`, corrected for the :math:`m` groups looked at
-    (Šidák): :math:`1-(1-\min_g p_g)^m`. The exact tail matters: at :math:`Np_g = 33` a count
-    of 57 (:math:`z = 4.1`) has :math:`p = 2\times10^{-4}`, six times the normal tail. Both
+    and the largest $|z_g|$ is judged by the exact binomial tail of its count,
+    $p_g = \min\{1,\ 2\min(P(C\le c_g), P(C\ge c_g))\}$ with
+    $C\sim\mathrm{Bin}(N,p_g)$, corrected for the $m$ groups looked at
+    (Šidák): $1-(1-\min_g p_g)^m$. The exact tail matters: at $Np_g = 33$ a count
+    of 57 ($z = 4.1$) has $p = 2\times10^{-4}$, six times the normal tail. Both
     p-values are uniform-or-conservative under agreement, so a small one means a discrepancy
-    larger than sampling error, and the largest :math:`|z|` of :math:`m` groups should be read
+    larger than sampling error, and the largest $|z|$ of $m$ groups should be read
     against ``expected_max_abs_z`` (about 2.5 for 36 groups), not against 2 or 3.
 
     Args:
-        counts: the histogram, summing to the number of samples :math:`N`.
+        counts: the histogram, summing to the number of samples $N$.
         probs: the predicted probabilities of the same bins, summing to 1 (put any mass outside
             the histogram's range into the end bins, and clip the samples likewise).
         min_expected: the smallest expected count of a group.

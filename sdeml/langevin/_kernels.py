@@ -1,11 +1,11 @@
 """Langevin samplers (ULA, MALA, SGLD) as ``init``/``step`` kernels on a whole batch of chains.
 
-Every kernel targets the Gibbs density :math:`\\pi_T(\\theta) \\propto \\exp(-U(\\theta)/T)`, and
+Every kernel targets the Gibbs density $\\pi_T(\\theta) \\propto \\exp(-U(\\theta)/T)$, and
 all three move by the one overdamped Langevin update `langevin_step` (MALA wraps its Metropolis
 test around it), which is the Euler–Maruyama step of `LangevinSDE` (an `sdeml.core.AbstractSDE`).
 The step is written on the batch ``(*chains, d)`` at once: per-chain gradients come from one
-reverse pass through :math:`\\sum_c U(\\theta_c)` (chains are independent, so the gradient of the
-sum with respect to :math:`\\theta_c` is :math:`\\nabla U(\\theta_c)`), which is what makes one
+reverse pass through $\\sum_c U(\\theta_c)$ (chains are independent, so the gradient of the
+sum with respect to $\\theta_c$ is $\\nabla U(\\theta_c)$), which is what makes one
 step over 10^4 chains a handful of fused array operations rather than a vmapped per-chain kernel.
 """
 
@@ -39,8 +39,8 @@ class LangevinState(eqx.Module):
 
     Attributes:
         position: the chains, shape ``(*chains, d)``.
-        potential: :math:`U` at each chain, shape ``(*chains,)``.
-        grad: :math:`\\nabla U` at each chain, shape ``(*chains, d)``.
+        potential: $U$ at each chain, shape ``(*chains,)``.
+        grad: $\\nabla U$ at each chain, shape ``(*chains, d)``.
     """
 
     position: Float[Array, "*chains d"]
@@ -61,10 +61,10 @@ class LangevinInfo(eqx.Module):
 def batched_value_and_grad(
     potential: Potential, position: Float[Array, "*chains d"]
 ) -> tuple[Float[Array, " *chains"], Float[Array, "*chains d"]]:
-    """:math:`U` and :math:`\\nabla U` for every chain, with one forward and one reverse pass.
+    """$U$ and $\\nabla U$ for every chain, with one forward and one reverse pass.
 
     Args:
-        potential: :math:`U:\\mathbb{R}^d\\to\\mathbb{R}`, written for one chain.
+        potential: $U:\\mathbb{R}^d\\to\\mathbb{R}$, written for one chain.
         position: shape ``(*chains, d)``.
 
     Returns:
@@ -86,21 +86,23 @@ def langevin_step(
 ) -> Float[Array, "*chains d"]:
     r"""The overdamped Langevin update shared by ULA, SGLD and MALA's proposal.
 
-    .. math:: \theta' = \theta - h\,\nabla U(\theta) + \sqrt{2h/\beta}\,\xi,\qquad
-              \xi\sim N(0, I),\ 1/\beta = T,
+    $$
+    \theta' = \theta - h\,\nabla U(\theta) + \sqrt{2h/\beta}\,\xi,\qquad
+    \xi\sim N(0, I),\ 1/\beta = T,
+    $$
 
-    the Euler–Maruyama step of `LangevinSDE` with :math:`\Delta W = \sqrt h\,\xi`. ULA passes
-    :math:`\nabla U`, SGLD a minibatch estimate :math:`\nabla\hat U`, MALA proposes with it.
+    the Euler–Maruyama step of `LangevinSDE` with $\Delta W = \sqrt h\,\xi$. ULA passes
+    $\nabla U$, SGLD a minibatch estimate $\nabla\hat U$, MALA proposes with it.
 
     Args:
-        position: :math:`\theta`, shape ``(*chains, d)``.
-        grad: :math:`\nabla U(\theta)` (or an unbiased estimate), same shape.
-        step_size: :math:`h > 0`.
-        temperature: :math:`T = 1/\beta > 0`.
-        noise: standard normal :math:`\xi`, same shape.
+        position: $\theta$, shape ``(*chains, d)``.
+        grad: $\nabla U(\theta)$ (or an unbiased estimate), same shape.
+        step_size: $h > 0$.
+        temperature: $T = 1/\beta > 0$.
+        noise: standard normal $\xi$, same shape.
 
     Returns:
-        :math:`\theta'`, same shape.
+        $\theta'$, same shape.
 
     Example:
         >>> y = langevin_step(x, jax.vmap(jax.grad(U))(x), 0.01, 1.0, jr.normal(key, x.shape))
@@ -112,16 +114,16 @@ def langevin_step(
 
 
 class LangevinSDE(AbstractSDE):
-    r"""Overdamped Langevin dynamics as an SDE: :math:`d\theta = -\nabla U(\theta)\,dt +
-    \sqrt{2T}\,dW`, additive noise; its invariant law is :math:`\pi_T\propto e^{-U/T}`.
+    r"""Overdamped Langevin dynamics as an SDE: $d\theta = -\nabla U(\theta)\,dt +
+    \sqrt{2T}\,dW$, additive noise; its invariant law is $\pi_T\propto e^{-U/T}$.
 
-    Its Euler–Maruyama step with :math:`\Delta W = \sqrt h\,\xi` is `langevin_step`, i.e. ULA:
+    Its Euler–Maruyama step with $\Delta W = \sqrt h\,\xi$ is `langevin_step`, i.e. ULA:
     ``sdeml.simulate(LangevinSDE(U), x0, n_steps=n, t1=n * h, ...)`` runs ULA chains on the SDE
     engine (paired normal draws, blocking, chunking; see `ULA.sde`).
 
     Args:
-        potential: :math:`U(\theta)` for one chain, ``(d,) -> ()``.
-        temperature: :math:`T > 0`.
+        potential: $U(\theta)$ for one chain, ``(d,) -> ()``.
+        temperature: $T > 0$.
 
     Example:
         >>> sde = LangevinSDE(lambda x: 0.5 * jnp.sum(x**2))
@@ -143,11 +145,11 @@ class LangevinSDE(AbstractSDE):
     brownian_dim: ClassVar[None] = None
 
     def drift(self, t: Any, y: Float[Array, " d"], args: PyTree = None) -> Float[Array, " d"]:
-        r""":math:`-\nabla U(y)`."""
+        r"""$-\nabla U(y)$."""
         return -jax.grad(self.potential)(y)
 
     def diffusion(self, t: Any, y: Float[Array, " d"], args: PyTree = None) -> Float[Array, " d"]:
-        r""":math:`\sqrt{2T}`, broadcast to `y`."""
+        r"""$\sqrt{2T}$, broadcast to `y`."""
         return jnp.broadcast_to(jnp.sqrt(2 * jnp.asarray(self.temperature, y.dtype)), y.shape)
 
 
@@ -182,18 +184,19 @@ class _PotentialLangevin(eqx.Module):
 class ULA(_PotentialLangevin):
     r"""Unadjusted Langevin algorithm: Euler–Maruyama on overdamped Langevin dynamics.
 
-    .. math::
-        d\theta = -\nabla U(\theta)\,dt + \sqrt{2T}\,dW,\qquad
-        \theta_{k+1} = \theta_k - h\nabla U(\theta_k) + \sqrt{2hT}\,\xi_k,\ \xi_k\sim N(0, I).
+    $$
+    d\theta = -\nabla U(\theta)\,dt + \sqrt{2T}\,dW,\qquad
+    \theta_{k+1} = \theta_k - h\nabla U(\theta_k) + \sqrt{2hT}\,\xi_k,\ \xi_k\sim N(0, I).
+    $$
 
-    The continuous dynamics leave :math:`\pi_T \propto e^{-U/T}` invariant; the chain has an
-    :math:`O(h)`-biased invariant law (see `ula_gaussian_stationary_cov`,
+    The continuous dynamics leave $\pi_T \propto e^{-U/T}$ invariant; the chain has an
+    $O(h)$-biased invariant law (see `ula_gaussian_stationary_cov`,
     `ula_invariant_bin_probabilities`).
 
     Args:
-        potential: :math:`U(\theta)` for one chain, ``(d,) -> ()``.
-        step_size: :math:`h > 0`.
-        temperature: :math:`T > 0`.
+        potential: $U(\theta)$ for one chain, ``(d,) -> ()``.
+        step_size: $h > 0$.
+        temperature: $T > 0$.
 
     Example:
         >>> ula = ULA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.01)
@@ -220,20 +223,21 @@ class ULA(_PotentialLangevin):
 class MALA(_PotentialLangevin):
     r"""Metropolis-adjusted Langevin algorithm: a ULA proposal with a Metropolis–Hastings test.
 
-    .. math::
-        y = \theta - h\nabla U(\theta) + \sqrt{2hT}\,\xi,\qquad
-        \alpha = \min\Bigl(1, \frac{e^{-U(y)/T} q(\theta\mid y)}{e^{-U(\theta)/T} q(y\mid\theta)}
-        \Bigr),\ q(y\mid\theta) \propto \exp\Bigl(-\frac{|y-\theta+h\nabla U(\theta)|^2}{4hT}\Bigr).
+    $$
+    y = \theta - h\nabla U(\theta) + \sqrt{2hT}\,\xi,\qquad
+    \alpha = \min\Bigl(1, \frac{e^{-U(y)/T} q(\theta\mid y)}{e^{-U(\theta)/T} q(y\mid\theta)}
+    \Bigr),\ q(y\mid\theta) \propto \exp\Bigl(-\frac{|y-\theta+h\nabla U(\theta)|^2}{4hT}\Bigr).
+    $$
 
-    The chain leaves :math:`\pi_T \propto e^{-U/T}` exactly invariant for every :math:`h`.
+    The chain leaves $\pi_T \propto e^{-U/T}$ exactly invariant for every $h$.
     Start chains in the bulk of the target: for superlinear gradients (e.g. the double well) a
     chain started far out proposes past the mode into the other tail and rejects for ever (MALA
     is not geometrically ergodic there; ULA, likewise, explodes).
 
     Args:
-        potential: :math:`U(\theta)` for one chain, ``(d,) -> ()``.
-        step_size: :math:`h > 0`.
-        temperature: :math:`T > 0`.
+        potential: $U(\theta)$ for one chain, ``(d,) -> ()``.
+        step_size: $h > 0$.
+        temperature: $T > 0$.
 
     Example:
         >>> mala = MALA(lambda x: (x[0] ** 2 - 1) ** 2, step_size=0.1)
@@ -301,24 +305,25 @@ class SGLDState(eqx.Module):
 class SGLD(eqx.Module):
     r"""Stochastic-gradient Langevin dynamics with minibatch gradients and a temperature.
 
-    For the posterior :math:`p(\theta\mid x_{1:N}) \propto p(\theta)\prod_i p(x_i\mid\theta)`,
-    :math:`U(\theta) = -\log p(\theta) - \sum_i \log p(x_i\mid\theta)` is estimated from a
-    minibatch :math:`S` of size :math:`B`, drawn independently per chain (without replacement by
+    For the posterior $p(\theta\mid x_{1:N}) \propto p(\theta)\prod_i p(x_i\mid\theta)$,
+    $U(\theta) = -\log p(\theta) - \sum_i \log p(x_i\mid\theta)$ is estimated from a
+    minibatch $S$ of size $B$, drawn independently per chain (without replacement by
     default, a random permutation per chain; ``replace=True`` is cheaper for many chains):
 
-    .. math::
-        \hat U(\theta) = -\log p(\theta) - \frac{N}{B}\sum_{i\in S}\log p(x_i\mid\theta),\qquad
-        \theta_{k+1} = \theta_k - h\nabla\hat U(\theta_k) + \sqrt{2hT}\,\xi_k.
+    $$
+    \hat U(\theta) = -\log p(\theta) - \frac{N}{B}\sum_{i\in S}\log p(x_i\mid\theta),\qquad
+    \theta_{k+1} = \theta_k - h\nabla\hat U(\theta_k) + \sqrt{2hT}\,\xi_k.
+    $$
 
-    (Welling & Teh's :math:`\epsilon/2` is :math:`h` here.) With :math:`B = N` this is ULA.
+    (Welling & Teh's $\epsilon/2$ is $h$ here.) With $B = N$ this is ULA.
 
     Args:
-        log_likelihood: :math:`\log p(x_i\mid\theta)` for one example, ``(theta, example) -> ()``.
-        log_prior: :math:`\log p(\theta)`, ``(d,) -> ()``.
-        data: a pytree of arrays whose leading axis (length :math:`N`) indexes examples.
-        batch_size: :math:`B`, ``1 <= B <= N``.
-        step_size: :math:`h > 0`.
-        temperature: :math:`T > 0` (1 samples the posterior).
+        log_likelihood: $\log p(x_i\mid\theta)$ for one example, ``(theta, example) -> ()``.
+        log_prior: $\log p(\theta)$, ``(d,) -> ()``.
+        data: a pytree of arrays whose leading axis (length $N$) indexes examples.
+        batch_size: $B$, ``1 <= B <= N``.
+        step_size: $h > 0$.
+        temperature: $T > 0$ (1 samples the posterior).
         replace: draw minibatches with replacement.
 
     Example:
@@ -348,7 +353,7 @@ class SGLD(eqx.Module):
         return jax.tree_util.tree_leaves(self.data)[0].shape[0]
 
     def potential(self, theta: Float[Array, " d"]) -> Float[Array, ""]:
-        """The full-data potential :math:`U(\\theta)` (used for checks and by MALA references)."""
+        """The full-data potential $U(\\theta)$ (used for checks and by MALA references)."""
         ll = jax.vmap(self.log_likelihood, in_axes=(None, 0))(theta, self.data)
         return -self.log_prior(theta) - jnp.sum(ll)
 
@@ -428,7 +433,9 @@ def run_chains(
 ) -> tuple[Any, Float[Array, " *chains"] | None, PyTree]:
     r"""Run ``kernel.step`` `n_steps` times in one `lax.scan`.
 
-    .. math:: s_{k+1}, \mathrm{info}_k = \mathrm{step}(s_k; \mathrm{key}_k),\quad k < n.
+    $$
+    s_{k+1}, \mathrm{info}_k = \mathrm{step}(s_k; \mathrm{key}_k),\quad k < n.
+    $$
 
     Args:
         kernel: any object with ``step(state, *, key) -> (state, info)`` (ULA, MALA, SGLD,
@@ -498,7 +505,9 @@ def histogram_chains(
 ) -> tuple[Any, Int[Array, "..."], Float[Array, " *chains"]]:
     r"""Accumulate a histogram of every chain at every step, without storing the chains.
 
-    .. math:: c_j = \#\{(c, k): \theta^{(c)}_k \in \text{bin}_j\},\quad k = 1..n.
+    $$
+    c_j = \#\{(c, k): \theta^{(c)}_k \in \text{bin}_j\},\quad k = 1..n.
+    $$
 
     Bins are ``n_bins`` equal cells per coordinate of the box ``[lo, hi]^d`` (d = 1 or 2);
     samples outside the box are not counted, so ``n_chains * n_steps - counts.sum()`` is the

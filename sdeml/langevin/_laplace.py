@@ -16,23 +16,25 @@ def laplace_approximation(
     theta0: Float[Array, " d"],
     n_newton: int = 30,
 ) -> tuple[Float[Array, " d"], Float[Array, "d d"]]:
-    r"""The Gaussian approximation :math:`N(\hat\theta, H^{-1})` of :math:`\pi \propto e^{-U}`.
+    r"""The Gaussian approximation $N(\hat\theta, H^{-1})$ of $\pi \propto e^{-U}$.
 
-    .. math:: \theta_{k+1} = \theta_k - H(\theta_k)^{-1}\nabla U(\theta_k),\qquad
-              H = \nabla^2 U(\hat\theta) = LL^T.
+    $$
+    \theta_{k+1} = \theta_k - H(\theta_k)^{-1}\nabla U(\theta_k),\qquad
+    H = \nabla^2 U(\hat\theta) = LL^T.
+    $$
 
-    Samplers run on :math:`z` with :math:`\theta = \hat\theta + L^{-T}z` see a target whose
+    Samplers run on $z$ with $\theta = \hat\theta + L^{-T}z$ see a target whose
     Hessian at the mode is the identity: a constant preconditioner that lets ULA/MALA/SGLD take
-    :math:`O(1)` steps on badly conditioned posteriors (the law of :math:`\theta` is unchanged).
+    $O(1)$ steps on badly conditioned posteriors (the law of $\theta$ is unchanged).
 
     Args:
-        potential: :math:`U`, strictly convex near the mode (e.g. a log-concave posterior).
+        potential: $U$, strictly convex near the mode (e.g. a log-concave posterior).
         theta0: starting point of Newton's method.
         n_newton: Newton iterations (quadratic convergence: 30 is ample from a sensible start).
 
     Returns:
-        ``(mode, whitening)`` where ``whitening`` is :math:`L^{-T}` (so
-        ``theta = mode + whitening @ z`` maps :math:`N(0, I)` to :math:`N(\hat\theta, H^{-1})`).
+        ``(mode, whitening)`` where ``whitening`` is $L^{-T}$ (so
+        ``theta = mode + whitening @ z`` maps $N(0, I)$ to $N(\hat\theta, H^{-1})$).
 
     Example:
         >>> mode, w = laplace_approximation(U, jnp.zeros(d))

@@ -17,12 +17,12 @@ Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
 
 class Potentials:
-    r"""Test potentials :math:`U` (each ``(d,) -> ()``) with known Gibbs laws.
+    r"""Test potentials $U$ (each ``(d,) -> ()``) with known Gibbs laws.
 
-    * ``double_well(x) = (x_0^2 - 1)^2`` (1-D, two modes at :math:`\pm1`, barrier 1).
-    * ``gaussian(precision)(x) = x^T P x / 2`` (Gibbs law :math:`N(0, T P^{-1})`).
-    * ``mixture_2d(x)``: :math:`-\log` of an equal mixture of two 2-D Gaussians at
-      :math:`(\pm 1.5, 0)` with covariance ``diag(0.5, 0.3)``.
+    * ``double_well(x) = (x_0^2 - 1)^2`` (1-D, two modes at $\pm1$, barrier 1).
+    * ``gaussian(precision)(x) = x^T P x / 2`` (Gibbs law $N(0, T P^{-1})$).
+    * ``mixture_2d(x)``: $-\log$ of an equal mixture of two 2-D Gaussians at
+      $(\pm 1.5, 0)$ with covariance ``diag(0.5, 0.3)``.
     """
 
     @staticmethod
@@ -72,19 +72,21 @@ def gibbs_bin_probabilities(
 ) -> tuple[Float[Array, "..."], Float[Array, ""]]:
     r"""Probabilities of the Gibbs law on the bins of ``[lo, hi]^d`` (d = 1 or 2).
 
-    .. math:: p_j = \int_{\text{bin}_j} e^{-U(x)/T}\,dx \Big/ \int e^{-U(x)/T}\,dx,
+    $$
+    p_j = \int_{\text{bin}_j} e^{-U(x)/T}\,dx \Big/ \int e^{-U(x)/T}\,dx,
+    $$
 
     integrated by the midpoint rule on ``n_sub`` sub-cells per bin and per coordinate (error
-    :math:`O(w^2)`, :math:`w` the sub-cell width); the normaliser is taken on the box widened by
+    $O(w^2)$, $w$ the sub-cell width); the normaliser is taken on the box widened by
     ``pad_bins`` bins each side (default: half the box), so mass outside ``[lo, hi]^d`` is
     reported, not dropped.
 
     Args:
-        potential: :math:`U`, ``(d,) -> ()``.
+        potential: $U$, ``(d,) -> ()``.
         lo, hi: the box.
         n_bins: bins per coordinate.
         d: dimension (1 or 2).
-        temperature: :math:`T > 0`.
+        temperature: $T > 0$.
         n_sub: sub-cells per bin per coordinate.
         pad_bins: width of the normalising margin in bins.
 
@@ -126,18 +128,18 @@ def ula_invariant_bin_probabilities(
 ) -> tuple[Float[Array, " n_bins"], Float[Array, ""]]:
     r"""Bin probabilities of ULA's own (biased) invariant law in 1-D, from its transition kernel.
 
-    ULA moves by :math:`K(x, \cdot) = N(x - hU'(x), 2hT)`. On the sub-cell midpoints
-    :math:`x_i` of the widened box the kernel becomes the stochastic matrix
-    :math:`P_{ij} \propto \varphi\bigl((x_j - x_i + hU'(x_i))/s\bigr)`, :math:`s=\sqrt{2hT}`
-    (Nyström discretisation, rows renormalised); its stationary vector :math:`\pi P = \pi`
-    is the chain's invariant law, so the :math:`O(h)` bias of ULA is computed, not estimated.
-    The sub-cell width must be small against :math:`s` (checked: at most :math:`s/4`).
+    ULA moves by $K(x, \cdot) = N(x - hU'(x), 2hT)$. On the sub-cell midpoints
+    $x_i$ of the widened box the kernel becomes the stochastic matrix
+    $P_{ij} \propto \varphi\bigl((x_j - x_i + hU'(x_i))/s\bigr)$, $s=\sqrt{2hT}$
+    (Nyström discretisation, rows renormalised); its stationary vector $\pi P = \pi$
+    is the chain's invariant law, so the $O(h)$ bias of ULA is computed, not estimated.
+    The sub-cell width must be small against $s$ (checked: at most $s/4$).
 
     Args:
-        potential: :math:`U`, ``(1,) -> ()``.
-        step_size: :math:`h > 0`.
+        potential: $U$, ``(1,) -> ()``.
+        step_size: $h > 0$.
         lo, hi, n_bins: the bins of ``[lo, hi]``.
-        temperature: :math:`T > 0`.
+        temperature: $T > 0$.
         n_sub: sub-cells per bin.
         pad_bins: margin (in bins) on each side of the box (default: a tenth of the box); the
             ULA step must map the widened box into itself (else `ValueError`: the chain is
@@ -188,20 +190,22 @@ def ula_invariant_bin_probabilities(
 def ula_gaussian_stationary_cov(
     precision: Float[Array, "d d"], step_size: float, temperature: float = 1.0
 ) -> Float[Array, "d d"]:
-    r"""ULA's exact stationary covariance on the Gaussian target :math:`U = x^T P x/2`.
+    r"""ULA's exact stationary covariance on the Gaussian target $U = x^T P x/2$.
 
-    ULA is the linear recursion :math:`x' = (I - hP)x + \sqrt{2hT}\xi`; in the eigenbasis of
-    :math:`P` (eigenvalues :math:`\lambda`) its stationary variance is
+    ULA is the linear recursion $x' = (I - hP)x + \sqrt{2hT}\xi$; in the eigenbasis of
+    $P$ (eigenvalues $\lambda$) its stationary variance is
 
-    .. math:: v(\lambda) = \frac{2hT}{1-(1-h\lambda)^2} = \frac{T}{\lambda(1 - h\lambda/2)},
+    $$
+    v(\lambda) = \frac{2hT}{1-(1-h\lambda)^2} = \frac{T}{\lambda(1 - h\lambda/2)},
+    $$
 
-    against the target's :math:`T/\lambda`: the discretisation bias is :math:`+h\lambda/2`
-    relative, to first order. Requires :math:`h\lambda_{\max} < 2` (stability).
+    against the target's $T/\lambda$: the discretisation bias is $+h\lambda/2$
+    relative, to first order. Requires $h\lambda_{\max} < 2$ (stability).
 
     Args:
-        precision: :math:`P`, symmetric positive definite.
-        step_size: :math:`h`.
-        temperature: :math:`T`.
+        precision: $P$, symmetric positive definite.
+        step_size: $h$.
+        temperature: $T$.
 
     Returns:
         The stationary covariance.

@@ -14,7 +14,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 
 def total_variation(p: Float[ArrayLike, "..."], q: Float[ArrayLike, "..."]) -> Float[Array, ""]:
-    r"""Total-variation distance :math:`\tfrac12\sum_j |p_j - q_j|` of two probability vectors.
+    r"""Total-variation distance $\tfrac12\sum_j |p_j - q_j|$ of two probability vectors.
 
     Args:
         p, q: probabilities on the same bins (any shape; include an "outside" cell if needed).
@@ -36,7 +36,9 @@ def total_variation(p: Float[ArrayLike, "..."], q: Float[ArrayLike, "..."]) -> F
 def expected_tv_iid(probs: Float[ArrayLike, "..."], n_samples: int | float) -> Float[Array, ""]:
     r"""Expected TV between the histogram of `n_samples` i.i.d. draws and the true bin law.
 
-    .. math:: \mathbb{E}\,\mathrm{TV} \approx \tfrac12\sum_j \sqrt{2p_j(1-p_j)/(\pi n)},
+    $$
+    \mathbb{E}\,\mathrm{TV} \approx \tfrac12\sum_j \sqrt{2p_j(1-p_j)/(\pi n)},
+    $$
 
     the mean absolute deviation of the normal approximation to each binomial count; it is the
     floor any sampler's histogram TV is measured against.
@@ -58,7 +60,7 @@ def expected_tv_iid(probs: Float[ArrayLike, "..."], n_samples: int | float) -> F
 def ks_distance(
     samples_or_probs: Float[ArrayLike, " n"], reference: Float[ArrayLike, " n"] | Callable
 ) -> Float[Array, ""]:
-    r"""Kolmogorov–Smirnov distance :math:`\sup_x |F_n(x) - F(x)|`.
+    r"""Kolmogorov–Smirnov distance $\sup_x |F_n(x) - F(x)|$.
 
     Two forms: ``ks_distance(samples, cdf)`` with a CDF callable gives the exact statistic of a
     1-D sample; ``ks_distance(p_hat, p)`` with two probability vectors on the same 1-D bins

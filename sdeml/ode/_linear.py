@@ -96,7 +96,7 @@ def linear_ode_solution_eig(
 
     Args:
         A: diagonalisable system matrix, shape ``(d, d)`` (defective matrices lose accuracy:
-            use :func:`linear_ode_solution`).
+            use `linear_ode_solution`).
         y0: initial state, shape ``(d,)``.
         ts: output times, shape ``(n,)``.
         b: constant forcing, shape ``(d,)``; default zero.

@@ -28,19 +28,19 @@ def _check(loss: Loss, theta0: Array) -> Array:
 def gradient_descent(
     loss: Loss, theta0: Float[Array, "..."], lr: float | Float[ArrayLike, ""], n_steps: int
 ) -> Float[Array, "n d"]:
-    r"""Gradient descent :math:`\theta_{k+1} = \theta_k - \eta\nabla L(\theta_k)`, every iterate.
+    r"""Gradient descent $\theta_{k+1} = \theta_k - \eta\nabla L(\theta_k)$, every iterate.
 
-    It is the explicit Euler method with step :math:`\eta` on the gradient flow
-    :math:`\dot\theta = -\nabla L(\theta)`, so :math:`\theta_k \approx \theta(k\eta)`.
+    It is the explicit Euler method with step $\eta$ on the gradient flow
+    $\dot\theta = -\nabla L(\theta)$, so $\theta_k \approx \theta(k\eta)$.
 
     Args:
-        loss: :math:`L`, ``(d,) -> ()``.
+        loss: $L$, ``(d,) -> ()``.
         theta0: the start, shape ``(d,)``.
-        lr: :math:`\eta > 0`.
+        lr: $\eta > 0$.
         n_steps: number of steps.
 
     Returns:
-        The iterates :math:`\theta_0..\theta_n`, shape ``(n_steps + 1, d)``.
+        The iterates $\theta_0..\theta_n$, shape ``(n_steps + 1, d)``.
 
     Example:
         >>> gradient_descent(lambda th: 0.5 * th @ th, jnp.ones(2), 0.1, 50)[-1]
@@ -65,18 +65,20 @@ def gradient_descent(
 def modified_loss(loss: Loss, lr: float | Float[ArrayLike, ""]) -> Loss:
     r"""The modified loss whose gradient flow gradient descent follows to second order.
 
-    .. math:: \tilde L(\theta) = L(\theta) + \frac{\eta}{4}\,|\nabla L(\theta)|^2.
+    $$
+    \tilde L(\theta) = L(\theta) + \frac{\eta}{4}\,|\nabla L(\theta)|^2.
+    $$
 
-    Backward error analysis: GD with step :math:`\eta` agrees with the flow of :math:`\tilde L`
-    up to :math:`O(\eta^2)` on a fixed time interval, against :math:`O(\eta)` for the flow of
-    :math:`L` ("implicit gradient regularisation").
+    Backward error analysis: GD with step $\eta$ agrees with the flow of $\tilde L$
+    up to $O(\eta^2)$ on a fixed time interval, against $O(\eta)$ for the flow of
+    $L$ ("implicit gradient regularisation").
 
     Args:
-        loss: :math:`L`, ``(d,) -> ()``.
-        lr: :math:`\eta`.
+        loss: $L$, ``(d,) -> ()``.
+        lr: $\eta$.
 
     Returns:
-        :math:`\tilde L`, ``(d,) -> ()``.
+        $\tilde L$, ``(d,) -> ()``.
 
     Example:
         >>> modified_loss(lambda th: 0.5 * th @ th, 0.1)(jnp.ones(2))  # 1.0 + 0.05
@@ -98,25 +100,27 @@ def gradient_flow(
     atol: float = 1e-12,
     max_steps: int = 100_000,
 ) -> Float[Array, "n d"]:
-    r"""The gradient flow :math:`\dot\theta = -\nabla L(\theta)` through the ODE front
+    r"""The gradient flow $\dot\theta = -\nabla L(\theta)$ through the ODE front
     (Tsit5).
 
     One adaptive solve from ``ts[0]`` to ``ts[-1]`` with dense output (Tsit5's interpolant),
     evaluated at `ts`; the solve is compiled once per `loss` and reused for any `ts`.
 
-    .. math:: \theta(t) = \theta_0 - \int_0^t \nabla L(\theta(s))\,ds.
+    $$
+    \theta(t) = \theta_0 - \int_0^t \nabla L(\theta(s))\,ds.
+    $$
 
     Args:
-        loss: :math:`L`, ``(d,) -> ()``.
-        theta0: :math:`\theta(t_0)`, shape ``(d,)``.
+        loss: $L$, ``(d,) -> ()``.
+        theta0: $\theta(t_0)$, shape ``(d,)``.
         ts: increasing save times; the flow starts at ``ts[0]``.
-        modified_lr: if given (:math:`\eta`), integrate the flow of `modified_loss` instead
-            (same compiled solve: :math:`\eta` is traced).
+        modified_lr: if given ($\eta$), integrate the flow of `modified_loss` instead
+            (same compiled solve: $\eta$ is traced).
         rtol, atol: tolerances of the adaptive PID controller.
         max_steps: the step budget; exceeding it raises `ODESolveError`.
 
     Returns:
-        :math:`\theta` at `ts`, shape ``(n, d)``.
+        $\theta$ at `ts`, shape ``(n, d)``.
 
     Example:
         >>> gradient_flow(lambda th: 0.5 * th @ th, jnp.ones(2), jnp.linspace(0, 1, 5))
@@ -159,16 +163,18 @@ def flow_gd_deviation(
 ) -> Float[Array, ""]:
     r"""The largest gap between gradient descent and the (modified) gradient flow at t = k eta.
 
-    .. math:: \max_{0\le k\le n} |\theta_k^{\mathrm{GD}} - \theta(k\eta)|,
+    $$
+    \max_{0\le k\le n} |\theta_k^{\mathrm{GD}} - \theta(k\eta)|,
+    $$
 
-    with :math:`\theta(t)` the flow of :math:`L` (``modified=False``, gap :math:`O(\eta)` on a
-    fixed horizon :math:`n\eta`) or of `modified_loss` (gap :math:`O(\eta^2)`).
+    with $\theta(t)$ the flow of $L$ (``modified=False``, gap $O(\eta)$ on a
+    fixed horizon $n\eta$) or of `modified_loss` (gap $O(\eta^2)$).
 
     Args:
-        loss: :math:`L`.
+        loss: $L$.
         theta0: the common start.
-        lr: :math:`\eta`.
-        n_steps: GD steps (horizon :math:`n\eta`).
+        lr: $\eta$.
+        n_steps: GD steps (horizon $n\eta$).
         modified: compare with the modified flow instead.
 
     Returns:

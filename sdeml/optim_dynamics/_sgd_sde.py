@@ -22,15 +22,15 @@ ExampleLoss = Callable[[Float[Array, " d"], Any], Float[Array, ""]]
 
 
 def minibatch_factor(batch_size: int, n_data: int | None = None) -> float:
-    r"""The variance factor of a minibatch mean: :math:`\tfrac1B` (with replacement) or
-    :math:`\tfrac1B\tfrac{N-B}{N-1}` (without replacement, the finite-population correction).
+    r"""The variance factor of a minibatch mean: $\tfrac1B$ (with replacement) or
+    $\tfrac1B\tfrac{N-B}{N-1}$ (without replacement, the finite-population correction).
 
     Args:
-        batch_size: :math:`B`.
-        n_data: :math:`N`, or None for sampling with replacement (or an infinite dataset).
+        batch_size: $B$.
+        n_data: $N$, or None for sampling with replacement (or an infinite dataset).
 
     Returns:
-        :math:`\mathrm{Cov}(\bar g_B) = \text{factor}\cdot\Sigma`.
+        $\mathrm{Cov}(\bar g_B) = \text{factor}\cdot\Sigma$.
 
     Example:
         >>> minibatch_factor(10, 100)  # 0.1 * 90 / 99
@@ -49,10 +49,10 @@ def minibatch_factor(batch_size: int, n_data: int | None = None) -> float:
 def per_example_gradients(
     per_example_loss: ExampleLoss, theta: Float[Array, " d"], data: PyTree
 ) -> Float[Array, "N d"]:
-    r"""The gradients :math:`\nabla_\theta \ell(\theta; x_i)` of every example, shape ``(N, d)``.
+    r"""The gradients $\nabla_\theta \ell(\theta; x_i)$ of every example, shape ``(N, d)``.
 
     Args:
-        per_example_loss: :math:`\ell(\theta, x_i)` for one example.
+        per_example_loss: $\ell(\theta, x_i)$ for one example.
         theta: parameters, shape ``(d,)``.
         data: pytree of arrays with a leading example axis.
 
@@ -70,16 +70,18 @@ def gradient_noise_cov(
 ) -> Float[Array, "d d"]:
     r"""The per-example gradient covariance estimated from the data.
 
-    .. math:: \Sigma(\theta) = \frac1N\sum_{i=1}^N (g_i - \bar g)(g_i - \bar g)^T,\quad
-              g_i = \nabla\ell(\theta; x_i),\ \bar g = \nabla L(\theta).
+    $$
+    \Sigma(\theta) = \frac1N\sum_{i=1}^N (g_i - \bar g)(g_i - \bar g)^T,\quad
+    g_i = \nabla\ell(\theta; x_i),\ \bar g = \nabla L(\theta).
+    $$
 
     Args:
-        per_example_loss: :math:`\ell(\theta, x_i)`.
+        per_example_loss: $\ell(\theta, x_i)$.
         theta: shape ``(d,)``.
         data: the dataset.
 
     Returns:
-        :math:`\Sigma(\theta)`, shape ``(d, d)``.
+        $\Sigma(\theta)$, shape ``(d, d)``.
 
     Example:
         >>> gradient_noise_cov(loss_i, theta, data)
@@ -107,20 +109,22 @@ class SGDInfo(eqx.Module):
 
 
 class SGD(eqx.Module):
-    r"""Minibatch SGD on :math:`L = \frac1N\sum_i\ell(\theta;x_i)` as an init/step kernel on chains.
+    r"""Minibatch SGD on $L = \frac1N\sum_i\ell(\theta;x_i)$ as an init/step kernel on chains.
 
-    .. math:: \theta_{k+1} = \theta_k - \frac{\eta}{B}\sum_{i\in S_k}\nabla\ell(\theta_k;x_i),
+    $$
+    \theta_{k+1} = \theta_k - \frac{\eta}{B}\sum_{i\in S_k}\nabla\ell(\theta_k;x_i),
+    $$
 
-    with :math:`S_k` drawn independently per chain and per step, with replacement (default: B
-    uniform indices, cheap) or without (a random permutation per chain: :math:`O(N\log N)` per
+    with $S_k$ drawn independently per chain and per step, with replacement (default: B
+    uniform indices, cheap) or without (a random permutation per chain: $O(N\log N)$ per
     chain and step, slow on CPU for many chains). Many independent SGD runs advance in one array
     program, and their spread is SGD's stationary law.
 
     Args:
-        per_example_loss: :math:`\ell(\theta, x_i)`.
-        data: pytree with leading example axis :math:`N`.
-        lr: :math:`\eta > 0`.
-        batch_size: :math:`1 \le B \le N`.
+        per_example_loss: $\ell(\theta, x_i)$.
+        data: pytree with leading example axis $N$.
+        lr: $\eta > 0$.
+        batch_size: $1 \le B \le N$.
         replace: draw each minibatch with replacement (True) or without.
 
     Example:
@@ -169,32 +173,34 @@ class SGD(eqx.Module):
 class SGDSDE(AbstractSDE):
     r"""The SDE approximation of minibatch SGD (stochastic modified equation, first order).
 
-    .. math:: d\theta = -\nabla L(\theta)\,dt + \sqrt{\eta\,c_B\,\Sigma(\theta)}\,dW,
+    $$
+    d\theta = -\nabla L(\theta)\,dt + \sqrt{\eta\,c_B\,\Sigma(\theta)}\,dW,
+    $$
 
-    an `sdeml.core.AbstractSDE` with ``drift(t, theta, args)`` :math:`=-\nabla L` and
+    an `sdeml.core.AbstractSDE` with ``drift(t, theta, args)`` $=-\nabla L$ and
     ``diffusion(t, theta, args)`` the ``(d, d)`` symmetric square root of
-    :math:`\eta c_B\Sigma(\theta)`: ``noise="general"`` with a ``d``-dimensional :math:`W`, or
-    ``"additive"`` (matrix) when :math:`\Sigma` is frozen by `noise_cov`. `simulate` runs it
+    $\eta c_B\Sigma(\theta)$: ``noise="general"`` with a ``d``-dimensional $W$, or
+    ``"additive"`` (matrix) when $\Sigma$ is frozen by `noise_cov`. `simulate` runs it
     through `sdeml.core.simulate`; to pass it to the engine yourself, give `dim` (or
     `noise_cov`), which fixes the Brownian dimension.
 
-    with :math:`\Sigma` the per-example gradient covariance (`gradient_noise_cov`) and
-    :math:`c_B` = `minibatch_factor` (:math:`1/B`, times :math:`(N-B)/(N-1)` without
-    replacement). Time :math:`t` corresponds to :math:`t/\eta` SGD steps. In 1-D with constant
-    :math:`\Sigma=\sigma^2` its stationary law is the Gibbs density
-    :math:`\exp(-2L/(\eta c_B\sigma^2))`.
+    with $\Sigma$ the per-example gradient covariance (`gradient_noise_cov`) and
+    $c_B$ = `minibatch_factor` ($1/B$, times $(N-B)/(N-1)$ without
+    replacement). Time $t$ corresponds to $t/\eta$ SGD steps. In 1-D with constant
+    $\Sigma=\sigma^2$ its stationary law is the Gibbs density
+    $\exp(-2L/(\eta c_B\sigma^2))$.
 
     Args:
-        per_example_loss: :math:`\ell(\theta, x_i)`.
+        per_example_loss: $\ell(\theta, x_i)$.
         data: the dataset.
-        lr: :math:`\eta > 0`.
-        batch_size: :math:`B`.
+        lr: $\eta > 0$.
+        batch_size: $B$.
         replace: whether SGD draws minibatches with replacement (as `SGD`'s default).
-        noise_cov: if given, a constant :math:`\Sigma` used instead of :math:`\Sigma(\theta)`
+        noise_cov: if given, a constant $\Sigma$ used instead of $\Sigma(\theta)$
             (exact for quadratic losses with additive gradient noise; otherwise the common
             "noise frozen at the minimum" approximation). It makes each step O(d^3) instead of
             O(N d^2 + d^3) per path.
-        dim: :math:`d`, the parameter dimension (default: from `noise_cov`, or from the start
+        dim: $d$, the parameter dimension (default: from `noise_cov`, or from the start
             points given to `simulate`).
 
     Example:
@@ -243,17 +249,17 @@ class SGDSDE(AbstractSDE):
         return minibatch_factor(self.batch_size, None if self.replace else _n_data(self.data))
 
     def loss(self, theta: Float[Array, " d"]) -> Float[Array, ""]:
-        """The full-data loss :math:`L(\\theta)`."""
+        """The full-data loss $L(\\theta)$."""
         return jnp.mean(jax.vmap(self.per_example_loss, in_axes=(None, 0))(theta, self.data))
 
     def drift(self, t: Any, theta: Float[Array, " d"], args: PyTree = None) -> Float[Array, " d"]:
-        """:math:`-\\nabla L(\\theta)`."""
+        """$-\\nabla L(\\theta)$."""
         return -jax.grad(self.loss)(theta)
 
     def diffusion(
         self, t: Any, theta: Float[Array, " d"], args: PyTree = None
     ) -> Float[Array, "d d"]:
-        """The symmetric square root of :math:`\\eta c_B \\Sigma(\\theta)` (via eigh; PSD-safe)."""
+        """The symmetric square root of $\\eta c_B \\Sigma(\\theta)$ (via eigh; PSD-safe)."""
         sigma = (
             gradient_noise_cov(self.per_example_loss, theta, self.data)
             if self.noise_cov is None
@@ -274,18 +280,20 @@ class SGDSDE(AbstractSDE):
         mesh: Any = None,
         key: PRNGKeyArray,
     ) -> Float[Array, "s n_paths d"]:
-        r"""Euler–Maruyama paths of the SDE on :math:`[0, t_1]`, on the SDE engine
+        r"""Euler–Maruyama paths of the SDE on $[0, t_1]$, on the SDE engine
         (`sdeml.core.simulate`).
 
-        .. math:: \theta_{k+1} = \theta_k - \nabla L\,\Delta t + \sqrt{\eta c_B\Sigma}\,
-                  \sqrt{\Delta t}\,\xi_k.
+        $$
+        \theta_{k+1} = \theta_k - \nabla L\,\Delta t + \sqrt{\eta c_B\Sigma}\,
+        \sqrt{\Delta t}\,\xi_k.
+        $$
 
-        Use :math:`\Delta t \ll \eta` to see the SDE rather than SGD again (at
-        :math:`\Delta t = \eta` this is SGD with Gaussian minibatch noise).
+        Use $\Delta t \ll \eta$ to see the SDE rather than SGD again (at
+        $\Delta t = \eta$ this is SGD with Gaussian minibatch noise).
 
         Args:
             theta0: starts, shape ``(n_paths, d)``.
-            t1: horizon (in units where SGD step k sits at :math:`t = k\eta`).
+            t1: horizon (in units where SGD step k sits at $t = k\eta$).
             n_steps: EM steps; ``save_every`` divides it.
             chunk_size: paths per chunk of the engine (`sdeml.simulate`'s; default: sized to
                 the platform's memory).
@@ -337,13 +345,13 @@ def solve_continuous_lyapunov(
     a: Float[Array, "..."],
     q: Float[Array, "..."],  # (d, d) each: checked with a clear message
 ) -> Float[Array, "d d"]:
-    r"""Solve :math:`AS + SA^T = Q` (small :math:`d`: a Kronecker-product linear solve).
+    r"""Solve $AS + SA^T = Q$ (small $d$: a Kronecker-product linear solve).
 
     Args:
         a, q: square matrices of equal shape.
 
     Returns:
-        :math:`S`.
+        $S$.
 
     Example:
         >>> solve_continuous_lyapunov(H, lr / B * Sigma)  # SGD-SDE stationary covariance
@@ -360,13 +368,13 @@ def solve_continuous_lyapunov(
 
 
 def solve_discrete_lyapunov(a: Float[Array, "d d"], q: Float[Array, "d d"]) -> Float[Array, "d d"]:
-    r"""Solve :math:`S = ASA^T + Q` (Kronecker-product linear solve).
+    r"""Solve $S = ASA^T + Q$ (Kronecker-product linear solve).
 
     Args:
-        a, q: square matrices of equal shape (:math:`A` with spectral radius < 1).
+        a, q: square matrices of equal shape ($A$ with spectral radius < 1).
 
     Returns:
-        :math:`S`.
+        $S$.
 
     Example:
         >>> solve_discrete_lyapunov(I - lr * H, lr**2 / B * Sigma)  # SGD stationary covariance
@@ -391,24 +399,25 @@ def sgd_stationary_cov(
 ) -> Float[Array, "d d"]:
     r"""Stationary covariance of SGD (``discrete=True``) or of its SDE on a quadratic loss.
 
-    For :math:`L = \tfrac12(\theta-\theta^*)^T H(\theta-\theta^*)` with constant gradient noise
-    covariance :math:`\Sigma` and :math:`c_B` = `minibatch_factor`:
+    For $L = \tfrac12(\theta-\theta^*)^T H(\theta-\theta^*)$ with constant gradient noise
+    covariance $\Sigma$ and $c_B$ = `minibatch_factor`:
 
-    .. math::
-        \text{SDE:}\ HS + SH = \eta c_B\Sigma,\qquad
-        \text{SGD:}\ S = (I-\eta H)S(I-\eta H) + \eta^2 c_B\Sigma.
+    $$
+    \text{SDE:}\ HS + SH = \eta c_B\Sigma,\qquad
+    \text{SGD:}\ S = (I-\eta H)S(I-\eta H) + \eta^2 c_B\Sigma.
+    $$
 
-    In 1-D these are :math:`\eta c_B\sigma^2/(2h)` and :math:`\eta c_B\sigma^2/(h(2-\eta h))`,
-    in the ratio :math:`2/(2-\eta h)` whatever :math:`B`: the SDE is within 5% of SGD for
-    :math:`\eta h \le 0.095` (4.2% at :math:`\eta h = 0.08`, 5.3% at 0.1) and off by a factor
-    :math:`1/(1-\eta h/2)` beyond.
+    In 1-D these are $\eta c_B\sigma^2/(2h)$ and $\eta c_B\sigma^2/(h(2-\eta h))$,
+    in the ratio $2/(2-\eta h)$ whatever $B$: the SDE is within 5% of SGD for
+    $\eta h \le 0.095$ (4.2% at $\eta h = 0.08$, 5.3% at 0.1) and off by a factor
+    $1/(1-\eta h/2)$ beyond.
 
     Args:
-        hessian: :math:`H` (symmetric positive definite).
-        noise_cov: :math:`\Sigma`.
-        lr: :math:`\eta`.
-        batch_size: :math:`B`.
-        n_data: :math:`N` for minibatches without replacement, None for with replacement.
+        hessian: $H$ (symmetric positive definite).
+        noise_cov: $\Sigma$.
+        lr: $\eta$.
+        batch_size: $B$.
+        n_data: $N$ for minibatches without replacement, None for with replacement.
         discrete: SGD's own covariance (True) or the SDE's (False).
 
     Returns:
