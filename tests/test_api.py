@@ -97,3 +97,31 @@ def test_docstrings_write_math_one_way():
         for m in rst.finditer(s)
     ]
     assert not offenders, f"reStructuredText math or roles in docstrings: {offenders[:10]}"
+
+
+def test_docstrings_with_backslashes_are_raw():
+    # "$[0, T] \times [lo, hi]$" in a plain string is a TAB followed by "imes" (found in the
+    # PINN docstrings): every docstring whose source has a backslash escape is an r-string
+    import ast
+    import re
+
+    escape = re.compile(r"(?<!\\)(?:\\\\)*\\[A-Za-z(){}\[\],;:! ]")
+    root = Path(sdeml.__file__).parent
+    offenders = []
+    for p in sorted(root.rglob("*.py")):
+        src = p.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(src)):
+            if not isinstance(
+                node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+            ):
+                continue
+            body = node.body
+            if not (body and isinstance(body[0], ast.Expr)):
+                continue
+            const = body[0].value
+            if not (isinstance(const, ast.Constant) and isinstance(const.value, str)):
+                continue
+            seg = ast.get_source_segment(src, const) or ""
+            if not seg.lower().startswith(("r", "br", "rb")) and escape.search(seg):
+                offenders.append(f"{p.relative_to(root.parent)}:{const.lineno}")
+    assert not offenders, f"docstrings with backslashes that are not raw strings: {offenders}"

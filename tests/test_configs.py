@@ -62,6 +62,13 @@ def test_shipped_config_runs(path, tmp_path, capsys):
     assert summary["status"] == "completed"
     assert summary["metrics"], "an experiment returns its final metrics"
     assert list(run_dir.glob("*.png")), "an experiment writes at least one plot"
+    if exp.build_model is not None and (run_dir / "checkpoints" / "model").is_dir():
+        # a run that kept a trained model loads back in a notebook (`sdeml.run.load`); the
+        # ode_quickstart run once failed here (its one-member batched checkpoint)
+        import sdeml
+
+        loaded = sdeml.run.load(run_dir)
+        assert loaded.model is not None and loaded.step > 0
 
 
 def _restated(raw, defaults, prefix=""):

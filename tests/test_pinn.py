@@ -176,6 +176,17 @@ def test_lbfgs_stops_when_the_line_search_makes_no_progress():
     assert "made no progress for 3 iterations" in res.message
 
 
+def test_lbfgs_returns_the_best_iterate_when_the_line_search_accepts_a_rise():
+    # log-sum is unbounded below and NaN for p < 0: after one long step the line search accepts
+    # points with a higher loss (counted as no progress); the result must not be worse than
+    # the start, nor than the best point seen (found while writing the docstring examples)
+    res = sdeml.pinn.lbfgs_minimize(lambda p: jnp.sum(jnp.log(p)), jnp.ones(2), max_iter=50)
+    # the first iteration reaches about -26.7; the last iterate is back near 0 (3.3e-6)
+    assert res.loss < -20 < res.initial_loss, res.message
+    assert res.loss == pytest.approx(float(jnp.sum(jnp.log(res.params))))
+    assert "returned the best iterate" in res.message
+
+
 class _BadDomain(sdeml.pinn.AbstractPDE):
     """A user's problem with an empty interval: refused where the points are drawn."""
 
@@ -253,3 +264,16 @@ def test_heat_pinn_trains_to_small_error(tmp_path, capsys):
     assert m["rel_l2_error"] < 1e-4, m
     assert m["rel_l2_error"] < m["adam_rel_l2_error"] / 5, m  # the quasi-Newton phase pays off
     assert m["lbfgs_iterations"] > 0, m
+
+
+def test_rad_with_all_residuals_zero_draws_uniformly():
+    # c = 0 and an exact solution: no density to follow; before, 0/0 made jr.choice repeat one
+    # pool point (found while writing the docstring examples)
+    problem = sdeml.pinn.Heat1D()
+    t_pool, x_pool = sdeml.pinn.sample_interior(problem, 4000, key=jr.key(0))
+    t, x = sdeml.pinn.rad_resample(
+        lambda t, x: 0.0 * x, problem, t_pool, x_pool, 2000, c=0.0, key=jr.key(1)
+    )
+    assert bool(jnp.all(jnp.isfinite(x)))
+    assert len(np.unique(np.asarray(x))) > 1000  # distinct draws, not one point repeated
+    assert abs(float(x.mean()) - 0.5) < 0.03  # uniform on [0, 1]

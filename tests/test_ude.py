@@ -294,3 +294,11 @@ def test_lotka_volterra_ude_recovers_the_interactions():
     assert m["exact_terms"], m
     assert m["beta_rel_error"] < 0.1 and m["gamma_rel_error"] < 0.1, m
     assert m["extrapolation_max_rel_error"] < 0.5, m
+
+
+def test_aicc_never_selects_a_model_with_as_many_terms_as_rows():
+    # AICc's correction 2k(k+1)/(n-k-1) blows up at k = n-1 and turns negative beyond; such a
+    # model must lose to any model with a finite criterion, not win
+    crit = ude.information_criterion(jnp.asarray([1.0, 1.0, 1.0]), 10, jnp.asarray([2, 9, 12]),
+                                     "aicc")  # fmt: skip
+    assert bool(jnp.isfinite(crit[0])) and bool(jnp.all(jnp.isinf(crit[1:]) & (crit[1:] > 0)))

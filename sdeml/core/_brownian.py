@@ -39,7 +39,18 @@ def sample_increments(
         ``dw`` of shape ``(n, *shape)``, or ``(dw, dz)`` when ``time_integral``.
 
     Example:
-        >>> dw = sample_increments(jnp.full(100, 0.01), (2,), key=jr.key(0))
+        >>> from sdeml.sde import sample_increments
+        >>> h = 0.01
+        >>> dw = sample_increments(jnp.full(10_000, h), (2,), key=jr.key(0))
+        >>> dw.shape
+        (10000, 2)
+        >>> round(float(jnp.var(dw) / h), 2)  # Var dW = h
+        1.0
+        >>> dw, dz = sample_increments(jnp.full(10_000, h), time_integral=True, key=jr.key(0))
+        >>> round(float(jnp.var(dz) / (h**3 / 3)), 1)  # Var dZ = h^3 / 3
+        1.0
+        >>> round(float(jnp.mean(dw * dz) / (h**2 / 2)), 1)  # Cov(dW, dZ) = h^2 / 2
+        1.0
 
     References:
         Kloeden & Platen (1992), §10.4, eq. (10.4.3).
@@ -79,7 +90,18 @@ def coarsen_increments(
         The coarse increments, shape ``(n // factor, *shape)``, same structure as the input.
 
     Example:
-        >>> coarse = coarsen_increments(dw_fine, 8)   # one Brownian path, 8x larger steps
+        >>> from sdeml.sde import brownian_path, coarsen_increments, sample_increments
+        >>> dts = jnp.full(64, 1 / 64)
+        >>> dw, dz = sample_increments(dts, (3,), time_integral=True, key=jr.key(0))
+        >>> dw_c, dz_c = coarsen_increments((dw, dz), 8, dts)  # the same path, 8x larger steps
+        >>> dw_c.shape, dz_c.shape
+        ((8, 3), (8, 3))
+        >>> bool(jnp.allclose(dw_c.sum(0), brownian_path(dw)[-1]))  # same W_1
+        True
+        >>> w = brownian_path(dw)  # Delta Z over [0, 1] = sum_k (Delta Z_k + h_k W_{t_k})
+        >>> bool(jnp.allclose(coarsen_increments((dw, dz), 64, dts)[1][0],
+        ...                   dz.sum(0) + (dts[:, None] * w[:-1]).sum(0)))
+        True
 
     References:
         Kloeden & Platen (1992), §5.8 (multiple Itô integrals).
@@ -111,7 +133,11 @@ def brownian_path(dw: Array) -> Array:
         ``(n + 1, *shape)``, starting at zero.
 
     Example:
-        >>> w = brownian_path(sample_increments(jnp.full(10, 0.1), key=jr.key(0)))
+        >>> from sdeml.sde import brownian_path, sample_increments
+        >>> dw = sample_increments(jnp.full(10, 0.1), (2,), key=jr.key(0))
+        >>> w = brownian_path(dw)
+        >>> w.shape, bool(jnp.all(w[0] == 0)), bool(jnp.allclose(jnp.diff(w, axis=0), dw))
+        ((11, 2), True, True)
 
     References:
         Øksendal (2003), §2.2.

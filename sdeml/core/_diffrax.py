@@ -45,8 +45,17 @@ def to_diffrax(sde: AbstractSDE, brownian: diffrax.AbstractPath) -> diffrax.Mult
         A ``diffrax.MultiTerm`` for ``diffrax.diffeqsolve``.
 
     Example:
-        >>> bm = virtual_brownian_tree(sde, y0.shape, 0.0, 1.0, key=jr.key(0))
-        >>> sol = diffrax.diffeqsolve(to_diffrax(sde, bm), diffrax.Heun(), 0.0, 1.0, 0.01, y0)
+        >>> import diffrax
+        >>> from sdeml.sde import GeometricBrownianMotion, to_diffrax, virtual_brownian_tree
+        >>> gbm, y0 = GeometricBrownianMotion(mu=0.5, sigma=0.8), jnp.ones(1)
+        >>> bm = virtual_brownian_tree(gbm, y0.shape, 0.0, 1.0, dtype=jnp.float64, key=jr.key(0))
+        >>> terms = to_diffrax(gbm, bm)
+        >>> sol = diffrax.diffeqsolve(terms, diffrax.ItoMilstein(), 0.0, 1.0, 0.01, y0)
+        >>> sol.ys.shape
+        (1, 1)
+        >>> exact = jnp.exp(0.5 - 0.8**2 / 2 + 0.8 * bm.evaluate(0.0, 1.0))  # Ito GBM at t = 1
+        >>> bool(jnp.abs(sol.ys[-1] - exact)[0] < 0.01)
+        True
 
     References:
         Kidger, On Neural Differential Equations, PhD thesis, Oxford 2021 (diffrax).
@@ -72,15 +81,26 @@ def virtual_brownian_tree(
     """A ``diffrax.VirtualBrownianTree`` with the Brownian shape `sde` needs for states `y_shape`.
 
     Args:
-        sde: the SDE. y_shape: the state's shape. t0, t1: interval. tol: tree resolution.
+        sde: the SDE.
+        y_shape: the state's shape ``S``.
+        t0: start of the interval.
+        t1: end of the interval.
+        tol: the tree's resolution in time.
         levy_area: e.g. ``diffrax.SpaceTimeLevyArea`` for diffrax's SRA1/ShARK.
-        dtype: floating dtype (default float32). key: PRNG key.
+        dtype: floating dtype (default float32).
+        key: PRNG key.
 
     Returns:
-        The Brownian tree, to pass to `to_diffrax`.
+        The Brownian tree, of shape ``sde.brownian_shape(y_shape)``, to pass to `to_diffrax`.
 
     Example:
-        >>> bm = virtual_brownian_tree(sde, (2,), 0.0, 1.0, key=jr.key(0))
+        >>> from sdeml.sde import SDE, virtual_brownian_tree
+        >>> sde = SDE(lambda t, y, a: -y, lambda t, y, a: jnp.ones((2, 3)), "general", 3)
+        >>> bm = virtual_brownian_tree(sde, (2,), 0.0, 1.0, dtype=jnp.float64, key=jr.key(0))
+        >>> bm.evaluate(0.0, 1.0).shape  # W has m = 3 components
+        (3,)
+        >>> bool(jnp.allclose(bm.evaluate(0.0, 0.5) + bm.evaluate(0.5, 1.0), bm.evaluate(0.0, 1.0)))
+        True
 
     References:
         Jelinčič et al., Single-seed generation of Brownian paths and integrals for adaptive and

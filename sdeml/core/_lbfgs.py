@@ -37,7 +37,9 @@ class LBFGSResult:
     """What `lbfgs_minimize` returns.
 
     Attributes:
-        params: the last accepted parameters (never non-finite ones).
+        params: the parameters with the lowest loss seen: the last accepted ones, unless a line
+            search accepted a rise in the loss after it (then the message says so); never
+            non-finite ones (after a non-finite stop, the last finite iterate).
         status: ``max_iter`` | ``converged`` (gradient norm <= gtol) | ``no_progress`` (the
             line search did not decrease the loss for ``patience`` iterations) | ``non_finite``
             (the loss or the gradient became NaN/Inf: that iteration was rejected) |
@@ -51,6 +53,17 @@ class LBFGSResult:
         wall_time_s: measured wall time (compilation included).
         compile_time_s: the first chunk's wall time: its iterations plus, when the chunk was not
             cached, tracing and compilation.
+
+    Example:
+        >>> from sdeml.core import lbfgs_minimize
+        >>> rosenbrock = lambda p: (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
+        >>> res = lbfgs_minimize(rosenbrock, jnp.array([-1.2, 1.0]), gtol=1e-10)
+        >>> res.status, [round(float(v), 6) for v in res.params]  # the minimum is (1, 1)
+        ('converged', [1.0, 1.0])
+        >>> round(res.initial_loss, 6), bool(res.loss < 1e-16), res.history[0]["iteration"]
+        (24.2, True, 0)
+        >>> res.message
+        'L-BFGS converged at iteration ...: gradient norm <= 1e-10'
     """
 
     params: Any
@@ -67,8 +80,20 @@ class LBFGSResult:
 class QuasiNewtonError(RuntimeError):
     """A non-finite L-BFGS stop (raised by `lbfgs_minimize` unless told to return it).
 
+    Args:
+        message: the one-line reason, as in ``result.message``.
+        result: the `LBFGSResult` of the stopped run.
+
     Attributes:
         result: the `LBFGSResult`, holding the last finite parameters.
+
+    Example:
+        >>> from sdeml.core import QuasiNewtonError, lbfgs_minimize
+        >>> try:
+        ...     lbfgs_minimize(lambda p: jnp.sum(jnp.log(p)), -jnp.ones(2))  # log(-1) = NaN
+        ... except QuasiNewtonError as err:
+        ...     print(err.result.status, err.result.iterations, "|", err)
+        non_finite 0 | L-BFGS did not start: the initial loss is nan. ...
     """
 
     def __init__(self, message: str, result: LBFGSResult):
@@ -108,19 +133,20 @@ def _init(settings, dyn):
 
 
 @eqx.filter_jit
-def _chunk(loss_fn, static, settings, dyn, state, stall, n, args):
-    """Up to `n` guarded iterations as one ``lax.while_loop``."""
+def _chunk(loss_fn, static, settings, dyn, state, stall, n, best, args):
+    """Up to `n` guarded iterations as one ``lax.while_loop``; `best` = ``(params, loss)`` of the
+    lowest loss seen so far, updated on the way."""
     _, _, ftol, gtol, patience = settings
     opt = _optimizer(settings)
     value_fn = lambda p: _split(loss_fn(eqx.combine(p, static), *args))[0]
     value_and_grad = optax.value_and_grad_from_state(value_fn)
 
     def cond(carry: tuple[Any, ...]) -> Array:
-        _, _, i, _, code, _ = carry
+        _, _, i, _, code, _, _ = carry
         return (i < n) & (code == _RUNNING)
 
     def body(carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        p, state, i, stall, code, last = carry
+        p, state, i, stall, code, last, best = carry
         with jax.numpy_dtype_promotion("standard"):
             value, grad = value_and_grad(p, state=state)
             updates, new_state = opt.update(
@@ -148,10 +174,14 @@ def _chunk(loss_fn, static, settings, dyn, state, stall, n, args):
         p = jax.tree.map(keep, new_p, p)
         state = jax.tree.map(keep, new_state, state)
         last = jnp.where(finite, jnp.stack([new_value, gnorm]), last)
-        return p, state, i + finite.astype(i.dtype), stall, code, last
+        better = finite & (new_value < best[1])
+        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), (new_p, new_value), best)
+        return p, state, i + finite.astype(i.dtype), stall, code, last, best
 
     dtype = jax.tree.leaves(dyn)[0].dtype
-    init = (dyn, state, jnp.int32(0), stall, jnp.int32(_RUNNING), jnp.full((2,), jnp.nan, dtype))
+    init = (
+        dyn, state, jnp.int32(0), stall, jnp.int32(_RUNNING), jnp.full((2,), jnp.nan, dtype), best
+    )  # fmt: skip
     return jax.lax.while_loop(cond, body, init)
 
 
@@ -214,7 +244,7 @@ def lbfgs_minimize(
         QuasiNewtonError: a non-finite stop, unless `raise_on_non_finite` is False.
 
     Example:
-        >>> import jax.numpy as jnp
+        >>> from sdeml.core import lbfgs_minimize
         >>> res = lbfgs_minimize(lambda p: jnp.sum((p - 3.0) ** 2), jnp.zeros(2), gtol=1e-8)
         >>> res.status, [round(float(v), 6) for v in res.params]
         ('converged', [3.0, 3.0])
@@ -243,6 +273,15 @@ def lbfgs_minimize(
     settings = (memory_size, max_linesearch_steps, float(ftol), float(gtol), patience)
 
     def result(status: str, message: str, it: int, loss: float) -> LBFGSResult:
+        nonlocal dyn
+        if status != "non_finite" and best_loss < loss:
+            # a line search that accepted a rise in the loss (counted as no progress) must not
+            # hand back a worse point than one it has already seen
+            message += (
+                f"; returned the best iterate (loss {best_loss:.6g}) rather than the last "
+                f"({loss:.6g})"
+            )
+            dyn, loss = best[0], best_loss
         return LBFGSResult(
             eqx.combine(dyn, static),
             status,
@@ -272,15 +311,17 @@ def lbfgs_minimize(
         return stop(result("non_finite", message, 0, float(loss0)))
     state = _init(settings, dyn)
     stall = jnp.int32(0)
+    best = (dyn, jnp.asarray(loss0))
+    best_loss = float(loss0)
     it, status, loss, message = 0, "max_iter", float(loss0), ""
     first = True
     while it < max_iter:
         n = min(log_every, max_iter - it)
         t0 = time.perf_counter()
-        dyn, state, done, stall, code, last = _chunk(
-            loss_fn, static, settings, dyn, state, stall, jnp.int32(n), args
+        dyn, state, done, stall, code, last, best = _chunk(
+            loss_fn, static, settings, dyn, state, stall, jnp.int32(n), best, args
         )
-        done, code = int(done), int(code)
+        done, code, best_loss = int(done), int(code), float(best[1])
         if first:  # compilation happens in the first call when the chunk is not cached
             compile_time, first = time.perf_counter() - t0, False
         it += done

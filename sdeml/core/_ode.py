@@ -78,6 +78,13 @@ class ODEResult(eqx.Enumeration):
     The messages are the first sentence of the error raised when ``throw=True``; the error
     adds a remedy that fits the solver and the precision (an implicit solver is suggested only to
     an explicit one; enabling float64 to a float32 implicit solve) and the solve's details.
+
+    Example:
+        >>> import sdeml
+        >>> stiff = lambda t, y, args: -1e4 * (y - jnp.cos(t))  # df/dy = -1e4
+        >>> sol = sdeml.solve_ode(stiff, jnp.zeros(1), 0.0, 1.0, max_steps=200, throw=False)
+        >>> bool(sol.result == sdeml.ODEResult.stiff), sol.result_name
+        (True, 'stiff')
     """
 
     successful = ""
@@ -114,6 +121,15 @@ class ODESolveError(RuntimeError):
     indicator $\bar h\,\rho$. Eagerly it is raised as such; under ``jax.jit`` it is raised at run
     time inside a host callback, so the caller receives a ``jax.errors.JaxRuntimeError`` whose text
     ends with ``ODESolveError: <the same message>``.
+
+    Example:
+        >>> import sdeml
+        >>> stiff = lambda t, y, args: -1e4 * (y - jnp.cos(t))  # df/dy = -1e4
+        >>> try:
+        ...     sdeml.solve_ode(stiff, jnp.zeros(1), 0.0, 1.0, max_steps=200)
+        ... except sdeml.ODESolveError as err:
+        ...     print(err)
+        solve_ode: the explicit solver ran out of steps because the problem is stiff: ...
     """
 
 
@@ -140,6 +156,18 @@ class ODESolution(eqx.Module):
         diffrax_result: diffrax's own result code.
         interpolation: the dense interpolant when solved with ``dense=True`` (else ``None``);
             evaluate it with `evaluate`.
+
+    Example:
+        >>> import sdeml
+        >>> sol = sdeml.solve_ode(lambda t, y, args: -y, jnp.ones(2), 0.0, 1.0, dense=True)
+        >>> sol.ts.shape, sol.ys.shape, bool(sol.ok)  # saved at t0 and t1 by default
+        ((2,), (2, 2), True)
+        >>> round(float(sol.evaluate(0.55)[0]), 5), round(float(jnp.exp(-0.55)), 5)
+        (0.57695, 0.57695)
+        >>> sol.evaluate(jnp.linspace(0.0, 1.0, 5)).shape
+        (5, 2)
+        >>> sorted(sol.stats)
+        ['nfe', 'num_accepted_steps', 'num_rejected_steps', 'num_steps', 'stiffness']
     """
 
     ts: Float[Array, " n_save"]
@@ -734,8 +762,43 @@ def integrate_ode(
     the PID controller and constant steps of size `dt0` (``None``: adaptive exactly when the
     solver has an error estimate, read from the registry); `name` labels error messages.
 
+    Args:
+        f: vector field ``f(t, y, args)``, returning a PyTree of `y`'s structure.
+        y0: initial state, a PyTree of finite floating arrays.
+        t0: initial time.
+        t1: final time, different from `t0` (``t1 < t0`` integrates backwards).
+        solver: as in `solve_ode`.
+        ts: save times ``(n_save,)`` between `t0` and `t1`, monotone in the direction of
+            integration; default ``[t0, t1]``.
+        dense: also keep the dense interpolant.
+        n_steps: number of equal steps (fixed-step mode).
+        dt0: constant step (``adaptive=False``) or initial step of the adaptive controller.
+        adaptive: PID controller (True) or constant steps (False); ``None``: decided by the
+            solver.
+        rtol: relative tolerance, floored as in `effective_tolerances`.
+        atol: absolute tolerance, floored likewise.
+        norm: the controller's error norm (diffrax's RMS norm by default).
+        dtmin: smallest step of the controller.
+        max_steps: cap on attempted steps.
+        args: passed to `f`.
+        adjoint: a ``diffrax.AbstractAdjoint``; default ``RecursiveCheckpointAdjoint()``.
+        throw: raise `ODESolveError` on failure (else return the result code).
+        count_evals: count vector-field evaluations on the host (see `solve_ode`).
+        name: the caller's name, which starts every error message.
+
     Returns:
-        An `ODESolution`.
+        An `ODESolution`; every leaf of ``ys`` has the leading axis ``n_save``.
+
+    Example:
+        >>> from sdeml.core import integrate_ode
+        >>> f = lambda t, y, args: {"x": y["v"], "v": -y["x"]}  # harmonic oscillator
+        >>> y_pi = {"x": -jnp.ones(()), "v": jnp.zeros(())}  # the state at t = pi
+        >>> sol = integrate_ode(f, y_pi, jnp.pi, 0.0)  # backwards to t = 0
+        >>> sol.ys["x"].shape, round(float(sol.ys["x"][-1]), 5)  # x(0) = -cos(pi) = 1
+        ((2,), 1.0)
+
+    References:
+        P. Kidger, On Neural Differential Equations, PhD thesis, 2021 (diffrax).
     """
     info = solver_info(get_solver(solver, kind="ode"))
     solver_obj = get_solver(solver, kind="ode")
@@ -933,13 +996,18 @@ def solve_ode(
         statistics, ``nfe``, a stiffness indicator and ``result``.
 
     Example:
+        >>> import sdeml
         >>> sol = sdeml.solve_ode(lambda t, y, args: -y, jnp.ones(2), 0.0, 1.0,
         ...                       ts=jnp.linspace(0.0, 1.0, 11))
-        >>> sol.ys[-1]           # ~ exp(-1)
-        >>> # Stiff problems need float64: in float32 this raises ODESolveError saying so (and how).
-        >>> jax.config.update("jax_enable_x64", True)   # at the start of the program
-        >>> sdeml.solve_ode(sdeml.dynamics.VanDerPol(1000.0), jnp.array([2.0, 0.0]), 0.0, 3000.0,
-        ...                 solver="kvaerno5", rtol=1e-6, atol=1e-6).num_steps   # ~ 1000-2000
+        >>> sol.ys.shape, sol.result_name
+        ((11, 2), 'successful')
+        >>> bool(jnp.allclose(sol.ys[:, 0], jnp.exp(-sol.ts), rtol=1e-5))  # y(t) = e^{-t}
+        True
+        >>> stiff = lambda t, y, args: -1e4 * (y - jnp.cos(t))  # df/dy = -1e4
+        >>> sdeml.solve_ode(stiff, jnp.zeros(1), 0.0, 1.0, max_steps=200, throw=False).result_name
+        'stiff'
+
+        With ``solver="kvaerno5"`` the stiff problem takes a few dozen steps.
 
     References:
         P. Kidger, On Neural Differential Equations, PhD thesis, 2021 (diffrax).

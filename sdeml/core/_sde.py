@@ -30,6 +30,26 @@ class AbstractSDE(eqx.Module):
     - ``"general"``: $g$ has shape ``(*S, m)``, $W$ has shape ``(m,)``; the noise term is
       $\sum_j g_{\cdot j}\,dW_j$.
 
+    Attributes:
+        noise: the noise type, one of the four above.
+        brownian_dim: ``m``, the dimension of $W$ for matrix noise, else ``None``.
+
+    Example:
+        >>> from sdeml.sde import AbstractSDE, simulate
+        >>> class Langevin(AbstractSDE):  # dX = -X dt + sqrt(2) dW; stationary law N(0, 1)
+        ...     noise = "additive"
+        ...     brownian_dim = None
+        ...     def drift(self, t, y, args):
+        ...         return -y
+        ...     def diffusion(self, t, y, args):
+        ...         return jnp.sqrt(2.0) * jnp.ones_like(y)
+        >>> sde = Langevin()
+        >>> sde.brownian_shape((4,))
+        (4,)
+        >>> paths = simulate(sde, jnp.zeros(4), t1=5.0, n_steps=100, n_paths=1000, key=jr.key(0))
+        >>> paths.xs.shape, round(float(jnp.var(paths.xs)), 1)  # Var X_5 = 1 - e^{-10}
+        ((1000, 1, 4), 1.0)
+
     References:
         Kloeden & Platen, Numerical Solution of Stochastic Differential Equations, Springer 1992.
     """
@@ -91,8 +111,17 @@ class SDE(AbstractSDE):
         An equinox module; pass it to `simulate`, a solver's `step`, or `to_diffrax`.
 
     Example:
+        >>> from sdeml.sde import SDE, simulate
         >>> sde = SDE(lambda t, y, a: -y, lambda t, y, a: 0.5 * jnp.ones_like(y), noise="additive")
-        >>> paths = simulate(sde, jnp.zeros(2), n_steps=100, n_paths=1000, key=jr.key(0))
+        >>> paths = simulate(sde, jnp.ones(2), n_steps=100, n_paths=10_000, key=jr.key(0))
+        >>> paths.xs.shape
+        (10000, 1, 2)
+        >>> round(float(paths.xs.mean()), 2), round(float(jnp.exp(-1.0)), 2)  # E X_1 = e^{-1}
+        (0.37, 0.37)
+        >>> matrix = SDE(lambda t, y, a: -y, lambda t, y, a: jnp.ones((2, 3)), noise="general",
+        ...              brownian_dim=3)  # g has shape (2, 3), W has 3 components
+        >>> matrix.brownian_shape((2,))
+        (3,)
 
     References:
         Øksendal, Stochastic Differential Equations, 6th ed., Springer 2003, ch. 5.
@@ -155,8 +184,10 @@ def check_shapes(sde: AbstractSDE, y: Array, args: PyTree = None, t: Any = 0.0) 
     additive) or $\mathbb{R}^{S \times m}$ (general, matrix additive), by `jax.eval_shape`.
 
     Args:
-        sde: the SDE. y: a state (only its shape and dtype are used). args: drift/diffusion args.
-        t: a time (only its presence matters).
+        sde: the SDE.
+        y: a state of shape ``S`` (only its shape and dtype are used).
+        args: passed to drift and diffusion.
+        t: unused: drift and diffusion are traced at a scalar time of `y`'s dtype.
 
     Returns:
         None.
@@ -166,7 +197,13 @@ def check_shapes(sde: AbstractSDE, y: Array, args: PyTree = None, t: Any = 0.0) 
             diffusion's shape does not match the noise type.
 
     Example:
-        >>> check_shapes(SDE(f, g, noise="general", brownian_dim=3), jnp.zeros(2))
+        >>> from sdeml.sde import SDE, check_shapes
+        >>> f = lambda t, y, a: -y
+        >>> check_shapes(SDE(f, lambda t, y, a: jnp.ones((2, 3)), "general", 3), jnp.zeros(2))
+        >>> check_shapes(SDE(f, lambda t, y, a: jnp.ones(2), "general", 3), jnp.zeros(2))
+        Traceback (most recent call last):
+        ...
+        ValueError: diffusion returned shape (2,) but noise='general' needs ... = (2, 3)
 
     References:
         Kloeden & Platen (1992), §4.5 (vector SDEs and their noise terms).
@@ -205,10 +242,23 @@ def stratonovich_correction(sde: AbstractSDE, t: ArrayLike, y: Array, args: PyTr
     $c_i = g_i\,\partial_i g_i$. Computed with Jacobian–vector products (no full Jacobian).
 
     Args:
-        sde: the SDE. t, y, args: where to evaluate.
+        sde: the SDE.
+        t: the time, a scalar.
+        y: the state, shape ``S``.
+        args: passed to the diffusion.
 
     Returns:
-        $c$, same shape as `y` (zeros for additive noise).
+        $c$, shape ``S`` (zeros for additive noise).
+
+    Example:
+        >>> from sdeml.sde import GeometricBrownianMotion, stratonovich_correction
+        >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)  # g = sigma y, so c = sigma^2 y
+        >>> c = stratonovich_correction(gbm, 0.0, jnp.array([2.0]), None)
+        >>> c.shape, round(float(c[0]), 6)
+        ((1,), 1.28)
+
+    References:
+        Kloeden & Platen (1992), §4.9, eq. (4.9.10).
     """
     if sde.noise == "additive":
         return jnp.zeros_like(y)
@@ -251,9 +301,17 @@ def ito_to_stratonovich(sde: AbstractSDE) -> AbstractSDE:
         An SDE that, read in the Stratonovich sense, has the same solution.
 
     Example:
-        >>> strat = ito_to_stratonovich(GeometricBrownianMotion(0.5, 0.8))
-        >>> paths = simulate(strat, jnp.ones(1), method="stochastic_heun", n_steps=100,
-        ...                  key=jr.key(0))
+        >>> from sdeml.sde import (GeometricBrownianMotion, StochasticHeun, ito_to_stratonovich,
+        ...                        sample_increments, solve_increments)
+        >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)  # read in the Ito sense
+        >>> ts = jnp.linspace(0.0, 1.0, 201)
+        >>> dw = sample_increments(jnp.diff(ts), (1,), key=jr.key(0))
+        >>> exact = gbm.exact_solution(jnp.ones(1), ts, dw)  # the Ito solution on this path
+        >>> heun = lambda sde: solve_increments(StochasticHeun(), sde, jnp.ones(1), ts, dw)[-1]
+        >>> bool(jnp.abs(heun(ito_to_stratonovich(gbm)) - exact)[0] < 0.02)
+        True
+        >>> bool(jnp.abs(heun(gbm) - exact)[0] > 0.5)  # unconverted: the Stratonovich solution
+        True
 
     References:
         Kloeden & Platen (1992), §4.9, eq. (4.9.10).
@@ -271,7 +329,17 @@ def stratonovich_to_ito(sde: AbstractSDE) -> AbstractSDE:
         An SDE that, read in the Itô sense, has the same solution.
 
     Example:
-        >>> ito = stratonovich_to_ito(sde)
+        >>> from sdeml.sde import (SDE, Milstein, sample_increments, solve_increments,
+        ...                        stratonovich_to_ito)
+        >>> strat = SDE(lambda t, y, a: 0 * y, lambda t, y, a: 0.8 * y)  # dX = 0.8 X o dW
+        >>> ito = stratonovich_to_ito(strat)
+        >>> round(float(ito.drift(0.0, jnp.ones(1), None)[0]), 6)  # sigma^2 / 2 * X
+        0.32
+        >>> ts = jnp.linspace(0.0, 1.0, 201)
+        >>> dw = sample_increments(jnp.diff(ts), (1,), key=jr.key(0))
+        >>> y1 = solve_increments(Milstein(), ito, jnp.ones(1), ts, dw)[-1]
+        >>> bool(jnp.abs(y1 - jnp.exp(0.8 * dw.sum(0)))[0] < 0.01)  # X_1 = exp(0.8 W_1)
+        True
 
     References:
         Kloeden & Platen (1992), §4.9, eq. (4.9.10).

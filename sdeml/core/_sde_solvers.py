@@ -18,7 +18,18 @@ Increment = Any
 
 
 class SolverState(eqx.Module):
-    """The state a solver carries: the current time and value."""
+    """The state a solver carries: the current time and value.
+
+    Args:
+        t: the current time, a 0-d array.
+        y: the current value, shape ``S``.
+
+    Example:
+        >>> from sdeml.sde import EulerMaruyama, OrnsteinUhlenbeck
+        >>> state = EulerMaruyama().init(OrnsteinUhlenbeck(), 0.0, jnp.ones(3))
+        >>> float(state.t), state.y.shape
+        (0.0, (3,))
+    """
 
     t: Float[Array, ""]
     y: Array
@@ -38,9 +49,31 @@ class AbstractSolver(eqx.Module):
     over the step (``dw``, or ``(dw, dz)`` for solvers with ``needs_time_integral``). Because the
     noise comes in, one Brownian path can drive every resolution (see `coarsen_increments`).
 
-    Class attributes: ``strong_order`` and ``weak_order`` (for the noise types it supports),
-    ``calculus`` (``"ito"`` or ``"stratonovich"``), ``noise_types`` (supported noise types) and
-    ``needs_time_integral``.
+    Attributes:
+        strong_order: the strong order (for the noise types it supports), a class attribute.
+        weak_order: the weak order, a class attribute.
+        calculus: ``"ito"`` or ``"stratonovich"``: the solution it converges to.
+        noise_types: the noise types it supports (default: all).
+        needs_time_integral: whether `step` needs ``(dw, dz)`` rather than ``dw``.
+
+    Example:
+        >>> from sdeml.sde import (AbstractSolver, EulerMaruyama, OrnsteinUhlenbeck, SolverState,
+        ...                        sample_increments, simulate, solve_increments)
+        >>> class MyEM(AbstractSolver):  # Euler-Maruyama written out
+        ...     strong_order = 0.5
+        ...     weak_order = 1.0
+        ...     def step(self, sde, state, dt, inc, args=None):
+        ...         t, y = state.t, state.y
+        ...         dy = sde.drift(t, y, args) * dt + sde.noise_term(sde.diffusion(t, y, args), inc)
+        ...         return SolverState(t + dt, y + dy)
+        >>> ou = OrnsteinUhlenbeck(theta=1.0, mu=0.0, sigma=0.5)
+        >>> ts = jnp.linspace(0.0, 1.0, 11)
+        >>> dw = sample_increments(jnp.diff(ts), (2,), key=jr.key(0))
+        >>> mine = solve_increments(MyEM(), ou, jnp.ones(2), ts, dw)
+        >>> bool(jnp.allclose(mine, solve_increments(EulerMaruyama(), ou, jnp.ones(2), ts, dw)))
+        True
+        >>> simulate(ou, jnp.ones(2), n_steps=10, n_paths=5, method=MyEM(), key=jr.key(0)).xs.shape
+        (5, 1, 2)
     """
 
     strong_order: ClassVar[float]
@@ -74,12 +107,22 @@ class EulerMaruyama(AbstractSolver):
     r"""Euler–Maruyama, $Y_{n+1} = Y_n + f(t_n, Y_n)\,h + g(t_n, Y_n)\,\Delta W_n$.
 
     Converges to the Itô solution with strong order 1/2 (1 for additive noise) and weak order 1.
-    All noise types.
+    All noise types. Takes no arguments; ``init(sde, t0, y0, args)`` and
+    ``step(sde, state, dt, dw, args)`` return a `SolverState`, ``dw`` of shape
+    ``sde.brownian_shape(y.shape)``.
 
     Example:
+        >>> from sdeml.sde import EulerMaruyama, OrnsteinUhlenbeck, simulate
+        >>> ou = OrnsteinUhlenbeck(theta=1.0, mu=0.0, sigma=0.5)
         >>> solver = EulerMaruyama()
-        >>> state = solver.init(sde, 0.0, y0)
-        >>> state = solver.step(sde, state, 0.01, 0.1 * jr.normal(key, y0.shape))
+        >>> state = solver.init(ou, 0.0, jnp.ones(2))
+        >>> state = solver.step(ou, state, 0.1, jnp.array([0.2, -0.2]))  # h = 0.1, given dW
+        >>> float(state.t), [round(float(v), 6) for v in state.y]  # 1 - 0.1 * 1 + 0.5 * dW
+        (0.1, [1.0, 0.8])
+        >>> paths = simulate(ou, jnp.ones(1), n_steps=50, n_paths=20_000, method=solver,
+        ...                  key=jr.key(0))
+        >>> bool(abs(paths.xs.mean() - ou.mean(1.0, 1.0)) < 0.01)  # E X_1 = e^{-1}; bias O(h)
+        True
 
     References:
         Maruyama, Continuous Markov processes and stochastic equations, 1955.
@@ -105,9 +148,22 @@ class Milstein(AbstractSolver):
     diagonal (each $g_i$ depending on $y_i$ only), additive and *commutative* general noise; for
     non-commutative general noise the Lévy areas it omits limit it to strong order 1/2.
 
+    Takes no arguments; used like `EulerMaruyama`.
+
     Example:
-        >>> paths = simulate(GeometricBrownianMotion(0.5, 0.8), jnp.ones(1), method="milstein",
-        ...                  n_steps=100, n_paths=1000, key=jr.key(0))
+        >>> from sdeml.sde import EulerMaruyama, GeometricBrownianMotion, Milstein, solve_increments
+        >>> gbm, solver = GeometricBrownianMotion(mu=0.5, sigma=0.8), Milstein()
+        >>> state = solver.step(gbm, solver.init(gbm, 0.0, jnp.ones(1)), 0.01, jnp.array([0.2]))
+        >>> round(float(state.y[0]), 6)  # 1 + 0.005 + 0.8 * 0.2 + 0.32 * (0.2**2 - 0.01)
+        1.1746
+        >>> ts = jnp.linspace(0.0, 1.0, 65)  # 64 steps; 500 independent components as 500 paths
+        >>> dw = jnp.sqrt(1 / 64) * jr.normal(jr.key(0), (64, 500))
+        >>> exact = gbm.exact_solution(jnp.ones(500), ts, dw)
+        >>> def err(solver):  # mean strong error at t = 1
+        ...     y1 = solve_increments(solver, gbm, jnp.ones(500), ts, dw)[-1]
+        ...     return jnp.mean(jnp.abs(y1 - exact))
+        >>> bool(err(Milstein()) < err(EulerMaruyama()) / 4)  # order 1 against order 1/2
+        True
 
     References:
         Milstein, Approximate integration of stochastic differential equations, Theory Probab.
@@ -148,9 +204,18 @@ class StochasticHeun(AbstractSolver):
     Strong order 1/2 in general, 1 for commutative (scalar, diagonal, additive) noise; weak
     order 1. Integrate an Itô SDE with it through `ito_to_stratonovich`.
 
+    Takes no arguments; used like `EulerMaruyama`.
+
     Example:
-        >>> paths = simulate(ito_to_stratonovich(sde), y0, method="stochastic_heun", n_steps=100,
-        ...                  key=key)
+        >>> from sdeml.sde import (GeometricBrownianMotion, StochasticHeun, sample_increments,
+        ...                        solve_increments)
+        >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)  # dX = 0.5 X dt + 0.8 X o dW
+        >>> ts = jnp.linspace(0.0, 1.0, 101)
+        >>> dw = sample_increments(jnp.diff(ts), (1,), key=jr.key(0))
+        >>> y1 = solve_increments(StochasticHeun(), gbm, jnp.ones(1), ts, dw)[-1]
+        >>> strat = jnp.exp(0.5 + 0.8 * dw.sum(0))  # the Stratonovich solution at t = 1
+        >>> bool(jnp.abs(y1 - strat)[0] < 0.02)
+        True
 
     References:
         Rümelin, Numerical treatment of stochastic differential equations, SIAM J. Numer. Anal.
@@ -185,9 +250,20 @@ class SRA1(AbstractSolver):
     Needs the increment as ``(dw, dz)``; `simulate` and `sample_increments` draw both. Itô and
     Stratonovich coincide for additive noise.
 
+    Takes no arguments; used like `EulerMaruyama`, with ``(dw, dz)`` increments.
+
     Example:
-        >>> paths = simulate(OrnsteinUhlenbeck(1.0, 0.0, 0.5), jnp.zeros(3), method="sra1",
-        ...                  n_steps=50, n_paths=1000, key=jr.key(0))
+        >>> from sdeml.sde import (SRA1, EulerMaruyama, OrnsteinUhlenbeck, sample_increments,
+        ...                        solve_increments)
+        >>> ou = OrnsteinUhlenbeck(theta=1.0, mu=0.5, sigma=0.7)
+        >>> ts = jnp.linspace(0.0, 1.0, 17)  # 16 steps; 500 independent components as 500 paths
+        >>> dw, dz = sample_increments(jnp.diff(ts), (500,), time_integral=True, key=jr.key(0))
+        >>> exact = ou.exact_solution(jnp.ones(500), ts, dw, dz)  # O(h^2) from dw and dz
+        >>> def err(solver, inc):  # mean strong error at t = 1
+        ...     y1 = solve_increments(solver, ou, jnp.ones(500), ts, inc)[-1]
+        ...     return jnp.mean(jnp.abs(y1 - exact))
+        >>> bool(err(SRA1(), (dw, dz)) < err(EulerMaruyama(), dw) / 10)  # order 3/2 against 1
+        True
 
     References:
         Rößler, Runge–Kutta methods for the strong approximation of solutions of stochastic

@@ -40,7 +40,19 @@ _ACCEL_CHUNK_ELEMENTS = 2**24
 
 
 class Paths(eqx.Module):
-    """Simulated paths: `ts` ``(n_saves,)`` and `xs` ``(n_paths, n_saves, *S)``."""
+    """Simulated paths, as `simulate` returns them.
+
+    Args:
+        ts: the saved times, shape ``(n_saves,)``.
+        xs: the saved states, shape ``(n_paths, n_saves, *S)``.
+
+    Example:
+        >>> from sdeml.sde import BrownianMotion, simulate
+        >>> paths = simulate(BrownianMotion(), jnp.zeros(2), n_steps=8, n_paths=3, save_every=4,
+        ...                  key=jr.key(0))
+        >>> paths.ts.tolist(), paths.xs.shape  # saved at steps 4 and 8
+        ([0.5, 1.0], (3, 2, 2))
+    """
 
     ts: Float[Array, " n_saves"]
     xs: Float[Array, "n_paths n_saves ..."]
@@ -178,11 +190,14 @@ def simulate(
         `Paths` with ``ts`` ``(n_saves,)`` and ``xs`` ``(n_paths, n_saves, *S)``.
 
     Example:
+        >>> from sdeml.sde import GeometricBrownianMotion, simulate
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)
-        >>> paths = simulate(gbm, jnp.ones(1), n_steps=1000, n_paths=100_000, save_every=10,
-        ...                  key=jr.key(0))
-        >>> paths.xs.shape
-        (100000, 100, 1)
+        >>> paths = simulate(gbm, jnp.ones(1), n_steps=100, n_paths=10_000, save_every=10,
+        ...                  include_t0=True, key=jr.key(0))
+        >>> paths.ts.shape, paths.xs.shape
+        ((11,), (10000, 11, 1))
+        >>> round(float(paths.xs[:, -1].mean()), 1), round(float(gbm.mean(1.0, 1.0)), 1)  # e^0.5
+        (1.6, 1.6)
 
     References:
         Kloeden & Platen (1992); Higham, An algorithmic introduction to numerical simulation of
@@ -755,8 +770,16 @@ def solve_increments(
         The path at every time in `ts`, shape ``(n + 1, *S)``.
 
     Example:
+        >>> from sdeml.sde import (GeometricBrownianMotion, Milstein, sample_increments,
+        ...                        solve_increments)
+        >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)
+        >>> ts = jnp.linspace(0.0, 1.0, 101)
         >>> dw = sample_increments(jnp.diff(ts), (1,), key=jr.key(0))
         >>> ys = solve_increments(Milstein(), gbm, jnp.ones(1), ts, dw)
+        >>> ys.shape
+        (101, 1)
+        >>> bool(jnp.abs(ys[-1] - gbm.exact_solution(jnp.ones(1), ts, dw))[0] < 0.02)  # same path
+        True
 
     References:
         Kloeden & Platen (1992), ch. 10.

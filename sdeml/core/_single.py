@@ -423,9 +423,22 @@ def simulate_path(
         `simulate`'s ``xs``.
 
     Example:
+        >>> from sdeml.sde import OrnsteinUhlenbeck, simulate_path
         >>> ou = OrnsteinUhlenbeck(theta=1.0, mu=0.5, sigma=0.7)
-        >>> one = lambda k: simulate_path(ou, jnp.zeros(16), n_steps=1000, key=k)[-1]
-        >>> x1 = jax.jit(jax.vmap(one))(jr.split(jr.key(0), 100_000))   # (100000, 16)
+        >>> simulate_path(ou, jnp.zeros(2), n_steps=100, save_every=25, include_t0=True,
+        ...               key=jr.key(0)).shape
+        (5, 2)
+        >>> one = lambda k: simulate_path(ou, jnp.zeros(2), n_steps=100, key=k)[-1]
+        >>> keys = jr.split(jr.key(0), 5000)
+        >>> x1 = jax.jit(jax.vmap(one))(keys)  # one engine call for all 5000 paths
+        >>> x1.shape
+        (5000, 2)
+        >>> bool(abs(x1.mean() - ou.mean(1.0, 0.0)) < 0.02)  # E X_1 = 0.5 (1 - e^{-1})
+        True
+        >>> bool(abs(x1.var() - ou.variance(1.0, 0.0)) < 0.02)  # Var X_1 = 0.49 (1 - e^-2) / 2
+        True
+        >>> bool(jnp.allclose(x1[3], one(keys[3])))  # element i is the unbatched call
+        True
 
     References:
         Kloeden & Platen (1992); Salmon et al., Parallel random numbers: as easy as 1, 2, 3,
@@ -510,8 +523,15 @@ _SCHEME_DOC = r"""One {name} path on a time grid; `jax.vmap` it over keys, `x0`,
         The saved states (see `save`).
 
     Example:
-        >>> keys = jr.split(jr.key(0), 10_000)
-        >>> x1 = jax.vmap(lambda k: {fn}(sde, x0, ts, save="final", key=k))(keys)
+        >>> from sdeml.sde import OrnsteinUhlenbeck, {fn}
+        >>> ou = OrnsteinUhlenbeck(theta=1.0, mu=0.5, sigma=0.7)
+        >>> ts = jnp.linspace(0.0, 1.0, 21)
+        >>> {fn}(ou, jnp.zeros(2), ts, key=jr.key(0)).shape  # save="all"
+        (21, 2)
+        >>> keys = jr.split(jr.key(1), 4000)
+        >>> x1 = jax.vmap(lambda k: {fn}(ou, jnp.zeros(2), ts, save="final", key=k))(keys)
+        >>> x1.shape, bool(abs(x1.mean() - ou.mean(1.0, 0.0)) < 0.02)  # E X_1 = 0.5 (1 - e^-1)
+        ((4000, 2), True)
 
     References:
         {refs}

@@ -20,7 +20,15 @@ class Digits(NamedTuple):
     Attributes:
         x_train, x_test: images of shape ``(n, 1, 8, 8)`` with values ``2 * (k / 16) - 1``
             in ``[-1, 1]``, ``k`` the integer pixel value 0..16.
-        y_train, y_test: labels 0..9.
+        y_train, y_test: labels 0..9, shapes ``(n,)`` and ``(m,)``.
+
+    Example:
+        >>> d = sdeml.data.load_digits()
+        >>> d.x_train.shape, d.y_train.shape, d.x_test.shape, d.y_test.shape
+        ((1438, 1, 8, 8), (1438,), (359, 1, 8, 8), (359,))
+        >>> k = 8 * (d.x_train + 1)  # back to the integer pixel values 0..16
+        >>> bool(jnp.all(k == jnp.round(k))), int(k.min()), int(k.max())
+        (True, 0, 16)
     """
 
     x_train: Float[Array, "n 1 8 8"]
@@ -54,14 +62,21 @@ def load_digits(test_fraction: float = 0.2, split_seed: int = 0, dtype=None) -> 
     Args:
         test_fraction: fraction held out as the test set, in (0, 1).
         split_seed: seed of the fixed permutation behind the split.
-        dtype: float dtype of the images.
+        dtype: float dtype of the images (default: JAX's default float).
 
     Returns:
-        A `Digits` tuple (train 1,438 / test 359 images at the default split).
+        A `Digits` tuple: images ``(n, 1, 8, 8)`` and labels ``(n,)`` (train 1,438 / test 359
+        at the default split).
 
     Example:
-        >>> d = load_digits(); d.x_train.shape
-        (1438, 1, 8, 8)
+        >>> from sdeml.data import load_digits
+        >>> d = load_digits()
+        >>> d.x_train.shape, d.x_test.shape
+        ((1438, 1, 8, 8), (359, 1, 8, 8))
+        >>> float(d.x_train.min()), float(d.x_train.max())
+        (-1.0, 1.0)
+        >>> load_digits(test_fraction=0.5).x_test.shape  # round(0.5 * 1797) held out
+        (898, 1, 8, 8)
 
     References:
         Alpaydin & Kaynak, UCI Optical Recognition of Handwritten Digits, 1998 (as shipped by
@@ -88,15 +103,17 @@ def minibatch(data: PyTree, key: PRNGKeyArray, batch_size: int) -> PyTree:
     Args:
         data: an array of shape ``(n, ...)`` or a PyTree of such arrays (e.g. ``(x, y)``).
         key: PRNG key.
-        batch_size: number of rows drawn.
+        batch_size: number of rows drawn, $B$.
 
     Returns:
-        The same PyTree structure with leading dimension ``batch_size``.
+        The same PyTree structure with leading dimension ``batch_size``: ``(B, ...)``.
 
     Example:
+        >>> from sdeml.data import minibatch
         >>> x = jnp.arange(10.0)[:, None]
-        >>> minibatch(x, jr.key(0), 4).shape
-        (4, 1)
+        >>> xb, yb = minibatch((x, 2 * x), jr.key(0), 4)  # the same rows of every leaf
+        >>> xb.shape, yb.shape, bool(jnp.all(yb == 2 * xb))
+        ((4, 1), (4, 1), True)
     """
     leaves = jax.tree.leaves(data)
     if not leaves:

@@ -25,9 +25,18 @@ class GaussianMixture(eqx.Module):
         stds: $s_k$, shape ``(K, d)``, or ``(K,)`` for isotropic components, positive.
 
     Example:
+        >>> from sdeml.data import GaussianMixture
         >>> gm = GaussianMixture(jnp.ones(2), jnp.array([[-1.0], [1.0]]), jnp.array([0.3, 0.3]))
-        >>> x = gm.sample(1000, key=jr.key(0))            # (1000, 1)
-        >>> gm.log_prob(x[0]), gm.score(x[0])
+        >>> x = gm.sample(1000, key=jr.key(0))
+        >>> x.shape
+        (1000, 1)
+        >>> round(float(x.var()), 2)  # the mixture's variance is 1 + 0.3^2 = 1.09
+        1.09
+        >>> # at a mean the other component is negligible: log(0.5 / (0.3 sqrt(2 pi))) = -0.4081
+        >>> round(float(gm.log_prob(jnp.array([1.0]))), 4)
+        -0.4081
+        >>> bool(jnp.allclose(gm.score(x[0]), jax.grad(gm.log_prob)(x[0])))
+        True
 
     References:
         Bishop, Pattern Recognition and Machine Learning, 2006, sec. 9.2.

@@ -16,7 +16,14 @@ class Tabular(NamedTuple):
     Attributes:
         x_train, x_test: features ``(n, d + 1)``, standardised with the training split's mean
             and standard deviation, and a last column of ones (the intercept).
-        y_train, y_test: labels 0/1 as floats.
+        y_train, y_test: labels 0/1 as floats, shapes ``(n,)`` and ``(m,)``.
+
+    Example:
+        >>> d = sdeml.data.load_breast_cancer()
+        >>> bool(jnp.allclose(d.x_train[:, :-1].mean(0), 0.0, atol=1e-12))  # standardised
+        True
+        >>> bool(jnp.all(d.x_train[:, -1] == 1.0)), bool(jnp.all(d.x_test[:, -1] == 1.0))
+        (True, True)
     """
 
     x_train: Float[Array, "n d"]
@@ -39,11 +46,16 @@ def load_breast_cancer(
         dtype: the arrays' float dtype (default: JAX's default float).
 
     Returns:
-        A `Tabular` split.
+        A `Tabular` split: features ``(n, 31)`` (30 standardised columns and the intercept),
+        labels ``(n,)``.
 
     Example:
+        >>> from sdeml.data import load_breast_cancer
         >>> d = load_breast_cancer(0.2, seed=0)
-        >>> d.x_train.shape, d.x_test.shape  # ((455, 31), (114, 31))
+        >>> d.x_train.shape, d.x_test.shape  # ceil(569 * 0.2) = 114 held out
+        ((455, 31), (114, 31))
+        >>> round(float(d.y_train.mean()), 2), round(float(d.y_test.mean()), 2)  # stratified
+        (0.63, 0.63)
 
     References:
         Street, Wolberg & Mangasarian, Nuclear feature extraction for breast tumor diagnosis,

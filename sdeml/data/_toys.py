@@ -39,10 +39,16 @@ def eight_gaussians_mixture(radius: float = 2.0, std: float = 0.2, dtype=None) -
         dtype: float dtype of the parameters (default: JAX's default float).
 
     Returns:
-        A `GaussianMixture` with 8 equal weights.
+        A `GaussianMixture` with 8 equal weights, means ``(8, 2)``.
 
     Example:
-        >>> gm = eight_gaussians_mixture(); x = gm.sample(100, key=jr.key(0))
+        >>> from sdeml.data import eight_gaussians_mixture
+        >>> gm = eight_gaussians_mixture()
+        >>> gm.means.shape, gm.sample(100, key=jr.key(0)).shape
+        ((8, 2), (100, 2))
+        >>> # at a mean, the other components are negligible: log(1 / (8 * 2 pi s^2)) = -0.6984
+        >>> round(float(gm.log_prob(jnp.array([2.0, 0.0]))), 4)
+        -0.6984
 
     References:
         Grathwohl et al., FFJORD, ICLR 2019 (the toy suite). arXiv:1810.01367
@@ -59,13 +65,23 @@ def gaussian_mixture_2d(dtype=None) -> GaussianMixture:
     $$p(x) = \sum_{k=1}^3 w_k\,\mathcal N(x; \mu_k, \mathrm{diag}(s_k^2)),\quad
     w = (0.5, 0.3, 0.2).$$
 
-    Used where the exact density and score must be known (tests, likelihood checks).
+    with means $\mu = ((-1.5, 0), (1, 1), (1, -1.5))$ and standard deviations
+    $s = ((0.3, 0.6), (0.5, 0.25), (0.4, 0.4))$. Used where the exact density and score must be
+    known (tests, likelihood checks).
+
+    Args:
+        dtype: float dtype of the parameters (default: JAX's default float).
 
     Returns:
-        A `GaussianMixture` with 3 components.
+        A `GaussianMixture` with 3 components in 2-D.
 
     Example:
-        >>> gm = gaussian_mixture_2d(); gm.log_prob(jnp.zeros(2))
+        >>> from sdeml.data import gaussian_mixture_2d
+        >>> gm = gaussian_mixture_2d()
+        >>> g = jnp.linspace(-5.0, 5.0, 201)  # the density integrates to 1 on a grid
+        >>> grid = jnp.stack(jnp.meshgrid(g, g), -1).reshape(-1, 2)
+        >>> round(float(jnp.exp(jax.vmap(gm.log_prob)(grid)).sum() * (g[1] - g[0]) ** 2), 4)
+        1.0
     """
     dt = _dtype(dtype)
     w = jnp.array([0.5, 0.3, 0.2], dt)
@@ -79,8 +95,24 @@ def eight_gaussians(
 ) -> Float[Array, "n 2"]:
     r"""`n` i.i.d. points of the 8-Gaussians toy (see `eight_gaussians_mixture`).
 
+    Args:
+        n: number of points.
+        key: PRNG key.
+        radius: the radius of the circle of the 8 means.
+        std: the standard deviation of each component.
+        dtype: float dtype (default: JAX's default float).
+
+    Returns:
+        Points of shape ``(n, 2)``.
+
     Example:
+        >>> from sdeml.data import eight_gaussians
         >>> x = eight_gaussians(512, key=jr.key(0))
+        >>> x.shape, round(float(jnp.linalg.norm(x, axis=1).mean()), 1)  # on the circle r = 2
+        ((512, 2), 2.0)
+
+    References:
+        Grathwohl et al., FFJORD, ICLR 2019 (the toy suite). arXiv:1810.01367
     """
     _check_n(n)
     return eight_gaussians_mixture(radius, std, dtype).sample(n, key=key)
@@ -92,10 +124,22 @@ def two_moons(n: int, *, key: PRNGKeyArray, noise: float = 0.1, dtype=None) -> F
     Each point picks a moon with probability 1/2 and an angle $\theta\sim U[0,\pi]$:
     upper moon $(\cos\theta, \sin\theta)$, lower moon $(1-\cos\theta, \tfrac12-\sin\theta)$;
     then isotropic noise $\mathcal N(0, \text{noise}^2)$ is added and the result is centred and
-    scaled by 2 (so the support is roughly $[-3, 3]\times[-1.5, 1.5]$).
+    scaled by 2 (so the support is roughly $[-3, 3]\times[-1.5, 1.5]$, with mean zero).
+
+    Args:
+        n: number of points.
+        key: PRNG key.
+        noise: the standard deviation of the noise, before the scaling by 2.
+        dtype: float dtype (default: JAX's default float).
+
+    Returns:
+        Points of shape ``(n, 2)``.
 
     Example:
-        >>> x = two_moons(512, key=jr.key(0))
+        >>> from sdeml.data import two_moons
+        >>> x = two_moons(1000, key=jr.key(0))
+        >>> x.shape, bool(jnp.all(jnp.abs(x.mean(0)) < 0.1))  # centred
+        ((1000, 2), True)
 
     References:
         scikit-learn ``make_moons`` (same shape; here the angle and moon are random).
@@ -117,8 +161,20 @@ def swiss_roll(n: int, *, key: PRNGKeyArray, noise: float = 0.5, dtype=None) -> 
     $\tau = \tfrac{3\pi}{2}(1 + 2u)$, $u\sim U[0,1]$; $x = (\tau\cos\tau, \tau\sin\tau) + $
     noise $\mathcal N(0, \text{noise}^2 I)$, then divided by 5 (support about $[-3, 3]^2$).
 
+    Args:
+        n: number of points.
+        key: PRNG key.
+        noise: the standard deviation of the noise, before the division by 5.
+        dtype: float dtype (default: JAX's default float).
+
+    Returns:
+        Points of shape ``(n, 2)``.
+
     Example:
-        >>> x = swiss_roll(512, key=jr.key(0))
+        >>> from sdeml.data import swiss_roll
+        >>> x = swiss_roll(1000, key=jr.key(0))
+        >>> x.shape, round(float(jnp.linalg.norm(x, axis=1).mean()), 1)  # E[tau] / 5 = 1.88
+        ((1000, 2), 1.9)
 
     References:
         scikit-learn ``make_swiss_roll`` (its first and third coordinates).
@@ -136,8 +192,20 @@ def checkerboard(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"
 
     Each point picks one of the 8 dark unit squares uniformly, then a uniform position inside.
 
+    Args:
+        n: number of points.
+        key: PRNG key.
+        dtype: float dtype (default: JAX's default float).
+
+    Returns:
+        Points of shape ``(n, 2)``.
+
     Example:
+        >>> from sdeml.data import checkerboard
         >>> x = checkerboard(512, key=jr.key(0))
+        >>> cell = jnp.floor(x).astype(int)  # every point is on a dark square
+        >>> x.shape, bool(jnp.all(cell.sum(1) % 2 == 0)), bool(jnp.all(jnp.abs(x) <= 2))
+        ((512, 2), True, True)
     """
     _check_n(n)
     dt = _dtype(dtype)
@@ -157,8 +225,22 @@ def circles(
     Each point picks a circle with probability 1/2 and an angle $\theta\sim U[0, 2\pi)$, then
     isotropic noise $\mathcal N(0, (2\,\text{noise})^2)$ is added.
 
+    Args:
+        n: number of points.
+        key: PRNG key.
+        noise: the standard deviation of the noise, before the scaling by 2.
+        factor: the ratio of the inner radius to the outer one, in ``(0, 1)``.
+        dtype: float dtype (default: JAX's default float).
+
+    Returns:
+        Points of shape ``(n, 2)``.
+
     Example:
-        >>> x = circles(512, key=jr.key(0))
+        >>> from sdeml.data import circles
+        >>> x = circles(1000, key=jr.key(0))
+        >>> r = jnp.linalg.norm(x, axis=1)
+        >>> round(float(r[r > 1.5].mean()), 1), round(float(r[r < 1.5].mean()), 1)
+        (2.0, 1.0)
 
     References:
         scikit-learn ``make_circles`` (same shape; here circle and angle are random).
@@ -175,7 +257,23 @@ def circles(
 
 
 def mixture_2d(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"]:
-    """`n` i.i.d. points of `gaussian_mixture_2d` (a toy with an exact density)."""
+    """`n` i.i.d. points of `gaussian_mixture_2d` (a toy with an exact density).
+
+    Args:
+        n: number of points.
+        key: PRNG key.
+        dtype: float dtype (default: JAX's default float).
+
+    Returns:
+        Points of shape ``(n, 2)``.
+
+    Example:
+        >>> from sdeml.data import mixture_2d
+        >>> x = mixture_2d(10_000, key=jr.key(0))
+        >>> # the mixture's mean: 0.5 (-1.5, 0) + 0.3 (1, 1) + 0.2 (1, -1.5) = (-0.25, 0)
+        >>> x.shape, bool(jnp.allclose(x.mean(0), jnp.array([-0.25, 0.0]), atol=0.05))
+        ((10000, 2), True)
+    """
     _check_n(n)
     return gaussian_mixture_2d(dtype).sample(n, key=key)
 
@@ -204,7 +302,11 @@ def toy(name: str, n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 
         Array of shape ``(n, 2)``.
 
     Example:
-        >>> x = toy("moons", 1000, key=jr.key(0))
+        >>> from sdeml.data import TOYS, toy
+        >>> list(TOYS)
+        ['8gaussians', 'moons', 'swissroll', 'checkerboard', 'circles', 'mixture']
+        >>> toy("moons", 1000, key=jr.key(0)).shape
+        (1000, 2)
     """
     if name not in TOYS:
         raise ValueError(f"unknown toy {name!r}; valid: {', '.join(TOYS)}")
@@ -212,7 +314,21 @@ def toy(name: str, n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 
 
 
 def toy_mixture(name: str, dtype=None) -> GaussianMixture | None:
-    """The exact `GaussianMixture` of a toy when it has one (``8gaussians``, ``mixture``)."""
+    """The exact `GaussianMixture` of a toy when it has one (``8gaussians``, ``mixture``).
+
+    Args:
+        name: a toy name, one of `TOYS`.
+        dtype: float dtype of the parameters (default: JAX's default float).
+
+    Returns:
+        `eight_gaussians_mixture` or `gaussian_mixture_2d`, or ``None`` for the toys without
+        a closed-form density.
+
+    Example:
+        >>> from sdeml.data import toy_mixture
+        >>> toy_mixture("8gaussians").means.shape, toy_mixture("moons") is None
+        ((8, 2), True)
+    """
     if name not in TOYS:
         raise ValueError(f"unknown toy {name!r}; valid: {', '.join(TOYS)}")
     return {"8gaussians": eight_gaussians_mixture, "mixture": gaussian_mixture_2d}.get(

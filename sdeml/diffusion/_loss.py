@@ -56,8 +56,8 @@ def dsm_loss(
     (Song et al. 2021b); it has high variance near $t=\epsilon$.
 
     Args:
-        model: a score function ``model(t, x)`` for one sample (e.g. a `ScoreModel`; if it is,
-            the key is also passed to the network for dropout).
+        model: a score function ``model(t, x)`` for one sample, returning ``x``'s shape (e.g. a
+            `ScoreModel`; if it is, the key is also passed to the network for dropout).
         sde: the forward SDE.
         batch: data $x_0$, shape ``(b, ...)``.
         weighting: ``"sigma2"`` or ``"likelihood"``.
@@ -67,11 +67,22 @@ def dsm_loss(
         key: PRNG key.
 
     Returns:
-        The scalar loss.
+        The scalar loss, shape ``()``.
 
     Example:
-        >>> model = ScoreModel(sdeml.nn.TimeMLP(2, key=jr.key(0)), VPSDE())
-        >>> dsm_loss(model, model.sde, jnp.zeros((64, 2)), key=jr.key(1))
+        A zero score leaves $\mathbb E\|z\|^2 = d$; the exact score of the data does better:
+
+        >>> from sdeml.diffusion import MixtureScore, VPSDE, dsm_loss
+        >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
+        >>> batch = gm.sample(4096, key=jr.key(0))                     # (4096, 2)
+        >>> zero = dsm_loss(lambda t, x: jnp.zeros_like(x), sde, batch, key=jr.key(1))
+        >>> bool(abs(zero - 2.0) < 0.1)
+        True
+        >>> bool(dsm_loss(MixtureScore(gm, sde), sde, batch, key=jr.key(1)) < 0.6 * zero)
+        True
+
+        Training minimises it over a `ScoreModel`'s parameters, e.g. with
+        ``eqx.filter_value_and_grad(dsm_loss)(model, sde, batch, key=key)``.
 
     References:
         Vincent, A Connection Between Score Matching and Denoising Autoencoders, Neural Comp. 2011.

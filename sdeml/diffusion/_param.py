@@ -14,22 +14,103 @@ PARAMETERISATIONS = ("score", "eps", "x0")
 
 
 def eps_to_score(eps: Array, sigma: float | Array) -> Array:
-    r"""$s = -\hat\varepsilon/\sigma$ (from $x_t = \alpha x_0 + \sigma\varepsilon$)."""
+    r"""The score from a noise prediction: $s = -\hat\varepsilon/\sigma$.
+
+    From $x_t = \alpha x_0 + \sigma\varepsilon$: $\nabla\log p(x_t\mid x_0) = -\varepsilon/\sigma$,
+    and $s = \mathbb E[-\varepsilon\mid x_t]/\sigma$.
+
+    Args:
+        eps: the noise prediction $\hat\varepsilon$, any shape ``(...)``.
+        sigma: $\sigma(t)$, a scalar (or an array broadcasting against `eps`).
+
+    Returns:
+        The score, `eps`'s shape.
+
+    Example:
+        >>> from sdeml.diffusion import eps_to_score, score_to_eps
+        >>> eps = jnp.array([0.3, -1.2])
+        >>> [round(float(v), 6) for v in eps_to_score(eps, 0.5)]
+        [-0.6, 2.4]
+        >>> bool(jnp.allclose(score_to_eps(eps_to_score(eps, 0.5), 0.5), eps))  # inverses
+        True
+    """
     return -eps / sigma
 
 
 def score_to_eps(score: Array, sigma: float | Array) -> Array:
-    r"""$\hat\varepsilon = -\sigma s$."""
+    r"""The noise prediction from a score: $\hat\varepsilon = -\sigma s$.
+
+    The inverse of `eps_to_score`.
+
+    Args:
+        score: the score $s$, any shape ``(...)``.
+        sigma: $\sigma(t)$, a scalar (or an array broadcasting against `score`).
+
+    Returns:
+        $\hat\varepsilon$, `score`'s shape.
+
+    Example:
+        For $\mathcal N(0, I)$ data under VP, $p_t = \mathcal N(0, I)$ and $s(x) = -x$, so
+        $\hat\varepsilon = \mathbb E[\varepsilon\mid x_t = x] = \sigma x$:
+
+        >>> from sdeml.diffusion import VPSDE, score_to_eps
+        >>> sigma, x = VPSDE().sigma(0.3), jnp.array([1.0, -2.0])
+        >>> bool(jnp.allclose(score_to_eps(-x, sigma), sigma * x))
+        True
+    """
     return -sigma * score
 
 
 def x0_to_score(x0: Array, x: Array, alpha: float | Array, sigma: float | Array) -> Array:
-    r"""$s = (\alpha\hat x_0 - x)/\sigma^2$ (Tweedie's formula read backwards)."""
+    r"""The score from a data prediction: $s = (\alpha\hat x_0 - x)/\sigma^2$ (Tweedie backwards).
+
+    Args:
+        x0: the data prediction $\hat x_0$, any shape ``(...)``.
+        x: the noisy state $x_t$, `x0`'s shape.
+        alpha, sigma: $\alpha(t)$ and $\sigma(t)$, scalars (or arrays broadcasting against `x`).
+
+    Returns:
+        The score, `x`'s shape.
+
+    Example:
+        >>> from sdeml.diffusion import VPSDE, score_to_x0, x0_to_score
+        >>> sde, x = VPSDE(), jnp.array([1.0, -2.0])
+        >>> a, s = sde.alpha(0.3), sde.sigma(0.3)
+        >>> # N(0, I) data: x0_hat = alpha x  (E[x_0 | x_t = x]) gives the score -x
+        >>> bool(jnp.allclose(x0_to_score(a * x, x, a, s), -x))
+        True
+        >>> bool(jnp.allclose(score_to_x0(x0_to_score(a * x, x, a, s), x, a, s), a * x))
+        True
+    """
     return (alpha * x0 - x) / sigma**2
 
 
 def score_to_x0(score: Array, x: Array, alpha: float | Array, sigma: float | Array) -> Array:
-    r"""$\hat x_0 = (x + \sigma^2 s)/\alpha$ (Tweedie's formula, the posterior mean of $x_0$)."""
+    r"""The data prediction from a score: $\hat x_0 = (x + \sigma^2 s)/\alpha$.
+
+    Tweedie's formula: $\hat x_0 = \mathbb E[X_0\mid X_t = x]$ for the exact score.
+
+    Args:
+        score: the score $s(t, x)$, any shape ``(...)``.
+        x: the noisy state $x_t$, `score`'s shape.
+        alpha, sigma: $\alpha(t)$ and $\sigma(t)$, scalars (or arrays broadcasting against `x`).
+
+    Returns:
+        $\hat x_0$, `x`'s shape.
+
+    Example:
+        For $\mathcal N(0, I)$ data under VP the score is $-x$ and the posterior mean is
+        $\alpha x/(\alpha^2 + \sigma^2) = \alpha x$:
+
+        >>> from sdeml.diffusion import VPSDE, score_to_x0
+        >>> sde, x = VPSDE(), jnp.array([1.0, -2.0])
+        >>> a, s = sde.alpha(0.3), sde.sigma(0.3)
+        >>> bool(jnp.allclose(score_to_x0(-x, x, a, s), a * x))
+        True
+
+    References:
+        Efron, Tweedie's Formula and Selection Bias, JASA 2011.
+    """
     return (x + sigma**2 * score) / alpha
 
 
@@ -45,17 +126,26 @@ class ScoreModel(eqx.Module):
 
     Args:
         net: an equinox module ``net(t, x, *, key=None)`` returning an array of ``x``'s shape
-            (e.g. `sdeml.nn.TimeMLP`, `sdeml.nn.UNet8`).
+            (one sample, e.g. ``(d,)``; `sdeml.nn.TimeMLP`, `sdeml.nn.UNet8`).
         sde: the forward SDE (gives $\alpha$, $\sigma$).
         parameterisation: ``"score"``, ``"eps"`` or ``"x0"``.
 
     Returns:
-        A module ``model(t, x, *, key=None) -> score``; ``model.eps`` and ``model.x0`` give the
-        other two readings.
+        A module ``model(t, x, *, key=None) -> score`` of ``x``'s shape, for one sample;
+        ``model.eps`` and ``model.x0`` give the other two readings.
 
     Example:
-        >>> net = sdeml.nn.TimeMLP(2, key=jr.key(0))
-        >>> model = ScoreModel(net, VPSDE(), "eps"); model(0.5, jnp.zeros(2))
+        >>> from sdeml.diffusion import ScoreModel, VPSDE
+        >>> sde, x = VPSDE(), jnp.array([0.5, -1.0])
+        >>> model = ScoreModel(sdeml.nn.TimeMLP(2, width=16, depth=1, key=jr.key(0)), sde, "eps")
+        >>> model(0.5, x).shape
+        (2,)
+        >>> bool(jnp.allclose(model(0.5, x), -model.eps(0.5, x) / sde.sigma(0.5)))  # s = -eps/sigma
+        True
+        >>> # Tweedie: x0 = (x + sigma^2 s) / alpha
+        >>> x0 = (x + sde.sigma(0.5) ** 2 * model(0.5, x)) / sde.alpha(0.5)
+        >>> bool(jnp.allclose(model.x0(0.5, x), x0))
+        True
 
     References:
         Ho et al., DDPM, NeurIPS 2020; Kingma et al., Variational Diffusion Models, NeurIPS 2021.

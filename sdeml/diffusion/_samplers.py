@@ -32,9 +32,21 @@ class SampleResult(eqx.Module):
 
     Attributes:
         x: the samples, shape ``(n, ...)``.
-        nfe: the number of score evaluations per sample.
+        nfe: the number of score evaluations per sample, shape ``()``.
         path: intermediate states ``(n_saves, n, ...)`` when requested, else None.
-        ts: the times of `path`, else None.
+        ts: the times of `path`, shape ``(n_saves,)``, else None.
+
+    Example:
+        >>> from sdeml.diffusion import MixtureScore, VPSDE, euler_maruyama_sampler
+        >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
+        >>> score = MixtureScore(gm, sde)                  # the exact score of the data
+        >>> r = euler_maruyama_sampler(score, sde, (1000, 2), n_steps=100, n_saves=5,
+        ...                            key=jr.key(0))
+        >>> r.x.shape, int(r.nfe), r.path.shape              # nfe: 100 steps + denoising
+        ((1000, 2), 101, (5, 1000, 2))
+        >>> h = (1.0 - 1e-3) / 100                # the step from T = 1 to eps; saves every 25
+        >>> bool(jnp.allclose(r.ts, 1.0 - 25 * h * jnp.arange(5)))      # from T down to eps
+        True
     """
 
     x: Array
@@ -93,7 +105,7 @@ def euler_maruyama_sampler(
     by `sdeml.simulate`.
 
     Args:
-        score_fn: ``score_fn(t, x)`` for one sample.
+        score_fn: ``score_fn(t, x)`` for one sample ``x`` of shape `sample_shape`.
         sde: the forward SDE.
         shape: ``(n_samples, *sample_shape)``.
         n_steps: $N$.
@@ -110,11 +122,17 @@ def euler_maruyama_sampler(
         key: PRNG key.
 
     Returns:
-        A `SampleResult` (``nfe = N + denoise``).
+        A `SampleResult`: ``x`` of shape `shape`, ``nfe = N + denoise``.
 
     Example:
-        >>> score = MixtureScore(sdeml.data.gaussian_mixture_2d(), VPSDE())
-        >>> x = euler_maruyama_sampler(score, score.sde, (1000, 2), key=jr.key(0)).x
+        >>> from sdeml.diffusion import MixtureScore, VPSDE, euler_maruyama_sampler
+        >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
+        >>> score = MixtureScore(gm, sde)                  # the exact score of the data
+        >>> x = euler_maruyama_sampler(score, sde, (1000, 2), n_steps=100, key=jr.key(0)).x
+        >>> x.shape
+        (1000, 2)
+        >>> bool(jnp.allclose(x.mean(0), gm.weights @ gm.means, atol=0.15))  # the data's mean
+        True
 
     References:
         Song et al., ICLR 2021, sec. 4.2. Kloeden & Platen, Numerical Solution of SDEs, 1992.
@@ -147,7 +165,7 @@ def euler_maruyama_sample(
     hash), and sample i of the batch is the sample drawn alone with key i.
 
     Args:
-        score_fn: ``score_fn(t, x)`` for one sample.
+        score_fn: ``score_fn(t, x)`` for one sample ``x`` of shape `sample_shape`.
         sde: the forward SDE.
         sample_shape: the shape of one sample (e.g. ``(2,)``).
         n_steps: $N$.
@@ -160,9 +178,15 @@ def euler_maruyama_sample(
         One sample, shape `sample_shape`.
 
     Example:
-        >>> score = MixtureScore(sdeml.data.gaussian_mixture_2d(), VPSDE())
-        >>> one = lambda k: euler_maruyama_sample(score, score.sde, (2,), key=k)
-        >>> x = jax.jit(jax.vmap(one))(jr.split(jr.key(0), 1000))   # (1000, 2)
+        >>> from sdeml.diffusion import MixtureScore, VPSDE, euler_maruyama_sample
+        >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
+        >>> score = MixtureScore(gm, sde)                  # the exact score of the data
+        >>> one = lambda k: euler_maruyama_sample(score, sde, (2,), n_steps=100, key=k)
+        >>> x = jax.jit(jax.vmap(one))(jr.split(jr.key(0), 1000))
+        >>> x.shape
+        (1000, 2)
+        >>> bool(jnp.allclose(x.mean(0), gm.weights @ gm.means, atol=0.15))  # the data's mean
+        True
 
     References:
         Song et al., ICLR 2021, sec. 4.2.
@@ -212,10 +236,17 @@ def pc_sampler(
         key: PRNG key.
 
     Returns:
-        A `SampleResult` (``nfe = N (1 + n_corrector) + denoise``).
+        A `SampleResult`: ``x`` of shape `shape`, ``nfe = N (1 + n_corrector) + denoise``.
 
     Example:
-        >>> x = pc_sampler(score, VPSDE(), (1000, 2), n_steps=500, key=jr.key(0)).x
+        >>> from sdeml.diffusion import MixtureScore, VPSDE, pc_sampler
+        >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
+        >>> score = MixtureScore(gm, sde)                  # the exact score of the data
+        >>> r = pc_sampler(score, sde, (1000, 2), n_steps=100, key=jr.key(0))
+        >>> r.x.shape, int(r.nfe)                           # 100 (1 + 1) + 1
+        ((1000, 2), 201)
+        >>> bool(jnp.allclose(r.x.mean(0), gm.weights @ gm.means, atol=0.15))  # the data's mean
+        True
 
     References:
         Song et al., ICLR 2021, sec. 4.2 and Algorithms 2-5.
@@ -370,15 +401,23 @@ def probability_flow_sampler(
         rtol, atol: tolerances of the step-size controller (adaptive solvers).
         n_steps: equal steps instead of adaptive ones.
         max_steps: the step budget (hitting it raises `ODESolveError` naming it).
-        x_T: start from these prior draws instead of drawing them from `key`.
+        x_T: start from these prior draws instead of drawing them from `key`, shape `shape`.
         key: PRNG key of the prior draws.
 
     Returns:
-        A `SampleResult`; ``nfe`` counts every score evaluation of the solve (accepted and
-        rejected steps, from the solver's tableau) plus the denoising step.
+        A `SampleResult`: ``x`` of shape `shape`; ``nfe`` counts every score evaluation of the
+        solve (accepted and rejected steps, from the solver's tableau) plus the denoising step;
+        with `n_saves`, ``path`` ``(n_saves, *shape)`` at the times ``ts``.
 
     Example:
-        >>> r = probability_flow_sampler(score, VPSDE(), (1000, 2), key=jr.key(0)); r.nfe
+        >>> from sdeml.diffusion import MixtureScore, VPSDE, probability_flow_sampler
+        >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
+        >>> score = MixtureScore(gm, sde)                  # the exact score of the data
+        >>> r = probability_flow_sampler(score, sde, (1000, 2), key=jr.key(0))
+        >>> r.x.shape
+        (1000, 2)
+        >>> bool(jnp.allclose(r.x.mean(0), gm.weights @ gm.means, atol=0.15))  # the data's mean
+        True
 
     References:
         Song et al., ICLR 2021, sec. 4.3. Tsitouras, Runge-Kutta pairs of order 5(4), 2011.
@@ -504,12 +543,17 @@ def dpm_solver_sampler(
         key: PRNG key of the prior draws.
 
     Returns:
-        A `SampleResult`.
+        A `SampleResult`: ``x`` of shape `shape`, ``nfe`` as above.
 
     Example:
-        >>> r = dpm_solver_sampler(score, VPSDE(), (1000, 2), n_steps=18, key=jr.key(0))
+        >>> from sdeml.diffusion import MixtureScore, VPSDE, dpm_solver_sampler
+        >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
+        >>> score = MixtureScore(gm, sde)                  # the exact score of the data
+        >>> r = dpm_solver_sampler(score, sde, (1000, 2), n_steps=18, key=jr.key(0))
         >>> int(r.nfe)  # 18 steps + the denoising step
         19
+        >>> bool(jnp.allclose(r.x.mean(0), gm.weights @ gm.means, atol=0.15))  # the data's mean
+        True
 
     References:
         Lu et al., DPM-Solver: A Fast ODE Solver for Diffusion Probabilistic Model Sampling in
@@ -666,18 +710,26 @@ def sample(
     """Sample with the method named `method`: ``em``, ``pc``, ``ode`` or ``dpm``.
 
     Args:
-        score_fn: ``score_fn(t, x)`` for one sample (e.g. a trained `ScoreModel`).
+        score_fn: ``score_fn(t, x)`` for one sample ``x`` of shape `sample_shape` (e.g. a
+            trained `ScoreModel`).
         sde: the forward SDE.
         shape: ``(n_samples, *sample_shape)``.
-        method: the sampler's name.
+        method: the sampler's name, a key of `SAMPLERS`.
         key: PRNG key.
         **kwargs: forwarded to the sampler (e.g. ``n_steps``, ``snr``, ``rtol``, ``order``).
 
     Returns:
-        A `SampleResult`.
+        A `SampleResult`, ``x`` of shape `shape`.
 
     Example:
-        >>> r = sample(model, VPSDE(), (2000, 2), method="pc", n_steps=500, key=jr.key(0))
+        >>> from sdeml.diffusion import MixtureScore, VPSDE, sample
+        >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
+        >>> score = MixtureScore(gm, sde)                  # the exact score of the data
+        >>> r = sample(score, sde, (1000, 2), method="dpm", n_steps=10, key=jr.key(0))
+        >>> r.x.shape, int(r.nfe)                              # dpm_solver_sampler's
+        ((1000, 2), 11)
+        >>> bool(jnp.allclose(r.x.mean(0), gm.weights @ gm.means, atol=0.15))  # the data's mean
+        True
 
     References:
         Song et al., ICLR 2021; Lu et al., NeurIPS 2022.

@@ -45,6 +45,18 @@ class AbstractDiffusionSDE(AbstractSDE):
 
     $$dX = [f X - g^2 s]\,dt + g\,d\bar W,\qquad \frac{dx}{dt} = f x - \tfrac12 g^2 s.$$
 
+    Attributes:
+        T: the end time $T > 0$ (a float).
+
+    Example:
+        >>> from sdeml.diffusion import VPSDE
+        >>> sde = VPSDE()                              # a concrete AbstractDiffusionSDE
+        >>> a, s = sde.alpha(0.5), sde.sigma(0.5)      # X_t | x_0 ~ N(a x_0, s^2 I)
+        >>> round(float(a**2 + s**2), 6)               # variance preserving
+        1.0
+        >>> round(float(sde.t_from_log_snr(sde.log_snr(0.3))), 6)  # lambda^{-1}(lambda(t)) = t
+        0.3
+
     References:
         Song et al., Score-Based Generative Modeling through SDEs, ICLR 2021. arXiv:2011.13456
         Anderson, Reverse-time diffusion equation models, Stoch. Proc. Appl. 1982.
@@ -119,14 +131,25 @@ class AbstractDiffusionSDE(AbstractSDE):
         of $X_s$, and with $s = 0$ this is `marginal`).
 
         Args:
-            x_s: the state at time `s`.
-            s, t: times with ``s <= t``.
+            x_s: the state at time `s`, any shape ``(...)``.
+            s, t: scalar times with ``s <= t``.
 
         Returns:
-            ``(mean, std)``; `std` is a scalar (the same for every coordinate).
+            ``(mean, std)``: `mean` of `x_s`'s shape, `std` a scalar (the same for every
+            coordinate).
 
         Example:
-            >>> mean, std = VPSDE().transition(x, 0.2, 0.5)
+            >>> from sdeml.diffusion import VPSDE
+            >>> sde, x = VPSDE(), jnp.array([1.0, -2.0])
+            >>> mean, std = sde.transition(x, 0.2, 0.5)
+            >>> mean.shape, std.shape
+            ((2,), ())
+            >>> # the variances add up: sigma(t)^2 = r^2 sigma(s)^2 + std^2
+            >>> r = sde.alpha(0.5) / sde.alpha(0.2)
+            >>> bool(jnp.allclose(sde.sigma(0.5) ** 2, (r * sde.sigma(0.2)) ** 2 + std**2))
+            True
+            >>> bool(jnp.allclose(sde.transition(x, 0.0, 0.5)[0], sde.marginal(x, 0.5)[0]))
+            True
 
         References:
             Song et al., ICLR 2021, appendix B (eq. (29)); Särkkä & Solin, Applied Stochastic
@@ -160,9 +183,21 @@ class AbstractDiffusionSDE(AbstractSDE):
         r"""The reverse-time SDE of this forward SDE for the score `score_fn`, as an
         `AbstractSDE` in the forward-running time $u = T - t$ (see `ReverseSDE`).
 
+        Args:
+            score_fn: ``score_fn(t, x)`` for one sample ``x`` of shape ``(d,)``.
+
+        Returns:
+            The `ReverseSDE` of this SDE and `score_fn`.
+
         Example:
-            >>> rev = VPSDE().reverse(score)
-            >>> paths = sdeml.simulate(rev, x_T, t1=1.0 - 1e-3, n_steps=1000, key=jr.key(0))
+            >>> from sdeml.diffusion import VPSDE
+            >>> sde = VPSDE()
+            >>> rev = sde.reverse(lambda t, x: -x)  # the exact score of N(0, I) data under VP
+            >>> type(rev).__name__
+            'ReverseSDE'
+            >>> # at u = 0 (t = T) its drift is g(T)^2 s - f(T) x = -(beta(T) / 2) x
+            >>> round(float(rev.drift(0.0, jnp.ones(1))[0]), 6), -0.5 * float(sde.beta(1.0))
+            (-10.0, -10.0)
         """
         return ReverseSDE(self, score_fn)
 
@@ -195,12 +230,23 @@ class ReverseSDE(AbstractSDE):
 
     Args:
         forward: the forward SDE (VP, sub-VP, VE).
-        score_fn: ``score_fn(t, x)`` for one sample, in the forward SDE's time $t$.
+        score_fn: ``score_fn(t, x)`` for one sample ``x`` of shape ``(d,)`` (or any sample
+            shape), in the forward SDE's time $t$; returns ``x``'s shape.
 
     Example:
-        >>> rev = ReverseSDE(VPSDE(), score)  # or VPSDE().reverse(score)
-        >>> x0 = sdeml.simulate(rev, x_T, t1=1.0 - 1e-3, n_steps=1000, n_paths=n,
-        ...                     x0_per_path=True, key=jr.key(0)).xs[:, -1]
+        Sample 1-D data $\mathcal N(0, 0.5^2)$ with its exact score:
+
+        >>> from sdeml.data import GaussianMixture
+        >>> from sdeml.diffusion import MixtureScore, ReverseSDE, VPSDE
+        >>> data = GaussianMixture(jnp.ones(1), jnp.zeros((1, 1)), jnp.array([0.5]))
+        >>> sde = VPSDE()
+        >>> rev = ReverseSDE(sde, MixtureScore(data, sde))  # or sde.reverse(score)
+        >>> x_T = sde.prior_sample((1000, 1), key=jr.key(0))
+        >>> paths = sdeml.simulate(rev, x_T, t1=1.0 - 1e-3, n_steps=100, n_paths=1000,
+        ...                        x0_per_path=True, key=jr.key(1))
+        >>> x_eps = paths.xs[:, -1]                          # (1000, 1): draws of p_eps
+        >>> round(float(jnp.std(x_eps)), 1)                  # the data's standard deviation
+        0.5
 
     References:
         Anderson, Stoch. Proc. Appl. 12(3), 1982; Song et al., ICLR 2021, eq. (6) and sec. 4.2.
@@ -278,7 +324,14 @@ class VPSDE(_AbstractLinearBetaSDE):
         T: the end time (> 0).
 
     Example:
-        >>> vp = VPSDE(0.1, 20.0); mean, std = vp.marginal(jnp.ones(2), 0.5)
+        >>> from sdeml.diffusion import VPSDE
+        >>> vp = VPSDE(0.1, 20.0)
+        >>> mean, std = vp.marginal(jnp.ones(2), 0.5)
+        >>> # log alpha(1/2) = -(beta_min / 2 + (beta_max - beta_min) / 8) / 2
+        >>> bool(jnp.allclose(mean, jnp.exp(-0.5 * (0.05 + 19.9 / 8))))
+        True
+        >>> round(float(mean[0] ** 2 + std**2), 6)            # alpha^2 + sigma^2 = 1
+        1.0
 
     References:
         Song et al., ICLR 2021, eq. (11). Ho et al., DDPM, NeurIPS 2020.
@@ -322,7 +375,12 @@ class SubVPSDE(_AbstractLinearBetaSDE):
         T: the end time (> 0).
 
     Example:
-        >>> sub = SubVPSDE(0.1, 20.0); sub.sigma(0.5)
+        >>> from sdeml.diffusion import SubVPSDE, VPSDE
+        >>> sub = SubVPSDE(0.1, 20.0)
+        >>> round(float(sub.sigma(0.5)), 4), round(float(VPSDE(0.1, 20.0).sigma(0.5)), 4)
+        (0.9209, 0.9597)
+        >>> bool(jnp.allclose(sub.sigma(0.5), 1 - jnp.exp(-sub.int_beta(0.5))))
+        True
 
     References:
         Song et al., ICLR 2021, eq. (29) and appendix C.
@@ -369,7 +427,12 @@ class VESDE(AbstractDiffusionSDE):
         T: the end time (> 0).
 
     Example:
-        >>> ve = VESDE(0.01, 10.0); ve.sigma(1.0)
+        >>> from sdeml.diffusion import VESDE
+        >>> ve = VESDE(0.01, 10.0)
+        >>> float(ve.sigma(0.0)), round(float(ve.sigma(1.0)), 4)   # sqrt(10^2 - 0.01^2)
+        (0.0, 10.0)
+        >>> round(ve.prior_std, 4), float(ve.alpha(0.5))
+        (10.0, 1.0)
 
     References:
         Song et al., ICLR 2021, eq. (9). Song & Ermon, Improved Techniques for Training
@@ -425,8 +488,19 @@ SDES: dict[str, type[AbstractDiffusionSDE]] = {"vp": VPSDE, "subvp": SubVPSDE, "
 def get_sde(name: str, **kwargs) -> AbstractDiffusionSDE:
     """Build a forward SDE by name: ``vp``, ``subvp`` or ``ve`` (keyword arguments forwarded).
 
+    Args:
+        name: a key of `SDES`: ``"vp"``, ``"subvp"`` or ``"ve"``.
+        **kwargs: forwarded to the class (`VPSDE`, `SubVPSDE`, `VESDE`).
+
+    Returns:
+        The forward SDE, an `AbstractDiffusionSDE`.
+
     Example:
-        >>> sde = get_sde("ve", sigma_min=0.01, sigma_max=5.0)
+        >>> from sdeml.diffusion import get_sde
+        >>> get_sde("ve", sigma_min=0.01, sigma_max=5.0)
+        VESDE(sigma_min=0.01, sigma_max=5.0, T=1.0)
+        >>> get_sde("vp").beta_max
+        20.0
     """
     if name not in SDES:
         raise ValueError(f"unknown SDE {name!r}; valid: {', '.join(SDES)}")

@@ -153,8 +153,35 @@ def _check_unipc(n_steps, order, prediction, variant):
 def unipc_time_grid(
     sde: AbstractDiffusionSDE, n_steps: int, eps: float, grid: str = "logsnr", dtype=None
 ) -> Array:
-    r"""Times $T = t_0 > \dots > t_M = \epsilon$: uniform in log-SNR $\lambda$ (``"logsnr"``),
-    in $\tilde\sigma^{1/7}$ with $\tilde\sigma = e^{-\lambda}$ (``"edm"``), or in $t$."""
+    r"""The times $T = t_0 > \dots > t_M = \epsilon$ of `unipc_sampler`.
+
+    Uniform in the log-SNR $\lambda(t) = \log\alpha(t) - \log\sigma(t)$ (``"logsnr"``), in
+    $\tilde\sigma^{1/7}$ with $\tilde\sigma = e^{-\lambda}$ (``"edm"``, EDM's $\rho$-grid with
+    $\rho = 7$), or in $t$ (``"uniform"``).
+
+    Args:
+        sde: the forward SDE.
+        n_steps: $M \ge 1$, the number of intervals.
+        eps: the end time $\epsilon$.
+        grid: one of `UNIPC_GRIDS`: ``"logsnr"``, ``"edm"`` or ``"uniform"``.
+        dtype: float dtype.
+
+    Returns:
+        The times, shape ``(M + 1,)``, decreasing from ``sde.T`` to `eps`.
+
+    Example:
+        >>> from sdeml.diffusion import VPSDE, unipc_time_grid
+        >>> sde = VPSDE()
+        >>> ts = unipc_time_grid(sde, 10, 1e-3)
+        >>> ts.shape, float(ts[0]), float(ts[-1])
+        ((11,), 1.0, 0.001)
+        >>> lam = sde.log_snr(ts)                       # equal steps in the log-SNR
+        >>> bool(jnp.allclose(jnp.diff(lam), (lam[-1] - lam[0]) / 10))
+        True
+
+    References:
+        Lu et al., DPM-Solver, NeurIPS 2022, sec. 3.3. Karras et al., NeurIPS 2022, eq. (5).
+    """
     if grid not in UNIPC_GRIDS:
         raise ValueError(f"unknown time grid {grid!r}; valid: {', '.join(UNIPC_GRIDS)}")
     dt_ = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
@@ -211,7 +238,7 @@ def unipc_sampler(
     UniP-2 without the corrector is DPM-Solver++(2M).
 
     Args:
-        score_fn: ``score_fn(t, x)`` for one sample.
+        score_fn: ``score_fn(t, x)`` for one sample ``x`` of shape `sample_shape`.
         sde: the forward SDE (VP, sub-VP, VE).
         shape: ``(n_samples, *sample_shape)``.
         n_steps: $M\ge$ `order`: ``NFE = M + denoise``.
@@ -223,17 +250,22 @@ def unipc_sampler(
         lower_order_final: with fewer than 10 steps, lower the order of the last steps.
         eps: the end time.
         denoise: end with Tweedie's step $\hat x_0(\epsilon, x)$.
-        x_T: start from these prior draws.
+        x_T: start from these prior draws, shape `shape`.
         dtype: float dtype.
         key: PRNG key of the prior draws.
 
     Returns:
-        A `SampleResult`.
+        A `SampleResult`: ``x`` of shape `shape`, ``nfe = M + denoise``.
 
     Example:
-        >>> score = MixtureScore(sdeml.data.gaussian_mixture_2d(), VPSDE())
-        >>> r = unipc_sampler(score, score.sde, (1000, 2), n_steps=9, key=jr.key(0)); r.nfe
-        Array(10, ...)
+        >>> from sdeml.diffusion import MixtureScore, VPSDE, unipc_sampler
+        >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
+        >>> score = MixtureScore(gm, sde)                  # the exact score of the data
+        >>> r = unipc_sampler(score, sde, (1000, 2), n_steps=9, key=jr.key(0))
+        >>> r.x.shape, int(r.nfe)                          # 9 steps + the denoising step
+        ((1000, 2), 10)
+        >>> bool(jnp.allclose(r.x.mean(0), gm.weights @ gm.means, atol=0.15))  # the data's mean
+        True
 
     References:
         Zhao, Bai, Rao, Zhou & Lu, UniPC: A Unified Predictor-Corrector Framework for Fast
@@ -294,15 +326,25 @@ def unipc_edm_sampler(
     (only the prior differs).
 
     Args:
-        denoiser: ``denoiser(sigma, x)`` for one sample.
+        denoiser: ``denoiser(sigma, x)`` for one sample ``x`` of shape `sample_shape`.
         shape, n_steps, order, prediction, variant, corrector, lower_order_final: as
-            `unipc_sampler`.
+            `unipc_sampler` (`shape` is ``(n_samples, *sample_shape)``).
         sigma_min, sigma_max, rho: the grid (`edm_time_grid`).
         denoise: end with $D(x, \sigma_\min)$.
         prior, x_T, dtype, key: as `edm_sampler`.
 
     Returns:
-        A `SampleResult` (``NFE = M + denoise``).
+        A `SampleResult`: ``x`` of shape `shape`, ``nfe = M + denoise``.
+
+    Example:
+        >>> from sdeml.diffusion import MixtureDenoiser, unipc_edm_sampler
+        >>> gm = sdeml.data.gaussian_mixture_2d()
+        >>> r = unipc_edm_sampler(MixtureDenoiser(gm), (1000, 2), n_steps=9, sigma_max=20.0,
+        ...                       key=jr.key(0))
+        >>> r.x.shape, int(r.nfe)
+        ((1000, 2), 10)
+        >>> bool(jnp.allclose(r.x.mean(0), gm.weights @ gm.means, atol=0.15))  # the data's mean
+        True
 
     References:
         Zhao et al., NeurIPS 2023; Karras et al., NeurIPS 2022.
@@ -360,7 +402,17 @@ def edm_heun_sampler(
         key: PRNG key (prior draws, then churn).
 
     Returns:
-        A `SampleResult` (``NFE = 2M + denoise`` for Heun).
+        A `SampleResult`: ``x`` of shape `shape`, ``nfe = 2M + denoise`` for Heun.
+
+    Example:
+        >>> from sdeml.diffusion import MixtureScore, VPSDE, edm_heun_sampler
+        >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
+        >>> r = edm_heun_sampler(MixtureScore(gm, sde), sde, (1000, 2), n_steps=10,
+        ...                      key=jr.key(0))
+        >>> r.x.shape, int(r.nfe)                          # 2 M + 1
+        ((1000, 2), 21)
+        >>> bool(jnp.allclose(r.x.mean(0), gm.weights @ gm.means, atol=0.15))  # the data's mean
+        True
 
     References:
         Karras et al., NeurIPS 2022, Algorithm 2 and Table 1.

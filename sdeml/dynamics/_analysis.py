@@ -38,7 +38,22 @@ STABILITY_CLASSES: tuple[str, ...] = (
 
 
 def stability_name(code: int | Int[ArrayLike, ""]) -> str:
-    """The name of a stability code returned by `classify_equilibrium`."""
+    """The name of a stability code returned by `classify_equilibrium`.
+
+    Args:
+        code: an integer code in ``0..8``, a Python int or a 0-d integer array (concrete: not
+            inside ``jit``).
+
+    Returns:
+        ``STABILITY_CLASSES[code]``, e.g. ``"saddle"``.
+
+    Example:
+        >>> from sdeml.dynamics import classify_equilibrium, stability_name
+        >>> stability_name(4)
+        'saddle'
+        >>> stability_name(classify_equilibrium(jnp.array([1.0, -2.0])))
+        'saddle'
+    """
     return STABILITY_CLASSES[int(np.asarray(code))]
 
 
@@ -51,16 +66,20 @@ def jacobian(
     r"""Jacobian $J_{ij} = \partial f_i / \partial y_j$ of a vector field at ``y`` by autodiff.
 
     Args:
-        f: vector field ``f(t, y, args)``.
+        f: vector field ``f(t, y, args)`` mapping shape ``(d,)`` to ``(d,)``.
         y: the point, shape ``(d,)``.
-        t: the time (for autonomous systems it does not matter).
+        t: the time, a scalar (for autonomous systems it does not matter).
         args: passed to ``f``.
 
     Returns:
-        The ``(d, d)`` Jacobian.
+        The Jacobian, shape ``(d, d)`` (forward-mode autodiff, ``jax.jacfwd``).
 
     Example:
-        >>> jacobian(sdeml.dynamics.VanDerPol(1.0), jnp.zeros(2))   # [[0, 1], [-1, 1]]
+        Van der Pol at the origin has the rows $(0, 1)$ and $(-1, \mu)$:
+
+        >>> J = sdeml.dynamics.jacobian(sdeml.dynamics.VanDerPol(1.0), jnp.zeros(2))
+        >>> J.shape, J.tolist()
+        ((2, 2), [[0.0, 1.0], [-1.0, 1.0]])
     """
     y = jnp.asarray(y)
     if y.ndim != 1:
@@ -85,11 +104,16 @@ def classify_equilibrium(
         tol: relative tolerance for treating a real or imaginary part as zero.
 
     Returns:
-        An integer code; ``STABILITY_CLASSES[code]`` (or `stability_name`) is its name.
-        Jit- and vmap-compatible.
+        An integer code, shape ``()``; ``STABILITY_CLASSES[code]`` (or `stability_name`) is its
+        name. Jit- and vmap-compatible.
 
     Example:
-        >>> stability_name(classify_equilibrium(jnp.array([-1 + 2j, -1 - 2j])))  # 'stable spiral'
+        >>> from sdeml.dynamics import classify_equilibrium, stability_name
+        >>> stability_name(classify_equilibrium(jnp.array([-1 + 2j, -1 - 2j])))
+        'stable spiral'
+        >>> codes = jax.vmap(classify_equilibrium)(jnp.array([[-1.0, -2.0], [1.0, -2.0]]))
+        >>> [stability_name(c) for c in codes]
+        ['stable node', 'saddle']
 
     References:
         Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §5.2 (the trace–determinant plane) and
@@ -124,13 +148,22 @@ def classify_equilibrium(
 class Equilibrium(eqx.Module):
     """An equilibrium $y^*$ with $f(y^*) = 0$, its Jacobian, eigenvalues and stability class.
 
+    Returned by `find_equilibrium` (under ``jax.vmap`` every field gains a leading axis).
+
     Attributes:
         y: the point, shape ``(d,)``.
-        residual: $\\|f(y^*)\\|_\\infty$.
-        jacobian: $\\partial f/\\partial y$ at ``y``.
-        eigenvalues: its eigenvalues (complex).
-        stability: the integer class code; ``label`` gives its name (eager only).
-        converged: whether the root finder succeeded.
+        residual: $\\|f(y^*)\\|_\\infty$, shape ``()``.
+        jacobian: $\\partial f/\\partial y$ at ``y``, shape ``(d, d)``.
+        eigenvalues: its eigenvalues (complex), shape ``(d,)``.
+        stability: the integer class code, shape ``()``; ``label`` gives its name (eager only).
+        converged: whether the root finder succeeded, a bool of shape ``()``.
+
+    Example:
+        >>> eq = sdeml.dynamics.find_equilibrium(sdeml.dynamics.VanDerPol(3.0), jnp.ones(2))
+        >>> eq.y.shape, eq.jacobian.shape, bool(eq.converged), eq.label
+        ((2,), (2, 2), True, 'unstable node')
+        >>> float(eq.residual) < 1e-12
+        True
     """
 
     y: Float[Array, " d"]
@@ -180,11 +213,21 @@ def find_equilibrium(
         throw: raise if Newton does not converge (otherwise see ``converged``).
 
     Returns:
-        An `Equilibrium`.
+        An `Equilibrium`: the point ``y`` of shape ``(d,)``, its Jacobian, eigenvalues, class
+        code and ``converged`` flag.
 
     Example:
-        >>> eq = find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.array([3.0, 1.5]))
-        >>> eq.y, eq.label                      # [4, 2], 'centre'
+        Lotka–Volterra's coexistence point $(\gamma/\delta, \alpha/\beta) = (4, 2)$ is a
+        centre; ``jax.vmap`` over guesses finds the saddle at the origin too.
+
+        >>> from sdeml.dynamics import LotkaVolterra, find_equilibrium, stability_name
+        >>> eq = find_equilibrium(LotkaVolterra(), jnp.array([3.0, 1.5]))
+        >>> eq.y.tolist(), eq.label, bool(eq.converged)
+        ([4.0, 2.0], 'centre', True)
+        >>> guesses = jnp.array([[0.1, 0.2], [3.0, 1.5]])
+        >>> eqs = jax.vmap(lambda g: find_equilibrium(LotkaVolterra(), g))(guesses)
+        >>> [stability_name(c) for c in eqs.stability]
+        ['saddle', 'centre']
 
     References:
         Kelley, Solving Nonlinear Equations with Newton's Method, SIAM 2003.

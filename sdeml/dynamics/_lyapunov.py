@@ -23,16 +23,20 @@ def lyapunov_derivative(
     r"""Derivative of $V$ along the flow: $\dot V(y) = \nabla V(y) \cdot f(t, y)$.
 
     Args:
-        V: scalar function of the state, ``V(y) -> ()``.
-        f: vector field ``f(t, y, args)``.
+        V: scalar function of the state, ``V(y) -> ()`` for ``y`` of shape ``(d,)``.
+        f: vector field ``f(t, y, args)``, shape ``(d,)`` to ``(d,)``.
         y: the point, shape ``(d,)``.
         t, args: passed to ``f``.
 
     Returns:
-        The scalar $\dot V(y)$ (one jvp: no Jacobian is formed).
+        $\dot V(y)$, shape ``()`` (one jvp: no Jacobian is formed).
 
     Example:
-        >>> lyapunov_derivative(lambda y: y @ y, lambda t, y, a: -y, jnp.ones(2))  # -4
+        $V = |y|^2$ along $\dot y = -y$: $\dot V = 2y \cdot (-y) = -2|y|^2 = -4$ at $(1, 1)$.
+
+        >>> from sdeml.dynamics import lyapunov_derivative
+        >>> float(lyapunov_derivative(lambda y: y @ y, lambda t, y, args: -y, jnp.ones(2)))
+        -4.0
     """
     y = jnp.asarray(y)
     return jax.jvp(V, (y,), (jnp.asarray(f(t, y, args)),))[1]
@@ -42,12 +46,24 @@ class LyapunovCheck(eqx.Module):
     """Outcome of `check_lyapunov` on sample points (bool arrays: use ``bool(...)``).
 
     Attributes:
-        positive_definite: $V(y) > V(y^*)$ at every sample point $y \\ne y^*$.
-        decreasing: $\\dot V \\le 0$ (or $< 0$ with ``strict``) at every sample point.
-        is_lyapunov: both; evidence (on the samples), not a proof.
-        max_vdot: the largest $\\dot V$ over the samples (where it is most nearly violated).
-        argmax_vdot: the sample point where it occurs.
-        min_v_gap: the smallest $V(y) - V(y^*)$ over the samples.
+        positive_definite: $V(y) > V(y^*)$ at every sample point $y \\ne y^*$; shape ``()``.
+        decreasing: $\\dot V \\le 0$ (or $< 0$ with ``strict``) at every sample point; ``()``.
+        is_lyapunov: both; evidence (on the samples), not a proof; shape ``()``.
+        max_vdot: the largest $\\dot V$ over the samples (where it is most nearly violated); ``()``.
+        argmax_vdot: the sample point where it occurs, shape ``(d,)``.
+        min_v_gap: the smallest $V(y) - V(y^*)$ over the samples, shape ``()``.
+
+    Example:
+        $V = |y|^2$ is not a Lyapunov function of the unstable $\\dot y = y$: the check says
+        where it fails.
+
+        >>> pts = jr.uniform(jr.key(0), (100, 2), minval=-1.0, maxval=1.0)
+        >>> V, f = lambda y: y @ y, lambda t, y, args: y
+        >>> chk = sdeml.dynamics.check_lyapunov(V, f, jnp.zeros(2), pts)
+        >>> bool(chk.positive_definite), bool(chk.decreasing), bool(chk.is_lyapunov)
+        (True, False, False)
+        >>> bool(jnp.isclose(chk.max_vdot, 2 * jnp.max(jnp.sum(pts**2, axis=1))))
+        True
     """
 
     positive_definite: Bool[Array, ""]
@@ -86,12 +102,16 @@ def check_lyapunov(
             $\dot V < -$``tol`` the strict one, $V - V^* >$ ``tol`` positivity.
 
     Returns:
-        A `LyapunovCheck`.
+        A `LyapunovCheck` of bool and float arrays (``argmax_vdot`` of shape ``(d,)``).
 
     Example:
-        >>> osc = sdeml.dynamics.DampedOscillator(1.0, 0.2)
-        >>> pts = jax.random.uniform(jax.random.key(0), (1000, 2), minval=-2.0, maxval=2.0)
-        >>> bool(check_lyapunov(osc.energy, osc, jnp.zeros(2), pts).is_lyapunov)  # True
+        The energy of a damped oscillator, $\dot E = -2\zeta\omega v^2 \le 0$:
+
+        >>> osc = sdeml.dynamics.DampedOscillator(omega=1.0, zeta=0.2)
+        >>> pts = jr.uniform(jr.key(0), (1000, 2), minval=-2.0, maxval=2.0)
+        >>> chk = sdeml.dynamics.check_lyapunov(osc.energy, osc, jnp.zeros(2), pts)
+        >>> bool(chk.is_lyapunov), float(chk.max_vdot) <= 0.0
+        (True, True)
 
     References:
         A. M. Lyapunov, The General Problem of the Stability of Motion (1892).
@@ -148,7 +168,18 @@ def quadratic_lyapunov(
         ``P`` of shape ``(d, d)``, symmetric.
 
     Example:
-        >>> quadratic_lyapunov(-jnp.eye(2))   # 0.5 * I
+        $A = -I$ gives $P = I/2$; for the damped oscillator $\ddot x + 3\dot x + 2x = 0$,
+        $P$ solves the equation and is positive definite.
+
+        >>> from sdeml.dynamics import quadratic_lyapunov
+        >>> bool(jnp.allclose(quadratic_lyapunov(-jnp.eye(2)), 0.5 * jnp.eye(2)))
+        True
+        >>> A = jnp.array([[0.0, 1.0], [-2.0, -3.0]])
+        >>> P = quadratic_lyapunov(A)
+        >>> P.shape, bool(jnp.allclose(A.T @ P + P @ A, -jnp.eye(2)))
+        ((2, 2), True)
+        >>> bool(jnp.all(jnp.linalg.eigvalsh(P) > 0))
+        True
 
     References:
         Khalil, Nonlinear Systems, 3rd ed., Thm 4.6. Bartels & Stewart, CACM 15 (1972).

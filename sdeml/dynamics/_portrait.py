@@ -68,8 +68,8 @@ def phase_portrait(
     equilibria found from ``equilibrium_guesses`` by Newton, marked by stability class.
 
     Args:
-        f: vector field ``f(t, y, args)`` of a 2-D state.
-        xlim, ylim: the window.
+        f: vector field ``f(t, y, args)`` of a 2-D state, shape ``(2,)`` to ``(2,)``.
+        xlim, ylim: the window, each ``(low, high)``.
         x0s: initial states of trajectories, shape ``(n, 2)``; default none.
         t1: integration time of the trajectories.
         args: passed to ``f``.
@@ -91,9 +91,16 @@ def phase_portrait(
         The matplotlib figure.
 
     Example:
-        >>> fig = phase_portrait(sdeml.dynamics.VanDerPol(1.0), (-3, 3), (-3, 3),
-        ...                      x0s=jnp.array([[0.1, 0.0], [3.0, 3.0]]),
-        ...                      equilibrium_guesses=jnp.zeros((1, 2)), path="vdp.png")
+        Van der Pol's limit cycle, approached from inside and outside, around its unstable
+        spiral at the origin:
+
+        >>> import os
+        >>> fig = sdeml.dynamics.phase_portrait(
+        ...     sdeml.dynamics.VanDerPol(1.0), (-3, 3), (-3, 3),
+        ...     x0s=jnp.array([[0.1, 0.0], [3.0, 3.0]]),
+        ...     equilibrium_guesses=jnp.zeros((1, 2)), path="vdp.png")
+        >>> os.path.exists("vdp.png"), len(fig.axes)
+        (True, 1)
 
     References:
         Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., ch. 6.

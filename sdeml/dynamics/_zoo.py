@@ -35,10 +35,24 @@ def _scalar(x) -> Array:
 class AbstractODESystem(eqx.Module):
     """An autonomous ODE $\\dot y = f(y)$ with known (textbook) equilibria.
 
-    Final classes implement ``__call__(t, y, args=None)`` (the vector field) and
-    ``textbook_equilibria()`` returning ``(points, labels)``: the equilibria of shape ``(k, d)``
-    and their stability classes as named in dynamical-systems textbooks (the names used by
-    `sdeml.dynamics.classify_equilibrium`).
+    Final classes set the class variable ``dim`` ($d$) and implement ``__call__(t, y, args=None)``
+    (the vector field, shape ``(d,)`` to ``(d,)``) and ``textbook_equilibria()`` returning
+    ``(points, labels)``: the equilibria of shape ``(k, d)`` and their stability classes as
+    named in dynamical-systems textbooks (the names of `sdeml.dynamics.STABILITY_CLASSES`).
+
+    Example:
+        The logistic equation $\\dot y = y(1 - y)$, checked against
+        `sdeml.dynamics.find_equilibrium`:
+
+        >>> class Logistic(sdeml.dynamics.AbstractODESystem):
+        ...     dim = 1
+        ...     def __call__(self, t, y, args=None):
+        ...         return y * (1 - y)
+        ...     def textbook_equilibria(self):
+        ...         return jnp.array([[0.0], [1.0]]), ("unstable node", "stable node")
+        >>> points, labels = Logistic().textbook_equilibria()
+        >>> [sdeml.dynamics.find_equilibrium(Logistic(), p + 0.1).label for p in points]
+        ['unstable node', 'stable node']
     """
 
     dim: ClassVar[int]
@@ -56,10 +70,15 @@ class ExponentialGrowth(AbstractODESystem):
     r"""Exponential growth or decay $\dot y = r y$, solution $y(t) = y_0 e^{r t}$.
 
     Args:
-        rate: $r$; $r > 0$ growth (the origin is an unstable node), $r < 0$ decay (stable node).
+        rate: $r$, a scalar; $r > 0$ growth (the origin is an unstable node), $r < 0$ decay
+            (stable node).
 
     Example:
-        >>> sdeml.solve_ode(ExponentialGrowth(0.5), jnp.ones(1), 0.0, 2.0).ys[-1]  # e^1
+        $y(2) = e^{0.5 \cdot 2} = e$ from $y_0 = 1$:
+
+        >>> sol = sdeml.solve_ode(sdeml.dynamics.ExponentialGrowth(0.5), jnp.ones(1), 0.0, 2.0)
+        >>> sol.ys.shape, round(float(sol.ys[-1, 0]), 5), round(float(jnp.e), 5)
+        ((2, 1), 2.71828, 2.71828)
 
     References:
         Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §2.3.
@@ -90,10 +109,21 @@ class HarmonicOscillator(AbstractODESystem):
     Energy $E = \tfrac12 (v^2 + \omega^2 x^2)$ is conserved; the origin is a centre.
 
     Args:
-        omega: angular frequency $\omega > 0$.
+        omega: angular frequency $\omega > 0$, a scalar.
 
     Example:
-        >>> sol = sdeml.solve_ode(HarmonicOscillator(2.0), jnp.array([1.0, 0.0]), 0.0, jnp.pi)
+        One period $2\pi/\omega = \pi$ brings $(x, v) = (1, 0)$ back, and the energy
+        $E = \omega^2/2 = 2$ is conserved:
+
+        >>> osc = sdeml.dynamics.HarmonicOscillator(2.0)
+        >>> ts = jnp.linspace(0.0, jnp.pi, 5)
+        >>> sol = sdeml.solve_ode(osc, jnp.array([1.0, 0.0]), 0.0, jnp.pi, ts=ts)
+        >>> sol.ys.shape, bool(jnp.allclose(sol.ys[-1], jnp.array([1.0, 0.0]), atol=1e-5))
+        ((5, 2), True)
+        >>> bool(jnp.allclose(sol.ys, osc.solution(jnp.array([1.0, 0.0]), ts), atol=1e-5))
+        True
+        >>> bool(jnp.allclose(osc.energy(sol.ys), 2.0, atol=1e-5))
+        True
 
     References:
         Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §5.1.
@@ -137,12 +167,22 @@ class DampedOscillator(AbstractODESystem):
     for $0 < \zeta < 1$ (underdamped) and a stable node for $\zeta \ge 1$ (critically/over-damped).
 
     Args:
-        omega: natural frequency $\omega > 0$.
-        zeta: damping ratio $\zeta > 0$.
+        omega: natural frequency $\omega > 0$, a scalar.
+        zeta: damping ratio $\zeta > 0$, a scalar.
 
     Example:
-        >>> sys = DampedOscillator(omega=1.0, zeta=0.1)
-        >>> sys.solution(jnp.array([1.0, 0.0]), jnp.linspace(0, 10, 5))
+        The exact ``solution`` (a matrix exponential) against a numerical solve; the
+        eigenvalues $-0.1 \pm 0.995i$ make the origin a stable spiral:
+
+        >>> osc = sdeml.dynamics.DampedOscillator(omega=1.0, zeta=0.1)
+        >>> ts = jnp.linspace(0.0, 10.0, 5)
+        >>> exact = osc.solution(jnp.array([1.0, 0.0]), ts)
+        >>> sol = sdeml.solve_ode(osc, jnp.array([1.0, 0.0]), 0.0, 10.0, ts=ts)
+        >>> exact.shape, bool(jnp.allclose(sol.ys, exact, atol=1e-5))
+        ((5, 2), True)
+        >>> lam = jnp.linalg.eigvals(osc.matrix)
+        >>> sdeml.dynamics.stability_name(sdeml.dynamics.classify_equilibrium(lam))
+        'stable spiral'
 
     References:
         Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §5.2 and §6.5.
@@ -191,11 +231,19 @@ class VanDerPol(AbstractODESystem):
     $0 < \mu < 2$, an unstable node for $\mu \ge 2$, a centre for $\mu = 0$.
 
     Args:
-        mu: nonlinearity and damping strength $\mu \ge 0$.
+        mu: nonlinearity and damping strength $\mu \ge 0$, a scalar.
 
     Example:
-        >>> sdeml.solve_ode(VanDerPol(1000.0), jnp.array([2.0, 0.0]), 0.0, 3000.0,
-        ...                 solver="kvaerno5")
+        From near the unstable origin the orbit settles on the limit cycle, of amplitude
+        $\approx 2.01$ for $\mu = 1$ (stiff $\mu$ needs ``solver="kvaerno5"``):
+
+        >>> vdp = sdeml.dynamics.VanDerPol(1.0)
+        >>> ts = jnp.linspace(20.0, 40.0, 401)
+        >>> sol = sdeml.solve_ode(vdp, jnp.array([0.1, 0.0]), 0.0, 40.0, ts=ts)
+        >>> round(float(jnp.max(jnp.abs(sol.ys[:, 0]))), 2)
+        2.01
+        >>> vdp.textbook_equilibria()[1]
+        ('unstable spiral',)
 
     References:
         B. van der Pol, On relaxation-oscillations, Phil. Mag. 2 (1926).
@@ -229,11 +277,20 @@ class LotkaVolterra(AbstractODESystem):
     $(\gamma/\delta, \alpha/\beta)$ (a centre, surrounded by closed orbits).
 
     Args:
-        alpha, beta, gamma, delta: prey growth, predation, predator death, conversion (all > 0).
+        alpha, beta, gamma, delta: prey growth, predation, predator death, conversion (all > 0,
+            scalars).
 
     Example:
-        >>> lv = LotkaVolterra(); sol = sdeml.solve_ode(lv, jnp.array([1.0, 1.0]), 0.0, 20.0)
-        >>> lv.first_integral(sol.ys)            # constant
+        $H$ stays constant along a numerical orbit (to the solver's tolerance):
+
+        >>> lv = sdeml.dynamics.LotkaVolterra()
+        >>> ts = jnp.linspace(0.0, 20.0, 50)
+        >>> sol = sdeml.solve_ode(lv, jnp.array([1.0, 1.0]), 0.0, 20.0, ts=ts)
+        >>> H = lv.first_integral(sol.ys)
+        >>> H.shape, bool(jnp.max(jnp.abs(H - H[0])) < 1e-4)
+        ((50,), True)
+        >>> lv.textbook_equilibria()[0].tolist()
+        [[0.0, 0.0], [4.0, 2.0]]
 
     References:
         A. J. Lotka, Elements of Physical Biology (1925); V. Volterra (1926).
@@ -277,13 +334,22 @@ class SIR(AbstractODESystem):
     non-hyperbolic (a line of equilibria, linearisation inconclusive).
 
     Args:
-        beta: transmission rate $\beta > 0$.
-        gamma: recovery rate $\gamma > 0$.
+        beta: transmission rate $\beta > 0$, a scalar.
+        gamma: recovery rate $\gamma > 0$, a scalar.
         n: population size $N$ (the states may be fractions with ``n=1``).
 
     Example:
-        >>> sir = SIR(beta=0.3, gamma=0.1)
-        >>> sdeml.solve_ode(sir, jnp.array([0.99, 0.01, 0.0]), 0.0, 160.0).ys.sum(-1)  # 1
+        $S + I + R$ is conserved, and the final susceptible fraction $S_\infty$ obeys the
+        final-size relation $\ln(S_0/S_\infty) = R_0\,(1 - S_\infty)$ (here $N = 1$, $R_0 = 3$):
+
+        >>> sir = sdeml.dynamics.SIR(beta=0.3, gamma=0.1)
+        >>> ts = jnp.linspace(0.0, 160.0, 9)
+        >>> sol = sdeml.solve_ode(sir, jnp.array([0.99, 0.01, 0.0]), 0.0, 160.0, ts=ts)
+        >>> bool(jnp.allclose(sol.ys.sum(-1), 1.0))
+        True
+        >>> s_inf = sol.ys[-1, 0]
+        >>> round(float(sir.r0), 3), round(float(jnp.log(0.99 / s_inf) / (1 - s_inf)), 3)
+        (3.0, 3.0)
 
     References:
         Kermack & McKendrick, A contribution to the mathematical theory of epidemics,
@@ -329,10 +395,19 @@ class Lorenz(AbstractODESystem):
     plane) above it, e.g. at the chaotic $\rho = 28$.
 
     Args:
-        sigma, rho, beta: the classic parameters default to $10, 28, 8/3$.
+        sigma, rho, beta: scalars; the classic parameters default to $10, 28, 8/3$.
 
     Example:
-        >>> sdeml.solve_ode(Lorenz(), jnp.array([1.0, 1.0, 1.0]), 0.0, 20.0)
+        At $\rho = 28 > \rho_H$, $C_+ = (6\sqrt2, 6\sqrt2, 27)$ is a saddle-focus:
+
+        >>> lorenz = sdeml.dynamics.Lorenz()
+        >>> round(float(lorenz.rho_hopf), 2)
+        24.74
+        >>> eq = sdeml.dynamics.find_equilibrium(lorenz, jnp.array([8.0, 8.0, 26.0]))
+        >>> bool(jnp.allclose(eq.y, jnp.array([6 * 2**0.5, 6 * 2**0.5, 27.0]))), eq.label
+        (True, 'saddle-focus')
+        >>> lorenz.textbook_equilibria()[1]
+        ('saddle', 'saddle-focus', 'saddle-focus')
 
     References:
         E. N. Lorenz, Deterministic nonperiodic flow, J. Atmos. Sci. 20 (1963).

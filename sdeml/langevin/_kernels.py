@@ -35,12 +35,20 @@ Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
 
 class LangevinState(eqx.Module):
-    """The state of a batch of Langevin chains.
+    r"""The state of a batch of Langevin chains.
 
     Attributes:
         position: the chains, shape ``(*chains, d)``.
         potential: $U$ at each chain, shape ``(*chains,)``.
-        grad: $\\nabla U$ at each chain, shape ``(*chains, d)``.
+        grad: $\nabla U$ at each chain, shape ``(*chains, d)``.
+
+    Example:
+        >>> from sdeml.langevin import ULA
+        >>> state = ULA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.1).init(jnp.ones((4, 3, 2)))
+        >>> state.position.shape, state.potential.shape, state.grad.shape
+        ((4, 3, 2), (4, 3), (4, 3, 2))
+        >>> bool(jnp.all(state.potential == 1.0)), bool(jnp.all(state.grad == state.position))
+        (True, True)
     """
 
     position: Float[Array, "*chains d"]
@@ -49,9 +57,25 @@ class LangevinState(eqx.Module):
 
 
 class LangevinInfo(eqx.Module):
-    """What one step reports: the Metropolis acceptance probability and decision per chain.
+    r"""What one step reports: the Metropolis acceptance probability and decision per chain.
 
     For the unadjusted kernels (ULA, SGLD) every move is taken, so both are one.
+
+    Attributes:
+        acceptance_rate: the acceptance probability $\alpha$ of each chain's move, shape
+            ``(*chains,)``.
+        is_accepted: whether each chain moved, shape ``(*chains,)``, boolean.
+
+    Example:
+        >>> from sdeml.langevin import MALA, ULA
+        >>> U = lambda x: 0.5 * jnp.sum(x**2)
+        >>> ula, mala = ULA(U, step_size=0.5), MALA(U, step_size=0.5)
+        >>> _, info = ula.step(ula.init(jnp.zeros((1000, 1))), key=jr.key(0))
+        >>> bool(jnp.all(info.acceptance_rate == 1.0) & jnp.all(info.is_accepted))
+        True
+        >>> _, info = mala.step(mala.init(jr.normal(jr.key(1), (1000, 1))), key=jr.key(0))
+        >>> info.is_accepted.shape, round(float(info.acceptance_rate.mean()), 2)
+        ((1000,), 0.92)
     """
 
     acceptance_rate: Float[Array, " *chains"]
@@ -61,14 +85,23 @@ class LangevinInfo(eqx.Module):
 def batched_value_and_grad(
     potential: Potential, position: Float[Array, "*chains d"]
 ) -> tuple[Float[Array, " *chains"], Float[Array, "*chains d"]]:
-    """$U$ and $\\nabla U$ for every chain, with one forward and one reverse pass.
+    r"""$U$ and $\nabla U$ for every chain, with one forward and one reverse pass.
 
     Args:
-        potential: $U:\\mathbb{R}^d\\to\\mathbb{R}$, written for one chain.
+        potential: $U:\mathbb{R}^d\to\mathbb{R}$, written for one chain.
         position: shape ``(*chains, d)``.
 
     Returns:
         ``(U, grad)`` of shapes ``(*chains,)`` and ``(*chains, d)``.
+
+    Example:
+        >>> from sdeml.langevin import batched_value_and_grad
+        >>> x = jr.normal(jr.key(0), (4, 3, 2))  # 4 x 3 chains in d = 2
+        >>> u, g = batched_value_and_grad(lambda th: 0.5 * jnp.sum(th**2), x)
+        >>> u.shape, g.shape
+        ((4, 3), (4, 3, 2))
+        >>> bool(jnp.allclose(u, 0.5 * jnp.sum(x**2, -1))), bool(jnp.allclose(g, x))
+        (True, True)
     """
     lead, d = position.shape[:-1], position.shape[-1]
     flat = position.reshape(-1, d)
@@ -102,10 +135,17 @@ def langevin_step(
         noise: standard normal $\xi$, same shape.
 
     Returns:
-        $\theta'$, same shape.
+        $\theta'$, shape ``(*chains, d)``.
 
     Example:
-        >>> y = langevin_step(x, jax.vmap(jax.grad(U))(x), 0.01, 1.0, jr.normal(key, x.shape))
+        >>> from sdeml.langevin import langevin_step
+        >>> x = jnp.ones((3, 1))
+        >>> g = jax.vmap(jax.grad(lambda th: 0.5 * jnp.sum(th**2)))(x)  # grad U = x
+        >>> langevin_step(x, g, 0.1, 1.0, jnp.zeros((3, 1))).ravel().tolist()  # no noise: GD
+        [0.9, 0.9, 0.9]
+        >>> xi = jr.normal(jr.key(0), (3, 1))  # sqrt(2 h T) = 1 at h = 0.5, T = 1
+        >>> bool(jnp.allclose(langevin_step(x, g, 0.5, 1.0, xi), 0.5 * x + xi))
+        True
 
     References:
         Roberts & Tweedie, Bernoulli 2(4), 1996; Welling & Teh, ICML 2011.
@@ -126,9 +166,14 @@ class LangevinSDE(AbstractSDE):
         temperature: $T > 0$.
 
     Example:
-        >>> sde = LangevinSDE(lambda x: 0.5 * jnp.sum(x**2))
-        >>> paths = sdeml.simulate(sde, jnp.zeros(2), t1=10.0, n_steps=1000, n_paths=10_000,
+        >>> from sdeml.langevin import LangevinSDE
+        >>> sde = LangevinSDE(lambda x: 0.5 * jnp.sum(x**2))  # invariant law N(0, I)
+        >>> paths = sdeml.simulate(sde, jnp.zeros(2), t1=5.0, n_steps=500, n_paths=4000,
         ...                        key=jr.key(0))
+        >>> paths.xs.shape  # (n_paths, n_saves, d): the final state only
+        (4000, 1, 2)
+        >>> bool(abs(paths.xs.var() - 1.0) < 0.05)  # 1 / (1 - h/2) = 1.005 at h = 0.01
+        True
 
     References:
         Roberts & Tweedie, Bernoulli 2(4), 1996; Pavliotis, Stochastic Processes and
@@ -199,9 +244,16 @@ class ULA(_PotentialLangevin):
         temperature: $T > 0$.
 
     Example:
-        >>> ula = ULA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.01)
-        >>> state = ula.init(jnp.zeros((1000, 2)))
-        >>> state, info = ula.step(state, key=jr.key(0))
+        On $U = x^2/2$ the chain's invariant variance is $1/(1 - h/2)$, not the target's 1:
+
+        >>> from sdeml.langevin import ULA, run_chains, ula_gaussian_stationary_cov
+        >>> ula = ULA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.5)
+        >>> state = ula.init(jnp.zeros((4000, 1)))  # 4000 chains in d = 1
+        >>> state, info = ula.step(state, key=jr.key(0))  # one step ...
+        >>> state, _, _ = run_chains(ula, state, 100, key=jr.key(1))  # ... and 100 more
+        >>> exact = ula_gaussian_stationary_cov(jnp.eye(1), 0.5)[0, 0]
+        >>> round(float(exact), 4), bool(abs(state.position.var() - exact) < 0.1)
+        (1.3333, True)
 
     References:
         Roberts & Tweedie, Exponential convergence of Langevin distributions and their discrete
@@ -240,10 +292,15 @@ class MALA(_PotentialLangevin):
         temperature: $T > 0$.
 
     Example:
-        >>> mala = MALA(lambda x: (x[0] ** 2 - 1) ** 2, step_size=0.1)
-        >>> state = mala.init(jnp.zeros((10_000, 1)))
+        At a step size where ULA's variance is a third too large (see `ULA`), MALA's is right:
+
+        >>> from sdeml.langevin import MALA, run_chains
+        >>> mala = MALA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.5)
+        >>> state = mala.init(jnp.zeros((4000, 1)))
         >>> state, info = mala.step(state, key=jr.key(0))
-        >>> info.acceptance_rate.mean()
+        >>> state, acc, _ = run_chains(mala, state, 100, key=jr.key(1))
+        >>> round(float(acc.mean()), 2), bool(abs(state.position.var() - 1.0) < 0.1)
+        (0.92, True)
 
     References:
         Roberts & Tweedie, Bernoulli 2(4), 1996; Besag, Comments on "Representations of knowledge
@@ -297,7 +354,18 @@ def mala_move(value_and_grad, x, ux, gx, step_size, temperature, noise, uniform)
 
 
 class SGLDState(eqx.Module):
-    """The state of a batch of SGLD chains: positions only (gradients are re-drawn each step)."""
+    """The state of a batch of SGLD chains: positions only (gradients are re-drawn each step).
+
+    Attributes:
+        position: the chains, shape ``(*chains, d)``.
+
+    Example:
+        >>> from sdeml.langevin import SGLD
+        >>> sgld = SGLD(lambda th, x: -0.5 * (x - th[0]) ** 2, lambda th: -0.5 * th @ th,
+        ...             jnp.ones(10), batch_size=5, step_size=0.01)
+        >>> sgld.init(jnp.zeros((8, 1))).position.shape
+        (8, 1)
+    """
 
     position: Float[Array, "*chains d"]
 
@@ -327,9 +395,16 @@ class SGLD(eqx.Module):
         replace: draw minibatches with replacement.
 
     Example:
-        >>> loglik = lambda w, xy: -jnp.logaddexp(0.0, -xy[1] * (xy[0] @ w))
-        >>> sgld = SGLD(loglik, lambda w: -0.5 * w @ w, (X, y_pm1), batch_size=32, step_size=1e-4)
-        >>> state, info = sgld.step(sgld.init(jnp.zeros((8, X.shape[1]))), key=jr.key(0))
+        The mean of $N$ unit-variance observations under a $N(0, 1)$ prior: the posterior is
+        $N(\sum_i x_i/(N + 1),\ 1/(N + 1))$.
+
+        >>> from sdeml.langevin import SGLD, run_chains
+        >>> data = 1.0 + jr.normal(jr.key(0), (100,))
+        >>> loglik = lambda th, x: -0.5 * (x - th[0]) ** 2
+        >>> sgld = SGLD(loglik, lambda th: -0.5 * th @ th, data, batch_size=10, step_size=1e-3)
+        >>> state, _, _ = run_chains(sgld, sgld.init(jnp.zeros((500, 1))), 200, key=jr.key(1))
+        >>> bool(abs(state.position.mean() - data.sum() / 101) < 0.02)
+        True
 
     References:
         Welling & Teh, Bayesian learning via stochastic gradient Langevin dynamics, ICML 2011.
@@ -458,8 +533,14 @@ def run_chains(
             state was not finite.
 
     Example:
-        >>> state, acc, xs = run_chains(mala, mala.init(x0), 1000, observe=lambda s: s.position,
-        ...                             thin=10, key=jr.key(1))
+        >>> from sdeml.langevin import MALA, run_chains
+        >>> mala = MALA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.5)
+        >>> state, acc, xs = run_chains(mala, mala.init(jnp.zeros((100, 2))), 1000,
+        ...                             observe=lambda s: s.position, thin=10, key=jr.key(1))
+        >>> state.position.shape, acc.shape, xs.shape  # xs: (n_steps // thin, *chains, d)
+        ((100, 2), (100,), (100, 100, 2))
+        >>> bool(abs(xs[10:].var() - 1.0) < 0.05)  # MALA's law is the target N(0, I)
+        True
     """
     if not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
@@ -529,7 +610,20 @@ def histogram_chains(
             would otherwise only go missing from the counts).
 
     Example:
-        >>> state, counts, acc = histogram_chains(mala, state, 10_000, -2.5, 2.5, 250, key=k)
+        1000 MALA chains started in the target $N(0, 1)$, 100 steps each, against the Gibbs
+        law's bin probabilities:
+
+        >>> from sdeml.langevin import MALA, gibbs_bin_probabilities, histogram_chains
+        >>> U = lambda x: 0.5 * jnp.sum(x**2)
+        >>> mala = MALA(U, step_size=0.5)
+        >>> state = mala.init(jr.normal(jr.key(0), (1000, 1)))
+        >>> state, counts, acc = histogram_chains(mala, state, 100, -3.0, 3.0, 20, key=jr.key(1))
+        >>> counts.shape, bool(counts.sum() < 1000 * 100)  # a few samples fell outside
+        ((20,), True)
+        >>> probs, outside = gibbs_bin_probabilities(U, -3.0, 3.0, 20)
+        >>> tv = sdeml.metrics.total_variation(counts / (1000 * 100), probs)
+        >>> bool(tv < 0.01)
+        True
     """
     d = state.position.shape[-1]
     if d not in (1, 2):

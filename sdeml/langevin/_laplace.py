@@ -28,17 +28,31 @@ def laplace_approximation(
     $O(1)$ steps on badly conditioned posteriors (the law of $\theta$ is unchanged).
 
     Args:
-        potential: $U$, strictly convex near the mode (e.g. a log-concave posterior).
-        theta0: starting point of Newton's method.
+        potential: $U$, ``(d,) -> ()``, strictly convex near the mode (e.g. a log-concave
+            posterior).
+        theta0: starting point of Newton's method, shape ``(d,)``.
         n_newton: Newton iterations (quadratic convergence: 30 is ample from a sensible start).
 
     Returns:
-        ``(mode, whitening)`` where ``whitening`` is $L^{-T}$ (so
-        ``theta = mode + whitening @ z`` maps $N(0, I)$ to $N(\hat\theta, H^{-1})$).
+        ``(mode, whitening)`` of shapes ``(d,)`` and ``(d, d)``, where ``whitening`` is
+        $L^{-T}$ (so ``theta = mode + whitening @ z`` maps $N(0, I)$ to
+        $N(\hat\theta, H^{-1})$).
 
     Example:
-        >>> mode, w = laplace_approximation(U, jnp.zeros(d))
-        >>> U_z = lambda z: U(mode + w @ z)
+        On a Gaussian $U(\theta) = \tfrac12\theta^TP\theta - b^T\theta$ the approximation is
+        exact: the mode is $P^{-1}b$ and the covariance $P^{-1}$.
+
+        >>> from sdeml.langevin import laplace_approximation
+        >>> P, b = jnp.array([[2.0, 0.5], [0.5, 1.0]]), jnp.array([1.0, -1.0])
+        >>> U = lambda th: 0.5 * th @ P @ th - b @ th
+        >>> mode, w = laplace_approximation(U, jnp.zeros(2))
+        >>> bool(jnp.allclose(mode, jnp.linalg.solve(P, b)))
+        True
+        >>> bool(jnp.allclose(w @ w.T, jnp.linalg.inv(P)))
+        True
+        >>> U_z = lambda z: U(mode + w @ z)  # the whitened potential: unit Hessian at 0
+        >>> bool(jnp.allclose(jax.hessian(U_z)(jnp.zeros(2)), jnp.eye(2)))
+        True
 
     References:
         Tierney & Kadane, Accurate approximations for posterior moments and marginal densities,

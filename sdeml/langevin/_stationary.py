@@ -22,7 +22,18 @@ class Potentials:
     * ``double_well(x) = (x_0^2 - 1)^2`` (1-D, two modes at $\pm1$, barrier 1).
     * ``gaussian(precision)(x) = x^T P x / 2`` (Gibbs law $N(0, T P^{-1})$).
     * ``mixture_2d(x)``: $-\log$ of an equal mixture of two 2-D Gaussians at
-      $(\pm 1.5, 0)$ with covariance ``diag(0.5, 0.3)``.
+      $(\pm 1.5, 0)$ with covariance ``diag(0.5, 0.3)`` (unnormalised).
+
+    Example:
+        >>> from sdeml.langevin import Potentials
+        >>> dw = Potentials.double_well
+        >>> float(dw(jnp.array([1.0]))), float(dw(jnp.array([0.0])))  # a mode, the barrier top
+        (0.0, 1.0)
+        >>> float(Potentials.gaussian(2.0 * jnp.eye(2))(jnp.ones(2)))  # x^T P x / 2
+        2.0
+        >>> U = Potentials.mixture_2d  # symmetric; at a mean, -log(1 + e^{-9})
+        >>> bool(jnp.allclose(U(jnp.array([1.5, 0.0])), -jnp.log1p(jnp.exp(-9.0))))
+        True
     """
 
     @staticmethod
@@ -91,10 +102,21 @@ def gibbs_bin_probabilities(
         pad_bins: width of the normalising margin in bins.
 
     Returns:
-        ``(probs, outside)``: probs of shape ``(n_bins,) * d`` and the mass outside the box.
+        ``(probs, outside)``: probs of shape ``(n_bins,) * d`` and the mass outside the box, a
+        scalar.
 
     Example:
-        >>> p, out = gibbs_bin_probabilities(Potentials.double_well, -2.5, 2.5, 250)
+        The standard normal, $U = x^2/2$, against its exact bin probabilities:
+
+        >>> from sdeml.langevin import Potentials, gibbs_bin_probabilities
+        >>> U = Potentials.gaussian(jnp.eye(1))
+        >>> p, out = gibbs_bin_probabilities(U, -3.0, 3.0, 30)
+        >>> exact = jnp.diff(jax.scipy.stats.norm.cdf(jnp.linspace(-3.0, 3.0, 31)))
+        >>> p.shape, bool(jnp.max(jnp.abs(p - exact)) < 1e-5), round(float(out), 4)  # 2 Phi(-3)
+        ((30,), True, 0.0027)
+        >>> p2, _ = gibbs_bin_probabilities(Potentials.gaussian(jnp.eye(2)), -3.0, 3.0, 30, d=2)
+        >>> p2.shape, bool(jnp.allclose(p2, jnp.outer(exact, exact), atol=1e-5))
+        ((30, 30), True)
 
     References:
         Gibbs distribution; e.g. Pavliotis, Stochastic Processes and Applications, Springer 2014,
@@ -138,7 +160,7 @@ def ula_invariant_bin_probabilities(
     Args:
         potential: $U$, ``(1,) -> ()``.
         step_size: $h > 0$.
-        lo, hi, n_bins: the bins of ``[lo, hi]``.
+        lo, hi, n_bins: the ``n_bins`` equal bins of ``[lo, hi]``.
         temperature: $T > 0$.
         n_sub: sub-cells per bin.
         pad_bins: margin (in bins) on each side of the box (default: a tenth of the box); the
@@ -146,10 +168,21 @@ def ula_invariant_bin_probabilities(
             explosive there, as ULA is far out for superlinear gradients).
 
     Returns:
-        ``(probs, outside)`` as in `gibbs_bin_probabilities`.
+        ``(probs, outside)`` as in `gibbs_bin_probabilities`: ``(n_bins,)`` and a scalar.
 
     Example:
-        >>> q, _ = ula_invariant_bin_probabilities(Potentials.double_well, 0.01, -2.5, 2.5, 250)
+        On $U = x^2/2$ ULA's invariant law is exactly $N(0, 1/(1 - h/2))$:
+
+        >>> from sdeml.langevin import Potentials, ula_invariant_bin_probabilities
+        >>> U, h = Potentials.gaussian(jnp.eye(1)), 0.1
+        >>> q, _ = ula_invariant_bin_probabilities(U, h, -4.0, 4.0, 40)
+        >>> cdf = jax.scipy.stats.norm.cdf
+        >>> edges = jnp.linspace(-4.0, 4.0, 41)
+        >>> ula_law = jnp.diff(cdf(edges, 0.0, (1 / (1 - h / 2)) ** 0.5))
+        >>> q.shape, bool(jnp.max(jnp.abs(q - ula_law)) < 2e-5)
+        ((40,), True)
+        >>> round(float(jnp.max(jnp.abs(q - jnp.diff(cdf(edges))))), 3)  # the bias vs N(0, 1)
+        0.002
 
     References:
         Roberts & Tweedie, Bernoulli 2(4), 1996 (ULA's invariant law differs from the target);
@@ -203,15 +236,22 @@ def ula_gaussian_stationary_cov(
     relative, to first order. Requires $h\lambda_{\max} < 2$ (stability).
 
     Args:
-        precision: $P$, symmetric positive definite.
+        precision: $P$, symmetric positive definite, shape ``(d, d)``.
         step_size: $h$.
         temperature: $T$.
 
     Returns:
-        The stationary covariance.
+        The stationary covariance, shape ``(d, d)``.
 
     Example:
-        >>> ula_gaussian_stationary_cov(jnp.diag(jnp.array([1.0, 10.0])), 0.05)
+        >>> from sdeml.langevin import ula_gaussian_stationary_cov
+        >>> C = ula_gaussian_stationary_cov(jnp.diag(jnp.array([1.0, 10.0])), 0.05)
+        >>> jnp.diag(C).round(4).tolist()  # 1 / (1 - 0.025) and 1 / (10 (1 - 0.25))
+        [1.0256, 0.1333]
+        >>> P, h = jnp.array([[2.0, 0.5], [0.5, 1.0]]), 0.1  # the fixed point of the recursion
+        >>> C, A = ula_gaussian_stationary_cov(P, h), jnp.eye(2) - h * P
+        >>> bool(jnp.allclose(C, A @ C @ A.T + 2 * h * jnp.eye(2)))
+        True
 
     References:
         Roberts & Tweedie, Bernoulli 2(4), 1996, sec. 3.

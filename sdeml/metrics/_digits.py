@@ -21,12 +21,18 @@ from ..data import load_digits
 class DigitsClassifier(eqx.Module):
     """An MLP classifier for 8x8 digits in ``[-1, 1]``: 64 -> 256 -> 128 (features) -> 10.
 
+    The weights are float32. A trained one, the same network for every run, comes from
+    ``sdeml.train.digits_classifier()`` (trained once, then cached on disk).
+
     Args:
         key: PRNG key of the initial weights.
 
     Example:
-        >>> clf = sdeml.train.digits_classifier()  # trained once, then cached
-        >>> clf.logits(x)                           # x: (1, 8, 8) or (64,)
+        >>> from sdeml.metrics import DigitsClassifier
+        >>> clf = DigitsClassifier(key=jr.key(0))  # untrained: for shapes only
+        >>> x = sdeml.data.load_digits().x_test[0]  # one image, (1, 8, 8) (or (64,))
+        >>> clf.logits(x).shape, clf.features(x).shape
+        ((10,), (128,))
     """
 
     l1: eqx.nn.Linear
@@ -66,7 +72,13 @@ def frechet_distance(a: ArrayLike, b: ArrayLike) -> float:
         A non-negative float (computed in float64 with NumPy).
 
     Example:
-        >>> frechet_distance(np.random.randn(500, 4), np.random.randn(500, 4) + 1)  # about 4
+        >>> from sdeml.metrics import frechet_distance
+        >>> rng = np.random.default_rng(0)
+        >>> a, b = rng.standard_normal((500, 4)), rng.standard_normal((500, 4)) + 1
+        >>> round(frechet_distance(a, b), 1)  # |mu_a - mu_b|^2 = 4, equal covariances
+        4.2
+        >>> abs(frechet_distance(a, a)) < 1e-9
+        True
 
     References:
         Heusel et al., GANs Trained by a Two Time-Scale Update Rule..., NeurIPS 2017 (FID).
@@ -84,7 +96,24 @@ def frechet_distance(a: ArrayLike, b: ArrayLike) -> float:
 
 
 def nearest_neighbour_distances(x: ArrayLike, ref: ArrayLike) -> Float[Array, " n"]:
-    """Euclidean distance from each row of `x` to its nearest row of `ref` (flattened samples)."""
+    r"""Euclidean distance from each row of `x` to its nearest row of `ref` (flattened samples).
+
+    $$d_i = \min_j \|x_i - r_j\|_2.$$
+
+    Args:
+        x: samples ``(n, ...)``, each flattened.
+        ref: reference samples ``(m, ...)`` of the same trailing size.
+
+    Returns:
+        The distances, shape ``(n,)``.
+
+    Example:
+        >>> from sdeml.metrics import nearest_neighbour_distances
+        >>> x = jnp.array([[0.0, 0.0], [3.0, 4.0]])
+        >>> ref = jnp.array([[0.0, 0.0], [0.0, 1.0]])
+        >>> [round(float(v), 4) for v in nearest_neighbour_distances(x, ref)]  # 0 and sqrt(18)
+        [0.0, 4.2426]
+    """
     x = jnp.asarray(x).reshape(jnp.shape(x)[0], -1)
     ref = jnp.asarray(ref, x.dtype).reshape(jnp.shape(ref)[0], -1)
     if x.shape[1] != ref.shape[1]:
@@ -120,8 +149,17 @@ def digits_scores(
         A dict of floats (and the histogram as a list).
 
     Example:
-        >>> clf = sdeml.train.digits_classifier()
-        >>> s = digits_scores(sdeml.data.load_digits().x_test, clf)  # real images: conf. ~0.97
+        With ``clf = sdeml.train.digits_classifier()`` (trained, cached) real test images score
+        a confidence of about 0.97. An untrained classifier shows the keys and the sanity checks
+        (test images scored as samples: the Fréchet distance equals the floor, the ratio is 1):
+
+        >>> from sdeml.metrics import DigitsClassifier, digits_scores
+        >>> clf = DigitsClassifier(key=jr.key(0))
+        >>> s = digits_scores(sdeml.data.load_digits().x_test, clf)
+        >>> sorted(s)
+        ['class_hist', 'class_tv', 'confidence', 'frechet', 'frechet_test', 'nn_ratio']
+        >>> s["nn_ratio"], s["frechet"] == s["frechet_test"], len(s["class_hist"])
+        (1.0, True, 10)
 
     References:
         Heusel et al., NeurIPS 2017 (Fréchet distance). Issue #7 (the nearest-neighbour ratio).

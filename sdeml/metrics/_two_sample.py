@@ -39,7 +39,10 @@ def median_bandwidth(x: ArrayLike, max_points: int = 2000) -> Float[Array, ""]:
         A positive scalar.
 
     Example:
+        >>> from sdeml.metrics import median_bandwidth
         >>> h = median_bandwidth(jr.normal(jr.key(0), (500, 2)))
+        >>> round(float(h), 1)  # for N(0, I_2) the median distance is 2 sqrt(log 2) = 1.67
+        1.7
 
     References:
         Gretton et al., A Kernel Two-Sample Test, JMLR 2012, sec. 8.
@@ -108,8 +111,15 @@ def mmd(
         The scalar $\mathrm{MMD}^2$.
 
     Example:
+        >>> from sdeml.metrics import mmd
         >>> x, y = jr.normal(jr.key(0), (500, 2)), jr.normal(jr.key(1), (500, 2))
-        >>> mmd(x, y, jnp.array([0.5, 1.0, 2.0]))
+        >>> bw = jnp.array([0.5, 1.0, 2.0])
+        >>> float(mmd(x, x, bw))  # identical samples
+        0.0
+        >>> round(float(mmd(x, y, bw)), 2), round(float(mmd(x, y + 1.0, bw)), 2)  # floor, shift
+        (0.01, 0.52)
+        >>> bool(abs(mmd(x, y, bw, biased=False)) < 0.01)  # unbiased: about 0 for one law
+        True
 
     References:
         Gretton et al., A Kernel Two-Sample Test, JMLR 2012. Li et al., MMD GAN, NeurIPS 2017
@@ -154,7 +164,16 @@ def sliced_wasserstein(
         A non-negative scalar.
 
     Example:
-        >>> sliced_wasserstein(jnp.zeros((10, 2)), jnp.ones((10, 2)), key=jr.key(0))  # sqrt(2)
+        A shift by $v$ gives $SW_2 = (\mathbb E(\theta\cdot v)^2)^{1/2} = |v|/\sqrt d$:
+
+        >>> from sdeml.metrics import sliced_wasserstein
+        >>> x = jr.normal(jr.key(0), (500, 2))
+        >>> shifted = x + jnp.array([3.0, 0.0])  # 3 / sqrt(2) = 2.12
+        >>> round(float(sliced_wasserstein(x, shifted, key=jr.key(1))), 1)
+        2.1
+        >>> sw = sliced_wasserstein(jnp.zeros((10, 2)), jnp.ones((10, 2)), key=jr.key(0))
+        >>> round(float(sw), 1)  # |(1, 1)| / sqrt(2) = 1
+        1.0
 
     References:
         Bonneel et al., Sliced and Radon Wasserstein Barycenters of Measures, JMIV 2015.
@@ -210,9 +229,16 @@ def median_ratio(
         ``{"value", "floor", "ratio", "values", "floors"}`` (floats; lists for the last two).
 
     Example:
+        >>> from sdeml.metrics import median_ratio, mmd
         >>> bw = jnp.array([0.25, 0.5, 1.0])
         >>> d = [jr.normal(jr.key(i), (500, 2)) for i in range(15)]
-        >>> median_ratio(lambda a, b: mmd(a, b, bw), d[:5], d[5:10], d[10:])["ratio"]  # about 1
+        >>> metric = jax.jit(lambda a, b: mmd(a, b, bw))  # compiled once for all pairs
+        >>> res = median_ratio(metric, d[:5], d[5:10], d[10:])
+        >>> round(res["ratio"], 1), len(res["values"])  # the same law: about 1
+        (1.0, 5)
+        >>> too_wide = [1.5 * g for g in d[:5]]
+        >>> bool(median_ratio(metric, too_wide, d[5:10], d[10:])["ratio"] > 3)
+        True
 
     References:
         Issue #7 (the median-ratio protocol). Gretton et al., JMLR 2012.
@@ -271,8 +297,14 @@ def mmd_ratio_to_floor(
         the per-set values, the floor pairs' values and the per-set ratios ``values / floor``.
 
     Example:
+        >>> from sdeml.metrics import mmd_ratio_to_floor
         >>> d = [jr.normal(jr.key(i), (500, 2)) for i in range(13)]
-        >>> mmd_ratio_to_floor(d[:3], d[3:13])["ratio"]  # about 1: the same law
+        >>> res = mmd_ratio_to_floor(d[:3], d[3:13])  # 3 generated sets, 5 floor pairs
+        >>> round(res["ratio"], 1), len(res["floors"]), len(res["ratios"])  # the same law
+        (0.9, 5, 3)
+        >>> too_wide = [1.5 * g for g in d[:3]]
+        >>> bool(mmd_ratio_to_floor(too_wide, d[3:13], floors=res["floors"])["ratio"] > 3)
+        True
 
     References:
         Issue #7 (the median-ratio protocol). Gretton et al., A Kernel Two-Sample Test,

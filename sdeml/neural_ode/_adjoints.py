@@ -130,7 +130,25 @@ def check_solve_options(
 
 
 def solve_options(model: Any) -> dict[str, Any]:
-    """A model's solve options (`SOLVE_OPTIONS`) as keyword arguments of `integrate_ode`."""
+    """A model's solve options (`SOLVE_OPTIONS`) as keyword arguments of `integrate_ode`.
+
+    Args:
+        model: an `AbstractODEModel` (a `NeuralODE` or a `CNF`).
+
+    Returns:
+        A dict from each name in `SOLVE_OPTIONS` to the model's value of that field.
+
+    Example:
+        >>> from sdeml.core import integrate_ode
+        >>> from sdeml.neural_ode import NeuralODE, solve_options
+        >>> node = NeuralODE(lambda t, y, args: -y, solver="rk4", dt0=0.1)
+        >>> opts = solve_options(node)
+        >>> opts["solver"], opts["dt0"], opts["adaptive"]
+        (RK4(), 0.1, False)
+        >>> y1 = integrate_ode(node.func, jnp.ones(1), 0.0, 1.0, **opts).y_final
+        >>> f"{abs(float(y1[0]) - np.exp(-1)):.0e}"  # RK4, h = 0.1: error O(h^4)
+        '...e-07'
+    """
     return {k: getattr(model, k) for k in SOLVE_OPTIONS}
 
 
@@ -139,6 +157,22 @@ class AbstractODEModel(eqx.Module):
 
     `NeuralODE` and `CNF` are ones; a subclass's ``__init__`` sets the options from
     `check_solve_options` and passes them to `sdeml.core.integrate_ode` with `solve_options`.
+
+    Attributes:
+        func: the vector field ``func(t, y, args)`` (abstract: the subclass declares it).
+        solver: the diffrax solver (from the core registry).
+        adjoint: the diffrax adjoint (`get_adjoint`).
+        rtol, atol: tolerances of the adaptive step-size controller.
+        dt0: the constant step, or the initial step of an adaptive solve (None: chosen).
+        adaptive: whether the PID controller adapts the step.
+        max_steps: the step budget of one solve.
+        count_evals: whether evaluations are counted on the host (exact ``nfe``).
+
+    Example:
+        >>> from sdeml.neural_ode import AbstractODEModel
+        >>> node = sdeml.NeuralODE(lambda t, y, args: -y)
+        >>> isinstance(node, AbstractODEModel), node.solver, node.adaptive, node.rtol
+        (True, Tsit5(...), True, 1e-06)
     """
 
     func: eqx.AbstractVar[Callable[..., Any]]

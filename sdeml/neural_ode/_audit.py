@@ -32,6 +32,13 @@ class AdjointReport:
         time_s: steady-state wall time of one gradient evaluation (median of repeats).
         peak_bytes: XLA's estimate of the program's peak memory (arguments + outputs +
             temporaries), or None where the backend reports none.
+
+    Example:
+        >>> from sdeml.neural_ode import AdjointReport
+        >>> r = AdjointReport(loss=0.25, grad=np.array([0.5, -1.0]), fd_rel_error=3e-10,
+        ...                   compile_s=1.5, time_s=2e-4, peak_bytes=4096)
+        >>> round(float(np.linalg.norm(r.grad)), 4), r.fd_rel_error < 1e-8
+        (1.118, True)
     """
 
     loss: float
@@ -53,6 +60,20 @@ class GradientAudit:
         fd_eps: the finite-difference step.
         n_directions: the number of probed directions (``n_params`` for full coordinates).
         n_params: the number of trained scalars.
+        extra: free-form additions (empty from `gradient_audit`).
+
+    Example:
+        >>> from sdeml.neural_ode import AdjointReport, GradientAudit
+        >>> g = np.array([0.5, -1.0])
+        >>> reports = {"checkpoint": AdjointReport(0.25, g, 3e-10, 1.5, 2e-4, 4096),
+        ...            "backsolve": AdjointReport(0.25, g + 1e-7, 2e-7, 2.0, 3e-4, None)}
+        >>> audit = GradientAudit(reports, {("checkpoint", "backsolve"): 1.3e-7}, 6e-6, 2, 2)
+        >>> print(audit.table())
+        | adjoint | rel. error vs FD | compile (s) | time / grad (ms) | peak memory (KiB) |
+        | --- | --- | --- | --- | --- |
+        | checkpoint | 3.00e-10 | 1.50 | 0.20 | 4.0 |
+        | backsolve | 2.00e-07 | 2.00 | 0.30 | n/a |
+        | checkpoint vs backsolve | 1.30e-07 | | | |
     """
 
     adjoints: dict[str, AdjointReport]
@@ -63,7 +84,12 @@ class GradientAudit:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> str:
-        """A Markdown table of the audit."""
+        """A Markdown table of the audit: one row per adjoint, then one per pair.
+
+        Returns:
+            The table as a string (error vs finite differences, compile time, time per gradient,
+            peak memory; then each pair's relative difference).
+        """
         rows = [
             "| adjoint | rel. error vs FD | compile (s) | time / grad (ms) | peak memory (KiB) |",
             "| --- | --- | --- | --- | --- |",
@@ -130,8 +156,26 @@ def gradient_audit(
         A `GradientAudit`; ``audit.table()`` formats it.
 
     Example:
-        >>> audit = gradient_audit(lambda m: jnp.mean((m(ts, y0) - ys) ** 2), node, key=jr.key(0))
+        Euler with four steps: ``checkpoint`` differentiates the discrete solve exactly (it matches
+        finite differences), ``backsolve`` solves the continuous adjoint with the same coarse
+        Euler steps, so it is off by the discretisation error.
+
+        >>> from sdeml.neural_ode import MLPField, NeuralODE, gradient_audit
+        >>> node = NeuralODE(MLPField(2, 4, 1, key=jr.key(0)), solver="euler", dt0=0.25)
+        >>> ts, y0 = jnp.linspace(0.0, 1.0, 5), jnp.array([1.0, 0.0])
+        >>> ys = jnp.stack([jnp.cos(ts), -jnp.sin(ts)], axis=1)
+        >>> loss_fn = lambda m: jnp.mean((m(ts, y0) - ys) ** 2)
+        >>> audit = gradient_audit(loss_fn, node, n_directions=4, repeats=1, key=jr.key(1))
+        >>> audit.n_params, audit.n_directions
+        (26, 4)
+        >>> audit.adjoints["checkpoint"].fd_rel_error < 1e-8
+        True
         >>> print(audit.table())
+        | adjoint | rel. error vs FD | compile (s) | time / grad (ms) | peak memory (KiB) |
+        | --- | --- | --- | --- | --- |
+        | checkpoint | ... |
+        | backsolve | 3.62e-01 | ... |
+        | checkpoint vs backsolve | 1.02e-01 | | | |
 
     References:
         Chen et al., Neural ODEs, NeurIPS 2018 (the adjoint method); Kidger, On Neural

@@ -37,9 +37,11 @@ class MLPField(eqx.Module):
         a whole batch at once (what a `CNF` with the exact divergence uses).
 
     Example:
-        >>> f = MLPField(2, 50, 1, power=3, time_dependent=False, key=jr.key(0))
+        >>> f = sdeml.MLPField(2, 50, 1, power=3, time_dependent=False, key=jr.key(0))
         >>> f(0.0, jnp.ones(2), None).shape
         (2,)
+        >>> bool(jnp.array_equal(f(0.0, jnp.ones(2)), f(5.0, jnp.ones(2))))  # autonomous
+        True
 
     References:
         Chen et al., Neural Ordinary Differential Equations, NeurIPS 2018 (the spiral demo of
@@ -116,8 +118,17 @@ class MLPField(eqx.Module):
             requested). Agrees with ``jnp.trace(jax.jacfwd(lambda y: field(t, y))(h_i))``.
 
         Example:
+            >>> from sdeml.neural_ode import MLPField
             >>> f = MLPField(2, 64, 2, key=jr.key(0))
-            >>> dz, div, _ = f.batch_divergence(0.5, jnp.ones((8, 2)))
+            >>> h = jr.normal(jr.key(1), (8, 2))
+            >>> dz, div, frob = f.batch_divergence(0.5, h, frobenius=True)
+            >>> jac = jax.vmap(jax.jacfwd(lambda y: f(0.5, y)))(h)  # (8, 2, 2), autodiff
+            >>> dz.shape, div.shape, frob.shape
+            ((8, 2), (8,), (8,))
+            >>> bool(jnp.allclose(div, jnp.trace(jac, axis1=1, axis2=2), atol=1e-12))
+            True
+            >>> bool(jnp.allclose(frob, jnp.sum(jac**2, axis=(1, 2)), atol=1e-12))
+            True
         """
         if h.ndim != 2 or h.shape[1] != self.dim:
             raise ValueError(f"batch_divergence expects h of shape (b, {self.dim}), got {h.shape}")

@@ -31,8 +31,18 @@ class EulerResNet(eqx.Module):
         ``resnet(h0, args)`` is $h_N$; ``resnet.trajectory(h0, args)`` is $(h_0, \dots, h_N)$.
 
     Example:
+        For $f = -h$ every block multiplies by $1 - \Delta t$, so $h_N = (1 - 1/N)^N h_0$, which
+        tends to the neural ODE's $e^{-1} h_0$:
+
+        >>> from sdeml.neural_ode import EulerResNet
         >>> net = EulerResNet(lambda t, h, args: -h, n_blocks=100)
-        >>> net(jnp.ones(2))        # ≈ (1 - 1/100)**100 ≈ exp(-1)
+        >>> h = net(jnp.ones(2))
+        >>> round(float(h[0]), 6), round((1 - 1 / 100) ** 100, 6)
+        (0.366032, 0.366032)
+        >>> f"{abs(float(h[0]) - np.exp(-1)):.1e}"  # O(1/N)
+        '1.8e-03'
+        >>> net.trajectory(jnp.ones(2)).shape  # h_0, ..., h_N
+        (101, 2)
 
     References:
         He et al., Deep Residual Learning, CVPR 2016; E, A Proposal on Machine Learning via
@@ -89,17 +99,23 @@ def resnet_limit(
     Args:
         func: the shared vector field ``func(t, y, args)``.
         h0: a batch of inputs, shape ``(b, *state)``.
-        args: passed to the field.
-        n_blocks: the depths $N$ to compare.
+        n_blocks: the depths $N$ to compare (at least two).
         t0, t1: the depth interval.
         rtol, atol: tolerances of the reference solve.
+        args: passed to the field.
 
     Returns:
-        ``(errors, slope)``: errors of shape ``(len(n_blocks),)`` and the fitted slope
-        (≈ -1).
+        ``(errors, slope)``: a NumPy array of errors, shape ``(len(n_blocks),)``, and the fitted
+        slope of $\log e_N$ against $\log N$ (≈ -1).
 
     Example:
-        >>> errs, slope = resnet_limit(field, h0, [4, 8, 16, 32, 64])
+        >>> from sdeml.neural_ode import resnet_limit
+        >>> h0 = jr.normal(jr.key(0), (4, 2))
+        >>> errs, slope = resnet_limit(lambda t, h, args: -h, h0, [4, 8, 16, 32])
+        >>> errs.shape, round(slope, 1)  # Euler's global order 1
+        ((4,), -1.0)
+        >>> bool(errs[-1] < errs[0] / 7)  # 8 times deeper, about 8 times closer
+        True
 
     References:
         Chen et al., Neural Ordinary Differential Equations, NeurIPS 2018. arXiv:1806.07366

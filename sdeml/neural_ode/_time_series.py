@@ -25,7 +25,23 @@ SPIRAL_A = ((-0.1, 2.0), (-2.0, -0.1))
 def spiral_field(t: ScalarLike, y: Float[Array, " 2"], args: Any = None) -> Float[Array, " 2"]:
     r"""The spiral of the classic neural-ODE demo, $\dot y = (y^3)^\top A$ (cube elementwise).
 
-    $A = \begin{pmatrix}-0.1 & 2\\ -2 & -0.1\end{pmatrix}$, so $\dot y = A^\top y^3$.
+    $A = \begin{pmatrix}-0.1 & 2\\ -2 & -0.1\end{pmatrix}$ (`SPIRAL_A`), so
+    $\dot y = A^\top y^3$.
+
+    Args:
+        t: the time (unused: the field is autonomous).
+        y: the state, shape ``(2,)``.
+        args: unused (the vector-field signature of sdeml).
+
+    Returns:
+        $\dot y$, shape ``(2,)``.
+
+    Example:
+        >>> from sdeml.neural_ode import spiral_field
+        >>> spiral_field(0.0, jnp.array([1.0, 0.0])).tolist()  # y^3 = e_1: the first row of A
+        [-0.1, 2.0]
+        >>> spiral_field(0.0, jnp.array([2.0, 0.0])).tolist()  # cubic: 8 times as fast
+        [-0.8, 16.0]
 
     References:
         torchdiffeq, examples/ode_demo.py (Chen et al., NeurIPS 2018). arXiv:1806.07366
@@ -50,16 +66,23 @@ def integrate(
 
     Args:
         field: ``field(t, y, args)``, the vector-field signature of sdeml.
-        y0: the state at ``ts[0]``.
-        ts: strictly increasing observation times.
+        y0: the state at ``ts[0]``, shape ``(d,)``.
+        ts: strictly increasing observation times, shape ``(n,)``.
         rtol, atol: tolerances.
         args: passed to `field`.
 
     Returns:
-        The states at `ts`, shape ``(n, d)``.
+        The states at `ts`, shape ``(n, d)`` (the first is `y0`).
 
     Example:
-        >>> ys = integrate(spiral_field, jnp.array([2.0, 0.0]), jnp.linspace(0, 25, 1000))
+        The harmonic oscillator $\dot y = (y_2, -y_1)$ reaches $-y_0$ at $t = \pi$ (the spiral
+        data: ``integrate(spiral_field, jnp.array([2.0, 0.0]), jnp.linspace(0.0, 25.0, 1000))``):
+
+        >>> from sdeml.neural_ode import integrate
+        >>> rot = lambda t, y, args: jnp.array([y[1], -y[0]])
+        >>> ys = integrate(rot, jnp.array([1.0, 0.0]), jnp.linspace(0.0, jnp.pi, 5))
+        >>> ys.shape, bool(jnp.allclose(ys[-1], jnp.array([-1.0, 0.0]), atol=1e-9))
+        ((5, 2), True)
     """
     check_field_signature(field, "integrate")
     y0 = jnp.asarray(y0)
@@ -88,7 +111,23 @@ def irregular_times(
     """`n` sorted observation times: ``t0``, ``t1`` and ``n - 2`` uniform draws in between.
 
     Duplicates (probability zero in exact arithmetic) are broken by a tiny shift, so the times are
-    strictly increasing.
+    strictly increasing: the $k$-th time moves up by $10^{-9}(t_1 - t_0)\\,k/n$, so the last one
+    is $t_1$ plus less than $10^{-9}(t_1 - t_0)$.
+
+    Args:
+        t0, t1: the first and last times, ``t0 < t1``.
+        n: the number of times, ``n >= 2``.
+        dtype: float dtype.
+        key: PRNG key of the uniform draws.
+
+    Returns:
+        The times, shape ``(n,)``.
+
+    Example:
+        >>> from sdeml.neural_ode import irregular_times
+        >>> ts = irregular_times(0.0, 10.0, 6, key=jr.key(0))
+        >>> ts.shape, float(ts[0]), round(float(ts[-1]), 6), bool(jnp.all(jnp.diff(ts) > 0))
+        ((6,), 0.0, 10.0, True)
     """
     if n < 2:
         raise ValueError(f"`n` must be >= 2, got {n}")
@@ -101,7 +140,23 @@ def irregular_times(
 
 
 def add_noise(ys: Float[Array, "n d"], sigma: float, *, key: PRNGKeyArray) -> Float[Array, "n d"]:
-    r"""Observations $y_k + \sigma\varepsilon_k$, $\varepsilon_k \sim \mathcal N(0, I)$."""
+    r"""Observations $y_k + \sigma\varepsilon_k$, $\varepsilon_k \sim \mathcal N(0, I)$.
+
+    Args:
+        ys: the clean states, shape ``(n, d)``.
+        sigma: the noise level $\sigma \ge 0$.
+        key: PRNG key.
+
+    Returns:
+        The noisy observations, shape ``(n, d)``.
+
+    Example:
+        >>> from sdeml.neural_ode import add_noise
+        >>> ys = jnp.zeros((2000, 2))
+        >>> obs = add_noise(ys, 0.1, key=jr.key(0))
+        >>> obs.shape, round(float(jnp.std(obs - ys)), 2)
+        ((2000, 2), 0.1)
+    """
     if sigma < 0:
         raise ValueError(f"`sigma` must be >= 0, got {sigma}")
     return ys + sigma * jr.normal(key, ys.shape, ys.dtype)
@@ -117,9 +172,26 @@ def sample_windows(
 ) -> tuple[Float[Array, "b w"], Float[Array, "b w d"]]:
     """A batch of random windows of `window` consecutive observations (the spiral demo's batches).
 
+    Args:
+        ts: observation times, shape ``(n,)``.
+        ys: observations, shape ``(n, d)``.
+        batch_size: the number of windows $b$.
+        window: observations per window $w$, ``2 <= window <= n``.
+        key: PRNG key of the window starts (uniform, with replacement).
+
     Returns:
         ``(tw, yw)``: times and states, shapes ``(batch_size, window)`` and
         ``(batch_size, window, d)``. Each window starts at its own time: solve from ``tw[i, 0]``.
+
+    Example:
+        >>> from sdeml.neural_ode import sample_windows
+        >>> ts = jnp.linspace(0.0, 1.0, 11)
+        >>> ys = jnp.stack([ts, ts**2], axis=1)
+        >>> tw, yw = sample_windows(ts, ys, 4, 3, key=jr.key(0))
+        >>> tw.shape, yw.shape
+        ((4, 3), (4, 3, 2))
+        >>> bool(jnp.allclose(jnp.diff(tw, axis=1), 0.1)), bool(jnp.array_equal(yw[..., 0], tw))
+        (True, True)
     """
     n = ts.shape[0]
     if not 2 <= window <= n:
@@ -135,6 +207,29 @@ def window_loss(
     r"""Mean absolute error of ``model(ts, y0)`` started from each window's first observation.
 
     $L = \operatorname{mean}_{i,k,j} |\hat y^{(i)}(t_k) - y^{(i)}_k|$ (the spiral demo's loss).
+
+    Args:
+        model: ``model(ts, y0) -> (w, d)`` (a `NeuralODE`, a `StepModel`, ...).
+        tw: the windows' times, shape ``(b, w)``.
+        yw: the windows' observations, shape ``(b, w, d)``.
+
+    Returns:
+        The scalar loss.
+
+    Example:
+        Windows of $y(t) = e^{-t} y(0)$; the exact flow, started from each window's first
+        observation at its own time, fits them (a `NeuralODE` is called the same way):
+
+        >>> from sdeml.neural_ode import sample_windows, window_loss
+        >>> ts = jnp.linspace(0.0, 2.0, 21)
+        >>> ys = jnp.exp(-ts)[:, None] * jnp.array([1.0, 2.0])
+        >>> tw, yw = sample_windows(ts, ys, 8, 5, key=jr.key(0))
+        >>> flow = lambda t, y0: jnp.exp(-(t - t[0]))[:, None] * y0
+        >>> bool(window_loss(flow, tw, yw) < 1e-12)
+        True
+        >>> zero = lambda t, y0: jnp.zeros((5, 2))
+        >>> bool(jnp.isclose(window_loss(zero, tw, yw), jnp.mean(jnp.abs(yw))))
+        True
     """
     pred = jax.vmap(lambda t, y: model(t, y[0]))(tw, yw)
     return jnp.mean(jnp.abs(pred - yw))
@@ -158,7 +253,11 @@ class StepModel(eqx.Module):
         whose third argument `args` it accepts and ignores).
 
     Example:
-        >>> base = StepModel(2, 64, 2, key=jr.key(0)); base(ts, y0)
+        >>> from sdeml.neural_ode import StepModel
+        >>> base = StepModel(2, 16, 1, key=jr.key(0))
+        >>> ys = base(jnp.array([0.0, 0.1, 0.3, 0.35]), jnp.ones(2))  # irregular gaps
+        >>> ys.shape, ys[0].tolist()  # the rollout starts at y0
+        ((4, 2), [1.0, 1.0])
     """
 
     mlp: eqx.nn.MLP
@@ -184,5 +283,19 @@ class StepModel(eqx.Module):
 
 
 def relative_error(pred: Float[Array, "n d"], true: Float[Array, "n d"]) -> Float[Array, ""]:
-    r"""$\lVert \hat y - y\rVert_F / \lVert y\rVert_F$ over a trajectory."""
+    r"""$\lVert \hat y - y\rVert_F / \lVert y\rVert_F$ over a trajectory.
+
+    Args:
+        pred: the prediction $\hat y$, shape ``(n, d)``.
+        true: the reference $y$, shape ``(n, d)``.
+
+    Returns:
+        The scalar relative error.
+
+    Example:
+        >>> from sdeml.neural_ode import relative_error
+        >>> true = jnp.ones((5, 2))
+        >>> round(float(relative_error(1.1 * true, true)), 6)
+        0.1
+    """
     return jnp.linalg.norm(pred - true) / jnp.linalg.norm(true)

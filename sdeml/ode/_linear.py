@@ -53,8 +53,14 @@ def linear_ode_solution(
         ``ys`` of shape ``(n, d)`` with ``ys[i] = y(ts[i])``.
 
     Example:
-        >>> A = jnp.array([[0.0, 1.0], [-1.0, 0.0]])      # harmonic oscillator
-        >>> linear_ode_solution(A, jnp.array([1.0, 0.0]), jnp.array([jnp.pi]))  # [[-1, 0]]
+        >>> from sdeml.ode import linear_ode_solution
+        >>> A = jnp.array([[0.0, 1.0], [-1.0, 0.0]])  # harmonic oscillator: y = (cos t, -sin t)
+        >>> ys = linear_ode_solution(A, jnp.array([1.0, 0.0]), jnp.array([jnp.pi / 2, jnp.pi]))
+        >>> ys.shape, bool(jnp.allclose(ys, jnp.array([[0.0, -1.0], [-1.0, 0.0]]), atol=1e-12))
+        ((2, 2), True)
+        >>> ys = linear_ode_solution(jnp.zeros((1, 1)), jnp.ones(1), jnp.array([2.0]), jnp.ones(1))
+        >>> round(float(ys[0, 0]), 12)  # singular A = 0, b = 1: y(t) = y0 + b t
+        3.0
 
     References:
         Moler & Van Loan, Nineteen Dubious Ways to Compute the Exponential of a Matrix, Twenty-Five
@@ -107,8 +113,16 @@ def linear_ode_solution_eig(
         Uses ``jnp.linalg.eig``, which JAX implements on CPU only.
 
     Example:
+        >>> from sdeml.ode import linear_ode_solution, linear_ode_solution_eig
         >>> A = jnp.array([[-1.0, 0.0], [0.0, -2.0]])
-        >>> linear_ode_solution_eig(A, jnp.ones(2), jnp.array([1.0]))  # [[e^-1, e^-2]]
+        >>> ys = linear_ode_solution_eig(A, jnp.ones(2), jnp.array([1.0]))
+        >>> ys.shape, bool(jnp.allclose(ys[0], jnp.exp(jnp.array([-1.0, -2.0]))))  # e^{-t}, e^{-2t}
+        ((1, 2), True)
+        >>> A = jnp.array([[0.0, 1.0], [-1.0, -0.1]])  # damped oscillator: complex eigenvalues
+        >>> ts, y0, b = jnp.linspace(0.0, 5.0, 6), jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
+        >>> ys = linear_ode_solution_eig(A, y0, ts, b)
+        >>> bool(jnp.allclose(ys, linear_ode_solution(A, y0, ts, b)))  # the expm solution
+        True
 
     References:
         Hirsch, Smale & Devaney, Differential Equations, Dynamical Systems, and an Introduction

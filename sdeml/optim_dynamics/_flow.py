@@ -36,14 +36,19 @@ def gradient_descent(
     Args:
         loss: $L$, ``(d,) -> ()``.
         theta0: the start, shape ``(d,)``.
-        lr: $\eta > 0$.
-        n_steps: number of steps.
+        lr: $\eta > 0$, a scalar.
+        n_steps: number of steps, a positive int.
 
     Returns:
-        The iterates $\theta_0..\theta_n$, shape ``(n_steps + 1, d)``.
+        The iterates $\theta_0, \dots, \theta_n$, shape ``(n_steps + 1, d)``.
 
     Example:
-        >>> gradient_descent(lambda th: 0.5 * th @ th, jnp.ones(2), 0.1, 50)[-1]
+        On $L = \tfrac12|\theta|^2$ each step multiplies $\theta$ by $1 - \eta$:
+
+        >>> from sdeml.optim_dynamics import gradient_descent
+        >>> thetas = gradient_descent(lambda th: 0.5 * th @ th, jnp.ones(2), 0.1, 50)
+        >>> thetas.shape, bool(jnp.allclose(thetas[-1], 0.9**50))
+        ((51, 2), True)
 
     References:
         Cauchy, Méthode générale pour la résolution des systèmes d'équations simultanées, 1847.
@@ -75,13 +80,18 @@ def modified_loss(loss: Loss, lr: float | Float[ArrayLike, ""]) -> Loss:
 
     Args:
         loss: $L$, ``(d,) -> ()``.
-        lr: $\eta$.
+        lr: $\eta$, a scalar.
 
     Returns:
-        $\tilde L$, ``(d,) -> ()``.
+        $\tilde L$, a function ``(d,) -> ()``.
 
     Example:
-        >>> modified_loss(lambda th: 0.5 * th @ th, 0.1)(jnp.ones(2))  # 1.0 + 0.05
+        For $L = \tfrac12|\theta|^2$, $\tilde L = (\tfrac12 + \tfrac\eta4)|\theta|^2$:
+        $1 + 0.05$ at $\theta = (1, 1)$, $\eta = 0.1$.
+
+        >>> from sdeml.optim_dynamics import modified_loss
+        >>> round(float(modified_loss(lambda th: 0.5 * th @ th, 0.1)(jnp.ones(2))), 6)
+        1.05
 
     References:
         Barrett & Dherin, Implicit Gradient Regularization, ICLR 2021. arXiv:2009.11162
@@ -100,20 +110,20 @@ def gradient_flow(
     atol: float = 1e-12,
     max_steps: int = 100_000,
 ) -> Float[Array, "n d"]:
-    r"""The gradient flow $\dot\theta = -\nabla L(\theta)$ through the ODE front
-    (Tsit5).
+    r"""The gradient flow $\dot\theta = -\nabla L(\theta)$ through the ODE front (Tsit5).
+
+    $$
+    \theta(t) = \theta_0 - \int_{t_0}^t \nabla L(\theta(s))\,ds.
+    $$
 
     One adaptive solve from ``ts[0]`` to ``ts[-1]`` with dense output (Tsit5's interpolant),
-    evaluated at `ts`; the solve is compiled once per `loss` and reused for any `ts`.
-
-    $$
-    \theta(t) = \theta_0 - \int_0^t \nabla L(\theta(s))\,ds.
-    $$
+    evaluated at `ts`; the solve is compiled once per `loss` and shape of `ts`.
 
     Args:
         loss: $L$, ``(d,) -> ()``.
         theta0: $\theta(t_0)$, shape ``(d,)``.
-        ts: increasing save times; the flow starts at ``ts[0]``.
+        ts: increasing save times, shape ``(n,)`` with $n \ge 2$; the flow starts at
+            $t_0 =$ ``ts[0]``.
         modified_lr: if given ($\eta$), integrate the flow of `modified_loss` instead
             (same compiled solve: $\eta$ is traced).
         rtol, atol: tolerances of the adaptive PID controller.
@@ -123,8 +133,16 @@ def gradient_flow(
         $\theta$ at `ts`, shape ``(n, d)``.
 
     Example:
-        >>> gradient_flow(lambda th: 0.5 * th @ th, jnp.ones(2), jnp.linspace(0, 1, 5))
-        >>> # = exp(-t) * [1, 1]
+        On $L = \tfrac12|\theta|^2$ the flow is $\theta_0 e^{-t}$, and the modified flow
+        with $\eta = 0.1$ is $\theta_0 e^{-(1 + \eta/2)t}$:
+
+        >>> loss, ts = lambda th: 0.5 * th @ th, jnp.linspace(0.0, 1.0, 5)
+        >>> thetas = sdeml.gradient_flow(loss, jnp.ones(2), ts)
+        >>> thetas.shape, bool(jnp.allclose(thetas, jnp.exp(-ts)[:, None], atol=1e-9))
+        ((5, 2), True)
+        >>> modified = sdeml.gradient_flow(loss, jnp.ones(2), ts, modified_lr=0.1)
+        >>> bool(jnp.allclose(modified, jnp.exp(-1.05 * ts)[:, None], atol=1e-9))
+        True
 
     References:
         Kidger, On Neural Differential Equations, 2021 (diffrax); Tsitouras, Comput. Math. Appl.
@@ -161,7 +179,7 @@ def flow_gd_deviation(
     *,
     modified: bool = False,
 ) -> Float[Array, ""]:
-    r"""The largest gap between gradient descent and the (modified) gradient flow at t = k eta.
+    r"""The largest gap between gradient descent and the (modified) gradient flow at $t = k\eta$.
 
     $$
     \max_{0\le k\le n} |\theta_k^{\mathrm{GD}} - \theta(k\eta)|,
@@ -171,18 +189,26 @@ def flow_gd_deviation(
     fixed horizon $n\eta$) or of `modified_loss` (gap $O(\eta^2)$).
 
     Args:
-        loss: $L$.
-        theta0: the common start.
-        lr: $\eta$.
-        n_steps: GD steps (horizon $n\eta$).
+        loss: $L$, ``(d,) -> ()``.
+        theta0: the common start, shape ``(d,)``.
+        lr: $\eta > 0$, a scalar.
+        n_steps: GD steps, a positive int (horizon $n\eta$).
         modified: compare with the modified flow instead.
 
     Returns:
-        The maximum Euclidean deviation.
+        The maximum Euclidean deviation, shape ``()``.
 
     Example:
-        >>> flow_gd_deviation(loss, theta0, 0.05, 40), flow_gd_deviation(loss, theta0, 0.05, 40,
-        ...                                                               modified=True)
+        On a quadratic with curvatures 1 and 4, the modified flow tracks GD about eight times
+        more closely at $\eta = 0.05$ (halving $\eta$ at a fixed horizon $n\eta$ halves the
+        first gap and quarters the second):
+
+        >>> from sdeml.optim_dynamics import flow_gd_deviation
+        >>> loss = lambda th: 0.5 * (th[0] ** 2 + 4 * th[1] ** 2)
+        >>> plain = flow_gd_deviation(loss, jnp.ones(2), 0.05, 20)
+        >>> modified = flow_gd_deviation(loss, jnp.ones(2), 0.05, 20, modified=True)
+        >>> round(float(plain), 3), round(float(modified), 4)
+        (0.041, 0.0052)
 
     References:
         Barrett & Dherin, ICLR 2021; Hairer, Lubich & Wanner, Geometric Numerical Integration,

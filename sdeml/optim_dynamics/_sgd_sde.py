@@ -26,19 +26,25 @@ def minibatch_factor(batch_size: int, n_data: int | None = None) -> float:
     $\tfrac1B\tfrac{N-B}{N-1}$ (without replacement, the finite-population correction).
 
     Args:
-        batch_size: $B$.
+        batch_size: $B$, a positive int ($\le N$ when ``n_data`` is given).
         n_data: $N$, or None for sampling with replacement (or an infinite dataset).
 
     Returns:
-        $\mathrm{Cov}(\bar g_B) = \text{factor}\cdot\Sigma$.
+        The factor $c_B$, a float: $\mathrm{Cov}(\bar g_B) = c_B\,\Sigma$.
 
     Example:
-        >>> minibatch_factor(10, 100)  # 0.1 * 90 / 99
+        >>> from sdeml.optim_dynamics import minibatch_factor
+        >>> minibatch_factor(10), round(minibatch_factor(10, 100), 6), round(0.1 * 90 / 99, 6)
+        (0.1, 0.090909, 0.090909)
+        >>> minibatch_factor(100, 100)  # the whole dataset: no noise
+        0.0
 
     References:
         Cochran, Sampling Techniques, 3rd ed., 1977, thm. 2.2.
     """
     if n_data is None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         return 1.0 / batch_size
     _check_batch(batch_size, n_data)
     if n_data == 1:
@@ -52,15 +58,21 @@ def per_example_gradients(
     r"""The gradients $\nabla_\theta \ell(\theta; x_i)$ of every example, shape ``(N, d)``.
 
     Args:
-        per_example_loss: $\ell(\theta, x_i)$ for one example.
+        per_example_loss: $\ell(\theta, x_i)$ for one example, ``((d,), example) -> ()``.
         theta: parameters, shape ``(d,)``.
-        data: pytree of arrays with a leading example axis.
+        data: pytree of arrays with a leading example axis of length $N$.
 
     Returns:
-        The per-example gradients.
+        The per-example gradients, shape ``(N, d)``.
 
     Example:
-        >>> per_example_gradients(lambda th, x: 0.5 * (th[0] - x) ** 2, jnp.zeros(1), xs)
+        For $\ell = \tfrac12(\theta - x)^2$, $g_i = \theta - x_i$:
+
+        >>> from sdeml.optim_dynamics import per_example_gradients
+        >>> xs = jnp.array([1.0, 2.0, 4.0])
+        >>> g = per_example_gradients(lambda th, x: 0.5 * (th[0] - x) ** 2, jnp.zeros(1), xs)
+        >>> g.shape, g[:, 0].tolist()
+        ((3, 1), [-1.0, -2.0, -4.0])
     """
     return jax.vmap(jax.grad(per_example_loss), in_axes=(None, 0))(theta, data)
 
@@ -76,15 +88,21 @@ def gradient_noise_cov(
     $$
 
     Args:
-        per_example_loss: $\ell(\theta, x_i)$.
-        theta: shape ``(d,)``.
-        data: the dataset.
+        per_example_loss: $\ell(\theta, x_i)$, ``((d,), example) -> ()``.
+        theta: parameters, shape ``(d,)``.
+        data: the dataset, a pytree of arrays with a leading example axis of length $N$.
 
     Returns:
         $\Sigma(\theta)$, shape ``(d, d)``.
 
     Example:
-        >>> gradient_noise_cov(loss_i, theta, data)
+        For $\ell = \tfrac12(\theta - x)^2$, $\Sigma$ is the (population) variance of the data:
+
+        >>> from sdeml.optim_dynamics import gradient_noise_cov
+        >>> xs = jr.normal(jr.key(0), (100,))
+        >>> cov = gradient_noise_cov(lambda th, x: 0.5 * (th[0] - x) ** 2, jnp.zeros(1), xs)
+        >>> cov.shape, bool(jnp.allclose(cov, jnp.var(xs)))
+        ((1, 1), True)
 
     References:
         Li, Tai & E, Stochastic modified equations and adaptive stochastic gradient algorithms,
@@ -96,14 +114,41 @@ def gradient_noise_cov(
 
 
 class SGDState(eqx.Module):
-    """A batch of SGD iterates, shape ``(*chains, d)``."""
+    """A batch of SGD iterates, shape ``(*chains, d)``.
+
+    Attributes:
+        position: the iterates $\\theta$, shape ``(*chains, d)`` (or ``(d,)`` for one chain).
+
+    Example:
+        >>> sgd = sdeml.optim_dynamics.SGD(
+        ...     lambda th, x: 0.5 * (th[0] - x) ** 2, jnp.arange(10.0), lr=0.1, batch_size=2)
+        >>> sgd.init(jnp.zeros((4, 1))).position.shape
+        (4, 1)
+    """
 
     position: Float[Array, "*chains d"]
 
 
 class SGDInfo(eqx.Module):
-    """What one SGD step reports: the minibatch loss of each chain at its position before the
-    step (an optimiser has no Metropolis test, so there is no acceptance rate)."""
+    """What one SGD step reports: each chain's minibatch loss before the step.
+
+    An optimiser has no Metropolis test, so there is no acceptance rate.
+
+    Attributes:
+        minibatch_loss: $\\frac1B\\sum_{i\\in S_k}\\ell(\\theta_k; x_i)$ of each chain at its
+            position before the step, shape ``(*chains,)``.
+
+    Example:
+        With all $N = B = 2$ examples $x = (0, 2)$, the minibatch loss at $\\theta = 0$ is
+        $\\tfrac12(0 + 4)/2 = 1$:
+
+        >>> sgd = sdeml.optim_dynamics.SGD(
+        ...     lambda th, x: 0.5 * (th[0] - x) ** 2, jnp.array([0.0, 2.0]), lr=0.1,
+        ...     batch_size=2, replace=False)
+        >>> state, info = sgd.step(sgd.init(jnp.zeros((3, 1))), key=jr.key(0))
+        >>> info.minibatch_loss.shape, info.minibatch_loss.tolist()
+        ((3,), [1.0, 1.0, 1.0])
+    """
 
     minibatch_loss: Float[Array, " *chains"]
 
@@ -121,16 +166,27 @@ class SGD(eqx.Module):
     program, and their spread is SGD's stationary law.
 
     Args:
-        per_example_loss: $\ell(\theta, x_i)$.
-        data: pytree with leading example axis $N$.
-        lr: $\eta > 0$.
-        batch_size: $1 \le B \le N$.
+        per_example_loss: $\ell(\theta, x_i)$, ``((d,), example) -> ()``.
+        data: pytree of arrays with a leading example axis of length $N$.
+        lr: $\eta > 0$, a scalar.
+        batch_size: $1 \le B \le N$, a static int.
         replace: draw each minibatch with replacement (True) or without.
 
     Example:
+        1000 chains on $\ell = \tfrac12(\theta - x)^2$: their spread matches SGD's stationary
+        variance $\eta\sigma^2 / (B(2 - \eta))$ (`sgd_stationary_cov`), with $\sigma^2$ the
+        data variance:
+
+        >>> from sdeml.optim_dynamics import SGD, sgd_stationary_cov
+        >>> xs = jr.normal(jr.key(0), (100,))
         >>> sgd = SGD(lambda th, x: 0.5 * (th[0] - x) ** 2, xs, lr=0.1, batch_size=8)
-        >>> state, _, traj = sdeml.run_chains(sgd, sgd.init(jnp.zeros((1000, 1))), 500,
-        ...                                   observe=lambda s: s.position, key=jr.key(0))
+        >>> state, _, _ = sdeml.run_chains(sgd, sgd.init(jnp.zeros((1000, 1))), 200,
+        ...                                key=jr.key(1))
+        >>> state.position.shape
+        (1000, 1)
+        >>> exact = sgd_stationary_cov(jnp.eye(1), jnp.var(xs)[None, None], 0.1, 8, discrete=True)
+        >>> bool(abs(jnp.var(state.position) / exact[0, 0] - 1) < 0.15)  # 1000 chains: ~5% error
+        True
 
     References:
         Robbins & Monro, Ann. Math. Statist. 22, 1951.
@@ -177,26 +233,27 @@ class SGDSDE(AbstractSDE):
     d\theta = -\nabla L(\theta)\,dt + \sqrt{\eta\,c_B\,\Sigma(\theta)}\,dW,
     $$
 
-    an `sdeml.core.AbstractSDE` with ``drift(t, theta, args)`` $=-\nabla L$ and
-    ``diffusion(t, theta, args)`` the ``(d, d)`` symmetric square root of
-    $\eta c_B\Sigma(\theta)$: ``noise="general"`` with a ``d``-dimensional $W$, or
-    ``"additive"`` (matrix) when $\Sigma$ is frozen by `noise_cov`. `simulate` runs it
-    through `sdeml.core.simulate`; to pass it to the engine yourself, give `dim` (or
-    `noise_cov`), which fixes the Brownian dimension.
-
     with $\Sigma$ the per-example gradient covariance (`gradient_noise_cov`) and
     $c_B$ = `minibatch_factor` ($1/B$, times $(N-B)/(N-1)$ without
     replacement). Time $t$ corresponds to $t/\eta$ SGD steps. In 1-D with constant
     $\Sigma=\sigma^2$ its stationary law is the Gibbs density
     $\exp(-2L/(\eta c_B\sigma^2))$.
 
+    It is an `sdeml.core.AbstractSDE` with ``drift(t, theta, args)`` $=-\nabla L$ and
+    ``diffusion(t, theta, args)`` the ``(d, d)`` symmetric square root of
+    $\eta c_B\Sigma(\theta)$: ``noise="general"`` with a ``d``-dimensional $W$, or
+    ``"additive"`` (matrix) when $\Sigma$ is frozen by `noise_cov`. `simulate` runs it
+    through `sdeml.core.simulate`; to pass it to the engine yourself, give `dim` (or
+    `noise_cov`), which fixes the Brownian dimension.
+
     Args:
-        per_example_loss: $\ell(\theta, x_i)$.
-        data: the dataset.
-        lr: $\eta > 0$.
-        batch_size: $B$.
+        per_example_loss: $\ell(\theta, x_i)$, ``((d,), example) -> ()``.
+        data: the dataset, a pytree of arrays with a leading example axis of length $N$.
+        lr: $\eta > 0$, a scalar.
+        batch_size: $B$, a static int in $[1, N]$.
         replace: whether SGD draws minibatches with replacement (as `SGD`'s default).
-        noise_cov: if given, a constant $\Sigma$ used instead of $\Sigma(\theta)$
+        noise_cov: if given, a constant $\Sigma$ of shape ``(d, d)`` used instead of
+            $\Sigma(\theta)$
             (exact for quadratic losses with additive gradient noise; otherwise the common
             "noise frozen at the minimum" approximation). It makes each step O(d^3) instead of
             O(N d^2 + d^3) per path.
@@ -204,8 +261,22 @@ class SGDSDE(AbstractSDE):
             points given to `simulate`).
 
     Example:
-        >>> sde = SGDSDE(loss_i, xs, lr=0.1, batch_size=8)
-        >>> sde.drift(0.0, theta), sde.diffusion(0.0, theta)  # (d,), (d, d)
+        On $\ell = \tfrac12(\theta - x)^2$, $\Sigma = \sigma^2$ (the data variance) and the
+        stationary variance is $\eta\sigma^2/(2B)$ (`sgd_stationary_cov` with
+        ``discrete=False``):
+
+        >>> xs = jr.normal(jr.key(0), (100,))
+        >>> sde = sdeml.SGDSDE(lambda th, x: 0.5 * (th[0] - x) ** 2, xs, lr=0.1, batch_size=8)
+        >>> theta = jnp.array([0.3])
+        >>> sde.drift(0.0, theta).shape, sde.diffusion(0.0, theta).shape
+        ((1,), (1, 1))
+        >>> bool(jnp.allclose(sde.diffusion(0.0, theta) ** 2, 0.1 / 8 * jnp.var(xs)))
+        True
+        >>> paths = sde.simulate(jnp.zeros((1000, 1)), 5.0, 250, save_every=250, key=jr.key(1))
+        >>> paths.shape
+        (1, 1000, 1)
+        >>> bool(abs(jnp.var(paths[-1]) / (0.1 / 8 * jnp.var(xs) / 2) - 1) < 0.15)
+        True
 
     References:
         Li, Tai & E, ICML 2017, arXiv:1511.06251; Mandt, Hoffman & Blei, Stochastic gradient
@@ -348,13 +419,18 @@ def solve_continuous_lyapunov(
     r"""Solve $AS + SA^T = Q$ (small $d$: a Kronecker-product linear solve).
 
     Args:
-        a, q: square matrices of equal shape.
+        a, q: $A$ and $Q$, square matrices of equal shape ``(d, d)``.
 
     Returns:
-        $S$.
+        $S$, shape ``(d, d)``.
 
     Example:
-        >>> solve_continuous_lyapunov(H, lr / B * Sigma)  # SGD-SDE stationary covariance
+        >>> from sdeml.optim_dynamics import solve_continuous_lyapunov
+        >>> A = jnp.array([[-1.0, 2.0], [0.0, -3.0]])
+        >>> Q = jnp.array([[2.0, 1.0], [1.0, 3.0]])
+        >>> S = solve_continuous_lyapunov(A, Q)
+        >>> S.shape, bool(jnp.allclose(A @ S + S @ A.T, Q))
+        ((2, 2), True)
 
     References:
         Bartels & Stewart, Comm. ACM 15, 1972 (the problem; solved densely here).
@@ -371,13 +447,23 @@ def solve_discrete_lyapunov(a: Float[Array, "d d"], q: Float[Array, "d d"]) -> F
     r"""Solve $S = ASA^T + Q$ (Kronecker-product linear solve).
 
     Args:
-        a, q: square matrices of equal shape ($A$ with spectral radius < 1).
+        a, q: $A$ and $Q$, square matrices of equal shape ``(d, d)`` ($A$ with spectral radius
+            < 1).
 
     Returns:
-        $S$.
+        $S$, shape ``(d, d)``.
 
     Example:
-        >>> solve_discrete_lyapunov(I - lr * H, lr**2 / B * Sigma)  # SGD stationary covariance
+        In 1-D, $S = Q/(1 - a^2)$; here $1/(1 - 0.25) = 4/3$:
+
+        >>> from sdeml.optim_dynamics import solve_discrete_lyapunov
+        >>> round(float(solve_discrete_lyapunov(jnp.array([[0.5]]), jnp.eye(1))[0, 0]), 6)
+        1.333333
+        >>> A = jnp.array([[0.5, 0.2], [0.0, -0.4]])
+        >>> Q = jnp.array([[2.0, 1.0], [1.0, 3.0]])
+        >>> S = solve_discrete_lyapunov(A, Q)
+        >>> S.shape, bool(jnp.allclose(S, A @ S @ A.T + Q))
+        ((2, 2), True)
     """
     a, q = jnp.asarray(a), jnp.asarray(q)
     if a.ndim != 2 or a.shape[0] != a.shape[1] or q.shape != a.shape:
@@ -413,18 +499,27 @@ def sgd_stationary_cov(
     $1/(1-\eta h/2)$ beyond.
 
     Args:
-        hessian: $H$ (symmetric positive definite).
-        noise_cov: $\Sigma$.
-        lr: $\eta$.
-        batch_size: $B$.
+        hessian: $H$ (symmetric positive definite), shape ``(d, d)``.
+        noise_cov: $\Sigma$, shape ``(d, d)``.
+        lr: $\eta > 0$.
+        batch_size: $B$, a positive int.
         n_data: $N$ for minibatches without replacement, None for with replacement.
         discrete: SGD's own covariance (True) or the SDE's (False).
 
     Returns:
-        The stationary covariance.
+        The stationary covariance $S$, shape ``(d, d)``.
 
     Example:
-        >>> sgd_stationary_cov(jnp.eye(1), jnp.eye(1), 0.1, 4, discrete=True)  # 0.1/(4*1.9)
+        With $h = \sigma^2 = 1$, $\eta = 0.1$, $B = 4$: $0.1/(4 \cdot 1.9)$ for SGD and
+        $0.1/(4 \cdot 2)$ for the SDE, in the ratio $2/1.9$:
+
+        >>> from sdeml.optim_dynamics import sgd_stationary_cov
+        >>> sgd = sgd_stationary_cov(jnp.eye(1), jnp.eye(1), 0.1, 4, discrete=True)
+        >>> sde = sgd_stationary_cov(jnp.eye(1), jnp.eye(1), 0.1, 4, discrete=False)
+        >>> sgd.shape, round(float(sgd[0, 0]), 6), round(0.1 / (4 * 1.9), 6)
+        ((1, 1), 0.013158, 0.013158)
+        >>> round(float(sde[0, 0]), 6), round(float(sgd[0, 0] / sde[0, 0]), 4)
+        (0.0125, 1.0526)
 
     References:
         Mandt, Hoffman & Blei, JMLR 18, 2017 (continuous); Liu, Ziyin & Ueda, Noise and

@@ -37,7 +37,24 @@ from ..diffusion import (
 
 
 def check_D(D: Any) -> float:
-    """`D` as a float, or one `ValueError` naming it unless ``D > 0`` (``math.inf`` allowed)."""
+    """`D` as a float, or one `ValueError` naming it unless ``D > 0`` (``math.inf`` allowed).
+
+    Args:
+        D: the number of augmented dimensions of PFGM++ (an int or a float; not a bool).
+
+    Returns:
+        ``float(D)``.
+
+    Example:
+        >>> import math
+        >>> from sdeml.pfgm import check_D
+        >>> check_D(128), check_D(math.inf)
+        (128.0, inf)
+        >>> check_D(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: `D` (the number of augmented dimensions) must be a positive number or ...
+    """
     if isinstance(D, bool) or not isinstance(D, int | float) or not D > 0:
         raise ValueError(
             f"`D` (the number of augmented dimensions) must be a positive number or math.inf, "
@@ -54,9 +71,26 @@ class PFGMPPKernel(eqx.Module):
         D: the number of augmented dimensions, ``D > 0`` or ``math.inf``.
 
     Example:
-        >>> k = PFGMPPKernel(128.0)
-        >>> n = k.noise(jr.key(0), jnp.full((1000,), 0.5), (1000, 2))  # tails > N(0, .25)
-        >>> x_T = k.prior((1000, 2), 80.0, key=jr.key(1))
+        Draws of $R^2/\sigma^2$ against the exact CDF, here $I_{z/(D+z)}(N/2, D/2)$ at
+        $N = 2$, $D = 4$, $z = 2$, which is $5/9$:
+
+        >>> import math
+        >>> from sdeml.pfgm import PFGMPPKernel
+        >>> k = PFGMPPKernel(4.0)
+        >>> r2 = k.sample_radius_sq(20_000, 2, 1.0, key=jr.key(0))
+        >>> round(float(jnp.mean(r2 <= 2.0)), 3), round(float(k.radius_sq_cdf(2.0, 2)), 3)
+        (0.553, 0.556)
+        >>> n = k.noise(jr.key(1), jnp.full((20_000,), 0.5), (20_000, 2))  # x - y, sigma = 0.5
+        >>> x_T = k.prior((20_000, 2), 80.0, max_radius=1e4, key=jr.key(2))
+        >>> n.shape, x_T.shape, bool(jnp.all(jnp.linalg.norm(x_T, axis=1) <= 1e4))
+        ((20000, 2), (20000, 2), True)
+
+        The kernel tends to the Gaussian one as $D \to \infty$:
+
+        >>> x, y = jnp.array([0.3, -0.4]), jnp.zeros(2)
+        >>> lp_big_D = PFGMPPKernel(1e8).log_prob(x, y, 0.5)
+        >>> bool(jnp.isclose(lp_big_D, PFGMPPKernel(math.inf).log_prob(x, y, 0.5), atol=1e-7))
+        True
 
     References:
         Xu, Liu, Tian, Tong, Tegmark & Jaakkola, PFGM++: Unlocking the Potential of
@@ -155,7 +189,21 @@ class PFGMPPKernel(eqx.Module):
 
 
 def clip_norm(x: Float[Array, "n ..."], max_radius: float | Array) -> Float[Array, "n ..."]:
-    r"""Scale each sample whose norm exceeds `max_radius` back onto that sphere."""
+    r"""Scale each sample whose norm exceeds `max_radius` back onto that sphere.
+
+    Args:
+        x: samples, shape ``(n, ...)`` (the norm is over all axes but the first).
+        max_radius: the largest norm kept.
+
+    Returns:
+        The clipped samples, shape ``(n, ...)``.
+
+    Example:
+        >>> from sdeml.pfgm import clip_norm
+        >>> x = jnp.array([[3.0, 4.0], [0.3, 0.4]])
+        >>> jnp.linalg.norm(clip_norm(x, 1.0), axis=1).round(6).tolist()  # 5 -> 1; 0.5 kept
+        [1.0, 0.5]
+    """
     n = jnp.sqrt(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=1))
     f = jnp.minimum(1.0, max_radius / jnp.maximum(n, 1e-30))
     return x * f.reshape((x.shape[0],) + (1,) * (x.ndim - 1))
@@ -188,8 +236,27 @@ def pfgmpp_loss(
         The scalar loss.
 
     Example:
-        >>> den = sdeml.diffusion.EDMDenoiser(sdeml.nn.TimeMLP(2, key=jr.key(0)))
-        >>> pfgmpp_loss(den, jnp.zeros((64, 2)), 128.0, key=jr.key(1))
+        With $\sigma \approx 1$ ($P_\text{std}$ tiny) the identity map as denoiser has loss
+        $\lambda(1)\,\mathbb E\lVert n\rVert^2 = 5 N D/(D - 2)$: the Student-$t$ noise is
+        wider than the Gaussian ($5N = 10$ at ``D = inf``).
+
+        >>> import math
+        >>> from sdeml.pfgm import IdealDenoiser, pfgmpp_loss
+        >>> batch, identity = jr.normal(jr.key(0), (8192, 2)), lambda sigma, x: x
+        >>> loss = pfgmpp_loss(identity, batch, 8.0, p_mean=0.0, p_std=1e-3, key=jr.key(1))
+        >>> round(float(loss), 1), round(5 * 2 * 8 / 6, 1)
+        (13.4, 13.3)
+        >>> loss = pfgmpp_loss(identity, batch, math.inf, p_mean=0.0, p_std=1e-3, key=jr.key(1))
+        >>> round(float(loss), 1)
+        10.0
+
+        Data at one point: its ideal denoiser is exact, so the loss is zero. A network is
+        ``sdeml.diffusion.EDMDenoiser(sdeml.nn.TimeMLP(2, key=...))``.
+
+        >>> c = jnp.array([[1.0, -2.0]])
+        >>> float(pfgmpp_loss(IdealDenoiser(c, 8.0), jnp.broadcast_to(c, batch.shape), 8.0,
+        ...                   key=jr.key(1)))
+        0.0
 
     References:
         Xu et al., ICML 2023, Algorithm 1 and sec. 4.
@@ -249,9 +316,15 @@ def pfgmpp_sampler(
         A `sdeml.diffusion.SampleResult`.
 
     Example:
-        >>> ideal = IdealDenoiser(data, 128.0)
-        >>> x = pfgmpp_sampler(ideal, 128.0, (500, 2), n_steps=20, sigma_max=40.0,
-        ...                    key=jr.key(0)).x
+        The ideal denoiser of three points carries the heavy-tailed prior back onto them:
+
+        >>> from sdeml.pfgm import IdealDenoiser, pfgmpp_sampler
+        >>> data = jnp.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])
+        >>> res = pfgmpp_sampler(IdealDenoiser(data, 8.0), 8.0, (64, 2), n_steps=10,
+        ...                      sigma_max=10.0, key=jr.key(0))
+        >>> dist = jnp.min(jnp.linalg.norm(res.x[:, None] - data[None], axis=-1), axis=1)
+        >>> res.x.shape, int(res.nfe), bool(jnp.all(dist < 1e-6))  # 2 per Heun step + denoise
+        ((64, 2), 21, True)
 
     References:
         Xu et al., PFGM++, ICML 2023, sec. 4; Karras et al., NeurIPS 2022, Algorithm 2.
@@ -297,8 +370,20 @@ class IdealDenoiser(eqx.Module):
         D: the augmented dimension (``math.inf``: diffusion).
 
     Example:
-        >>> den = IdealDenoiser(sdeml.data.toy("moons", 256, key=jr.key(0)), 128.0)
-        >>> den(0.5, jnp.zeros(2))
+        At small $\sigma$ it returns the nearest data point, at large $\sigma$ the data mean:
+
+        >>> import math
+        >>> from sdeml.pfgm import IdealDenoiser
+        >>> data = jnp.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])
+        >>> den = IdealDenoiser(data, 128.0)
+        >>> [round(float(v), 6) for v in den(1e-3, jnp.array([1.9, 0.1]))]
+        [2.0, 0.0]
+        >>> [round(float(v), 6) for v in den(1e4, jnp.zeros(2))]
+        [0.666667, 1.333333]
+        >>> x, gauss = jnp.ones(2), IdealDenoiser(data, math.inf)  # the Gaussian posterior mean
+        >>> [f"{float(jnp.max(jnp.abs(IdealDenoiser(data, D)(1.0, x) - gauss(1.0, x)))):.0e}"
+        ...  for D in (1e4, 1e6)]  # O(1/D)
+        ['6e-05', '6e-07']
 
     References:
         Xu et al., ICML 2023, sec. 3 and appendix; Karras et al., NeurIPS 2022, appendix B.3

@@ -39,14 +39,28 @@ class PINN(eqx.Module):
     Args:
         width, depth: the MLP's hidden width and number of hidden layers.
         key: PRNG key for the initial weights (and $B$).
-        t_range, x_range: the domain, for the input scaling and the periodic features.
+        t_range, x_range: the domain ``(lo, hi)``, for the input scaling and the periodic
+            features.
         harmonics: periodic features in $x$ (0: none).
         fourier_features, fourier_scale: random Fourier features (0: none).
+
+    Returns:
+        ``u(t, x)`` with scalar ``t`` and ``x`` (shape ``()``) gives $u_\theta(t, x)$, shape
+        ``()``; ``jax.vmap(u)(ts, xs)`` evaluates ``(n,)`` points at once.
 
     Example:
         >>> u = sdeml.PINN(32, 3, key=jr.key(0))
         >>> u(jnp.array(0.1), jnp.array(0.5)).shape
         ()
+        >>> jax.vmap(u)(jnp.zeros(5), jnp.linspace(0.0, 1.0, 5)).shape
+        (5,)
+
+        With ``harmonics`` the network is periodic in $x$ by construction:
+
+        >>> p = sdeml.PINN(16, 2, key=jr.key(1), x_range=(0.0, 2 * jnp.pi), harmonics=2)
+        >>> t = jnp.array(0.3)
+        >>> bool(jnp.allclose(p(t, jnp.array(0.0)), p(t, jnp.array(2 * jnp.pi)), atol=1e-12))
+        True
 
     References:
         Tancik et al., Fourier features let networks learn high frequency functions in low
@@ -145,17 +159,35 @@ def pinn_loss(
     a later slab counts only once the earlier ones are solved, as the flow of time demands.
 
     Args:
-        u: the network.
+        u: the network, ``u(t, x)`` with scalar ``t``, ``x`` (e.g. a `PINN`; any such callable).
         problem: any `AbstractPDE`.
-        points: the collocation points.
+        points: the collocation points (`sample_collocation`).
         weights: $(w_r, w_0, w_b)$.
         causal_chunks: $M$ (0: no causal weighting).
         causal_eps: $\varepsilon$.
 
     Returns:
-        The loss and its parts (``residual``, ``initial``, ``boundary``; with causal weighting
-        also ``causal_weight_min``, the last slab's weight, which approaches 1 once training has
-        propagated the solution through the whole interval).
+        The loss, shape ``()``, and its parts, a dict of shape-``()`` arrays (``residual``,
+        ``initial``, ``boundary``; with causal weighting also ``causal_weight_min``, the last
+        slab's weight, which approaches 1 once training has propagated the solution through the
+        whole interval).
+
+    Example:
+        The exact solution has zero loss; an untrained network does not:
+
+        >>> from sdeml.pinn import Heat1D, pinn_loss, sample_collocation
+        >>> problem = Heat1D(alpha=0.1)
+        >>> pts = sample_collocation(problem, 64, 16, 16, key=jr.key(0))
+        >>> loss_fn = eqx.filter_jit(pinn_loss)  # compiled once, called at every step
+        >>> loss, parts = loss_fn(problem.exact, problem, pts)
+        >>> bool(loss < 1e-20)
+        True
+        >>> u = sdeml.PINN(16, 2, key=jr.key(1))
+        >>> loss, parts = loss_fn(u, problem, pts, causal_chunks=4)
+        >>> sorted(parts), bool(loss > 0)
+        (['boundary', 'causal_weight_min', 'initial', 'residual'], True)
+        >>> bool(0 < parts["causal_weight_min"] <= 1)
+        True
 
     References:
         Raissi, Perdikaris & Karniadakis, Physics-informed neural networks, J. Comput. Phys. 378
@@ -194,7 +226,28 @@ def pinn_loss(
 def residuals(
     u: Field, problem: AbstractPDE, t: Float[Array, " n"], x: Float[Array, " n"]
 ) -> Float[Array, " n"]:
-    """The PDE residual of `u` at the points ``(t[i], x[i])``."""
+    r"""The PDE residual $\mathcal N[u](t_i, x_i)$ of `u` at the points ``(t[i], x[i])``.
+
+    Args:
+        u: the field ``u(t, x)`` (a `PINN`, or an exact solution).
+        problem: any `AbstractPDE`.
+        t, x: the points' times and positions, shape ``(n,)`` each.
+
+    Returns:
+        The residuals, shape ``(n,)``.
+
+    Example:
+        For the heat equation $u_t = \alpha u_{xx}$, $u = x(1 - x)$ has residual $2\alpha$:
+
+        >>> from sdeml.pinn import Heat1D, residuals
+        >>> problem = Heat1D(alpha=0.1)
+        >>> t, x = jnp.linspace(0.0, 1.0, 5), jnp.linspace(0.0, 1.0, 5)
+        >>> r = residuals(lambda t, x: x * (1 - x), problem, t, x)
+        >>> r.shape, bool(jnp.allclose(r, 0.2))
+        ((5,), True)
+        >>> float(jnp.max(jnp.abs(residuals(problem.exact, problem, t, x)))) < 1e-12
+        True
+    """
     return jax.vmap(lambda a, b: problem.residual(u, a, b))(t, x)
 
 
@@ -217,11 +270,29 @@ def rad_resample(
 
     Args:
         u, problem: the network and the PDE.
-        t_pool, x_pool: candidate points.
+        t_pool, x_pool: candidate points, shape ``(p,)`` each (e.g. `sample_interior`).
         n: how many to draw.
-        k, c: the density's exponent and floor ($k \ge 0$, $c \ge 0$, not both 0... any $k$
-            with $c > 0$ is safe).
+        k, c: the density's exponent and floor ($k \ge 0$, $c \ge 0$, not both 0; any $k$
+            with $c > 0$ is safe). With $c = 0$ and every residual exactly zero there is no
+            density to follow, and the draw is uniform.
         key: PRNG key.
+
+    Returns:
+        ``(t, x)``, the drawn points, shape ``(n,)`` each.
+
+    Example:
+        For $u = x^4$ in `Heat1D` the residual is $-12\alpha x^2$, so with $k = 1$, $c = 0$
+        the draws have density $3x^2$ on $[0, 1]$, whose mean is $3/4$ (uniform: $1/2$):
+
+        >>> from sdeml.pinn import Heat1D, rad_resample, sample_interior
+        >>> problem = Heat1D()
+        >>> t_pool, x_pool = sample_interior(problem, 4000, key=jr.key(0))
+        >>> t, x = rad_resample(lambda t, x: x**4, problem, t_pool, x_pool, 2000, c=0.0,
+        ...                     key=jr.key(1))
+        >>> t.shape, x.shape
+        ((2000,), (2000,))
+        >>> bool(abs(x.mean() - 0.75) < 0.02)
+        True
 
     References:
         Wu, Zhu, Tan, Kartha & Lu, A comprehensive study of non-adaptive and residual-based
@@ -235,6 +306,9 @@ def rad_resample(
     r = jax.lax.stop_gradient(jnp.abs(residuals(u, problem, t_pool, x_pool)))
     rk = r**k
     density = rk / jnp.maximum(jnp.mean(rk), jnp.finfo(rk.dtype).tiny) + c
+    # every residual exactly zero with c = 0 leaves no density to sample by: draw uniformly
+    # (0/0 would hand jr.choice NaN probabilities, which repeat one pool point)
+    density = jnp.where(jnp.sum(density) > 0, density, jnp.ones_like(density))
     idx = jr.choice(key, t_pool.shape[0], (n,), p=density / jnp.sum(density))
     return t_pool[idx], x_pool[idx]
 
@@ -254,14 +328,27 @@ def pinn_error(
     points in $[x_{lo}, x_{hi}]$ (Raissi's Burgers data: 100 x 256).
 
     Args:
-        u, problem: the network and the PDE.
+        u, problem: the network ``u(t, x)`` and the PDE.
         n: one size for both axes (overrides `n_t` and `n_x`).
-        n_t, n_x: the grid's sizes.
-        reference: the reference on that grid, if already computed (`reference_grid`).
+        n_t, n_x: the grid's sizes, each >= 2.
+        reference: the reference on that grid, shape ``(n_t, n_x)``, if already computed
+            (`reference_grid`).
 
     Returns:
-        ``rel_l2`` = $\|u - u^*\|_2 / \|u^*\|_2$ and ``max_abs`` = $\max |u - u^*|$, plus the grid
-        (``t``, ``x``) and both fields (``u``, ``exact``) of shape ``(n_t, n_x)`` for plotting.
+        A dict: ``rel_l2`` = $\|u - u^*\|_2 / \|u^*\|_2$ and ``max_abs`` = $\max |u - u^*|$
+        (shape ``()``), the grid ``t`` ``(n_t,)`` and ``x`` ``(n_x,)``, and both fields ``u`` and
+        ``exact``, shape ``(n_t, n_x)``, for plotting.
+
+    Example:
+        A field 1 % off the solution has relative error 0.01:
+
+        >>> from sdeml.pinn import Heat1D, pinn_error
+        >>> problem = Heat1D()
+        >>> err = pinn_error(lambda t, x: 1.01 * problem.exact(t, x), problem, n_t=11, n_x=21)
+        >>> round(float(err["rel_l2"]), 6), err["u"].shape, err["x"].shape
+        (0.01, (11, 21), (21,))
+        >>> bool(pinn_error(problem.exact, problem, n=16)["max_abs"] < 1e-14)
+        True
     """
     if n is not None:
         n_t = n_x = n
@@ -295,7 +382,32 @@ def _grid(problem: AbstractPDE, n_t: int, n_x: int) -> tuple[Array, Array]:
 def reference_grid(
     problem: AbstractPDE, n_t: int = 100, n_x: int = 256
 ) -> tuple[Float[Array, " n_t"], Float[Array, " n_x"], Float[Array, "n_t n_x"]]:
-    """The evaluation grid of `pinn_error` and the reference on it: ``(t, x, u_ref)``."""
+    """The evaluation grid of `pinn_error` and the reference on it: ``(t, x, u_ref)``.
+
+    Compute the reference once and pass it to `pinn_error` as ``reference=`` when it is costly
+    (`RaissiBurgers`'s quadrature).
+
+    Args:
+        problem: any `AbstractPDE`.
+        n_t, n_x: the grid's sizes, each >= 2: ``n_t`` times in $[0, T]$ and ``n_x`` positions in
+            $[x_{lo}, x_{hi}]$, ends included.
+
+    Returns:
+        ``t``, shape ``(n_t,)``; ``x``, shape ``(n_x,)``; ``u_ref[i, j]`` $= u^*(t_i, x_j)$,
+        shape ``(n_t, n_x)``.
+
+    Example:
+        >>> from sdeml.pinn import Heat1D, pinn_error, reference_grid
+        >>> problem = Heat1D()
+        >>> t, x, u_ref = reference_grid(problem, 5, 9)
+        >>> t.shape, x.shape, u_ref.shape
+        ((5,), (9,), (5, 9))
+        >>> bool(jnp.allclose(u_ref[0], jnp.sin(jnp.pi * x)))  # the initial data at t = 0
+        True
+        >>> err = pinn_error(problem.exact, problem, n_t=5, n_x=9, reference=u_ref)
+        >>> bool(err["rel_l2"] < 1e-14)
+        True
+    """
     t, x = _grid(problem, n_t, n_x)
     tt, xx = jnp.meshgrid(t, x, indexing="ij")
     return t, x, problem.reference(tt, xx)

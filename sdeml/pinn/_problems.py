@@ -1,4 +1,4 @@
-"""PDE problems for physics-informed networks: one abstract interface, and the problems shipped.
+r"""PDE problems for physics-informed networks: one abstract interface, and the problems shipped.
 
 A problem knows its space-time domain $[0, T] \times [x_{lo}, x_{hi}]$, its residual operator
 (built from derivatives of the network by autodiff), its initial data, its boundary condition
@@ -52,6 +52,36 @@ class AbstractPDE(eqx.Module):
     - ``reference(t, x)``: the solution to measure against (arrays broadcast together);
     - ``periodic``: True when the solution is periodic in $x$ with period ``hi - lo`` (a network
       may then use periodic input features, see `PINN`).
+
+    Attributes:
+        t1: the final time $T > 0$.
+        periodic: a class variable (``ClassVar[bool]``).
+
+    Example:
+        The heat equation $u_t = u_{xx}$ on $[0, \pi]$, solved by $u = e^{-t}\sin x$:
+
+        >>> import math
+        >>> from typing import ClassVar
+        >>> from sdeml.pinn import AbstractPDE, pinn_loss, sample_collocation
+        >>> class Heat(AbstractPDE):
+        ...     t1: float = 1.0
+        ...     periodic: ClassVar[bool] = False
+        ...     @property
+        ...     def x_range(self):
+        ...         return 0.0, math.pi
+        ...     def residual(self, u, t, x):
+        ...         return jax.grad(u, 0)(t, x) - jax.grad(jax.grad(u, 1), 1)(t, x)
+        ...     def initial(self, x):
+        ...         return jnp.sin(x)
+        ...     def boundary_residual(self, u, t, x):
+        ...         return u(t, x)  # Dirichlet: u = 0 at both ends
+        ...     def reference(self, t, x):
+        ...         return jnp.exp(-t) * jnp.sin(x)
+        >>> pde = Heat()
+        >>> pts = sample_collocation(pde, 32, 8, 8, key=jr.key(0))
+        >>> loss, parts = pinn_loss(pde.reference, pde, pts)
+        >>> bool(loss < 1e-20)
+        True
     """
 
     t1: eqx.AbstractVar[float]
@@ -82,7 +112,22 @@ class AbstractPDE(eqx.Module):
 
 
 def check_domain(problem: AbstractPDE) -> tuple[float, float, float]:
-    """``(lo, hi, t1)`` of `problem`, or one `ValueError` naming what is wrong with them."""
+    r"""``(lo, hi, t1)`` of `problem`, or one `ValueError` naming what is wrong with them.
+
+    Args:
+        problem: any `AbstractPDE`.
+
+    Returns:
+        ``(lo, hi, t1)`` as Python floats: the domain is $[0, t_1] \times [lo, hi]$.
+
+    Raises:
+        ValueError: ``x_range`` is not finite with ``lo < hi``, or ``t1`` is not finite and > 0.
+
+    Example:
+        >>> from sdeml.pinn import Burgers1D, check_domain
+        >>> check_domain(Burgers1D(t1=2.0))
+        (-1.0, 1.0, 2.0)
+    """
     lo, hi = (float(v) for v in problem.x_range)
     if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
         raise ValueError(f"`x_range` must be (lo, hi) with finite lo < hi, got ({lo}, {hi})")
@@ -101,6 +146,15 @@ class Heat1D(AbstractPDE):
     Args:
         alpha: the diffusivity, > 0.
         t1: the final time $T$.
+
+    Example:
+        >>> from sdeml.pinn import Heat1D, residuals
+        >>> pde = Heat1D(alpha=0.1)
+        >>> round(float(pde.exact(1.0, 0.5)), 6)  # exp(-0.1 pi^2)
+        0.372708
+        >>> t, x = jnp.linspace(0.0, 1.0, 7), jnp.linspace(0.0, 1.0, 7)
+        >>> bool(jnp.max(jnp.abs(residuals(pde.exact, pde, t, x))) < 1e-12)
+        True
     """
 
     alpha: float
@@ -146,6 +200,15 @@ class Burgers1D(AbstractPDE):
     Args:
         nu: the viscosity, > 0.
         t1: the final time $T$.
+
+    Example:
+        >>> from sdeml.pinn import Burgers1D, residuals
+        >>> pde = Burgers1D(nu=0.05)
+        >>> float(pde.exact(0.0, 0.0)), float(pde.exact(1.0, 0.5))  # the front moves at 1/2
+        (0.5, 0.5)
+        >>> t, x = jnp.linspace(0.0, 1.0, 7), jnp.linspace(-1.0, 1.0, 7)
+        >>> bool(jnp.max(jnp.abs(residuals(pde.exact, pde, t, x))) < 1e-12)
+        True
 
     References:
         Whitham, Linear and Nonlinear Waves (1974), §4.2 (Burgers' travelling wave).
@@ -197,6 +260,16 @@ class RaissiBurgers(AbstractPDE):
         t1: the final time $T$.
         n_nodes: quadrature nodes of the reference.
 
+    Example:
+        >>> from sdeml.pinn import RaissiBurgers
+        >>> pde = RaissiBurgers()
+        >>> x = jnp.linspace(-1.0, 1.0, 9)
+        >>> bool(jnp.allclose(pde.reference(0.0, x), pde.initial(x), atol=1e-12))
+        True
+        >>> u = pde.reference(0.5, x)  # odd in x, zero at x = -1, 0, 1
+        >>> bool(jnp.allclose(u, -u[::-1], atol=1e-12)), bool(jnp.all(jnp.abs(u[::4]) < 1e-12))
+        (True, True)
+
     References:
         Raissi, Perdikaris & Karniadakis, Physics-informed neural networks, J. Comput. Phys. 378
         (2019), §3.1: relative $L^2$ error 6.7e-4 (9 x 20 tanh network, L-BFGS).
@@ -245,6 +318,20 @@ class Convection1D(AbstractPDE):
         beta: the speed, > 0.
         t1: the final time $T$.
 
+    Example:
+        >>> from sdeml.pinn import Convection1D, residuals
+        >>> pde = Convection1D(beta=30.0)
+        >>> t, x = jnp.linspace(0.0, 1.0, 7), jnp.linspace(0.0, 2 * jnp.pi, 7)
+        >>> bool(jnp.max(jnp.abs(residuals(pde.exact, pde, t, x))) < 1e-10)
+        True
+
+        A `PINN` with periodic features meets the boundary condition by construction:
+
+        >>> u = sdeml.PINN(16, 2, key=jr.key(0), x_range=pde.x_range, harmonics=2)
+        >>> b = pde.boundary_residual(u, jnp.array(0.4), jnp.array(0.0))
+        >>> bool(jnp.abs(b) < 1e-12)
+        True
+
     References:
         Krishnapriyan, Gholami, Zhe, Kirby & Mahoney, Characterizing possible failure modes in
         physics-informed neural networks, NeurIPS 2021. arXiv:2109.01050
@@ -287,7 +374,25 @@ Problem = AbstractPDE  # the name the first version of this module used for the 
 
 
 class Collocation(eqx.Module):
-    """Points where a PINN loss is evaluated: interior, initial line and boundary."""
+    """Points where a PINN loss is evaluated: interior, initial line and boundary.
+
+    Usually drawn by `sample_collocation`; any arrays of these shapes will do (a grid, RAD
+    points from `rad_resample`).
+
+    Attributes:
+        t_in, x_in: the interior points, shape ``(n,)`` each.
+        x_init: positions on the initial line $t = 0$, shape ``(m,)``.
+        t_bc, x_bc: boundary points, shape ``(k,)`` each (``x_bc`` is ``lo`` or ``hi``).
+
+    Example:
+        >>> from sdeml.pinn import Collocation
+        >>> pts = Collocation(
+        ...     t_in=jnp.full(4, 0.5), x_in=jnp.linspace(0.2, 0.8, 4), x_init=jnp.linspace(0, 1, 3),
+        ...     t_bc=jnp.array([0.5, 0.5]), x_bc=jnp.array([0.0, 1.0]),
+        ... )
+        >>> pts.x_in.shape, pts.x_init.shape, pts.x_bc.shape
+        ((4,), (3,), (2,))
+    """
 
     t_in: Float[Array, " n"]
     x_in: Float[Array, " n"]
@@ -318,9 +423,21 @@ def sample_collocation(
             spatial boundaries (each point on one of them, with probability 1/2).
         key: PRNG key.
 
+    Returns:
+        A `Collocation`: ``t_in``, ``x_in`` of shape ``(n_interior,)``, ``x_init`` of shape
+        ``(n_initial,)``, ``t_bc``, ``x_bc`` of shape ``(n_boundary,)``.
+
     Raises:
         ValueError: a count is not a positive integer (the message names it), or the domain is
             empty (``x_range`` with lo >= hi, or ``t1 <= 0``).
+
+    Example:
+        >>> from sdeml.pinn import Burgers1D, sample_collocation
+        >>> pts = sample_collocation(Burgers1D(), 100, 20, 10, key=jr.key(0))
+        >>> pts.t_in.shape, pts.x_init.shape, pts.x_bc.shape
+        ((100,), (20,), (10,))
+        >>> bool(jnp.all(jnp.abs(pts.x_bc) == 1.0)), bool(jnp.all(jnp.abs(pts.x_in) <= 1.0))
+        (True, True)
     """
     _check_counts(n_interior=n_interior, n_initial=n_initial, n_boundary=n_boundary)
     lo, hi, t1 = check_domain(problem)
@@ -336,7 +453,24 @@ def sample_collocation(
 def sample_interior(
     problem: AbstractPDE, n: int, *, key: PRNGKeyArray
 ) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
-    """`n` uniform random points ``(t, x)`` inside the domain (a candidate pool for RAD)."""
+    r"""`n` uniform random points ``(t, x)`` inside the domain (a candidate pool for RAD).
+
+    Args:
+        problem: any `AbstractPDE`.
+        n: how many points, an int > 0.
+        key: PRNG key.
+
+    Returns:
+        ``(t, x)``, shape ``(n,)`` each, uniform on $[0, T] \times [x_{lo}, x_{hi}]$.
+
+    Example:
+        >>> from sdeml.pinn import Convection1D, sample_interior
+        >>> t, x = sample_interior(Convection1D(t1=0.5), 1000, key=jr.key(0))
+        >>> t.shape, bool(t.max() <= 0.5), bool(x.max() <= 2 * jnp.pi)
+        ((1000,), True, True)
+        >>> round(float(x.mean()), 1)  # about pi
+        3.1
+    """
     _check_counts(n=n)
     lo, hi, t1 = check_domain(problem)
     k1, k2 = jr.split(key)

@@ -612,12 +612,34 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The ``sdeml`` command line (``sdeml ...``, ``python -m sdeml ...``).
 
+    The process exits with status 0 on success, 1 for a failed run, 2 for bad input (printed
+    as one ``sdeml: error: ...`` line) and 130 when interrupted. Called from Python, `main`
+    returns the 0 and raises `SystemExit` with the others.
+
     Args:
         argv: the arguments after the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 on success, 1 for a failed run, 2 for bad input (printed as one
-        ``sdeml: error: ...`` line), 130 when interrupted.
+        0 on success; 2 when no command is given (the help is printed).
+
+    Raises:
+        SystemExit: with status 2 for bad input (an unknown key, file or experiment name, a
+            malformed override), 1 for a failed run, 130 when interrupted; also for
+            ``--help`` and ``--version`` (status 0).
+
+    Example:
+        >>> import contextlib
+        >>> import io
+        >>> from sdeml.run import main
+        >>> with contextlib.redirect_stdout(io.StringIO()) as out:
+        ...     status = main(["check", "ode_quickstart", "train.steps=20"])  # nothing runs
+        >>> status, out.getvalue().splitlines()[1:3]
+        (0, ['experiment: quickstart_ode', 'seed: 0'])
+        >>> try:
+        ...     main(["check", "ode_quickstart", "train.stpes=20"])  # a typo in a key
+        ... except SystemExit as e:
+        ...     print("exit status", e.code)
+        exit status 2
     """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

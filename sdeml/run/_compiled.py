@@ -17,6 +17,22 @@ def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     at each call and recompile at every grid point. Per-point values (the model, keys, data) are
     arguments, never closed over (XLA would constant-fold a captured model). Equinox is imported
     on first use, so importing an experiment stays light.
+
+    Args:
+        fn: a module-level function (the cache is keyed by the function object).
+
+    Returns:
+        ``eqx.filter_jit(fn)``, the same object at every call with the same `fn`.
+
+    Example:
+        >>> from sdeml.run import compiled
+        >>> def second_moment(x):
+        ...     return jnp.mean(x**2)
+        >>> f = compiled(second_moment)
+        >>> f is compiled(second_moment)  # one compiled program per function, kept
+        True
+        >>> float(f(jnp.arange(4.0)))  # (0 + 1 + 4 + 9) / 4
+        3.5
     """
     import equinox as eqx
 

@@ -43,6 +43,29 @@ class ExperimentConfig(Section):
       them (paths x steps x state, batch x width, ...), per sweep point. `sdeml check` and
       `sdeml run` refuse a config whose total exceeds the machine's memory, before any work
       (`sdeml.run._memory.check_memory`).
+
+    Attributes:
+        experiment: the registered name of the experiment (`register`).
+        seed: the run's seed (a sweep may vary it).
+        x64: run in float64 (``jax_enable_x64``).
+        sweep: ``{dotted key: [values]}``, or None for a single run.
+
+    Example:
+        >>> from typing import ClassVar
+        >>> from sdeml.run import ExperimentConfig
+        >>> from sdeml.train import TrainConfig
+        >>> class Config(ExperimentConfig):
+        ...     experiment: str = "demo"
+        ...     n_paths: int = 1000
+        ...     train: TrainConfig = TrainConfig(steps=200)
+        ...     sweep_keys: ClassVar[tuple[str, ...]] = ("seed", "train.lr")
+        ...     def estimate_memory(self):
+        ...         return {"paths (n_paths x 8 B)": 8.0 * self.n_paths}
+        >>> cfg = Config(seed=3, sweep={"train.lr": [1e-3, 1e-2]})
+        >>> cfg.train.steps, cfg.x64, cfg.sweep
+        (200, False, {'train.lr': [0.001, 0.01]})
+        >>> Config.has_memory_estimate(), cfg.estimate_memory()
+        (True, {'paths (n_paths x 8 B)': 8000.0})
     """
 
     sweep_keys: ClassVar[tuple[str, ...]] = ()
@@ -97,7 +120,35 @@ def _safe_load(text: str) -> Any:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping safely; a missing or malformed file is a `ConfigError`."""
+    r"""Read a YAML mapping safely; a missing or malformed file is a `ConfigError`.
+
+    Only plain data is built (`yaml.SafeLoader`: no tags, no code), and a key given twice in one
+    mapping is refused rather than silently overwritten.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The top-level mapping as a dict (``{}`` for an empty file).
+
+    Raises:
+        ConfigError: a missing file, malformed YAML (with its line and column), a duplicate key,
+            or a top level that is not a mapping.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from sdeml.run import ConfigError, load_yaml
+        >>> _ = Path("demo.yaml").write_text("experiment: quickstart_ode\ntrain: {steps: 200}\n")
+        >>> load_yaml("demo.yaml")
+        {'experiment': 'quickstart_ode', 'train': {'steps': 200}}
+        >>> _ = Path("twice.yaml").write_text("seed: 1\nseed: 2\n")
+        >>> try:
+        ...     load_yaml("twice.yaml")
+        ... except ConfigError as e:
+        ...     print(e)
+        malformed YAML in twice.yaml (line 2, column 1): duplicate key 'seed' (line 1 and line 2;
+        a mapping gives each key once)
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -118,7 +169,29 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Split ``a.b=value``; the value is read as a YAML scalar/list (data only)."""
+    """Split ``a.b=value``; the value is read as a YAML scalar/list (data only).
+
+    YAML 1.1 reads a float with a dot (``3.0e-3``); ``3e-3`` stays the string ``'3e-3'``,
+    which a float key of the schema then converts when the config is validated.
+
+    Args:
+        text: ``key=value`` with a dotted key, e.g. ``train.lr=3.0e-3``.
+
+    Returns:
+        ``(key, value)``: the dotted key and the parsed value (int, float, str, bool, None,
+        list or mapping).
+
+    Raises:
+        ConfigError: no ``=``, a key that is not dotted identifiers, an empty or unparsable
+            value.
+
+    Example:
+        >>> from sdeml.run import parse_override
+        >>> parse_override("train.steps=200")
+        ('train.steps', 200)
+        >>> parse_override("sweep={seed: [0, 1], train.lr: [1.0e-3, 3.0e-3]}")
+        ('sweep', {'seed': [0, 1], 'train.lr': [0.001, 0.003]})
+    """
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form key=value (e.g. train.steps=200)")
     key, _, raw = text.partition("=")
@@ -220,6 +293,32 @@ def validate(schema: type[BaseModel], raw: dict[str, Any], source: str) -> Any:
 
     A section given in `raw` overrides only the keys it names: the others keep the experiment's
     defaults for that section (not the section class's generic defaults).
+
+    Args:
+        schema: the experiment's config class (a subclass of `ExperimentConfig`).
+        raw: the config as plain data (`load_yaml`, with overrides applied).
+        source: where `raw` came from (a file name), for the message.
+
+    Returns:
+        The validated config, an instance of `schema`.
+
+    Raises:
+        ConfigError: one line naming every offending key (an unknown key lists the valid ones).
+
+    Example:
+        >>> from sdeml.experiments.quickstart_ode import Config  # a shipped experiment's schema
+        >>> from sdeml.run import ConfigError, validate
+        >>> raw = {"experiment": "quickstart_ode", "train": {"steps": 50}}
+        >>> cfg = validate(Config, raw, "demo.yaml")
+        >>> cfg.train.steps, cfg.train.lr, cfg.train.schedule  # lr, schedule: its own defaults
+        (50, 0.003, 'cosine')
+        >>> try:
+        ...     validate(Config, {"train": {"stpes": 50}}, "demo.yaml")
+        ... except ConfigError as e:
+        ...     print(e)
+        invalid config demo.yaml: train.stpes: unknown key (valid keys here: steps, batch_size,
+        lr, optimizer, momentum, weight_decay, schedule, warmup_steps, grad_clip, ema_decay,
+        log_every, ckpt_every)
     """
     try:
         return schema.model_validate(deep_merge(section_defaults(schema), raw))

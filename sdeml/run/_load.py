@@ -23,6 +23,13 @@ class LoadedRun(NamedTuple):
         state: the whole checkpointed `sdeml.train.TrainState` (both models, optimiser, step).
         step: the training step of the checkpoint.
         dir: the run directory.
+
+    Example:
+        A named tuple (see `load` for a run loaded end to end):
+
+        >>> from sdeml.run import LoadedRun
+        >>> LoadedRun._fields
+        ('cfg', 'model', 'state', 'step', 'dir')
     """
 
     cfg: Any
@@ -40,7 +47,7 @@ def load(
     step: int | None = None,
     imports: Sequence[str] = (),
 ) -> LoadedRun:
-    """Load a CLI run's config and trained model.
+    r"""Load a CLI run's config and trained model.
 
     The experiment rebuilds the model's structure from the saved ``config.yaml`` (the
     ``build_model`` it registered), `sdeml.train.build_state` adds the optimiser and EMA the
@@ -64,9 +71,44 @@ def load(
             of that name or step, or a float precision different from the run's.
 
     Example:
-        >>> cfg, model, *_ = sdeml.run.load("runs/score_sde/quickstart-20261122-101500")
-        >>> x = sdeml.sample(model, sdeml.VPSDE(), (500, 2), method="ode", key=jr.key(0)).x
+        A tiny experiment that fits $y = 2x + 1$, run with the command line (`main`), then
+        loaded (with ``sdeml.run.load("runs/score_sde/quickstart-...")`` the same for a shipped
+        experiment):
+
+        >>> from pathlib import Path
+        >>> from sdeml.run import ExperimentConfig, load, main, register
+        >>> from sdeml.train import TrainConfig, train_model
+        >>> class LineConfig(ExperimentConfig):
+        ...     experiment: str = "doc_line"
+        ...     train: TrainConfig = TrainConfig(steps=200, lr=0.05, log_every=50, ckpt_every=100)
+        >>> def build_model(cfg, key):  # what `load` rebuilds the checkpoint's structure with
+        ...     return eqx.nn.Linear(1, 1, key=key)
+        >>> @register("doc_line", LineConfig, "documentation: y = 2x + 1", build_model=build_model)
+        ... def fit_line(cfg, run):
+        ...     def loss_fn(model, batch, key):
+        ...         x, y = batch
+        ...         return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+        ...     def batch_fn(key, step):
+        ...         x = jr.uniform(key, (32, 1), minval=-1.0, maxval=1.0)
+        ...         return x, 2.0 * x + 1.0
+        ...     model = build_model(cfg, jr.key(cfg.seed))
+        ...     trained = train_model(model, loss_fn, batch_fn, cfg.train, key=jr.key(1), run=run)
+        ...     return {"loss": trained.stats.last_metrics["loss"]}
+        >>> LineConfig().train.steps  # the schema's default
+        200
+        >>> _ = Path("line.yaml").write_text("experiment: doc_line\n")
+        >>> main(["run", "line.yaml", "--out", "runs_line", "--no-progress"])
+        <BLANKLINE>
+        doc_line: completed in ... s -> ...
+        0
+        >>> [run_dir] = Path("runs_line/doc_line").iterdir()
+        >>> cfg, model, state, step, _ = load(run_dir)
+        >>> step, round(float(model.weight[0, 0]), 2), round(float(model.bias[0]), 2)
+        (200, 2.0, 1.0)
+        >>> load(run_dir, step=100).step  # an earlier checkpoint
+        100
     """
+    import jax
     import jax.random as jr
 
     from ..train import CheckpointDir, build_state, sweep_like
@@ -127,7 +169,15 @@ def load(
     try:
         state = ckpts.load(step, like)
     except ValueError as e:
-        raise ConfigError(str(e)) from None
+        if grid:
+            raise ConfigError(str(e)) from None
+        # An experiment that always trains a batched state (`train_sweep`, as quickstart_ode
+        # does) saves one member without a sweep: load that and hand back the member itself.
+        try:
+            state = ckpts.load(step, sweep_like(build, cfg.train, 1))
+        except ValueError:
+            raise ConfigError(str(e)) from None
+        state = jax.tree.map(lambda a: a[0] if isinstance(a, jax.Array) else a, state)
     return LoadedRun(cfg, state.final_model(ema), state, int(step), run_dir)
 
 

@@ -17,7 +17,34 @@ from ._errors import ConfigError
 
 @dataclass(frozen=True)
 class Experiment:
-    """A registered experiment."""
+    """A registered experiment (made by `register`; listed by `all_experiments`).
+
+    Attributes:
+        name: the value of the config's ``experiment`` key.
+        config: the experiment's schema, a subclass of `ExperimentConfig`.
+        fn: ``fn(cfg, run) -> final metrics``.
+        description: one line for ``sdeml list``.
+        smoke: ``key=value`` overrides that make a run finish in seconds.
+        module: the module that registered it.
+        sweep_keys: the keys a ``sweep:`` block may vary, ``seed`` first.
+        build_model: ``build_model(cfg, key) -> model`` (or ``{name: model}``), or None.
+        memory: the schema's ``estimate_memory``, or None when it states none.
+        per_point: a sweep runs `fn` at every grid point in turn.
+
+    Example:
+        >>> from sdeml.run import Experiment, ExperimentConfig, all_experiments, register
+        >>> class SquareConfig(ExperimentConfig):
+        ...     experiment: str = "doc_square"
+        ...     x: float = 3.0
+        >>> @register("doc_square", SquareConfig, "documentation: x squared", smoke=("x=2.0",))
+        ... def square(cfg, run):
+        ...     return {"x2": cfg.x**2}
+        >>> exp = next(e for e in all_experiments() if e.name == "doc_square")
+        >>> isinstance(exp, Experiment), exp.config is SquareConfig, exp.smoke, exp.sweep_keys
+        (True, True, ('x=2.0',), ('seed',))
+        >>> exp.fn(SquareConfig(), None)
+        {'x2': 9.0}
+    """
 
     name: str
     config: type[ExperimentConfig]
@@ -43,7 +70,7 @@ def register(
     build_model: Callable[[Any, Any], Any] | None = None,
     per_point: bool = False,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
-    """Register `fn(cfg, run) -> final metrics` as experiment `name`.
+    r"""Register `fn(cfg, run) -> final metrics` as experiment `name`.
 
     What a config allows is a fact of its schema, read from `config`: the keys a ``sweep:`` block
     may vary (``config.sweep_keys``, `ExperimentConfig`) and the size of its largest arrays
@@ -63,6 +90,36 @@ def register(
         per_point: `fn` computes one config; a sweep runs it at every grid point in turn
             (`Run.per_point`), each point exactly the separate run of its config. For an
             experiment whose numerical core is not yet one vmapped program (issue #19).
+
+    Returns:
+        A decorator that registers `fn` and returns it unchanged.
+
+    Raises:
+        TypeError: `config` is not a subclass of `ExperimentConfig`.
+        ValueError: another module already registered `name`.
+
+    Example:
+        Register an experiment and run it with the ``sdeml`` command line (`main`):
+
+        >>> import json
+        >>> from pathlib import Path
+        >>> from sdeml.run import ExperimentConfig, main, register
+        >>> class TriangleConfig(ExperimentConfig):
+        ...     experiment: str = "doc_triangle"
+        ...     n: int = 10
+        >>> @register("doc_triangle", TriangleConfig, "documentation: 0 + 1 + ... + (n - 1)")
+        ... def triangle(cfg, run):
+        ...     return {"total": sum(range(cfg.n))}
+        >>> _ = Path("triangle.yaml").write_text("experiment: doc_triangle\n")
+        >>> main(["run", "triangle.yaml", "n=100", "--out", "runs_triangle", "--no-progress"])
+        <BLANKLINE>
+        doc_triangle: completed in ... s -> ...triangle-...
+        results:
+          total  4950
+        0
+        >>> [summary] = Path("runs_triangle").glob("doc_triangle/*/summary.json")
+        >>> json.loads(summary.read_text())["metrics"]  # n (n - 1) / 2
+        {'total': 4950}
     """
     if not (isinstance(config, type) and issubclass(config, ExperimentConfig)):
         raise TypeError(f"register({name!r}): `config` must subclass ExperimentConfig")
@@ -133,7 +190,21 @@ def get(name: Any, source: str = "config") -> Experiment:
 
 
 def all_experiments() -> list[Experiment]:
-    """Every registered experiment, sorted by name."""
+    """Every registered experiment, sorted by name.
+
+    An experiment is registered when its module is imported: the shipped ones by ``sdeml``'s
+    commands and `load` (``sdeml.experiments``), your own by ``--import`` or a plain import.
+
+    Returns:
+        A list of `Experiment`, sorted by ``name``.
+
+    Example:
+        >>> import sdeml.experiments.quickstart_ode  # importing a module registers its experiment
+        >>> from sdeml.run import all_experiments
+        >>> names = [e.name for e in all_experiments()]
+        >>> "quickstart_ode" in names, names == sorted(names)
+        (True, True)
+    """
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 

@@ -249,6 +249,40 @@ class Run:
         summary: extra entries for ``summary.json`` (the experiment may add to it).
         index: the grid point of this view (`at`): its entry in a sweep's per-point lists;
             None for the run itself.
+
+    Args:
+        directory: the run directory (it must exist; ``sdeml run`` creates it).
+        cfg: the validated config.
+        resume: continue an interrupted run.
+        progress: show progress bars.
+        sweep: the grid points, one ``{dotted key: value}`` per point (none: a single run).
+        sweep_keys: the keys the experiment can sweep (`register`).
+        ckpt_root: where checkpoints are read and written (default: `directory`).
+
+    Example:
+        >>> import json
+        >>> import optax
+        >>> from pathlib import Path
+        >>> from sdeml.run import Run
+        >>> from sdeml.train import TrainConfig, init_state, make_step
+        >>> run_dir = Path("run_demo")
+        >>> run_dir.mkdir(exist_ok=True)
+        >>> run = Run(run_dir, cfg=None, progress=False)
+        >>> run.log(0, {"loss": 0.5}, tag="warmup")
+        >>> run.save_arrays("samples", x=jnp.zeros((5, 2))).name
+        'samples.npz'
+        >>> opt = optax.sgd(0.25)
+        >>> step_fn = make_step(lambda w, b, key: jnp.sum((w - 1.0) ** 2), opt, lambda k, s: None)
+        >>> train_cfg = TrainConfig(steps=4, log_every=2, ckpt_every=2)
+        >>> state, stats = run.train(init_state(jnp.zeros(2), opt, jr.key(0)), step_fn, train_cfg,
+        ...                          name="net")
+        >>> rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+        >>> [json.loads(row)["step"] for row in rows]  # the row logged above, then training's
+        [0, 2, 4]
+        >>> sorted(p.name for p in (run_dir / "checkpoints" / "net").glob("*.eqx"))
+        ['step_000000002.eqx', 'step_000000004.eqx']
+        >>> run.training["net"]["steps"], state.model.tolist()  # w_4 = 1 - 2^-4
+        (4, [0.9375, 0.9375])
     """
 
     index: int | None = None

@@ -116,13 +116,37 @@ def sweep_map(
 
 
 class Setup(NamedTuple):
-    """What an experiment's ``setup(cfg)`` gives `train_grid` for one grid point.
+    r"""What an experiment's ``setup(cfg)`` gives `train_grid` for one grid point.
 
     Attributes:
         model: the initial model.
         key: the training key (step ``s`` draws from ``fold_in(key, s)``).
         data: arrays the loss and batch function read (a fixed training set), or None; built
             once per grid point, not at every step.
+
+    Example:
+        Three grid points that differ in the target $t$ of the loss $(w - t)^2$, trained at once
+        by `Run.train_grid`; SGD with step size 0.25 gives $w_k = t\,(1 - 2^{-k})$:
+
+        >>> from pathlib import Path
+        >>> from sdeml.run import ExperimentConfig, Run, Setup
+        >>> from sdeml.train import TrainConfig
+        >>> class Cfg(ExperimentConfig):
+        ...     experiment: str = "doc_setup"
+        ...     target: float = 1.0
+        ...     train: TrainConfig = TrainConfig(steps=20, optimizer="sgd", lr=0.25, log_every=20)
+        >>> def setup(cfg):  # one grid point: its initial model and training key
+        ...     return Setup(model=jnp.zeros(()), key=jr.key(cfg.seed))
+        >>> def objective(cfg, data):  # its loss and batch functions
+        ...     return (lambda w, batch, key: (w - cfg.target) ** 2), (lambda key, step: None)
+        >>> cfg = Cfg()
+        >>> grid = [{"target": 1.0}, {"target": 2.0}, {"target": -3.0}]
+        >>> Path("setup_demo").mkdir(exist_ok=True)
+        >>> run = Run(Path("setup_demo"), cfg, progress=False, sweep=grid,
+        ...           sweep_keys=("seed", "target"))
+        >>> trained = run.train_grid(setup, objective, cfg.train)
+        >>> [round(float(w), 4) for w in trained.model]  # each point reaches its own target
+        [1.0, 2.0, -3.0]
     """
 
     model: Any

@@ -34,7 +34,13 @@ class BrownianMotion(AbstractSDE):
         sigma: noise scale (scalar or broadcastable to the state).
 
     Example:
-        >>> paths = simulate(BrownianMotion(1.0), jnp.zeros(2), n_steps=10, key=jr.key(0))
+        >>> from sdeml.sde import BrownianMotion, simulate
+        >>> bm = BrownianMotion(sigma=0.5)
+        >>> paths = simulate(bm, jnp.zeros(2), t1=4.0, n_steps=4, n_paths=20_000, key=jr.key(0))
+        >>> paths.xs.shape
+        (20000, 1, 2)
+        >>> round(float(paths.xs.var()), 1), float(bm.variance(4.0, jnp.zeros(2))[0])  # sigma^2 t
+        (1.0, 1.0)
 
     References:
         Øksendal (2003), ch. 2.
@@ -70,11 +76,20 @@ class OrnsteinUhlenbeck(AbstractSDE):
     $\mathrm{Var}\,X_t = \sigma^2 (1 - e^{-2\theta\tau}) / (2\theta)$, $\tau = t - t_0$.
 
     Args:
-        theta: mean-reversion rate (> 0). mu: long-run mean. sigma: noise scale.
+        theta: mean-reversion rate (> 0).
+        mu: long-run mean.
+        sigma: noise scale.
 
     Example:
-        >>> ou = OrnsteinUhlenbeck(theta=1.0, mu=0.0, sigma=0.5)
-        >>> paths = simulate(ou, jnp.ones(16), n_steps=1000, n_paths=10_000, key=jr.key(0))
+        >>> from sdeml.sde import OrnsteinUhlenbeck, simulate
+        >>> ou = OrnsteinUhlenbeck(theta=2.0, mu=1.0, sigma=0.5)
+        >>> paths = simulate(ou, jnp.zeros(4), n_steps=100, n_paths=5_000, method="sra1",
+        ...                  key=jr.key(0))
+        >>> x1 = paths.xs[:, -1]  # (5000, 4)
+        >>> round(float(x1.mean()), 2), round(float(ou.mean(1.0, 0.0)), 2)  # 1 - e^{-2}
+        (0.86, 0.86)
+        >>> round(float(x1.var()), 3), round(float(ou.variance(1.0, 0.0)), 3)  # (1 - e^{-4}) / 16
+        (0.061, 0.061)
 
     References:
         Uhlenbeck & Ornstein, On the theory of the Brownian motion, Phys. Rev. 36 (1930).
@@ -114,11 +129,16 @@ class GeometricBrownianMotion(AbstractSDE):
     $\mathrm{Var}\,X_t = X_0^2 e^{2\mu\tau}(e^{\sigma^2\tau} - 1)$.
 
     Args:
-        mu: drift rate. sigma: volatility.
+        mu: drift rate.
+        sigma: volatility.
 
     Example:
+        >>> from sdeml.sde import GeometricBrownianMotion, simulate
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)
-        >>> paths = simulate(gbm, jnp.ones(1), method="milstein", n_steps=100, key=jr.key(0))
+        >>> paths = simulate(gbm, jnp.ones(1), method="milstein", n_steps=100, n_paths=20_000,
+        ...                  key=jr.key(0))
+        >>> round(float(paths.xs.mean()), 1), round(float(gbm.mean(1.0, 1.0)), 1)  # e^{1/2}
+        (1.6, 1.6)
 
     References:
         Øksendal (2003), §5.1; Black & Scholes, J. Polit. Econ. 81 (1973).
@@ -157,11 +177,22 @@ class SineForcedSDE(AbstractSDE):
     solution), $\mathrm{Var}\,a_t = \sigma^2(e^{2\lambda\tau} - 1)/(2\lambda)$.
 
     Args:
-        lam: $\lambda$. amp: $A$. omega: $\omega$. sigma: $\sigma$.
+        lam: $\lambda$, the growth rate.
+        amp: $A$, the forcing amplitude.
+        omega: $\omega$, the forcing frequency.
+        sigma: $\sigma$, the noise scale.
 
     Example:
+        >>> from sdeml.sde import SineForcedSDE, simulate
         >>> sde = SineForcedSDE()
-        >>> paths = simulate(sde, jnp.ones(()), n_steps=80, save_every=1, key=jr.key(0))
+        >>> paths = simulate(sde, jnp.ones(()), n_steps=80, save_every=1, n_paths=10_000,
+        ...                  key=jr.key(0))
+        >>> paths.ts.shape, paths.xs.shape
+        ((80,), (10000, 80))
+        >>> bool(jnp.max(jnp.abs(paths.xs.mean(0) - sde.mean(paths.ts, 1.0))) < 0.05)  # E a_t
+        True
+        >>> round(float(paths.xs[:, -1].var()), 1), round(float(sde.variance(1.0, 1.0)), 1)
+        (0.4, 0.4)
 
     References:
         Higham, SIAM Review 43(3), 2001; Kloeden & Platen (1992), §4.2 (linear SDEs).

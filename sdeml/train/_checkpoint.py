@@ -30,7 +30,22 @@ _NAME = re.compile(r"^step_(\d{9})\.eqx$")
 
 
 class CheckpointError(ValueError):
-    """No usable checkpoint where checkpoints exist (every one failed verification)."""
+    """No usable checkpoint where checkpoints exist (every one failed verification).
+
+    Raised by `CheckpointDir.restore` (and so by `fit` with ``resume=True``) rather than
+    silently training from step 0 again.
+
+    Example:
+        >>> from sdeml.train import CheckpointDir, CheckpointError
+        >>> ckpts = CheckpointDir("ckpt_error_demo")
+        >>> _ = ckpts.save(5, {"w": jnp.zeros(2)})
+        >>> _ = ckpts.path(5).write_bytes(b"x")  # the only checkpoint, corrupted
+        >>> try:
+        ...     ckpts.restore({"w": jnp.zeros(2)})
+        ... except CheckpointError as e:
+        ...     print("refusing to start over" in str(e))
+        True
+    """
 
 
 class CheckpointMismatchError(ValueError):
@@ -72,7 +87,23 @@ def _read(f: BinaryIO, like: Any) -> Any:
 
 
 def save_checkpoint(path: str | Path, tree: Any) -> None:
-    """Write `tree`'s leaves to `path` atomically (temporary file, fsync, rename)."""
+    """Write `tree`'s leaves to `path` atomically (temporary file, fsync, rename).
+
+    Args:
+        path: the file to write (its folder is created if missing).
+        tree: a PyTree of arrays (JAX, NumPy, PRNG keys) and Python scalars; other leaves
+            (functions, strings) are not saved.
+
+    Returns:
+        None.
+
+    Example:
+        >>> from sdeml.train import load_checkpoint, save_checkpoint
+        >>> save_checkpoint("save_demo/tree.eqx", {"w": jnp.arange(3.0), "key": jr.key(0)})
+        >>> back = load_checkpoint("save_demo/tree.eqx", {"w": jnp.zeros(3), "key": jr.key(1)})
+        >>> back["w"].tolist(), bool((jr.key_data(back["key"]) == jr.key_data(jr.key(0))).all())
+        ([0.0, 1.0, 2.0], True)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:
@@ -80,7 +111,31 @@ def save_checkpoint(path: str | Path, tree: Any) -> None:
 
 
 def load_checkpoint(path: str | Path, like: Any) -> Any:
-    """Read a checkpoint into the structure of `like` (shapes and dtypes are checked)."""
+    """Read a checkpoint into the structure of `like` (shapes and dtypes are checked).
+
+    Args:
+        path: a file written by `save_checkpoint`.
+        like: a PyTree of the same structure, shapes and dtypes (its values are not used).
+
+    Returns:
+        `like` with every saved leaf replaced by the checkpoint's value.
+
+    Raises:
+        ValueError: an unreadable file, or (its subclass ``CheckpointMismatchError``) a leaf
+            whose shape or dtype differs from `like`'s, naming the leaf.
+
+    Example:
+        >>> from sdeml.train import load_checkpoint, save_checkpoint
+        >>> save_checkpoint("load_demo.eqx", {"w": jnp.ones((2, 3)), "n": 7})
+        >>> back = load_checkpoint("load_demo.eqx", {"w": jnp.zeros((2, 3)), "n": 0})
+        >>> float(back["w"].sum()), back["n"]
+        (6.0, 7)
+        >>> try:
+        ...     load_checkpoint("load_demo.eqx", {"w": jnp.zeros(6), "n": 0})
+        ... except ValueError as e:
+        ...     print(type(e).__name__)
+        CheckpointMismatchError
+    """
     with open(path, "rb") as f:
         try:
             return eqx.tree_deserialise_leaves(f, like, filter_spec=_read)
@@ -95,7 +150,26 @@ def load_checkpoint(path: str | Path, like: Any) -> Any:
 
 class CheckpointDir:
     """``step_000001000.eqx`` files, each with a ``step_000001000.json`` holding its size and
-    SHA-256, plus ``latest.json`` naming the newest complete one."""
+    SHA-256, plus ``latest.json`` naming the newest complete one.
+
+    Args:
+        directory: the folder of the checkpoints (created on the first `save`).
+        keep: how many of the newest checkpoints `save` keeps (0: all).
+
+    Example:
+        >>> from sdeml.train import CheckpointDir
+        >>> ckpts = CheckpointDir("ckpt_dir_demo", keep=2)
+        >>> for step in (10, 20, 30):
+        ...     _ = ckpts.save(step, {"w": jnp.full(2, float(step))})
+        >>> ckpts.steps(), ckpts.latest()
+        ([20, 30], 30)
+        >>> _ = ckpts.path(30).write_bytes(b"garbage")  # the newest is corrupted
+        >>> ckpts.verify(30)
+        'size 7 bytes, recorded ... (truncated or overwritten)'
+        >>> step, tree, note = ckpts.restore({"w": jnp.zeros(2)})
+        >>> step, tree["w"].tolist()
+        (20, [20.0, 20.0])
+    """
 
     def __init__(self, directory: str | Path, keep: int = 2):
         self.dir = Path(directory)
@@ -211,4 +285,5 @@ class CheckpointDir:
         return step, tree, f"resuming from checkpoint step {step} in {self.dir} ({why})"
 
     def load(self, step: int, like: Any) -> Any:
+        """The checkpoint of `step` read into the structure of `like` (`load_checkpoint`)."""
         return load_checkpoint(self.path(step), like)

@@ -60,6 +60,25 @@ class Section(BaseModel):
     integer beyond the int32 range the runs compute with (`INT_LIMIT`), in lists too. A key whose
     meaning has a limit at infinity opts in to ``.inf`` (never NaN) with
     ``Field(allow_inf_nan=True)`` (e.g. PFGM++'s ``D = inf``, the Gaussian case).
+
+    Args:
+        **data: the section's keys, as declared by the subclass (typed, with defaults).
+
+    Example:
+        >>> from sdeml.train import Section
+        >>> class Data(Section):
+        ...     n_train: int = 1000
+        ...     noise: float = 0.1
+        >>> Data(n_train=50).n_train
+        50
+        >>> for bad in ({"n_trian": 50}, {"n_train": True}, {"noise": float("nan")}):
+        ...     try:
+        ...         Data(**bad)
+        ...     except ValueError as e:  # a pydantic ValidationError
+        ...         print(e.errors()[0]["msg"])
+        Extra inputs are not permitted
+        Value error, expected a number, not the boolean True
+        Value error, must be a finite number, got nan
     """
 
     model_config = ConfigDict(
@@ -113,6 +132,18 @@ class TrainConfig(Section):
             (warmed up, see `init_state`); None keeps none. The one place the EMA is configured.
         log_every: steps between logged metrics.
         ckpt_every: steps between checkpoints (0: a checkpoint only at the end).
+
+    Example:
+        >>> from sdeml.train import TrainConfig
+        >>> cfg = TrainConfig(steps=2000, lr=3e-3, schedule="warmup_cosine", warmup_steps=100)
+        >>> cfg.optimizer, cfg.batch_size, cfg.ema_decay
+        ('adam', 256, None)
+        >>> try:
+        ...     TrainConfig(weight_decay=1e-4)  # refused before any run starts
+        ... except ValueError as e:
+        ...     print(e.errors()[0]["msg"])
+        Value error, weight_decay=0.0001 is only used by optimizer 'adamw' (got 'adam'): set
+        optimizer: adamw, or weight_decay: 0
     """
 
     steps: PositiveInt = 1000

@@ -61,6 +61,17 @@ def digits_classifier(seed: int = 0, steps: int = 3000, cache: bool = True) -> D
 
     Returns:
         A trained `sdeml.metrics.DigitsClassifier`, for `sdeml.metrics.digits_scores`.
+
+    Example:
+        A short training (20 steps, not cached) already classifies most test digits; the
+        default 3000 steps reach about 0.97:
+
+        >>> from sdeml.train import digits_classifier
+        >>> clf = digits_classifier(steps=20, cache=False)
+        >>> d = sdeml.data.load_digits()
+        >>> pred = jnp.argmax(jax.vmap(clf.logits)(d.x_test), axis=-1)  # x_test: (359, 1, 8, 8)
+        >>> pred.shape, float(jnp.mean(pred == d.y_test)) > 0.8
+        ((359,), True)
     """
     path = _cache_dir() / f"digits_classifier_s{seed}_n{steps}.eqx"
     like = DigitsClassifier(key=jr.key(seed))

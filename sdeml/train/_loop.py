@@ -32,7 +32,29 @@ from ._sweep import gather_to_host, place
 
 
 class TrainingError(RuntimeError):
-    """Training stopped: a non-finite metric, or a failure (e.g. a solver's max_steps) in a step."""
+    """Training stopped: a non-finite metric, or a failure (e.g. a solver's max_steps) in a step.
+
+    Args:
+        message: what happened, at which step, and the last good checkpoint.
+        step: the 1-based step whose metric is non-finite, or the first step of the chunk that
+            raised (attribute ``step``).
+        checkpoint_step: the newest checkpoint written before it, or None (attribute
+            ``checkpoint_step``).
+
+    Example:
+        A loss that becomes NaN from the third step on (steps are 0-based in `batch_fn`):
+
+        >>> import optax
+        >>> from sdeml.train import TrainingError, fit, init_state, make_step
+        >>> loss_fn = lambda w, step, key: jnp.where(step >= 2, jnp.nan, jnp.sum(w**2))
+        >>> step_fn = make_step(loss_fn, optax.sgd(0.1), lambda key, step: step)
+        >>> state = init_state(jnp.ones(2), optax.sgd(0.1), jr.key(0))
+        >>> try:
+        ...     fit(state, step_fn, 5, log_every=5, progress=False)
+        ... except TrainingError as e:
+        ...     print(e.step, e.checkpoint_step, "|", e)
+        3 None | non-finite loss at step 3; no checkpoint had been written yet
+    """
 
     def __init__(self, message: str, step: int, checkpoint_step: int | None):
         super().__init__(message)
@@ -42,7 +64,29 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class FitStats:
-    """What `fit` measured."""
+    """What `fit` measured.
+
+    Attributes:
+        steps: the steps taken in this call.
+        start_step: 0, or the checkpoint step a resumed run started from.
+        compile_time_s: tracing and XLA compilation of the chunk program, in seconds.
+        step_time_s: the steady-state wall time per step (compiled, synced), in seconds.
+        wall_time_s: compilation plus running, in seconds.
+        last_metrics: each metric's mean over the last chunk of steps (host floats, or lists
+            of floats for a batched state).
+        resume_note: which checkpoint a resumed run started from, and why ("" otherwise).
+
+    Example:
+        >>> import optax
+        >>> from sdeml.train import fit, init_state, make_step
+        >>> opt = optax.sgd(0.25)
+        >>> step_fn = make_step(lambda w, b, key: jnp.sum(w**2), opt, lambda key, s: None)
+        >>> _, stats = fit(init_state(jnp.ones(2), opt, jr.key(0)), step_fn, 6, progress=False)
+        >>> stats.steps, stats.start_step, sorted(stats.last_metrics)
+        (6, 0, ['grad_norm', 'loss'])
+        >>> stats.compile_time_s > 0 and stats.step_time_s > 0
+        True
+    """
 
     steps: int = 0  # steps taken in this call
     start_step: int = 0  # 0, or the checkpoint step a resumed run started from
@@ -67,7 +111,7 @@ def fit(
     desc: str = "train",
     on_resume: Callable[[int], None] | None = None,
 ) -> tuple[Any, FitStats]:
-    """Advance `state` to step `n_steps` with `step_fn`.
+    r"""Advance `state` to step `n_steps` with `step_fn`.
 
     Args:
         state: a PyTree with an integer ``step`` leaf (e.g. `TrainState`), or a batched one
@@ -96,6 +140,29 @@ def fit(
         TrainingError: a metric became NaN/Inf (the message names the step and metric), or a
             step raised (e.g. a diffrax solve hit max_steps); the newest checkpoint on disk is the
             last good one.
+
+    Example:
+        SGD with step size 0.25 on $L(w) = \|w - b\|^2$ gives $w_k = b\,(1 - 2^{-k})$; a second
+        call resumes from the checkpoint of the first and continues to the new total:
+
+        >>> import optax
+        >>> from sdeml.train import fit, init_state, make_step
+        >>> opt = optax.sgd(0.25)
+        >>> b = jnp.array([1.0, 3.0])
+        >>> step_fn = make_step(lambda w, b, key: jnp.sum((w - b) ** 2), opt, lambda key, s: b)
+        >>> state0 = init_state(jnp.zeros(2), opt, jr.key(0))
+        >>> logged = []
+        >>> state, stats = fit(
+        ...     state0, step_fn, 8, log_every=4, ckpt_dir="fit_ckpt", progress=False,
+        ...     on_log=lambda step, metrics: logged.append(step),
+        ... )
+        >>> int(state.step), logged, bool(jnp.allclose(state.model, b * (1 - 2.0**-8)))
+        (8, [4, 8], True)
+        >>> state, stats = fit(
+        ...     state0, step_fn, 12, ckpt_dir="fit_ckpt", resume=True, progress=False
+        ... )
+        >>> stats.start_step, stats.steps, bool(jnp.allclose(state.model, b * (1 - 2.0**-12)))
+        (8, 4, True)
     """
     if n_steps < 0:
         raise ValueError(f"`n_steps` must be >= 0, got {n_steps}")
@@ -206,7 +273,26 @@ def fit(
 
 
 def describe_error(e: BaseException) -> str:
-    """The useful line of a runtime error raised from compiled code (equinox's, if any)."""
+    r"""The useful line of a runtime error raised from compiled code (equinox's, if any).
+
+    Args:
+        e: the exception, e.g. a `jax.errors.JaxRuntimeError` wrapping an equinox error.
+
+    Returns:
+        The message after ``EquinoxRuntimeError:`` or ``ODESolveError:`` when there is one, else
+        the first non-empty line of the message, else the exception's type name.
+
+    Example:
+        >>> from sdeml.train import describe_error
+        >>> wrapped = RuntimeError(
+        ...     "INTERNAL: CpuCallback error calling callback: Traceback ...\n"
+        ...     "EquinoxRuntimeError: The maximum number of solver steps was reached.\n"
+        ... )
+        >>> describe_error(wrapped)
+        'The maximum number of solver steps was reached.'
+        >>> describe_error(ValueError())
+        'ValueError'
+    """
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     for ln in lines:
         m = re.search(r"(?:EquinoxRuntimeError|ODESolveError): (.*)", ln)

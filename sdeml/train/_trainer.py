@@ -26,7 +26,32 @@ from ._sweep import gather_to_host, init_states, set_learning_rate, shard_batch
 
 
 class RunLike(Protocol):
-    """What the helpers need from a run (`sdeml.run.Run` is one): a ``train`` method."""
+    """What the helpers need from a run (`sdeml.run.Run` is one): a ``train`` method.
+
+    `train_model` and `train_sweep` call ``run.train`` instead of `fit` when given ``run=``.
+
+    Attributes:
+        train: ``train(state, step_fn, train_cfg, *, name, n_steps) -> (state, FitStats)``:
+            run the loop (usually `fit`, with the run's logging and checkpoints) from the
+            initial `TrainState` (batched for a sweep) with the step function (`make_step`)
+            and the `TrainConfig`, under the model's ``name``, for ``n_steps`` steps (None:
+            ``train_cfg.steps``).
+
+    Example:
+        >>> from sdeml.train import TrainConfig, fit, train_model
+        >>> class Announce:  # a RunLike that says what it trains, then calls `fit`
+        ...     def train(self, state, step_fn, train_cfg, *, name, n_steps):
+        ...         steps = train_cfg.steps if n_steps is None else n_steps
+        ...         print(f"training {name!r} for {steps} steps")
+        ...         return fit(state, step_fn, steps, progress=False)
+        >>> loss_fn = lambda w, batch, key: jnp.sum((w - 1.0) ** 2)
+        >>> cfg = TrainConfig(steps=5, optimizer="sgd", lr=0.25)
+        >>> out = train_model(jnp.zeros(2), loss_fn, lambda k, s: None, cfg, key=jr.key(0),
+        ...                   run=Announce(), name="net")
+        training 'net' for 5 steps
+        >>> out.model.tolist()  # w_k = 1 - 2^-k
+        [0.96875, 0.96875]
+    """
 
     def train(
         self, state: Any, step_fn: Any, train_cfg: Any, *, name: str, n_steps: int | None
@@ -41,6 +66,17 @@ class Trained(NamedTuple):
             ``ema=True``, otherwise the raw one (batched over members for `train_sweep`).
         state: the final `TrainState` (both models, optimiser state, step).
         stats: the `FitStats` of the loop.
+
+    Example:
+        >>> from sdeml.train import TrainConfig, train_model
+        >>> cfg = TrainConfig(steps=4, optimizer="sgd", lr=0.25, ema_decay=0.5, log_every=2)
+        >>> loss_fn = lambda w, batch, key: jnp.sum((w - 1.0) ** 2)
+        >>> trained = train_model(jnp.zeros(1), loss_fn, lambda k, s: None, cfg, key=jr.key(0),
+        ...                       progress=False)
+        >>> trained.model is trained.state.ema_model, int(trained.state.step), trained.stats.steps
+        (True, 4, 4)
+        >>> trained.state.model.tolist()  # the raw model, 1 - 2^-4
+        [0.9375]
     """
 
     model: PyTree
@@ -61,6 +97,22 @@ def build_state(
 
     `sdeml.run.load` rebuilds a run's checkpoint structure with this function, so a checkpoint
     written by `train_model` is always readable from the config alone.
+
+    Args:
+        model: an equinox module (its floating arrays are trained).
+        cfg: a `TrainConfig` (optimiser, schedule, ``ema_decay``).
+        key: the base key of the run's data and loss noise.
+        optimizer: the optimiser to use; None builds ``make_optimizer(cfg)``.
+
+    Returns:
+        A `TrainState` at step 0, keeping an EMA model when ``cfg.ema_decay`` is set.
+
+    Example:
+        >>> from sdeml.train import TrainConfig, build_state
+        >>> cfg = TrainConfig(lr=3e-3, ema_decay=0.99)
+        >>> state = build_state(eqx.nn.Linear(2, 1, key=jr.key(0)), cfg, jr.key(1))
+        >>> int(state.step), state.ema_decay, float(state.opt_state.hyperparams["learning_rate"])
+        (0, 0.99, 0.003)
     """
     optimizer = make_optimizer(cfg) if optimizer is None else optimizer
     return init_state(model, optimizer, key, ema_decay=cfg.ema_decay)
@@ -104,8 +156,24 @@ def train_model(
         ``Trained(model, state, stats)``.
 
     Example:
-        >>> cfg = TrainConfig(steps=2000, lr=3e-3, ema_decay=0.999)
-        >>> net, state, stats = train_model(mlp, loss_fn, batch_fn, cfg, key=jr.key(1))
+        Fit $y = 2x + 1$ with a linear layer, on fresh inputs at every step:
+
+        >>> from sdeml.train import TrainConfig, train_model
+        >>> def loss_fn(model, batch, key):
+        ...     x, y = batch
+        ...     return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+        >>> def batch_fn(key, step):  # pure: the batch depends on (key, step) only
+        ...     x = jr.uniform(key, (32, 1), minval=-1.0, maxval=1.0)
+        ...     return x, 2.0 * x + 1.0
+        >>> cfg = TrainConfig(steps=300, lr=0.05, ema_decay=0.9, log_every=100)
+        >>> net, state, stats = train_model(
+        ...     eqx.nn.Linear(1, 1, key=jr.key(0)), loss_fn, batch_fn, cfg, key=jr.key(1),
+        ...     progress=False,
+        ... )
+        >>> round(float(net.weight[0, 0]), 2), round(float(net.bias[0]), 2)  # the EMA model
+        (2.0, 1.0)
+        >>> int(state.step), stats.last_metrics["loss"] < 1e-6
+        (300, True)
     """
     optimizer = make_optimizer(cfg)
     state = build_state(model, cfg, key, optimizer)
@@ -132,7 +200,7 @@ def train_sweep(
     progress: bool = True,
     on_log: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> Trained:
-    """Train one member per seed (and learning rate) at once: one vmapped, sharded program.
+    r"""Train one member per seed (and learning rate) at once: one vmapped, sharded program.
 
     Member ``i`` is ``build_model(k_model)`` trained with key ``k_train``, where ``k_model,
     k_train = jr.split(jr.key(seeds[i]))``, at learning rate ``lrs[i]`` (``cfg.lr`` when None):
@@ -147,6 +215,20 @@ def train_sweep(
 
     Returns:
         ``Trained(model, state, stats)`` whose model and state carry a leading member axis.
+
+    Example:
+        Three seeds and three learning rates of SGD on $L(w) = \|w - 1\|^2$; member $i$ moves
+        from $w_0 = 0$ by $w_{k+1} = w_k + 2\eta_i (1 - w_k)$:
+
+        >>> from sdeml.train import TrainConfig, train_sweep
+        >>> cfg = TrainConfig(steps=3, optimizer="sgd", log_every=3)
+        >>> loss_fn = lambda w, batch, key: jnp.sum((w - 1.0) ** 2)
+        >>> out = train_sweep(lambda key: jnp.zeros(2), loss_fn, lambda k, s: None, cfg,
+        ...                   seeds=[0, 1, 2], lrs=[0.5, 0.25, 0.125], progress=False)
+        >>> out.model.shape, out.state.step.tolist()
+        ((3, 2), [3, 3, 3])
+        >>> out.model[:, 0].tolist()  # 1 - (1 - 2 lr)^3
+        [1.0, 0.875, 0.578125]
     """
     optimizer = make_optimizer(cfg)
     if lrs is not None and len(lrs) != len(seeds):
@@ -167,7 +249,31 @@ def train_sweep(
 
 
 def sweep_like(build_model: Callable[[PRNGKeyArray], PyTree], cfg: TrainConfig, n: int) -> Any:
-    """A batched state of `n` members with the structure `train_sweep` trains (for loading)."""
+    """A batched state of `n` members with the structure `train_sweep` trains (for loading).
+
+    Args:
+        build_model: ``key -> model``, as given to `train_sweep`.
+        cfg: the `TrainConfig` of the sweep (optimiser and EMA fix the state's structure).
+        n: the number of members.
+
+    Returns:
+        A `TrainState` whose arrays have a leading axis of size `n`; its values are
+        placeholders, to be replaced by a checkpoint's (`load_checkpoint`).
+
+    Example:
+        >>> from sdeml.train import CheckpointDir, TrainConfig, sweep_like, train_sweep
+        >>> cfg = TrainConfig(steps=2, optimizer="sgd", lr=0.25, log_every=2)
+        >>> build = lambda key: jr.normal(key, (3,))
+        >>> loss_fn = lambda w, batch, key: jnp.sum(w**2)
+        >>> out = train_sweep(build, loss_fn, lambda k, s: None, cfg, seeds=[0, 1],
+        ...                   ckpt_dir="sweep_ckpt", progress=False)
+        >>> like = sweep_like(build, cfg, 2)
+        >>> like.model.shape, like.step.shape
+        ((2, 3), (2,))
+        >>> step, state, note = CheckpointDir("sweep_ckpt").restore(like)
+        >>> step, bool(jnp.array_equal(state.model, out.state.model))
+        (2, True)
+    """
     keys = jr.split(jr.key(0), n)
     return eqx.filter_vmap(lambda k: build_state(build_model(k), cfg, k))(keys)
 

@@ -39,10 +39,16 @@ class Library(eqx.Module):
         ``library.evaluate(ys)`` with ``ys`` of shape ``(n, d)`` gives $\Theta$, shape ``(n, p)``.
 
     Example:
+        >>> from sdeml.ude import Library, polynomial_library
         >>> lib = polynomial_library(("x", "y"), degree=2)
         >>> lib.term_names
         ('1', 'x', 'y', 'x^2', 'x y', 'y^2')
-        >>> lib(jnp.array([2.0, 3.0]))          # [1, 2, 3, 4, 6, 9]
+        >>> lib(jnp.array([2.0, 3.0])).tolist()
+        [1.0, 2.0, 3.0, 4.0, 6.0, 9.0]
+        >>> lib.evaluate(jnp.ones((7, 2))).shape
+        (7, 6)
+        >>> Library(("x", "y"), [(0, 0), (1, 1)], trig=True).term_names
+        ('1', 'x y', 'sin(x)', 'cos(x)', 'sin(y)', 'cos(y)')
 
     References:
         Brunton, Proctor & Kutz, Discovering governing equations from data by sparse
@@ -151,8 +157,11 @@ def polynomial_library(
         A `Library`.
 
     Example:
-        >>> polynomial_library(("x", "y"), 3).n_terms
+        >>> from sdeml.ude import polynomial_library
+        >>> polynomial_library(("x", "y"), 3).n_terms  # binomial(2 + 3, 3)
         10
+        >>> polynomial_library(("x", "y", "z"), 2, constant=False).term_names
+        ('x', 'y', 'z', 'x^2', 'x y', 'x z', 'y^2', 'y z', 'z^2')
     """
     if isinstance(degree, bool) or not isinstance(degree, int | np.integer) or degree < 1:
         raise ValueError(f"`degree` must be an int >= 1, got {degree!r}")
@@ -173,18 +182,31 @@ def format_equations(
     precision: int = 3,
     lhs: Sequence[str] | None = None,
 ) -> list[str]:
-    """The model $\\dot y_j = \\sum_k \\xi_{kj}\\theta_k(y)$ as text, one line per equation.
+    r"""The model $\dot y_j = \sum_k \xi_{kj}\theta_k(y)$ as text, one line per equation.
 
     Zero coefficients are left out; e.g. ``"dx/dt = 1.300 x - 0.902 x y"``.
 
     Args:
         library: the `Library` whose terms the rows of `coefficients` multiply.
-        coefficients: shape ``(p, m)``.
+        coefficients: $\Xi$, shape ``(p, m)``.
         precision: digits after the decimal point.
-        lhs: the left-hand sides (default ``d<name>/dt`` of the library's states, one per column).
+        lhs: the left-hand sides, ``m`` of them (default ``d<name>/dt`` of the library's
+            states, one per column; then ``m`` must be the number of states).
 
     Returns:
         One string per column of `coefficients`.
+
+    Example:
+        The Lotka–Volterra equations over the terms ``1, x, y, x^2, x y, y^2``:
+
+        >>> from sdeml.ude import format_equations, polynomial_library
+        >>> lib = polynomial_library(("x", "y"), 2)
+        >>> xi = jnp.array([[0, 0], [1.3, 0], [0, -1.8], [0, 0], [-0.9, 0.8], [0, 0]])
+        >>> print("\n".join(format_equations(lib, xi)))
+        dx/dt = 1.300 x - 0.900 x y
+        dy/dt = -1.800 y + 0.800 x y
+        >>> format_equations(lib, xi[:, :1], precision=1, lhs=["f(x, y)"])
+        ['f(x, y) = 1.3 x - 0.9 x y']
     """
     xi = np.asarray(coefficients)
     if xi.ndim != 2 or xi.shape[0] != library.n_terms:

@@ -41,7 +41,32 @@ def lotka_volterra_truth(
 ) -> Float[Array, "n 2"]:
     r"""The exact (rtol 1e-10) Lotka–Volterra trajectory at `ts` from `y0` at ``ts[0]``.
 
-    $\dot x = \alpha x - \beta xy,\ \dot y = \gamma xy - \delta y$ with `LV_PARAMS` by default.
+    $\dot x = \alpha x - \beta xy,\ \dot y = \gamma xy - \delta y$ with `LV_PARAMS` by default;
+    it conserves $V = \gamma x - \delta\ln x + \beta y - \alpha\ln y$.
+
+    Args:
+        ts: output times, increasing, shape ``(n,)``.
+        y0: the state $(x, y)$ at ``ts[0]`` (default `LV_Y0`, the paper's).
+        params: ``{"alpha", "beta", "gamma", "delta"}`` in the paper's naming (default
+            `LV_PARAMS`).
+
+    Returns:
+        The states at `ts`, shape ``(n, 2)``.
+
+    Example:
+        >>> from sdeml.ude import LV_PARAMS, LV_Y0, lotka_volterra_truth
+        >>> ts = jnp.linspace(0.0, 3.0, 31)
+        >>> ys = lotka_volterra_truth(ts)
+        >>> ys.shape, bool(jnp.allclose(ys[0], jnp.array(LV_Y0)))
+        ((31, 2), True)
+        >>> a, b, c, d = (LV_PARAMS[k] for k in ("alpha", "beta", "gamma", "delta"))
+        >>> V = c * ys[:, 0] - d * jnp.log(ys[:, 0]) + b * ys[:, 1] - a * jnp.log(ys[:, 1])
+        >>> bool(jnp.max(jnp.abs(V - V[0])) < 1e-8)  # the conserved quantity
+        True
+
+    References:
+        Rackauckas et al., Universal Differential Equations for Scientific Machine Learning,
+        2020, §2.1. arXiv:2001.04385
     """
     ts = jnp.asarray(ts)
     sol = solve_ode(
@@ -82,6 +107,15 @@ def lotka_volterra_data(
     Returns:
         ``(ts, clean, noisy)`` with shapes ``(n_obs,)``, ``(n_obs, 2)``, ``(n_obs, 2)``.
 
+    Example:
+        >>> from sdeml.ude import lotka_volterra_data
+        >>> ts, clean, noisy = lotka_volterra_data(jr.key(0))
+        >>> ts.shape, clean.shape, noisy.shape, float(ts[-1])
+        ((31,), (31, 2), (31, 2), 3.0)
+        >>> ts, clean, noisy = lotka_volterra_data(jr.key(0), noise=0.0)
+        >>> bool(jnp.all(noisy == clean))
+        True
+
     References:
         Rackauckas et al., Universal Differential Equations for Scientific Machine Learning,
         2020, §2.1 (α, β, γ, δ = 1.3, 0.9, 0.8, 1.8; u0 = (0.44249296, 4.6280594)).
@@ -107,6 +141,21 @@ def lotka_volterra_known(
     r"""The known terms $\alpha x$ and $-\delta y$ as a `LibraryField` over `library`.
 
     The library must contain the monomials ``x`` and ``y`` of its two states (named anything).
+
+    Args:
+        library: a `Library` over two states, with their linear monomials among its terms.
+        alpha, delta: the known rates (default: `LV_PARAMS`'s).
+
+    Returns:
+        A `LibraryField` with coefficients of shape ``(p, 2)``: the known part of a `UDE`.
+
+    Example:
+        >>> from sdeml.ude import lotka_volterra_known, polynomial_library
+        >>> known = lotka_volterra_known(polynomial_library(("x", "y"), 2))
+        >>> known.equations()
+        ['dx/dt = 1.300 x', 'dy/dt = -1.800 y']
+        >>> known(0.0, jnp.array([1.0, 2.0])).tolist()
+        [1.3, -3.6]
     """
     if library.n_states != 2:
         raise ValueError(f"`library` must have 2 states, got {library.n_states}")
@@ -122,15 +171,25 @@ def lotka_volterra_known(
 
 @dataclasses.dataclass(frozen=True)
 class InteractionReport:
-    """How well a recovered model of the missing terms matches $-\\beta xy$ and $\\gamma xy$.
+    r"""How well a recovered model of the missing terms matches $-\beta xy$ and $\gamma xy$.
+
+    Made by `interaction_report`.
 
     Attributes:
         terms: the selected term names of the two missing-term equations.
         exact: both equations selected exactly the term ``x y``.
-        beta, gamma: the estimates $-\\xi_{xy,1}$ and $\\xi_{xy,2}$ (0 when not selected).
+        beta, gamma: the estimates $-\xi_{xy,1}$ and $\xi_{xy,2}$ (0 when not selected).
         beta_error, gamma_error: relative errors against `LV_PARAMS`.
         coefficient_error: the largest absolute error over all coefficients against the true
             missing terms (spurious terms count with their whole size).
+
+    Example:
+        >>> from sdeml.ude import interaction_report, polynomial_library
+        >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
+        >>> xi = jnp.zeros((6, 2)).at[4].set(jnp.array([-0.9, 0.8]))  # -0.9 x y, 0.8 x y
+        >>> rep = interaction_report(lib, xi)
+        >>> rep.terms, rep.exact, rep.beta, rep.gamma, rep.coefficient_error
+        ((('x y',), ('x y',)), True, 0.9, 0.8, 0.0)
     """
 
     terms: tuple[tuple[str, ...], tuple[str, ...]]
@@ -145,10 +204,30 @@ class InteractionReport:
 def interaction_report(
     library: Library, coefficients: Float[Array, "p 2"], params: dict[str, float] | None = None
 ) -> InteractionReport:
-    """Compare recovered missing terms (coefficients over `library`) with the true ones.
+    r"""Compare recovered missing terms (coefficients over `library`) with the true ones.
+
+    The truth is $-\beta xy$ in the first equation and $\gamma xy$ in the second.
+
+    Args:
+        library: the `Library` of the coefficients; it must contain the term ``x y`` (its two
+            state names joined).
+        coefficients: the recovered model of the missing terms, shape ``(p, 2)``.
+        params: the true parameters (default `LV_PARAMS`).
+
+    Returns:
+        An `InteractionReport`.
 
     Example:
-        >>> rep = interaction_report(lib, xi); rep.exact, rep.beta_error
+        A 10 % error in $\beta$ and a spurious $x^2$ term in the second equation:
+
+        >>> from sdeml.ude import interaction_report, polynomial_library
+        >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
+        >>> xi = jnp.array([[0, 0], [0, 0], [0, 0], [0, 0.05], [-0.99, 0.8], [0, 0]])
+        >>> rep = interaction_report(lib, xi)
+        >>> rep.terms, rep.exact
+        ((('x y',), ('x^2', 'x y')), False)
+        >>> round(rep.beta_error, 6), rep.gamma_error, round(rep.coefficient_error, 6)
+        (0.1, 0.0, 0.09)
     """
     p = LV_PARAMS if params is None else params
     xi = np.asarray(jax.device_get(coefficients), dtype=np.float64)

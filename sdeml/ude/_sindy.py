@@ -156,7 +156,23 @@ def stlsq(
             `n_iter` < 1 (under ``jax.jit`` the value checks are runtime errors).
 
     Example:
-        >>> xi = stlsq(lib.evaluate(ys), dydt, 0.1)
+        Least squares alone keeps every term; thresholding finds Lotka–Volterra:
+
+        >>> from sdeml.ude import format_equations, polynomial_library, stlsq
+        >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
+        >>> ys = jr.uniform(jr.key(0), (200, 2), minval=0.5, maxval=3.0)
+        >>> x, y = ys[:, 0], ys[:, 1]
+        >>> dydt = jnp.stack([1.3 * x - 0.9 * x * y, 0.8 * x * y - 1.8 * y], axis=1)
+        >>> dydt = dydt + 0.01 * jr.normal(jr.key(1), dydt.shape)  # noisy Lotka-Volterra
+        >>> theta = lib.evaluate(ys)
+        >>> int(jnp.sum(stlsq(theta, dydt, 0.0) != 0))
+        12
+        >>> xi = stlsq(theta, dydt, 0.1)
+        >>> xi.shape
+        (6, 2)
+        >>> print("\n".join(format_equations(lib, xi, precision=2)))
+        dx/dt = 1.30 x - 0.90 x y
+        dy/dt = -1.80 y + 0.80 x y
 
     References:
         Brunton, Proctor & Kutz, PNAS 113 (2016), the STLSQ algorithm;
@@ -186,12 +202,28 @@ def stlsq_path(
     """`stlsq` at every threshold of a grid, as one vmapped program.
 
     Args:
+        theta: the library evaluated at the samples, shape ``(n, p)``.
+        targets: what to explain, shape ``(n, m)``.
         thresholds: the grid, shape ``(k,)``, every entry >= 0.
-        the rest: as `stlsq`.
+        n_iter, ridge, normalize: as `stlsq`.
 
     Returns:
         The coefficients at each threshold, shape ``(k, p, m)``; entry ``i`` equals
         ``stlsq(theta, targets, thresholds[i])``.
+
+    Example:
+        >>> from sdeml.ude import format_equations, polynomial_library, stlsq, stlsq_path
+        >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
+        >>> ys = jr.uniform(jr.key(0), (200, 2), minval=0.5, maxval=3.0)
+        >>> x, y = ys[:, 0], ys[:, 1]
+        >>> dydt = jnp.stack([1.3 * x - 0.9 * x * y, 0.8 * x * y - 1.8 * y], axis=1)
+        >>> dydt = dydt + 0.01 * jr.normal(jr.key(1), dydt.shape)  # noisy Lotka-Volterra
+        >>> theta, lams = lib.evaluate(ys), jnp.array([0.0, 0.1, 2.0])
+        >>> path = stlsq_path(theta, dydt, lams)
+        >>> path.shape, jnp.sum(path != 0, axis=(1, 2)).tolist()  # terms left per threshold
+        ((3, 6, 2), [12, 4, 0])
+        >>> bool(jnp.allclose(path[1], stlsq(theta, dydt, 0.1)))
+        True
     """
     theta, targets = jnp.asarray(theta), jnp.asarray(targets)
     _check_regression(theta, targets)
@@ -216,8 +248,22 @@ def lstsq_on_support(
     STLSQ's coefficients already are this refit at convergence; after a support is chosen by
     other means (a criterion on trajectories, a different data set) this fits it again.
 
+    Args:
+        theta: the library at the samples, shape ``(n, p)``.
+        targets: what to explain, shape ``(n, m)``.
+        coefficients: any coefficients of shape ``(p, m)``; only where they are nonzero (the
+            support) matters.
+
     Returns:
         Coefficients of shape ``(p, m)`` with the support of `coefficients`.
+
+    Example:
+        >>> from sdeml.ude import lstsq_on_support
+        >>> theta = jr.normal(jr.key(0), (50, 3))
+        >>> targets = theta @ jnp.array([[2.0], [0.0], [-1.0]])
+        >>> xi = lstsq_on_support(theta, targets, jnp.array([[1.0], [0.0], [1.0]]))
+        >>> [round(float(v), 6) for v in xi[:, 0]]
+        [2.0, 0.0, -1.0]
     """
     theta, targets = jnp.asarray(theta), jnp.asarray(targets)
     _check_regression(theta, targets)
@@ -257,6 +303,17 @@ def information_criterion(
         k: the number of fitted parameters (nonzero coefficients) of each model.
         kind: ``"aic"``, ``"aicc"`` or ``"bic"``.
 
+    Returns:
+        The criterion, with the broadcast shape of `rss` and `k`.
+
+    Example:
+        >>> from sdeml.ude import information_criterion
+        >>> round(float(information_criterion(2.0, 10, 3, "aic")), 3)  # 10 ln 0.2 + 6
+        -10.094
+        >>> bic = information_criterion(jnp.array([1.0, 0.9]), 50, jnp.array([2, 5]))
+        >>> int(jnp.argmin(bic))  # 10 % less RSS does not pay for 3 more terms
+        0
+
     References:
         Akaike, IEEE TAC 19 (1974); Schwarz, Ann. Stat. 6 (1978); Hurvich & Tsai, Biometrika 76
         (1989); Mangan, Kutz, Brunton & Proctor, Model selection for dynamical systems via sparse
@@ -273,7 +330,11 @@ def information_criterion(
     aic = fit + 2.0 * k
     if kind == "aic":
         return aic
-    return aic + 2.0 * k * (k + 1.0) / (n - k - 1.0)
+    # AICc's correction is defined for k < n - 1 only; a model with as many coefficients as
+    # rows has no penalised fit left to compare, so it can never be selected (+inf)
+    denom = n - k - 1.0
+    return jnp.where(denom > 0, aic + 2.0 * k * (k + 1.0) / jnp.where(denom > 0, denom, 1.0),
+                     jnp.inf)
 
 
 class SINDyResult(eqx.Module):
@@ -287,6 +348,19 @@ class SINDyResult(eqx.Module):
         criterion: the information criterion, shape ``(k, m)``.
         best: the selected threshold index of every equation, shape ``(m,)``.
         coefficients: the selected model, shape ``(p, m)`` (column ``j`` from ``path[best[j]]``).
+
+    Example:
+        >>> from sdeml.ude import format_equations, polynomial_library, sindy
+        >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
+        >>> ys = jr.uniform(jr.key(0), (200, 2), minval=0.5, maxval=3.0)
+        >>> x, y = ys[:, 0], ys[:, 1]
+        >>> dydt = jnp.stack([1.3 * x - 0.9 * x * y, 0.8 * x * y - 1.8 * y], axis=1)
+        >>> dydt = dydt + 0.01 * jr.normal(jr.key(1), dydt.shape)  # noisy Lotka-Volterra
+        >>> res = sindy(lib.evaluate(ys), dydt, jnp.linspace(0.0, 1.0, 11))
+        >>> res.path.shape, res.criterion.shape, res.coefficients.shape
+        ((11, 6, 2), (11, 2), (6, 2))
+        >>> res.n_terms[res.best, jnp.arange(2)].tolist()  # two terms in each equation
+        [2, 2]
     """
 
     thresholds: Float[Array, " k"]
@@ -324,8 +398,20 @@ def sindy(
         A `SINDyResult`.
 
     Example:
-        >>> res = sindy(lib.evaluate(ys), dydt, jnp.linspace(0.0, 1.0, 21))
-        >>> print("\\n".join(format_equations(lib, res.coefficients)))
+        >>> from sdeml.ude import format_equations, polynomial_library, sindy
+        >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
+        >>> ys = jr.uniform(jr.key(0), (200, 2), minval=0.5, maxval=3.0)
+        >>> x, y = ys[:, 0], ys[:, 1]
+        >>> dydt = jnp.stack([1.3 * x - 0.9 * x * y, 0.8 * x * y - 1.8 * y], axis=1)
+        >>> dydt = dydt + 0.01 * jr.normal(jr.key(1), dydt.shape)  # noisy Lotka-Volterra
+        >>> res = sindy(lib.evaluate(ys), dydt, jnp.linspace(0.0, 1.0, 11))
+        >>> print("\\n".join(format_equations(lib, res.coefficients, precision=2)))
+        dx/dt = 1.30 x - 0.90 x y
+        dy/dt = -1.80 y + 0.80 x y
+
+    References:
+        Mangan, Kutz, Brunton & Proctor, Model selection for dynamical systems via sparse
+        regression and information criteria, Proc. R. Soc. A 473 (2017).
     """
     theta, targets = jnp.asarray(theta), jnp.asarray(targets)
     path = stlsq_path(theta, targets, thresholds, n_iter=n_iter, ridge=ridge, normalize=normalize)
@@ -359,9 +445,24 @@ class LibraryField(eqx.Module):
         library: a `Library` over the ``d`` states.
         coefficients: $\Xi$, shape ``(p, d)``.
 
+    Returns:
+        ``field(t, y, args)`` with ``y`` of shape ``(d,)`` gives $\Xi^\top\Theta(y)$, shape
+        ``(d,)``; ``field.terms(y)`` the same without ``t``; ``field.equations()`` the text.
+
     Example:
-        >>> lv = LibraryField(lib, xi); sdeml.solve_ode(lv, y0, 0.0, 10.0)
-        >>> print("\\n".join(lv.equations()))
+        >>> from sdeml.ude import LV_Y0, LibraryField, lotka_volterra_truth, polynomial_library
+        >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
+        >>> xi = jnp.array([[0, 0], [1.3, 0], [0, -1.8], [0, 0], [-0.9, 0.8], [0, 0]])
+        >>> lv = LibraryField(lib, xi)
+        >>> print("\n".join(lv.equations()))
+        dx/dt = 1.300 x - 0.900 x y
+        dy/dt = -1.800 y + 0.800 x y
+        >>> [round(float(v), 6) for v in lv(0.0, jnp.array([1.0, 2.0]))]  # 1.3 - 1.8, 1.6 - 3.6
+        [-0.5, -2.0]
+        >>> ts = jnp.linspace(0.0, 3.0, 7)
+        >>> sol = sdeml.solve_ode(lv, jnp.array(LV_Y0), 0.0, 3.0, ts=ts, rtol=1e-10, atol=1e-12)
+        >>> bool(jnp.allclose(sol.ys, lotka_volterra_truth(ts), atol=1e-7))
+        True
     """
 
     library: Library
