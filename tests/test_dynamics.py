@@ -233,3 +233,13 @@ def test_phase_portrait_writes_png(tmp_path):
         sdeml.dynamics.phase_portrait(sdeml.dynamics.Lorenz(), (-1.0, 1.0), (-1.0, 1.0))
     with pytest.raises(ValueError, match="`xlim`"):
         sdeml.dynamics.phase_portrait(sdeml.dynamics.VanDerPol(1.0), (1.0, -1.0), (-1.0, 1.0))
+
+
+def test_zero_growth_rate_is_labelled_non_hyperbolic():
+    # rate 0: every point is an equilibrium and the linearisation decides nothing; it was
+    # labelled "stable node" while find_equilibrium's classification said non-hyperbolic
+    system = sdeml.dynamics.ExponentialGrowth(0.0)
+    points, labels = system.textbook_equilibria()
+    lam = jnp.linalg.eigvals(sdeml.dynamics.jacobian(system, points[0]))
+    assert labels == (sdeml.dynamics.stability_name(sdeml.dynamics.classify_equilibrium(lam)),)
+    assert labels == ("non-hyperbolic",)

@@ -99,7 +99,9 @@ class ExponentialGrowth(AbstractODESystem):
         return jnp.exp(self.rate * ts)[:, None] * jnp.asarray(y0)[None]
 
     def textbook_equilibria(self):
-        label = "unstable node" if float(self.rate) > 0 else "stable node"
+        r = float(self.rate)
+        # r = 0: every point is an equilibrium, and the linearisation (0) decides nothing
+        label = "unstable node" if r > 0 else "stable node" if r < 0 else "non-hyperbolic"
         return jnp.zeros((1, 1)), (label,)
 
 

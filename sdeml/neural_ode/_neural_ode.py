@@ -294,7 +294,7 @@ def with_adjoint(tree: Any, adjoint: str | diffrax.AbstractAdjoint) -> Any:
     is_node = lambda x: isinstance(x, NeuralODE)
     nodes = [x for x in jax.tree.leaves(tree, is_leaf=is_node) if is_node(x)]
     if not nodes:
-        raise ValueError("`model` contains no NeuralODE whose adjoint could be set")
+        raise ValueError("`tree` contains no NeuralODE whose adjoint could be set")
 
     def swap(x):
         return eqx.tree_at(lambda n: n.adjoint, x, adj) if is_node(x) else x
