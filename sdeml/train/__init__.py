@@ -29,6 +29,7 @@ if _typing.TYPE_CHECKING:
     from ._step import init_state as init_state
     from ._step import make_step as make_step
     from ._step import train_step as train_step
+    from ._step import with_ema_target as with_ema_target
     from ._sweep import gather_to_host as gather_to_host
     from ._sweep import init_states as init_states
     from ._sweep import set_learning_rate as set_learning_rate

@@ -25,6 +25,15 @@ class TrainState(eqx.Module):
         step: the number of steps taken.
         ema_decay: the EMA's decay, set once by `init_state` and read by the step (None: no
             EMA). Static: it is part of the tree's structure, not a leaf of a checkpoint.
+
+    Example:
+        >>> import optax
+        >>> from sdeml.train import init_state
+        >>> state = init_state(jnp.ones(2), optax.sgd(0.1), jr.key(0), ema_decay=0.9)
+        >>> int(state.step), state.ema_decay
+        (0, 0.9)
+        >>> state.final_model().tolist(), state.final_model(ema=False).tolist()
+        ([1.0, 1.0], [1.0, 1.0])
     """
 
     model: PyTree
@@ -62,6 +71,20 @@ def init_state(
         ema_decay: keep an EMA copy of the model when not None; ``0 < ema_decay < 1``. The
             average is warmed up (see `ema_weight`), so it is meaningful after any number of
             steps.
+
+    Returns:
+        A `TrainState` with ``step = 0``, the optimiser state of `model`'s floating arrays and,
+        when `ema_decay` is given, ``ema_model = model``.
+
+    Example:
+        >>> import optax
+        >>> from sdeml.train import init_state
+        >>> model = eqx.nn.Linear(2, 1, key=jr.key(0))
+        >>> state = init_state(model, optax.adam(1e-3), jr.key(1), ema_decay=0.99)
+        >>> int(state.step), state.ema_decay, state.ema_model is model
+        (0, 0.99, True)
+        >>> init_state(model, optax.adam(1e-3), jr.key(1)).ema_model is None  # no EMA
+        True
     """
     if ema_decay is not None and not 0.0 < ema_decay < 1.0:
         raise ValueError(f"`ema_decay` must be in (0, 1), got {ema_decay}")
@@ -77,7 +100,7 @@ LossFn = Callable[[PyTree, Any, PRNGKeyArray], Any]
 def train_step(
     loss_fn: LossFn, optimizer: optax.GradientTransformation
 ) -> Callable[[PyTree, PyTree, Any, PRNGKeyArray], tuple[PyTree, PyTree, dict[str, Array]]]:
-    """The step ``(model, opt_state, batch, key) -> (model, opt_state, metrics)``.
+    r"""The step ``(model, opt_state, batch, key) -> (model, opt_state, metrics)``.
 
     Args:
         loss_fn: ``loss_fn(model, batch, key)`` returning a scalar loss or ``(loss, aux)`` with
@@ -85,11 +108,26 @@ def train_step(
         optimizer: an optax optimiser.
 
     Returns:
-        A pure function; the metrics hold ``loss``, ``grad_norm`` and ``aux``'s entries.
+        A pure function; the metrics hold ``loss``, ``grad_norm`` (the gradient's global norm)
+        and ``aux``'s entries, each a scalar.
+
+    Example:
+        One SGD step on $L(w) = \|w - b\|^2$, whose gradient is $2(w - b)$:
+
+        >>> import optax
+        >>> from sdeml.train import train_step
+        >>> opt = optax.sgd(0.25)
+        >>> step = train_step(lambda w, b, key: jnp.sum((w - b) ** 2), opt)
+        >>> w0, b = jnp.zeros(2), jnp.array([1.0, 3.0])
+        >>> w1, opt_state, metrics = step(w0, opt.init(w0), b, jr.key(0))
+        >>> w1.tolist()  # w0 - 0.25 * 2 (w0 - b) = b / 2
+        [0.5, 1.5]
+        >>> float(metrics["loss"]), round(float(metrics["grad_norm"]), 4)  # 10 and sqrt(40)
+        (10.0, 6.3246)
     """
 
-    def objective(model, batch, key):
-        out = loss_fn(model, batch, key)
+    def objective(model, batch, key, target):
+        out = loss_fn(model, batch, key) if target is None else loss_fn(model, batch, key, target)
         if isinstance(out, tuple):
             loss, aux = out
         else:
@@ -98,8 +136,10 @@ def train_step(
             raise ValueError(f"the loss must be a scalar, got shape {jnp.shape(loss)}")
         return loss, aux
 
-    def step(model, opt_state, batch, key):
-        (loss, aux), grads = eqx.filter_value_and_grad(objective, has_aux=True)(model, batch, key)
+    def step(model, opt_state, batch, key, target=None):
+        (loss, aux), grads = eqx.filter_value_and_grad(objective, has_aux=True)(
+            model, batch, key, target
+        )
         params = eqx.filter(model, eqx.is_inexact_array)
         # any optax optimiser, also one not made by `make_optimizer` (see `standard_promotion`)
         with jax.numpy_dtype_promotion("standard"):
@@ -116,7 +156,7 @@ def make_step(
     optimizer: optax.GradientTransformation,
     batch_fn: Callable[[PRNGKeyArray, Array], Any],
 ) -> Callable[[TrainState], tuple[TrainState, dict[str, Array]]]:
-    """The step ``state -> (state, metrics)`` used by `fit`.
+    r"""The step ``state -> (state, metrics)`` used by `fit`.
 
     Step ``s`` draws its batch as ``batch_fn(k1, s)`` and its loss noise from ``k2``, where
     ``k1, k2 = jr.split(jr.fold_in(state.key, s))``: data order and noise depend on the step only.
@@ -127,13 +167,41 @@ def make_step(
         loss_fn: see `train_step`.
         optimizer: an optax optimiser (the one the state was initialised with).
         batch_fn: ``batch_fn(key, step) -> batch``, pure (e.g. `sdeml.data.minibatch`).
+
+    Returns:
+        A pure ``step(state) -> (state, metrics)`` (metrics as in `train_step`), for `fit`,
+        `jax.jit` or `eqx.filter_vmap`.
+
+    Example:
+        SGD on $L(w) = \|w - b\|^2$ with step size 0.25 halves the distance to $b$ at each
+        step, so $w_k = b\,(1 - 2^{-k})$:
+
+        >>> import optax
+        >>> from sdeml.train import init_state, make_step
+        >>> opt = optax.sgd(0.25)
+        >>> loss_fn = lambda w, b, key: jnp.sum((w - b) ** 2)
+        >>> batch_fn = lambda key, step: jnp.array([1.0, 3.0])  # a fixed batch b
+        >>> step = eqx.filter_jit(make_step(loss_fn, opt, batch_fn))
+        >>> state = init_state(jnp.zeros(2), opt, jr.key(0))
+        >>> for _ in range(3):
+        ...     state, metrics = step(state)
+        >>> int(state.step), state.model.tolist()
+        (3, [0.875, 2.625])
     """
     inner = train_step(loss_fn, optimizer)
 
     def step(state: TrainState) -> tuple[TrainState, dict[str, Array]]:
         batch_key, loss_key = jr.split(jr.fold_in(state.key, state.step))
         batch = batch_fn(batch_key, state.step)
-        model, opt_state, metrics = inner(state.model, state.opt_state, batch, loss_key)
+        target = None
+        if getattr(loss_fn, "takes_ema_target", False):
+            if state.ema_decay is None:
+                raise ValueError(
+                    "a loss made by `with_ema_target` needs the state to keep an EMA model "
+                    "(init_state(..., ema_decay=...), or TrainConfig.ema_decay)"
+                )
+            target = jax.lax.stop_gradient(state.ema_model)
+        model, opt_state, metrics = inner(state.model, state.opt_state, batch, loss_key, target)
         ema = state.ema_model
         if state.ema_decay is not None:
             weight = ema_weight(state.ema_decay, state.step)
@@ -142,6 +210,57 @@ def make_step(
         return new, metrics
 
     return step
+
+
+class _EMATargetLoss(eqx.Module):
+    loss_fn: Callable[..., Any]
+    takes_ema_target: bool = eqx.field(static=True, default=True)
+
+    def __call__(self, model, batch, key, target):
+        return self.loss_fn(model, batch, key, target)
+
+
+def with_ema_target(loss_fn: Callable[[PyTree, Any, PRNGKeyArray, PyTree], Any]) -> LossFn:
+    r"""Mark a loss that also reads a target network: the state's EMA model.
+
+    `make_step` then calls ``loss_fn(model, batch, key, target)`` with ``target`` the EMA model
+    as it stood before this step (under a stop-gradient), $	heta^- \leftarrow \mu\,	heta^- +
+    (1 - \mu)\,	heta$ with $\mu$ the state's ``ema_decay`` (warmed up as in `ema_weight`). This
+    is the target network of consistency distillation (Song et al. 2023, $\mu = 0.95$) and of
+    other bootstrapped objectives. The state must keep an EMA (``ema_decay``); the model
+    evaluated after training is then that EMA too (`TrainState.final_model`).
+
+    Args:
+        loss_fn: ``loss_fn(model, batch, key, target) -> loss`` or ``(loss, aux)``.
+
+    Returns:
+        A loss for `make_step`, `train_model` or an experiment's objective.
+
+    Example:
+        Pull $w$ towards its own slow average plus one: with $\mu = 0.5$ and SGD at 0.25 on
+        $\|w - (	heta^- + 1)\|^2$, the step reads the target it had before the update:
+
+        >>> import optax
+        >>> from sdeml.train import init_state, make_step, with_ema_target
+        >>> loss = with_ema_target(lambda w, b, key, target: jnp.sum((w - target - 1.0) ** 2))
+        >>> opt = optax.sgd(0.25)
+        >>> step = make_step(loss, opt, lambda key, s: None)
+        >>> state = init_state(jnp.zeros(1), opt, jr.key(0), ema_decay=0.5)
+        >>> state, metrics = step(state)  # target 0: w = 0 - 0.25 * 2 * (0 - 1) = 0.5
+        >>> float(state.model[0]), float(metrics["loss"])
+        (0.5, 1.0)
+        >>> make_step(loss, opt, lambda key, s: None)(init_state(jnp.zeros(1), opt, jr.key(0)))
+        Traceback (most recent call last):
+        ...
+        ValueError: a loss made by `with_ema_target` needs the state to keep an EMA model ...
+
+    References:
+        Song, Dhariwal, Chen & Sutskever, Consistency Models, ICML 2023, Algorithm 2.
+        arXiv:2303.01469
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {type(loss_fn).__name__}")
+    return _EMATargetLoss(loss_fn)
 
 
 def ema_weight(decay: float, step: Int[Array, ""] | int) -> Array:
@@ -157,8 +276,17 @@ def ema_weight(decay: float, step: Int[Array, ""] | int) -> Array:
     $d = 0.999$, issue 17); debiasing it ($/(1 - d^t)$) removes the initial weights but still
     averages a short run uniformly over its whole trajectory, early iterates included.
 
+    Args:
+        decay: the EMA's decay $d$, in $(0, 1)$.
+        step: the 0-based step $t$ just taken, an int or an int scalar array.
+
     Returns:
         $1 - d_t$, a float32 scalar (cast to each leaf's dtype by the update).
+
+    Example:
+        >>> from sdeml.train import ema_weight
+        >>> [round(float(ema_weight(0.999, t)), 4) for t in (0, 90, 10**6)]  # 9/10, 9/100, 1 - d
+        [0.9, 0.09, 0.001]
 
     References:
         The `num_updates` warm-up of TensorFlow's `tf.train.ExponentialMovingAverage`.
