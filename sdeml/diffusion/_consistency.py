@@ -14,7 +14,8 @@ kernel's noise) and $\hat x_{n+1}$ one Heun step of the teacher's ODE
 $dx/d\sigma = (x - D(x,\sigma))/\sigma$ from $\sigma_n$ to $\sigma_{n+1}$,
 
 $$\mathcal L = \mathbb E\,\frac{1}{\sigma_n - \sigma_{n+1}}\,
-\big\|f_\theta(x_n, \sigma_n) - \operatorname{sg}\,f_{\theta^-}(\hat x_{n+1}, \sigma_{n+1})\big\|^2$$
+\big\|f_\theta(x_n, \sigma_n)
+- \operatorname{sg}\,f_{\theta^-}(\hat x_{n+1}, \sigma_{n+1})\big\|^2$$
 
 with the $1/\Delta\sigma$ weighting. The target $f_{\theta^-}$ is either the student itself
 under a stop-gradient ($\theta^- = \theta$, the choice of Song & Dhariwal's improved training)
@@ -22,8 +23,9 @@ or, as in the original consistency distillation, an exponential moving average o
 $\theta^- \leftarrow \mu\theta^- + (1-\mu)\theta$ with $\mu = 0.95$
 (`sdeml.train.with_ema_target` hands the training state's EMA model to the loss). Measured on a
 trained two-moons PFGM++ teacher (D = 128, 2000 steps, MMD to the i.i.d. floor): the one-step
-model scored 4.1x the floor with the self-target and 2.1x with the EMA target. In $\sigma$ the PF-ODE of PFGM++ is EDM's at any
-$D$, so the same loss distils a PFGM++ teacher when its kernel's noise is passed.
+model scored 4.1x the floor with the self-target and 2.1x with the EMA target. In $\sigma$ the
+PF-ODE of PFGM++ is EDM's at any $D$, so the same loss distils a PFGM++ teacher when its
+kernel's noise is passed.
 """
 
 from __future__ import annotations
