@@ -1,6 +1,6 @@
 """Run the examples in sdeml's docstrings as doctests and say which are runnable.
 
-sdeml's docstrings carry ``Example:`` sections written as ``>>>`` sessions. Many are fragments
+sdeml's docstrings carry ``Examples:`` sections written as ``>>>`` sessions. Many are fragments
 (they use a variable defined elsewhere, such as ``model`` or ``xs``) or show a call without its
 printed output; only some run as they stand. This script runs every one of them, each docstring in
 a fresh namespace holding its own module's globals plus the usual aliases (``jax``, ``jnp``,

@@ -64,7 +64,7 @@ def attach(
         value in the package's namespace (later reads are plain attribute reads); an unknown
         name raises `AttributeError`. ``__dir__()`` lists every public name without importing.
 
-    Example:
+    Examples:
         >>> __getattr__, __dir__ = attach(__name__, __file__)
     """
     with open(init_file, encoding="utf-8") as f:

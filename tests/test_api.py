@@ -125,3 +125,19 @@ def test_docstrings_with_backslashes_are_raw():
             if not seg.lower().startswith(("r", "br", "rb")) and escape.search(seg):
                 offenders.append(f"{p.relative_to(root.parent)}:{const.lineno}")
     assert not offenders, f"docstrings with backslashes that are not raw strings: {offenders}"
+
+
+def test_example_sections_are_titled_examples():
+    # griffe's Google parser knows "Examples:" (text and >>> code blocks); "Example:" becomes an
+    # admonition whose >>> lines render as Markdown (an output "[a][b]" turned into a broken
+    # cross-reference and failed the strict site build)
+    import re
+
+    singular = re.compile(r"^\s*Example:\s*$", re.M)
+    root = Path(sdeml.__file__).parent
+    offenders = [
+        str(p.relative_to(root.parent))
+        for p in sorted(root.rglob("*.py"))
+        if singular.search(p.read_text(encoding="utf-8"))
+    ]
+    assert not offenders, f"'Example:' sections (write 'Examples:'): {offenders}"

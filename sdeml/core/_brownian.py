@@ -38,7 +38,7 @@ def sample_increments(
     Returns:
         ``dw`` of shape ``(n, *shape)``, or ``(dw, dz)`` when ``time_integral``.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import sample_increments
         >>> h = 0.01
         >>> dw = sample_increments(jnp.full(10_000, h), (2,), key=jr.key(0))
@@ -89,7 +89,7 @@ def coarsen_increments(
     Returns:
         The coarse increments, shape ``(n // factor, *shape)``, same structure as the input.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import brownian_path, coarsen_increments, sample_increments
         >>> dts = jnp.full(64, 1 / 64)
         >>> dw, dz = sample_increments(dts, (3,), time_integral=True, key=jr.key(0))
@@ -132,7 +132,7 @@ def brownian_path(dw: Array) -> Array:
     Returns:
         ``(n + 1, *shape)``, starting at zero.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import brownian_path, sample_increments
         >>> dw = sample_increments(jnp.full(10, 0.1), (2,), key=jr.key(0))
         >>> w = brownian_path(dw)

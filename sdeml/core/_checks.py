@@ -15,7 +15,7 @@ from jaxtyping import PyTree
 def check_positive(name: str, value: Any) -> None:
     """Raise `ValueError` if a concrete `value` is not finite and > 0 (traced values pass).
 
-    Example:
+    Examples:
         >>> check_positive("step_size", 0.1)
     """
     if isinstance(value, jax.core.Tracer):
@@ -28,7 +28,7 @@ def check_positive(name: str, value: Any) -> None:
 def check_scalar_function(name: str, fn: Callable, x: jax.Array, *extra: Any) -> None:
     """Raise `ValueError` unless ``fn(x, *extra)`` returns a scalar (checked with eval_shape).
 
-    Example:
+    Examples:
         >>> check_scalar_function("potential", lambda x: x @ x, jnp.zeros(2))
     """
     out = jax.eval_shape(fn, x, *extra)
@@ -43,7 +43,7 @@ def check_scalar_function(name: str, fn: Callable, x: jax.Array, *extra: Any) ->
 def check_position(position: Any) -> jax.Array:
     """Positions are ``(..., d)`` floating arrays; a 0-d input is an error. Returns the array.
 
-    Example:
+    Examples:
         >>> x = check_position(jnp.zeros((100, 2)))
     """
     position = jnp.asarray(position)
@@ -63,7 +63,7 @@ def check_data(data: PyTree) -> int:
     Raises:
         ValueError: if `data` has no arrays, or its leaves' leading axes differ.
 
-    Example:
+    Examples:
         >>> check_data((jnp.zeros((50, 3)), jnp.zeros(50)))
         50
     """

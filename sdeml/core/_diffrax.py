@@ -44,7 +44,7 @@ def to_diffrax(sde: AbstractSDE, brownian: diffrax.AbstractPath) -> diffrax.Mult
     Returns:
         A ``diffrax.MultiTerm`` for ``diffrax.diffeqsolve``.
 
-    Example:
+    Examples:
         >>> import diffrax
         >>> from sdeml.sde import GeometricBrownianMotion, to_diffrax, virtual_brownian_tree
         >>> gbm, y0 = GeometricBrownianMotion(mu=0.5, sigma=0.8), jnp.ones(1)
@@ -93,7 +93,7 @@ def virtual_brownian_tree(
     Returns:
         The Brownian tree, of shape ``sde.brownian_shape(y_shape)``, to pass to `to_diffrax`.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import SDE, virtual_brownian_tree
         >>> sde = SDE(lambda t, y, a: -y, lambda t, y, a: jnp.ones((2, 3)), "general", 3)
         >>> bm = virtual_brownian_tree(sde, (2,), 0.0, 1.0, dtype=jnp.float64, key=jr.key(0))

@@ -54,7 +54,7 @@ class LBFGSResult:
         compile_time_s: the first chunk's wall time: its iterations plus, when the chunk was not
             cached, tracing and compilation.
 
-    Example:
+    Examples:
         >>> from sdeml.core import lbfgs_minimize
         >>> rosenbrock = lambda p: (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
         >>> res = lbfgs_minimize(rosenbrock, jnp.array([-1.2, 1.0]), gtol=1e-10)
@@ -87,7 +87,7 @@ class QuasiNewtonError(RuntimeError):
     Attributes:
         result: the `LBFGSResult`, holding the last finite parameters.
 
-    Example:
+    Examples:
         >>> from sdeml.core import QuasiNewtonError, lbfgs_minimize
         >>> try:
         ...     lbfgs_minimize(lambda p: jnp.sum(jnp.log(p)), -jnp.ones(2))  # log(-1) = NaN
@@ -243,7 +243,7 @@ def lbfgs_minimize(
     Raises:
         QuasiNewtonError: a non-finite stop, unless `raise_on_non_finite` is False.
 
-    Example:
+    Examples:
         >>> from sdeml.core import lbfgs_minimize
         >>> res = lbfgs_minimize(lambda p: jnp.sum((p - 3.0) ** 2), jnp.zeros(2), gtol=1e-8)
         >>> res.status, [round(float(v), 6) for v in res.params]

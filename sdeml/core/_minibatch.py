@@ -15,7 +15,7 @@ def sample_indices(
     With ``replace=False`` each row holds `b` distinct indices (a random permutation's prefix;
     all of ``range(n)`` in order when ``b == n``); with ``replace=True`` they are iid uniform.
 
-    Example:
+    Examples:
         >>> idx = sample_indices(1000, 32, 8, replace=True, key=jr.key(0))  # (8, 32)
     """
     if b == n and not replace:

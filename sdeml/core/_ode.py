@@ -79,7 +79,7 @@ class ODEResult(eqx.Enumeration):
     adds a remedy that fits the solver and the precision (an implicit solver is suggested only to
     an explicit one; enabling float64 to a float32 implicit solve) and the solve's details.
 
-    Example:
+    Examples:
         >>> import sdeml
         >>> stiff = lambda t, y, args: -1e4 * (y - jnp.cos(t))  # df/dy = -1e4
         >>> sol = sdeml.solve_ode(stiff, jnp.zeros(1), 0.0, 1.0, max_steps=200, throw=False)
@@ -122,7 +122,7 @@ class ODESolveError(RuntimeError):
     time inside a host callback, so the caller receives a ``jax.errors.JaxRuntimeError`` whose text
     ends with ``ODESolveError: <the same message>``.
 
-    Example:
+    Examples:
         >>> import sdeml
         >>> stiff = lambda t, y, args: -1e4 * (y - jnp.cos(t))  # df/dy = -1e4
         >>> try:
@@ -157,7 +157,7 @@ class ODESolution(eqx.Module):
         interpolation: the dense interpolant when solved with ``dense=True`` (else ``None``);
             evaluate it with `evaluate`.
 
-    Example:
+    Examples:
         >>> import sdeml
         >>> sol = sdeml.solve_ode(lambda t, y, args: -y, jnp.ones(2), 0.0, 1.0, dense=True)
         >>> sol.ts.shape, sol.ys.shape, bool(sol.ok)  # saved at t0 and t1 by default
@@ -789,7 +789,7 @@ def integrate_ode(
     Returns:
         An `ODESolution`; every leaf of ``ys`` has the leading axis ``n_save``.
 
-    Example:
+    Examples:
         >>> from sdeml.core import integrate_ode
         >>> f = lambda t, y, args: {"x": y["v"], "v": -y["x"]}  # harmonic oscillator
         >>> y_pi = {"x": -jnp.ones(()), "v": jnp.zeros(())}  # the state at t = pi
@@ -995,7 +995,7 @@ def solve_ode(
         An `ODESolution` with ``ts``, ``ys`` (shape ``(len(ts), *y0.shape)``), the step
         statistics, ``nfe``, a stiffness indicator and ``result``.
 
-    Example:
+    Examples:
         >>> import sdeml
         >>> sol = sdeml.solve_ode(lambda t, y, args: -y, jnp.ones(2), 0.0, 1.0,
         ...                       ts=jnp.linspace(0.0, 1.0, 11))

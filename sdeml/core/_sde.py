@@ -34,7 +34,7 @@ class AbstractSDE(eqx.Module):
         noise: the noise type, one of the four above.
         brownian_dim: ``m``, the dimension of $W$ for matrix noise, else ``None``.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import AbstractSDE, simulate
         >>> class Langevin(AbstractSDE):  # dX = -X dt + sqrt(2) dW; stationary law N(0, 1)
         ...     noise = "additive"
@@ -110,7 +110,7 @@ class SDE(AbstractSDE):
     Returns:
         An equinox module; pass it to `simulate`, a solver's `step`, or `to_diffrax`.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import SDE, simulate
         >>> sde = SDE(lambda t, y, a: -y, lambda t, y, a: 0.5 * jnp.ones_like(y), noise="additive")
         >>> paths = simulate(sde, jnp.ones(2), n_steps=100, n_paths=10_000, key=jr.key(0))
@@ -196,7 +196,7 @@ def check_shapes(sde: AbstractSDE, y: Array, args: PyTree = None, t: Any = 0.0) 
         ValueError: naming the offending shape, if drift's shape differs from the state's or the
             diffusion's shape does not match the noise type.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import SDE, check_shapes
         >>> f = lambda t, y, a: -y
         >>> check_shapes(SDE(f, lambda t, y, a: jnp.ones((2, 3)), "general", 3), jnp.zeros(2))
@@ -250,7 +250,7 @@ def stratonovich_correction(sde: AbstractSDE, t: ArrayLike, y: Array, args: PyTr
     Returns:
         $c$, shape ``S`` (zeros for additive noise).
 
-    Example:
+    Examples:
         >>> from sdeml.sde import GeometricBrownianMotion, stratonovich_correction
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)  # g = sigma y, so c = sigma^2 y
         >>> c = stratonovich_correction(gbm, 0.0, jnp.array([2.0]), None)
@@ -300,7 +300,7 @@ def ito_to_stratonovich(sde: AbstractSDE) -> AbstractSDE:
     Returns:
         An SDE that, read in the Stratonovich sense, has the same solution.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import (GeometricBrownianMotion, StochasticHeun, ito_to_stratonovich,
         ...                        sample_increments, solve_increments)
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)  # read in the Ito sense
@@ -328,7 +328,7 @@ def stratonovich_to_ito(sde: AbstractSDE) -> AbstractSDE:
     Returns:
         An SDE that, read in the Itô sense, has the same solution.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import (SDE, Milstein, sample_increments, solve_increments,
         ...                        stratonovich_to_ito)
         >>> strat = SDE(lambda t, y, a: 0 * y, lambda t, y, a: 0.8 * y)  # dX = 0.8 X o dW

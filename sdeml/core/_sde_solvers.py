@@ -24,7 +24,7 @@ class SolverState(eqx.Module):
         t: the current time, a 0-d array.
         y: the current value, shape ``S``.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import EulerMaruyama, OrnsteinUhlenbeck
         >>> state = EulerMaruyama().init(OrnsteinUhlenbeck(), 0.0, jnp.ones(3))
         >>> float(state.t), state.y.shape
@@ -56,7 +56,7 @@ class AbstractSolver(eqx.Module):
         noise_types: the noise types it supports (default: all).
         needs_time_integral: whether `step` needs ``(dw, dz)`` rather than ``dw``.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import (AbstractSolver, EulerMaruyama, OrnsteinUhlenbeck, SolverState,
         ...                        sample_increments, simulate, solve_increments)
         >>> class MyEM(AbstractSolver):  # Euler-Maruyama written out
@@ -111,7 +111,7 @@ class EulerMaruyama(AbstractSolver):
     ``step(sde, state, dt, dw, args)`` return a `SolverState`, ``dw`` of shape
     ``sde.brownian_shape(y.shape)``.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import EulerMaruyama, OrnsteinUhlenbeck, simulate
         >>> ou = OrnsteinUhlenbeck(theta=1.0, mu=0.0, sigma=0.5)
         >>> solver = EulerMaruyama()
@@ -150,7 +150,7 @@ class Milstein(AbstractSolver):
 
     Takes no arguments; used like `EulerMaruyama`.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import EulerMaruyama, GeometricBrownianMotion, Milstein, solve_increments
         >>> gbm, solver = GeometricBrownianMotion(mu=0.5, sigma=0.8), Milstein()
         >>> state = solver.step(gbm, solver.init(gbm, 0.0, jnp.ones(1)), 0.01, jnp.array([0.2]))
@@ -206,7 +206,7 @@ class StochasticHeun(AbstractSolver):
 
     Takes no arguments; used like `EulerMaruyama`.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import (GeometricBrownianMotion, StochasticHeun, sample_increments,
         ...                        solve_increments)
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)  # dX = 0.5 X dt + 0.8 X o dW
@@ -252,7 +252,7 @@ class SRA1(AbstractSolver):
 
     Takes no arguments; used like `EulerMaruyama`, with ``(dw, dz)`` increments.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import (SRA1, EulerMaruyama, OrnsteinUhlenbeck, sample_increments,
         ...                        solve_increments)
         >>> ou = OrnsteinUhlenbeck(theta=1.0, mu=0.5, sigma=0.7)

@@ -46,7 +46,7 @@ class Paths(eqx.Module):
         ts: the saved times, shape ``(n_saves,)``.
         xs: the saved states, shape ``(n_paths, n_saves, *S)``.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import BrownianMotion, simulate
         >>> paths = simulate(BrownianMotion(), jnp.zeros(2), n_steps=8, n_paths=3, save_every=4,
         ...                  key=jr.key(0))
@@ -189,7 +189,7 @@ def simulate(
     Returns:
         `Paths` with ``ts`` ``(n_saves,)`` and ``xs`` ``(n_paths, n_saves, *S)``.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import GeometricBrownianMotion, simulate
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)
         >>> paths = simulate(gbm, jnp.ones(1), n_steps=100, n_paths=10_000, save_every=10,
@@ -769,7 +769,7 @@ def solve_increments(
     Returns:
         The path at every time in `ts`, shape ``(n + 1, *S)``.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import (GeometricBrownianMotion, Milstein, sample_increments,
         ...                        solve_increments)
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)

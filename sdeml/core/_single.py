@@ -422,7 +422,7 @@ def simulate_path(
         The saved states, shape ``(n_saves, *S)`` (``(1, *S)`` by default), like one row of
         `simulate`'s ``xs``.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import OrnsteinUhlenbeck, simulate_path
         >>> ou = OrnsteinUhlenbeck(theta=1.0, mu=0.5, sigma=0.7)
         >>> simulate_path(ou, jnp.zeros(2), n_steps=100, save_every=25, include_t0=True,
@@ -522,7 +522,7 @@ _SCHEME_DOC = r"""One {name} path on a time grid; `jax.vmap` it over keys, `x0`,
     Returns:
         The saved states (see `save`).
 
-    Example:
+    Examples:
         >>> from sdeml.sde import OrnsteinUhlenbeck, {fn}
         >>> ou = OrnsteinUhlenbeck(theta=1.0, mu=0.5, sigma=0.7)
         >>> ts = jnp.linspace(0.0, 1.0, 21)

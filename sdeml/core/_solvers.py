@@ -55,7 +55,7 @@ class RK4(diffrax.AbstractERK):
         scan_kind: how diffrax loops over the stages (``None``, ``"lax"``, ``"checkpointed"`` or
             ``"bounded"``); the default suits almost every use.
 
-    Example:
+    Examples:
         >>> import sdeml
         >>> f = lambda t, y, args: -y  # dy/dt = -y, y(0) = 1: y(1) = e^{-1}
         >>> solve = lambda n: sdeml.solve_ode(f, jnp.ones(1), 0, 1, solver=sdeml.RK4(), n_steps=n)
@@ -98,7 +98,7 @@ class SolverInfo:
             per step after the first).
         calculus: ``"ito"`` or ``"stratonovich"`` for SDE schemes, ``None`` for ODE methods.
 
-    Example:
+    Examples:
         >>> from sdeml.core import solver_info
         >>> info = solver_info("tsit5")
         >>> info.order, info.adaptive, info.stages, info.fsal
@@ -173,7 +173,7 @@ def solver_names(kind: Literal["ode", "sde"] | None = None) -> tuple[str, ...]:
     Returns:
         A tuple of names, each accepted by `get_solver` and `solver_info`.
 
-    Example:
+    Examples:
         >>> from sdeml.core import solver_names
         >>> solver_names("ode")
         ('euler', 'heun', 'midpoint', ..., 'kvaerno5')
@@ -204,7 +204,7 @@ def get_solver(solver: Any, kind: Literal["ode", "sde"] = "ode") -> Any:
         ValueError: for an unknown name (listing the valid ones of that kind) or a solver of the
             other kind (naming the right one where there is one).
 
-    Example:
+    Examples:
         >>> from sdeml.core import get_solver
         >>> get_solver("kvaerno5")
         Kvaerno5(...)
@@ -254,7 +254,7 @@ def solver_info(solver: Any) -> SolverInfo:
     Raises:
         ValueError: for an unknown name or an object that is not a solver.
 
-    Example:
+    Examples:
         >>> import diffrax
         >>> from sdeml.core import solver_info
         >>> solver_info("rk4").adaptive

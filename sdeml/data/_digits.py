@@ -22,7 +22,7 @@ class Digits(NamedTuple):
             in ``[-1, 1]``, ``k`` the integer pixel value 0..16.
         y_train, y_test: labels 0..9, shapes ``(n,)`` and ``(m,)``.
 
-    Example:
+    Examples:
         >>> d = sdeml.data.load_digits()
         >>> d.x_train.shape, d.y_train.shape, d.x_test.shape, d.y_test.shape
         ((1438, 1, 8, 8), (1438,), (359, 1, 8, 8), (359,))
@@ -68,7 +68,7 @@ def load_digits(test_fraction: float = 0.2, split_seed: int = 0, dtype=None) -> 
         A `Digits` tuple: images ``(n, 1, 8, 8)`` and labels ``(n,)`` (train 1,438 / test 359
         at the default split).
 
-    Example:
+    Examples:
         >>> from sdeml.data import load_digits
         >>> d = load_digits()
         >>> d.x_train.shape, d.x_test.shape
@@ -108,7 +108,7 @@ def minibatch(data: PyTree, key: PRNGKeyArray, batch_size: int) -> PyTree:
     Returns:
         The same PyTree structure with leading dimension ``batch_size``: ``(B, ...)``.
 
-    Example:
+    Examples:
         >>> from sdeml.data import minibatch
         >>> x = jnp.arange(10.0)[:, None]
         >>> xb, yb = minibatch((x, 2 * x), jr.key(0), 4)  # the same rows of every leaf

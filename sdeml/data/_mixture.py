@@ -24,7 +24,7 @@ class GaussianMixture(eqx.Module):
         means: $\mu_k$, shape ``(K, d)``.
         stds: $s_k$, shape ``(K, d)``, or ``(K,)`` for isotropic components, positive.
 
-    Example:
+    Examples:
         >>> from sdeml.data import GaussianMixture
         >>> gm = GaussianMixture(jnp.ones(2), jnp.array([[-1.0], [1.0]]), jnp.array([0.3, 0.3]))
         >>> x = gm.sample(1000, key=jr.key(0))

@@ -18,7 +18,7 @@ class Tabular(NamedTuple):
             and standard deviation, and a last column of ones (the intercept).
         y_train, y_test: labels 0/1 as floats, shapes ``(n,)`` and ``(m,)``.
 
-    Example:
+    Examples:
         >>> d = sdeml.data.load_breast_cancer()
         >>> bool(jnp.allclose(d.x_train[:, :-1].mean(0), 0.0, atol=1e-12))  # standardised
         True
@@ -49,7 +49,7 @@ def load_breast_cancer(
         A `Tabular` split: features ``(n, 31)`` (30 standardised columns and the intercept),
         labels ``(n,)``.
 
-    Example:
+    Examples:
         >>> from sdeml.data import load_breast_cancer
         >>> d = load_breast_cancer(0.2, seed=0)
         >>> d.x_train.shape, d.x_test.shape  # ceil(569 * 0.2) = 114 held out

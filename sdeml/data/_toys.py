@@ -41,7 +41,7 @@ def eight_gaussians_mixture(radius: float = 2.0, std: float = 0.2, dtype=None) -
     Returns:
         A `GaussianMixture` with 8 equal weights, means ``(8, 2)``.
 
-    Example:
+    Examples:
         >>> from sdeml.data import eight_gaussians_mixture
         >>> gm = eight_gaussians_mixture()
         >>> gm.means.shape, gm.sample(100, key=jr.key(0)).shape
@@ -75,7 +75,7 @@ def gaussian_mixture_2d(dtype=None) -> GaussianMixture:
     Returns:
         A `GaussianMixture` with 3 components in 2-D.
 
-    Example:
+    Examples:
         >>> from sdeml.data import gaussian_mixture_2d
         >>> gm = gaussian_mixture_2d()
         >>> g = jnp.linspace(-5.0, 5.0, 201)  # the density integrates to 1 on a grid
@@ -105,7 +105,7 @@ def eight_gaussians(
     Returns:
         Points of shape ``(n, 2)``.
 
-    Example:
+    Examples:
         >>> from sdeml.data import eight_gaussians
         >>> x = eight_gaussians(512, key=jr.key(0))
         >>> x.shape, round(float(jnp.linalg.norm(x, axis=1).mean()), 1)  # on the circle r = 2
@@ -135,7 +135,7 @@ def two_moons(n: int, *, key: PRNGKeyArray, noise: float = 0.1, dtype=None) -> F
     Returns:
         Points of shape ``(n, 2)``.
 
-    Example:
+    Examples:
         >>> from sdeml.data import two_moons
         >>> x = two_moons(1000, key=jr.key(0))
         >>> x.shape, bool(jnp.all(jnp.abs(x.mean(0)) < 0.1))  # centred
@@ -170,7 +170,7 @@ def swiss_roll(n: int, *, key: PRNGKeyArray, noise: float = 0.5, dtype=None) -> 
     Returns:
         Points of shape ``(n, 2)``.
 
-    Example:
+    Examples:
         >>> from sdeml.data import swiss_roll
         >>> x = swiss_roll(1000, key=jr.key(0))
         >>> x.shape, round(float(jnp.linalg.norm(x, axis=1).mean()), 1)  # E[tau] / 5 = 1.88
@@ -200,7 +200,7 @@ def checkerboard(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"
     Returns:
         Points of shape ``(n, 2)``.
 
-    Example:
+    Examples:
         >>> from sdeml.data import checkerboard
         >>> x = checkerboard(512, key=jr.key(0))
         >>> cell = jnp.floor(x).astype(int)  # every point is on a dark square
@@ -235,7 +235,7 @@ def circles(
     Returns:
         Points of shape ``(n, 2)``.
 
-    Example:
+    Examples:
         >>> from sdeml.data import circles
         >>> x = circles(1000, key=jr.key(0))
         >>> r = jnp.linalg.norm(x, axis=1)
@@ -267,7 +267,7 @@ def mixture_2d(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"]:
     Returns:
         Points of shape ``(n, 2)``.
 
-    Example:
+    Examples:
         >>> from sdeml.data import mixture_2d
         >>> x = mixture_2d(10_000, key=jr.key(0))
         >>> # the mixture's mean: 0.5 (-1.5, 0) + 0.3 (1, 1) + 0.2 (1, -1.5) = (-0.25, 0)
@@ -301,7 +301,7 @@ def toy(name: str, n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 
     Returns:
         Array of shape ``(n, 2)``.
 
-    Example:
+    Examples:
         >>> from sdeml.data import TOYS, toy
         >>> list(TOYS)
         ['8gaussians', 'moons', 'swissroll', 'checkerboard', 'circles', 'mixture']
@@ -324,7 +324,7 @@ def toy_mixture(name: str, dtype=None) -> GaussianMixture | None:
         `eight_gaussians_mixture` or `gaussian_mixture_2d`, or ``None`` for the toys without
         a closed-form density.
 
-    Example:
+    Examples:
         >>> from sdeml.data import toy_mixture
         >>> toy_mixture("8gaussians").means.shape, toy_mixture("moons") is None
         ((8, 2), True)

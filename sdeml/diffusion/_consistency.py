@@ -73,7 +73,7 @@ def consistency_scalings(
     Returns:
         ``(c_skip, c_out, c_in, c_noise)``, each of `sigma`'s shape.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import consistency_scalings, edm_scalings
         >>> c_skip, c_out, _, _ = consistency_scalings(0.002, 0.5, 0.002)
         >>> float(c_skip), float(c_out)
@@ -106,7 +106,7 @@ class ConsistencyModel(eqx.Module):
         sigma_data: $\sigma_d$.
         sigma_min: $\sigma_\min > 0$, where $f$ is the identity.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import ConsistencyModel
         >>> net = sdeml.nn.TimeMLP(2, width=16, depth=1, embed_scale=1.0, key=jr.key(0))
         >>> cm = ConsistencyModel(net)
@@ -187,7 +187,7 @@ def consistency_distillation_loss(
     Returns:
         The scalar loss (mean over the batch and the sample's entries), shape ``()``.
 
-    Example:
+    Examples:
         For data $\mathcal N(0, s^2 I)$ the exact consistency function is
         $f(x, \sigma) = x\sqrt{(s^2 + \sigma_\min^2)/(s^2 + \sigma^2)}$; its loss is only the
         teacher's Heun error, far below an untrained student's:
@@ -266,7 +266,7 @@ def consistency_sampler(
     Returns:
         A `SampleResult`: ``x`` of shape `shape`, ``nfe = 1 + len(sigmas)``.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import ConsistencyModel, consistency_sampler
         >>> net = sdeml.nn.TimeMLP(2, width=16, depth=1, embed_scale=1.0, key=jr.key(0))
         >>> cm = ConsistencyModel(net)

@@ -20,7 +20,7 @@ class DensityGap(TypedDict):
         mean_logp_samples: $\frac1n\sum_i\log p(\hat x_i)$.
         mean_logp_data: $\frac1m\sum_j\log p(x_j)$.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import log_density_gap
         >>> gm = sdeml.data.gaussian_mixture_2d()
         >>> g = log_density_gap(gm.sample(500, key=jr.key(0)), gm.sample(500, key=jr.key(1)), gm)
@@ -59,7 +59,7 @@ def log_density_gap(
         A `DensityGap` dict of scalars: ``gap``, ``stderr``, ``mean_logp_samples``,
         ``mean_logp_data``.
 
-    Example:
+    Examples:
         Exact draws of $p$ give a gap within a few standard errors of zero; blurred draws a
         clearly negative one:
 

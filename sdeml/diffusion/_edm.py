@@ -45,7 +45,7 @@ def denoiser_to_score(denoised: Array, x: Array, sigma: float | Array) -> Array:
     Returns:
         The score, `x`'s shape.
 
-    Example:
+    Examples:
         For data $\mathcal N(0, s^2 I)$, $D = \frac{s^2}{s^2 + \sigma^2}x$ and the score is
         $-x/(s^2+\sigma^2)$:
 
@@ -75,7 +75,7 @@ def score_to_denoiser(score: Array, x: Array, sigma: float | Array) -> Array:
     Returns:
         $D(x, \sigma)$, `x`'s shape.
 
-    Example:
+    Examples:
         Data $\mathcal N(0, s^2 I)$: $p_\sigma = \mathcal N(0, (s^2+\sigma^2)I)$ and
         $D = \frac{s^2}{s^2+\sigma^2}x$:
 
@@ -103,7 +103,7 @@ def denoiser_to_eps(denoised: Array, x: Array, sigma: float | Array) -> Array:
     Returns:
         $\hat\varepsilon$, `x`'s shape.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import denoiser_to_eps, eps_to_denoiser
         >>> x, d = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
         >>> [round(float(v), 6) for v in denoiser_to_eps(d, x, 0.5)]
@@ -125,7 +125,7 @@ def eps_to_denoiser(eps: Array, x: Array, sigma: float | Array) -> Array:
     Returns:
         $D(x, \sigma)$, `x`'s shape.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import eps_to_denoiser
         >>> x = jnp.array([1.0, -2.0])
         >>> [round(float(v), 6) for v in eps_to_denoiser(x, x, 0.5)]   # eps = x
@@ -160,7 +160,7 @@ def edm_scalings(
     Returns:
         ``(c_skip, c_out, c_in, c_noise)``, each of `sigma`'s shape.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import edm_scalings
         >>> c_skip, c_out, c_in, c_noise = edm_scalings(0.5, sigma_data=0.5)
         >>> round(float(c_skip), 4), round(float(c_out), 4), round(float(c_in), 4)
@@ -199,7 +199,7 @@ def edm_loss_weight(sigma: Float[ArrayLike, "..."], sigma_data: float = 0.5) -> 
     Returns:
         $\lambda(\sigma)$, `sigma`'s shape.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import edm_loss_weight, edm_scalings
         >>> [round(float(v), 6) for v in edm_loss_weight(jnp.array([0.1, 1.0, 10.0]))]
         [104.0, 5.0, 4.01]
@@ -228,7 +228,7 @@ class EDMDenoiser(eqx.Module):
         A module ``denoiser(sigma, x, *, key=None) -> D(x, sigma)`` for one sample; ``.score``
         and ``.eps`` give the other readings (exact conversions).
 
-    Example:
+    Examples:
         >>> net = sdeml.nn.TimeMLP(2, width=16, depth=1, embed_scale=1.0, key=jr.key(0))
         >>> den = EDMDenoiser(net)
         >>> den(1.0, jnp.zeros(2)).shape
@@ -283,7 +283,7 @@ class MixtureDenoiser(eqx.Module):
         A module ``denoiser(sigma, x) -> D(x, sigma)`` for one sample ``x`` of shape ``(d,)``;
         ``.marginal(sigma)`` is the `GaussianMixture` $p_\sigma$.
 
-    Example:
+    Examples:
         One Gaussian $\mathcal N(0, s^2 I)$: $D(x, \sigma) = \frac{s^2}{s^2+\sigma^2}x$.
 
         >>> from sdeml.data import GaussianMixture
@@ -332,7 +332,7 @@ class ScoreDenoiser(eqx.Module):
         A module ``denoiser(sigma, x) -> D(x, sigma)`` for one sample; ``.sigma_of(t)`` is
         $\tilde\sigma(t)$.
 
-    Example:
+    Examples:
         The exact VP score of a mixture, read as a denoiser, is the mixture's ideal denoiser:
 
         >>> from sdeml.diffusion import MixtureDenoiser, MixtureScore, ScoreDenoiser, VPSDE
@@ -384,7 +384,7 @@ def edm_sigma_sample(
     Returns:
         ``(n,)`` noise levels.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import edm_sigma_sample
         >>> sigma = edm_sigma_sample(10_000, key=jr.key(0))
         >>> sigma.shape, bool(jnp.all(sigma > 0))
@@ -418,7 +418,7 @@ def gaussian_noise(key: PRNGKeyArray, sigma: Array, shape: tuple[int, ...]) -> A
     Returns:
         Noise of shape `shape` (dtype `sigma`'s), sample ``i`` scaled by ``sigma[i]``.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import gaussian_noise
         >>> n = gaussian_noise(jr.key(0), jnp.array([1.0, 10.0]), (2, 10_000))
         >>> n.shape, [round(float(s), 1) for s in jnp.std(n, axis=1)]
@@ -458,7 +458,7 @@ def edm_loss(
     Returns:
         The scalar loss.
 
-    Example:
+    Examples:
         For data $\mathcal N(0, \sigma_d^2 I)$ the ideal denoiser's weighted error is exactly 1
         per dimension at every $\sigma$, so its loss is $d$ up to Monte Carlo error:
 
@@ -540,7 +540,7 @@ def edm_time_grid(
     Returns:
         ``(M + 1,)`` noise levels (``M + 2`` with `append_zero`), decreasing.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import edm_time_grid
         >>> sig = edm_time_grid(18, 0.002, 80.0)   # EDM's CIFAR-10 grid
         >>> sig.shape, float(sig[0]), float(sig[-1])
@@ -583,7 +583,7 @@ def gaussian_prior(
     Returns:
         Draws of shape `shape`.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import gaussian_prior
         >>> x_T = gaussian_prior((10_000, 2), 80.0, key=jr.key(0))
         >>> x_T.shape, round(float(jnp.std(x_T)) / 80.0, 2)
@@ -665,7 +665,7 @@ def edm_sampler(
     Returns:
         A `SampleResult`: ``x`` of shape `shape`, ``nfe`` the denoiser evaluations.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureDenoiser, edm_sampler
         >>> gm = sdeml.data.gaussian_mixture_2d()
         >>> r = edm_sampler(MixtureDenoiser(gm), (1000, 2), n_steps=10, sigma_max=20.0,
@@ -751,7 +751,7 @@ def edm_probability_flow(
         A `SampleResult` with the state at $\sigma_\min$, shape ``(n, ...)`` (no denoising
         step), and the solve's NFE.
 
-    Example:
+    Examples:
         For data $\mathcal N(0, s^2 I)$ the flow is $x(\sigma) \propto \sqrt{s^2 + \sigma^2}$:
 
         >>> from sdeml.data import GaussianMixture

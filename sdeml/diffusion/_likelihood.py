@@ -30,7 +30,7 @@ class LikelihoodResult(eqx.Module):
         x_T: the end point of the flow, the sample's shape.
         nfe: vector-field evaluations of the solve (each one score + divergence evaluation).
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE, log_likelihood
         >>> score = MixtureScore(sdeml.data.gaussian_mixture_2d(), VPSDE())
         >>> r = log_likelihood(score, score.sde, jnp.array([0.5, -0.5]))
@@ -103,7 +103,7 @@ def log_likelihood(
     Returns:
         A `LikelihoodResult`.
 
-    Example:
+    Examples:
         With the exact score of a mixture the result is the exact $\log p_\epsilon(x)$, up to
         the solver's tolerance and the prior's mismatch ($p_T \approx \mathcal N(0, I)$):
 

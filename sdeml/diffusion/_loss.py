@@ -69,7 +69,7 @@ def dsm_loss(
     Returns:
         The scalar loss, shape ``()``.
 
-    Example:
+    Examples:
         A zero score leaves $\mathbb E\|z\|^2 = d$; the exact score of the data does better:
 
         >>> from sdeml.diffusion import MixtureScore, VPSDE, dsm_loss

@@ -26,7 +26,7 @@ def mixture_marginal(
     Returns:
         The `GaussianMixture` $p_t$: weights ``(K,)``, means and stds ``(K, d)``.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import VPSDE, mixture_marginal
         >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
         >>> p_half = mixture_marginal(gm, sde, 0.5)
@@ -61,7 +61,7 @@ class MixtureScore(eqx.Module):
         A module ``score(t, x) -> (d,)`` for one sample ``x`` of shape ``(d,)``;
         ``.log_prob(t, x)`` is $\log p_t(x)$.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE
         >>> score = MixtureScore(sdeml.data.eight_gaussians_mixture(), VPSDE())
         >>> x = jnp.array([0.3, -0.7])

@@ -26,7 +26,7 @@ def eps_to_score(eps: Array, sigma: float | Array) -> Array:
     Returns:
         The score, `eps`'s shape.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import eps_to_score, score_to_eps
         >>> eps = jnp.array([0.3, -1.2])
         >>> [round(float(v), 6) for v in eps_to_score(eps, 0.5)]
@@ -49,7 +49,7 @@ def score_to_eps(score: Array, sigma: float | Array) -> Array:
     Returns:
         $\hat\varepsilon$, `score`'s shape.
 
-    Example:
+    Examples:
         For $\mathcal N(0, I)$ data under VP, $p_t = \mathcal N(0, I)$ and $s(x) = -x$, so
         $\hat\varepsilon = \mathbb E[\varepsilon\mid x_t = x] = \sigma x$:
 
@@ -72,7 +72,7 @@ def x0_to_score(x0: Array, x: Array, alpha: float | Array, sigma: float | Array)
     Returns:
         The score, `x`'s shape.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import VPSDE, score_to_x0, x0_to_score
         >>> sde, x = VPSDE(), jnp.array([1.0, -2.0])
         >>> a, s = sde.alpha(0.3), sde.sigma(0.3)
@@ -98,7 +98,7 @@ def score_to_x0(score: Array, x: Array, alpha: float | Array, sigma: float | Arr
     Returns:
         $\hat x_0$, `x`'s shape.
 
-    Example:
+    Examples:
         For $\mathcal N(0, I)$ data under VP the score is $-x$ and the posterior mean is
         $\alpha x/(\alpha^2 + \sigma^2) = \alpha x$:
 
@@ -134,7 +134,7 @@ class ScoreModel(eqx.Module):
         A module ``model(t, x, *, key=None) -> score`` of ``x``'s shape, for one sample;
         ``model.eps`` and ``model.x0`` give the other two readings.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import ScoreModel, VPSDE
         >>> sde, x = VPSDE(), jnp.array([0.5, -1.0])
         >>> model = ScoreModel(sdeml.nn.TimeMLP(2, width=16, depth=1, key=jr.key(0)), sde, "eps")

@@ -36,7 +36,7 @@ class SampleResult(eqx.Module):
         path: intermediate states ``(n_saves, n, ...)`` when requested, else None.
         ts: the times of `path`, shape ``(n_saves,)``, else None.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE, euler_maruyama_sampler
         >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
         >>> score = MixtureScore(gm, sde)                  # the exact score of the data
@@ -124,7 +124,7 @@ def euler_maruyama_sampler(
     Returns:
         A `SampleResult`: ``x`` of shape `shape`, ``nfe = N + denoise``.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE, euler_maruyama_sampler
         >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
         >>> score = MixtureScore(gm, sde)                  # the exact score of the data
@@ -177,7 +177,7 @@ def euler_maruyama_sample(
     Returns:
         One sample, shape `sample_shape`.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE, euler_maruyama_sample
         >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
         >>> score = MixtureScore(gm, sde)                  # the exact score of the data
@@ -238,7 +238,7 @@ def pc_sampler(
     Returns:
         A `SampleResult`: ``x`` of shape `shape`, ``nfe = N (1 + n_corrector) + denoise``.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE, pc_sampler
         >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
         >>> score = MixtureScore(gm, sde)                  # the exact score of the data
@@ -409,7 +409,7 @@ def probability_flow_sampler(
         solve (accepted and rejected steps, from the solver's tableau) plus the denoising step;
         with `n_saves`, ``path`` ``(n_saves, *shape)`` at the times ``ts``.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE, probability_flow_sampler
         >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
         >>> score = MixtureScore(gm, sde)                  # the exact score of the data
@@ -465,7 +465,7 @@ def dpm_time_grid(
     Returns:
         ``(ts, lambdas)``, each of shape ``(M + 1,)``.
 
-    Example:
+    Examples:
         >>> ts, lams = dpm_time_grid(VPSDE(), 10, 1e-3, "edm")
 
     References:
@@ -545,7 +545,7 @@ def dpm_solver_sampler(
     Returns:
         A `SampleResult`: ``x`` of shape `shape`, ``nfe`` as above.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE, dpm_solver_sampler
         >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
         >>> score = MixtureScore(gm, sde)                  # the exact score of the data
@@ -721,7 +721,7 @@ def sample(
     Returns:
         A `SampleResult`, ``x`` of shape `shape`.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE, sample
         >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
         >>> score = MixtureScore(gm, sde)                  # the exact score of the data

@@ -48,7 +48,7 @@ class AbstractDiffusionSDE(AbstractSDE):
     Attributes:
         T: the end time $T > 0$ (a float).
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import VPSDE
         >>> sde = VPSDE()                              # a concrete AbstractDiffusionSDE
         >>> a, s = sde.alpha(0.5), sde.sigma(0.5)      # X_t | x_0 ~ N(a x_0, s^2 I)
@@ -138,7 +138,7 @@ class AbstractDiffusionSDE(AbstractSDE):
             ``(mean, std)``: `mean` of `x_s`'s shape, `std` a scalar (the same for every
             coordinate).
 
-        Example:
+        Examples:
             >>> from sdeml.diffusion import VPSDE
             >>> sde, x = VPSDE(), jnp.array([1.0, -2.0])
             >>> mean, std = sde.transition(x, 0.2, 0.5)
@@ -189,7 +189,7 @@ class AbstractDiffusionSDE(AbstractSDE):
         Returns:
             The `ReverseSDE` of this SDE and `score_fn`.
 
-        Example:
+        Examples:
             >>> from sdeml.diffusion import VPSDE
             >>> sde = VPSDE()
             >>> rev = sde.reverse(lambda t, x: -x)  # the exact score of N(0, I) data under VP
@@ -233,7 +233,7 @@ class ReverseSDE(AbstractSDE):
         score_fn: ``score_fn(t, x)`` for one sample ``x`` of shape ``(d,)`` (or any sample
             shape), in the forward SDE's time $t$; returns ``x``'s shape.
 
-    Example:
+    Examples:
         Sample 1-D data $\mathcal N(0, 0.5^2)$ with its exact score:
 
         >>> from sdeml.data import GaussianMixture
@@ -323,7 +323,7 @@ class VPSDE(_AbstractLinearBetaSDE):
         beta_min, beta_max: $\beta(0)$ and $\beta(1)$, ``0 <= beta_min < beta_max``.
         T: the end time (> 0).
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import VPSDE
         >>> vp = VPSDE(0.1, 20.0)
         >>> mean, std = vp.marginal(jnp.ones(2), 0.5)
@@ -374,7 +374,7 @@ class SubVPSDE(_AbstractLinearBetaSDE):
         beta_min, beta_max: $\beta(0)$ and $\beta(1)$, ``0 <= beta_min < beta_max``.
         T: the end time (> 0).
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import SubVPSDE, VPSDE
         >>> sub = SubVPSDE(0.1, 20.0)
         >>> round(float(sub.sigma(0.5)), 4), round(float(VPSDE(0.1, 20.0).sigma(0.5)), 4)
@@ -426,7 +426,7 @@ class VESDE(AbstractDiffusionSDE):
         sigma_min, sigma_max: ``0 < sigma_min < sigma_max``.
         T: the end time (> 0).
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import VESDE
         >>> ve = VESDE(0.01, 10.0)
         >>> float(ve.sigma(0.0)), round(float(ve.sigma(1.0)), 4)   # sqrt(10^2 - 0.01^2)
@@ -495,7 +495,7 @@ def get_sde(name: str, **kwargs) -> AbstractDiffusionSDE:
     Returns:
         The forward SDE, an `AbstractDiffusionSDE`.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import get_sde
         >>> get_sde("ve", sigma_min=0.01, sigma_max=5.0)
         VESDE(sigma_min=0.01, sigma_max=5.0, T=1.0)

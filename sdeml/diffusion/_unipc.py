@@ -169,7 +169,7 @@ def unipc_time_grid(
     Returns:
         The times, shape ``(M + 1,)``, decreasing from ``sde.T`` to `eps`.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import VPSDE, unipc_time_grid
         >>> sde = VPSDE()
         >>> ts = unipc_time_grid(sde, 10, 1e-3)
@@ -257,7 +257,7 @@ def unipc_sampler(
     Returns:
         A `SampleResult`: ``x`` of shape `shape`, ``nfe = M + denoise``.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE, unipc_sampler
         >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
         >>> score = MixtureScore(gm, sde)                  # the exact score of the data
@@ -336,7 +336,7 @@ def unipc_edm_sampler(
     Returns:
         A `SampleResult`: ``x`` of shape `shape`, ``nfe = M + denoise``.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureDenoiser, unipc_edm_sampler
         >>> gm = sdeml.data.gaussian_mixture_2d()
         >>> r = unipc_edm_sampler(MixtureDenoiser(gm), (1000, 2), n_steps=9, sigma_max=20.0,
@@ -404,7 +404,7 @@ def edm_heun_sampler(
     Returns:
         A `SampleResult`: ``x`` of shape `shape`, ``nfe = 2M + denoise`` for Heun.
 
-    Example:
+    Examples:
         >>> from sdeml.diffusion import MixtureScore, VPSDE, edm_heun_sampler
         >>> gm, sde = sdeml.data.gaussian_mixture_2d(), VPSDE()
         >>> r = edm_heun_sampler(MixtureScore(gm, sde), sde, (1000, 2), n_steps=10,

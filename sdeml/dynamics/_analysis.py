@@ -47,7 +47,7 @@ def stability_name(code: int | Int[ArrayLike, ""]) -> str:
     Returns:
         ``STABILITY_CLASSES[code]``, e.g. ``"saddle"``.
 
-    Example:
+    Examples:
         >>> from sdeml.dynamics import classify_equilibrium, stability_name
         >>> stability_name(4)
         'saddle'
@@ -74,7 +74,7 @@ def jacobian(
     Returns:
         The Jacobian, shape ``(d, d)`` (forward-mode autodiff, ``jax.jacfwd``).
 
-    Example:
+    Examples:
         Van der Pol at the origin has the rows $(0, 1)$ and $(-1, \mu)$:
 
         >>> J = sdeml.dynamics.jacobian(sdeml.dynamics.VanDerPol(1.0), jnp.zeros(2))
@@ -107,7 +107,7 @@ def classify_equilibrium(
         An integer code, shape ``()``; ``STABILITY_CLASSES[code]`` (or `stability_name`) is its
         name. Jit- and vmap-compatible.
 
-    Example:
+    Examples:
         >>> from sdeml.dynamics import classify_equilibrium, stability_name
         >>> stability_name(classify_equilibrium(jnp.array([-1 + 2j, -1 - 2j])))
         'stable spiral'
@@ -158,7 +158,7 @@ class Equilibrium(eqx.Module):
         stability: the integer class code, shape ``()``; ``label`` gives its name (eager only).
         converged: whether the root finder succeeded, a bool of shape ``()``.
 
-    Example:
+    Examples:
         >>> eq = sdeml.dynamics.find_equilibrium(sdeml.dynamics.VanDerPol(3.0), jnp.ones(2))
         >>> eq.y.shape, eq.jacobian.shape, bool(eq.converged), eq.label
         ((2,), (2, 2), True, 'unstable node')
@@ -216,7 +216,7 @@ def find_equilibrium(
         An `Equilibrium`: the point ``y`` of shape ``(d,)``, its Jacobian, eigenvalues, class
         code and ``converged`` flag.
 
-    Example:
+    Examples:
         Lotka–Volterra's coexistence point $(\gamma/\delta, \alpha/\beta) = (4, 2)$ is a
         centre; ``jax.vmap`` over guesses finds the saddle at the origin too.
 

@@ -31,7 +31,7 @@ def lyapunov_derivative(
     Returns:
         $\dot V(y)$, shape ``()`` (one jvp: no Jacobian is formed).
 
-    Example:
+    Examples:
         $V = |y|^2$ along $\dot y = -y$: $\dot V = 2y \cdot (-y) = -2|y|^2 = -4$ at $(1, 1)$.
 
         >>> from sdeml.dynamics import lyapunov_derivative
@@ -53,7 +53,7 @@ class LyapunovCheck(eqx.Module):
         argmax_vdot: the sample point where it occurs, shape ``(d,)``.
         min_v_gap: the smallest $V(y) - V(y^*)$ over the samples, shape ``()``.
 
-    Example:
+    Examples:
         $V = |y|^2$ is not a Lyapunov function of the unstable $\\dot y = y$: the check says
         where it fails.
 
@@ -104,7 +104,7 @@ def check_lyapunov(
     Returns:
         A `LyapunovCheck` of bool and float arrays (``argmax_vdot`` of shape ``(d,)``).
 
-    Example:
+    Examples:
         The energy of a damped oscillator, $\dot E = -2\zeta\omega v^2 \le 0$:
 
         >>> osc = sdeml.dynamics.DampedOscillator(omega=1.0, zeta=0.2)
@@ -167,7 +167,7 @@ def quadratic_lyapunov(
     Returns:
         ``P`` of shape ``(d, d)``, symmetric.
 
-    Example:
+    Examples:
         $A = -I$ gives $P = I/2$; for the damped oscillator $\ddot x + 3\dot x + 2x = 0$,
         $P$ solves the equation and is positive definite.
 

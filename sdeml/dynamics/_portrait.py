@@ -90,7 +90,7 @@ def phase_portrait(
     Returns:
         The matplotlib figure.
 
-    Example:
+    Examples:
         Van der Pol's limit cycle, approached from inside and outside, around its unstable
         spiral at the origin:
 

@@ -40,7 +40,7 @@ class AbstractODESystem(eqx.Module):
     ``(points, labels)``: the equilibria of shape ``(k, d)`` and their stability classes as
     named in dynamical-systems textbooks (the names of `sdeml.dynamics.STABILITY_CLASSES`).
 
-    Example:
+    Examples:
         The logistic equation $\\dot y = y(1 - y)$, checked against
         `sdeml.dynamics.find_equilibrium`:
 
@@ -73,7 +73,7 @@ class ExponentialGrowth(AbstractODESystem):
         rate: $r$, a scalar; $r > 0$ growth (the origin is an unstable node), $r < 0$ decay
             (stable node).
 
-    Example:
+    Examples:
         $y(2) = e^{0.5 \cdot 2} = e$ from $y_0 = 1$:
 
         >>> sol = sdeml.solve_ode(sdeml.dynamics.ExponentialGrowth(0.5), jnp.ones(1), 0.0, 2.0)
@@ -113,7 +113,7 @@ class HarmonicOscillator(AbstractODESystem):
     Args:
         omega: angular frequency $\omega > 0$, a scalar.
 
-    Example:
+    Examples:
         One period $2\pi/\omega = \pi$ brings $(x, v) = (1, 0)$ back, and the energy
         $E = \omega^2/2 = 2$ is conserved:
 
@@ -172,7 +172,7 @@ class DampedOscillator(AbstractODESystem):
         omega: natural frequency $\omega > 0$, a scalar.
         zeta: damping ratio $\zeta > 0$, a scalar.
 
-    Example:
+    Examples:
         The exact ``solution`` (a matrix exponential) against a numerical solve; the
         eigenvalues $-0.1 \pm 0.995i$ make the origin a stable spiral:
 
@@ -235,7 +235,7 @@ class VanDerPol(AbstractODESystem):
     Args:
         mu: nonlinearity and damping strength $\mu \ge 0$, a scalar.
 
-    Example:
+    Examples:
         From near the unstable origin the orbit settles on the limit cycle, of amplitude
         $\approx 2.01$ for $\mu = 1$ (stiff $\mu$ needs ``solver="kvaerno5"``):
 
@@ -282,7 +282,7 @@ class LotkaVolterra(AbstractODESystem):
         alpha, beta, gamma, delta: prey growth, predation, predator death, conversion (all > 0,
             scalars).
 
-    Example:
+    Examples:
         $H$ stays constant along a numerical orbit (to the solver's tolerance):
 
         >>> lv = sdeml.dynamics.LotkaVolterra()
@@ -340,7 +340,7 @@ class SIR(AbstractODESystem):
         gamma: recovery rate $\gamma > 0$, a scalar.
         n: population size $N$ (the states may be fractions with ``n=1``).
 
-    Example:
+    Examples:
         $S + I + R$ is conserved, and the final susceptible fraction $S_\infty$ obeys the
         final-size relation $\ln(S_0/S_\infty) = R_0\,(1 - S_\infty)$ (here $N = 1$, $R_0 = 3$):
 
@@ -399,7 +399,7 @@ class Lorenz(AbstractODESystem):
     Args:
         sigma, rho, beta: scalars; the classic parameters default to $10, 28, 8/3$.
 
-    Example:
+    Examples:
         At $\rho = 28 > \rho_H$, $C_+ = (6\sqrt2, 6\sqrt2, 27)$ is a saddle-focus:
 
         >>> lorenz = sdeml.dynamics.Lorenz()

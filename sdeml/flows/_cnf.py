@@ -40,7 +40,7 @@ class CNFOutput(eqx.Module):
             (`sdeml.ODESolution.nfe`: exact for explicit solvers; -1 for implicit ones unless
             the CNF was built with ``count_evals=True``).
 
-    Example:
+    Examples:
         The linear flow $\\dot z = z/2$ has $z(t) = e^{t/2}z(0)$, $\\lVert f\\rVert^2 =
         \\tfrac14\\lVert z(0)\\rVert^2 e^t$ and $\\lVert\\partial f/\\partial z\\rVert_F^2 = d/4$:
 
@@ -76,7 +76,7 @@ def standard_normal_logp(z: Float[Array, " d"]) -> Float[Array, ""]:
     Returns:
         The scalar log-density.
 
-    Example:
+    Examples:
         >>> from sdeml.flows import standard_normal_logp
         >>> z = jnp.array([0.3, -1.2])
         >>> bool(jnp.isclose(standard_normal_logp(z), jax.scipy.stats.norm.logpdf(z).sum()))
@@ -175,7 +175,7 @@ class CNF(AbstractODEModel):
         ``cnf.log_prob(x, key=..., args=...)`` for one point; ``cnf.sample(n, d, key=...)``
         draws samples.
 
-    Example:
+    Examples:
         The linear flow $\dot z = z/2$ maps $\mathcal N(0, I)$ to $\mathcal N(0, eI)$, whose
         log-density is known; a learned flow uses a network such as
         ``sdeml.MLPField(2, 64, 2, key=...)`` as `func`.
@@ -381,7 +381,7 @@ class CNF(AbstractODEModel):
         Returns:
             ``(x, log_p)``: shapes ``(n, dim)`` and ``(n,)``.
 
-        Example:
+        Examples:
             >>> from jax.scipy.stats import norm
             >>> cnf = sdeml.CNF(lambda t, z, args: 0.5 * z, rtol=1e-8, atol=1e-8)
             >>> xs, lps = cnf.sample(4, 2, key=jr.key(1))  # x = e^{1/2} z(0) ~ N(0, e I)
@@ -421,7 +421,7 @@ def cnf_loss(
         ``(loss, aux)`` with aux ``nll``, ``kinetic``, ``nfe`` and, when ``jacobian > 0``,
         ``jacobian`` (batch means); the shape `sdeml.train.make_step` expects.
 
-    Example:
+    Examples:
         For the linear flow $\dot z = z/2$ (data law $\mathcal N(0, eI)$, Jacobian norm
         $d/4$):
 

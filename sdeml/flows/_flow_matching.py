@@ -42,7 +42,7 @@ def ot_permutation(x0: Float[Array, "b d"], x1: Float[Array, "b d"]) -> Int[Arra
     Returns:
         ``perm``, shape ``(b,)`` (int32), with ``x1[perm]`` matched to ``x0``.
 
-    Example:
+    Examples:
         >>> from sdeml.flows import ot_permutation
         >>> x0 = jnp.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
         >>> x1 = x0[jnp.array([2, 0, 1])] + 0.1  # shuffled and shifted
@@ -78,7 +78,7 @@ def couple(
     Returns:
         ``(x0, x1_paired)``, each of shape ``(b, d)``; `x0` is returned unchanged.
 
-    Example:
+    Examples:
         >>> from sdeml.flows import couple
         >>> x0, x1 = jnp.array([[0.0], [1.0], [2.0]]), jnp.array([[2.5], [0.5], [1.5]])
         >>> couple(x0, x1, "independent")[1][:, 0].tolist()
@@ -116,7 +116,7 @@ def conditional_path(
     Returns:
         ``(x_t, u_t)``, each of shape ``(b, d)``.
 
-    Example:
+    Examples:
         >>> from sdeml.flows import conditional_path
         >>> x0, x1 = jnp.zeros((3, 2)), jnp.ones((3, 2))
         >>> xt, ut = conditional_path(x0, x1, jnp.array([0.0, 0.25, 1.0]))
@@ -166,7 +166,7 @@ def cfm_loss(
     Returns:
         The scalar loss (the batch mean over points of the squared error, summed over $d$).
 
-    Example:
+    Examples:
         For data at one point $c$ the marginal velocity is $v^*(t, x) = (c - x)/(1 - t)$: it
         has zero loss, while $v = 0$ has $\mathbb E\lVert c - x_0\rVert^2 = \lVert c\rVert^2 + d
         = 7$.
@@ -238,7 +238,7 @@ def sample_flow(
     Returns:
         The end points, shape ``(b, d)``.
 
-    Example:
+    Examples:
         For $\dot x = -x$ the end point is $e^{-1}x_0$; Heun's error falls as $h^2$:
 
         >>> from sdeml.flows import sample_flow
@@ -292,7 +292,7 @@ def reflow_pairs(
     Returns:
         ``(x0, x1)``, each of shape ``(n, dim)``.
 
-    Example:
+    Examples:
         The flow of data at one point $c$ moves on straight lines, so even Euler steps end
         exactly at $c$:
 
@@ -326,7 +326,7 @@ def straightness(
     Returns:
         The scalar $S$.
 
-    Example:
+    Examples:
         The straight flow to a point $c$ has $S = 0$; the flow of $\dot x = -x$ bends
         (its speed decays): $S = \lVert x_0\rVert^2\int_0^1 (e^{-1} - 1 + e^{-t})^2 dt
         \approx 0.0328\,\lVert x_0\rVert^2$.

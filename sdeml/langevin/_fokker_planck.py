@@ -70,7 +70,7 @@ def fokker_planck_1d(
         ``(ts, x, p)``: save times ``(s,)``, cell centres ``(n,)``, densities ``(s, n)``, with
         ``s = n_steps // save_every + 1``.
 
-    Example:
+    Examples:
         The Ornstein–Uhlenbeck process $dX = -X\,dt + \sqrt2\,dW$ from $N(2, 0.2^2)$: at $t=1$
         its mean is $2e^{-1} = 0.7358$ and its variance $0.04e^{-2} + 1 - e^{-2} = 0.8701$.
 
@@ -172,7 +172,7 @@ def simulate_scalar_sde(
     Returns:
         ``(ts, xs)`` with ``xs`` of shape ``(n_steps // save_every + 1, n_paths)``.
 
-    Example:
+    Examples:
         The Ornstein–Uhlenbeck process $dX = -X\,dt + dW$ from 0 has variance
         $(1 - e^{-2t})/2 = 0.432$ at $t = 1$:
 
@@ -249,7 +249,7 @@ def em_chain_bin_probabilities(
         ``(n_saves + 1, n_bins)``: the probability of each bin after ``0, save_every, ...,
         n_saves * save_every`` steps.
 
-    Example:
+    Examples:
         The EM chain of $dX = -X\,dt + \sqrt2\,dW$ started in its invariant law $N(0, 1)$ is
         Gaussian with variance $v_{k+1} = (1-\Delta t)^2 v_k + 2\Delta t$: after 100 steps
         of $\Delta t = 0.01$ its bins are computed to $10^{-5}$, against an EM bias of
@@ -324,7 +324,7 @@ def histogram_chi2(
         ``(chi2_per_dof, max_abs_z, z)``: two scalars and ``z`` of shape ``(n,)``, zero in the
         bins with expected count < 5.
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import histogram_chi2
         >>> xs = jr.normal(jr.key(0), (10_000,))
         >>> counts = jnp.histogram(xs, bins=60, range=(-3.0, 3.0))[0]  # outside: dropped
@@ -368,7 +368,7 @@ class HistogramTest(eqx.Module):
         z: per bin, the residual $(c_g - Np_g)/\sqrt{Np_g(1-p_g)}$ of its group, shape
             ``(n,)``.
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import histogram_test
         >>> probs = jnp.full(10, 0.1)
         >>> counts = jnp.bincount(jr.randint(jr.key(0), (10_000,), 0, 10), length=10)
@@ -441,7 +441,7 @@ def histogram_test(
     Returns:
         A `HistogramTest`.
 
-    Example:
+    Examples:
         Normal draws against $N(0, 1)$ (consistent) and against draws 10% too wide (not):
 
         >>> from sdeml.langevin import histogram_test

@@ -42,7 +42,7 @@ class LangevinState(eqx.Module):
         potential: $U$ at each chain, shape ``(*chains,)``.
         grad: $\nabla U$ at each chain, shape ``(*chains, d)``.
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import ULA
         >>> state = ULA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.1).init(jnp.ones((4, 3, 2)))
         >>> state.position.shape, state.potential.shape, state.grad.shape
@@ -66,7 +66,7 @@ class LangevinInfo(eqx.Module):
             ``(*chains,)``.
         is_accepted: whether each chain moved, shape ``(*chains,)``, boolean.
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import MALA, ULA
         >>> U = lambda x: 0.5 * jnp.sum(x**2)
         >>> ula, mala = ULA(U, step_size=0.5), MALA(U, step_size=0.5)
@@ -94,7 +94,7 @@ def batched_value_and_grad(
     Returns:
         ``(U, grad)`` of shapes ``(*chains,)`` and ``(*chains, d)``.
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import batched_value_and_grad
         >>> x = jr.normal(jr.key(0), (4, 3, 2))  # 4 x 3 chains in d = 2
         >>> u, g = batched_value_and_grad(lambda th: 0.5 * jnp.sum(th**2), x)
@@ -137,7 +137,7 @@ def langevin_step(
     Returns:
         $\theta'$, shape ``(*chains, d)``.
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import langevin_step
         >>> x = jnp.ones((3, 1))
         >>> g = jax.vmap(jax.grad(lambda th: 0.5 * jnp.sum(th**2)))(x)  # grad U = x
@@ -165,7 +165,7 @@ class LangevinSDE(AbstractSDE):
         potential: $U(\theta)$ for one chain, ``(d,) -> ()``.
         temperature: $T > 0$.
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import LangevinSDE
         >>> sde = LangevinSDE(lambda x: 0.5 * jnp.sum(x**2))  # invariant law N(0, I)
         >>> paths = sdeml.simulate(sde, jnp.zeros(2), t1=5.0, n_steps=500, n_paths=4000,
@@ -243,7 +243,7 @@ class ULA(_PotentialLangevin):
         step_size: $h > 0$.
         temperature: $T > 0$.
 
-    Example:
+    Examples:
         On $U = x^2/2$ the chain's invariant variance is $1/(1 - h/2)$, not the target's 1:
 
         >>> from sdeml.langevin import ULA, run_chains, ula_gaussian_stationary_cov
@@ -291,7 +291,7 @@ class MALA(_PotentialLangevin):
         step_size: $h > 0$.
         temperature: $T > 0$.
 
-    Example:
+    Examples:
         At a step size where ULA's variance is a third too large (see `ULA`), MALA's is right:
 
         >>> from sdeml.langevin import MALA, run_chains
@@ -359,7 +359,7 @@ class SGLDState(eqx.Module):
     Attributes:
         position: the chains, shape ``(*chains, d)``.
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import SGLD
         >>> sgld = SGLD(lambda th, x: -0.5 * (x - th[0]) ** 2, lambda th: -0.5 * th @ th,
         ...             jnp.ones(10), batch_size=5, step_size=0.01)
@@ -394,7 +394,7 @@ class SGLD(eqx.Module):
         temperature: $T > 0$ (1 samples the posterior).
         replace: draw minibatches with replacement.
 
-    Example:
+    Examples:
         The mean of $N$ unit-variance observations under a $N(0, 1)$ prior: the posterior is
         $N(\sum_i x_i/(N + 1),\ 1/(N + 1))$.
 
@@ -532,7 +532,7 @@ def run_chains(
             NaN/inf ("Langevin chain diverged": the step size is too large), or the initial
             state was not finite.
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import MALA, run_chains
         >>> mala = MALA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.5)
         >>> state, acc, xs = run_chains(mala, mala.init(jnp.zeros((100, 2))), 1000,
@@ -609,7 +609,7 @@ def histogram_chains(
         EquinoxRuntimeError: a chain diverged to NaN/inf, as in `run_chains` (a diverged chain
             would otherwise only go missing from the counts).
 
-    Example:
+    Examples:
         1000 MALA chains started in the target $N(0, 1)$, 100 steps each, against the Gibbs
         law's bin probabilities:
 

@@ -38,7 +38,7 @@ def laplace_approximation(
         $L^{-T}$ (so ``theta = mode + whitening @ z`` maps $N(0, I)$ to
         $N(\hat\theta, H^{-1})$).
 
-    Example:
+    Examples:
         On a Gaussian $U(\theta) = \tfrac12\theta^TP\theta - b^T\theta$ the approximation is
         exact: the mode is $P^{-1}b$ and the covariance $P^{-1}$.
 

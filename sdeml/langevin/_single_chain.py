@@ -127,7 +127,7 @@ def ula_chain(
         EquinoxRuntimeError: the chain diverged to NaN/inf (step size too large), or `x0` was
             not finite (eagerly, and under jit/vmap at run time).
 
-    Example:
+    Examples:
         4000 chains on $U = |x|^2/2$, whose ULA invariant variance is $1/(1 - h/2)$:
 
         >>> from sdeml.langevin import ula_chain
@@ -190,7 +190,7 @@ def mala_chain(
     Raises:
         EquinoxRuntimeError: a non-finite start (MALA cannot recover from one).
 
-    Example:
+    Examples:
         2000 chains on the double well $U = (x^2 - 1)^2$; by symmetry each well has the same
         $E[x^2]$, so it is checked without the chains crossing the barrier:
 

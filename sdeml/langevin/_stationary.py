@@ -24,7 +24,7 @@ class Potentials:
     * ``mixture_2d(x)``: $-\log$ of an equal mixture of two 2-D Gaussians at
       $(\pm 1.5, 0)$ with covariance ``diag(0.5, 0.3)`` (unnormalised).
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import Potentials
         >>> dw = Potentials.double_well
         >>> float(dw(jnp.array([1.0]))), float(dw(jnp.array([0.0])))  # a mode, the barrier top
@@ -105,7 +105,7 @@ def gibbs_bin_probabilities(
         ``(probs, outside)``: probs of shape ``(n_bins,) * d`` and the mass outside the box, a
         scalar.
 
-    Example:
+    Examples:
         The standard normal, $U = x^2/2$, against its exact bin probabilities:
 
         >>> from sdeml.langevin import Potentials, gibbs_bin_probabilities
@@ -170,7 +170,7 @@ def ula_invariant_bin_probabilities(
     Returns:
         ``(probs, outside)`` as in `gibbs_bin_probabilities`: ``(n_bins,)`` and a scalar.
 
-    Example:
+    Examples:
         On $U = x^2/2$ ULA's invariant law is exactly $N(0, 1/(1 - h/2))$:
 
         >>> from sdeml.langevin import Potentials, ula_invariant_bin_probabilities
@@ -243,7 +243,7 @@ def ula_gaussian_stationary_cov(
     Returns:
         The stationary covariance, shape ``(d, d)``.
 
-    Example:
+    Examples:
         >>> from sdeml.langevin import ula_gaussian_stationary_cov
         >>> C = ula_gaussian_stationary_cov(jnp.diag(jnp.array([1.0, 10.0])), 0.05)
         >>> jnp.diag(C).round(4).tolist()  # 1 / (1 - 0.025) and 1 / (10 (1 - 0.25))

@@ -27,7 +27,7 @@ class DigitsClassifier(eqx.Module):
     Args:
         key: PRNG key of the initial weights.
 
-    Example:
+    Examples:
         >>> from sdeml.metrics import DigitsClassifier
         >>> clf = DigitsClassifier(key=jr.key(0))  # untrained: for shapes only
         >>> x = sdeml.data.load_digits().x_test[0]  # one image, (1, 8, 8) (or (64,))
@@ -71,7 +71,7 @@ def frechet_distance(a: ArrayLike, b: ArrayLike) -> float:
     Returns:
         A non-negative float (computed in float64 with NumPy).
 
-    Example:
+    Examples:
         >>> from sdeml.metrics import frechet_distance
         >>> rng = np.random.default_rng(0)
         >>> a, b = rng.standard_normal((500, 4)), rng.standard_normal((500, 4)) + 1
@@ -107,7 +107,7 @@ def nearest_neighbour_distances(x: ArrayLike, ref: ArrayLike) -> Float[Array, " 
     Returns:
         The distances, shape ``(n,)``.
 
-    Example:
+    Examples:
         >>> from sdeml.metrics import nearest_neighbour_distances
         >>> x = jnp.array([[0.0, 0.0], [3.0, 4.0]])
         >>> ref = jnp.array([[0.0, 0.0], [0.0, 1.0]])
@@ -148,7 +148,7 @@ def digits_scores(
     Returns:
         A dict of floats (and the histogram as a list).
 
-    Example:
+    Examples:
         With ``clf = sdeml.train.digits_classifier()`` (trained, cached) real test images score
         a confidence of about 0.97. An untrained classifier shows the keys and the sanity checks
         (test images scored as samples: the Fréchet distance equals the floor, the ratio is 1):

@@ -23,7 +23,7 @@ def total_variation(p: Float[ArrayLike, "..."], q: Float[ArrayLike, "..."]) -> F
     Returns:
         The distance, a scalar in [0, 1].
 
-    Example:
+    Examples:
         >>> from sdeml.metrics import total_variation
         >>> float(total_variation(jnp.array([0.5, 0.5]), jnp.array([0.25, 0.75])))
         0.25
@@ -53,7 +53,7 @@ def expected_tv_iid(probs: Float[ArrayLike, "..."], n_samples: int | float) -> F
     Returns:
         The expected TV, a scalar.
 
-    Example:
+    Examples:
         Against the mean TV of 200 histograms of 1,000 uniform draws on 10 bins:
 
         >>> from sdeml.metrics import expected_tv_iid, total_variation
@@ -84,7 +84,7 @@ def ks_distance(
     Returns:
         The KS distance, a scalar in [0, 1].
 
-    Example:
+    Examples:
         >>> from sdeml.metrics import ks_distance
         >>> x = jr.normal(jr.key(0), (1000,))
         >>> d = ks_distance(x, jax.scipy.stats.norm.cdf)

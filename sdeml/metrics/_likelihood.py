@@ -40,7 +40,7 @@ def bits_per_dim(
     Returns:
         Bits per dimension, same shape as `nll_nats`.
 
-    Example:
+    Examples:
         >>> import math
         >>> from sdeml.metrics import bits_per_dim
         >>> float(bits_per_dim(64 * math.log(2), 64))  # continuous: NLL / (d ln 2)
@@ -76,7 +76,7 @@ def gaussian_nll(x: ArrayLike, mean: ArrayLike = 0.0, std: ArrayLike = 1.0) -> F
     Returns:
         The negative log-density in nats, a scalar.
 
-    Example:
+    Examples:
         >>> from sdeml.metrics import gaussian_nll
         >>> round(float(gaussian_nll(jnp.zeros(2))), 6)  # log(2 pi)
         1.837877

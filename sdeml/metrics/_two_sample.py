@@ -38,7 +38,7 @@ def median_bandwidth(x: ArrayLike, max_points: int = 2000) -> Float[Array, ""]:
     Returns:
         A positive scalar.
 
-    Example:
+    Examples:
         >>> from sdeml.metrics import median_bandwidth
         >>> h = median_bandwidth(jr.normal(jr.key(0), (500, 2)))
         >>> round(float(h), 1)  # for N(0, I_2) the median distance is 2 sqrt(log 2) = 1.67
@@ -110,7 +110,7 @@ def mmd(
     Returns:
         The scalar $\mathrm{MMD}^2$.
 
-    Example:
+    Examples:
         >>> from sdeml.metrics import mmd
         >>> x, y = jr.normal(jr.key(0), (500, 2)), jr.normal(jr.key(1), (500, 2))
         >>> bw = jnp.array([0.5, 1.0, 2.0])
@@ -163,7 +163,7 @@ def sliced_wasserstein(
     Returns:
         A non-negative scalar.
 
-    Example:
+    Examples:
         A shift by $v$ gives $SW_2 = (\mathbb E(\theta\cdot v)^2)^{1/2} = |v|/\sqrt d$:
 
         >>> from sdeml.metrics import sliced_wasserstein
@@ -228,7 +228,7 @@ def median_ratio(
     Returns:
         ``{"value", "floor", "ratio", "values", "floors"}`` (floats; lists for the last two).
 
-    Example:
+    Examples:
         >>> from sdeml.metrics import median_ratio, mmd
         >>> bw = jnp.array([0.25, 0.5, 1.0])
         >>> d = [jr.normal(jr.key(i), (500, 2)) for i in range(15)]
@@ -296,7 +296,7 @@ def mmd_ratio_to_floor(
         ``{"value", "floor", "ratio", "values", "floors", "ratios"}``: floats, then lists of
         the per-set values, the floor pairs' values and the per-set ratios ``values / floor``.
 
-    Example:
+    Examples:
         >>> from sdeml.metrics import mmd_ratio_to_floor
         >>> d = [jr.normal(jr.key(i), (500, 2)) for i in range(13)]
         >>> res = mmd_ratio_to_floor(d[:3], d[3:13])  # 3 generated sets, 5 floor pairs

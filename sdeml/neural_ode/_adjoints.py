@@ -35,7 +35,7 @@ def get_adjoint(adjoint: str | diffrax.AbstractAdjoint) -> diffrax.AbstractAdjoi
     Returns:
         The diffrax adjoint.
 
-    Example:
+    Examples:
         >>> get_adjoint("backsolve")
         BacksolveAdjoint(...)
     """
@@ -86,7 +86,7 @@ def check_solve_options(
     Raises:
         ValueError: naming the option and what it must be.
 
-    Example:
+    Examples:
         >>> check_solve_options("NeuralODE", "rk4", "checkpoint", 1e-6, 1e-9, 0.01, None, 4096,
         ...                     False)["adaptive"]
         False
@@ -138,7 +138,7 @@ def solve_options(model: Any) -> dict[str, Any]:
     Returns:
         A dict from each name in `SOLVE_OPTIONS` to the model's value of that field.
 
-    Example:
+    Examples:
         >>> from sdeml.core import integrate_ode
         >>> from sdeml.neural_ode import NeuralODE, solve_options
         >>> node = NeuralODE(lambda t, y, args: -y, solver="rk4", dt0=0.1)
@@ -168,7 +168,7 @@ class AbstractODEModel(eqx.Module):
         max_steps: the step budget of one solve.
         count_evals: whether evaluations are counted on the host (exact ``nfe``).
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import AbstractODEModel
         >>> node = sdeml.NeuralODE(lambda t, y, args: -y)
         >>> isinstance(node, AbstractODEModel), node.solver, node.adaptive, node.rtol

@@ -33,7 +33,7 @@ class AdjointReport:
         peak_bytes: XLA's estimate of the program's peak memory (arguments + outputs +
             temporaries), or None where the backend reports none.
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import AdjointReport
         >>> r = AdjointReport(loss=0.25, grad=np.array([0.5, -1.0]), fd_rel_error=3e-10,
         ...                   compile_s=1.5, time_s=2e-4, peak_bytes=4096)
@@ -62,7 +62,7 @@ class GradientAudit:
         n_params: the number of trained scalars.
         extra: free-form additions (empty from `gradient_audit`).
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import AdjointReport, GradientAudit
         >>> g = np.array([0.5, -1.0])
         >>> reports = {"checkpoint": AdjointReport(0.25, g, 3e-10, 1.5, 2e-4, 4096),
@@ -155,7 +155,7 @@ def gradient_audit(
     Returns:
         A `GradientAudit`; ``audit.table()`` formats it.
 
-    Example:
+    Examples:
         Euler with four steps: ``checkpoint`` differentiates the discrete solve exactly (it matches
         finite differences), ``backsolve`` solves the continuous adjoint with the same coarse
         Euler steps, so it is off by the discretisation error.

@@ -36,7 +36,7 @@ class MLPField(eqx.Module):
         ``field.batch_divergence(t, hb)`` gives the field and the exact trace of its Jacobian for
         a whole batch at once (what a `CNF` with the exact divergence uses).
 
-    Example:
+    Examples:
         >>> f = sdeml.MLPField(2, 50, 1, power=3, time_dependent=False, key=jr.key(0))
         >>> f(0.0, jnp.ones(2), None).shape
         (2,)
@@ -117,7 +117,7 @@ class MLPField(eqx.Module):
             ``(f, div, frob)``: shapes ``(b, d)``, ``(b,)`` and ``(b,)`` (``frob`` is None unless
             requested). Agrees with ``jnp.trace(jax.jacfwd(lambda y: field(t, y))(h_i))``.
 
-        Example:
+        Examples:
             >>> from sdeml.neural_ode import MLPField
             >>> f = MLPField(2, 64, 2, key=jr.key(0))
             >>> h = jr.normal(jr.key(1), (8, 2))

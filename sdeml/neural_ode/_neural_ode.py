@@ -32,7 +32,7 @@ def check_field_signature(func: Callable[..., Any], owner: str) -> None:
     Returns:
         None; raises `ValueError` for a field that cannot take ``(t, y, args)``.
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import check_field_signature
         >>> check_field_signature(lambda t, y, args: -y, "NeuralODE")  # passes silently
         >>> check_field_signature(lambda t, y: -y, "NeuralODE")
@@ -68,7 +68,7 @@ def check_times(ts: ArrayLike, name: str = "ts") -> Array:
     Returns:
         `ts` as a floating array of shape ``(n,)`` (integers are cast to the default float).
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import check_times
         >>> check_times([0, 1, 2]).dtype
         dtype('float64')
@@ -167,7 +167,7 @@ class NeuralODE(AbstractODEModel):
         ``node.solve(ts, y0, args)`` returns the core `sdeml.ODESolution` (``ts``, ``ys``,
         ``num_steps``, ``nfe``, ``result``, ...).
 
-    Example:
+    Examples:
         Decay $\dot h = -h$, whose solution is $h(t) = e^{-t} h(0)$:
 
         >>> node = sdeml.NeuralODE(lambda t, y, args: -y, solver="dopri5", rtol=1e-8, atol=1e-8)
@@ -281,7 +281,7 @@ def with_adjoint(tree: Any, adjoint: str | diffrax.AbstractAdjoint) -> Any:
     Returns:
         The same PyTree with the adjoint of every `NeuralODE` replaced.
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import with_adjoint
         >>> node = sdeml.NeuralODE(lambda t, y, args: -y)
         >>> model = {"encoder": jnp.ones(3), "ode": node}

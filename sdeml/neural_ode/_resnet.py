@@ -30,7 +30,7 @@ class EulerResNet(eqx.Module):
     Returns:
         ``resnet(h0, args)`` is $h_N$; ``resnet.trajectory(h0, args)`` is $(h_0, \dots, h_N)$.
 
-    Example:
+    Examples:
         For $f = -h$ every block multiplies by $1 - \Delta t$, so $h_N = (1 - 1/N)^N h_0$, which
         tends to the neural ODE's $e^{-1} h_0$:
 
@@ -108,7 +108,7 @@ def resnet_limit(
         ``(errors, slope)``: a NumPy array of errors, shape ``(len(n_blocks),)``, and the fitted
         slope of $\log e_N$ against $\log N$ (≈ -1).
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import resnet_limit
         >>> h0 = jr.normal(jr.key(0), (4, 2))
         >>> errs, slope = resnet_limit(lambda t, h, args: -h, h0, [4, 8, 16, 32])

@@ -36,7 +36,7 @@ def spiral_field(t: ScalarLike, y: Float[Array, " 2"], args: Any = None) -> Floa
     Returns:
         $\dot y$, shape ``(2,)``.
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import spiral_field
         >>> spiral_field(0.0, jnp.array([1.0, 0.0])).tolist()  # y^3 = e_1: the first row of A
         [-0.1, 2.0]
@@ -74,7 +74,7 @@ def integrate(
     Returns:
         The states at `ts`, shape ``(n, d)`` (the first is `y0`).
 
-    Example:
+    Examples:
         The harmonic oscillator $\dot y = (y_2, -y_1)$ reaches $-y_0$ at $t = \pi$ (the spiral
         data: ``integrate(spiral_field, jnp.array([2.0, 0.0]), jnp.linspace(0.0, 25.0, 1000))``):
 
@@ -123,7 +123,7 @@ def irregular_times(
     Returns:
         The times, shape ``(n,)``.
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import irregular_times
         >>> ts = irregular_times(0.0, 10.0, 6, key=jr.key(0))
         >>> ts.shape, float(ts[0]), round(float(ts[-1]), 6), bool(jnp.all(jnp.diff(ts) > 0))
@@ -150,7 +150,7 @@ def add_noise(ys: Float[Array, "n d"], sigma: float, *, key: PRNGKeyArray) -> Fl
     Returns:
         The noisy observations, shape ``(n, d)``.
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import add_noise
         >>> ys = jnp.zeros((2000, 2))
         >>> obs = add_noise(ys, 0.1, key=jr.key(0))
@@ -183,7 +183,7 @@ def sample_windows(
         ``(tw, yw)``: times and states, shapes ``(batch_size, window)`` and
         ``(batch_size, window, d)``. Each window starts at its own time: solve from ``tw[i, 0]``.
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import sample_windows
         >>> ts = jnp.linspace(0.0, 1.0, 11)
         >>> ys = jnp.stack([ts, ts**2], axis=1)
@@ -216,7 +216,7 @@ def window_loss(
     Returns:
         The scalar loss.
 
-    Example:
+    Examples:
         Windows of $y(t) = e^{-t} y(0)$; the exact flow, started from each window's first
         observation at its own time, fits them (a `NeuralODE` is called the same way):
 
@@ -252,7 +252,7 @@ class StepModel(eqx.Module):
         ``model(ts, y0)``: the rollout at `ts`, shape ``(n, d)`` (same call as `NeuralODE`,
         whose third argument `args` it accepts and ignores).
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import StepModel
         >>> base = StepModel(2, 16, 1, key=jr.key(0))
         >>> ys = base(jnp.array([0.0, 0.1, 0.3, 0.35]), jnp.ones(2))  # irregular gaps
@@ -292,7 +292,7 @@ def relative_error(pred: Float[Array, "n d"], true: Float[Array, "n d"]) -> Floa
     Returns:
         The scalar relative error.
 
-    Example:
+    Examples:
         >>> from sdeml.neural_ode import relative_error
         >>> true = jnp.ones((5, 2))
         >>> round(float(relative_error(1.1 * true, true)), 6)

@@ -24,7 +24,7 @@ class GaussianFourierEmbedding(eqx.Module):
     Returns:
         A module mapping a scalar $t$ to shape ``(dim,)``.
 
-    Example:
+    Examples:
         >>> emb = GaussianFourierEmbedding(32, key=jr.key(0)); emb(0.5).shape
         (32,)
 
@@ -69,7 +69,7 @@ class TimeMLP(eqx.Module):
     Returns:
         A module ``f(t, x, *, key=None) -> (out_dim,)`` for one sample; vmap over a batch.
 
-    Example:
+    Examples:
         >>> f = TimeMLP(2, width=128, depth=3, key=jr.key(0))
         >>> f(0.3, jnp.zeros(2)).shape
         (2,)

@@ -124,7 +124,7 @@ class UNet8(eqx.Module):
     Returns:
         A module ``f(t, x, *, key=None)`` mapping one image to an array of the same shape.
 
-    Example:
+    Examples:
         >>> net = UNet8(width=32, key=jr.key(0))
         >>> net(0.5, jnp.zeros((1, 8, 8))).shape
         (1, 8, 8)

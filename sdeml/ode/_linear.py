@@ -52,7 +52,7 @@ def linear_ode_solution(
     Returns:
         ``ys`` of shape ``(n, d)`` with ``ys[i] = y(ts[i])``.
 
-    Example:
+    Examples:
         >>> from sdeml.ode import linear_ode_solution
         >>> A = jnp.array([[0.0, 1.0], [-1.0, 0.0]])  # harmonic oscillator: y = (cos t, -sin t)
         >>> ys = linear_ode_solution(A, jnp.array([1.0, 0.0]), jnp.array([jnp.pi / 2, jnp.pi]))
@@ -112,7 +112,7 @@ def linear_ode_solution_eig(
         ``ys`` of shape ``(n, d)`` (real part; the imaginary part is round-off for real ``A``).
         Uses ``jnp.linalg.eig``, which JAX implements on CPU only.
 
-    Example:
+    Examples:
         >>> from sdeml.ode import linear_ode_solution, linear_ode_solution_eig
         >>> A = jnp.array([[-1.0, 0.0], [0.0, -2.0]])
         >>> ys = linear_ode_solution_eig(A, jnp.ones(2), jnp.array([1.0]))

@@ -42,7 +42,7 @@ def gradient_descent(
     Returns:
         The iterates $\theta_0, \dots, \theta_n$, shape ``(n_steps + 1, d)``.
 
-    Example:
+    Examples:
         On $L = \tfrac12|\theta|^2$ each step multiplies $\theta$ by $1 - \eta$:
 
         >>> from sdeml.optim_dynamics import gradient_descent
@@ -85,7 +85,7 @@ def modified_loss(loss: Loss, lr: float | Float[ArrayLike, ""]) -> Loss:
     Returns:
         $\tilde L$, a function ``(d,) -> ()``.
 
-    Example:
+    Examples:
         For $L = \tfrac12|\theta|^2$, $\tilde L = (\tfrac12 + \tfrac\eta4)|\theta|^2$:
         $1 + 0.05$ at $\theta = (1, 1)$, $\eta = 0.1$.
 
@@ -132,7 +132,7 @@ def gradient_flow(
     Returns:
         $\theta$ at `ts`, shape ``(n, d)``.
 
-    Example:
+    Examples:
         On $L = \tfrac12|\theta|^2$ the flow is $\theta_0 e^{-t}$, and the modified flow
         with $\eta = 0.1$ is $\theta_0 e^{-(1 + \eta/2)t}$:
 
@@ -198,7 +198,7 @@ def flow_gd_deviation(
     Returns:
         The maximum Euclidean deviation, shape ``()``.
 
-    Example:
+    Examples:
         On a quadratic with curvatures 1 and 4, the modified flow tracks GD about eight times
         more closely at $\eta = 0.05$ (halving $\eta$ at a fixed horizon $n\eta$ halves the
         first gap and quarters the second):

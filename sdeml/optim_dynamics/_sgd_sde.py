@@ -32,7 +32,7 @@ def minibatch_factor(batch_size: int, n_data: int | None = None) -> float:
     Returns:
         The factor $c_B$, a float: $\mathrm{Cov}(\bar g_B) = c_B\,\Sigma$.
 
-    Example:
+    Examples:
         >>> from sdeml.optim_dynamics import minibatch_factor
         >>> minibatch_factor(10), round(minibatch_factor(10, 100), 6), round(0.1 * 90 / 99, 6)
         (0.1, 0.090909, 0.090909)
@@ -65,7 +65,7 @@ def per_example_gradients(
     Returns:
         The per-example gradients, shape ``(N, d)``.
 
-    Example:
+    Examples:
         For $\ell = \tfrac12(\theta - x)^2$, $g_i = \theta - x_i$:
 
         >>> from sdeml.optim_dynamics import per_example_gradients
@@ -95,7 +95,7 @@ def gradient_noise_cov(
     Returns:
         $\Sigma(\theta)$, shape ``(d, d)``.
 
-    Example:
+    Examples:
         For $\ell = \tfrac12(\theta - x)^2$, $\Sigma$ is the (population) variance of the data:
 
         >>> from sdeml.optim_dynamics import gradient_noise_cov
@@ -119,7 +119,7 @@ class SGDState(eqx.Module):
     Attributes:
         position: the iterates $\\theta$, shape ``(*chains, d)`` (or ``(d,)`` for one chain).
 
-    Example:
+    Examples:
         >>> sgd = sdeml.optim_dynamics.SGD(
         ...     lambda th, x: 0.5 * (th[0] - x) ** 2, jnp.arange(10.0), lr=0.1, batch_size=2)
         >>> sgd.init(jnp.zeros((4, 1))).position.shape
@@ -138,7 +138,7 @@ class SGDInfo(eqx.Module):
         minibatch_loss: $\\frac1B\\sum_{i\\in S_k}\\ell(\\theta_k; x_i)$ of each chain at its
             position before the step, shape ``(*chains,)``.
 
-    Example:
+    Examples:
         With all $N = B = 2$ examples $x = (0, 2)$, the minibatch loss at $\\theta = 0$ is
         $\\tfrac12(0 + 4)/2 = 1$:
 
@@ -172,7 +172,7 @@ class SGD(eqx.Module):
         batch_size: $1 \le B \le N$, a static int.
         replace: draw each minibatch with replacement (True) or without.
 
-    Example:
+    Examples:
         1000 chains on $\ell = \tfrac12(\theta - x)^2$: their spread matches SGD's stationary
         variance $\eta\sigma^2 / (B(2 - \eta))$ (`sgd_stationary_cov`), with $\sigma^2$ the
         data variance:
@@ -260,7 +260,7 @@ class SGDSDE(AbstractSDE):
         dim: $d$, the parameter dimension (default: from `noise_cov`, or from the start
             points given to `simulate`).
 
-    Example:
+    Examples:
         On $\ell = \tfrac12(\theta - x)^2$, $\Sigma = \sigma^2$ (the data variance) and the
         stationary variance is $\eta\sigma^2/(2B)$ (`sgd_stationary_cov` with
         ``discrete=False``):
@@ -424,7 +424,7 @@ def solve_continuous_lyapunov(
     Returns:
         $S$, shape ``(d, d)``.
 
-    Example:
+    Examples:
         >>> from sdeml.optim_dynamics import solve_continuous_lyapunov
         >>> A = jnp.array([[-1.0, 2.0], [0.0, -3.0]])
         >>> Q = jnp.array([[2.0, 1.0], [1.0, 3.0]])
@@ -453,7 +453,7 @@ def solve_discrete_lyapunov(a: Float[Array, "d d"], q: Float[Array, "d d"]) -> F
     Returns:
         $S$, shape ``(d, d)``.
 
-    Example:
+    Examples:
         In 1-D, $S = Q/(1 - a^2)$; here $1/(1 - 0.25) = 4/3$:
 
         >>> from sdeml.optim_dynamics import solve_discrete_lyapunov
@@ -509,7 +509,7 @@ def sgd_stationary_cov(
     Returns:
         The stationary covariance $S$, shape ``(d, d)``.
 
-    Example:
+    Examples:
         With $h = \sigma^2 = 1$, $\eta = 0.1$, $B = 4$: $0.1/(4 \cdot 1.9)$ for SGD and
         $0.1/(4 \cdot 2)$ for the SDE, in the ratio $2/1.9$:
 

@@ -45,7 +45,7 @@ def check_D(D: Any) -> float:
     Returns:
         ``float(D)``.
 
-    Example:
+    Examples:
         >>> import math
         >>> from sdeml.pfgm import check_D
         >>> check_D(128), check_D(math.inf)
@@ -70,7 +70,7 @@ class PFGMPPKernel(eqx.Module):
     Args:
         D: the number of augmented dimensions, ``D > 0`` or ``math.inf``.
 
-    Example:
+    Examples:
         Draws of $R^2/\sigma^2$ against the exact CDF, here $I_{z/(D+z)}(N/2, D/2)$ at
         $N = 2$, $D = 4$, $z = 2$, which is $5/9$:
 
@@ -198,7 +198,7 @@ def clip_norm(x: Float[Array, "n ..."], max_radius: float | Array) -> Float[Arra
     Returns:
         The clipped samples, shape ``(n, ...)``.
 
-    Example:
+    Examples:
         >>> from sdeml.pfgm import clip_norm
         >>> x = jnp.array([[3.0, 4.0], [0.3, 0.4]])
         >>> jnp.linalg.norm(clip_norm(x, 1.0), axis=1).round(6).tolist()  # 5 -> 1; 0.5 kept
@@ -235,7 +235,7 @@ def pfgmpp_loss(
     Returns:
         The scalar loss.
 
-    Example:
+    Examples:
         With $\sigma \approx 1$ ($P_\text{std}$ tiny) the identity map as denoiser has loss
         $\lambda(1)\,\mathbb E\lVert n\rVert^2 = 5 N D/(D - 2)$: the Student-$t$ noise is
         wider than the Gaussian ($5N = 10$ at ``D = inf``).
@@ -315,7 +315,7 @@ def pfgmpp_sampler(
     Returns:
         A `sdeml.diffusion.SampleResult`.
 
-    Example:
+    Examples:
         The ideal denoiser of three points carries the heavy-tailed prior back onto them:
 
         >>> from sdeml.pfgm import IdealDenoiser, pfgmpp_sampler
@@ -369,7 +369,7 @@ class IdealDenoiser(eqx.Module):
         data: ``(m, *sample_shape)``.
         D: the augmented dimension (``math.inf``: diffusion).
 
-    Example:
+    Examples:
         At small $\sigma$ it returns the nearest data point, at large $\sigma$ the data mean:
 
         >>> import math

@@ -50,7 +50,7 @@ def poisson_field(
     Returns:
         ``(E_x / c, E_z / c, ln c)``: shapes ``(N,)``, ``()`` and ``()``.
 
-    Example:
+    Examples:
         One charge at the origin: $E/c = \tilde x$ and $c = \|\tilde x\|^{-(N+1)}$; with
         several charges, $c\,(E_x/c, E_z/c)$ is the direct sum:
 
@@ -95,7 +95,7 @@ def normalised_field(
     Returns:
         The normalised field, shape ``(N + 1,)`` (the last entry is the $z$ component).
 
-    Example:
+    Examples:
         >>> from sdeml.pfgm import normalised_field
         >>> v = normalised_field(jnp.zeros((1, 2)), jnp.array([3.0, 0.0]), 4.0)
         >>> [round(float(a), 6) for a in v]  # -sqrt(2) (3, 0, 4) / 5: towards the charge
@@ -130,7 +130,7 @@ def pfgm_perturb(
     Returns:
         ``(x, z)``: shapes ``(b, N)`` and ``(b,)``.
 
-    Example:
+    Examples:
         The fraction with $R^2 \le z^2$ against the exact CDF $1 - 2^{-1/2}$ (at $N = 2$):
 
         >>> from sdeml.pfgm import PFGMPPKernel, pfgm_perturb
@@ -178,7 +178,7 @@ def pfgm_loss(
     Returns:
         The scalar loss.
 
-    Example:
+    Examples:
         The empirical field itself has zero loss, and the zero network has loss $N$ (every
         target has norm $\sqrt N$):
 
@@ -234,7 +234,7 @@ def pfgm_prior(
     Returns:
         The draws, shape ``(n, N)``.
 
-    Example:
+    Examples:
         The fraction clipped at the default radius against $(1 + 800)^{-1/2}$ ($N = 2$):
 
         >>> import math
@@ -292,7 +292,7 @@ def pfgm_sampler(
     Returns:
         A `sdeml.diffusion.SampleResult` (``nfe`` of the solve).
 
-    Example:
+    Examples:
         The empirical field of three points brings the prior's draws back onto them (the grazing
         ones arrive last, a little farther away):
 

@@ -48,7 +48,7 @@ class PINN(eqx.Module):
         ``u(t, x)`` with scalar ``t`` and ``x`` (shape ``()``) gives $u_\theta(t, x)$, shape
         ``()``; ``jax.vmap(u)(ts, xs)`` evaluates ``(n,)`` points at once.
 
-    Example:
+    Examples:
         >>> u = sdeml.PINN(32, 3, key=jr.key(0))
         >>> u(jnp.array(0.1), jnp.array(0.5)).shape
         ()
@@ -172,7 +172,7 @@ def pinn_loss(
         slab's weight, which approaches 1 once training has propagated the solution through the
         whole interval).
 
-    Example:
+    Examples:
         The exact solution has zero loss; an untrained network does not:
 
         >>> from sdeml.pinn import Heat1D, pinn_loss, sample_collocation
@@ -236,7 +236,7 @@ def residuals(
     Returns:
         The residuals, shape ``(n,)``.
 
-    Example:
+    Examples:
         For the heat equation $u_t = \alpha u_{xx}$, $u = x(1 - x)$ has residual $2\alpha$:
 
         >>> from sdeml.pinn import Heat1D, residuals
@@ -280,7 +280,7 @@ def rad_resample(
     Returns:
         ``(t, x)``, the drawn points, shape ``(n,)`` each.
 
-    Example:
+    Examples:
         For $u = x^4$ in `Heat1D` the residual is $-12\alpha x^2$, so with $k = 1$, $c = 0$
         the draws have density $3x^2$ on $[0, 1]$, whose mean is $3/4$ (uniform: $1/2$):
 
@@ -339,7 +339,7 @@ def pinn_error(
         (shape ``()``), the grid ``t`` ``(n_t,)`` and ``x`` ``(n_x,)``, and both fields ``u`` and
         ``exact``, shape ``(n_t, n_x)``, for plotting.
 
-    Example:
+    Examples:
         A field 1 % off the solution has relative error 0.01:
 
         >>> from sdeml.pinn import Heat1D, pinn_error
@@ -396,7 +396,7 @@ def reference_grid(
         ``t``, shape ``(n_t,)``; ``x``, shape ``(n_x,)``; ``u_ref[i, j]`` $= u^*(t_i, x_j)$,
         shape ``(n_t, n_x)``.
 
-    Example:
+    Examples:
         >>> from sdeml.pinn import Heat1D, pinn_error, reference_grid
         >>> problem = Heat1D()
         >>> t, x, u_ref = reference_grid(problem, 5, 9)

@@ -57,7 +57,7 @@ class AbstractPDE(eqx.Module):
         t1: the final time $T > 0$.
         periodic: a class variable (``ClassVar[bool]``).
 
-    Example:
+    Examples:
         The heat equation $u_t = u_{xx}$ on $[0, \pi]$, solved by $u = e^{-t}\sin x$:
 
         >>> import math
@@ -123,7 +123,7 @@ def check_domain(problem: AbstractPDE) -> tuple[float, float, float]:
     Raises:
         ValueError: ``x_range`` is not finite with ``lo < hi``, or ``t1`` is not finite and > 0.
 
-    Example:
+    Examples:
         >>> from sdeml.pinn import Burgers1D, check_domain
         >>> check_domain(Burgers1D(t1=2.0))
         (-1.0, 1.0, 2.0)
@@ -147,7 +147,7 @@ class Heat1D(AbstractPDE):
         alpha: the diffusivity, > 0.
         t1: the final time $T$.
 
-    Example:
+    Examples:
         >>> from sdeml.pinn import Heat1D, residuals
         >>> pde = Heat1D(alpha=0.1)
         >>> round(float(pde.exact(1.0, 0.5)), 6)  # exp(-0.1 pi^2)
@@ -201,7 +201,7 @@ class Burgers1D(AbstractPDE):
         nu: the viscosity, > 0.
         t1: the final time $T$.
 
-    Example:
+    Examples:
         >>> from sdeml.pinn import Burgers1D, residuals
         >>> pde = Burgers1D(nu=0.05)
         >>> float(pde.exact(0.0, 0.0)), float(pde.exact(1.0, 0.5))  # the front moves at 1/2
@@ -260,7 +260,7 @@ class RaissiBurgers(AbstractPDE):
         t1: the final time $T$.
         n_nodes: quadrature nodes of the reference.
 
-    Example:
+    Examples:
         >>> from sdeml.pinn import RaissiBurgers
         >>> pde = RaissiBurgers()
         >>> x = jnp.linspace(-1.0, 1.0, 9)
@@ -318,7 +318,7 @@ class Convection1D(AbstractPDE):
         beta: the speed, > 0.
         t1: the final time $T$.
 
-    Example:
+    Examples:
         >>> from sdeml.pinn import Convection1D, residuals
         >>> pde = Convection1D(beta=30.0)
         >>> t, x = jnp.linspace(0.0, 1.0, 7), jnp.linspace(0.0, 2 * jnp.pi, 7)
@@ -384,7 +384,7 @@ class Collocation(eqx.Module):
         x_init: positions on the initial line $t = 0$, shape ``(m,)``.
         t_bc, x_bc: boundary points, shape ``(k,)`` each (``x_bc`` is ``lo`` or ``hi``).
 
-    Example:
+    Examples:
         >>> from sdeml.pinn import Collocation
         >>> pts = Collocation(
         ...     t_in=jnp.full(4, 0.5), x_in=jnp.linspace(0.2, 0.8, 4), x_init=jnp.linspace(0, 1, 3),
@@ -431,7 +431,7 @@ def sample_collocation(
         ValueError: a count is not a positive integer (the message names it), or the domain is
             empty (``x_range`` with lo >= hi, or ``t1 <= 0``).
 
-    Example:
+    Examples:
         >>> from sdeml.pinn import Burgers1D, sample_collocation
         >>> pts = sample_collocation(Burgers1D(), 100, 20, 10, key=jr.key(0))
         >>> pts.t_in.shape, pts.x_init.shape, pts.x_bc.shape
@@ -463,7 +463,7 @@ def sample_interior(
     Returns:
         ``(t, x)``, shape ``(n,)`` each, uniform on $[0, T] \times [x_{lo}, x_{hi}]$.
 
-    Example:
+    Examples:
         >>> from sdeml.pinn import Convection1D, sample_interior
         >>> t, x = sample_interior(Convection1D(t1=0.5), 1000, key=jr.key(0))
         >>> t.shape, bool(t.max() <= 0.5), bool(x.max() <= 2 * jnp.pi)

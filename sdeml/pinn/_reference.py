@@ -65,7 +65,7 @@ def burgers_cole_hopf(
         $u(t, x)$ with the broadcast shape of `t` and `x`, in the default float dtype (use
         float64: ``jax.config.update("jax_enable_x64", True)``).
 
-    Example:
+    Examples:
         >>> import math
         >>> from sdeml.pinn import burgers_cole_hopf
         >>> nu, x = 0.01 / math.pi, jnp.linspace(-1.0, 1.0, 9)
@@ -147,7 +147,7 @@ def burgers_spectral(
         The grid $x_j = -1 + 2j/n_x$, shape ``(n_x,)``, and $u$ at each requested time, shape
         ``(len(times), n_x)``.
 
-    Example:
+    Examples:
         Against the Cole–Hopf reference, at a viscosity the grid resolves:
 
         >>> import math

@@ -44,7 +44,7 @@ def aggregate(points: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any]) -
         seed shows as an infinite or NaN mean (and a NaN spread) instead of vanishing from the
         average.
 
-    Example:
+    Examples:
         >>> aggregate([{"seed": 0, "lr": 0.1}, {"seed": 1, "lr": 0.1}], {"loss": [1.0, 3.0]})
         [{'point': {'lr': 0.1}, 'label': 'lr=0.1', 'n': 2, 'metrics': {'loss': {'mean': 2.0,
           'std': 1.414..., 'se': 1.0}}}]

@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
             malformed override), 1 for a failed run, 130 when interrupted; also for
             ``--help`` and ``--version`` (status 0).
 
-    Example:
+    Examples:
         >>> import contextlib
         >>> import io
         >>> from sdeml.run import main

@@ -24,7 +24,7 @@ def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     Returns:
         ``eqx.filter_jit(fn)``, the same object at every call with the same `fn`.
 
-    Example:
+    Examples:
         >>> from sdeml.run import compiled
         >>> def second_moment(x):
         ...     return jnp.mean(x**2)

@@ -50,7 +50,7 @@ class ExperimentConfig(Section):
         x64: run in float64 (``jax_enable_x64``).
         sweep: ``{dotted key: [values]}``, or None for a single run.
 
-    Example:
+    Examples:
         >>> from typing import ClassVar
         >>> from sdeml.run import ExperimentConfig
         >>> from sdeml.train import TrainConfig
@@ -135,7 +135,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         ConfigError: a missing file, malformed YAML (with its line and column), a duplicate key,
             or a top level that is not a mapping.
 
-    Example:
+    Examples:
         >>> from pathlib import Path
         >>> from sdeml.run import ConfigError, load_yaml
         >>> _ = Path("demo.yaml").write_text("experiment: quickstart_ode\ntrain: {steps: 200}\n")
@@ -185,7 +185,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         ConfigError: no ``=``, a key that is not dotted identifiers, an empty or unparsable
             value.
 
-    Example:
+    Examples:
         >>> from sdeml.run import parse_override
         >>> parse_override("train.steps=200")
         ('train.steps', 200)
@@ -305,7 +305,7 @@ def validate(schema: type[BaseModel], raw: dict[str, Any], source: str) -> Any:
     Raises:
         ConfigError: one line naming every offending key (an unknown key lists the valid ones).
 
-    Example:
+    Examples:
         >>> from sdeml.experiments.quickstart_ode import Config  # a shipped experiment's schema
         >>> from sdeml.run import ConfigError, validate
         >>> raw = {"experiment": "quickstart_ode", "train": {"steps": 50}}

@@ -4,7 +4,7 @@
 class ConfigError(ValueError):
     """A bad config, override, file or experiment name; the CLI exits with status 2.
 
-    Example:
+    Examples:
         >>> from sdeml.run import ConfigError, parse_override
         >>> try:
         ...     parse_override("train.steps")
@@ -19,7 +19,7 @@ class ExperimentError(RuntimeError):
 
     The CLI prints the message, marks the run ``failed`` in its summary and exits with status 1.
 
-    Example:
+    Examples:
         >>> import json
         >>> from pathlib import Path
         >>> from sdeml.run import ExperimentConfig, ExperimentError, main, register

@@ -24,7 +24,7 @@ class LoadedRun(NamedTuple):
         step: the training step of the checkpoint.
         dir: the run directory.
 
-    Example:
+    Examples:
         A named tuple (see `load` for a run loaded end to end):
 
         >>> from sdeml.run import LoadedRun
@@ -70,7 +70,7 @@ def load(
         ConfigError: not a run directory, an experiment that trains no model, no checkpoint
             of that name or step, or a float precision different from the run's.
 
-    Example:
+    Examples:
         A tiny experiment that fits $y = 2x + 1$, run with the command line (`main`), then
         loaded (with ``sdeml.run.load("runs/score_sde/quickstart-...")`` the same for a shipped
         experiment):

@@ -31,7 +31,7 @@ class Experiment:
         memory: the schema's ``estimate_memory``, or None when it states none.
         per_point: a sweep runs `fn` at every grid point in turn.
 
-    Example:
+    Examples:
         >>> from sdeml.run import Experiment, ExperimentConfig, all_experiments, register
         >>> class SquareConfig(ExperimentConfig):
         ...     experiment: str = "doc_square"
@@ -98,7 +98,7 @@ def register(
         TypeError: `config` is not a subclass of `ExperimentConfig`.
         ValueError: another module already registered `name`.
 
-    Example:
+    Examples:
         Register an experiment and run it with the ``sdeml`` command line (`main`):
 
         >>> import json
@@ -198,7 +198,7 @@ def all_experiments() -> list[Experiment]:
     Returns:
         A list of `Experiment`, sorted by ``name``.
 
-    Example:
+    Examples:
         >>> import sdeml.experiments.quickstart_ode  # importing a module registers its experiment
         >>> from sdeml.run import all_experiments
         >>> names = [e.name for e in all_experiments()]

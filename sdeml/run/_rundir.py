@@ -259,7 +259,7 @@ class Run:
         sweep_keys: the keys the experiment can sweep (`register`).
         ckpt_root: where checkpoints are read and written (default: `directory`).
 
-    Example:
+    Examples:
         >>> import json
         >>> import optax
         >>> from pathlib import Path

@@ -124,7 +124,7 @@ class Setup(NamedTuple):
         data: arrays the loss and batch function read (a fixed training set), or None; built
             once per grid point, not at every step.
 
-    Example:
+    Examples:
         Three grid points that differ in the target $t$ of the loss $(w - t)^2$, trained at once
         by `Run.train_grid`; SGD with step size 0.25 gives $w_k = t\,(1 - 2^{-k})$:
 

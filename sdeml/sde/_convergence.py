@@ -32,7 +32,7 @@ class OrderResult(eqx.Module):
         intercept: the fitted ``log C`` in ``error ~ C dt^order``.
         expected: the solver's declared order, for reference.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import GeometricBrownianMotion, strong_order
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)
         >>> res = strong_order("euler_maruyama", gbm, jnp.ones(1), exact=gbm.exact_solution,
@@ -198,7 +198,7 @@ def strong_order(
     Returns:
         An `OrderResult` with ``kind="strong"`` and ``L`` levels.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import GeometricBrownianMotion, strong_order
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.5)
         >>> res = strong_order("milstein", gbm, jnp.ones(1), exact=gbm.exact_solution,
@@ -279,7 +279,7 @@ def weak_order(
     Returns:
         An `OrderResult` with ``kind="weak"`` and ``L`` levels.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import GeometricBrownianMotion, weak_order
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)
         >>> res = weak_order("euler_maruyama", gbm, jnp.ones(1), exact=gbm.exact_solution,
@@ -329,7 +329,7 @@ def plot_orders(
     Returns:
         The matplotlib figure.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import GeometricBrownianMotion, plot_orders, strong_order
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)
         >>> res = strong_order("euler_maruyama", gbm, jnp.ones(1), exact=gbm.exact_solution,

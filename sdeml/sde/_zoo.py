@@ -33,7 +33,7 @@ class BrownianMotion(AbstractSDE):
     Args:
         sigma: noise scale (scalar or broadcastable to the state).
 
-    Example:
+    Examples:
         >>> from sdeml.sde import BrownianMotion, simulate
         >>> bm = BrownianMotion(sigma=0.5)
         >>> paths = simulate(bm, jnp.zeros(2), t1=4.0, n_steps=4, n_paths=20_000, key=jr.key(0))
@@ -80,7 +80,7 @@ class OrnsteinUhlenbeck(AbstractSDE):
         mu: long-run mean.
         sigma: noise scale.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import OrnsteinUhlenbeck, simulate
         >>> ou = OrnsteinUhlenbeck(theta=2.0, mu=1.0, sigma=0.5)
         >>> paths = simulate(ou, jnp.zeros(4), n_steps=100, n_paths=5_000, method="sra1",
@@ -132,7 +132,7 @@ class GeometricBrownianMotion(AbstractSDE):
         mu: drift rate.
         sigma: volatility.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import GeometricBrownianMotion, simulate
         >>> gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)
         >>> paths = simulate(gbm, jnp.ones(1), method="milstein", n_steps=100, n_paths=20_000,
@@ -182,7 +182,7 @@ class SineForcedSDE(AbstractSDE):
         omega: $\omega$, the forcing frequency.
         sigma: $\sigma$, the noise scale.
 
-    Example:
+    Examples:
         >>> from sdeml.sde import SineForcedSDE, simulate
         >>> sde = SineForcedSDE()
         >>> paths = simulate(sde, jnp.ones(()), n_steps=80, save_every=1, n_paths=10_000,

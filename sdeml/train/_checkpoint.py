@@ -35,7 +35,7 @@ class CheckpointError(ValueError):
     Raised by `CheckpointDir.restore` (and so by `fit` with ``resume=True``) rather than
     silently training from step 0 again.
 
-    Example:
+    Examples:
         >>> from sdeml.train import CheckpointDir, CheckpointError
         >>> ckpts = CheckpointDir("ckpt_error_demo")
         >>> _ = ckpts.save(5, {"w": jnp.zeros(2)})
@@ -97,7 +97,7 @@ def save_checkpoint(path: str | Path, tree: Any) -> None:
     Returns:
         None.
 
-    Example:
+    Examples:
         >>> from sdeml.train import load_checkpoint, save_checkpoint
         >>> save_checkpoint("save_demo/tree.eqx", {"w": jnp.arange(3.0), "key": jr.key(0)})
         >>> back = load_checkpoint("save_demo/tree.eqx", {"w": jnp.zeros(3), "key": jr.key(1)})
@@ -124,7 +124,7 @@ def load_checkpoint(path: str | Path, like: Any) -> Any:
         ValueError: an unreadable file, or (its subclass ``CheckpointMismatchError``) a leaf
             whose shape or dtype differs from `like`'s, naming the leaf.
 
-    Example:
+    Examples:
         >>> from sdeml.train import load_checkpoint, save_checkpoint
         >>> save_checkpoint("load_demo.eqx", {"w": jnp.ones((2, 3)), "n": 7})
         >>> back = load_checkpoint("load_demo.eqx", {"w": jnp.zeros((2, 3)), "n": 0})
@@ -156,7 +156,7 @@ class CheckpointDir:
         directory: the folder of the checkpoints (created on the first `save`).
         keep: how many of the newest checkpoints `save` keeps (0: all).
 
-    Example:
+    Examples:
         >>> from sdeml.train import CheckpointDir
         >>> ckpts = CheckpointDir("ckpt_dir_demo", keep=2)
         >>> for step in (10, 20, 30):

@@ -64,7 +64,7 @@ class Section(BaseModel):
     Args:
         **data: the section's keys, as declared by the subclass (typed, with defaults).
 
-    Example:
+    Examples:
         >>> from sdeml.train import Section
         >>> class Data(Section):
         ...     n_train: int = 1000
@@ -133,7 +133,7 @@ class TrainConfig(Section):
         log_every: steps between logged metrics.
         ckpt_every: steps between checkpoints (0: a checkpoint only at the end).
 
-    Example:
+    Examples:
         >>> from sdeml.train import TrainConfig
         >>> cfg = TrainConfig(steps=2000, lr=3e-3, schedule="warmup_cosine", warmup_steps=100)
         >>> cfg.optimizer, cfg.batch_size, cfg.ema_decay

@@ -62,7 +62,7 @@ def digits_classifier(seed: int = 0, steps: int = 3000, cache: bool = True) -> D
     Returns:
         A trained `sdeml.metrics.DigitsClassifier`, for `sdeml.metrics.digits_scores`.
 
-    Example:
+    Examples:
         A short training (20 steps, not cached) already classifies most test digits; the
         default 3000 steps reach about 0.97:
 

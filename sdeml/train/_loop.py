@@ -41,7 +41,7 @@ class TrainingError(RuntimeError):
         checkpoint_step: the newest checkpoint written before it, or None (attribute
             ``checkpoint_step``).
 
-    Example:
+    Examples:
         A loss that becomes NaN from the third step on (steps are 0-based in `batch_fn`):
 
         >>> import optax
@@ -76,7 +76,7 @@ class FitStats:
             of floats for a batched state).
         resume_note: which checkpoint a resumed run started from, and why ("" otherwise).
 
-    Example:
+    Examples:
         >>> import optax
         >>> from sdeml.train import fit, init_state, make_step
         >>> opt = optax.sgd(0.25)
@@ -141,7 +141,7 @@ def fit(
             step raised (e.g. a diffrax solve hit max_steps); the newest checkpoint on disk is the
             last good one.
 
-    Example:
+    Examples:
         SGD with step size 0.25 on $L(w) = \|w - b\|^2$ gives $w_k = b\,(1 - 2^{-k})$; a second
         call resumes from the checkpoint of the first and continues to the new total:
 
@@ -282,7 +282,7 @@ def describe_error(e: BaseException) -> str:
         The message after ``EquinoxRuntimeError:`` or ``ODESolveError:`` when there is one, else
         the first non-empty line of the message, else the exception's type name.
 
-    Example:
+    Examples:
         >>> from sdeml.train import describe_error
         >>> wrapped = RuntimeError(
         ...     "INTERNAL: CpuCallback error calling callback: Traceback ...\n"

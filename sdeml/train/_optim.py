@@ -24,7 +24,7 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
         An `optax.GradientTransformation` (its `init` and `update` run under standard dtype
         promotion, see `standard_promotion`).
 
-    Example:
+    Examples:
         >>> from sdeml.train import TrainConfig, make_optimizer
         >>> opt = make_optimizer(TrainConfig(optimizer="sgd", lr=0.1))
         >>> params = {"w": jnp.array([1.0, -2.0])}
@@ -79,7 +79,7 @@ def standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTransf
     Returns:
         An `optax.GradientTransformationExtraArgs` with the same state and updates as `tx`.
 
-    Example:
+    Examples:
         >>> import optax
         >>> from sdeml.train import standard_promotion
         >>> tx = standard_promotion(optax.adam(1e-2))
@@ -125,7 +125,7 @@ def warmup_cosine(peak: Any, warmup_steps: int, steps: int) -> optax.Schedule:
     Returns:
         An `optax.Schedule`: ``schedule(step)`` is the learning rate at `step`, a scalar.
 
-    Example:
+    Examples:
         >>> from sdeml.train import warmup_cosine
         >>> schedule = warmup_cosine(1.0, warmup_steps=10, steps=110)
         >>> [round(float(schedule(s)), 3) for s in (0, 5, 10, 60, 110)]

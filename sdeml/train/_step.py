@@ -26,7 +26,7 @@ class TrainState(eqx.Module):
         ema_decay: the EMA's decay, set once by `init_state` and read by the step (None: no
             EMA). Static: it is part of the tree's structure, not a leaf of a checkpoint.
 
-    Example:
+    Examples:
         >>> import optax
         >>> from sdeml.train import init_state
         >>> state = init_state(jnp.ones(2), optax.sgd(0.1), jr.key(0), ema_decay=0.9)
@@ -76,7 +76,7 @@ def init_state(
         A `TrainState` with ``step = 0``, the optimiser state of `model`'s floating arrays and,
         when `ema_decay` is given, ``ema_model = model``.
 
-    Example:
+    Examples:
         >>> import optax
         >>> from sdeml.train import init_state
         >>> model = eqx.nn.Linear(2, 1, key=jr.key(0))
@@ -111,7 +111,7 @@ def train_step(
         A pure function; the metrics hold ``loss``, ``grad_norm`` (the gradient's global norm)
         and ``aux``'s entries, each a scalar.
 
-    Example:
+    Examples:
         One SGD step on $L(w) = \|w - b\|^2$, whose gradient is $2(w - b)$:
 
         >>> import optax
@@ -172,7 +172,7 @@ def make_step(
         A pure ``step(state) -> (state, metrics)`` (metrics as in `train_step`), for `fit`,
         `jax.jit` or `eqx.filter_vmap`.
 
-    Example:
+    Examples:
         SGD on $L(w) = \|w - b\|^2$ with step size 0.25 halves the distance to $b$ at each
         step, so $w_k = b\,(1 - 2^{-k})$:
 
@@ -236,7 +236,7 @@ def with_ema_target(loss_fn: Callable[[PyTree, Any, PRNGKeyArray, PyTree], Any])
     Returns:
         A loss for `make_step`, `train_model` or an experiment's objective.
 
-    Example:
+    Examples:
         Pull $w$ towards its own slow average plus one: with $\mu = 0.5$ and SGD at 0.25 on
         $\|w - (	heta^- + 1)\|^2$, the step reads the target it had before the update:
 
@@ -283,7 +283,7 @@ def ema_weight(decay: float, step: Int[Array, ""] | int) -> Array:
     Returns:
         $1 - d_t$, a float32 scalar (cast to each leaf's dtype by the update).
 
-    Example:
+    Examples:
         >>> from sdeml.train import ema_weight
         >>> [round(float(ema_weight(0.999, t)), 4) for t in (0, 90, 10**6)]  # 9/10, 9/100, 1 - d
         [0.9, 0.09, 0.001]

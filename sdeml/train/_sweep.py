@@ -26,7 +26,7 @@ def init_states(init: Callable[[jax.Array], TrainState], seeds: Sequence[int]) -
         The members' states stacked: every array leaf gains a leading axis of size ``n``
         (``step`` has shape ``(n,)``).
 
-    Example:
+    Examples:
         >>> from sdeml.train import TrainConfig, init_state, init_states, make_optimizer
         >>> opt = make_optimizer(TrainConfig(lr=1e-2))
         >>> init = lambda key: init_state(jr.normal(key, (3,)), opt, key)
@@ -53,7 +53,7 @@ def set_learning_rate(state: TrainState, lrs: Sequence[float] | jax.Array) -> Tr
     Returns:
         `state` with its optimiser state's learning rates replaced by `lrs`.
 
-    Example:
+    Examples:
         One vmapped SGD step on $L(w) = \tfrac12\|w\|^2$ (gradient $w$) from $w = 1$ moves
         member $i$ to $1 - \eta_i$:
 
@@ -116,7 +116,7 @@ def shard_batch(tree: Any, devices: Sequence[Any] | None = None) -> Any:
     Returns:
         `tree` with the same values (and shapes), its arrays placed on the devices.
 
-    Example:
+    Examples:
         >>> from sdeml.train import shard_batch
         >>> x = jnp.arange(8.0).reshape(4, 2)  # 4 members
         >>> y = shard_batch(x)
@@ -180,7 +180,7 @@ def gather_to_host(tree: Any) -> Any:
     Returns:
         The same tree with every array whole on this process (same shapes and values).
 
-    Example:
+    Examples:
         >>> from sdeml.train import gather_to_host, shard_batch
         >>> tree = {"w": jnp.arange(6.0).reshape(2, 3), "name": "net"}
         >>> back = gather_to_host(shard_batch(tree))

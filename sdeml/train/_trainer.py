@@ -37,7 +37,7 @@ class RunLike(Protocol):
             and the `TrainConfig`, under the model's ``name``, for ``n_steps`` steps (None:
             ``train_cfg.steps``).
 
-    Example:
+    Examples:
         >>> from sdeml.train import TrainConfig, fit, train_model
         >>> class Announce:  # a RunLike that says what it trains, then calls `fit`
         ...     def train(self, state, step_fn, train_cfg, *, name, n_steps):
@@ -67,7 +67,7 @@ class Trained(NamedTuple):
         state: the final `TrainState` (both models, optimiser state, step).
         stats: the `FitStats` of the loop.
 
-    Example:
+    Examples:
         >>> from sdeml.train import TrainConfig, train_model
         >>> cfg = TrainConfig(steps=4, optimizer="sgd", lr=0.25, ema_decay=0.5, log_every=2)
         >>> loss_fn = lambda w, batch, key: jnp.sum((w - 1.0) ** 2)
@@ -107,7 +107,7 @@ def build_state(
     Returns:
         A `TrainState` at step 0, keeping an EMA model when ``cfg.ema_decay`` is set.
 
-    Example:
+    Examples:
         >>> from sdeml.train import TrainConfig, build_state
         >>> cfg = TrainConfig(lr=3e-3, ema_decay=0.99)
         >>> state = build_state(eqx.nn.Linear(2, 1, key=jr.key(0)), cfg, jr.key(1))
@@ -155,7 +155,7 @@ def train_model(
     Returns:
         ``Trained(model, state, stats)``.
 
-    Example:
+    Examples:
         Fit $y = 2x + 1$ with a linear layer, on fresh inputs at every step:
 
         >>> from sdeml.train import TrainConfig, train_model
@@ -216,7 +216,7 @@ def train_sweep(
     Returns:
         ``Trained(model, state, stats)`` whose model and state carry a leading member axis.
 
-    Example:
+    Examples:
         Three seeds and three learning rates of SGD on $L(w) = \|w - 1\|^2$; member $i$ moves
         from $w_0 = 0$ by $w_{k+1} = w_k + 2\eta_i (1 - w_k)$:
 
@@ -260,7 +260,7 @@ def sweep_like(build_model: Callable[[PRNGKeyArray], PyTree], cfg: TrainConfig, 
         A `TrainState` whose arrays have a leading axis of size `n`; its values are
         placeholders, to be replaced by a checkpoint's (`load_checkpoint`).
 
-    Example:
+    Examples:
         >>> from sdeml.train import CheckpointDir, TrainConfig, sweep_like, train_sweep
         >>> cfg = TrainConfig(steps=2, optimizer="sgd", lr=0.25, log_every=2)
         >>> build = lambda key: jr.normal(key, (3,))

@@ -38,7 +38,7 @@ class Library(eqx.Module):
         ``library(y)`` with ``y`` of shape ``(d,)`` gives the terms, shape ``(p,)``;
         ``library.evaluate(ys)`` with ``ys`` of shape ``(n, d)`` gives $\Theta$, shape ``(n, p)``.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import Library, polynomial_library
         >>> lib = polynomial_library(("x", "y"), degree=2)
         >>> lib.term_names
@@ -156,7 +156,7 @@ def polynomial_library(
     Returns:
         A `Library`.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import polynomial_library
         >>> polynomial_library(("x", "y"), 3).n_terms  # binomial(2 + 3, 3)
         10
@@ -196,7 +196,7 @@ def format_equations(
     Returns:
         One string per column of `coefficients`.
 
-    Example:
+    Examples:
         The Lotka–Volterra equations over the terms ``1, x, y, x^2, x y, y^2``:
 
         >>> from sdeml.ude import format_equations, polynomial_library

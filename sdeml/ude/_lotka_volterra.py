@@ -53,7 +53,7 @@ def lotka_volterra_truth(
     Returns:
         The states at `ts`, shape ``(n, 2)``.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import LV_PARAMS, LV_Y0, lotka_volterra_truth
         >>> ts = jnp.linspace(0.0, 3.0, 31)
         >>> ys = lotka_volterra_truth(ts)
@@ -107,7 +107,7 @@ def lotka_volterra_data(
     Returns:
         ``(ts, clean, noisy)`` with shapes ``(n_obs,)``, ``(n_obs, 2)``, ``(n_obs, 2)``.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import lotka_volterra_data
         >>> ts, clean, noisy = lotka_volterra_data(jr.key(0))
         >>> ts.shape, clean.shape, noisy.shape, float(ts[-1])
@@ -149,7 +149,7 @@ def lotka_volterra_known(
     Returns:
         A `LibraryField` with coefficients of shape ``(p, 2)``: the known part of a `UDE`.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import lotka_volterra_known, polynomial_library
         >>> known = lotka_volterra_known(polynomial_library(("x", "y"), 2))
         >>> known.equations()
@@ -183,7 +183,7 @@ class InteractionReport:
         coefficient_error: the largest absolute error over all coefficients against the true
             missing terms (spurious terms count with their whole size).
 
-    Example:
+    Examples:
         >>> from sdeml.ude import interaction_report, polynomial_library
         >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
         >>> xi = jnp.zeros((6, 2)).at[4].set(jnp.array([-0.9, 0.8]))  # -0.9 x y, 0.8 x y
@@ -217,7 +217,7 @@ def interaction_report(
     Returns:
         An `InteractionReport`.
 
-    Example:
+    Examples:
         A 10 % error in $\beta$ and a spurious $x^2$ term in the second equation:
 
         >>> from sdeml.ude import interaction_report, polynomial_library

@@ -155,7 +155,7 @@ def stlsq(
         ValueError: `threshold` < 0, NaN/inf in `theta` or `targets`, mismatched shapes,
             `n_iter` < 1 (under ``jax.jit`` the value checks are runtime errors).
 
-    Example:
+    Examples:
         Least squares alone keeps every term; thresholding finds Lotka–Volterra:
 
         >>> from sdeml.ude import format_equations, polynomial_library, stlsq
@@ -211,7 +211,7 @@ def stlsq_path(
         The coefficients at each threshold, shape ``(k, p, m)``; entry ``i`` equals
         ``stlsq(theta, targets, thresholds[i])``.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import format_equations, polynomial_library, stlsq, stlsq_path
         >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
         >>> ys = jr.uniform(jr.key(0), (200, 2), minval=0.5, maxval=3.0)
@@ -257,7 +257,7 @@ def lstsq_on_support(
     Returns:
         Coefficients of shape ``(p, m)`` with the support of `coefficients`.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import lstsq_on_support
         >>> theta = jr.normal(jr.key(0), (50, 3))
         >>> targets = theta @ jnp.array([[2.0], [0.0], [-1.0]])
@@ -306,7 +306,7 @@ def information_criterion(
     Returns:
         The criterion, with the broadcast shape of `rss` and `k`.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import information_criterion
         >>> round(float(information_criterion(2.0, 10, 3, "aic")), 3)  # 10 ln 0.2 + 6
         -10.094
@@ -349,7 +349,7 @@ class SINDyResult(eqx.Module):
         best: the selected threshold index of every equation, shape ``(m,)``.
         coefficients: the selected model, shape ``(p, m)`` (column ``j`` from ``path[best[j]]``).
 
-    Example:
+    Examples:
         >>> from sdeml.ude import format_equations, polynomial_library, sindy
         >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
         >>> ys = jr.uniform(jr.key(0), (200, 2), minval=0.5, maxval=3.0)
@@ -397,7 +397,7 @@ def sindy(
     Returns:
         A `SINDyResult`.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import format_equations, polynomial_library, sindy
         >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
         >>> ys = jr.uniform(jr.key(0), (200, 2), minval=0.5, maxval=3.0)
@@ -449,7 +449,7 @@ class LibraryField(eqx.Module):
         ``field(t, y, args)`` with ``y`` of shape ``(d,)`` gives $\Xi^\top\Theta(y)$, shape
         ``(d,)``; ``field.terms(y)`` the same without ``t``; ``field.equations()`` the text.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import LV_Y0, LibraryField, lotka_volterra_truth, polynomial_library
         >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
         >>> xi = jnp.array([[0, 0], [1.3, 0], [0, -1.8], [0, 0], [-0.9, 0.8], [0, 0]])

@@ -47,7 +47,7 @@ class UDE(eqx.Module):
         ``ude(t, y, args)`` with ``y`` of shape ``(d,)`` gives $\dot y$, shape ``(d,)``;
         ``ude.missing(ys)`` with ``ys`` of shape ``(n, d)`` gives the network's part, ``(n, d)``.
 
-    Example:
+    Examples:
         >>> from sdeml.ude import UDE, LibraryField, lotka_volterra_known, polynomial_library
         >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
         >>> known = lotka_volterra_known(lib)  # 1.3 x, -1.8 y
@@ -111,7 +111,7 @@ class TrajectoryModel(eqx.Module):
         `sdeml.ODESolveError` when the solve fails (the core's failure policy);
         ``model.solve(ts)`` gives the `sdeml.ODESolution` with its result code instead.
 
-    Example:
+    Examples:
         $\dot y = -y/2$ from $y_0 = 1$ is $e^{-t/2}$:
 
         >>> from sdeml.ude import TrajectoryModel
@@ -179,7 +179,7 @@ def trajectory_loss(
     Returns:
         $L$, shape ``()`` (``inf`` when the solve fails).
 
-    Example:
+    Examples:
         >>> from sdeml.ude import TrajectoryModel, trajectory_loss
         >>> ts = jnp.linspace(0.0, 2.0, 11)
         >>> ys = jnp.exp(-0.5 * ts)[:, None]  # the solution of dy/dt = -y/2, y(0) = 1
@@ -215,7 +215,7 @@ def finite_differences(ts: Float[Array, " n"], ys: Float[Array, "n d"]) -> Float
     Returns:
         $\dot y$ estimates, shape ``(n, d)``.
 
-    Example:
+    Examples:
         On an uneven grid, exact for $y = t^2$:
 
         >>> from sdeml.ude import finite_differences
@@ -290,7 +290,7 @@ def trajectory_criterion(
     Returns:
         The criterion of every candidate, shape ``(k,)``, and its RSS per state, ``(k, d)``.
 
-    Example:
+    Examples:
         Noisy data of $\dot x = -x/2$; candidates: the truth, one with a spurious $0.05x^2$,
         and $\dot x = x^2$, which blows up at $t = 1$:
 
@@ -392,7 +392,7 @@ def refit_through_ode(
         The refitted coefficients, shape ``(p, d)`` (same support), the initial state, shape
         ``(d,)``, and the `LBFGSResult`.
 
-    Example:
+    Examples:
         From a rough start, the rate and the initial state of $\dot x = -x/2$, $x_0 = 1$ (the
         first call compiles the L-BFGS loop around the ODE solve: several seconds):
 
@@ -453,7 +453,7 @@ def extrapolation_error(
         A dict: ``ys``, the solution, shape ``(n, d)``; ``max_abs_error`` and ``max_rel_error``
         (Python floats); ``failed`` (bool).
 
-    Example:
+    Examples:
         A rate off by 10 %: the error over $t \in [1, 2]$ is largest at $t = 2$,
         $e^{-0.9} - e^{-1}$:
 
