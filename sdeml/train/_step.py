@@ -94,12 +94,14 @@ def init_state(
     return TrainState(model, opt_state, ema, key, jnp.zeros((), jnp.int32), decay)
 
 
-LossFn = Callable[[PyTree, Any, PRNGKeyArray], Any]
+# ``loss_fn(model, batch, key)``, or ``loss_fn(model, batch, key, target)`` for a loss made by
+# `with_ema_target`
+LossFn = Callable[..., Any]
 
 
 def train_step(
     loss_fn: LossFn, optimizer: optax.GradientTransformation
-) -> Callable[[PyTree, PyTree, Any, PRNGKeyArray], tuple[PyTree, PyTree, dict[str, Array]]]:
+) -> Callable[..., tuple[PyTree, PyTree, dict[str, Array]]]:
     r"""The step ``(model, opt_state, batch, key) -> (model, opt_state, metrics)``.
 
     Args:
