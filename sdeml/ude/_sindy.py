@@ -350,17 +350,17 @@ class SINDyResult(eqx.Module):
         coefficients: the selected model, shape ``(p, m)`` (column ``j`` from ``path[best[j]]``).
 
     Examples:
-        >>> from sdeml.ude import format_equations, polynomial_library, sindy
-        >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
-        >>> ys = jr.uniform(jr.key(0), (200, 2), minval=0.5, maxval=3.0)
-        >>> x, y = ys[:, 0], ys[:, 1]
-        >>> dydt = jnp.stack([1.3 * x - 0.9 * x * y, 0.8 * x * y - 1.8 * y], axis=1)
-        >>> dydt = dydt + 0.01 * jr.normal(jr.key(1), dydt.shape)  # noisy Lotka-Volterra
-        >>> res = sindy(lib.evaluate(ys), dydt, jnp.linspace(0.0, 1.0, 11))
+        Logistic growth $\dot y = y - y^2$ from noisy rates, library $1, y, y^2, y^3$:
+
+        >>> from sdeml.ude import polynomial_library, sindy
+        >>> lib = polynomial_library(("y",), 3)
+        >>> y = jnp.linspace(0.1, 2.0, 100)[:, None]
+        >>> rates = y - y**2 + 0.01 * jr.normal(jr.key(0), y.shape)
+        >>> res = sindy(lib.evaluate(y), rates, jnp.linspace(0.0, 0.5, 6))
         >>> res.path.shape, res.criterion.shape, res.coefficients.shape
-        ((11, 6, 2), (11, 2), (6, 2))
-        >>> res.n_terms[res.best, jnp.arange(2)].tolist()  # two terms in each equation
-        [2, 2]
+        ((6, 4, 1), (6, 1), (4, 1))
+        >>> int(res.n_terms[res.best[0], 0]), res.coefficients[:, 0].round(2).tolist()
+        (2, [0.0, 1.0, -1.0, 0.0])
     """
 
     thresholds: Float[Array, " k"]
