@@ -338,7 +338,7 @@ def information_criterion(
 
 
 class SINDyResult(eqx.Module):
-    """What `sindy` returns: the threshold path, its criteria and the selected model.
+    r"""What `sindy` returns: the threshold path, its criteria and the selected model.
 
     Attributes:
         thresholds: the grid, shape ``(k,)``.
