@@ -264,17 +264,9 @@ def weak_order(
         phi: test function of the terminal state, ``(S) -> array`` (default: identity).
         exact_mean: $E\,\varphi(X_T)$, if known.
         exact: exact terminal value on a given path (see `strong_order`).
-        t0: start of the interval.
-        t1: end of the interval, where the error is measured.
-        n_steps: the coarse resolutions ``(L,)`` (each must divide `n_fine`).
-        n_fine: fine resolution (default ``8 * max(n_steps)``).
-        n_paths: Monte Carlo paths (>= 2).
-        args: passed to drift and diffusion.
-        dtype: default float32; use float64 for accuracy claims.
-        n_bootstrap: bootstrap resamples for the confidence interval.
-        confidence: the confidence interval's level.
-        chunk_size: paths per chunk (memory).
-        key: PRNG key.
+        t0, t1, n_steps, n_fine, n_paths, args, dtype, n_bootstrap, confidence, chunk_size, key:
+            as in `strong_order` (the interval, the coarse resolutions ``(L,)`` dividing
+            `n_fine`, the Monte Carlo paths, float32 by default, the bootstrap interval).
 
     Returns:
         An `OrderResult` with ``kind="weak"`` and ``L`` levels.

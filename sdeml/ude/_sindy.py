@@ -156,23 +156,23 @@ def stlsq(
             `n_iter` < 1 (under ``jax.jit`` the value checks are runtime errors).
 
     Examples:
-        Least squares alone keeps every term; thresholding finds Lotka–Volterra:
+        Least squares alone keeps every term; thresholding finds the damped oscillator
+        $\dot x = v$, $\dot v = -x - 0.2 v$ from noisy rates:
 
         >>> from sdeml.ude import format_equations, polynomial_library, stlsq
-        >>> lib = polynomial_library(("x", "y"), 2)  # 1, x, y, x^2, x y, y^2
-        >>> ys = jr.uniform(jr.key(0), (200, 2), minval=0.5, maxval=3.0)
-        >>> x, y = ys[:, 0], ys[:, 1]
-        >>> dydt = jnp.stack([1.3 * x - 0.9 * x * y, 0.8 * x * y - 1.8 * y], axis=1)
-        >>> dydt = dydt + 0.01 * jr.normal(jr.key(1), dydt.shape)  # noisy Lotka-Volterra
+        >>> lib = polynomial_library(("x", "v"), 2)  # 1, x, v, x^2, x v, v^2
+        >>> ys = jr.uniform(jr.key(0), (200, 2), minval=-2.0, maxval=2.0)
+        >>> x, v = ys[:, 0], ys[:, 1]
+        >>> rates = jnp.stack([v, -x - 0.2 * v], axis=1) + 0.01 * jr.normal(jr.key(1), (200, 2))
         >>> theta = lib.evaluate(ys)
-        >>> int(jnp.sum(stlsq(theta, dydt, 0.0) != 0))
+        >>> int(jnp.sum(stlsq(theta, rates, 0.0) != 0))
         12
-        >>> xi = stlsq(theta, dydt, 0.1)
-        >>> xi.shape
-        (6, 2)
+        >>> xi = stlsq(theta, rates, 0.1)
+        >>> xi.shape, int(jnp.sum(xi != 0))
+        ((6, 2), 3)
         >>> print("\n".join(format_equations(lib, xi, precision=2)))
-        dx/dt = 1.30 x - 0.90 x y
-        dy/dt = -1.80 y + 0.80 x y
+        dx/dt = 1.00 v
+        dv/dt = -1.00 x - 0.20 v
 
     References:
         Brunton, Proctor & Kutz, PNAS 113 (2016), the STLSQ algorithm;
