@@ -41,7 +41,7 @@ stage notebooks python -m pytest -o addopts= -p no:cacheprovider -n 2 --nbmake \
   --nbmake-timeout=300 --durations=0 "$nb_dir"/*.ipynb
 
 # (c) docstring examples: every public function and class has one that runs (docs/run_doctests.py)
-stage doctests python docs/run_doctests.py --check --require-all
+stage doctests python docs/run_doctests.py --check --require-all --jobs 2
 
 total_end=$(date +%s.%N)
 printf '== docs CI total %s s\n' "$(python3 -c "print(f'{$total_end - $total_start:.1f}')")"

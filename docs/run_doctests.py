@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import doctest
 import importlib
+import json
 import os
 import signal
 import sys
@@ -170,6 +171,28 @@ def classify(test: doctest.DocTest, limit: int) -> str:
     return failures[0]
 
 
+def _run_in_workers(args: argparse.Namespace) -> dict[str, str]:
+    """Classify the docstrings in ``args.jobs`` processes (``--shard i/n``), merged."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--limit", str(args.limit)]
+    for o in args.only:
+        cmd += ["--only", o]
+    procs = [
+        subprocess.Popen([*cmd, "--shard", f"{i}/{args.jobs}"], stdout=subprocess.PIPE,
+                         text=True)
+        for i in range(args.jobs)
+    ]  # fmt: skip
+    results: dict[str, str] = {}
+    for proc in procs:
+        out, _ = proc.communicate()
+        lines = [ln for ln in out.splitlines() if ln.startswith("RESULTS ")]
+        if proc.returncode != 0 or not lines:
+            raise SystemExit(f"a doctest worker failed (exit {proc.returncode})")
+        results.update(json.loads(lines[-1][len("RESULTS "):]))
+    return results
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="fail if a recorded runnable one fails")
@@ -184,7 +207,12 @@ def main() -> int:
     ap.add_argument("--require-all", action="store_true",
                     help="with --check: also fail when a public function or class has no "
                     "example that runs")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="run the docstrings in this many processes (each imports JAX once)")
+    ap.add_argument("--shard", default=None, help=argparse.SUPPRESS)  # "i/n": a worker's part
     args = ap.parse_args()
+    if args.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {args.jobs}")
 
     import jax
 
@@ -194,14 +222,28 @@ def main() -> int:
     tests = collect()
     if args.only:
         tests = [t for t in tests if any(o in (t.filename or "") for o in args.only)]
+    if args.shard is not None:  # a worker of --jobs: its share, as JSON on stdout
+        i, n = (int(v) for v in args.shard.split("/"))
+        mine = tests[i::n]
+        with tempfile.TemporaryDirectory(prefix="sdeml-doctest-") as tmp:
+            os.chdir(tmp)
+            try:
+                out = {t.name: classify(t, args.limit) for t in mine}
+            finally:
+                os.chdir(cwd)
+        print("RESULTS " + json.dumps(out))
+        return 0
     results: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="sdeml-doctest-") as tmp:
-        os.chdir(tmp)  # examples may write files (plots)
-        try:
-            for t in tests:
-                results[t.name] = classify(t, args.limit)
-        finally:
-            os.chdir(cwd)
+    if args.jobs > 1:
+        results = _run_in_workers(args)
+    else:
+        with tempfile.TemporaryDirectory(prefix="sdeml-doctest-") as tmp:
+            os.chdir(tmp)  # examples may write files (plots)
+            try:
+                for t in tests:
+                    results[t.name] = classify(t, args.limit)
+            finally:
+                os.chdir(cwd)
     counts = Counter(results.values())
     n_examples = sum(len(t.examples) for t in tests)
     print(f"{len(tests)} docstrings with examples ({n_examples} '>>>' lines) in "
