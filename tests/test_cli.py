@@ -264,6 +264,7 @@ def test_readme_user_experiment_runs(tmp_path, capsys):
 
 
 @pytest.mark.slow  # > 10 s
+@pytest.mark.e2e
 def test_load_quickstart_run_reproduces_its_outputs(tmp_path, capsys):
     import equinox as eqx
     import jax.random as jr

@@ -8,9 +8,9 @@ import typing
 from pathlib import Path
 
 import pytest
-from helpers import QUICK, ROOT
+from helpers import QUICK, assert_completed_run, first_config_of
 from helpers import cli as _cli
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -178,12 +178,10 @@ _EXPERIMENTS = [e for e in registry.all_experiments() if e.name != "toy_regressi
 
 
 def _shipped(exp) -> str:
-    import yaml
-
-    for p in sorted((ROOT / "configs").glob("*.yaml")):
-        if yaml.safe_load(p.read_text()).get("experiment") == exp.name:
-            return str(p)
-    pytest.skip(f"no shipped config for {exp.name}")
+    path = first_config_of(exp.name)
+    if path is None:
+        pytest.skip(f"no shipped config for {exp.name}")
+    return str(path)
 
 
 def _settings(n: int):
@@ -209,20 +207,29 @@ def test_check_is_valid_or_one_line_exit_2(exp, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("exp", _EXPERIMENTS, ids=lambda e: e.name)
 def test_what_check_accepts_runs(exp, tmp_path_factory, capsys):
     """A config `check` accepts starts and finishes training (smoke sizes), or is refused as one
-    line with exit 2 and no run directory; never a failure after a run directory exists."""
+    line with exit 2 and no run directory; never a failure after a run directory exists.
+
+    The explicit example (no overrides) is the experiment's first shipped config at its smoke
+    sizes as it stands: it must complete, plot and load back (`assert_completed_run`); this is
+    that config's smoke run, which tests/test_configs.py leaves to this test."""
     cfg = _shipped(exp)
 
-    @_settings(3)
+    @_settings(2)
+    @example([])
     @given(_overrides(exp, small=True))
     def prop(overrides):
         out_dir = tmp_path_factory.mktemp("runs")
         args = [*exp.smoke, *overrides]
         checked, _, _ = _cli(["check", cfg, *args], capsys)
         code, _, err = _cli(["run", cfg, *args, "--out", str(out_dir), "--no-progress"], capsys)
-        if checked == 0:
+        if not overrides:
+            assert checked == 0 and code == 0, err
+            assert_completed_run(out_dir, exp)
+        elif checked == 0:
             # finishes, or stops loudly on a numerical failure (a learning rate of 4 may
             # diverge): one line naming it, never another exception
             assert code == 0 or _numerical_stop(code, err), (args, err)

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import assert_completed_run, first_config_of
 
 from sdeml.run import _registry, load_yaml
 from sdeml.run._cli import main, shipped_configs
@@ -31,9 +32,18 @@ def test_every_experiment_has_a_config():
     assert CONFIGS[0].parent.joinpath("quickstart.yaml") in CONFIGS
 
 
-# The README's quickstart runs end to end in the default test run; every other shipped config's
-# smoke run (10-60 s each on 2 cores) is in the slow run, and every config is validated here.
+# The README's quickstart runs end to end in the default test run and every config is validated
+# here. Of the other smoke runs (10-60 s each on 2 cores, slow run), each experiment's first
+# config's is the explicit example of tests/test_cli_fuzz.py::test_what_check_accepts_runs (the
+# same run and checks, made once); this test runs the remaining configs.
 DEFAULT_RUNS = {"quickstart"}
+_SLOW_E2E = (pytest.mark.slow, pytest.mark.e2e)
+_registry.load_builtin()
+FUZZED = {
+    p.stem
+    for p in (first_config_of(e.name) for e in _registry.all_experiments())
+    if p is not None and p.stem not in DEFAULT_RUNS
+}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -44,12 +54,12 @@ def test_shipped_config_checks(path, capsys):
 @pytest.mark.parametrize(
     "path",
     [
-        pytest.param(p, marks=() if p.stem in DEFAULT_RUNS else pytest.mark.slow, id=p.stem)
+        pytest.param(p, marks=() if p.stem in DEFAULT_RUNS else _SLOW_E2E, id=p.stem)
         for p in CONFIGS
+        if p.stem not in FUZZED
     ],
 )
 def test_shipped_config_runs(path, tmp_path, capsys):
-    _registry.load_builtin()
     exp = _registry.get(load_yaml(path)["experiment"])
     try:
         code = main(["run", str(path), *exp.smoke, "--out", str(tmp_path), "--no-progress"])
@@ -57,18 +67,18 @@ def test_shipped_config_runs(path, tmp_path, capsys):
         code = e.code
     err = capsys.readouterr().err
     assert code == 0, err
-    (run_dir,) = (tmp_path / exp.name).iterdir()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed"
-    assert summary["metrics"], "an experiment returns its final metrics"
-    assert list(run_dir.glob("*.png")), "an experiment writes at least one plot"
-    if exp.build_model is not None and (run_dir / "checkpoints" / "model").is_dir():
-        # a run that kept a trained model loads back in a notebook (`sdeml.run.load`); the
-        # ode_quickstart run once failed here (its one-member batched checkpoint)
-        import sdeml
+    assert_completed_run(tmp_path, exp)
 
-        loaded = sdeml.run.load(run_dir)
-        assert loaded.model is not None and loaded.step > 0
+
+def test_configs_left_to_the_fuzz_property_are_run_there():
+    # a config this file does not run is its experiment's first, and the fuzz property runs it
+    # (an experiment dropped from the property would leave its config with no smoke run)
+    from test_cli_fuzz import _EXPERIMENTS, _shipped
+
+    fuzzed = {e.name: _shipped(e) for e in _EXPERIMENTS}
+    for stem in FUZZED:
+        exp = load_yaml(ROOT / "configs" / f"{stem}.yaml")["experiment"]
+        assert fuzzed.get(exp) == str(ROOT / "configs" / f"{stem}.yaml"), stem
 
 
 def _restated(raw, defaults, prefix=""):

@@ -54,6 +54,7 @@ def test_per_point_experiments_are_refused_for_several_processes(tmp_path, capsy
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_one_process_is_a_plain_run(tmp_path, capsys):
     code, _, err = _cli(
         ["run", QUICK, "train.steps=10", *SMOKE, "--processes", "1", "--out", str(tmp_path)],
@@ -72,6 +73,7 @@ def _sdeml(args, **kw):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_two_processes_by_two_devices_equal_one_process(tmp_path, capsys):
     # float64, the same keys: the members trained on 2 processes x 2 devices are the members of
     # the one-process run (the issue asks for relative differences <= 1e-6)
@@ -115,6 +117,7 @@ def _pid_of_process(run_dir: Path, index: int) -> int | None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the process in /proc")
 def test_a_killed_process_stops_the_run_and_it_resumes(tmp_path):
     out = tmp_path / "runs"
@@ -239,6 +242,7 @@ def _slurm_port() -> tuple[int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_a_slurm_launch_is_detected_and_runs_as_one_sweep(tmp_path):
     # the cluster path of issue #19 item 3: two `sdeml run` processes started as SLURM would
     # start them (srun sets these variables; here on localhost), with no --processes: JAX's

@@ -505,6 +505,7 @@ def _captured_figures(monkeypatch):
 
 
 @pytest.mark.slow  # over 10 s; CI runs it after the default suite
+@pytest.mark.e2e
 def test_sweep_plots_cover_every_grid_point(tmp_path, monkeypatch):
     from sdeml.run import _registry
     from sdeml.run._cli import main
@@ -525,6 +526,7 @@ def test_sweep_plots_cover_every_grid_point(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_quickstart_plots_are_labelled_scaled_and_scored(tmp_path, monkeypatch):
     from sdeml.run import _registry
     from sdeml.run._cli import main

@@ -28,6 +28,7 @@ _summary = summary_of
 
 
 @pytest.mark.slow  # over 10 s; CI runs it after the default suite
+@pytest.mark.e2e
 def test_sweep_matches_separate_runs(tmp_path, capsys):
     sweep = "sweep={seed: [0, 3], train.lr: [0.001, 0.01]}"
     code, out = _run(["run", QUICK, sweep, *SMOKE, "--out", str(tmp_path / "sweep")], capsys)

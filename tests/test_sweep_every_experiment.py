@@ -171,6 +171,7 @@ def test_every_experiment_has_a_sweep_case():
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_every_grid_point_equals_its_separate_run(name, tmp_path, capsys):
     _check_grid_equals_single_runs(name, tmp_path, capsys, rtol=1e-5)
