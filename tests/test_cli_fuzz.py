@@ -218,7 +218,7 @@ def test_what_check_accepts_runs(exp, tmp_path_factory, capsys):
     that config's smoke run, which tests/test_configs.py leaves to this test."""
     cfg = _shipped(exp)
 
-    @_settings(2)
+    @_settings(1)  # one drawn example per experiment and CI run (fresh draws every run)
     @example([])
     @given(_overrides(exp, small=True))
     def prop(overrides):
