@@ -5,9 +5,10 @@ Pieces: candidate libraries (`polynomial_library`, `Library`, `format_equations`
 thresholded least squares (`stlsq`, vmapped over thresholds by `stlsq_path`), model selection by
 information criteria (`information_criterion`, `sindy` on the regression residual,
 `trajectory_criterion` on the observed trajectory), refits (`lstsq_on_support`,
-`refit_through_ode`), the UDE itself (`UDE`, `TrajectoryModel`, `trajectory_loss`), the guarded
-quasi-Newton phase (`lbfgs_minimize`, the core's), and the Lotka–Volterra benchmark of
-Rackauckas et al. (2020). The Adam phase is the training loop of `sdeml.train`.
+`refit_through_ode`; `select_by_refit` chooses among refitted supports), the UDE itself (`UDE`,
+`TrajectoryModel`, `trajectory_loss`), the guarded quasi-Newton phase (`lbfgs_minimize`, the
+core's), and the Lotka–Volterra benchmark of Rackauckas et al. (2020). The Adam phase is the
+training loop of `sdeml.train`.
 """
 
 from ..core import LBFGSResult as LBFGSResult
@@ -31,10 +32,12 @@ from ._sindy import sindy as sindy
 from ._sindy import stlsq as stlsq
 from ._sindy import stlsq_path as stlsq_path
 from ._ude import UDE as UDE
+from ._ude import RefitSelection as RefitSelection
 from ._ude import TrajectoryModel as TrajectoryModel
 from ._ude import extrapolation_error as extrapolation_error
 from ._ude import finite_differences as finite_differences
 from ._ude import refit_through_ode as refit_through_ode
+from ._ude import select_by_refit as select_by_refit
 from ._ude import trajectory_criterion as trajectory_criterion
 from ._ude import trajectory_loss as trajectory_loss
 
@@ -46,6 +49,7 @@ __all__ = [
     "Library",
     "LibraryField",
     "QuasiNewtonError",
+    "RefitSelection",
     "SINDyResult",
     "TrajectoryModel",
     "UDE",
@@ -58,6 +62,7 @@ __all__ = [
     "lotka_volterra_data",
     "lotka_volterra_known",
     "lotka_volterra_truth",
+    "select_by_refit",
     "lstsq_on_support",
     "polynomial_library",
     "refit_through_ode",
