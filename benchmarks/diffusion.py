@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
+import roofline
 import scipy.integrate
 import torch
 from _machine import machine_line
@@ -130,6 +131,9 @@ def main() -> None:
     c_j, s_j = timed(lambda: em(key).block_until_ready(), repeats=2)
     _, s_t = timed(lambda: torch_em(tnet, N_SAMPLES), repeats=1)
     print("EM done", c_j, s_j, s_t, flush=True)
+    # the GEMM roofline at the sampler's shapes, measured now (issue #18 item 3)
+    em_prod = roofline.em_products_only(N_SAMPLES, N_STEPS, repeats=2)
+    em_flops = roofline.em_gemm_flops(N_SAMPLES, N_STEPS)
     rows.append((f"EM sampling, {N_SAMPLES} x 1000 steps", "PyTorch loop", c_j, s_j, 0.0, s_t, ""))
 
     # 2. PF-ODE
@@ -245,6 +249,9 @@ def main() -> None:
             topt.step()
 
     _, s_ts = timed(run_t)
+    dsm_prod = roofline.dsm_products_only(bs, 50)
+    dsm_flops = roofline.dsm_gemm_flops(bs, 50)
+    big = roofline.big_gemm_gflops(N_SAMPLES)
     note = "torch batches drawn before timing; sdeml draws its batch inside the step"
     rows.append(
         (
@@ -286,6 +293,24 @@ def main() -> None:
             f"| {task} | {peer} | {cj:.2f} | {sj:.3f} | {cp:.2f} | {sp:.3f} | "
             f"{sp / sj:.2f} | {note} |"
         )
+    dsm_fit = 50 * fs.step_time_s
+    lines += [
+        "",
+        "Roofline, measured in this run (`benchmarks/roofline.py`; float32): the network's largest "
+        f"product `({N_SAMPLES}, {WIDTH}) @ ({WIDTH}, {WIDTH})` runs at {big:.0f} GFLOP/s. "
+        "*Products-only*: a compiled loop of the same structure doing exactly the network's "
+        "matrix products and nothing else.",
+        "",
+        "| task | GEMM FLOPs | products-only (s) | its GFLOP/s | sdeml (s) | sdeml GFLOP/s "
+        "| fraction of the roofline |",
+        "|---|---|---|---|---|---|---|",
+        f"| EM sampling, {N_SAMPLES} x {N_STEPS} steps | {em_flops / 1e9:.1f} G | {em_prod:.3f} "
+        f"| {em_flops / em_prod / 1e9:.0f} | {s_j:.3f} | {em_flops / s_j / 1e9:.0f} "
+        f"| **{100 * em_prod / s_j:.0f}%** |",
+        f"| DSM step x50, batch {bs}, fit | {dsm_flops / 1e9:.2f} G | {dsm_prod:.3f} "
+        f"| {dsm_flops / dsm_prod / 1e9:.0f} | {dsm_fit:.3f} | {dsm_flops / dsm_fit / 1e9:.0f} "
+        f"| **{100 * dsm_prod / dsm_fit:.0f}%** |",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if "--no-write" not in sys.argv:
