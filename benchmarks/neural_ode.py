@@ -69,13 +69,15 @@ def batch_of(ts, ys, idx):
     return ys[idx], ts[:10], np.stack([ys[idx + i] for i in range(10)], axis=0)  # (10, 20, 2)
 
 
-def run_sdeml(field, ts, ys, starts):
+def _sdeml_spiral(field, ts, ys, starts):
+    """sdeml's side of the demo: the initial state, the step (`make_step`), the loss and the
+    batches (the same as the other contenders', by step)."""
     node = sdeml.NeuralODE(Rows(field), solver="dopri5", rtol=1e-7, atol=1e-9)
     cfg = sdeml.train.TrainConfig(steps=ITERS, lr=1e-3, optimizer="rmsprop")
     opt = sdeml.train.make_optimizer(cfg)
     ys_j, ts_j, starts_j = jnp.asarray(ys), jnp.asarray(ts), jnp.asarray(starts)
 
-    def batch_fn(key, step):  # the same batches as the other contenders, by step
+    def batch_fn(key, step):
         idx = starts_j[step]
         return ys_j[idx], jnp.stack([ys_j[idx + i] for i in range(10)])
 
@@ -84,7 +86,11 @@ def run_sdeml(field, ts, ys, starts):
         return jnp.mean(jnp.abs(model(ts_j[:10], y0) - target))
 
     state = sdeml.train.init_state(node, opt, jr.key(0))
-    step = sdeml.train.make_step(loss_fn, opt, batch_fn)
+    return state, sdeml.train.make_step(loss_fn, opt, batch_fn), loss_fn, batch_fn
+
+
+def run_sdeml(field, ts, ys, starts):
+    state, step, loss_fn, batch_fn = _sdeml_spiral(field, ts, ys, starts)
     state, stats = sdeml.train.fit(state, step, ITERS, log_every=ITERS, progress=False)
     # the trained model on the last batch (as the other contenders report)
     final = float(eqx.filter_jit(loss_fn)(state.model, batch_fn(None, ITERS - 1), None))
@@ -139,20 +145,8 @@ def _plain_solve(f, y0, ts_j):
 def run_sdeml_per_call(field, ts, ys, starts):
     """sdeml's step (`make_step`) jitted and called once per iteration from Python, as the plain
     loop below: the like-for-like partner of `run_plain_diffrax`."""
-    node = sdeml.NeuralODE(Rows(field), solver="dopri5", rtol=1e-7, atol=1e-9)
-    opt = optax.rmsprop(1e-3)
-    ys_j, ts_j, starts_j = jnp.asarray(ys), jnp.asarray(ts), jnp.asarray(starts)
-
-    def batch_fn(key, step):
-        idx = starts_j[step]
-        return ys_j[idx], jnp.stack([ys_j[idx + i] for i in range(10)])
-
-    def loss_fn(model, batch, key):
-        y0, target = batch
-        return jnp.mean(jnp.abs(model(ts_j[:10], y0) - target))
-
-    state = sdeml.train.init_state(node, opt, jr.key(0))
-    step = eqx.filter_jit(sdeml.train.make_step(loss_fn, opt, batch_fn))
+    state, step, loss_fn, batch_fn = _sdeml_spiral(field, ts, ys, starts)
+    step = eqx.filter_jit(step)
     times = []
     for _ in range(ITERS):
         t0 = time.perf_counter()
