@@ -40,11 +40,14 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
         (``adam``); Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019.
         arXiv:1711.05101 (``adamw``).
     """
+    # no momentum: no trace in the state (a zero-decay trace is the identity, and would only add
+    # a copy of the parameters to every optimiser state)
+    momentum = cfg.momentum or None
     factories = {
         "adam": lambda lr: optax.adam(lr),
         "adamw": lambda lr: optax.adamw(lr, weight_decay=cfg.weight_decay),
-        "sgd": lambda lr: optax.sgd(lr, momentum=cfg.momentum or None),
-        "rmsprop": lambda lr: optax.rmsprop(lr, momentum=cfg.momentum),
+        "sgd": lambda lr: optax.sgd(lr, momentum=momentum),
+        "rmsprop": lambda lr: optax.rmsprop(lr, momentum=momentum),
     }
     if cfg.optimizer not in factories:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(factories)}")
