@@ -228,12 +228,14 @@ def _sparse(cfg: Config, library, known, theta, targets, y0, ts, ys, scale):
             max_prune_terms=s.max_prune_terms,
             max_iter=cfg.quasi_newton.refit_steps,
         )
-        support = sel.coefficients != 0
-        same = [i for i in range(path.shape[0]) if bool(jnp.all((path[i] != 0) == support))]
+        import numpy as np
+
+        support = np.asarray(sel.coefficients) != 0
+        same = np.flatnonzero(np.all((np.asarray(path) != 0) == support, axis=(1, 2)))
         return {
             # the smallest threshold of the path that gives the chosen support (nan: a support
             # reached by pruning, on no threshold of the path)
-            "threshold": float(lams[same[0]]) if same else float("nan"),
+            "threshold": float(lams[same[0]]) if same.size else float("nan"),
             # the regression as the path gave it: its unrefitted best (what select=path refits)
             "regression": xi,
             "refit": sel.coefficients,

@@ -598,13 +598,13 @@ def select_by_refit(
     crit, _ = trajectory_criterion(
         known, library, path, y0, ts, ys, kind=kind, rtol=rtol, atol=atol
     )
-    order = np.argsort(np.asarray(crit), kind="stable")
+    crit_np, path_np = np.asarray(crit), np.asarray(path)  # one transfer, not one per candidate
     seen: set[bytes] = set()
     starts = []
-    for i in order:
-        if not np.isfinite(float(crit[i])):
+    for i in np.argsort(crit_np, kind="stable"):
+        if not np.isfinite(crit_np[i]):
             break
-        mask = np.asarray(path[i] != 0)
+        mask = path_np[i] != 0
         if mask.tobytes() in seen or not mask.any():
             continue
         seen.add(mask.tobytes())
