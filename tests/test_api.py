@@ -127,6 +127,25 @@ def test_docstrings_with_backslashes_are_raw():
     assert not offenders, f"docstrings with backslashes that are not raw strings: {offenders}"
 
 
+def test_sources_hold_no_control_characters():
+    # a TAB, form feed or backspace in a source file is an escape that was written out ("\theta"
+    # and "\frac" in a plain string become TAB + "heta" and form feed + "rac"; three such TABs
+    # sat in the `with_ema_target` docstring, which was made raw after they had been written)
+    import re
+
+    control = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]|\t")
+    repo = Path(sdeml.__file__).parent.parent
+    offenders = []
+    for folder in ("sdeml", "experiments", "tests", "benchmarks", "notebooks", "docs", "configs"):
+        for p in sorted((repo / folder).rglob("*")):
+            if p.suffix not in {".py", ".md", ".yaml", ".yml"} or not p.is_file():
+                continue
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                if control.search(line):
+                    offenders.append(f"{p.relative_to(repo)}:{n}")
+    assert not offenders, f"control characters (TAB, form feed, ...) in sources: {offenders}"
+
+
 def test_example_sections_are_titled_examples():
     # griffe's Google parser knows "Examples:" (text and >>> code blocks); "Example:" becomes an
     # admonition whose >>> lines render as Markdown (an output "[a][b]" turned into a broken

@@ -226,8 +226,8 @@ def with_ema_target(loss_fn: Callable[[PyTree, Any, PRNGKeyArray, PyTree], Any])
     r"""Mark a loss that also reads a target network: the state's EMA model.
 
     `make_step` then calls ``loss_fn(model, batch, key, target)`` with ``target`` the EMA model
-    as it stood before this step (under a stop-gradient), $	heta^- \leftarrow \mu\,	heta^- +
-    (1 - \mu)\,	heta$ with $\mu$ the state's ``ema_decay`` (warmed up as in `ema_weight`). This
+    as it stood before this step (under a stop-gradient), $\theta^- \leftarrow \mu\,\theta^- +
+    (1 - \mu)\,\theta$ with $\mu$ the state's ``ema_decay`` (warmed up as in `ema_weight`). This
     is the target network of consistency distillation (Song et al. 2023, $\mu = 0.95$) and of
     other bootstrapped objectives. The state must keep an EMA (``ema_decay``); the model
     evaluated after training is then that EMA too (`TrainState.final_model`).
@@ -240,7 +240,7 @@ def with_ema_target(loss_fn: Callable[[PyTree, Any, PRNGKeyArray, PyTree], Any])
 
     Examples:
         Pull $w$ towards its own slow average plus one: with $\mu = 0.5$ and SGD at 0.25 on
-        $\|w - (	heta^- + 1)\|^2$, the step reads the target it had before the update:
+        $\|w - (\theta^- + 1)\|^2$, the step reads the target it had before the update:
 
         >>> import optax
         >>> from sdeml.train import init_state, make_step, with_ema_target
