@@ -97,33 +97,6 @@ def run_sdeml(field, ts, ys, starts):
     return stats.compile_time_s, stats.step_time_s, final
 
 
-def run_plain_diffrax(field, ts, ys, starts):
-    """A plain diffrax + equinox + optax loop, one `eqx.filter_jit` step per iteration."""
-    opt = optax.rmsprop(1e-3)
-    ts_j = jnp.asarray(ts[:10])
-
-    @eqx.filter_jit
-    def step(f, opt_state, y0, target):
-        loss, g = eqx.filter_value_and_grad(
-            lambda m: jnp.mean(jnp.abs(_plain_solve(m, y0, ts_j) - target))
-        )(f)
-        updates, opt_state = opt.update(g, opt_state, eqx.filter(f, eqx.is_inexact_array))
-        return eqx.apply_updates(f, updates), opt_state, loss
-
-    opt_state = opt.init(eqx.filter(field, eqx.is_inexact_array))
-    times = []
-    for it in range(ITERS):
-        y0, _, target = batch_of(ts, ys, starts[it])
-        t0 = time.perf_counter()
-        field, opt_state, loss = step(field, opt_state, jnp.asarray(y0), jnp.asarray(target))
-        loss = float(loss)
-        times.append(time.perf_counter() - t0)
-    y0, _, target = batch_of(ts, ys, starts[-1])  # the final model on the last batch
-    pred = _plain_solve(field, jnp.asarray(y0), ts_j)
-    final = float(jnp.mean(jnp.abs(pred - jnp.asarray(target))))
-    return times[0], float(np.mean(times[1:])), final
-
-
 def _plain_solve(f, y0, ts_j):
     """The demo's joint solve written directly against diffrax: the same solver, tolerances,
     initial step (chosen by diffrax), step budget and adjoint (recursive checkpointing) as
@@ -142,19 +115,43 @@ def _plain_solve(f, y0, ts_j):
     return sol.ys
 
 
-def run_sdeml_per_call(field, ts, ys, starts):
-    """sdeml's step (`make_step`) jitted and called once per iteration from Python, as the plain
-    loop below: the like-for-like partner of `run_plain_diffrax`."""
+def run_per_call_pair(field, ts, ys, starts):
+    """One jitted call per iteration on both sides, timed in alternation (iteration i of sdeml's
+    `make_step`, then iteration i of a plain diffrax + equinox + optax `eqx.filter_jit` step), so
+    that a drift in the machine's load falls on both rows alike. Returns the two rows."""
     state, step, loss_fn, batch_fn = _sdeml_spiral(field, ts, ys, starts)
     step = eqx.filter_jit(step)
-    times = []
-    for _ in range(ITERS):
+    opt = optax.rmsprop(1e-3)
+    ts_j = jnp.asarray(ts[:10])
+
+    @eqx.filter_jit
+    def plain_step(f, opt_state, y0, target):
+        loss, g = eqx.filter_value_and_grad(
+            lambda m: jnp.mean(jnp.abs(_plain_solve(m, y0, ts_j) - target))
+        )(f)
+        updates, opt_state = opt.update(g, opt_state, eqx.filter(f, eqx.is_inexact_array))
+        return eqx.apply_updates(f, updates), opt_state, loss
+
+    plain, opt_state = field, opt.init(eqx.filter(field, eqx.is_inexact_array))
+    t_sdeml, t_plain = [], []
+    for it in range(ITERS):
         t0 = time.perf_counter()
         state, metrics = step(state)
         float(metrics["loss"])
-        times.append(time.perf_counter() - t0)
-    final = float(eqx.filter_jit(loss_fn)(state.model, batch_fn(None, ITERS - 1), None))
-    return times[0], float(np.mean(times[1:])), final
+        t_sdeml.append(time.perf_counter() - t0)
+        y0, _, target = batch_of(ts, ys, starts[it])
+        t0 = time.perf_counter()
+        plain, opt_state, loss = plain_step(plain, opt_state, jnp.asarray(y0), jnp.asarray(target))
+        float(loss)
+        t_plain.append(time.perf_counter() - t0)
+    final_sdeml = float(eqx.filter_jit(loss_fn)(state.model, batch_fn(None, ITERS - 1), None))
+    y0, _, target = batch_of(ts, ys, starts[-1])  # the final model on the last batch
+    pred = _plain_solve(plain, jnp.asarray(y0), ts_j)
+    final_plain = float(jnp.mean(jnp.abs(pred - jnp.asarray(target))))
+    return (
+        (t_sdeml[0], float(np.mean(t_sdeml[1:])), final_sdeml),
+        (t_plain[0], float(np.mean(t_plain[1:])), final_plain),
+    )
 
 
 def run_plain_compiled(field, ts, ys, starts):
@@ -359,12 +356,11 @@ def main():
     rows["plain diffrax + equinox + optax, one compiled loop (lax.scan)"] = run_plain_compiled(
         field, ts, ys, starts
     )
-    rows["sdeml (make_step, one jitted call per iteration)"] = run_sdeml_per_call(
-        field, ts, ys, starts
-    )
-    rows["plain diffrax + equinox + optax, one jitted call per iteration"] = run_plain_diffrax(
-        field, ts, ys, starts
-    )
+    # one call per iteration, the two timed in alternation
+    (
+        rows["sdeml (make_step, one jitted call per iteration)"],
+        rows["plain diffrax + equinox + optax, one jitted call per iteration"],
+    ) = run_per_call_pair(field, ts, ys, starts)
     rows["torchdiffeq odeint"] = run_torch(field, ts, ys, starts, adjoint=False)
     rows["torchdiffeq odeint_adjoint"] = run_torch(field, ts, ys, starts, adjoint=True)
     gm = sdeml.data.gaussian_mixture_2d()
@@ -402,7 +398,8 @@ def main():
     lines += [
         "",
         "Speed-up: each compiled-loop row against sdeml's compiled loop; each per-call row and "
-        "torchdiffeq (one Python call per iteration) against sdeml's per-call row.",
+        "torchdiffeq (one Python call per iteration) against sdeml's per-call row. The two "
+        "per-call rows are timed in alternation, iteration by iteration.",
         "",
         f"`NeuralODE` against `diffeqsolve` called directly (the loss and its gradient on one "
         f"batch, the same solver, tolerances and adjoint; medians of 40 alternating calls): "
