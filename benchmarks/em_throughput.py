@@ -220,14 +220,51 @@ def progress(pname: str, snap, n: int, text: str) -> None:
     print(f"{pname:16s} snap={snap!s:5s} n={n:>7d} {text}", flush=True)
 
 
-def timed(fn, arg_first, arg_next, repeats):
+def timed(fn, arg_first, arg_next, repeats, summarise=lambda out: None):
+    """(compile seconds, steady seconds, `summarise` of the first call's output); the output
+    itself is dropped before the steady calls."""
     c = jax_compile_seconds()
     t = time.perf_counter()
-    _block(fn(arg_first))
+    out = fn(arg_first)
+    _block(out)
     first = time.perf_counter() - t
     compiled = jax_compile_seconds() - c
+    summary = summarise(out)
+    del out
     s = steady_seconds(fn, arg_next, repeats)
-    return (compiled if compiled > 0 else max(first - s, 0.0)), s
+    return (compiled if compiled > 0 else max(first - s, 0.0)), s, summary
+
+
+def terminal_moments(impl: str, out, snap: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The terminal values of every path and coordinate, as (x, x^2) samples (float64), whatever
+    the implementation's layout: sdeml (paths, saves, *shape); the scan and NumPy (saves, paths,
+    *shape) with snapshots, else (paths, *shape); torchsde (times, paths, d); diffrax vmapped
+    (paths, saves, *shape), batched (saves, paths, *shape)."""
+    a = np.asarray(
+        out.numpy() if hasattr(out, "numpy") and not hasattr(out, "block_until_ready") else out,
+        np.float64,
+    )
+    if impl == "sdeml" or "(vmap)" in impl:
+        a = a[:, -1]
+    elif impl.startswith(("torchsde", "diffrax")) or snap:
+        a = a[-1]
+    x = a.ravel()
+    return x, x**2
+
+
+def assert_same_law(cells_out: dict[str, tuple[np.ndarray, np.ndarray]], where: str) -> None:
+    """A benchmark that silently compares different work must fail: every implementation's mean
+    of X_T and of X_T^2 within 6 standard errors of sdeml's (the paths are independent; the
+    standard errors are the samples' own, so GBM's heavy tail is allowed for)."""
+    ref = cells_out["sdeml"]
+    for impl, moments in cells_out.items():
+        for k, (got, want) in enumerate(zip(moments, ref, strict=True)):
+            se = np.sqrt(np.var(got) / got.size + np.var(want) / want.size)
+            diff = abs(np.mean(got) - np.mean(want))
+            assert diff <= 6 * se + 1e-5 * abs(np.mean(want)), (
+                f"{where}: {impl}'s E[X_T^{k + 1}] = {np.mean(got):.5g} against sdeml's "
+                f"{np.mean(want):.5g} (standard error {se:.2g}): not the same law"
+            )
 
 
 def recompile_seconds(fn, arg):
@@ -280,7 +317,7 @@ def bench(sizes, out_md: Path):
         for snap in (False, True):
             last_time: dict[str, float] = {}
             for n in sizes:
-                cells, fns = {}, {}
+                cells, fns, laws = {}, {}, {}
                 for impl in impls:
                     prev = last_time.get(impl)
                     if impl not in ALWAYS and prev is not None and prev * 10 > MAX_SECONDS:
@@ -299,13 +336,23 @@ def bench(sizes, out_md: Path):
                     else:
                         mode = "vmap" if "vmap" in impl else ("vbt" if "VBT" in impl else "batched")
                         fn, a0, an = make_diffrax(sde, shape, n, snap, mode), jr.key(0), jr.key
-                    comp, steady = timed(fn, a0, lambda r, an=an: an(r + 1), repeats=3)
+                    comp, steady, laws[impl] = timed(
+                        fn,
+                        a0,
+                        lambda r, an=an: an(r + 1),
+                        repeats=3,
+                        summarise=lambda out, impl=impl, snap=snap: terminal_moments(
+                            impl, out, snap
+                        ),
+                    )
                     cells[impl] = (comp, steady)
                     fns[impl] = (fn, an)
                     last_time[impl] = steady
                     progress(
                         pname, snap, n, f"{impl:32s} compile {comp:7.3f}s steady {steady:8.4f}s"
                     )
+                assert_same_law(laws, f"{pname}, {'snapshots' if snap else 'terminal'}, n={n}")
+                del laws
                 # sdeml and the scan (the 1.0x target) again, in alternation: a slow spell of
                 # the machine (or a peer's threads still spinning) then hits both
                 for _ in range(INTERLEAVED_ROUNDS):
@@ -353,7 +400,9 @@ def write_md(rows, impls, out_md: Path, first_compiles):
         f"{MAX_SECONDS:.0f} s from the previous size (only the diffrax variants that are never "
         "the fastest are skipped; every other implementation runs at every size). "
         f"sdeml and the hand-written scan are timed {INTERLEAVED_ROUNDS} more times each in "
-        "alternation after the other implementations; their steady time is their best call.",
+        "alternation after the other implementations; their steady time is their best call. "
+        "Every cell asserts that all implementations sample the same law: the means of X_T and "
+        "X_T^2 within 6 standard errors of sdeml's.",
         "",
     ]
     if first_compiles:

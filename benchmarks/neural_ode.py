@@ -154,10 +154,11 @@ def run_per_call_pair(field, ts, ys, starts):
     )
 
 
-def run_plain_compiled(field, ts, ys, starts):
+def plain_compiled(field, ts, ys, starts):
     """The plain diffrax + equinox + optax loop compiled over all iterations as one program (a
-    `lax.scan` over the steps, compiled ahead of time and run once, with the losses returned
-    per step), as `sdeml.train.fit` compiles and runs its chunk: like for like with fit's row."""
+    `lax.scan` over the steps, compiled ahead of time, with the losses returned per step), as
+    `sdeml.train.fit` compiles and runs its chunk: like for like with fit's row. Returns the
+    compile seconds and ``run() -> (seconds per iteration, final-model loss)``."""
     opt = optax.rmsprop(1e-3)
     ys_j, ts_j, starts_j = jnp.asarray(ys), jnp.asarray(ts[:10]), jnp.asarray(starts)
     params, static = eqx.partition(field, eqx.is_inexact_array)
@@ -178,14 +179,35 @@ def run_plain_compiled(field, ts, ys, starts):
     t0 = time.perf_counter()
     compiled = jax.jit(train).lower(params, opt_state).compile()
     compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    (params, _), losses = compiled(params, opt_state)
-    np.asarray(losses)
-    run_s = time.perf_counter() - t0
-    y0, _, target = batch_of(ts, ys, starts[-1])  # the final model on the last batch
-    pred = _plain_solve(eqx.combine(params, static), jnp.asarray(y0), ts_j)
-    final = float(jnp.mean(jnp.abs(pred - jnp.asarray(target))))
-    return compile_s, run_s / ITERS, final
+
+    def run():
+        t0 = time.perf_counter()
+        (trained, _), losses = compiled(params, opt_state)
+        np.asarray(losses)
+        run_s = time.perf_counter() - t0
+        y0, _, target = batch_of(ts, ys, starts[-1])  # the final model on the last batch
+        pred = _plain_solve(eqx.combine(trained, static), jnp.asarray(y0), ts_j)
+        return run_s / ITERS, float(jnp.mean(jnp.abs(pred - jnp.asarray(target))))
+
+    return compile_s, run
+
+
+def run_compiled_pair(field, ts, ys, starts, rounds=5):
+    """`fit`'s compiled loop and the plain compiled loop, each run `rounds` times in alternation
+    from the same initial state (one 300-step run is ~0.15 s, so one hiccup of the machine would
+    decide a single run); each row keeps its median. Returns the two rows."""
+    c_plain, run_plain = plain_compiled(field, ts, ys, starts)
+    t_sdeml, t_plain, c_sdeml = [], [], []
+    for _ in range(rounds):
+        c, s, final_sdeml = run_sdeml(field, ts, ys, starts)
+        c_sdeml.append(c)
+        t_sdeml.append(s)
+        s, final_plain = run_plain()
+        t_plain.append(s)
+    return (
+        (min(c_sdeml), float(np.median(t_sdeml)), final_sdeml),
+        (c_plain, float(np.median(t_plain)), final_plain),
+    )
 
 
 def neural_ode_overhead(field, ts, ys, starts, rounds=40):
@@ -280,9 +302,13 @@ class TorchCNF(torch.nn.Module):
         return dz, -div
 
 
-def run_cnf(x):
+def run_cnf(x, rounds=3):
+    """The three CNF contenders, each training CNF_STEPS steps from the same initial weights on
+    the same pre-drawn batches, `rounds` times in alternation (the torch step's time varies by
+    up to 40 % between runs of the machine: one run each would let that decide the ratio); each
+    row keeps its median per-step time."""
     field = sdeml.MLPField(2, 64, 2, time_dependent=True, key=jr.key(1))
-    cnf = sdeml.CNF(field, solver="dopri5", rtol=1e-5, atol=1e-5)
+    cnf0 = sdeml.CNF(field, solver="dopri5", rtol=1e-5, atol=1e-5)
     opt = optax.adam(1e-3)
 
     @eqx.filter_jit
@@ -293,14 +319,15 @@ def run_cnf(x):
         updates, opt_state = opt.update(g, opt_state, eqx.filter(c, eqx.is_inexact_array))
         return eqx.apply_updates(c, updates), opt_state, loss
 
-    cnf0 = cnf
-    opt_state = opt.init(eqx.filter(cnf, eqx.is_inexact_array))
-    jt, jl = [], []
-    for i in range(CNF_STEPS):
-        t0 = time.perf_counter()
-        cnf, opt_state, loss = step(cnf, opt_state, jnp.asarray(x[i]))
-        jl.append(float(loss))
-        jt.append(time.perf_counter() - t0)
+    def per_call():
+        cnf, opt_state = cnf0, opt.init(eqx.filter(cnf0, eqx.is_inexact_array))
+        jt, jl = [], []
+        for i in range(CNF_STEPS):
+            t0 = time.perf_counter()
+            cnf, opt_state, loss = step(cnf, opt_state, jnp.asarray(x[i]))
+            jl.append(float(loss))
+            jt.append(time.perf_counter() - t0)
+        return jt[0], float(np.mean(jt[1:])), float(np.mean(jl[-CNF_CHUNK:]))
 
     # the way sdeml trains (the cnf_2d experiment): the same step run by sdeml.train.fit in
     # compiled chunks, batch i of the same pre-drawn array at step i
@@ -308,40 +335,50 @@ def run_cnf(x):
     fstep = sdeml.train.make_step(
         lambda m, xb, k: sdeml.flows.cnf_loss(m, xb), opt, lambda k, i: xs[i % CNF_STEPS]
     )
-    _, stats = sdeml.train.fit(
-        sdeml.train.init_state(cnf0, opt, jr.key(0)),
-        fstep,
-        CNF_STEPS,
-        log_every=CNF_CHUNK,
-        progress=False,
-    )
-    fit_loss = float(stats.last_metrics["loss"])  # mean over the last chunk
-    fit_row = (stats.compile_time_s, stats.step_time_s, fit_loss)
 
-    tf = TorchCNF(TorchField(field, cnf=True))
-    topt = torch.optim.Adam(tf.parameters(), lr=1e-3)
-    tt, tl = [], []
-    for i in range(CNF_STEPS):
-        t0 = time.perf_counter()
-        topt.zero_grad()
-        xb = torch.tensor(x[i])
-        tspan = torch.tensor([1.0, 0.0])
-        z, dlogp = torchdiffeq.odeint(
-            tf, (xb, torch.zeros(xb.shape[0])), tspan, rtol=1e-5, atol=1e-5, method="dopri5"
+    def with_fit():
+        _, stats = sdeml.train.fit(
+            sdeml.train.init_state(cnf0, opt, jr.key(0)),
+            fstep,
+            CNF_STEPS,
+            log_every=CNF_CHUNK,
+            progress=False,
         )
-        z0, delta = z[-1], dlogp[-1]
-        logp = -0.5 * (z0**2).sum(1) - np.log(2 * np.pi) - delta
-        tloss = -logp.mean()
-        tloss.backward()
-        topt.step()
-        tl.append(float(tloss.detach()))
-        tt.append(time.perf_counter() - t0)
+        # the mean over the last chunk
+        return stats.compile_time_s, stats.step_time_s, float(stats.last_metrics["loss"])
+
+    def with_torch():
+        tf = TorchCNF(TorchField(field, cnf=True))
+        topt = torch.optim.Adam(tf.parameters(), lr=1e-3)
+        tt, tl = [], []
+        for i in range(CNF_STEPS):
+            t0 = time.perf_counter()
+            topt.zero_grad()
+            xb = torch.tensor(x[i])
+            tspan = torch.tensor([1.0, 0.0])
+            z, dlogp = torchdiffeq.odeint(
+                tf, (xb, torch.zeros(xb.shape[0])), tspan, rtol=1e-5, atol=1e-5, method="dopri5"
+            )
+            z0, delta = z[-1], dlogp[-1]
+            logp = -0.5 * (z0**2).sum(1) - np.log(2 * np.pi) - delta
+            tloss = -logp.mean()
+            tloss.backward()
+            topt.step()
+            tl.append(float(tloss.detach()))
+            tt.append(time.perf_counter() - t0)
+        return tt[0], float(np.mean(tt[1:])), float(np.mean(tl[-CNF_CHUNK:]))
+
+    runs = {"per_call": [], "fit": [], "torch": []}
+    for _ in range(rounds):
+        runs["per_call"].append(per_call())
+        runs["fit"].append(with_fit())
+        runs["torch"].append(with_torch())
+
+    def row(rs):  # the first round's compile / first step, the median steady, the last loss
+        return rs[0][0], float(np.median([r[1] for r in rs])), rs[-1][2]
+
     # every row reports the mean loss of the last CNF_CHUNK steps (what fit logs per chunk)
-    return (
-        (jt[0], float(np.mean(jt[1:])), float(np.mean(jl[-CNF_CHUNK:]))),
-        fit_row,
-        (tt[0], float(np.mean(tt[1:])), float(np.mean(tl[-CNF_CHUNK:]))),
-    )
+    return row(runs["per_call"]), row(runs["fit"]), row(runs["torch"])
 
 
 def main():
@@ -350,12 +387,11 @@ def main():
     field = sdeml.MLPField(2, 50, 1, power=3, time_dependent=False, key=jr.key(0))
     rows = {}
     # like for like: a compiled multi-step loop on both sides, then one call per step on both
-    rows["sdeml (NeuralODE + sdeml.train.fit, one compiled loop)"] = run_sdeml(
-        field, ts, ys, starts
-    )
-    rows["plain diffrax + equinox + optax, one compiled loop (lax.scan)"] = run_plain_compiled(
-        field, ts, ys, starts
-    )
+    # a compiled multi-step loop on both sides, run in alternation
+    (
+        rows["sdeml (NeuralODE + sdeml.train.fit, one compiled loop)"],
+        rows["plain diffrax + equinox + optax, one compiled loop (lax.scan)"],
+    ) = run_compiled_pair(field, ts, ys, starts)
     # one call per iteration, the two timed in alternation
     (
         rows["sdeml (make_step, one jitted call per iteration)"],
@@ -399,7 +435,8 @@ def main():
         "",
         "Speed-up: each compiled-loop row against sdeml's compiled loop; each per-call row and "
         "torchdiffeq (one Python call per iteration) against sdeml's per-call row. The two "
-        "per-call rows are timed in alternation, iteration by iteration.",
+        "per-call rows are timed in alternation, iteration by iteration; the two compiled loops "
+        "run 5 times each in alternation (the median of each; compile: fit's best).",
         "",
         f"`NeuralODE` against `diffeqsolve` called directly (the loss and its gradient on one "
         f"batch, the same solver, tolerances and adjoint; medians of 40 alternating calls): "
@@ -410,7 +447,7 @@ def main():
     lines += [
         "",
         f"## CNF training step (batch 256, exact divergence, dopri5 rtol = atol = 1e-5, "
-        f"{CNF_STEPS} steps)",
+        f"{CNF_STEPS} steps; each contender 3 times in alternation, the median)",
         "",
         "| contender | compile / first step (s) | steady ms / step | torch time / this "
         f"| mean loss, last {CNF_CHUNK} steps |",

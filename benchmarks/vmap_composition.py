@@ -49,6 +49,7 @@ import em_throughput
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from _machine import cpu_model
 
 import sdeml
@@ -303,10 +304,36 @@ def steady_seconds(fn, seed0, repeats=3, budget=1.0):
     return min(times)
 
 
+# the implementations that simulate the same SDE (the nested vmap runs a grid of parameters and
+# the floor a different SDE, by design)
+SAME_LAW = (
+    "simulate",
+    "vmap(simulate_path)",
+    "eager vmap",
+    "before #23",
+    "jax scan",
+    "diffrax vmap",
+)
+
+
+def _terminal(impl, out, snap):
+    """(X_T, X_T^2) samples of an implementation's output, whatever its layout: the hand-written
+    scan keeps (saves, paths, ...) with snapshots, the others (paths, saves, ...); `simulate` and
+    diffrax keep a saves axis even for the terminal value alone."""
+    a = np.asarray(out, np.float64)
+    if impl == "jax scan":
+        a = a[-1] if snap else a
+    elif snap or impl in ("simulate", "diffrax vmap"):
+        a = a[:, -1]
+    x = a.ravel()
+    return x, x**2
+
+
 def run_row(pname, make, p, shape, n, snap):
     load_before = load1()
     cells = {}
     fns = {}
+    laws = {}
     size = 4 * (1 if not shape else shape[0])
     for impl in IMPLS:
         if impl == "before #23" and n * N_STEPS * size > OLD_MAX_BYTES:
@@ -314,13 +341,18 @@ def run_row(pname, make, p, shape, n, snap):
             continue
         fn = MAKERS[impl](make, p, shape, n, snap)
         t = time.perf_counter()
-        _block(fn(jr.key(0)))  # compile (and a first run)
+        out = fn(jr.key(0))
+        _block(out)  # compile (and a first run)
         first = time.perf_counter() - t
+        if impl in SAME_LAW:
+            laws["sdeml" if impl == "simulate" else impl] = _terminal(impl, out, snap)
+        del out
         cells[impl] = steady_seconds(fn, 1)
         fns[impl] = fn
         em_throughput.progress(
             pname, snap, n, f"{impl:22s} first {first:7.2f}s steady {cells[impl]:8.4f}s"
         )
+    em_throughput.assert_same_law(laws, f"{pname}, {'snapshots' if snap else 'terminal'}, n={n}")
     # the 0.8x target: simulate and the vmapped single path again, in alternation, so that a slow
     # spell of the machine hits both
     for _ in range(INTERLEAVED_ROUNDS):
@@ -423,7 +455,9 @@ def write_md(rows, mem_lines, out: Path, start_load, end_load):
         "values x n/10 keys (the same path-steps). `before #23`: the old single path (increments "
         "drawn up front, every step kept); `skipped` where its increments pass 2 GiB. "
         "`floor: W alone`: the draws with no SDE arithmetic (zero drift, unit noise), so "
-        "diffrax vmap / floor bounds the diffrax ratio reachable with these normals.",
+        "diffrax vmap / floor bounds the diffrax ratio reachable with these normals. Every row "
+        "asserts that the implementations of the same SDE sample the same law (the means of X_T "
+        "and X_T^2 within 6 standard errors of simulate's).",
         "",
         "| SDE | saving | n_paths | load before/after | "
         + " | ".join(IMPLS)
