@@ -69,6 +69,13 @@ class SindyConfig(Section):
     refit_candidates: PositiveInt = 6
     prune: bool = True  # with select=refit: drop terms from the winner while the criterion falls
     max_prune_terms: PositiveInt = 8  # ... for a winner of at most this many terms
+    # with select=refit: the candidates also combine each equation's supports from different
+    # thresholds (one threshold serves all equations, which may need different ones)
+    combine: bool = True
+    # with select=refit: the candidates also include best-subset regressions of at most this
+    # many terms per equation (0: none), ranked with the rest by their trajectories
+    small_terms: int = Field(default=2, ge=0)
+    max_small: PositiveInt = 4096  # ... at most this many of them
 
 
 class Config(ExperimentConfig):
@@ -160,6 +167,7 @@ def build_model(cfg: Config, key) -> dict[str, Any]:
         "quasi_newton.steps=5",
         "quasi_newton.refit_steps=5",
         "sindy.n_thresholds=5",
+        "sindy.max_small=16",
         "data.n_extrapolate=50",
         "data.t_extrapolate=10.0",
     ),
@@ -226,6 +234,11 @@ def _sparse(cfg: Config, library, known, theta, targets, y0, ts, ys, scale):
             max_candidates=s.refit_candidates,
             prune=s.prune,
             max_prune_terms=s.max_prune_terms,
+            combine=s.combine,
+            theta=theta if s.small_terms else None,
+            targets=targets if s.small_terms else None,
+            max_small_terms=max(s.small_terms, 1),
+            max_small=s.max_small,
             max_iter=cfg.quasi_newton.refit_steps,
         )
         import numpy as np

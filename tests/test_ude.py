@@ -275,6 +275,50 @@ def test_refit_through_the_ode_recovers_lotka_volterra_from_noiseless_data():
     assert int(jnp.argmin(crit)) == 0 and rss.shape == (3, 2)
 
 
+def test_equation_combinations_pair_supports_from_different_thresholds():
+    # one threshold serves both equations: here x y enters dx only at the first entry and dy only
+    # at the second; the combination (entry 0's dx, entry 1's dy) holds the truth, which no
+    # entry of the path does
+    from sdeml.ude._ude import _equation_combinations
+
+    lib = ude.polynomial_library(("x", "y"), 2)
+    names = lib.term_names
+    a = np.zeros((lib.n_terms, 2))
+    a[names.index("x y"), 0] = -0.9
+    a[names.index("y"), 1] = 0.3
+    b = np.zeros((lib.n_terms, 2))
+    b[names.index("x"), 0] = 0.2
+    b[names.index("x y"), 1] = 0.8
+    c = b.copy()  # the same supports as b: no new combination
+    empty = np.zeros((lib.n_terms, 2))  # no support in either equation: nothing to combine
+    combos = np.asarray(_equation_combinations(jnp.asarray(np.stack([a, b, c, empty]))))
+    got = {(tuple(np.flatnonzero(x[:, 0])), tuple(np.flatnonzero(x[:, 1]))) for x in combos}
+    xy, y, x = names.index("x y"), names.index("y"), names.index("x")
+    assert got == {((xy,), (xy,)), ((x,), (y,))}
+    (truth,) = [x for x in combos if x[xy, 0] != 0 and x[xy, 1] != 0]
+    assert truth[xy].tolist() == [-0.9, 0.8]  # each column keeps its entry's coefficients
+    assert _equation_combinations(jnp.asarray(a[None])).shape == (0, lib.n_terms, 2)
+
+
+def test_small_supports_are_best_subset_regressions():
+    # a target that is exactly one column in dx and two columns in dy: the best subset of each
+    # equation is first, with its least-squares coefficients; the pool is capped per equation
+    from sdeml.ude._ude import _small_supports
+
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=(40, 6))
+    targets = np.stack([-0.9 * theta[:, 2], 0.8 * theta[:, 2] + 0.1 * theta[:, 4]], axis=1)
+    models = _small_supports(theta, targets, 2, 64)
+    assert models.shape == (8 * 8 - 1, 6, 2)  # floor(64^(1/2)) per equation, the empty one out
+    np.testing.assert_allclose(models[0][:, 0], [0, 0, -0.9, 0, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(models[0][:, 1], [0, 0, 0.8, 0, 0.1, 0], atol=1e-12)
+    assert np.all(np.sum(models != 0, axis=1) <= 2)  # at most two terms per equation
+    # one term at most: 1 + 6 choices per equation, all combined but the empty model
+    assert _small_supports(theta, targets, 1, 4096).shape == (7 * 7 - 1, 6, 2)
+    with pytest.raises(ValueError, match="max_small"):
+        _small_supports(theta, targets, 0, 10)
+
+
 @pytest.mark.slow  # > 10 s
 def test_select_by_refit_prunes_refits_and_skips_a_blow_up():
     # noisy Lotka-Volterra; the path offers the interactions with a spurious y^2 in dx (biased

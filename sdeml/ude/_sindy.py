@@ -333,8 +333,9 @@ def information_criterion(
     # AICc's correction is defined for k < n - 1 only; a model with as many coefficients as
     # rows has no penalised fit left to compare, so it can never be selected (+inf)
     denom = n - k - 1.0
-    return jnp.where(denom > 0, aic + 2.0 * k * (k + 1.0) / jnp.where(denom > 0, denom, 1.0),
-                     jnp.inf)
+    return jnp.where(
+        denom > 0, aic + 2.0 * k * (k + 1.0) / jnp.where(denom > 0, denom, 1.0), jnp.inf
+    )
 
 
 class SINDyResult(eqx.Module):

@@ -5,6 +5,7 @@ L-BFGS)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -508,9 +509,10 @@ class RefitSelection:
         result: the `LBFGSResult` of its refit.
         candidates: one dict per refitted support, in the order tried: ``n_terms``, ``terms``
             (per state, the names of its library terms), ``criterion``, ``loss`` (the refit's
-            `trajectory_loss`), ``source`` (``"path"`` or ``"pruned"``), ``chosen`` and
-            ``message`` (the refit's; a support whose refit cannot start, its solve failing,
-            scores ``inf``).
+            `trajectory_loss`), ``source`` (``"path"``, ``"combined"``, ``"best subset"``
+            or ``"pruned"``),
+            ``chosen`` and ``message`` (the refit's; a support whose refit cannot start, its
+            solve failing, scores ``inf``).
 
     Examples:
         >>> from sdeml.ude import RefitSelection
@@ -523,6 +525,65 @@ class RefitSelection:
     criterion: float
     result: LBFGSResult
     candidates: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def _equation_combinations(path: Array, limit: int = 4096) -> Array:
+    """The models that take each equation's column from a different entry of `path`: for every
+    equation its distinct nonzero supports (the first entry of each, with its coefficients),
+    combined in every way; the combinations already in `path` and those past `limit` left out."""
+    path_np = np.asarray(path)
+    k, _, d = path_np.shape
+    columns = []  # per equation: the entries whose column starts a new support
+    for j in range(d):
+        seen: dict[bytes, int] = {}
+        for i in range(k):
+            mask = path_np[i, :, j] != 0
+            if mask.any():
+                seen.setdefault(mask.tobytes(), i)
+        columns.append(list(seen.values()))
+    existing = {(path_np[i] != 0).tobytes() for i in range(k)}
+    out = []
+    for combo in itertools.product(*columns):
+        if len(set(combo)) == 1:
+            continue  # one entry of the path itself
+        xi = np.stack([path_np[i, :, j] for j, i in enumerate(combo)], axis=1)
+        key = (xi != 0).tobytes()
+        if key not in existing:
+            existing.add(key)
+            out.append(xi)
+        if len(out) == limit:
+            break
+    return jnp.asarray(np.stack(out) if out else path_np[:0])
+
+
+def _small_supports(theta: Array, targets: Array, max_terms: int, limit: int) -> np.ndarray:
+    """Best-subset regression, per equation: every support of at most `max_terms` terms, fitted
+    to that equation's target by least squares and ranked by BIC; the best ``limit^(1/d)`` of
+    each equation combined into models (the empty model left out)."""
+    th = np.asarray(theta, np.float64)
+    tg = np.asarray(targets, np.float64)
+    m, p = th.shape
+    d = tg.shape[1]
+    if max_terms < 1 or limit < 1:
+        raise ValueError(
+            f"`max_small_terms` and `max_small` must be >= 1, got {max_terms}, {limit}"
+        )
+    subsets = [c for k in range(min(max_terms, p) + 1) for c in itertools.combinations(range(p), k)]
+    keep = max(1, int(np.floor(limit ** (1.0 / d) + 1e-9)))
+    per_equation = []
+    for j in range(d):
+        scored = []
+        for sub in subsets:
+            coef = np.zeros(p)
+            if sub:
+                coef[list(sub)] = np.linalg.lstsq(th[:, sub], tg[:, j], rcond=None)[0]
+            rss = float(np.sum((tg[:, j] - th @ coef) ** 2))
+            scored.append((m * np.log(rss / m + 1e-300) + len(sub) * np.log(m), coef))
+        scored.sort(key=lambda sc: sc[0])
+        per_equation.append([coef for _, coef in scored[:keep]])
+    models = [np.stack(cols, axis=1) for cols in itertools.product(*per_equation)]
+    models = [xi for xi in models if np.any(xi != 0)]
+    return np.stack(models) if models else np.zeros((0, p, d))
 
 
 def select_by_refit(
@@ -538,6 +599,11 @@ def select_by_refit(
     max_candidates: int = 6,
     prune: bool = True,
     max_prune_terms: int = 8,
+    combine: bool = True,
+    theta: Float[Array, "m p"] | None = None,
+    targets: Float[Array, "m d"] | None = None,
+    max_small_terms: int = 2,
+    max_small: int = 4096,
     max_iter: int = 200,
     rtol: float = 1e-8,
     atol: float = 1e-10,
@@ -552,6 +618,21 @@ def select_by_refit(
     winner is then pruned backwards: every one of its terms is dropped in turn (and the rest
     refitted), and the best drop is kept while it lowers the criterion (for a winner of at most
     `max_prune_terms` terms).
+
+    With `combine`, the candidates also include every combination of the path's distinct
+    per-equation supports: a threshold is shared by all equations, so when the right terms of
+    two equations appear at different thresholds, no single entry of the path holds both. The
+    combinations are scored unrefitted with the path's entries (one vmapped solve each) and
+    compete for the same `max_candidates` refits.
+
+    Given the regression's `theta` and `targets` (the library at the samples and what the sparse
+    regression explains, e.g. a UDE network's output), the candidates also include the small
+    supports found by best-subset regression: per equation, every support of at most
+    `max_small_terms` terms fitted by least squares and ranked by its regression BIC, the best
+    of each equation combined (at most `max_small` models). A thresholded path can miss the
+    right support altogether when the targets are biased (a network that learned $1 + x + y$
+    where the truth is $xy$ over the data's range); an exhaustive search over small supports,
+    scored on the trajectory, does not depend on a threshold.
 
     Every refit reuses one compiled L-BFGS loop (the support is an array argument), so the cost
     after the first is the iterations alone.
@@ -568,6 +649,12 @@ def select_by_refit(
         prune: also try dropping terms from the small candidates (backward elimination).
         max_prune_terms: prune only candidates of at most this many terms (a round costs one
             refit per term).
+        combine: also consider the combinations of per-equation supports from different
+            entries of `path` (at most 4096 of them).
+        theta, targets: the regression's library at its samples ``(m, p)`` and its targets
+            ``(m, d)``; with both, the small supports of best-subset regression are candidates.
+        max_small_terms: the largest support per equation of that search.
+        max_small: the most models it proposes.
         max_iter: L-BFGS iterations of each refit.
         rtol, atol: of the solves.
 
@@ -595,6 +682,15 @@ def select_by_refit(
     """
     if max_candidates < 1:
         raise ValueError(f"`max_candidates` must be >= 1, got {max_candidates}")
+    n_path = path.shape[0]
+    if combine:
+        path = jnp.concatenate([path, _equation_combinations(path)])
+    n_combined = path.shape[0]
+    if (theta is None) != (targets is None):
+        raise ValueError("give both `theta` and `targets` (the best-subset search needs both)")
+    if theta is not None:
+        small = _small_supports(theta, targets, max_small_terms, max_small)
+        path = jnp.concatenate([path, jnp.asarray(small, path.dtype)])
     crit, _ = trajectory_criterion(
         known, library, path, y0, ts, ys, kind=kind, rtol=rtol, atol=atol
     )
@@ -608,7 +704,8 @@ def select_by_refit(
         if mask.tobytes() in seen or not mask.any():
             continue
         seen.add(mask.tobytes())
-        starts.append(path[i])
+        source = "path" if i < n_path else "combined" if i < n_combined else "best subset"
+        starts.append((path[i], source))
         if len(starts) == max_candidates:
             break
     if not starts:
@@ -651,25 +748,29 @@ def select_by_refit(
             rows.append(done[key][4])
         return done[key]
 
-    fitted = [fit_once(xi, "path") for xi in starts]
+    fitted = [fit_once(xi, source) for xi, source in starts]
     if not any(np.isfinite(o[0]) for o in fitted):
         raise ValueError(
             f"none of the {len(starts)} candidate supports could be refitted over the data window"
         )
+
+    def backward(cur):  # drop the term whose removal lowers the criterion most, while one does
+        while np.isfinite(cur[0]):
+            support = np.argwhere(np.asarray(cur[1]) != 0)
+            if not 1 < len(support) <= max_prune_terms:
+                break
+            drop = min(
+                (fit_once(cur[1].at[j, k].set(0.0), "pruned") for j, k in support),
+                key=lambda o: o[0],
+            )
+            if not drop[0] < cur[0]:
+                break
+            cur = drop
+        return cur
+
     if prune:  # backward elimination from every small refitted candidate
         for out in fitted:
-            cur = out
-            while np.isfinite(cur[0]):
-                support = np.argwhere(np.asarray(cur[1]) != 0)
-                if not 1 < len(support) <= max_prune_terms:
-                    break
-                drop = min(
-                    (fit_once(cur[1].at[j, k].set(0.0), "pruned") for j, k in support),
-                    key=lambda o: o[0],
-                )
-                if not drop[0] < cur[0]:
-                    break
-                cur = drop
+            backward(out)
     best = min(done.values(), key=lambda o: o[0])
     best[4]["chosen"] = True
     return RefitSelection(best[1], best[2], best[0], best[3], rows)
