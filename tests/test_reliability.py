@@ -3,6 +3,7 @@ recover, run directories have one owner, absurd sizes are refused early, plots s
 """
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -338,6 +339,22 @@ def test_memory_estimate_hook_and_machine_memory():
     assert 0 < est < 2**30
     with pytest.raises(ValueError, match="over 4 sweep points"):
         _memory.check_memory(exp.memory, cfg, "t", n_points=4, available=int(est * 3))
+
+
+def test_an_estimate_past_floats_range_is_refused_not_a_crash(capsys):
+    # found by the CLI fuzz test: grid.hi=2.6e151 made the Fokker-Planck estimate an integer too
+    # large for a float (an OverflowError out of `sdeml check`); it is an excess like any other
+    from helpers import cli
+
+    from sdeml.run import _memory
+
+    with pytest.raises(ValueError, match="more memory than any machine has"):
+        _memory.check_memory(lambda cfg: {"a grid squared": 10**400}, None, "t", available=2**40)
+    with pytest.raises(ValueError, match="it overflowed"):
+        _memory.check_memory(lambda cfg: {"n": math.ceil(float("inf"))}, None, "t", available=1)
+    code, _, err = cli(["check", "fokker_planck", "grid.hi=2.6499507180428697e+151"], capsys)
+    assert code == 2, err
+    assert "memory" in err and "grid" in err and "Traceback" not in err, err
 
 
 _LIMIT = 16 * 2**30  # item 9 is checked against 16 GiB whatever this machine has

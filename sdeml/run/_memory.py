@@ -44,6 +44,15 @@ def format_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
+def _as_bytes(v: float) -> float:
+    """An estimate as float bytes; an integer past float's range (a size from absurd config
+    values, e.g. a grid of 1e151 cells squared) is infinite, and refused like any other excess."""
+    try:
+        return float(v)
+    except OverflowError:
+        return float("inf")
+
+
 def check_memory(
     estimate: MemoryEstimate | None,
     cfg: Any,
@@ -69,12 +78,21 @@ def check_memory(
     """
     if estimate is None:
         return 0.0
-    parts = {k: float(v) * max(n_points, 1) for k, v in estimate(cfg).items()}
+    try:
+        estimated = estimate(cfg)
+    except OverflowError:  # e.g. math.ceil of an infinite cell count: past any machine
+        estimated = {"the estimate itself (it overflowed: a size beyond any float)": float("inf")}
+    parts = {k: _as_bytes(v) * max(n_points, 1) for k, v in estimated.items()}
     total = sum(parts.values())
     limit = total_memory() if available is None else available
     if limit > 0 and total > limit:
         name, size = max(parts.items(), key=lambda kv: kv[1])
         sweep = f" over {n_points} sweep points" if n_points > 1 else ""
+        if size == float("inf"):
+            raise ConfigError(
+                f"invalid config {source}: the arrays would need more memory than any machine "
+                f"has{sweep}; the largest is {name}. Reduce those sizes"
+            )
         raise ConfigError(
             f"invalid config {source}: the arrays need about {format_bytes(total)}{sweep}, more "
             f"than this machine's memory ({format_bytes(limit)}); the largest is {name}: "
