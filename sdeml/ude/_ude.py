@@ -527,7 +527,7 @@ class RefitSelection:
     candidates: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def _equation_combinations(path: Array, limit: int = 4096) -> Array:
+def _equation_combinations(path: ArrayLike, limit: int = 4096) -> Array:
     """The models that take each equation's column from a different entry of `path`: for every
     equation its distinct nonzero supports (the first entry of each, with its coefficients),
     combined in every way; the combinations already in `path` and those past `limit` left out."""
@@ -556,7 +556,7 @@ def _equation_combinations(path: Array, limit: int = 4096) -> Array:
     return jnp.asarray(np.stack(out) if out else path_np[:0])
 
 
-def _small_supports(theta: Array, targets: Array, max_terms: int, limit: int) -> np.ndarray:
+def _small_supports(theta: ArrayLike, targets: ArrayLike, max_terms: int, limit: int) -> np.ndarray:
     """Best-subset regression, per equation: every support of at most `max_terms` terms, fitted
     to that equation's target by least squares and ranked by BIC; the best ``limit^(1/d)`` of
     each equation combined into models (the empty model left out)."""
@@ -600,8 +600,8 @@ def select_by_refit(
     prune: bool = True,
     max_prune_terms: int = 8,
     combine: bool = True,
-    theta: Float[Array, "m p"] | None = None,
-    targets: Float[Array, "m d"] | None = None,
+    theta: Float[ArrayLike, "m p"] | None = None,
+    targets: Float[ArrayLike, "m d"] | None = None,
     max_small_terms: int = 2,
     max_small: int = 4096,
     max_iter: int = 200,
