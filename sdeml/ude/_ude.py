@@ -688,7 +688,7 @@ def select_by_refit(
     n_combined = path.shape[0]
     if (theta is None) != (targets is None):
         raise ValueError("give both `theta` and `targets` (the best-subset search needs both)")
-    if theta is not None:
+    if theta is not None and targets is not None:
         small = _small_supports(theta, targets, max_small_terms, max_small)
         path = jnp.concatenate([path, jnp.asarray(small, path.dtype)])
     crit, _ = trajectory_criterion(
