@@ -584,3 +584,19 @@ def test_compiled_programs_are_released_when_mappings_crowd():
     after = mapping_counts()[0]  # type: ignore[index]
     assert after < before - 12, (before, after)  # at least one mapping per released program
     assert float(run(jnp.cos, jnp.zeros(1))[0]) == 1.0  # still works: it compiles again
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    # `sdeml check CFG | head -1` printed a BrokenPipeError traceback: the reader had gone
+    out = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"'{sys.executable}' -m sdeml check quickstart | head -c 0; "
+            'echo "exit ${PIPESTATUS[0]}" >&2',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in out.stderr and "exit 0" in out.stderr, out.stderr

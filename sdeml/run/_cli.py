@@ -657,6 +657,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except ConfigError as e:
         _fail(str(e), 2)
+    except BrokenPipeError:  # `sdeml check cfg | head`: the reader left; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's exit flush must not raise again
+        return 0
 
 
 if __name__ == "__main__":
