@@ -240,10 +240,7 @@ def terminal_moments(impl: str, out, snap: bool) -> tuple[np.ndarray, np.ndarray
     the implementation's layout: sdeml (paths, saves, *shape); the scan and NumPy (saves, paths,
     *shape) with snapshots, else (paths, *shape); torchsde (times, paths, d); diffrax vmapped
     (paths, saves, *shape), batched (saves, paths, *shape)."""
-    a = np.asarray(
-        out.numpy() if hasattr(out, "numpy") and not hasattr(out, "block_until_ready") else out,
-        np.float64,
-    )
+    a = np.asarray(out, np.float64)  # JAX, NumPy and torch (CPU) arrays alike
     if impl == "sdeml" or "(vmap)" in impl:
         a = a[:, -1]
     elif impl.startswith(("torchsde", "diffrax")) or snap:

@@ -754,23 +754,20 @@ def select_by_refit(
             f"none of the {len(starts)} candidate supports could be refitted over the data window"
         )
 
-    def backward(cur):  # drop the term whose removal lowers the criterion most, while one does
-        while np.isfinite(cur[0]):
-            support = np.argwhere(np.asarray(cur[1]) != 0)
-            if not 1 < len(support) <= max_prune_terms:
-                break
-            drop = min(
-                (fit_once(cur[1].at[j, k].set(0.0), "pruned") for j, k in support),
-                key=lambda o: o[0],
-            )
-            if not drop[0] < cur[0]:
-                break
-            cur = drop
-        return cur
-
     if prune:  # backward elimination from every small refitted candidate
         for out in fitted:
-            backward(out)
+            cur = out
+            while np.isfinite(cur[0]):
+                support = np.argwhere(np.asarray(cur[1]) != 0)
+                if not 1 < len(support) <= max_prune_terms:
+                    break
+                drop = min(
+                    (fit_once(cur[1].at[j, k].set(0.0), "pruned") for j, k in support),
+                    key=lambda o: o[0],
+                )
+                if not drop[0] < cur[0]:
+                    break
+                cur = drop
     best = min(done.values(), key=lambda o: o[0])
     best[4]["chosen"] = True
     return RefitSelection(best[1], best[2], best[0], best[3], rows)
