@@ -12,8 +12,8 @@ Run: ``python benchmarks/neural_ode.py [iterations]``; writes ``benchmarks/neura
    overhead over calling `diffeqsolve` directly (issue #18 item 2 asks <= 2%).
 2. A CNF (FFJORD) training step on 2-D data: batch 256, field MLP [z, t] -> 64 -> 64 -> 2 (tanh),
    exact divergence, dopri5 at rtol = atol = 1e-5, Adam; sdeml `CNF` + `cnf_loss` (one jitted
-   call per step from Python, and run by `sdeml.train.fit` in compiled chunks as the `cnf_2d`
-   experiment trains) vs an FFJORD-style PyTorch module with torchdiffeq ``odeint`` (backprop
+   call of `sdeml.train.make_step` per step from Python, and run by `sdeml.train.fit` in
+   compiled chunks as the `cnf_2d` experiment trains) vs an FFJORD-style PyTorch module with torchdiffeq ``odeint`` (backprop
    through the solver). Both see the same pre-drawn batches from the same initial weights.
 
 Compile time (first call) and steady-state time per iteration are reported separately.
@@ -302,50 +302,48 @@ class TorchCNF(torch.nn.Module):
         return dz, -div
 
 
-def run_cnf(x, rounds=3):
+def run_cnf(x, rounds=5):
     """The three CNF contenders, each training CNF_STEPS steps from the same initial weights on
-    the same pre-drawn batches, `rounds` times in alternation (the torch step's time varies by
-    up to 40 % between runs of the machine: one run each would let that decide the ratio); each
-    row keeps its median per-step time."""
+    the same pre-drawn batches: sdeml's `make_step` jitted and called once per step from Python,
+    the same step run by `fit` in compiled chunks, and the torch step, `rounds` times in
+    alternation (the torch step's time varies by up to 40 % between runs of the machine: one run
+    each would let that decide the ratio); each row keeps its median per-step time. Whole runs
+    alternate, not single steps: stepping torch and JAX in turn slows JAX's step by about 30 %
+    (13.3 against 10.4 ms), PyTorch's OpenMP workers still spinning on both cores when the JAX
+    step starts."""
     field = sdeml.MLPField(2, 64, 2, time_dependent=True, key=jr.key(1))
     cnf0 = sdeml.CNF(field, solver="dopri5", rtol=1e-5, atol=1e-5)
     opt = optax.adam(1e-3)
-
-    @eqx.filter_jit
-    def step(c, opt_state, xb):
-        (loss, _), g = eqx.filter_value_and_grad(
-            lambda m: sdeml.flows.cnf_loss(m, xb), has_aux=True
-        )(c)
-        updates, opt_state = opt.update(g, opt_state, eqx.filter(c, eqx.is_inexact_array))
-        return eqx.apply_updates(c, updates), opt_state, loss
-
-    def per_call():
-        cnf, opt_state = cnf0, opt.init(eqx.filter(cnf0, eqx.is_inexact_array))
-        jt, jl = [], []
-        for i in range(CNF_STEPS):
-            t0 = time.perf_counter()
-            cnf, opt_state, loss = step(cnf, opt_state, jnp.asarray(x[i]))
-            jl.append(float(loss))
-            jt.append(time.perf_counter() - t0)
-        return jt[0], float(np.mean(jt[1:])), float(np.mean(jl[-CNF_CHUNK:]))
-
-    # the way sdeml trains (the cnf_2d experiment): the same step run by sdeml.train.fit in
-    # compiled chunks, batch i of the same pre-drawn array at step i
+    # batch i of the same pre-drawn array at step i, for both of sdeml's contenders
     xs = jnp.asarray(x)
-    fstep = sdeml.train.make_step(
+    sdeml_step = sdeml.train.make_step(
         lambda m, xb, k: sdeml.flows.cnf_loss(m, xb), opt, lambda k, i: xs[i % CNF_STEPS]
     )
+    jitted_step = eqx.filter_jit(sdeml_step)
 
-    def with_fit():
-        _, stats = sdeml.train.fit(
-            sdeml.train.init_state(cnf0, opt, jr.key(0)),
-            fstep,
-            CNF_STEPS,
-            log_every=CNF_CHUNK,
-            progress=False,
+    def torch_step(tf, topt, xb_np):
+        topt.zero_grad()
+        xb = torch.tensor(xb_np)
+        tspan = torch.tensor([1.0, 0.0])
+        z, dlogp = torchdiffeq.odeint(
+            tf, (xb, torch.zeros(xb.shape[0])), tspan, rtol=1e-5, atol=1e-5, method="dopri5"
         )
-        # the mean over the last chunk
-        return stats.compile_time_s, stats.step_time_s, float(stats.last_metrics["loss"])
+        z0, delta = z[-1], dlogp[-1]
+        logp = -0.5 * (z0**2).sum(1) - np.log(2 * np.pi) - delta
+        tloss = -logp.mean()
+        tloss.backward()
+        topt.step()
+        return float(tloss.detach())
+
+    def per_call():
+        state = sdeml.train.init_state(cnf0, opt, jr.key(0))
+        jt, jl = [], []
+        for _ in range(CNF_STEPS):
+            t0 = time.perf_counter()
+            state, metrics = jitted_step(state)
+            jl.append(float(metrics["loss"]))
+            jt.append(time.perf_counter() - t0)
+        return jt[0], float(np.mean(jt[1:])), float(np.mean(jl[-CNF_CHUNK:]))
 
     def with_torch():
         tf = TorchCNF(TorchField(field, cnf=True))
@@ -353,20 +351,22 @@ def run_cnf(x, rounds=3):
         tt, tl = [], []
         for i in range(CNF_STEPS):
             t0 = time.perf_counter()
-            topt.zero_grad()
-            xb = torch.tensor(x[i])
-            tspan = torch.tensor([1.0, 0.0])
-            z, dlogp = torchdiffeq.odeint(
-                tf, (xb, torch.zeros(xb.shape[0])), tspan, rtol=1e-5, atol=1e-5, method="dopri5"
-            )
-            z0, delta = z[-1], dlogp[-1]
-            logp = -0.5 * (z0**2).sum(1) - np.log(2 * np.pi) - delta
-            tloss = -logp.mean()
-            tloss.backward()
-            topt.step()
-            tl.append(float(tloss.detach()))
+            tl.append(torch_step(tf, topt, x[i]))
             tt.append(time.perf_counter() - t0)
         return tt[0], float(np.mean(tt[1:])), float(np.mean(tl[-CNF_CHUNK:]))
+
+    # the way sdeml trains (the cnf_2d experiment): the same step run by sdeml.train.fit in
+    # compiled chunks
+    def with_fit():
+        _, stats = sdeml.train.fit(
+            sdeml.train.init_state(cnf0, opt, jr.key(0)),
+            sdeml_step,
+            CNF_STEPS,
+            log_every=CNF_CHUNK,
+            progress=False,
+        )
+        # the mean over the last chunk
+        return stats.compile_time_s, stats.step_time_s, float(stats.last_metrics["loss"])
 
     runs = {"per_call": [], "fit": [], "torch": []}
     for _ in range(rounds):
@@ -447,15 +447,15 @@ def main():
     lines += [
         "",
         f"## CNF training step (batch 256, exact divergence, dopri5 rtol = atol = 1e-5, "
-        f"{CNF_STEPS} steps; each contender 3 times in alternation, the median)",
+        f"{CNF_STEPS} steps; each contender 5 times in alternation, the median)",
         "",
         "| contender | compile / first step (s) | steady ms / step | torch time / this "
         f"| mean loss, last {CNF_CHUNK} steps |",
         "| --- | --- | --- | --- | --- |",
         f"| sdeml CNF + cnf_loss, sdeml.train.fit ({CNF_CHUNK}-step chunks) | {cf[0]:.2f} | "
         f"{1e3 * cf[1]:.1f} | {ct[1] / cf[1]:.2f}x | {cf[2]:.4f} |",
-        f"| sdeml CNF + cnf_loss, one jitted call per step | {cs[0]:.2f} | {1e3 * cs[1]:.1f} | "
-        f"{ct[1] / cs[1]:.2f}x | {cs[2]:.4f} |",
+        f"| sdeml CNF + cnf_loss, make_step jitted, one call per step | {cs[0]:.2f} | "
+        f"{1e3 * cs[1]:.1f} | {ct[1] / cs[1]:.2f}x | {cs[2]:.4f} |",
         f"| FFJORD-style torch + torchdiffeq | {ct[0]:.2f} | {1e3 * ct[1]:.1f} | 1.00x | "
         f"{ct[2]:.4f} |",
     ]
