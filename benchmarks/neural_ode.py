@@ -13,8 +13,9 @@ Run: ``python benchmarks/neural_ode.py [iterations]``; writes ``benchmarks/neura
 2. A CNF (FFJORD) training step on 2-D data: batch 256, field MLP [z, t] -> 64 -> 64 -> 2 (tanh),
    exact divergence, dopri5 at rtol = atol = 1e-5, Adam; sdeml `CNF` + `cnf_loss` (one jitted
    call of `sdeml.train.make_step` per step from Python, and run by `sdeml.train.fit` in
-   compiled chunks as the `cnf_2d` experiment trains) vs an FFJORD-style PyTorch module with torchdiffeq ``odeint`` (backprop
-   through the solver). Both see the same pre-drawn batches from the same initial weights.
+   compiled chunks as the `cnf_2d` experiment trains) vs an FFJORD-style PyTorch module with
+   torchdiffeq ``odeint`` (backprop through the solver). Both see the same pre-drawn batches
+   from the same initial weights.
 
 Compile time (first call) and steady-state time per iteration are reported separately.
 """
