@@ -7,15 +7,17 @@ Run: ``python benchmarks/neural_ode.py [iterations]``; writes ``benchmarks/neura
    300 iterations, float32. Every contender starts from the same weights and sees the same
    batches. Contenders, like for like: sdeml's `NeuralODE` trained by `sdeml.train.fit` (one
    compiled loop) beside a plain diffrax + equinox + optax loop compiled as one `lax.scan`; sdeml's
-   step jitted and called once per iteration beside the plain loop's `eqx.filter_jit` step called
-   once per iteration; torchdiffeq ``odeint`` and ``odeint_adjoint``. Then `NeuralODE`'s own
-   overhead over calling `diffeqsolve` directly (issue #18 item 2 asks <= 2%).
+   step compiled by `sdeml.train.jit_step` and called once per iteration beside the plain loop's
+   `eqx.filter_jit` step called once per iteration (`jit_step` reads the state's layout once;
+   `eqx.filter_jit` sorts its leaves on every call, ~0.4 against ~0.25 ms per call here);
+   torchdiffeq ``odeint`` and ``odeint_adjoint``. Then `NeuralODE`'s own overhead over calling
+   `diffeqsolve` directly (issue #18 item 2 asks <= 2%).
 2. A CNF (FFJORD) training step on 2-D data: batch 256, field MLP [z, t] -> 64 -> 64 -> 2 (tanh),
    exact divergence, dopri5 at rtol = atol = 1e-5, Adam; sdeml `CNF` + `cnf_loss` (one jitted
-   call of `sdeml.train.make_step` per step from Python, and run by `sdeml.train.fit` in
-   compiled chunks as the `cnf_2d` experiment trains) vs an FFJORD-style PyTorch module with
-   torchdiffeq ``odeint`` (backprop through the solver). Both see the same pre-drawn batches
-   from the same initial weights.
+   call of `sdeml.train.make_step` + `jit_step` per step from Python, and run by
+   `sdeml.train.fit` in compiled chunks as the `cnf_2d` experiment trains) vs an FFJORD-style
+   PyTorch module with torchdiffeq ``odeint`` (backprop through the solver). Both see the same
+   pre-drawn batches from the same initial weights.
 
 Compile time (first call) and steady-state time per iteration are reported separately.
 """
@@ -121,7 +123,7 @@ def run_per_call_pair(field, ts, ys, starts):
     `make_step`, then iteration i of a plain diffrax + equinox + optax `eqx.filter_jit` step), so
     that a drift in the machine's load falls on both rows alike. Returns the two rows."""
     state, step, loss_fn, batch_fn = _sdeml_spiral(field, ts, ys, starts)
-    step = eqx.filter_jit(step)
+    step = sdeml.train.jit_step(step)
     opt = optax.rmsprop(1e-3)
     ts_j = jnp.asarray(ts[:10])
 
@@ -211,9 +213,12 @@ def run_compiled_pair(field, ts, ys, starts, rounds=5):
     )
 
 
-def neural_ode_overhead(field, ts, ys, starts, rounds=40):
+def neural_ode_overhead(field, ts, ys, starts, rounds=400):
     """`NeuralODE` against calling `diffeqsolve` directly: the loss and its gradient on one batch,
-    each compiled once, then timed in alternation; returns (median sdeml s, median plain s)."""
+    each compiled once, then timed in alternation, the order swapped every round (ABBA: neither
+    always runs first); returns (median sdeml s, median plain s). A call takes ~0.7 ms and
+    single calls scatter by 10 % on this machine: 40 rounds gave -4.8 % to +8.4 % from sitting
+    to sitting, so the medians take 400."""
     node = sdeml.NeuralODE(Rows(field), solver="dopri5", rtol=1e-7, atol=1e-9)
     ts_j = jnp.asarray(ts[:10])
     y0, _, target = batch_of(ts, ys, starts[0])
@@ -226,15 +231,14 @@ def neural_ode_overhead(field, ts, ys, starts, rounds=40):
     )
     a, b = via_node(node), direct(field)
     assert abs(float(a[0]) - float(b[0])) <= 1e-6 * abs(float(b[0])), (a[0], b[0])
-    ta, tb = [], []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        jax.block_until_ready(via_node(node))
-        ta.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        jax.block_until_ready(direct(field))
-        tb.append(time.perf_counter() - t0)
-    return float(np.median(ta)), float(np.median(tb))
+    calls = {"node": (lambda: via_node(node), []), "direct": (lambda: direct(field), [])}
+    for r in range(rounds):
+        for name in ("node", "direct") if r % 2 == 0 else ("direct", "node"):
+            fn, times = calls[name]
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - t0)
+    return float(np.median(calls["node"][1])), float(np.median(calls["direct"][1]))
 
 
 class TorchField(torch.nn.Module):
@@ -304,14 +308,14 @@ class TorchCNF(torch.nn.Module):
 
 
 def run_cnf(x, rounds=5):
-    """The three CNF contenders, each training CNF_STEPS steps from the same initial weights on
-    the same pre-drawn batches: sdeml's `make_step` jitted and called once per step from Python,
-    the same step run by `fit` in compiled chunks, and the torch step, `rounds` times in
+    """The three CNF contenders, each training CNF_STEPS steps from the same initial weights on the
+    same pre-drawn batches: sdeml's `make_step` compiled by `jit_step` and called once per step from
+    Python, the same step run by `fit` in compiled chunks, and the torch step, `rounds` times in
     alternation (the torch step's time varies by up to 40 % between runs of the machine: one run
     each would let that decide the ratio); each row keeps its median per-step time. Whole runs
-    alternate, not single steps: stepping torch and JAX in turn slows JAX's step by about 30 %
-    (13.3 against 10.4 ms), PyTorch's OpenMP workers still spinning on both cores when the JAX
-    step starts."""
+    alternate, not single steps: stepping torch and JAX in turn slows JAX's step by about 30 % (13.3
+    against 10.4 ms), PyTorch's OpenMP workers still spinning on both cores when the JAX step
+    starts."""
     field = sdeml.MLPField(2, 64, 2, time_dependent=True, key=jr.key(1))
     cnf0 = sdeml.CNF(field, solver="dopri5", rtol=1e-5, atol=1e-5)
     opt = optax.adam(1e-3)
@@ -320,7 +324,7 @@ def run_cnf(x, rounds=5):
     sdeml_step = sdeml.train.make_step(
         lambda m, xb, k: sdeml.flows.cnf_loss(m, xb), opt, lambda k, i: xs[i % CNF_STEPS]
     )
-    jitted_step = eqx.filter_jit(sdeml_step)
+    jitted_step = sdeml.train.jit_step(sdeml_step)
 
     def torch_step(tf, topt, xb_np):
         topt.zero_grad()
@@ -395,7 +399,7 @@ def main():
     ) = run_compiled_pair(field, ts, ys, starts)
     # one call per iteration, the two timed in alternation
     (
-        rows["sdeml (make_step, one jitted call per iteration)"],
+        rows["sdeml (make_step + jit_step, one call per iteration)"],
         rows["plain diffrax + equinox + optax, one jitted call per iteration"],
     ) = run_per_call_pair(field, ts, ys, starts)
     rows["torchdiffeq odeint"] = run_torch(field, ts, ys, starts, adjoint=False)
@@ -405,7 +409,7 @@ def main():
     cnf_sdeml, cnf_fit, cnf_torch = run_cnf(x)
 
     ref = rows["sdeml (NeuralODE + sdeml.train.fit, one compiled loop)"][1]
-    per_call = rows["sdeml (make_step, one jitted call per iteration)"][1]
+    per_call = rows["sdeml (make_step + jit_step, one call per iteration)"][1]
     t_node, t_direct = neural_ode_overhead(field, ts, ys, starts)
     # a benchmark that silently compares different work must fail: the same initial field, the
     # same batches and the same optimiser reach the same final loss (float32 rounding apart)
@@ -440,7 +444,8 @@ def main():
         "run 5 times each in alternation (the median of each; compile: fit's best).",
         "",
         f"`NeuralODE` against `diffeqsolve` called directly (the loss and its gradient on one "
-        f"batch, the same solver, tolerances and adjoint; medians of 40 alternating calls): "
+        f"batch, the same solver, tolerances and adjoint; medians of 400 alternating calls, the "
+        f"order swapped every round): "
         f"{1e3 * t_node:.3f} ms against {1e3 * t_direct:.3f} ms, "
         f"**{100 * (t_node / t_direct - 1):+.1f}%**.",
     ]
@@ -455,7 +460,7 @@ def main():
         "| --- | --- | --- | --- | --- |",
         f"| sdeml CNF + cnf_loss, sdeml.train.fit ({CNF_CHUNK}-step chunks) | {cf[0]:.2f} | "
         f"{1e3 * cf[1]:.1f} | {ct[1] / cf[1]:.2f}x | {cf[2]:.4f} |",
-        f"| sdeml CNF + cnf_loss, make_step jitted, one call per step | {cs[0]:.2f} | "
+        f"| sdeml CNF + cnf_loss, make_step + jit_step, one call per step | {cs[0]:.2f} | "
         f"{1e3 * cs[1]:.1f} | {ct[1] / cs[1]:.2f}x | {cs[2]:.4f} |",
         f"| FFJORD-style torch + torchdiffeq | {ct[0]:.2f} | {1e3 * ct[1]:.1f} | 1.00x | "
         f"{ct[2]:.4f} |",

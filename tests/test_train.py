@@ -385,3 +385,28 @@ def test_public_namespace():
     assert hasattr(sdeml.run, "register")
     assert sdeml.train.TrainConfig is TrainConfig
     assert not hasattr(sdeml.run, "TrainConfig")  # the CLI's config layer is not its home
+
+
+def test_jit_step_matches_filter_jit_and_recompiles_for_a_new_layout():
+    from sdeml.train import init_state, jit_step, make_step
+
+    opt = optax.adam(0.1)
+    model = eqx.nn.MLP(2, 1, 8, 1, activation=jnp.tanh, key=jr.key(0))
+    loss = lambda m, b, k: jnp.mean((jax.vmap(m)(b) - 1.0) ** 2)
+    step = make_step(loss, opt, lambda k, i: jr.normal(k, (16, 2)))
+    fast, slow = jit_step(step), eqx.filter_jit(step)
+    a = b = init_state(model, opt, jr.key(1))
+    for _ in range(3):
+        (a, ma), (b, mb) = fast(a), slow(b)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.inexact):
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    assert float(ma["loss"]) == pytest.approx(float(mb["loss"]), rel=1e-6)
+    # another static leaf (the activation) is another program, not the cached one
+    relu = eqx.tree_at(lambda s: s.model.activation, a, jax.nn.relu)
+    out, _ = fast(relu)
+    assert out.model.activation is jax.nn.relu and int(out.step) == 4
+    # a non-array leaf is compiled in: an unhashable one is refused with a message
+    with pytest.raises(TypeError, match="hashable; the state holds set"):
+        jit_step(lambda s: s)((jnp.ones(2), {1, 2}))

@@ -27,6 +27,7 @@ if _typing.TYPE_CHECKING:
     from ._step import TrainState as TrainState
     from ._step import ema_weight as ema_weight
     from ._step import init_state as init_state
+    from ._step import jit_step as jit_step
     from ._step import make_step as make_step
     from ._step import train_step as train_step
     from ._step import with_ema_target as with_ema_target

@@ -306,3 +306,80 @@ def _ema_update(ema: PyTree, model: PyTree, weight: Array) -> PyTree:
         return e + w * (p - e)
 
     return eqx.combine(jax.tree.map(mix, ema_p, new_p), static)
+
+
+class _Compiled:
+    """One compiled program of `jit_step`: the jitted flat function and its output's layout."""
+
+    def __init__(self, step: Callable[[Any], Any], treedef: Any, mask: tuple[bool, ...], statics):
+        self.out_treedef: Any = None
+        self.out_mask: tuple[bool, ...] = ()
+        self.out_statics: list[Any] = []
+
+        def flat(*arrays):
+            it, st = iter(arrays), iter(statics)
+            leaves = [next(it) if m else next(st) for m in mask]
+            out = step(jax.tree.unflatten(treedef, leaves))
+            oleaves, self.out_treedef = jax.tree.flatten(out)
+            self.out_mask = tuple(eqx.is_array(x) for x in oleaves)
+            self.out_statics = [x for x, m in zip(oleaves, self.out_mask, strict=True) if not m]
+            return [x for x, m in zip(oleaves, self.out_mask, strict=True) if m]
+
+        self.fn = jax.jit(flat)
+
+    def __call__(self, arrays: list[Any]) -> Any:
+        out = self.fn(*arrays)
+        it, st = iter(out), iter(self.out_statics)
+        leaves = [next(it) if m else next(st) for m in self.out_mask]
+        return jax.tree.unflatten(self.out_treedef, leaves)
+
+
+def jit_step(step: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    r"""Compile a step ``state -> output`` for one call per step from Python, with little overhead.
+
+    What `eqx.filter_jit` does (arrays traced, every other leaf static), at a fraction of its
+    cost per call: the state's layout is read once, then each call only flattens the state and
+    hands its arrays to one `jax.jit` program. On a CPU, `eqx.filter_jit` spends about 0.3 ms a
+    call sorting a training state's leaves (a neural ODE step that itself takes 0.5 ms); use
+    this for a loop that steps from Python (or `fit`, which runs compiled chunks of steps). A
+    state of a new layout (other static values or structure) compiles a new program, as
+    `eqx.filter_jit` would; its non-array leaves must be hashable (as for `eqx.filter_jit`).
+
+    Args:
+        step: a pure function of one PyTree, e.g. the step of `make_step`.
+
+    Returns:
+        ``compiled(state) -> step(state)``, compiled on first use.
+
+    Examples:
+        >>> import optax
+        >>> from sdeml.train import init_state, jit_step, make_step
+        >>> opt = optax.sgd(0.25)
+        >>> loss_fn = lambda w, b, key: jnp.sum((w - b) ** 2)
+        >>> step = jit_step(make_step(loss_fn, opt, lambda key, step: jnp.array([1.0, 3.0])))
+        >>> state = init_state(jnp.zeros(2), opt, jr.key(0))
+        >>> for _ in range(3):
+        ...     state, metrics = step(state)
+        >>> int(state.step), state.model.tolist(), sorted(metrics)
+        (3, [0.875, 2.625], ['grad_norm', 'loss'])
+    """
+    cache: dict[Any, _Compiled] = {}
+
+    def compiled(state: Any) -> Any:
+        leaves, treedef = jax.tree.flatten(state)
+        mask = tuple(eqx.is_array(x) for x in leaves)
+        statics = tuple(x for x, m in zip(leaves, mask, strict=True) if not m)
+        key = (treedef, mask, statics)
+        try:
+            program = cache.get(key)
+        except TypeError:
+            kinds = sorted({type(x).__name__ for x in statics})
+            raise TypeError(
+                "jit_step compiles the state's non-array leaves in as constants, so they must "
+                f"be hashable; the state holds {', '.join(kinds)}"
+            ) from None
+        if program is None:
+            program = cache[key] = _Compiled(step, treedef, mask, statics)
+        return program([x for x, m in zip(leaves, mask, strict=True) if m])
+
+    return compiled
