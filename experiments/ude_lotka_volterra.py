@@ -5,7 +5,8 @@ dx/dt = αx − βxy, dy/dt = γxy − δy on [0, 3]. The growth αx and the dea
 learns the rest, trained through the ODE front (Adam, then L-BFGS). Sparse regression (STLSQ over
 a threshold grid on a degree-5 polynomial library) proposes supports; the best few are refitted
 through the ODE and compared by an information criterion of their refitted trajectories against
-the data, and the winner is pruned backwards while the criterion falls (`select_by_refit`). The
+the data, the winner is pruned backwards while the criterion falls, and the search walks on by
+swaps (one term of one equation replaced, then pruned) while they pay (`select_by_refit`). The
 same sparse regression on the raw data (finite-difference derivatives) is the baseline, and a
 pure neural ODE the extrapolation baseline on [3, 50].
 """
@@ -76,6 +77,10 @@ class SindyConfig(Section):
     # many terms per equation (0: none), ranked with the rest by their trajectories
     small_terms: int = Field(default=2, ge=0)
     max_small: PositiveInt = 4096  # ... at most this many of them
+    # with select=refit: walk on from the best model by swaps (one term of one equation
+    # replaced by another), each refitted, while the criterion falls; at most this many rounds
+    # (0: no swaps)
+    swap_rounds: int = Field(default=2, ge=0)
 
 
 class Config(ExperimentConfig):
@@ -235,10 +240,12 @@ def _sparse(cfg: Config, library, known, theta, targets, y0, ts, ys, scale):
             prune=s.prune,
             max_prune_terms=s.max_prune_terms,
             combine=s.combine,
-            theta=theta if s.small_terms else None,
-            targets=targets if s.small_terms else None,
-            max_small_terms=max(s.small_terms, 1),
+            theta=theta if s.small_terms or s.swap_rounds else None,
+            targets=targets if s.small_terms or s.swap_rounds else None,
+            max_small_terms=s.small_terms,
             max_small=s.max_small,
+            swap=s.swap_rounds > 0,
+            max_swap_rounds=s.swap_rounds,
             max_iter=cfg.quasi_newton.refit_steps,
         )
         import numpy as np

@@ -251,6 +251,48 @@ def test_lbfgs_minimizes_rosenbrock_and_guards_nan():
     assert e.value.result.status == "non_finite" and bool(jnp.isfinite(e.value.result.loss))
 
 
+def test_swap_moves_replace_one_term_of_one_equation():
+    from sdeml.ude._ude import _swap_moves
+
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=(50, 4))
+    # equation 0 is 2 x1, equation 1 is x0 - x3
+    targets = theta @ np.array([[0.0, 1.0], [2.0, 0.0], [0.0, 0.0], [0.0, -1.0]])
+    xi = np.zeros((4, 2))
+    xi[1, 0], xi[[0, 2], 1] = 1.5, [0.9, 0.3]  # equation 1 has x2 for x3
+    moves = _swap_moves(xi, theta, targets)
+    # equation 0: its one term to any of 3 others; equation 1: either of its 2 terms to 2 others
+    assert len(moves) == 3 + 2 * 2
+    for m in moves:
+        changed = [j for j in range(2) if np.any((m[:, j] != 0) != (xi[:, j] != 0))]
+        assert len(changed) == 1  # one equation changed, keeping its number of terms
+        j = changed[0]
+        assert np.sum(m[:, j] != 0) == np.sum(xi[:, j] != 0)
+        assert np.array_equal(m[:, 1 - j], xi[:, 1 - j])  # the other one as it was
+    # the swap x2 -> x3 gives equation 1's support, least-squares fitted: exactly x0 - x3
+    (fixed,) = [m for m in moves if set(np.flatnonzero(m[:, 1])) == {0, 3}]
+    np.testing.assert_allclose(fixed[:, 1], [1.0, 0.0, 0.0, -1.0], atol=1e-12)
+
+
+@pytest.mark.slow  # > 10 s
+def test_select_by_refit_swaps_its_way_to_a_support_no_candidate_holds():
+    # dx/dt = -x/2; the only candidate is x^2 (wrong): a swap reaches x, refitted to the rate
+    lib = ude.polynomial_library(("x",), 2)  # 1, x, x^2
+    ts = jnp.linspace(0.0, 2.0, 21)
+    ys = jnp.exp(-0.5 * ts)[:, None] + 0.002 * jr.normal(jr.key(0), (21, 1))
+    theta = lib.evaluate(ys)
+    targets = -0.5 * ys
+    path = jnp.array([[0.0, 0.0, -0.4]])[:, :, None]
+    kw = dict(theta=theta, targets=targets, max_small_terms=0, max_iter=50)
+    sel = ude.select_by_refit(None, lib, path, jnp.array([1.0]), ts, ys, **kw)
+    np.testing.assert_allclose(sel.coefficients[:, 0], [0.0, -0.5, 0.0], atol=5e-3)
+    sources = {c["terms"]: c["source"] for c in sel.candidates}
+    assert sources[(("x^2",),)] == "path" and sources[(("x",),)] == "swapped"
+    # without swaps, the wrong support is all there is
+    stuck = ude.select_by_refit(None, lib, path, jnp.array([1.0]), ts, ys, swap=False, **kw)
+    assert [c["terms"] for c in stuck.candidates] == [(("x^2",),)]
+
+
 @pytest.mark.slow  # > 10 s
 def test_refit_through_the_ode_recovers_lotka_volterra_from_noiseless_data():
     lib = ude.polynomial_library(("x", "y"), 2)

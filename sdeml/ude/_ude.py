@@ -16,7 +16,13 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._typing import ScalarLike
-from ..core import LBFGSResult, ODESolution, QuasiNewtonError, lbfgs_minimize, solve_ode
+from ..core import (
+    LBFGSResult,
+    ODESolution,
+    QuasiNewtonError,
+    lbfgs_minimize,
+    solve_ode,
+)
 from ._library import Library
 from ._sindy import LibraryField
 
@@ -509,8 +515,8 @@ class RefitSelection:
         result: the `LBFGSResult` of its refit.
         candidates: one dict per refitted support, in the order tried: ``n_terms``, ``terms``
             (per state, the names of its library terms), ``criterion``, ``loss`` (the refit's
-            `trajectory_loss`), ``source`` (``"path"``, ``"combined"``, ``"best subset"``
-            or ``"pruned"``),
+            `trajectory_loss`), ``source`` (``"path"``, ``"combined"``, ``"best subset"``,
+            ``"pruned"`` or ``"swapped"``),
             ``chosen`` and ``message`` (the refit's; a support whose refit cannot start, its
             solve failing, scores ``inf``).
 
@@ -525,6 +531,66 @@ class RefitSelection:
     criterion: float
     result: LBFGSResult
     candidates: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def _refit_each(
+    known: Callable[..., Any] | None,
+    library: Library,
+    xis: np.ndarray,
+    y0: Array,
+    ts: Array,
+    ys: Array,
+    scale: Array,
+    kind: str,
+    max_iter: int,
+    rtol: float,
+    atol: float,
+) -> list[tuple[float, Array, Array, LBFGSResult]]:
+    """`refit_through_ode` of every support in `xis` ``(k, p, d)``, one after another (the
+    L-BFGS loop compiles once), each scored by `trajectory_criterion` of its refitted trajectory:
+    ``(criterion, coefficients, y0, result)`` per support (``inf`` for a support that cannot be
+    integrated over the window). One by one rather than vmapped: a vmapped batch of 8
+    Lotka-Volterra refits cost 3.5 s a member against 1.4 s alone (the line searches and the
+    adaptive solves run to the slowest member)."""
+    out: list[tuple[float, Array, Array, LBFGSResult]] = []
+    for xi in xis:
+        try:
+            coef, y0_refit, res = refit_through_ode(
+                known, library, jnp.asarray(xi, ys.dtype), y0, ts, ys, scale=scale,
+                max_iter=max_iter, rtol=rtol, atol=atol,
+            )  # fmt: skip
+        except QuasiNewtonError as err:  # the support cannot be integrated over the window
+            out.append((float("inf"), jnp.asarray(xi, ys.dtype), y0, err.result))
+            continue
+        c, _ = trajectory_criterion(
+            known, library, coef[None], y0_refit, ts, ys, kind=kind, rtol=rtol, atol=atol
+        )
+        out.append((float(c[0]), coef, y0_refit, res))
+    return out
+
+
+def _swap_moves(xi: ArrayLike, theta: np.ndarray, targets: np.ndarray) -> list[np.ndarray]:
+    """Every model one swap from `xi`: in one equation, one term of its support replaced by a
+    term outside it; that equation's coefficients least-squares fitted to its target over the
+    new support (the others kept)."""
+    xi_np = np.asarray(xi, np.float64)
+    p, d = xi_np.shape
+    out = []
+    for j in range(d):
+        support = list(np.flatnonzero(xi_np[:, j]))
+        for old in support:
+            for new in range(p):
+                if new in support:
+                    continue
+                sub = sorted([i for i in support if i != old] + [new])
+                coef = np.linalg.lstsq(theta[:, sub], targets[:, j], rcond=None)[0]
+                if not np.all(coef != 0):
+                    continue  # a zero coefficient would drop the term from the support
+                cand = xi_np.copy()
+                cand[:, j] = 0.0
+                cand[sub, j] = coef
+                out.append(cand)
+    return out
 
 
 def _equation_combinations(path: ArrayLike, limit: int = 4096) -> Array:
@@ -604,6 +670,9 @@ def select_by_refit(
     targets: Float[ArrayLike, "m d"] | None = None,
     max_small_terms: int = 2,
     max_small: int = 4096,
+    swap: bool = True,
+    max_swap_rounds: int = 2,
+    max_swap_refits: int = 8,
     max_iter: int = 200,
     rtol: float = 1e-8,
     atol: float = 1e-10,
@@ -634,8 +703,16 @@ def select_by_refit(
     where the truth is $xy$ over the data's range); an exhaustive search over small supports,
     scored on the trajectory, does not depend on a threshold.
 
+    With `swap` (and `theta`, `targets`), the search then walks from the best model so far:
+    every model one swap away (one term of one equation replaced by a term outside it, that
+    equation least-squares fitted to its target over the new support) is scored on the
+    trajectory as it is, the best `max_swap_refits` are refitted and pruned, and the best
+    outcome is kept while it lowers the criterion (at most `max_swap_rounds` rounds). A
+    model one term off the truth (``y + x^4`` for ``x y``) is reached by a swap and a drop, a
+    path that neither pruning nor adding a term takes, each step having to pay on its own.
+
     Every refit reuses one compiled L-BFGS loop (the support is an array argument), so the cost
-    after the first is the iterations alone.
+    after the first is the iterations alone (about 1.4 s for Lotka-Volterra on a 2-core CPU).
 
     Args:
         known: the known terms ``known(t, y, args)``, or None.
@@ -653,8 +730,12 @@ def select_by_refit(
             entries of `path` (at most 4096 of them).
         theta, targets: the regression's library at its samples ``(m, p)`` and its targets
             ``(m, d)``; with both, the small supports of best-subset regression are candidates.
-        max_small_terms: the largest support per equation of that search.
+        max_small_terms: the largest support per equation of that search (0: no search).
         max_small: the most models it proposes.
+        swap: walk on by swaps from the best model (needs `theta` and `targets`).
+        max_swap_rounds: swap rounds at most.
+        max_swap_refits: the swaps refitted per round, the best of all of them by their
+            unrefitted trajectory criterion.
         max_iter: L-BFGS iterations of each refit.
         rtol, atol: of the solves.
 
@@ -682,13 +763,18 @@ def select_by_refit(
     """
     if max_candidates < 1:
         raise ValueError(f"`max_candidates` must be >= 1, got {max_candidates}")
+    if max_small_terms < 0 or max_swap_rounds < 0 or max_swap_refits < 1:
+        raise ValueError(
+            "`max_small_terms` and `max_swap_rounds` must be >= 0 and `max_swap_refits` >= 1, "
+            f"got {max_small_terms}, {max_swap_rounds}, {max_swap_refits}"
+        )
     n_path = path.shape[0]
     if combine:
         path = jnp.concatenate([path, _equation_combinations(path)])
     n_combined = path.shape[0]
     if (theta is None) != (targets is None):
-        raise ValueError("give both `theta` and `targets` (the best-subset search needs both)")
-    if theta is not None and targets is not None:
+        raise ValueError("give both `theta` and `targets` (best subsets and swaps need both)")
+    if theta is not None and targets is not None and max_small_terms > 0:
         small = _small_supports(theta, targets, max_small_terms, max_small)
         path = jnp.concatenate([path, jnp.asarray(small, path.dtype)])
     crit, _ = trajectory_criterion(
@@ -714,60 +800,92 @@ def select_by_refit(
             "is inf)"
         )
 
-    def fit(xi: Array, source: str) -> tuple[float, Array, Array, LBFGSResult, dict[str, Any]]:
-        nz = np.asarray(xi) != 0
-        row = {
-            "n_terms": int(nz.sum()),
-            "terms": tuple(
-                tuple(library.term_names[i] for i in np.flatnonzero(nz[:, j]))
-                for j in range(nz.shape[1])
-            ),
-            "source": source,
-            "chosen": False,
-        }
-        try:
-            refit, y0_refit, res = refit_through_ode(
-                known, library, xi, y0, ts, ys, scale=scale, max_iter=max_iter, rtol=rtol, atol=atol
-            )
-        except QuasiNewtonError as err:  # the support cannot be integrated over the window
-            row |= {"criterion": float("inf"), "loss": float("inf"), "message": str(err)}
-            return float("inf"), xi, y0, err.result, row
-        c, _ = trajectory_criterion(
-            known, library, refit[None], y0_refit, ts, ys, kind=kind, rtol=rtol, atol=atol
-        )
-        row |= {"criterion": float(c[0]), "loss": float(res.loss), "message": res.message}
-        return float(c[0]), refit, y0_refit, res, row
-
+    sc = jnp.ones(ys.shape[1], ys.dtype) if scale is None else jnp.asarray(scale, ys.dtype)
     rows: list[dict[str, Any]] = []
     done: dict[bytes, tuple[float, Array, Array, LBFGSResult, dict[str, Any]]] = {}
 
-    def fit_once(xi: Array, source: str):
-        key = np.asarray(xi != 0).tobytes()
-        if key not in done:
-            done[key] = fit(xi, source)
-            rows.append(done[key][4])
-        return done[key]
+    def fit_all(cands: list[tuple[Any, str]]):
+        """Refit the supports not refitted yet; the outcomes of all."""
+        new: dict[bytes, tuple[np.ndarray, str]] = {}
+        for xi, source in cands:
+            key = (np.asarray(xi) != 0).tobytes()
+            if key not in done:
+                new.setdefault(key, (np.asarray(xi), source))
+        if new:
+            outs = _refit_each(
+                known,
+                library,
+                np.stack([xi for xi, _ in new.values()]),
+                y0,
+                ts,
+                ys,
+                sc,
+                kind,
+                max_iter,
+                rtol,
+                atol,
+            )
+            for (key, (xi, source)), (c, coef, y0_refit, res) in zip(
+                new.items(), outs, strict=True
+            ):
+                nz = xi != 0
+                row = {
+                    "n_terms": int(nz.sum()),
+                    "terms": tuple(
+                        tuple(library.term_names[i] for i in np.flatnonzero(nz[:, j]))
+                        for j in range(nz.shape[1])
+                    ),
+                    "source": source,
+                    "chosen": False,
+                    "criterion": c,
+                    "loss": res.loss if np.isfinite(c) else float("inf"),
+                    "message": res.message,
+                }
+                done[key] = (c, coef, y0_refit, res, row)
+                rows.append(row)
+        return [done[(np.asarray(xi) != 0).tobytes()] for xi, _ in cands]
 
-    fitted = [fit_once(xi, source) for xi, source in starts]
+    def pruned(cur):
+        """Backward elimination from `cur` while the criterion falls."""
+        while prune and np.isfinite(cur[0]):
+            support = np.argwhere(np.asarray(cur[1]) != 0)
+            if not 1 < len(support) <= max_prune_terms:
+                break
+            drops = fit_all([(cur[1].at[j, k].set(0.0), "pruned") for j, k in support])
+            drop = min(drops, key=lambda o: o[0])
+            if not drop[0] < cur[0]:
+                break
+            cur = drop
+        return cur
+
+    fitted = fit_all(starts)
     if not any(np.isfinite(o[0]) for o in fitted):
         raise ValueError(
             f"none of the {len(starts)} candidate supports could be refitted over the data window"
         )
-
-    if prune:  # backward elimination from every small refitted candidate
-        for out in fitted:
-            cur = out
-            while np.isfinite(cur[0]):
-                support = np.argwhere(np.asarray(cur[1]) != 0)
-                if not 1 < len(support) <= max_prune_terms:
-                    break
-                drop = min(
-                    (fit_once(cur[1].at[j, k].set(0.0), "pruned") for j, k in support),
-                    key=lambda o: o[0],
-                )
-                if not drop[0] < cur[0]:
-                    break
-                cur = drop
+    for out in fitted:  # backward elimination from every refitted candidate
+        pruned(out)
+    if swap and theta is not None and targets is not None:
+        th, tg = np.asarray(theta, np.float64), np.asarray(targets, np.float64)
+        for _ in range(max_swap_rounds):  # swap one term, prune, while the criterion falls
+            cur = min(done.values(), key=lambda o: o[0])
+            # the moves not refitted yet (a refitted one has had its pruning already)
+            moves = [m for m in _swap_moves(cur[1], th, tg) if (m != 0).tobytes() not in done]
+            if not moves:
+                break
+            # screened on the trajectory unrefitted (one vmapped solve each), the best refitted
+            crit_m, _ = trajectory_criterion(
+                known, library, jnp.asarray(np.stack(moves), ys.dtype), y0, ts, ys, kind=kind,
+                rtol=rtol, atol=atol,
+            )  # fmt: skip
+            order = [i for i in np.argsort(np.asarray(crit_m)) if np.isfinite(crit_m[i])]
+            if not order:
+                break
+            keep = [(moves[i], "swapped") for i in order[:max_swap_refits]]
+            # a swap need not pay by itself: x y + x^4 for y + x^4 pays once x^4 is dropped
+            step = min((pruned(o) for o in fit_all(keep)), key=lambda o: o[0])
+            if not step[0] < cur[0]:
+                break
     best = min(done.values(), key=lambda o: o[0])
     best[4]["chosen"] = True
     return RefitSelection(best[1], best[2], best[0], best[3], rows)
