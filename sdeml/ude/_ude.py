@@ -541,7 +541,7 @@ def _refit_each(
     ts: Array,
     ys: Array,
     scale: Array,
-    kind: str,
+    kind: Literal["aic", "aicc", "bic"],
     max_iter: int,
     rtol: float,
     atol: float,
@@ -569,20 +569,21 @@ def _refit_each(
     return out
 
 
-def _swap_moves(xi: ArrayLike, theta: np.ndarray, targets: np.ndarray) -> list[np.ndarray]:
+def _swap_moves(xi: ArrayLike, theta: ArrayLike, targets: ArrayLike) -> list[np.ndarray]:
     """Every model one swap from `xi`: in one equation, one term of its support replaced by a
     term outside it; that equation's coefficients least-squares fitted to its target over the
     new support (the others kept)."""
     xi_np = np.asarray(xi, np.float64)
+    theta, targets = np.asarray(theta, np.float64), np.asarray(targets, np.float64)
     p, d = xi_np.shape
     out = []
     for j in range(d):
-        support = list(np.flatnonzero(xi_np[:, j]))
+        support = [int(i) for i in np.flatnonzero(xi_np[:, j])]
         for old in support:
             for new in range(p):
                 if new in support:
                     continue
-                sub = sorted([i for i in support if i != old] + [new])
+                sub = np.array(sorted([i for i in support if i != old] + [new]))
                 coef = np.linalg.lstsq(theta[:, sub], targets[:, j], rcond=None)[0]
                 if not np.all(coef != 0):
                     continue  # a zero coefficient would drop the term from the support
