@@ -5,6 +5,7 @@ against the thing itself: a counting callback inside the vector field for evalua
 analytic solution for the answer, the tableau for adaptivity.
 """
 
+import math
 from typing import Any
 
 import diffrax
@@ -79,6 +80,89 @@ def test_names_are_unique_across_kinds_and_wrong_kind_says_which():
     with pytest.raises(ValueError, match="valid names"):
         get_solver("rk45")
     assert isinstance(get_solver("em", kind="sde"), sdeml.EulerMaruyama)
+
+
+UNROLLED = [
+    n
+    for n in EXPLICIT
+    if isinstance(getattr(get_solver(n), "tableau", None), diffrax.ButcherTableau)
+]
+
+
+def _nonlinear(t, y, args):
+    # a pytree state, time-dependent, with a parameter: every path of the step is exercised
+    x, v = y["x"], y["v"]
+    return {"x": v, "v": -args * jnp.sin(x) - 0.1 * v + 0.3 * jnp.cos(2.0 * t)}
+
+
+@pytest.mark.parametrize(
+    "name", [n if n == "dopri5" else pytest.param(n, marks=pytest.mark.slow) for n in UNROLLED]
+)
+def test_written_out_stages_agree_with_diffrax_to_rounding(name):
+    # the registry's explicit RK methods write their stages out (for reverse mode); the values,
+    # the dense output, the step counts and the gradients are diffrax's own method's, to rounding
+    ours = get_solver(name)
+    base = type(ours).__bases__[1]
+    if base is diffrax.AbstractERK:  # sdeml's RK4: the same tableau in diffrax's stage loop
+
+        class LoopedRK4(diffrax.AbstractERK):
+            tableau = sdeml.RK4.tableau
+            interpolation_cls = sdeml.RK4.interpolation_cls
+
+            def order(self, terms):
+                return 4
+
+        base = LoopedRK4
+    theirs = base()
+    assert type(ours) is not base and isinstance(ours, diffrax.AbstractERK)
+    y0 = {"x": jnp.array([0.3, -1.0], F64), "v": jnp.array([0.5, 0.2], F64)}
+    adaptive = solver_info(name).adaptive
+    rtol = 1e-7 if solver_info(name).order >= 3 else 1e-5  # low orders: within max_steps
+    control = diffrax.PIDController(rtol, 1e-2 * rtol) if adaptive else diffrax.ConstantStepSize()
+    ts = jnp.linspace(2.0, 0.25, 7, dtype=F64)  # backwards in time: diffrax wraps the term
+
+    def solve(solver, k, dense=False):
+        return diffrax.diffeqsolve(
+            diffrax.ODETerm(_nonlinear), solver, 2.0, 0.0, -0.05, y0, args=k,
+            saveat=diffrax.SaveAt(ts=ts, dense=dense), stepsize_controller=control,
+        )  # fmt: skip
+
+    a, b = solve(ours, 1.3, True), solve(theirs, 1.3, True)
+    assert int(a.stats["num_steps"]) == int(b.stats["num_steps"])
+    assert int(a.stats["num_rejected_steps"]) == int(b.stats["num_rejected_steps"])
+    for leaf_a, leaf_b in zip(jax.tree.leaves(a.ys), jax.tree.leaves(b.ys), strict=True):
+        np.testing.assert_allclose(leaf_a, leaf_b, rtol=1e-12, atol=1e-13)
+    for t in (1.9, 1.234, 0.6):
+        for leaf_a, leaf_b in zip(
+            jax.tree.leaves(a.evaluate(t)), jax.tree.leaves(b.evaluate(t)), strict=True
+        ):
+            np.testing.assert_allclose(leaf_a, leaf_b, rtol=1e-12, atol=1e-13)
+
+    def loss(solver, k):
+        return jnp.sum(solve(solver, k).ys["x"] ** 2)
+
+    g_ours = jax.grad(loss, argnums=1)(ours, jnp.asarray(1.3, F64))
+    g_theirs = jax.grad(loss, argnums=1)(theirs, jnp.asarray(1.3, F64))
+    np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-10)
+    # under vmap (a batch of parameters), with its FSAL first stage evaluated on the first step
+    ks = jnp.array([0.5, 1.3, 2.0], F64)
+    vg = jax.vmap(jax.grad(loss, argnums=1), in_axes=(None, 0))(ours, ks)
+    np.testing.assert_allclose(vg[1], g_theirs, rtol=1e-10)
+
+
+def test_written_out_stages_after_a_jump_re_evaluate_the_first_stage():
+    # a controller told of a jump at t = 0.7 must not reuse the stored last stage across it
+    f = lambda t, y, args: jnp.where(t < 0.7, -y, 2.0 - y)
+    control = diffrax.PIDController(rtol=1e-8, atol=1e-10, jump_ts=jnp.array([0.7], F64))
+    sols = [
+        diffrax.diffeqsolve(
+            diffrax.ODETerm(f), s, 0.0, 1.5, 0.1, jnp.ones(1, F64), stepsize_controller=control
+        ).ys[-1, 0]
+        for s in (get_solver("dopri5"), diffrax.Dopri5())
+    ]
+    exact = 2.0 - (2.0 - math.exp(-0.7)) * math.exp(-0.8)
+    np.testing.assert_allclose(sols[0], exact, rtol=1e-7)
+    np.testing.assert_allclose(sols[0], sols[1], rtol=1e-12)
 
 
 # ---------------------------------------------------------------- solve_ode, every solver

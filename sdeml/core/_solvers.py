@@ -19,6 +19,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import diffrax
+import equinox.internal as eqxi
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._sde_solvers import SRA1, AbstractSolver, EulerMaruyama, Milstein, StochasticHeun
@@ -31,6 +34,106 @@ __all__ = [
     "solver_names",
 ]
 
+
+class _UnrolledStages:
+    r"""The step of an explicit Runge–Kutta method with its stages written out, not looped.
+
+    diffrax runs the stages of a step in a checkpointed loop, so reverse-mode differentiation
+    through a solve evaluates each stage's forward pass once more inside the step's own backward
+    pass (the solve's checkpoints already re-run the step). Written out, a stage's residuals are
+    kept for its backward pass. The arithmetic is the tableau's, term by term (zero coefficients
+    skipped), and the outputs are diffrax's (error estimate, dense output $k$, the
+    first-same-as-last state), so adjoints, controllers, dense output and events work unchanged
+    and results agree with diffrax's to rounding. Measured on the 2-core CPU of the benchmarks
+    (float32): the loss gradient of a CNF (dopri5, batch 256, 19 evaluations) 7.6-8.0 -> 6.2 ms;
+    of a neural ODE on 20 trajectories (rtol 1e-7) 1.45 -> 1.05 ms with dopri5 and 1.9-2.1 ->
+    1.26 ms with tsit5. A forward-only solve costs the same (a 256-wide score network, 4096
+    points: within 4 %), its compilation ~0.1 s more. A single ODE term only (the case of every
+    sdeml theme); anything else falls back to diffrax's loop.
+    """
+
+    tableau: ClassVar[diffrax.ButcherTableau]
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):  # noqa: D102
+        tab = self.tableau
+        # one ODE term, bare or in diffrax's wrapper for the direction of time
+        plain = type(getattr(terms, "term", terms)) is diffrax.ODETerm
+        if not plain or not isinstance(tab, diffrax.ButcherTableau):
+            return super().step(  # type: ignore[misc]
+                terms, t0, t1, y0, args, solver_state, made_jump
+            )
+        control = terms.contr(t0, t1)
+        dt = t1 - t0
+
+        def vf(t, y):
+            return terms.vf(t, y, args)
+
+        def combine(weights, ks, base):
+            used = [(float(w), k) for w, k in zip(weights, ks, strict=False) if float(w) != 0.0]
+            if not used:
+                return base
+
+            def leaf(*parts):
+                acc = parts[0]
+                for (w, _), k in zip(used, parts[1:], strict=True):
+                    acc = acc + w * k
+                return acc
+
+            return jax.tree.map(leaf, base, *[k for _, k in used])
+
+        if tab.fsal:
+            first_step, f_last = solver_state
+            # the stored last stage is this step's first, except on the first step or after a
+            # jump; the predicate is made unbatched (any over a vmap) so that the branch not
+            # taken is not evaluated
+            fresh = eqxi.unvmap_any(first_step | made_jump)
+            f0 = jax.lax.cond(fresh, lambda: vf(t0, y0), lambda: f_last)
+        else:
+            f0 = vf(t0, y0)
+        c = [float(tab.c1), *(float(v) for v in tab.c)]
+        fs, ks, ys = [f0], [terms.prod(f0, control)], [y0]
+        for i, a_row in enumerate(tab.a_lower, start=1):
+            yi = combine(a_row, ks, y0)
+            fi = vf(t1 if c[i] == 1.0 else t0 + c[i] * dt, yi)
+            fs.append(fi)
+            ks.append(terms.prod(fi, control))
+            ys.append(yi)
+        y1 = ys[-1] if tab.ssal else combine(tab.b_sol, ks, y0)
+        zero = jax.tree.map(jnp.zeros_like, y0)
+        y_error = combine(tab.b_error, ks, zero)
+        dense_info = dict(y0=y0, y1=y1, k=jax.tree.map(lambda *k: jnp.stack(k), *ks))
+        new_state = (jnp.array(False), fs[-1]) if tab.fsal else None
+        return y1, y_error, dense_info, new_state, diffrax.RESULTS.successful
+
+
+class Heun(_UnrolledStages, diffrax.Heun):
+    """diffrax's `Heun` with its stages written out (see `_UnrolledStages`)."""
+
+
+class Midpoint(_UnrolledStages, diffrax.Midpoint):
+    """diffrax's `Midpoint` with its stages written out (see `_UnrolledStages`)."""
+
+
+class Ralston(_UnrolledStages, diffrax.Ralston):
+    """diffrax's `Ralston` with its stages written out (see `_UnrolledStages`)."""
+
+
+class Bosh3(_UnrolledStages, diffrax.Bosh3):
+    """diffrax's `Bosh3` with its stages written out (see `_UnrolledStages`)."""
+
+
+class Tsit5(_UnrolledStages, diffrax.Tsit5):
+    """diffrax's `Tsit5` with its stages written out (see `_UnrolledStages`)."""
+
+
+class Dopri5(_UnrolledStages, diffrax.Dopri5):
+    """diffrax's `Dopri5` with its stages written out (see `_UnrolledStages`)."""
+
+
+class Dopri8(_UnrolledStages, diffrax.Dopri8):
+    """diffrax's `Dopri8` with its stages written out (see `_UnrolledStages`)."""
+
+
 # Classical RK4 (Kutta 1901): c = (0, 1/2, 1/2, 1), b = (1/6, 1/3, 1/3, 1/6). It has no embedded
 # lower-order method, so its error weights are zero: it cannot adapt its step.
 _rk4_tableau = diffrax.ButcherTableau(
@@ -41,7 +144,7 @@ _rk4_tableau = diffrax.ButcherTableau(
 )
 
 
-class RK4(diffrax.AbstractERK):
+class RK4(_UnrolledStages, diffrax.AbstractERK):
     r"""The classical fourth-order Runge–Kutta method, as a diffrax solver.
 
     $$k_1 = f(t_n, y_n),\; k_2 = f(t_n + \tfrac h2, y_n + \tfrac h2 k_1),\;
@@ -139,14 +242,14 @@ class SolverInfo:
 # name -> constructor; kind and facts are derived by `solver_info`.
 _ODE: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "euler": diffrax.Euler,
-    "heun": diffrax.Heun,
-    "midpoint": diffrax.Midpoint,
-    "ralston": diffrax.Ralston,
-    "bosh3": diffrax.Bosh3,
+    "heun": Heun,
+    "midpoint": Midpoint,
+    "ralston": Ralston,
+    "bosh3": Bosh3,
     "rk4": RK4,
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-    "dopri8": diffrax.Dopri8,
+    "tsit5": Tsit5,
+    "dopri5": Dopri5,
+    "dopri8": Dopri8,
     "implicit_euler": diffrax.ImplicitEuler,
     "kvaerno3": diffrax.Kvaerno3,
     "kvaerno4": diffrax.Kvaerno4,
@@ -305,6 +408,9 @@ def solver_info(solver: Any) -> SolverInfo:
 
 def _name_of(solver: Any, table: dict[str, Callable[[], Any]]) -> str:
     for name, make in table.items():
-        if type(solver) is make:
+        # diffrax's own class of a method registered with its stages written out is the same
+        # method under the same name
+        twin = isinstance(make, type) and issubclass(make, _UnrolledStages)
+        if type(solver) is make or (twin and type(solver) in make.__bases__[1:]):
             return name
     return ""
