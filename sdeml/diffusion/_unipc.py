@@ -25,10 +25,10 @@ from ._edm import (
     edm_time_grid,
     gaussian_prior,
 )
-from ._samplers import SampleResult
+from ._samplers import GRIDS, SampleResult, dpm_time_grid
 from ._sde import AbstractDiffusionSDE
 
-UNIPC_GRIDS = ("logsnr", "edm", "uniform")
+UNIPC_GRIDS = GRIDS  # the few-step samplers share one set of time grids (`dpm_time_grid`)
 
 
 def _lin_solve2(a11, a12, a21, a22, b1, b2):
@@ -155,15 +155,16 @@ def unipc_time_grid(
 ) -> Array:
     r"""The times $T = t_0 > \dots > t_M = \epsilon$ of `unipc_sampler`.
 
-    Uniform in the log-SNR $\lambda(t) = \log\alpha(t) - \log\sigma(t)$ (``"logsnr"``), in
+    The grids of `dpm_time_grid` (one definition for every few-step sampler): uniform in the
+    log-SNR $\lambda(t) = \log\alpha(t) - \log\sigma(t)$ (``"logsnr"``), in
     $\tilde\sigma^{1/7}$ with $\tilde\sigma = e^{-\lambda}$ (``"edm"``, EDM's $\rho$-grid with
-    $\rho = 7$), or in $t$ (``"uniform"``).
+    $\rho = 7$), in $\sqrt t$ (``"quadratic"``) or in $t$ (``"uniform"``).
 
     Args:
         sde: the forward SDE.
         n_steps: $M \ge 1$, the number of intervals.
         eps: the end time $\epsilon$.
-        grid: one of `UNIPC_GRIDS`: ``"logsnr"``, ``"edm"`` or ``"uniform"``.
+        grid: one of `UNIPC_GRIDS` (the same as `GRIDS`).
         dtype: float dtype.
 
     Returns:
@@ -182,22 +183,7 @@ def unipc_time_grid(
     References:
         Lu et al., DPM-Solver, NeurIPS 2022, sec. 3.3. Karras et al., NeurIPS 2022, eq. (5).
     """
-    if grid not in UNIPC_GRIDS:
-        raise ValueError(f"unknown time grid {grid!r}; valid: {', '.join(UNIPC_GRIDS)}")
-    dt_ = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
-    t_hi, t_lo = jnp.asarray(sde.T, dt_), jnp.asarray(eps, dt_)
-    u = jnp.linspace(0.0, 1.0, n_steps + 1, dtype=dt_)
-    if grid == "uniform":
-        ts = t_hi + u * (t_lo - t_hi)
-    else:
-        l_hi, l_lo = sde.log_snr(t_hi), sde.log_snr(t_lo)
-        if grid == "logsnr":
-            lam = l_hi + u * (l_lo - l_hi)
-        else:
-            s_hi, s_lo = jnp.exp(-l_hi / 7.0), jnp.exp(-l_lo / 7.0)
-            lam = -7.0 * jnp.log(s_hi + u * (s_lo - s_hi))
-        ts = sde.t_from_log_snr(lam)
-    return ts.at[0].set(t_hi).at[-1].set(t_lo)
+    return dpm_time_grid(sde, n_steps, eps, grid, dtype)[0]
 
 
 def unipc_sampler(
@@ -246,7 +232,7 @@ def unipc_sampler(
         prediction: ``"data"`` (UniPC with $\hat x_0$) or ``"noise"``.
         variant: ``"bh1"`` or ``"bh2"``.
         corrector: apply UniC (on every step but the last).
-        grid: ``"logsnr"``, ``"edm"`` or ``"uniform"`` (see `unipc_time_grid`).
+        grid: one of `GRIDS` (see `unipc_time_grid`).
         lower_order_final: with fewer than 10 steps, lower the order of the last steps.
         eps: the end time.
         denoise: end with Tweedie's step $\hat x_0(\epsilon, x)$.
