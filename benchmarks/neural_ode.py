@@ -197,10 +197,12 @@ def plain_compiled(field, ts, ys, starts):
     return compile_s, run
 
 
-def run_compiled_pair(field, ts, ys, starts, rounds=5):
+def run_compiled_pair(field, ts, ys, starts, rounds=15):
     """`fit`'s compiled loop and the plain compiled loop, each run `rounds` times in alternation
-    from the same initial state (one 300-step run is ~0.15 s, so one hiccup of the machine would
-    decide a single run); each row keeps its median. Returns the two rows."""
+    from the same initial state; each row keeps its median. One 300-step run is ~0.15 s and on
+    the 2-core benchmark machine a run takes either ~0.30 or ~0.45 ms an iteration, whichever
+    the contender (a scratch of 10 alternating runs of the same loop: 0.30-0.58 ms), so 5 rounds
+    let two or three slow runs decide the median; 15 do not. Returns the two rows."""
     c_plain, run_plain = plain_compiled(field, ts, ys, starts)
     t_sdeml, t_plain, c_sdeml = [], [], []
     for _ in range(rounds):
@@ -446,7 +448,7 @@ def main():
         "Speed-up: each compiled-loop row against sdeml's compiled loop; each per-call row and "
         "torchdiffeq (one Python call per iteration) against sdeml's per-call row. The two "
         "per-call rows are timed in alternation, iteration by iteration; the two compiled loops "
-        "run 5 times each in alternation (the median of each; compile: fit's best).",
+        "run 15 times each in alternation (the median of each; compile: fit's best).",
         "",
         f"`NeuralODE` against `diffeqsolve` called directly (the loss and its gradient on one "
         f"batch, the same solver, tolerances and adjoint; medians of 400 alternating calls, the "
