@@ -186,16 +186,21 @@ def test_endpoint_convergence_order(name):
     assert abs(slope - SAMPLERS[name][0]) < 0.3, (slope, errs)
 
 
-@pytest.mark.parametrize("nfe", [5, 10])
-def test_multistep_beats_ddim_at_few_steps(nfe):
-    # Issue #21 asks for a fivefold gain at NFE 5 and 10. Measured on this mixture (log-SNR grid,
-    # eps = 1e-3, 256 draws): DDIM 0.48 / 0.26, the best multistep sampler 0.20 / 0.085, i.e.
-    # 2.4x and 3.0x; no grid or eps tried reaches 5x (the samplers are still pre-asymptotic
-    # there, see the report of #21). The test holds the measured margin, not the issue's.
+@pytest.mark.parametrize("nfe,gain", [(5, 2.2), (10, 3.5)])
+def test_multistep_beats_ddim_at_few_steps(nfe, gain):
+    # Issue #21 asks for a fivefold gain at NFE 5 and 10. Measured on this mixture (eps = 1e-3,
+    # 256 draws, 12-05), DDIM against the best of DPM-Solver++(2M/3M) and UniPC orders 1-3 with
+    # either prediction and either B(h), each grid shared by all: log-SNR grid 2.42x (NFE 5,
+    # UniPC-2 data) and 3.83x (NFE 10, UniPC-3 noise); EDM rho = 7 grid 2.87x and 3.51x;
+    # time-uniform 1.59x and 1.78x. No grid reaches 5x: the samplers are pre-asymptotic there
+    # (see the report of #21). The test holds the log-SNR grid's measured margins, less ~10 %.
     ref = _reference()
     ddim = _err(_run("ddim", nfe), ref)
-    best = min(_err(_run(n, nfe), ref) for n in ("dpmpp_2m", "unipc_2", "unipc_3"))
-    assert best <= ddim / 2, (best, ddim)
+    kw = dict(eps=EPS, denoise=False, x_T=_x_T(), key=jr.key(0), n_steps=nfe)
+    multistep = [_err(_run(n, nfe), ref) for n in ("dpmpp_2m", "unipc_2", "unipc_3")]
+    noise = dif.unipc_sampler(SCORE, VP, (N_PTS, 2), prediction="noise", **kw).x  # order 3
+    multistep.append(_err(noise, ref))
+    assert min(multistep) <= ddim / gain, (multistep, ddim)
 
 
 def test_default_prediction_is_the_one_that_measures_better():
