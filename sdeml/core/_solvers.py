@@ -58,7 +58,7 @@ class _UnrolledStages:
         tab = self.tableau
         # one ODE term, bare or in diffrax's wrapper for the direction of time
         plain = type(getattr(terms, "term", terms)) is diffrax.ODETerm
-        if not plain or not isinstance(tab, diffrax.ButcherTableau):
+        if not plain or not isinstance(tab, diffrax.ButcherTableau) or float(tab.c1) != 0.0:
             return super().step(  # type: ignore[misc]
                 terms, t0, t1, y0, args, solver_state, made_jump
             )
@@ -90,7 +90,7 @@ class _UnrolledStages:
             f0 = jax.lax.cond(fresh, lambda: vf(t0, y0), lambda: f_last)
         else:
             f0 = vf(t0, y0)
-        c = [float(tab.c1), *(float(v) for v in tab.c)]
+        c = [0.0, *(float(v) for v in tab.c)]
         fs, ks, ys = [f0], [terms.prod(f0, control)], [y0]
         for i, a_row in enumerate(tab.a_lower, start=1):
             yi = combine(a_row, ks, y0)
