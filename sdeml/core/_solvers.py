@@ -47,9 +47,13 @@ class _UnrolledStages:
     and results agree with diffrax's to rounding. Measured on the 2-core CPU of the benchmarks
     (float32): the loss gradient of a CNF (dopri5, batch 256, 19 evaluations) 7.6-8.0 -> 6.2 ms;
     of a neural ODE on 20 trajectories (rtol 1e-7) 1.45 -> 1.05 ms with dopri5 and 1.9-2.1 ->
-    1.26 ms with tsit5. A forward-only solve costs the same (a 256-wide score network, 4096
-    points: within 4 %), its compilation ~0.1 s more. A single ODE term only (the case of every
-    sdeml theme); anything else falls back to diffrax's loop.
+    1.26 ms with tsit5. A forward-only solve of a large field costs the same (a 256-wide score
+    network, 4096 points: within 4 %); a small field's is faster (Lorenz 1.4x). The price is
+    compilation: the field is traced once per stage. A single program compiles 0.1-0.7 s slower,
+    and compile-bound smoke runs of whole experiments take longer (with XLA's backend
+    optimisation off, as CI runs them: UDE 120 -> 162 s, CNF 29 -> 37 s, PFGM++ 34 -> 39 s).
+    A single ODE term only (the case of every sdeml theme); anything else falls back to
+    diffrax's loop.
     """
 
     tableau: ClassVar[diffrax.ButcherTableau]
