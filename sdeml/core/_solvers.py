@@ -73,7 +73,7 @@ class _UnrolledStages:
             return terms.vf(t, y, args)
 
         def combine(weights, ks, base):
-            used = [(float(w), k) for w, k in zip(weights, ks, strict=False) if float(w) != 0.0]
+            used = [(float(w), k) for w, k in zip(weights, ks, strict=True) if float(w) != 0.0]
             if not used:
                 return base
 
@@ -91,22 +91,20 @@ class _UnrolledStages:
             # jump; the predicate is made unbatched (any over a vmap) so that the branch not
             # taken is not evaluated
             fresh = eqxi.unvmap_any(first_step | made_jump)
-            f0 = jax.lax.cond(fresh, lambda: vf(t0, y0), lambda: f_last)
+            f = jax.lax.cond(fresh, lambda: vf(t0, y0), lambda: f_last)
         else:
-            f0 = vf(t0, y0)
-        c = [0.0, *(float(v) for v in tab.c)]
-        fs, ks, ys = [f0], [terms.prod(f0, control)], [y0]
-        for i, a_row in enumerate(tab.a_lower, start=1):
+            f = vf(t0, y0)
+        ks, yi = [terms.prod(f, control)], y0
+        for a_row, c in zip(tab.a_lower, tab.c, strict=True):
             yi = combine(a_row, ks, y0)
-            fi = vf(t1 if c[i] == 1.0 else t0 + c[i] * dt, yi)
-            fs.append(fi)
-            ks.append(terms.prod(fi, control))
-            ys.append(yi)
-        y1 = ys[-1] if tab.ssal else combine(tab.b_sol, ks, y0)
+            f = vf(t1 if float(c) == 1.0 else t0 + float(c) * dt, yi)
+            ks.append(terms.prod(f, control))
+        # f and yi are the last stage's: the next step's first (FSAL), the solution (SSAL)
+        y1 = yi if tab.ssal else combine(tab.b_sol, ks, y0)
         zero = jax.tree.map(jnp.zeros_like, y0)
         y_error = combine(tab.b_error, ks, zero)
         dense_info = dict(y0=y0, y1=y1, k=jax.tree.map(lambda *k: jnp.stack(k), *ks))
-        new_state = (jnp.array(False), fs[-1]) if tab.fsal else None
+        new_state = (jnp.array(False), f) if tab.fsal else None
         return y1, y_error, dense_info, new_state, diffrax.RESULTS.successful
 
 

@@ -16,13 +16,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._typing import ScalarLike
-from ..core import (
-    LBFGSResult,
-    ODESolution,
-    QuasiNewtonError,
-    lbfgs_minimize,
-    solve_ode,
-)
+from ..core import LBFGSResult, ODESolution, QuasiNewtonError, lbfgs_minimize, solve_ode
 from ._library import Library
 from ._sindy import LibraryField
 
@@ -839,7 +833,7 @@ def select_by_refit(
                     "source": source,
                     "chosen": False,
                     "criterion": c,
-                    "loss": res.loss if np.isfinite(c) else float("inf"),
+                    "loss": float(res.loss) if np.isfinite(c) else float("inf"),
                     "message": res.message,
                 }
                 done[key] = (c, coef, y0_refit, res, row)
