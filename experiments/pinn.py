@@ -1,9 +1,10 @@
-"""Solve a PDE with a physics-informed network (Adam, then full-batch L-BFGS), against a reference.
+"""Solve a PDE with a physics-informed network (Adam, then full-batch quasi-Newton), against a
+reference.
 
 Problems: heat (exact), Burgers' travelling front (exact), Raissi's Burgers shock (Cole–Hopf
 reference), convection at a hard speed (exact). Options, each off by default: input scaling,
 periodic or random Fourier input features, residual-based adaptive sampling (RAD), causal
-weighting in time, the L-BFGS phase.
+weighting in time, the quasi-Newton phase (L-BFGS, BFGS or self-scaled BFGS).
 """
 
 from __future__ import annotations
@@ -65,10 +66,12 @@ class CausalConfig(Section):
 
 
 class LBFGSConfig(Section):
-    """The full-batch quasi-Newton phase after Adam (optax L-BFGS, zoom line search)."""
+    """The full-batch quasi-Newton phase after Adam (zoom line search): L-BFGS (optax), or dense
+    BFGS / self-scaled BFGS (`sdeml.core.lbfgs_minimize`'s ``method``)."""
 
-    steps: NonNegativeInt = 0  # iterations at most; 0: no L-BFGS phase
-    memory: PositiveInt = 50
+    steps: NonNegativeInt = 0  # iterations at most; 0: no quasi-Newton phase
+    method: Literal["lbfgs", "bfgs", "ssbfgs"] = "lbfgs"  # bfgs/ssbfgs: dense n x n inverse Hessian
+    memory: PositiveInt = 50  # curvature pairs (method lbfgs)
     linesearch_steps: PositiveInt = 30
     n_interior: PositiveInt = 10_000  # the fixed full-batch set
     n_initial: PositiveInt = 512
@@ -142,15 +145,23 @@ class Config(ExperimentConfig):
                 "L-BFGS residual activations (lbfgs.n_interior x pinn.width x (pinn.depth + 1) x 4 "
                 "x B x 2)"
             ] = lb.n_interior * act * 8
-            parts["L-BFGS memory (2 x lbfgs.memory x pinn.width^2 x pinn.depth x B)"] = (
-                2 * lb.memory * params
-            )
+            if lb.method == "lbfgs":
+                parts["L-BFGS memory (2 x lbfgs.memory x pinn.width^2 x pinn.depth x B)"] = (
+                    2 * lb.memory * params
+                )
+            else:
+                parts["dense inverse Hessian ((pinn.width^2 x pinn.depth)^2 x 8 x 2)"] = (
+                    (c.width**2 * c.depth) ** 2 * 8 * 2
+                )
             if self.adaptive.rad:
                 parts[
                     "L-BFGS RAD pool (lbfgs.n_interior x adaptive.pool_factor x pinn.width x "
                     "(pinn.depth + 1) x 4 x B)"
                 ] = lb.n_interior * self.adaptive.pool_factor * act * 4
         return parts
+
+
+_LABEL = {"lbfgs": "L-BFGS", "bfgs": "BFGS", "ssbfgs": "SSBFGS"}
 
 
 def _problem(p: ProblemConfig) -> sdeml.pinn.AbstractPDE:
@@ -182,7 +193,8 @@ def build_model(cfg: Config, key) -> sdeml.PINN:
 @register(
     "pinn",
     Config,
-    "PINN (Adam, then L-BFGS) for heat, Burgers or convection, against a reference solution",
+    "PINN (Adam, then (SS)BFGS or L-BFGS) for heat, Burgers or convection, against a reference "
+    "solution",
     smoke=(
         "train.steps=30",
         "train.log_every=10",
@@ -331,6 +343,7 @@ def _lbfgs_phase(cfg: Config, run: Run, u: Any) -> tuple[Any, dict[str, Any] | N
             time_limit_s=remaining,
             on_log=on_log,
             raise_on_non_finite=False,  # reported below; the last finite model is evaluated
+            method=lb.method,
         )
         u = result.params
         history += [{**h, "iteration": done + h["iteration"]} for h in result.history]
@@ -343,8 +356,8 @@ def _lbfgs_phase(cfg: Config, run: Run, u: Any) -> tuple[Any, dict[str, Any] | N
     if result.status == "time_limit" and lb.time_limit_s is not None:
         # the library saw one round's share of the budget; say what the whole phase did
         message = (
-            f"L-BFGS stopped after {done} iterations in {r + 1} round(s): time limit of "
-            f"{lb.time_limit_s:g} s reached (loss {result.loss:.6g})"
+            f"{_LABEL[lb.method]} stopped after {done} iterations in {r + 1} round(s): time "
+            f"limit of {lb.time_limit_s:g} s reached (loss {result.loss:.6g})"
         )
     if result.status in ("non_finite", "no_progress"):
         print(f"sdeml: pinn: {result.message}", file=sys.stderr)
@@ -440,8 +453,12 @@ def _evaluate(
             ax.semilogy(steps, np.maximum(np.asarray(vals, float), 1e-300), color=color, label=k)
     if lbfgs_rows:
         ax.axvline(cfg.train.steps, color="gray", ls=":", lw=1)
-        ax.text(cfg.train.steps, ax.get_ylim()[1], " L-BFGS", va="top", fontsize=8, color="gray")
-    ax.set(xlabel="step (Adam), then Adam steps + L-BFGS iteration", ylabel="loss term (mean sq.)")
+        label = " " + _LABEL[cfg.lbfgs.method]
+        ax.text(cfg.train.steps, ax.get_ylim()[1], label, va="top", fontsize=8, color="gray")
+    ax.set(
+        xlabel="step (Adam), then Adam steps + quasi-Newton iteration",
+        ylabel="loss term (mean sq.)",
+    )
     ax.set_title(f"loss terms; final relative L2 = {rel:.2e}")
     ax.legend(loc="best", fontsize=8)
     run.savefig(fig, "loss_curves")
