@@ -48,8 +48,15 @@ class ModelConfig(Section):
 
 
 class QuasiNewtonConfig(Section):
-    steps: PositiveInt = 300  # L-BFGS steps after Adam (full batch)
-    refit_steps: PositiveInt = 200  # L-BFGS steps of the refit of the selected coefficients
+    steps: PositiveInt = 300  # quasi-Newton steps after Adam (full batch)
+    refit_steps: PositiveInt = 200  # quasi-Newton steps of each refit of sparse coefficients
+    refit_gtol: NonNegativeFloat = 1e-9  # ... which stops once its gradient norm is this small
+    # `sdeml.core.lbfgs_minimize`'s method for both: L-BFGS, or a dense (self-scaled) BFGS
+    method: Literal["lbfgs", "bfgs", "ssbfgs"] = "lbfgs"
+    # the per-state scale of the fitted trajectory loss: each state's standard deviation, or its
+    # mean (the noise model's: noise = data.noise x the state's mean, so these are the
+    # likelihood's weights)
+    weights: Literal["std", "mean"] = "std"
 
 
 class SindyConfig(Section):
@@ -205,8 +212,9 @@ def _train(model, cfg: Config, ts, ys, scale, run: Run | None, name: str, key):
         name=name,
         progress=run is not None,
     )
+    qn = cfg.quasi_newton
     res = ude.lbfgs_minimize(
-        ude.trajectory_loss, trained.model, ts, ys, scale, max_iter=cfg.quasi_newton.steps
+        ude.trajectory_loss, trained.model, ts, ys, scale, max_iter=qn.steps, method=qn.method
     )
     return res
 
@@ -247,6 +255,8 @@ def _sparse(cfg: Config, library, known, theta, targets, y0, ts, ys, scale):
             swap=s.swap_rounds > 0,
             max_swap_rounds=s.swap_rounds,
             max_iter=cfg.quasi_newton.refit_steps,
+            method=cfg.quasi_newton.method,
+            gtol=cfg.quasi_newton.refit_gtol,
         )
         import numpy as np
 
@@ -273,9 +283,11 @@ def _sparse(cfg: Config, library, known, theta, targets, y0, ts, ys, scale):
             "refit_message": "no candidate model could be integrated over the data window; "
             "no refit",
         }
+    qn = cfg.quasi_newton
     refit, y0_refit, res = ude.refit_through_ode(
-        known, library, xi, y0, ts, ys, scale=scale, max_iter=cfg.quasi_newton.refit_steps
-    )
+        known, library, xi, y0, ts, ys, scale=scale, max_iter=qn.refit_steps,
+        method=qn.method, gtol=qn.refit_gtol,
+    )  # fmt: skip
     return {
         "threshold": float(lams[best]),
         "regression": xi,
@@ -299,7 +311,7 @@ def recover(cfg: Config, run: Run | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     d = cfg.data
     ts, clean, ys = _data(cfg)
-    scale = jnp.std(ys, axis=0)
+    scale = (jnp.std if cfg.quasi_newton.weights == "std" else jnp.mean)(ys, axis=0)
     library = _library(cfg)
     known = ude.lotka_volterra_known(library)
     k_model, k_train = jr.split(jr.fold_in(jr.key(cfg.seed), 1))

@@ -317,6 +317,26 @@ def test_refit_through_the_ode_recovers_lotka_volterra_from_noiseless_data():
     assert int(jnp.argmin(crit)) == 0 and rss.shape == (3, 2)
 
 
+@pytest.mark.slow  # > 10 s
+def test_refit_stops_at_its_gradient_tolerance_with_the_capped_run_s_answer():
+    # on noisy data the minimum is not a zero loss: the default gtol stops the refit there, long
+    # before the cap, at the point the capped run (gtol=0) reaches
+    lib = ude.polynomial_library(("x", "y"), 2)
+    known = ude.lotka_volterra_known(lib)
+    ts, _, noisy = ude.lotka_volterra_data(jr.key(3), noise=0.05)
+    xi = np.zeros((lib.n_terms, 2))
+    xi[lib.term_names.index("x y")] = [-0.8, 0.7]
+    xi[lib.term_names.index("y"), 0] = 0.05  # a spurious term too
+    args = (known, lib, jnp.asarray(xi), noisy[0], ts, noisy)
+    coef, y0, res = ude.refit_through_ode(*args, max_iter=300)
+    coef_cap, y0_cap, res_cap = ude.refit_through_ode(*args, max_iter=300, gtol=0.0)
+    assert res.status == "converged" and res.iterations < 150, res.message
+    assert res_cap.iterations > res.iterations
+    assert abs(res.loss - res_cap.loss) <= 1e-10 * res_cap.loss
+    np.testing.assert_allclose(coef, coef_cap, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(y0, y0_cap, rtol=1e-6)
+
+
 def test_equation_combinations_pair_supports_from_different_thresholds():
     # one threshold serves both equations: here x y enters dx only at the first entry and dy only
     # at the second; the combination (entry 0's dx, entry 1's dy) holds the truth, which no

@@ -375,6 +375,8 @@ def refit_through_ode(
     max_iter: int = 200,
     rtol: float = 1e-8,
     atol: float = 1e-10,
+    method: str = "lbfgs",
+    gtol: float = 1e-9,
 ) -> tuple[Float[Array, "p d"], Float[Array, " d"], LBFGSResult]:
     r"""Refit the nonzero coefficients of a sparse model (and the initial state) to the data.
 
@@ -389,8 +391,13 @@ def refit_through_ode(
         y0: the starting initial state at ``ts[0]``, shape ``(d,)``.
         ts, ys: observation times ``(n,)`` and observations ``(n, d)``.
         scale: per-state scales of `trajectory_loss`, shape ``(d,)`` (default 1).
-        max_iter: L-BFGS iterations at most.
+        max_iter: quasi-Newton iterations at most.
         rtol, atol: of the solves.
+        method: `lbfgs_minimize`'s method: ``"lbfgs"``, ``"bfgs"`` or ``"ssbfgs"``.
+        gtol: stop once the loss gradient's norm is <= gtol. The refit of a few coefficients
+            converges superlinearly: on Lotka-Volterra it reaches 1e-9 in 24-75 iterations
+            with the criterion equal to 1e-8 to the one after 200 iterations, in a tenth of the
+            time (the iterations after convergence spend whole line searches finding nothing).
 
     Returns:
         The refitted coefficients, shape ``(p, d)`` (same support), the initial state, shape
@@ -422,6 +429,8 @@ def refit_through_ode(
         ys,
         jnp.ones(ys.shape[1], ys.dtype) if scale is None else jnp.asarray(scale, ys.dtype),
         max_iter=max_iter,
+        method=method,
+        gtol=gtol,
     )
     m = _with_support(res.params, mask)
     return m.field.net.__self__.coefficients, m.y0, res
@@ -539,6 +548,8 @@ def _refit_each(
     max_iter: int,
     rtol: float,
     atol: float,
+    method: str = "lbfgs",
+    gtol: float = 1e-9,
 ) -> list[tuple[float, Array, Array, LBFGSResult]]:
     """`refit_through_ode` of every support in `xis` ``(k, p, d)``, one after another (the
     L-BFGS loop compiles once), each scored by `trajectory_criterion` of its refitted trajectory:
@@ -551,7 +562,7 @@ def _refit_each(
         try:
             coef, y0_refit, res = refit_through_ode(
                 known, library, jnp.asarray(xi, ys.dtype), y0, ts, ys, scale=scale,
-                max_iter=max_iter, rtol=rtol, atol=atol,
+                max_iter=max_iter, rtol=rtol, atol=atol, method=method, gtol=gtol,
             )  # fmt: skip
         except QuasiNewtonError as err:  # the support cannot be integrated over the window
             out.append((float("inf"), jnp.asarray(xi, ys.dtype), y0, err.result))
@@ -671,6 +682,8 @@ def select_by_refit(
     max_iter: int = 200,
     rtol: float = 1e-8,
     atol: float = 1e-10,
+    method: str = "lbfgs",
+    gtol: float = 1e-9,
 ) -> RefitSelection:
     r"""Choose a sparse model by the criterion of its *refitted* trajectory.
 
@@ -731,8 +744,10 @@ def select_by_refit(
         max_swap_rounds: swap rounds at most.
         max_swap_refits: the swaps refitted per round, the best of all of them by their
             unrefitted trajectory criterion.
-        max_iter: L-BFGS iterations of each refit.
+        max_iter: quasi-Newton iterations of each refit.
         rtol, atol: of the solves.
+        method: the refits' `lbfgs_minimize` method (``"lbfgs"``, ``"bfgs"``, ``"ssbfgs"``).
+        gtol: each refit stops once its gradient's norm is <= gtol (`refit_through_ode`).
 
     Returns:
         A `RefitSelection`.
@@ -819,6 +834,8 @@ def select_by_refit(
                 max_iter,
                 rtol,
                 atol,
+                method,
+                gtol,
             )
             for (key, (xi, source)), (c, coef, y0_refit, res) in zip(
                 new.items(), outs, strict=True
