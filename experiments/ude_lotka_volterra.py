@@ -87,7 +87,8 @@ class SindyConfig(Section):
     # with select=refit: walk on from the best model by swaps (one term of one equation
     # replaced by another), each refitted, while the criterion falls; at most this many rounds
     # (0: no swaps)
-    swap_rounds: int = Field(default=2, ge=0)
+    swap_rounds: int = Field(default=4, ge=0)
+    swap_refits: PositiveInt = 32  # ... refitting the best this many swaps (unrefitted) a round
 
 
 class Config(ExperimentConfig):
@@ -254,6 +255,7 @@ def _sparse(cfg: Config, library, known, theta, targets, y0, ts, ys, scale):
             max_small=s.max_small,
             swap=s.swap_rounds > 0,
             max_swap_rounds=s.swap_rounds,
+            max_swap_refits=s.swap_refits,
             max_iter=cfg.quasi_newton.refit_steps,
             method=cfg.quasi_newton.method,
             gtol=cfg.quasi_newton.refit_gtol,

@@ -317,6 +317,20 @@ def test_refit_through_the_ode_recovers_lotka_volterra_from_noiseless_data():
     assert int(jnp.argmin(crit)) == 0 and rss.shape == (3, 2)
 
 
+def test_trajectory_criterion_of_a_padded_batch_is_each_candidate_s_own():
+    # the candidates are solved in a batch padded to a power of two: 3 -> 8 here
+    lib = ude.polynomial_library(("x",), 2)
+    ts = jnp.linspace(0.0, 2.0, 21)
+    ys = jnp.exp(-0.5 * ts)[:, None] + 0.01 * jr.normal(jr.key(0), (21, 1))
+    path = jnp.array([[0, -0.5, 0], [0, -0.5, 0.05], [0.1, -0.4, 0.0]])[:, :, None]
+    crit, rss = ude.trajectory_criterion(None, lib, path, jnp.array([1.0]), ts, ys)
+    assert crit.shape == (3,) and rss.shape == (3, 1)
+    for i in range(3):
+        c1, r1 = ude.trajectory_criterion(None, lib, path[i : i + 1], jnp.array([1.0]), ts, ys)
+        np.testing.assert_allclose(crit[i], c1[0], rtol=1e-12)
+        np.testing.assert_allclose(rss[i], r1[0], rtol=1e-12)
+
+
 @pytest.mark.slow  # > 10 s
 def test_refit_stops_at_its_gradient_tolerance_with_the_capped_run_s_answer():
     # on noisy data the minimum is not a zero loss: the default gtol stops the refit there, long

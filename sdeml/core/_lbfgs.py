@@ -1,4 +1,7 @@
-"""Full-batch L-BFGS (optax, zoom line search) with guards: the one quasi-Newton phase of sdeml.
+"""Full-batch quasi-Newton minimisation with guards: the one quasi-Newton phase of sdeml.
+
+L-BFGS (optax), or BFGS and self-scaled BFGS with a dense inverse Hessian (written here), all
+behind optax's zoom (strong-Wolfe) line search.
 
 Every theme that follows Adam with a quasi-Newton phase (a PINN, a universal differential
 equation, a sparse model refitted through its ODE) calls `lbfgs_minimize` here.
@@ -296,7 +299,7 @@ def lbfgs_minimize(
     raise_on_non_finite: bool = True,
     method: str = "lbfgs",
 ) -> LBFGSResult:
-    r"""Minimise ``loss_fn(params, *args)`` by L-BFGS with a zoom (strong-Wolfe) line search.
+    r"""Minimise ``loss_fn(params, *args)`` by L-BFGS or BFGS with a zoom (strong-Wolfe) search.
 
     The phase that follows Adam when training a PINN or a universal differential equation: with
     the whole data set in every evaluation, the line search reaches the minimum to many more

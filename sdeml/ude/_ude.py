@@ -333,7 +333,12 @@ def trajectory_criterion(
         ok = sol.ok & jnp.all(jnp.isfinite(rss))
         return jnp.where(ok, rss, jnp.full_like(rss, jnp.inf))
 
-    rss = jax.vmap(one)(path)
+    # the batch padded to a power of two (repeating the last candidate): the vmapped solve
+    # compiles once per padded size, not once per number of candidates
+    n_cand = path.shape[0]
+    padded = max(8, 1 << (n_cand - 1).bit_length()) if n_cand > 1 else 1
+    batch = jnp.concatenate([path, jnp.repeat(path[-1:], padded - n_cand, axis=0)])
+    rss = jax.vmap(one)(batch)[:n_cand]
     k = jnp.sum(path != 0, axis=(1, 2)).astype(rss.dtype)
     fit = jnp.sum(n * jnp.log(rss / n), axis=1)
     if kind == "bic":
