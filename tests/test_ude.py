@@ -293,13 +293,18 @@ def test_select_by_refit_swaps_its_way_to_a_support_no_candidate_holds():
     assert [c["terms"] for c in stuck.candidates] == [(("x^2",),)]
 
 
+def _lotka_volterra_refit_case(key, noise):
+    """A degree-2 library, the known terms, data, and the true support with wrong values."""
+    lib = ude.polynomial_library(("x", "y"), 2)
+    ts, clean, noisy = ude.lotka_volterra_data(key, noise=noise)
+    xi = np.zeros((lib.n_terms, 2))
+    xi[lib.term_names.index("x y")] = [-0.8, 0.7]
+    return lib, ude.lotka_volterra_known(lib), ts, clean, noisy, xi
+
+
 @pytest.mark.slow  # > 10 s
 def test_refit_through_the_ode_recovers_lotka_volterra_from_noiseless_data():
-    lib = ude.polynomial_library(("x", "y"), 2)
-    known = ude.lotka_volterra_known(lib)
-    ts, clean, _ = ude.lotka_volterra_data(jr.key(0), noise=0.0)
-    xi = np.zeros((lib.n_terms, 2))
-    xi[lib.term_names.index("x y")] = [-0.8, 0.7]  # the support, with wrong values
+    lib, known, ts, clean, _, xi = _lotka_volterra_refit_case(jr.key(0), 0.0)
     coef, y0, res = ude.refit_through_ode(
         known, lib, jnp.asarray(xi), clean[0] * 1.05, ts, clean, max_iter=100
     )
@@ -335,11 +340,7 @@ def test_trajectory_criterion_of_a_padded_batch_is_each_candidate_s_own():
 def test_refit_stops_at_its_gradient_tolerance_with_the_capped_run_s_answer():
     # on noisy data the minimum is not a zero loss: the default gtol stops the refit there, long
     # before the cap, at the point the capped run (gtol=0) reaches
-    lib = ude.polynomial_library(("x", "y"), 2)
-    known = ude.lotka_volterra_known(lib)
-    ts, _, noisy = ude.lotka_volterra_data(jr.key(3), noise=0.05)
-    xi = np.zeros((lib.n_terms, 2))
-    xi[lib.term_names.index("x y")] = [-0.8, 0.7]
+    lib, known, ts, _, noisy, xi = _lotka_volterra_refit_case(jr.key(3), 0.05)
     xi[lib.term_names.index("y"), 0] = 0.05  # a spurious term too
     args = (known, lib, jnp.asarray(xi), noisy[0], ts, noisy)
     coef, y0, res = ude.refit_through_ode(*args, max_iter=300)
