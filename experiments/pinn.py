@@ -150,8 +150,8 @@ class Config(ExperimentConfig):
                     2 * lb.memory * params
                 )
             else:
-                parts["dense inverse Hessian ((pinn.width^2 x pinn.depth)^2 x 8 x 2)"] = (
-                    (c.width**2 * c.depth) ** 2 * 8 * 2
+                parts["dense inverse Hessian ((pinn.width^2 x pinn.depth)^2 x B x 2)"] = (
+                    (c.width**2 * c.depth) ** 2 * b * 2
                 )
             if self.adaptive.rad:
                 parts[
@@ -159,9 +159,6 @@ class Config(ExperimentConfig):
                     "(pinn.depth + 1) x 4 x B)"
                 ] = lb.n_interior * self.adaptive.pool_factor * act * 4
         return parts
-
-
-_LABEL = {"lbfgs": "L-BFGS", "bfgs": "BFGS", "ssbfgs": "SSBFGS"}
 
 
 def _problem(p: ProblemConfig) -> sdeml.pinn.AbstractPDE:
@@ -356,8 +353,8 @@ def _lbfgs_phase(cfg: Config, run: Run, u: Any) -> tuple[Any, dict[str, Any] | N
     if result.status == "time_limit" and lb.time_limit_s is not None:
         # the library saw one round's share of the budget; say what the whole phase did
         message = (
-            f"{_LABEL[lb.method]} stopped after {done} iterations in {r + 1} round(s): time "
-            f"limit of {lb.time_limit_s:g} s reached (loss {result.loss:.6g})"
+            f"{sdeml.core.METHOD_LABELS[lb.method]} stopped after {done} iterations in {r + 1} "
+            f"round(s): time limit of {lb.time_limit_s:g} s reached (loss {result.loss:.6g})"
         )
     if result.status in ("non_finite", "no_progress"):
         print(f"sdeml: pinn: {result.message}", file=sys.stderr)
@@ -453,7 +450,7 @@ def _evaluate(
             ax.semilogy(steps, np.maximum(np.asarray(vals, float), 1e-300), color=color, label=k)
     if lbfgs_rows:
         ax.axvline(cfg.train.steps, color="gray", ls=":", lw=1)
-        label = " " + _LABEL[cfg.lbfgs.method]
+        label = " " + sdeml.core.METHOD_LABELS[cfg.lbfgs.method]
         ax.text(cfg.train.steps, ax.get_ylim()[1], label, va="top", fontsize=8, color="gray")
     ax.set(
         xlabel="step (Adam), then Adam steps + quasi-Newton iteration",

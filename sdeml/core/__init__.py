@@ -13,6 +13,7 @@ from ._brownian import coarsen_increments as coarsen_increments
 from ._brownian import sample_increments as sample_increments
 from ._diffrax import to_diffrax as to_diffrax
 from ._diffrax import virtual_brownian_tree as virtual_brownian_tree
+from ._lbfgs import METHOD_LABELS as METHOD_LABELS
 from ._lbfgs import LBFGSResult as LBFGSResult
 from ._lbfgs import QuasiNewtonError as QuasiNewtonError
 from ._lbfgs import lbfgs_minimize as lbfgs_minimize

@@ -118,7 +118,7 @@ def _split(out: Any) -> tuple[Array, dict[str, Array]]:
 
 
 METHODS = ("lbfgs", "bfgs", "ssbfgs")
-_LABEL = {"lbfgs": "L-BFGS", "bfgs": "BFGS", "ssbfgs": "SSBFGS"}
+METHOD_LABELS = {"lbfgs": "L-BFGS", "bfgs": "BFGS", "ssbfgs": "SSBFGS"}  # as messages name them
 # a dense inverse Hessian of more parameters than this is refused (8 * n^2 bytes: 3.2 GB in f64)
 MAX_DENSE_PARAMS = 20_000
 
@@ -161,9 +161,7 @@ def _dense_bfgs_update(
         b = -alpha * jnp.dot(s, state.g_prev) / sy_safe
         tau = jnp.where(first, tau, jnp.minimum(1.0, 1.0 / jnp.where(b > 0, b, 1.0)))
     v = s / sy_safe - Hy / yHy
-    new_H = (H - jnp.outer(Hy, Hy / yHy) + yHy * jnp.outer(v, v)) / tau + jnp.outer(
-        s, s / sy_safe
-    )
+    new_H = (H - jnp.outer(Hy, Hy / yHy) + yHy * jnp.outer(v, v)) / tau + jnp.outer(s, s / sy_safe)
     H = jnp.where(ok, new_H, H)
     direction = H @ g
     # the very first direction is the gradient scaled into the unit ball (as optax's L-BFGS)
@@ -379,7 +377,7 @@ def lbfgs_minimize(
             f"({8 * n_params**2 / 2**30:.1f} GiB in float64); above {MAX_DENSE_PARAMS} parameters "
             "use method='lbfgs'"
         )
-    label = _LABEL[method]
+    label = METHOD_LABELS[method]
     settings = (memory_size, max_linesearch_steps, float(ftol), float(gtol), patience, method)
 
     def result(status: str, message: str, it: int, loss: float) -> LBFGSResult:
