@@ -23,6 +23,7 @@ from ._ode import DEFAULT_RTOL as DEFAULT_RTOL
 from ._ode import ODEResult as ODEResult
 from ._ode import ODESolution as ODESolution
 from ._ode import ODESolveError as ODESolveError
+from ._ode import effective_tolerances as effective_tolerances
 from ._ode import integrate_ode as integrate_ode
 from ._ode import solve_ode as solve_ode
 from ._sde import SDE as SDE

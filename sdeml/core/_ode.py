@@ -333,17 +333,30 @@ class _CountAttempts(diffrax.AbstractAdaptiveStepSizeController):
         assert isinstance(inner, diffrax.AbstractAdaptiveStepSizeController)  # wrap keeps the type
         return _CountAttempts(inner)
 
+    # The count is one int32 leaf: the attempts so far while none was accepted, then minus the
+    # attempts up to and including the first accepted one (`attempts_of` reads either). A separate
+    # boolean "accepted" leaf in the loop's carry cost 3 % of a small neural ODE's gradient
+    # (0.65 against 0.63 ms, 2-core Xeon, 400 alternating calls); the packed count costs nothing
+    # measurable.
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
         tnext, state = self.inner.init(terms, t0, t1, y0, dt0, args, func, error_order)
-        return tnext, (state, jnp.zeros((), jnp.int32), jnp.asarray(False))
+        return tnext, (state, jnp.zeros((), jnp.int32))
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
-        inner_state, attempts, accepted = state
+        inner_state, count = state
         keep, t_next, t_after, jump, inner_state, result = self.inner.adapt_step_size(
             t0, t1, y0, y1_candidate, args, y_error, error_order, inner_state
         )
-        attempts = jnp.where(accepted, attempts, attempts + 1)
-        return keep, t_next, t_after, jump, (inner_state, attempts, accepted | keep), result
+        counting = count >= 0
+        count = jnp.where(counting, count + 1, count)
+        count = jnp.where(counting & keep, -count, count)
+        return keep, t_next, t_after, jump, (inner_state, count), result
+
+    @staticmethod
+    def attempts_of(count: Array) -> Array:
+        """The attempted steps up to and including the first accepted one (all of them when
+        none was accepted), from the controller state's count."""
+        return jnp.abs(count)
 
 
 def _is_traced(*xs: Any) -> bool:
@@ -504,7 +517,7 @@ def _solve(
         nfe = jnp.asarray(-1, n_steps.dtype)
     elif adaptive:
         assert sol.controller_state is not None  # SaveAt(controller_state=adaptive)
-        attempts = sol.controller_state[1]
+        attempts = _CountAttempts.attempts_of(sol.controller_state[1])
         nfe = info.nfe(n_steps, attempts).astype(n_steps.dtype)
     else:
         nfe = jnp.asarray(info.nfe(n_steps), n_steps.dtype)
@@ -722,6 +735,24 @@ def effective_tolerances(
     rounded at about ``eps * |y|``), so asking for it only burns steps until ``max_steps``. In
     float64 the defaults are far above the floors; in float32 (eps 1.19e-7) ``rtol`` becomes at
     least 1.19e-5 and ``atol`` at least 1.19e-6. Traceable.
+
+    A comparison with another solver library is like for like only when that library is handed
+    these tolerances, not the requested ones (the benchmarks do so).
+
+    Args:
+        rtol: the requested relative tolerance.
+        atol: the requested absolute tolerance.
+        dtype: the state's dtype.
+
+    Returns:
+        ``(rtol, atol)`` as 0-d arrays of `dtype`.
+
+    Examples:
+        >>> from sdeml.core import effective_tolerances
+        >>> [f"{float(v):.3g}" for v in effective_tolerances(1e-7, 1e-9, jnp.float32)]
+        ['1.19e-05', '1.19e-06']
+        >>> [float(v) for v in effective_tolerances(1e-7, 1e-9, jnp.float64)]  # untouched
+        [1e-07, 1e-09]
     """
     eps = float(jnp.finfo(dtype).eps)
     # In the state's dtype: a float32 state under jax_enable_x64 with float64 tolerances gave the
