@@ -141,6 +141,7 @@ def section_node(quick: bool) -> list[str]:
 
     field = Field(mlp)
     node = sdeml.NeuralODE(field, solver="tsit5", rtol=1e-5, atol=1e-7)
+    rtol_eff, atol_eff = (float(v) for v in sdeml.core.effective_tolerances(1e-5, 1e-7, y0.dtype))
 
     def loss_ours(f):
         m = eqx.tree_at(lambda n: n.func, node, f)
@@ -151,7 +152,9 @@ def section_node(quick: bool) -> list[str]:
             return diffrax.diffeqsolve(
                 diffrax.ODETerm(f), diffrax.Tsit5(), ts[0], ts[-1], None, y,
                 saveat=diffrax.SaveAt(ts=ts),
-                stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-7),
+                # the tolerances sdeml solves float32 to (rtol 1.19e-5, atol 1.19e-6): the
+                # same steps on both sides (before 2026-12-05 this side had 1e-5 / 1e-7)
+                stepsize_controller=diffrax.PIDController(rtol=rtol_eff, atol=atol_eff),
                 adjoint=diffrax.RecursiveCheckpointAdjoint(), max_steps=4096,
             ).ys  # fmt: skip
 
