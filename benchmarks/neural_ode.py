@@ -317,6 +317,18 @@ class TorchField(torch.nn.Module):
         return self.net(y**3)
 
 
+def torch_spiral_solve(func, y0, bt, solve=torchdiffeq.odeint):
+    """The demo's joint solve in torchdiffeq, at the tolerances every contender is given."""
+    return solve(
+        func,
+        torch.tensor(y0),
+        torch.tensor(bt),
+        rtol=SPIRAL_RTOL,
+        atol=SPIRAL_ATOL,
+        method="dopri5",
+    )
+
+
 def same_work(field, ts, ys, starts, x_cnf):
     """The steps each contender takes on the first batch at the initial weights (a forward solve),
     and the assertion that sdeml and plain diffrax take the same ones: the same method, controller
@@ -342,14 +354,7 @@ def same_work(field, ts, ys, starts, x_cnf):
 
     tf = TorchField(field)
     with torch.no_grad():
-        torchdiffeq.odeint(
-            tf,
-            torch.tensor(y0),
-            torch.tensor(bt),
-            rtol=SPIRAL_RTOL,
-            atol=SPIRAL_ATOL,
-            method="dopri5",
-        )
+        torch_spiral_solve(tf, y0, bt)
     spiral = dict(
         sdeml_steps=int(sol.num_steps),
         sdeml_nfe=int(sol.nfe),
@@ -384,28 +389,14 @@ def run_torch(field, ts, ys, starts, adjoint: bool):
         y0, bt, target = batch_of(ts, ys, starts[it])
         t0 = time.perf_counter()
         opt.zero_grad()
-        pred = solve(
-            func,
-            torch.tensor(y0),
-            torch.tensor(bt),
-            rtol=SPIRAL_RTOL,
-            atol=SPIRAL_ATOL,
-            method="dopri5",
-        )
+        pred = torch_spiral_solve(func, y0, bt, solve)
         loss = torch.mean(torch.abs(pred - torch.tensor(target)))
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t0)
     y0, bt, target = batch_of(ts, ys, starts[-1])  # the final model on the last batch
     with torch.no_grad():
-        pred = torchdiffeq.odeint(
-            func,
-            torch.tensor(y0),
-            torch.tensor(bt),
-            rtol=SPIRAL_RTOL,
-            atol=SPIRAL_ATOL,
-            method="dopri5",
-        )
+        pred = torch_spiral_solve(func, y0, bt)
         final = float(torch.mean(torch.abs(pred - torch.tensor(target))))
     return times[0], float(np.mean(times[1:])), final
 
