@@ -95,8 +95,9 @@ def _nonlinear(t, y, args):
     return {"x": v, "v": -args * jnp.sin(x) - 0.1 * v + 0.3 * jnp.cos(2.0 * t)}
 
 
-# Every method in the slow run: the dopri5 case alone took ~30 s of the default run (compile-bound:
-# five programs), which on the 2-core Xeon of 12-05 reached 10 min 1 s; the default run still
+# Every method in the slow run: the dopri5 case was the default run's slowest test (58.8 s in a
+# run with other work beside it; compile-bound: five programs), and the default run had reached
+# 10 min 1 s on the 2-core Xeon of 12-05 (9 min 13 s without it); the default run still
 # solves with the written-out dopri5 throughout (evaluation counts, gradients against closed
 # forms, the jump test below).
 @pytest.mark.slow
