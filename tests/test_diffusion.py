@@ -269,7 +269,7 @@ def test_hutchinson_within_three_standard_errors():
 @pytest.mark.parametrize(
     "multistep,prediction",
     [
-        pytest.param(False, "noise", id="single-noise"),
+        pytest.param(False, "noise", id="single-noise", marks=pytest.mark.slow),
         pytest.param(False, "data", id="single-data", marks=pytest.mark.slow),
         pytest.param(True, "noise", id="multi-noise", marks=pytest.mark.slow),
         pytest.param(True, "data", id="multi-data", marks=pytest.mark.slow),

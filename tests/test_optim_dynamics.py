@@ -126,7 +126,16 @@ def _sgd_stationary_variance(lr, b, key, n_chains=4000, n_record=100):
 
 
 @pytest.mark.parametrize(
-    "lr, b", [(0.02, 8), (0.04, 8), (0.2, 8), (0.02, 1), (0.02, 64), (0.2, 1), (0.2, 64)]
+    "lr, b",
+    [
+        (0.02, 8),
+        (0.04, 8),
+        (0.2, 8),
+        (0.02, 1),
+        pytest.param(0.02, 64, marks=pytest.mark.slow),
+        (0.2, 1),
+        (0.2, 64),
+    ],
 )
 def test_sgd_stationary_variance_matches_discrete_closed_form(lr, b):
     # Issue #6: SGD's empirical stationary variance within 3% of the exact discrete-time value,

@@ -23,7 +23,7 @@ def _chi2_cdf(N):
     return lambda z: gammainc(N / 2.0, z / 2.0)
 
 
-@pytest.mark.parametrize("N", [2, 64])
+@pytest.mark.parametrize("N", [pytest.param(2, marks=pytest.mark.slow), 64])
 def test_radius_law_is_beta_prime_and_tends_to_chi2(N):
     # Sampled R^2/sigma^2 against chi^2_N: below 0.01 in KS at D = 1e5 (200k draws: the KS
     # statistic's own noise is ~0.87/sqrt(n) = 0.002), and the exact KS distance between the
@@ -122,7 +122,7 @@ def test_pfgm_prior_is_clipped_because_its_moments_are_infinite():
     np.testing.assert_allclose(jnp.median(rn), jnp.median(cn))  # only the tail is touched
 
 
-@pytest.mark.parametrize("D", [2.0, 128.0, math.inf])
+@pytest.mark.parametrize("D", [pytest.param(2.0, marks=pytest.mark.slow), 128.0, math.inf])
 def test_pfgmpp_samples_the_data_with_the_ideal_denoiser(D):
     data = jnp.array([[-1.0, 0.0], [1.0, 0.5], [0.0, -1.0]], F64)
     den = pfgm.IdealDenoiser(data, D)

@@ -139,7 +139,7 @@ def test_information_criterion_formulas():
     )
 
 
-@pytest.mark.parametrize("kind", ["aic", "bic"])
+@pytest.mark.parametrize("kind", [pytest.param("aic", marks=pytest.mark.slow), "bic"])
 def test_criterion_picks_the_true_support(kind):
     """Noisy targets of a sparse model: small thresholds keep noise-fitting terms, large ones drop
     true terms; the criterion of the regression residual picks exactly the true support."""
