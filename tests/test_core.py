@@ -189,24 +189,6 @@ def test_every_explicit_solver_nfe_matches_a_counting_callback(name):
         assert int(sol.num_rejected_steps) > 0  # the large first step was rejected
 
 
-@pytest.mark.parametrize("cls", [diffrax.Dopri5, diffrax.Tsit5])
-def test_leading_rejections_cost_diffrax_fsal_classes_one_evaluation_each(cls):
-    # diffrax's own FSAL classes re-evaluate the first stage on every attempt until a step is
-    # accepted (their count carries those attempts); the registry's written-out twin evaluates
-    # it once: fewer evaluations on the same steps, both counts exact
-    nfe = {}
-    for solver in (cls(), get_solver(solver_info(cls()).name)):
-        assert solver_info(solver).first_stage_retried == (type(solver) is cls)
-        counter = Counter()
-        sol = integrate_ode(
-            counted_linear(counter), Y0, 2.0, 0.5, solver=solver, rtol=1e-6, atol=1e-9, dt0=1.0
-        )
-        assert int(sol.nfe) == counter.read()
-        nfe[type(solver) is cls] = (int(sol.nfe), int(sol.num_steps), int(sol.num_rejected_steps))
-    assert nfe[True][1:] == nfe[False][1:] and nfe[True][2] > 0
-    assert nfe[True][0] > nfe[False][0] == solver_info(cls()).nfe(nfe[False][1])
-
-
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=() if n == "kvaerno5" else pytest.mark.slow) for n in IMPLICIT]
 )

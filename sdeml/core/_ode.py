@@ -145,9 +145,7 @@ class ODESolution(eqx.Module):
         nfe: vector-field evaluations of the solve (the diagnostic evaluations after a failure
             are not included). Exact for explicit Runge–Kutta methods, derived from the solver's
             tableau (`sdeml.core.solver_info`): $(s - \text{FSAL})\,n + \text{FSAL}\cdot a$ with
-            $a = 1$ (for diffrax's own FSAL classes, which re-evaluate their first stage until a
-            step is accepted, $a$ the attempts up to the first accepted step). For implicit
-            methods diffrax does not
+            $a$ the attempts up to the first accepted step. For implicit methods diffrax does not
             report the Newton iterations, so it is ``-1`` unless the solve was called with
             ``count_evals=True`` (an exact host-side count, eagerly or under ``jax.jit``).
         t_final, y_final: time and state reached (``t1`` and $y(t_1)$ on success).
@@ -306,11 +304,9 @@ class _Counted(eqx.Module):
 class _CountAttempts(diffrax.AbstractAdaptiveStepSizeController):
     """An adaptive controller that also counts the attempted steps up to the first accepted one.
 
-    diffrax's own FSAL classes evaluate their first stage anew on every attempt until a step is
-    accepted (diffrax keeps the solver state of a rejected step), so their evaluation count
-    needs this number; the controller's state is the one piece of diffrax's loop that every
-    attempt updates. sdeml's registered methods evaluate that stage once (`init`) and need no
-    count (`SolverInfo.first_stage_retried`).
+    An FSAL method evaluates its first stage anew on every attempt until a step is accepted
+    (diffrax keeps the solver state of a rejected step), so its evaluation count needs this
+    number; the controller's state is the one piece of diffrax's loop that every attempt updates.
     """
 
     inner: diffrax.AbstractAdaptiveStepSizeController
@@ -432,24 +428,20 @@ def _solve(
     else:
         term = diffrax.ODETerm(f)
     adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
-    # diffrax's own FSAL methods evaluate their first stage on every attempt until a step is
-    # accepted: their exact count needs those attempts (sdeml's evaluate it once, in `init`,
-    # and need nothing carried: the count cost ~4 % of a small neural ODE's gradient)
-    count_attempts = adaptive and info.first_stage_retried and not count_evals
-    if count_attempts:
+    if adaptive:
         controller = _CountAttempts(controller)
     # diffrax's BacksolveAdjoint takes no sub-saves: save at (ts, t1) in one array instead
     flat_ts = ts is not None and isinstance(adjoint, diffrax.BacksolveAdjoint)
     if ts is None:  # t0 and t1 only: no per-step interpolation for saving
-        saveat = diffrax.SaveAt(t0=True, t1=True, dense=dense, controller_state=count_attempts)
+        saveat = diffrax.SaveAt(t0=True, t1=True, dense=dense, controller_state=adaptive)
     elif flat_ts:
         ts_t1 = jnp.concatenate([ts, jnp.reshape(t1, (1,)).astype(ts.dtype)])
-        saveat = diffrax.SaveAt(ts=ts_t1, dense=dense, controller_state=count_attempts)
+        saveat = diffrax.SaveAt(ts=ts_t1, dense=dense, controller_state=adaptive)
     else:
         saveat = diffrax.SaveAt(
             subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)],
             dense=dense,
-            controller_state=count_attempts,
+            controller_state=adaptive,
         )
     finite_in = _all_finite((y0, t0, t1))
     sol = diffrax.diffeqsolve(
@@ -523,8 +515,8 @@ def _solve(
         nfe = io_callback(_close_count, struct, key, n_steps, ordered=True)
     elif info.stages is None:
         nfe = jnp.asarray(-1, n_steps.dtype)
-    elif count_attempts:
-        assert sol.controller_state is not None  # SaveAt(controller_state=count_attempts)
+    elif adaptive:
+        assert sol.controller_state is not None  # SaveAt(controller_state=adaptive)
         attempts = _CountAttempts.attempts_of(sol.controller_state[1])
         nfe = info.nfe(n_steps, attempts).astype(n_steps.dtype)
     else:

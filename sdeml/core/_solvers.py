@@ -52,33 +52,17 @@ class _UnrolledStages:
     compilation: the field is traced once per stage. A single program compiles 0.1-0.7 s slower,
     and compile-bound smoke runs of whole experiments take longer (with XLA's backend
     optimisation off, as CI runs them: UDE 120 -> 162 s, CNF 29 -> 37 s, PFGM++ 34 -> 39 s).
-    The first run of a freshly compiled program costs more too: XLA:CPU's YNNPACK builds each
-    matrix product's kernels when it first runs, and the written-out stages hold several times
-    the products (the spiral's training loop: 30-50 ms once, against 0-13 ms for diffrax's loop;
-    `benchmarks/neural_ode.py`). A single ODE term only (the case of every sdeml theme); anything else falls back to
+    A single ODE term only (the case of every sdeml theme); anything else falls back to
     diffrax's loop.
     """
 
     tableau: ClassVar[diffrax.ButcherTableau]
 
-    def _written_out(self, terms) -> bool:
-        # one ODE term, bare or in diffrax's wrapper for the direction of time
-        tab = self.tableau
-        plain = type(getattr(terms, "term", terms)) is diffrax.ODETerm
-        return plain and isinstance(tab, diffrax.ButcherTableau) and float(tab.c1) == 0.0
-
-    def init(self, terms, t0, t1, y0, args):  # noqa: D102
-        # An FSAL method's first stage is evaluated here, once: diffrax's own init leaves it to
-        # the first step, which a rejection repeats (diffrax keeps the solver state of a rejected
-        # step), so every leading rejection cost one more evaluation, and an exact evaluation
-        # count needed the attempts up to the first accepted step carried through the loop.
-        if not (self.tableau.fsal and self._written_out(terms)):
-            return super().init(terms, t0, t1, y0, args)  # type: ignore[misc]
-        return jnp.array(False), terms.vf(t0, y0, args)
-
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):  # noqa: D102
         tab = self.tableau
-        if not self._written_out(terms):
+        # one ODE term, bare or in diffrax's wrapper for the direction of time
+        plain = type(getattr(terms, "term", terms)) is diffrax.ODETerm
+        if not plain or not isinstance(tab, diffrax.ButcherTableau) or float(tab.c1) != 0.0:
             return super().step(  # type: ignore[misc]
                 terms, t0, t1, y0, args, solver_state, made_jump
             )
@@ -103,8 +87,8 @@ class _UnrolledStages:
 
         if tab.fsal:
             first_step, f_last = solver_state
-            # the stored last stage is this step's first (`init` stored f(t0, y0)), except after
-            # a jump; the predicate is made unbatched (any over a vmap) so that the branch not
+            # the stored last stage is this step's first, except on the first step or after a
+            # jump; the predicate is made unbatched (any over a vmap) so that the branch not
             # taken is not evaluated
             fresh = eqxi.unvmap_any(first_step | made_jump)
             f = jax.lax.cond(fresh, lambda: vf(t0, y0), lambda: f_last)
@@ -218,10 +202,6 @@ class SolverInfo:
         fsal: whether the last stage of a step is the first of the next (one evaluation saved
             per step after the first).
         calculus: ``"ito"`` or ``"stratonovich"`` for SDE schemes, ``None`` for ODE methods.
-        first_stage_retried: for an FSAL method, whether every attempt up to the first accepted
-            step evaluates the first stage anew (diffrax's own FSAL methods: an exact count then
-            needs the number of those attempts); sdeml's registered methods evaluate it once,
-            when the solve starts, so leading rejections cost no extra evaluation.
 
     Examples:
         >>> from sdeml.core import solver_info
@@ -243,14 +223,13 @@ class SolverInfo:
     stages: int | None
     fsal: bool
     calculus: str | None = None
-    first_stage_retried: bool = False
 
     def nfe(self, num_steps: Any, leading_attempts: Any = 1) -> Any:
         r"""Vector-field evaluations of a solve of ``num_steps`` attempted steps.
 
-        $\text{NFE} = (s - \text{FSAL})\,n + \text{FSAL}\cdot a$, where $a$ is 1, or, for a
-        method whose first stage is retried (`first_stage_retried`), the number of attempted
-        steps up to and including the first accepted one (1 with constant steps). Works on
+        $\text{NFE} = (s - \text{FSAL})\,n + \text{FSAL}\cdot a$, where $a$ is the number of
+        attempted steps up to and including the first accepted one (an FSAL method evaluates
+        its first stage anew until a step is accepted; 1 with constant steps). Works on
         arrays (traced or not). Raises for implicit methods, whose Newton iterations vary.
         """
         if self.stages is None:
@@ -423,10 +402,7 @@ def solver_info(solver: Any) -> SolverInfo:
         adaptive = bool(np.any(np.asarray(tableau.b_error) != 0))
         stages = None if implicit else len(tableau.b_sol)
         fsal = bool(tableau.fsal) and not implicit
-        retried = fsal and not isinstance(solver, _UnrolledStages)
-        return SolverInfo(
-            name, "ode", order, None, adaptive, implicit, stages, fsal, first_stage_retried=retried
-        )
+        return SolverInfo(name, "ode", order, None, adaptive, implicit, stages, fsal)
     # Any other diffrax solver: adaptive when diffrax marks it so; evaluations unknown.
     adaptive = isinstance(solver, diffrax.AbstractAdaptiveSolver)
     return SolverInfo(name, "ode", order, None, adaptive, implicit, None, False)
