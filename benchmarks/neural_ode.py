@@ -44,10 +44,10 @@ from _machine import machine_line
 import sdeml
 
 ITERS = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-# The compiled loops also run 2000 iterations: the spiral demo's own count (torchdiffeq's
-# examples/ode_demo.py defaulted to 2000 iterations; it now defaults to 100000). A freshly compiled
-# program pays a one-off cost on its first run (see `run_compiled_pair`), which weighs ~7x less
-# over 2000 iterations than over 300.
+# The compiled loops also run 2000 iterations: the spiral demo trains for thousands (torchdiffeq's
+# examples/ode_demo.py now defaults to 100000; copies of earlier versions show 2000). A freshly
+# compiled program pays a one-off cost on its first run (see `run_compiled_pair`), which weighs ~7x
+# less over 2000 iterations than over 300.
 LONG_ITERS = 2000
 CNF_STEPS = 60
 CNF_CHUNK = 20  # steps per compiled chunk of sdeml.train.fit
@@ -529,7 +529,7 @@ def main():
         rows["plain diffrax + equinox + optax, one compiled loop (lax.scan), its first run"],
         warm_plain,
     ) = run_compiled_pair(field, ts, ys, starts)
-    # the same pair over the demo's own 2000 iterations (fewer rounds: each is ~7x longer)
+    # the same pair over 2000 iterations (fewer rounds: each is ~7x longer)
     long_fit, long_plain, long_warm = run_compiled_pair(
         field, ts, ys, spiral_starts(LONG_ITERS), rounds=7
     )
@@ -599,7 +599,7 @@ def main():
         "round and its first run timed; run a second time, the same plain executable takes "
         f"{1e3 * warm_plain[1]:.2f} ms an iteration ({warm_plain[1] / ref:.2f}x fit's).",
         "",
-        f"The same two compiled loops over the demo's own {LONG_ITERS} iterations (7 rounds in "
+        f"The same two compiled loops over {LONG_ITERS} iterations (7 rounds in "
         "alternation, medians), where the first run's one-off cost weighs ~7x less: a freshly "
         "compiled program's first run builds YNNPACK's kernels for each matrix product, and "
         "sdeml's written-out Runge-Kutta stages hold more products than diffrax's stage loop "
