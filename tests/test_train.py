@@ -120,6 +120,42 @@ def test_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+class _Scaled(eqx.Module):
+    w: jax.Array
+    scale: float  # a non-array field: part of the compiled program, not of its inputs
+
+    def __call__(self, x):
+        return self.scale * self.w * x
+
+
+def test_fit_reuses_its_program_only_for_the_same_step_and_kind_of_state():
+    opt = optax.sgd(0.1)
+    step_fn = make_step(lambda m, x, key: jnp.mean((m(x) - 2.0 * x) ** 2), opt, lambda k, s: 1.0)
+    state = lambda scale, w=None: init_state(
+        _Scaled(jnp.ones(3) if w is None else w, scale), opt, jr.key(0)
+    )
+    first, s1 = fit(state(1.0), step_fn, 7, log_every=3, progress=False)
+    again, s2 = fit(state(1.0), step_fn, 7, log_every=3, progress=False)
+    fresh, s3 = fit(state(1.0), lambda s: step_fn(s), 7, log_every=3, progress=False)
+    assert (s1.compiled, s2.compiled, s3.compiled) == (True, False, True)
+    assert s2.compile_time_s < 0.1 * s1.compile_time_s
+    for other in (again, fresh):
+        np.testing.assert_array_equal(np.asarray(other.model.w), np.asarray(first.model.w))
+    # a run continued from the returned state (placed by the program) reuses it too
+    _, s4 = fit(first, step_fn, 14, log_every=3, progress=False)
+    assert not s4.compiled
+    # what the program depends on compiles anew: a non-array field, a shape, a dtype, the chunk
+    other_scale, s5 = fit(state(0.5), step_fn, 7, log_every=3, progress=False)
+    _, s6 = fit(state(1.0, jnp.ones(4)), step_fn, 7, log_every=3, progress=False)
+    _, s7 = fit(state(1.0, jnp.ones(3, jnp.float32)), step_fn, 7, log_every=3, progress=False)
+    _, s8 = fit(state(1.0), step_fn, 7, log_every=7, progress=False)
+    assert all(s.compiled for s in (s5, s6, s7, s8))
+    expected = np.ones(3)  # SGD on the mean of (0.5 w_i x - 2 x)^2 over i = 1..3, at x = 1
+    for _ in range(7):
+        expected = expected - 0.1 * (2 / 3) * 0.5 * (0.5 * expected - 2.0)
+    np.testing.assert_allclose(np.asarray(other_scale.model.w), expected, rtol=1e-12)
+
+
 def test_nan_guard_names_step_and_keeps_last_checkpoint(tmp_path):
     new_state, step_fn = _problem(poison_at=47)
     with pytest.raises(TrainingError, match="non-finite loss at step 47") as info:

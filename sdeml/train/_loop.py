@@ -1,7 +1,8 @@
 """`fit`: run a pure step function for many steps, with logging, checkpoints and a NaN guard.
 
 Steps run in compiled chunks (a `lax.fori_loop` of up to ``gcd(log_every, ckpt_every)`` steps per
-call, with a dynamic trip count so the last, shorter chunk reuses the same program). The host sees
+call, with a dynamic trip count so the last, shorter chunk reuses the same program; a later call
+with the same step function on a state of the same kind reuses it too). The host sees
 the state only at chunk boundaries: that is where metrics are logged, the NaN guard looks and
 checkpoints are written. Because a step's data and noise are a function of the step (see
 `make_step`), resuming from a checkpoint replays the same computation and reaches bit-identical
@@ -16,6 +17,7 @@ import math
 import re
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +71,11 @@ class FitStats:
     Attributes:
         steps: the steps taken in this call.
         start_step: 0, or the checkpoint step a resumed run started from.
-        compile_time_s: tracing and XLA compilation of the chunk program, in seconds.
+        compile_time_s: tracing and XLA compilation of the chunk program, in seconds (about 0
+            when the program of an earlier call was reused; see `compiled`).
+        compiled: whether this call compiled its chunk program. A call with the same `step_fn`
+            object, a state of the same structure, types and placement, and the same chunk
+            length as one of the last 8 calls reuses that call's program.
         step_time_s: the steady-state wall time per step (compiled, synced), in seconds.
         wall_time_s: compilation plus running, in seconds.
         last_metrics: each metric's mean over the last chunk of steps (host floats, or lists
@@ -91,6 +97,7 @@ class FitStats:
     steps: int = 0  # steps taken in this call
     start_step: int = 0  # 0, or the checkpoint step a resumed run started from
     compile_time_s: float = 0.0  # tracing + XLA compilation of the chunk program
+    compiled: bool = False  # whether this call compiled its chunk program (else reused one)
     step_time_s: float = float("nan")  # steady-state wall time per step (compiled, synced)
     wall_time_s: float = 0.0
     last_metrics: dict[str, Any] = field(default_factory=dict)
@@ -197,23 +204,8 @@ def fit(
     chunk = math.gcd(log_every, ckpt_every) if ckpt_every else log_every
     chunk = min(chunk, n_steps)
     dyn, static = eqx.partition(state, eqx.is_array)
-    metric_shapes = jax.eval_shape(lambda d: step_fn(eqx.combine(d, static))[1], dyn)
-    if not isinstance(metric_shapes, dict):
-        raise TypeError("`step_fn` must return (state, metrics) with metrics a dict of arrays")
-
-    def run_chunk(dyn, n):
-        buf = {k: jnp.full((chunk, *s.shape), jnp.nan, s.dtype) for k, s in metric_shapes.items()}
-
-        def body(i, carry):
-            d, buf = carry
-            st, metrics = step_fn(eqx.combine(d, static))
-            buf = {k: buf[k].at[i].set(metrics[k]) for k in buf}
-            return eqx.partition(st, eqx.is_array)[0], buf
-
-        return jax.lax.fori_loop(0, n, body, (dyn, buf))
-
     t0 = time.perf_counter()
-    compiled = jax.jit(run_chunk).lower(dyn, jnp.int32(chunk)).compile()
+    compiled, stats.compiled = _chunk_program(step_fn, dyn, static, chunk)
     stats.compile_time_s = time.perf_counter() - t0
 
     step, run_time = start, 0.0
@@ -270,6 +262,92 @@ def fit(
     stats.wall_time_s = run_time + stats.compile_time_s
     stats.step_time_s = run_time / max(stats.steps, 1)
     return eqx.combine(dyn, static), stats
+
+
+# `fit`'s compiled chunk programs, newest last, keyed by what determines the program: the step
+# function (by identity, as `jax.jit` keys a function), the state's non-array parts, the arrays'
+# types and placements, and the chunk length. A second `fit` of the same step on a state of the
+# same kind (a resumed run, one seed after another, a notebook cell run again) reuses the program
+# instead of compiling it again. Bounded: an entry keeps its step function, and what the function
+# closes over, alive.
+_PROGRAMS: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
+_MAX_PROGRAMS = 8
+
+
+class _Identity:
+    """Hashes and compares by the identity of the object it holds (which it keeps alive)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.obj is self.obj
+
+
+def _trace_context() -> Any:
+    """The configuration `jax.jit` keys its own cache on (x64, matmul precision, ...)."""
+    try:
+        from jax._src import config as jax_config
+
+        return jax_config.trace_context()
+    except (ImportError, AttributeError):  # a JAX without it: the settings that matter most
+        names = ("jax_enable_x64", "jax_default_matmul_precision")
+        return tuple(getattr(jax.config, name, None) for name in names)
+
+
+def _program_key(step_fn: Any, dyn: Any, static: Any, chunk: int) -> Any:
+    """The cache key of a chunk program, or None when a part of the state cannot be hashed."""
+    leaves, treedef = jax.tree_util.tree_flatten(static)
+    arrays, array_def = jax.tree_util.tree_flatten(dyn)
+    try:
+        types = tuple((jax.typeof(x), getattr(x, "sharding", None)) for x in arrays)
+        key = (
+            _Identity(step_fn),
+            _trace_context(),
+            treedef,
+            tuple((type(v), v) for v in leaves),  # the type too: 1, 1.0 and True are equal
+            array_def,
+            types,
+            chunk,
+        )
+        hash(key)
+    except TypeError:  # an unhashable non-array leaf of the state: compile every time
+        return None
+    return key
+
+
+def _chunk_program(step_fn: Any, dyn: Any, static: Any, chunk: int) -> tuple[Any, bool]:
+    """The compiled program running up to `chunk` steps, and whether it was compiled now."""
+    key = _program_key(step_fn, dyn, static, chunk)
+    if key is not None and key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+        return _PROGRAMS[key][0], False
+    metric_shapes = jax.eval_shape(lambda d: step_fn(eqx.combine(d, static))[1], dyn)
+    if not isinstance(metric_shapes, dict):
+        raise TypeError("`step_fn` must return (state, metrics) with metrics a dict of arrays")
+
+    def run_chunk(dyn, n):
+        buf = {k: jnp.full((chunk, *s.shape), jnp.nan, s.dtype) for k, s in metric_shapes.items()}
+
+        def body(i, carry):
+            d, buf = carry
+            st, metrics = step_fn(eqx.combine(d, static))
+            buf = {k: buf[k].at[i].set(metrics[k]) for k in buf}
+            return eqx.partition(st, eqx.is_array)[0], buf
+
+        return jax.lax.fori_loop(0, n, body, (dyn, buf))
+
+    compiled = jax.jit(run_chunk).lower(dyn, jnp.int32(chunk)).compile()
+    if key is not None:
+        _PROGRAMS[key] = (compiled, step_fn)
+        while len(_PROGRAMS) > _MAX_PROGRAMS:
+            _PROGRAMS.popitem(last=False)
+    return compiled, True
 
 
 def describe_error(e: BaseException) -> str:
