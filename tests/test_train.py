@@ -144,6 +144,11 @@ def test_fit_reuses_its_program_only_for_the_same_step_and_kind_of_state():
     # a run continued from the returned state (placed by the program) reuses it too
     _, s4 = fit(first, step_fn, 14, log_every=3, progress=False)
     assert not s4.compiled
+    # a process crowded with compiled programs frees fit's too (sdeml.core._memory)
+    from sdeml.core._memory import release_compiled_if_crowded
+
+    assert release_compiled_if_crowded(fraction=0.0)
+    assert fit(state(1.0), step_fn, 7, log_every=3, progress=False)[1].compiled
     # what the program depends on compiles anew: a non-array field, a shape, a dtype, the chunk
     other_scale, s5 = fit(state(0.5), step_fn, 7, log_every=3, progress=False)
     _, s6 = fit(state(1.0, jnp.ones(4)), step_fn, 7, log_every=3, progress=False)

@@ -12,11 +12,19 @@ recompiles instead of crashing the process.
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
 
 _DEFAULT_LIMIT = 65530
+_RELEASERS: list[Callable[[], None]] = []
+
+
+def on_release(clear: Callable[[], None]) -> None:
+    """Register a cache of compiled programs held above jax (such as `sdeml.train.fit`'s) that
+    `release_compiled_if_crowded` empties too."""
+    _RELEASERS.append(clear)
 
 
 def mapping_counts() -> tuple[int, int] | None:
@@ -43,6 +51,8 @@ def release_compiled_if_crowded(fraction: float = 0.5) -> bool:
     counts = mapping_counts()
     if counts is None or counts[0] <= fraction * counts[1]:
         return False
+    for clear in _RELEASERS:
+        clear()
     jax.clear_caches()
     gc.collect()
     return True

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..core._memory import on_release
 from ._checkpoint import CheckpointDir
 from ._sweep import gather_to_host, place
 
@@ -272,6 +273,7 @@ def fit(
 # closes over, alive.
 _PROGRAMS: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
 _MAX_PROGRAMS = 8
+on_release(_PROGRAMS.clear)  # a crowded process frees these with jax's own caches
 
 
 class _Identity:
