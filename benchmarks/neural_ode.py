@@ -272,12 +272,12 @@ def neural_ode_overhead(field, ts, ys, starts, rounds=300, compiles=4):
 
     Each contender is compiled `compiles` times (separate `jax.jit` objects, compiled in
     interleaved order), and every executable is timed `rounds` times, all of them in a new
-    random order each round. Separate compilations of the very same program run at persistently different speeds
-    on this machine: two compiles of the plain solve differed by 6.3 % over 600 alternating
-    calls (scratch, 12-05), and `NeuralODE`'s overhead measured +1.0 % to +5.1 % in different
-    processes with 5-8 compiles each. So a contender's figure is the mean of its executables'
-    medians, with the standard error over its executables, and a control group (a second set of
-    compiles of the plain solve) shows the resolution of the comparison.
+    random order each round. Separate compilations of the very same program run at
+    persistently different speeds on this machine: two compiles of the plain solve differed by
+    6.3 % over 600 alternating calls (scratch, 12-05), and in a fixed rotation a call runs
+    faster right after a call of the same program. So a contender's figure is the mean of its
+    executables' medians, with the standard error over its executables, and a control group (a
+    second set of compiles of the plain solve) shows the resolution of the comparison.
 
     Returns:
         name -> (mean of the executables' median seconds, its standard error, the medians).
@@ -661,9 +661,9 @@ def main():
         "",
         "`NeuralODE` against `diffeqsolve` called directly (the loss and its gradient on one "
         "batch, the same solver, tolerances, steps and adjoint; each contender compiled "
-        f"{len(overhead['node, filter_jit'][2])} times, each executable timed 300 times, all in a "
-        "new random order each round; the mean of the executables' medians ± its standard error): through "
-        "`eqx.filter_jit` on the model, "
+        f"{len(overhead['node, filter_jit'][2])} times, each executable timed 300 times, all "
+        "in a new random order each round; the mean of the executables' medians ± its standard "
+        "error): through `eqx.filter_jit` on the model, "
         + overhead_text(overhead, "node, filter_jit", "direct, filter_jit")
         + "; through `jax.jit` on the parameters (the compiled program alone, as `sdeml.train` "
         "calls it), "
