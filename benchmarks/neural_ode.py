@@ -262,7 +262,10 @@ def run_compiled_pair(field, ts, ys, starts, rounds=15):
     )
 
 
-def neural_ode_overhead(field, ts, ys, starts, rounds=300, compiles=4):
+OVERHEAD_ROUNDS = 300  # calls of each executable in the overhead row
+
+
+def neural_ode_overhead(field, ts, ys, starts, rounds=OVERHEAD_ROUNDS, compiles=4):
     """`NeuralODE` against calling `diffeqsolve` directly: the loss and its gradient on one batch.
 
     Two ways of calling each: `eqx.filter_jit` on the model (what a notebook does; it flattens
@@ -661,7 +664,8 @@ def main():
         "",
         "`NeuralODE` against `diffeqsolve` called directly (the loss and its gradient on one "
         "batch, the same solver, tolerances, steps and adjoint; each contender compiled "
-        f"{len(overhead['node, filter_jit'][2])} times, each executable timed 300 times, all "
+        f"{len(overhead['node, filter_jit'][2])} times, each executable timed {OVERHEAD_ROUNDS} "
+        "times, all "
         "in a new random order each round; the mean of the executables' medians ± its standard "
         "error): through `eqx.filter_jit` on the model, "
         + overhead_text(overhead, "node, filter_jit", "direct, filter_jit")

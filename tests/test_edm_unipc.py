@@ -187,7 +187,7 @@ def test_endpoint_convergence_order(name):
 
 
 @pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
-@pytest.mark.parametrize("nfe,gain", [pytest.param(5, 2.2, marks=pytest.mark.slow), (10, 3.5)])
+@pytest.mark.parametrize("nfe,gain", [(5, 2.2), (10, 3.5)])
 def test_multistep_beats_ddim_at_few_steps(nfe, gain):
     # Issue #21 asks for a fivefold gain at NFE 5 and 10. Measured on this mixture (eps = 1e-3,
     # 256 draws, 12-05), DDIM against the best of DPM-Solver++(2M/3M) and UniPC orders 1-3 with

@@ -24,7 +24,7 @@ def _chi2_cdf(N):
 
 
 @pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
-@pytest.mark.parametrize("N", [pytest.param(2, marks=pytest.mark.slow), 64])
+@pytest.mark.parametrize("N", [2, 64])
 def test_radius_law_is_beta_prime_and_tends_to_chi2(N):
     # Sampled R^2/sigma^2 against chi^2_N: below 0.01 in KS at D = 1e5 (200k draws: the KS
     # statistic's own noise is ~0.87/sqrt(n) = 0.002), and the exact KS distance between the
