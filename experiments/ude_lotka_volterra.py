@@ -66,7 +66,10 @@ class SindyConfig(Section):
     n_thresholds: PositiveInt = 31  # 0 and a log grid on [threshold_min, threshold_max]
     threshold_min: PositiveFloat = 1e-3
     threshold_max: PositiveFloat = 30.0
-    criterion: Literal["aic", "aicc", "bic"] = "bic"
+    # the information criterion of the refitted trajectories. Extended BIC (BIC + 2 ln C(P, k)
+    # over the P = 2 x 21 candidate terms): plain BIC chose wrong three-term models on seeds 2
+    # and 5, where EBIC finds the truth (docs/themes/ude.md)
+    criterion: Literal["aic", "aicc", "bic", "ebic"] = "ebic"
     normalize: bool = True  # threshold the contribution of a term (unit-RMS columns)
     ridge: NonNegativeFloat = 0.01  # ridge penalty of every STLSQ refit (collinear library)
     # how the model is chosen: "refit" refits the best distinct supports of the path through the
@@ -319,8 +322,18 @@ def recover(cfg: Config, run: Run | None = None) -> dict[str, Any]:
     k_model, k_train = jr.split(jr.fold_in(jr.key(cfg.seed), 1))
     models = build_model(cfg, k_model)
 
+    phase_s: dict[str, float] = {}  # wall time of each phase, in the metrics
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phase_s[f"{name}_time_s"] = now - clock
+        clock = now
+
     # 1. the UDE: known terms + network, fitted to the observations
     res = _train(models["ude"], cfg, ts, ys, scale, run, "ude", k_train)
+    lap("ude_training")
     fitted_ude = res.params
     grid = jnp.linspace(0.0, d.t1, cfg.sindy.n_points)
     fitted = fitted_ude(grid)
@@ -328,11 +341,13 @@ def recover(cfg: Config, run: Run | None = None) -> dict[str, Any]:
     from_ude = _sparse(
         cfg, library, known, theta, fitted_ude.field.missing(fitted), fitted_ude.y0, ts, ys, scale
     )
+    lap("selection")
 
     # 2. the baseline: the same sparse regression on the raw data (finite-difference derivatives
     # of the noisy observations, minus the known terms at the observations)
     raw_target = ude.finite_differences(ts, ys) - jax.vmap(lambda y: known(0.0, y))(ys)
     from_raw = _sparse(cfg, library, known, library.evaluate(ys), raw_target, ys[0], ts, ys, scale)
+    lap("raw_selection")
 
     # 3. extrapolation on [t1, t_extrapolate]: the recovered model vs the truth and a neural ODE
     t_long = jnp.linspace(0.0, d.t_extrapolate, d.n_extrapolate)
@@ -344,6 +359,7 @@ def recover(cfg: Config, run: Run | None = None) -> dict[str, Any]:
         node_res = _train(models["neural_ode"], cfg, ts, ys, scale, run, "neural_ode", k_train)
         node = node_res.params
         extrap["neural_ode"] = ude.extrapolation_error(node.field, node.y0, t_long, truth, d.t1)
+        lap("neural_ode")
 
     rep_ude = ude.interaction_report(library, from_ude["refit"])
     rep_ude_reg = ude.interaction_report(library, from_ude["regression"])
@@ -374,6 +390,7 @@ def recover(cfg: Config, run: Run | None = None) -> dict[str, Any]:
         metrics["node_loss"] = node_res.loss
         metrics["node_extrapolation_max_abs_error"] = extrap["neural_ode"]["max_abs_error"]
         metrics["node_extrapolation_max_rel_error"] = extrap["neural_ode"]["max_rel_error"]
+    metrics.update(phase_s)
     metrics["wall_time_s"] = time.perf_counter() - t_start
     arrays = {
         "ts": ts,

@@ -137,9 +137,35 @@ def test_information_criterion_formulas():
     assert float(ude.information_criterion(rss, n, k, "aicc")) == pytest.approx(
         base + 2 * k + 2 * k * (k + 1) / (n - k - 1)
     )
+    # extended BIC (Chen & Chen 2008, gamma = 1): BIC + 2 ln C(P, k) over P candidate terms
+    for p_cand in (3, 21, 42):
+        assert float(ude.information_criterion(rss, n, k, "ebic", n_candidates=p_cand)) == (
+            pytest.approx(base + k * math.log(n) + 2 * math.log(math.comb(p_cand, k)))
+        )
+    with pytest.raises(ValueError, match="n_candidates"):
+        ude.information_criterion(rss, n, k, "ebic")
 
 
-@pytest.mark.parametrize("kind", [pytest.param("aic", marks=pytest.mark.slow), "bic"])
+def test_trajectory_criterion_ebic_counts_every_equation_s_terms():
+    """On the trajectory, EBIC's candidates are the library's terms in every equation (P = p d)
+    and its rows every observed value (n d): it is the BIC of the same fit plus 2 ln C(p d, k)."""
+    lib = ude.polynomial_library(("x", "y"), 2)  # 6 terms, 2 equations: P = 12
+    ts = jnp.linspace(0.0, 2.0, 15)
+    y0 = jnp.array([1.0, 0.5])
+    ys = jnp.stack([jnp.exp(-0.5 * ts), 0.5 * jnp.exp(-ts)], axis=1)
+    ys = ys + 0.01 * jr.normal(jr.key(3), ys.shape)
+    path = np.zeros((2, 6, 2))
+    path[:, 1, 0], path[:, 2, 1] = -0.5, -1.0  # x' = -x/2, y' = -y
+    path[1, 3, 0] = 0.01  # ... plus a small spurious x^2
+    path = jnp.asarray(path)
+    bic, rss_b = ude.trajectory_criterion(None, lib, path, y0, ts, ys, kind="bic")
+    ebic, rss_e = ude.trajectory_criterion(None, lib, path, y0, ts, ys, kind="ebic")
+    np.testing.assert_array_equal(rss_b, rss_e)
+    for i, k in enumerate((2, 3)):
+        assert float(ebic[i] - bic[i]) == pytest.approx(2 * math.log(math.comb(12, k)), rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", [pytest.param("aic", marks=pytest.mark.slow), "bic", "ebic"])
 def test_criterion_picks_the_true_support(kind):
     """Noisy targets of a sparse model: small thresholds keep noise-fitting terms, large ones drop
     true terms; the criterion of the regression residual picks exactly the true support."""
@@ -153,7 +179,7 @@ def test_criterion_picks_the_true_support(kind):
     lams = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, 2.0, 25)])
     res = ude.sindy(lib.evaluate(ys), target, lams, kind=kind)
     found, true = np.asarray(res.coefficients) != 0, truth != 0
-    if kind == "bic":
+    if kind in ("bic", "ebic"):
         assert np.array_equal(found, true)
     else:
         # AIC's penalty (2 per term) is weaker than BIC's (ln 300 = 5.7 per term): on this seed

@@ -1,4 +1,5 @@
-"""Sparse regression (SINDy): sequentially thresholded least squares, model selection by AIC/BIC."""
+"""Sparse regression (SINDy): sequentially thresholded least squares, model selection by AIC/BIC
+(and extended BIC)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,46 @@ __all__ = [
     "stlsq_path",
 ]
 
-Criterion = Literal["aic", "aicc", "bic"]
+Criterion = Literal["aic", "aicc", "bic", "ebic"]
+CRITERIA = ("aic", "aicc", "bic", "ebic")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in CRITERIA:
+        raise ValueError(f"`kind` must be 'aic', 'aicc', 'bic' or 'ebic', got {kind!r}")
+
+
+def criterion_penalty(k: Array, n: int, kind: str, n_candidates: int | None = None) -> Array:
+    """The complexity penalty of `information_criterion` for `k` fitted terms out of
+    `n_candidates` (needed by ``"ebic"`` only), with `n` residuals; ``inf`` where AICc is
+    undefined (``k >= n - 1``)."""
+    _check_kind(kind)
+    if kind == "bic":
+        return k * np.log(n)
+    if kind == "ebic":
+        if n_candidates is None or n_candidates < 1:
+            raise ValueError(
+                f"the 'ebic' criterion needs `n_candidates` >= 1 (the library's terms), got "
+                f"{n_candidates!r}"
+            )
+        # Chen & Chen's extended BIC with gamma = 1: BIC + 2 ln C(P, k), the log-count of the
+        # models of k terms among P candidates
+        kk = jnp.minimum(k, n_candidates)
+        log_binom = (
+            jax.scipy.special.gammaln(n_candidates + 1.0)
+            - jax.scipy.special.gammaln(kk + 1.0)
+            - jax.scipy.special.gammaln(n_candidates - kk + 1.0)
+        )
+        return k * np.log(n) + 2.0 * log_binom
+    pen = 2.0 * k
+    if kind == "aic":
+        return pen
+    # AICc's correction is defined for k < n - 1 only; a model with as many coefficients as
+    # rows has no penalised fit left to compare, so it can never be selected (+inf)
+    denom = n - k - 1.0
+    return jnp.where(
+        denom > 0, pen + 2.0 * k * (k + 1.0) / jnp.where(denom > 0, denom, 1.0), jnp.inf
+    )
 
 
 def _is_concrete(*xs) -> bool:
@@ -285,15 +325,25 @@ def information_criterion(
     n: int,
     k: Int[ArrayLike, "..."] | Float[ArrayLike, "..."],
     kind: Criterion = "bic",
+    n_candidates: int | None = None,
 ) -> Float[Array, "..."]:
-    r"""AIC, AICc or BIC of a least-squares fit with Gaussian errors of unknown variance.
+    r"""AIC, AICc, BIC or extended BIC of a least-squares fit with Gaussian errors of unknown
+    variance.
 
     With $\hat\sigma^2 = \text{RSS}/n$ (the maximum-likelihood variance), up to a constant
     shared by every model of the same data:
 
     $$\text{AIC} = n\ln(\text{RSS}/n) + 2k,\quad
       \text{AICc} = \text{AIC} + \frac{2k(k+1)}{n-k-1},\quad
-      \text{BIC} = n\ln(\text{RSS}/n) + k\ln n.$$
+      \text{BIC} = n\ln(\text{RSS}/n) + k\ln n,$$
+
+    and the extended BIC (Chen & Chen 2008, $\gamma = 1$) of a model chosen among
+    $P$ = `n_candidates` candidate terms, $\text{EBIC} = \text{BIC} + 2\ln\binom{P}{k}$. BIC's
+    prior gives every *model* the same weight, so the many models of $k + 1$ terms outnumber
+    those of $k$ by a factor $(P - k)/(k + 1)$ and a spurious term is selected far more often
+    than BIC's per-model error rate suggests; EBIC gives every model *size* the same weight
+    instead, and stays consistent as $P$ grows with $n$. It is the criterion for a sparse
+    regression over a large library.
 
     Smaller is better. Works elementwise on arrays of candidates.
 
@@ -301,7 +351,9 @@ def information_criterion(
         rss: residual sum(s) of squares, > 0.
         n: the number of residuals.
         k: the number of fitted parameters (nonzero coefficients) of each model.
-        kind: ``"aic"``, ``"aicc"`` or ``"bic"``.
+        kind: ``"aic"``, ``"aicc"``, ``"bic"`` or ``"ebic"``.
+        n_candidates: the number of candidate terms $P$ the `k` were chosen from (``"ebic"``
+            only; e.g. the library's terms).
 
     Returns:
         The criterion, with the broadcast shape of `rss` and `k`.
@@ -313,29 +365,25 @@ def information_criterion(
         >>> bic = information_criterion(jnp.array([1.0, 0.9]), 50, jnp.array([2, 5]))
         >>> int(jnp.argmin(bic))  # 10 % less RSS does not pay for 3 more terms
         0
+        >>> # 25 % less RSS pays for a third term under BIC, not among 21 candidates under EBIC
+        >>> rss, k = jnp.array([1.0, 0.75]), jnp.array([2, 3])
+        >>> int(jnp.argmin(information_criterion(rss, 20, k, "bic")))
+        1
+        >>> int(jnp.argmin(information_criterion(rss, 20, k, "ebic", n_candidates=21)))
+        0
 
     References:
         Akaike, IEEE TAC 19 (1974); Schwarz, Ann. Stat. 6 (1978); Hurvich & Tsai, Biometrika 76
-        (1989); Mangan, Kutz, Brunton & Proctor, Model selection for dynamical systems via sparse
-        regression and information criteria, Proc. R. Soc. A 473 (2017).
+        (1989); Chen & Chen, Extended Bayesian information criteria for model selection with
+        large model spaces, Biometrika 95 (2008); Mangan, Kutz, Brunton & Proctor, Model
+        selection for dynamical systems via sparse regression and information criteria,
+        Proc. R. Soc. A 473 (2017).
     """
     n = _check_int(n, "n", 1)
-    if kind not in ("aic", "aicc", "bic"):
-        raise ValueError(f"`kind` must be 'aic', 'aicc' or 'bic', got {kind!r}")
+    _check_kind(kind)
     rss = jnp.asarray(rss)
     k = jnp.asarray(k).astype(rss.dtype)
-    fit = n * jnp.log(rss / n)
-    if kind == "bic":
-        return fit + k * np.log(n)
-    aic = fit + 2.0 * k
-    if kind == "aic":
-        return aic
-    # AICc's correction is defined for k < n - 1 only; a model with as many coefficients as
-    # rows has no penalised fit left to compare, so it can never be selected (+inf)
-    denom = n - k - 1.0
-    return jnp.where(
-        denom > 0, aic + 2.0 * k * (k + 1.0) / jnp.where(denom > 0, denom, 1.0), jnp.inf
-    )
+    return n * jnp.log(rss / n) + criterion_penalty(k, n, kind, n_candidates)
 
 
 class SINDyResult(eqx.Module):
@@ -393,7 +441,7 @@ def sindy(
 
     Args:
         theta, targets, thresholds, n_iter, ridge, normalize: as `stlsq_path`.
-        kind: ``"aic"``, ``"aicc"`` or ``"bic"``.
+        kind: ``"aic"``, ``"aicc"``, ``"bic"`` or ``"ebic"`` (over the library's ``p`` terms).
 
     Returns:
         A `SINDyResult`.
@@ -422,7 +470,7 @@ def sindy(
     floor = jnp.finfo(theta.dtype).eps ** 2 * jnp.sum(targets**2, axis=0)
     rss = jnp.maximum(rss, jnp.maximum(floor, jnp.finfo(theta.dtype).tiny))
     n_terms = jnp.sum(path != 0, axis=1).astype(jnp.int32)
-    crit = information_criterion(rss, theta.shape[0], n_terms, kind)
+    crit = information_criterion(rss, theta.shape[0], n_terms, kind, n_candidates=theta.shape[1])
     best = jnp.argmin(crit, axis=0).astype(jnp.int32)
     coefs = path[best, :, jnp.arange(targets.shape[1])].T
     return SINDyResult(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -18,7 +18,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .._typing import ScalarLike
 from ..core import LBFGSResult, ODESolution, QuasiNewtonError, lbfgs_minimize, solve_ode
 from ._library import Library
-from ._sindy import LibraryField
+from ._sindy import Criterion, LibraryField, _check_kind, criterion_penalty
 
 __all__ = [
     "RefitSelection",
@@ -263,7 +263,7 @@ def trajectory_criterion(
     ts: Float[Array, " n"],
     ys: Float[Array, "n d"],
     *,
-    kind: Literal["aic", "aicc", "bic"] = "bic",
+    kind: Criterion = "bic",
     rtol: float = 1e-8,
     atol: float = 1e-10,
     max_steps: int = 4096,
@@ -275,7 +275,8 @@ def trajectory_criterion(
     observations with one unknown noise variance per state:
 
     $$C_i = \sum_j n\ln(\text{RSS}_{ij}/n) + \text{pen}(k_i),\qquad
-      \text{pen} = 2k \;(\text{AIC}),\; k\ln(nd) \;(\text{BIC}),$$
+      \text{pen} = 2k \;(\text{AIC}),\; k\ln(nd) \;(\text{BIC}),\;
+      k\ln(nd) + 2\ln\tbinom{pd}{k} \;(\text{EBIC}),$$
 
     with $k_i$ the candidate's nonzero coefficients. Unlike the criterion of the regression
     residual, this one is measured against noisy data, so a spurious term has to explain the
@@ -288,7 +289,8 @@ def trajectory_criterion(
         path: candidate coefficients, shape ``(k, p, d)`` (e.g. from `stlsq_path`).
         y0: the initial state at ``ts[0]``.
         ts, ys: observation times ``(n,)`` and observations ``(n, d)``.
-        kind: ``"aic"``, ``"aicc"`` or ``"bic"``.
+        kind: ``"aic"``, ``"aicc"``, ``"bic"`` or ``"ebic"`` (`information_criterion`; EBIC's
+            candidates are the library's terms in every equation, $P = pd$).
         rtol, atol, max_steps: of the solves.
 
     Returns:
@@ -307,8 +309,7 @@ def trajectory_criterion(
         >>> crit.shape, rss.shape, int(jnp.argmin(crit)), bool(jnp.isinf(crit[2]))
         ((3,), (3, 1), 0, True)
     """
-    if kind not in ("aic", "aicc", "bic"):
-        raise ValueError(f"`kind` must be 'aic', 'aicc' or 'bic', got {kind!r}")
+    _check_kind(kind)
     if path.ndim != 3 or path.shape[1:] != (library.n_terms, library.n_states):
         raise ValueError(
             f"`path` must have shape (k, {library.n_terms}, {library.n_states}), got {path.shape}"
@@ -341,15 +342,8 @@ def trajectory_criterion(
     rss = jax.vmap(one)(batch)[:n_cand]
     k = jnp.sum(path != 0, axis=(1, 2)).astype(rss.dtype)
     fit = jnp.sum(n * jnp.log(rss / n), axis=1)
-    if kind == "bic":
-        crit = fit + k * np.log(n * d)
-    else:
-        crit = fit + 2.0 * k
-        if kind == "aicc":
-            denom = n * d - k - 1.0  # AICc needs k < n d - 1; beyond it, never selected
-            crit = jnp.where(
-                denom > 0, crit + 2.0 * k * (k + 1.0) / jnp.where(denom > 0, denom, 1.0), jnp.inf
-            )
+    # every coefficient of every equation is one candidate term: P = p d
+    crit = fit + criterion_penalty(k, n * d, kind, library.n_terms * d)
     crit = jnp.where(jnp.isfinite(crit), crit, jnp.inf)
     return crit, rss
 
@@ -549,7 +543,7 @@ def _refit_each(
     ts: Array,
     ys: Array,
     scale: Array,
-    kind: Literal["aic", "aicc", "bic"],
+    kind: Criterion,
     max_iter: int,
     rtol: float,
     atol: float,
@@ -672,7 +666,7 @@ def select_by_refit(
     ys: Float[Array, "n d"],
     *,
     scale: Float[ArrayLike, " d"] | None = None,
-    kind: Literal["aic", "aicc", "bic"] = "bic",
+    kind: Criterion = "bic",
     max_candidates: int = 6,
     prune: bool = True,
     max_prune_terms: int = 8,
@@ -734,7 +728,8 @@ def select_by_refit(
         y0: the initial state at ``ts[0]``, shape ``(d,)``.
         ts, ys: observation times ``(n,)`` and observations ``(n, d)``.
         scale: per-state scales of the refits' `trajectory_loss`, shape ``(d,)``.
-        kind: the criterion, ``"aic"``, ``"aicc"`` or ``"bic"``.
+        kind: the criterion, ``"aic"``, ``"aicc"``, ``"bic"`` or ``"ebic"``
+            (`trajectory_criterion`).
         max_candidates: distinct supports of `path` refitted (>= 1).
         prune: also try dropping terms from the small candidates (backward elimination).
         max_prune_terms: prune only candidates of at most this many terms (a round costs one
