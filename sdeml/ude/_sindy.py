@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import equinox as eqx
 import jax
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 Criterion = Literal["aic", "aicc", "bic", "ebic"]
-CRITERIA = ("aic", "aicc", "bic", "ebic")
+CRITERIA = get_args(Criterion)
 
 
 def _check_kind(kind: str) -> None:
@@ -49,7 +49,7 @@ def criterion_penalty(k: Array, n: int, kind: str, n_candidates: int | None = No
             )
         # Chen & Chen's extended BIC with gamma = 1: BIC + 2 ln C(P, k), the log-count of the
         # models of k terms among P candidates
-        kk = jnp.minimum(k, n_candidates)
+        kk = jnp.minimum(k, n_candidates)  # keeps gammaln off negative arguments
         log_binom = (
             jax.scipy.special.gammaln(n_candidates + 1.0)
             - jax.scipy.special.gammaln(kk + 1.0)
@@ -380,7 +380,6 @@ def information_criterion(
         Proc. R. Soc. A 473 (2017).
     """
     n = _check_int(n, "n", 1)
-    _check_kind(kind)
     rss = jnp.asarray(rss)
     k = jnp.asarray(k).astype(rss.dtype)
     return n * jnp.log(rss / n) + criterion_penalty(k, n, kind, n_candidates)
