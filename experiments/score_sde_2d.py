@@ -72,8 +72,19 @@ class ModelConfig(Section):
 
 class ToyEvalConfig(Section):
     n_samples: PositiveInt = 2000
-    # generated set s is scored against data set s of 10
-    n_seeds: PositiveInt = Field(default=3, le=10)
+    # independent data sets of n_samples each: generated set s is scored against data set s, and
+    # the floor is the median MMD of n_sets // 2 disjoint pairs of them (issue #7's protocol)
+    n_sets: int = Field(default=10, ge=2)
+    n_seeds: PositiveInt = 3  # generated sets, at most n_sets
+
+    @model_validator(mode="after")
+    def _seeds_within_sets(self) -> ToyEvalConfig:
+        if self.n_seeds > self.n_sets:
+            raise ValueError(
+                f"n_seeds ({self.n_seeds}) must be at most n_sets ({self.n_sets}): generated set "
+                "s is scored against data set s"
+            )
+        return self
 
 
 class EvalConfig(ToyEvalConfig):
@@ -173,13 +184,14 @@ def toy_batches(cfg: Any):
 
 
 def toy_references(cfg: Any, n: int):
-    """The evaluation key, the 10 reference sets of size `n` (issue #7's MMD protocol) and one
-    set of kernel bandwidths from the first of them."""
+    """The evaluation key, the ``cfg.eval.n_sets`` reference sets of size `n` (issue #7's MMD
+    protocol) and one set of kernel bandwidths from the first of them."""
     import jax.numpy as jnp
     import jax.random as jr
 
     k_eval = jr.split(jr.key(cfg.seed), 3)[2]
-    ref = [sdeml.data.toy(cfg.data.name, n, key=jr.fold_in(k_eval, 1000 + i)) for i in range(10)]
+    m = cfg.eval.n_sets
+    ref = [sdeml.data.toy(cfg.data.name, n, key=jr.fold_in(k_eval, 1000 + i)) for i in range(m)]
     bw = sdeml.metrics.median_bandwidth(ref[0]) * jnp.asarray(
         sdeml.metrics.DEFAULT_BANDWIDTH_FACTORS
     )
@@ -222,8 +234,10 @@ def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
     # one set of bandwidths (from the first data set at n) for every size and sampler
     k_eval, ref, bw = toy_references(cfg, n)
 
-    def score(gen, ref_s, floors=None):  # issue #7: floor pairs (R_i, R_{5+i}), G_s against R_s
-        return sdeml.metrics.mmd_ratio_to_floor(gen, ref_s, n_floor=5, bandwidths=bw, floors=floors)
+    def score(gen, ref_s, floors=None):  # issue #7: floor pairs (R_i, R_{k+i}), G_s against R_s
+        return sdeml.metrics.mmd_ratio_to_floor(
+            gen, ref_s, n_floor=ev.n_sets // 2, bandwidths=bw, floors=floors
+        )
 
     methods = {
         "em": dict(method="em", n_steps=ev.em_steps),
@@ -244,7 +258,7 @@ def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
         else:
             ref_s = [
                 sdeml.data.toy(cfg.data.name, size, key=jr.fold_in(k_eval, 2000 + i))
-                for i in range(10)
+                for i in range(ev.n_sets)
             ]
         floors = None
         todo = methods if size == n else {k: v for k, v in methods.items() if k != "pc"}
