@@ -234,10 +234,10 @@ def _evaluate(cfg: Config, run: Run, model) -> dict[str, float]:
     # one set of bandwidths (from the first data set at n) for every size and sampler
     k_eval, ref, bw = toy_references(cfg, n)
 
-    def score(gen, ref_s, floors=None):  # issue #7: floor pairs (R_i, R_{k+i}), G_s against R_s
-        return sdeml.metrics.mmd_ratio_to_floor(
-            gen, ref_s, n_floor=ev.n_sets // 2, bandwidths=bw, floors=floors
-        )
+    # issue #7: floor pairs (R_i, R_{k+i}) with k = n_sets // 2 (the function's default), G_s
+    # against R_s
+    def score(gen, ref_s, floors=None):
+        return sdeml.metrics.mmd_ratio_to_floor(gen, ref_s, bandwidths=bw, floors=floors)
 
     methods = {
         "em": dict(method="em", n_steps=ev.em_steps),
