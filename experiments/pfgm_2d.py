@@ -6,12 +6,15 @@ Trains an EDM-preconditioned `TimeMLP` denoiser with the PFGM++ objective (throu
 held-out data over the data-vs-data floor). With ``table.enabled`` it also writes the sampler
 table of issue #21 on the exact-score Gaussian mixture (VP SDE): endpoint error against a
 tight PF-ODE solve from the same prior draws, and the log-density gap of the denoised samples,
-for DDIM, EDM Heun, DPM-Solver++(2M) and UniPC-3 at each ``table.nfe``.
+for DDIM, EDM Heun, DPM-Solver++(2M) and UniPC-3 at each ``table.nfe``, on the log-SNR grid and
+(``table.fit_grids``, rows ``*_fit``) on grids fitted to each sampler's endpoint error on other
+prior draws (`sdeml.diffusion.optimize_time_grid`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
@@ -73,6 +76,10 @@ class TableConfig(Section):
     n_points: PositiveInt = 1000
     # M + 1 evaluations: at least one step before the denoising evaluation
     nfe: list[Annotated[int, Field(ge=2)]] = Field(default_factory=lambda: [3, 5, 8, 10, 20])
+    # rows "<sampler>_fit": DDIM, DPM-Solver++(2M) and UniPC on grids fitted to their endpoint
+    # error (`optimize_time_grid`) on table.n_points other prior draws, scored on the table's own
+    fit_grids: bool = True
+    grid_steps: PositiveInt = 300  # Adam iterations of each fit
 
 
 class ConsistencyConfig(Section):
@@ -164,6 +171,7 @@ def build_model(cfg: Config, key) -> sdeml.diffusion.EDMDenoiser:
         "model.width=32",
         "table.n_points=50",
         "table.nfe=[5]",
+        "table.grid_steps=10",
         "consistency.steps=20",
     ),
     build_model=build_model,
@@ -343,33 +351,49 @@ def _sampler_table(cfg: Config, run: Run) -> dict[str, float]:
     key = jr.fold_in(jr.key(cfg.seed), 7)
     x_T = vp.prior_sample((n, 2), key=key, dtype=f_)
     data = gm.sample(20_000, key=jr.fold_in(key, 1))
-    ref = dif.probability_flow_sampler(
-        score, vp, (n, 2), solver="dopri8", rtol=tol, atol=tol, eps=eps, x_T=x_T, key=key
-    ).x
-    common: dict[str, Any] = dict(eps=eps, x_T=x_T, key=key)
+    exact: dict[str, Any] = dict(solver="dopri8", rtol=tol, atol=tol, eps=eps, key=key)
+    ref = dif.probability_flow_sampler(score, vp, (n, 2), x_T=x_T, **exact).x
     out: dict[str, float] = {}
     rows = []
+    # the grid fits' own draws and exact endpoints, disjoint from the draws the table scores
+    x_fit = vp.prior_sample((n, 2), key=jr.fold_in(key, 2), dtype=f_)
+    if cfg.table.fit_grids:
+        ref_fit = dif.probability_flow_sampler(score, vp, (n, 2), x_T=x_fit, **exact).x
+
+    def multistep(order: int, unipc: bool, m: int):
+        def f(ts, x, d=False):
+            kw: dict[str, Any] = dict(n_steps=m, grid=ts, eps=eps, x_T=x, key=key, denoise=d)
+            if unipc:
+                return dif.unipc_sampler(score, vp, x.shape, order=min(order, m), **kw).x
+            kw["prediction"] = "data"
+            return dif.dpm_solver_sampler(score, vp, x.shape, order=order, **kw).x
+
+        return f
+
     for nfe in cfg.table.nfe:
         m = nfe - 1  # the final denoising step is one evaluation
-        runs = {
-            "ddim": lambda d, m=m: dif.dpm_solver_sampler(
-                score, vp, (n, 2), n_steps=m, order=1, prediction="data", denoise=d, **common
-            ),
-            "dpmpp_2m": lambda d, m=m: dif.dpm_solver_sampler(
-                score, vp, (n, 2), n_steps=m, order=2, prediction="data", denoise=d, **common
-            ),
-            "unipc_3": lambda d, m=m: dif.unipc_sampler(
-                score, vp, (n, 2), n_steps=m, order=min(3, m), denoise=d, **common
-            ),
-        }
+        base = {"ddim": (1, False), "dpmpp_2m": (2, False), "unipc_3": (3, True)}
+        runs: dict[str, Callable[[bool], Any]] = {}
+        for name, (o, u) in base.items():
+            f = multistep(o, u, m)
+            runs[name] = lambda d, f=f: f("logsnr", x_T, d)
         if m % 2 == 0:  # Heun: 2 evaluations per step
-            runs["edm_heun"] = lambda d, m=m: dif.edm_heun_sampler(
-                score, vp, (n, 2), n_steps=m // 2, denoise=d, **common
+            runs["edm_heun"] = lambda d, m=m: (
+                dif.edm_heun_sampler(
+                    score, vp, (n, 2), n_steps=m // 2, eps=eps, x_T=x_T, key=key, denoise=d
+                ).x
             )
+        if cfg.table.fit_grids:
+            for name, (o, u) in base.items():
+                f = multistep(o, u, m)
+                ts = dif.optimize_time_grid(
+                    f, vp, m, x_fit, ref_fit, eps=eps, steps=cfg.table.grid_steps
+                ).ts
+                runs[f"{name}_fit"] = lambda d, f=f, ts=ts: f(ts, x_T, d)
         for name, f in runs.items():
-            x_end = f(False).x
+            x_end = f(False)
             err = float(jnp.sqrt(jnp.mean(jnp.sum((x_end - ref) ** 2, axis=1))))
-            gap = dif.log_density_gap(f(True).x, data, gm)
+            gap = dif.log_density_gap(f(True), data, gm)
             out[f"table_err_{name}_nfe{nfe}"] = err
             out[f"table_gap_{name}_nfe{nfe}"] = float(gap["gap"])
             rows.append(

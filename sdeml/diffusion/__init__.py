@@ -43,13 +43,16 @@ from ._param import eps_to_score as eps_to_score
 from ._param import score_to_eps as score_to_eps
 from ._param import score_to_x0 as score_to_x0
 from ._param import x0_to_score as x0_to_score
+from ._samplers import GRIDS as GRIDS
 from ._samplers import SAMPLERS as SAMPLERS
 from ._samplers import SampleResult as SampleResult
 from ._samplers import dpm_solver_sampler as dpm_solver_sampler
+from ._samplers import dpm_time_grid as dpm_time_grid
 from ._samplers import euler_maruyama_sample as euler_maruyama_sample
 from ._samplers import euler_maruyama_sampler as euler_maruyama_sampler
 from ._samplers import pc_sampler as pc_sampler
 from ._samplers import probability_flow_sampler as probability_flow_sampler
+from ._samplers import resolve_time_grid as resolve_time_grid
 from ._samplers import sample as sample
 from ._sde import SDES as SDES
 from ._sde import VESDE as VESDE
@@ -58,6 +61,8 @@ from ._sde import AbstractDiffusionSDE as AbstractDiffusionSDE
 from ._sde import ReverseSDE as ReverseSDE
 from ._sde import SubVPSDE as SubVPSDE
 from ._sde import get_sde as get_sde
+from ._time_grid import TimeGridFit as TimeGridFit
+from ._time_grid import optimize_time_grid as optimize_time_grid
 from ._unipc import UNIPC_GRIDS as UNIPC_GRIDS
 from ._unipc import edm_heun_sampler as edm_heun_sampler
 from ._unipc import unipc_edm_sampler as unipc_edm_sampler
@@ -84,6 +89,11 @@ __all__ = [
     "VPSDE",
     "WEIGHTINGS",
     "dpm_solver_sampler",
+    "dpm_time_grid",
+    "GRIDS",
+    "resolve_time_grid",
+    "TimeGridFit",
+    "optimize_time_grid",
     "dsm_loss",
     "eps_to_score",
     "euler_maruyama_sample",

@@ -9,8 +9,10 @@ from typing import Any
 import diffrax
 import equinox as eqx
 import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
 
 from ..core import (
@@ -466,7 +468,10 @@ def dpm_time_grid(
         ``(ts, lambdas)``, each of shape ``(M + 1,)``.
 
     Examples:
+        >>> from sdeml.diffusion import VPSDE, dpm_time_grid
         >>> ts, lams = dpm_time_grid(VPSDE(), 10, 1e-3, "edm")
+        >>> ts.shape, float(ts[0]), float(ts[-1])
+        ((11,), 1.0, 0.001)
 
     References:
         Lu et al., NeurIPS 2022, sec. 3.3; Karras et al., Elucidating the Design Space of
@@ -493,6 +498,59 @@ def dpm_time_grid(
     return ts, sde.log_snr(ts)
 
 
+def resolve_time_grid(
+    sde: AbstractDiffusionSDE, n_steps: int, eps: float, grid: str | Array, dtype=None
+) -> tuple[Array, Array]:
+    r"""The times and log-SNRs of a few-step sampler's grid: a named one (`dpm_time_grid`) or
+    the times themselves.
+
+    An array grid holds the $M + 1$ times $T = t_0 > \dots > t_M = \epsilon$ (for instance
+    from `optimize_time_grid`). Its shape is checked always, its values (finite, strictly
+    decreasing, from ``sde.T`` to `eps`) whenever they are concrete; traced times (a grid
+    being optimised under `jax.grad`) are taken as they are.
+
+    Args:
+        sde: the forward SDE.
+        n_steps: $M$.
+        eps: the end time.
+        grid: one of `GRIDS`, or the times, shape ``(M + 1,)``.
+        dtype: float dtype.
+
+    Returns:
+        ``(ts, lambdas)``, each of shape ``(M + 1,)``.
+
+    Examples:
+        >>> from sdeml.diffusion import VPSDE, resolve_time_grid
+        >>> ts, lams = resolve_time_grid(VPSDE(), 2, 1e-3, jnp.array([1.0, 0.1, 1e-3]))
+        >>> bool(jnp.all(jnp.diff(lams) > 0))               # the log-SNR rises towards eps
+        True
+        >>> resolve_time_grid(VPSDE(), 2, 1e-3, jnp.array([1.0, 0.5, 0.6]))
+        Traceback (most recent call last):
+        ValueError: `grid` must be strictly decreasing, got [1.  0.5 0.6]
+    """
+    if isinstance(grid, str):
+        return dpm_time_grid(sde, n_steps, eps, grid, dtype)
+    dt_ = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
+    ts = jnp.asarray(grid, dt_)
+    if ts.shape != (n_steps + 1,):
+        raise ValueError(
+            f"`grid` has shape {ts.shape}: an array grid holds the n_steps + 1 = {n_steps + 1} "
+            "times from sde.T down to eps"
+        )
+    if not isinstance(ts, jax.core.Tracer):
+        v = np.asarray(ts, np.float64)
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"`grid` has non-finite times: {v}")
+        if not np.all(np.diff(v) < 0):
+            raise ValueError(f"`grid` must be strictly decreasing, got {v}")
+        ends = np.array([sde.T, eps], np.float64)
+        if not np.allclose(v[[0, -1]], ends, rtol=1e-5, atol=0.0):
+            raise ValueError(
+                f"`grid` must run from sde.T = {sde.T} to eps = {eps}, got {v[0]} to {v[-1]}"
+            )
+    return ts, sde.log_snr(ts)
+
+
 def dpm_solver_sampler(
     score_fn: ScoreFn,
     sde: AbstractDiffusionSDE,
@@ -502,7 +560,7 @@ def dpm_solver_sampler(
     order: int = 3,
     multistep: bool = True,
     prediction: str = "noise",
-    grid: str = "logsnr",
+    grid: str | Array = "logsnr",
     eps: float = 1e-4,
     denoise: bool = True,
     x_T: Array | None = None,
@@ -539,7 +597,8 @@ def dpm_solver_sampler(
         order: 1, 2 or 3.
         multistep: multistep (one evaluation per step) or singlestep.
         prediction: ``"data"`` (DPM-Solver++) or ``"noise"`` (DPM-Solver).
-        grid: the time grid, one of `GRIDS` (see `dpm_time_grid`).
+        grid: the time grid, one of `GRIDS` (see `dpm_time_grid`), or its $M + 1$ times from
+            ``sde.T`` to `eps` (`resolve_time_grid`; e.g. from `optimize_time_grid`).
         key: PRNG key of the prior draws.
 
     Returns:
@@ -571,7 +630,7 @@ def dpm_solver_sampler(
         raise ValueError(f"`x_T` has shape {x.shape}, expected {tuple(shape)}")
     dt_ = x.dtype
     score_b = _batched(score_fn)
-    ts, lam = dpm_time_grid(sde, n_steps, eps, grid, dt_)
+    ts, lam = resolve_time_grid(sde, n_steps, eps, grid, dt_)
     if multistep:
         x = _dpm_multistep(score_b, sde, x, ts, lam, order, prediction)
         nfe = n_steps
@@ -612,7 +671,9 @@ def _dpm_multistep(score_b, sde, x, ts, lam, order, prediction):
         # divided differences (zeroed where the history does not exist yet, k says which apply)
         d1_0 = (m0 - m1) / jnp.where(k >= 2, r0, 1.0)
         d1_1 = (m1 - m2) / jnp.where(k >= 3, r1, 1.0)
-        d1 = d1_0 + jnp.where(k >= 3, r0 / (r0 + r1), 0.0) * (d1_0 - d1_1)
+        # every denominator stays nonzero where its branch is not selected: a 0/0 there would
+        # be masked in the value but not in the gradient with respect to the grid
+        d1 = d1_0 + jnp.where(k >= 3, r0 / jnp.where(k >= 3, r0 + r1, 1.0), 0.0) * (d1_0 - d1_1)
         # d2 ~ h^2 m''. The reference code (and diffusers) use half of this, which leaves an
         # O(h^3) local error and makes "3M" second order; with it a quadratic m is exact.
         d2 = 2.0 * (d1_0 - d1_1) / jnp.where(k >= 3, r0 + r1, 1.0)

@@ -25,7 +25,7 @@ from ._edm import (
     edm_time_grid,
     gaussian_prior,
 )
-from ._samplers import GRIDS, SampleResult, dpm_time_grid
+from ._samplers import GRIDS, SampleResult, dpm_time_grid, resolve_time_grid
 from ._sde import AbstractDiffusionSDE
 
 UNIPC_GRIDS = GRIDS  # the few-step samplers share one set of time grids (`dpm_time_grid`)
@@ -196,7 +196,7 @@ def unipc_sampler(
     prediction: Literal["data", "noise"] = "data",
     variant: Literal["bh1", "bh2"] = "bh2",
     corrector: bool = True,
-    grid: str = "logsnr",
+    grid: str | Array = "logsnr",
     lower_order_final: bool = True,
     eps: float = 1e-3,
     denoise: bool = True,
@@ -232,7 +232,8 @@ def unipc_sampler(
         prediction: ``"data"`` (UniPC with $\hat x_0$) or ``"noise"``.
         variant: ``"bh1"`` or ``"bh2"``.
         corrector: apply UniC (on every step but the last).
-        grid: one of `GRIDS` (see `unipc_time_grid`).
+        grid: one of `GRIDS` (see `unipc_time_grid`), or the $M + 1$ times from ``sde.T`` to
+            `eps` (`resolve_time_grid`; e.g. from `optimize_time_grid`).
         lower_order_final: with fewer than 10 steps, lower the order of the last steps.
         eps: the end time.
         denoise: end with Tweedie's step $\hat x_0(\epsilon, x)$.
@@ -266,9 +267,8 @@ def unipc_sampler(
     x = sde.prior_sample(tuple(shape), key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T)
     if x.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x.shape}, expected {tuple(shape)}")
-    ts = unipc_time_grid(sde, n_steps, eps, grid, x.dtype)
+    ts, lams = resolve_time_grid(sde, n_steps, eps, grid, x.dtype)
     alphas, sigmas = sde.alpha(ts), sde.sigma(ts)
-    lams = sde.log_snr(ts)
     score_b = jax.vmap(score_fn, in_axes=(None, 0))
     data = prediction == "data"
 
