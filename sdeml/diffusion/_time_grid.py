@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float
 
-from ..train._optim import standard_promotion
 from ._samplers import GRIDS, resolve_time_grid
 from ._sde import AbstractDiffusionSDE
 
@@ -151,7 +150,7 @@ def optimize_time_grid(
             raise ValueError(f"`sample` returned shape {x.shape}, expected {target.shape}")
         return jnp.sqrt(jnp.mean(jnp.sum((x - target).reshape(x.shape[0], -1) ** 2, axis=1)))
 
-    opt = standard_promotion(optax.adam(learning_rate))  # any promotion mode the caller runs
+    opt = optax.adam(learning_rate)
 
     @jax.jit
     def fit(theta):
@@ -163,14 +162,16 @@ def optimize_time_grid(
             better = ok & (err < best)
             best_theta = jnp.where(better, theta, best_theta)
             best = jnp.where(better, err, best)
-            upd, new_state = opt.update(jnp.where(ok, g, 0.0), state, theta)
+            with jax.numpy_dtype_promotion("standard"):  # optax mixes its int count with floats
+                upd, new_state = opt.update(jnp.where(ok, g, 0.0), state, theta)
             new_theta = jnp.where(ok, theta + jnp.asarray(upd), theta)
             # a step into a diverging grid is undone: go back to the best grid seen
             new_theta = jnp.where(ok, new_theta, best_theta)
             return (new_theta, new_state, best, best_theta), err
 
         inf = jnp.asarray(jnp.inf, dt_)
-        carry = (theta, opt.init(theta), inf, theta)
+        with jax.numpy_dtype_promotion("standard"):
+            carry = (theta, opt.init(theta), inf, theta)
         (_, _, best, best_theta), hist = jax.lax.scan(body, carry, None, length=steps)
         return best_theta, best, hist
 
