@@ -164,9 +164,8 @@ def optimize_time_grid(
             best = jnp.where(better, err, best)
             with jax.numpy_dtype_promotion("standard"):  # optax mixes its int count with floats
                 upd, new_state = opt.update(jnp.where(ok, g, 0.0), state, theta)
-            new_theta = jnp.where(ok, theta + jnp.asarray(upd), theta)
-            # a step into a diverging grid is undone: go back to the best grid seen
-            new_theta = jnp.where(ok, new_theta, best_theta)
+            # after a grid on which the sampler diverged, go back to the best grid seen
+            new_theta = jnp.where(ok, theta + jnp.asarray(upd), best_theta)
             return (new_theta, new_state, best, best_theta), err
 
         inf = jnp.asarray(jnp.inf, dt_)
