@@ -48,10 +48,12 @@ class TimeGridFit(eqx.Module):
     history: Float[Array, " steps"]
 
 
-def _grid_from(theta, lam_hi, lam_lo, sde, t_hi, t_lo):
+def _grid_from(theta, lam_hi, lam_lo, sde, t_hi, t_lo, min_step):
     # a point of the simplex gives the steps in log-SNR: every grid it makes is strictly
-    # monotone and keeps both ends, so the search is unconstrained
-    w = jax.nn.softmax(theta)
+    # monotone and keeps both ends, so the search is unconstrained; each step is at least
+    # `min_step` times the uniform one
+    m = theta.shape[0]
+    w = min_step / m + (1.0 - min_step) * jax.nn.softmax(theta)
     frac = jnp.concatenate([jnp.zeros((1,), theta.dtype), jnp.cumsum(w)])
     lam = lam_hi + (lam_lo - lam_hi) * frac
     ts = sde.t_from_log_snr(lam)
@@ -69,6 +71,7 @@ def optimize_time_grid(
     init: str | Array = "logsnr",
     steps: int = 300,
     learning_rate: float = 0.05,
+    min_step: float = 0.25,
 ) -> TimeGridFit:
     r"""The time grid on which a few-step sampler lands closest to the probability-flow ODE.
 
@@ -78,7 +81,11 @@ def optimize_time_grid(
     e.g. `probability_flow_sampler` with ``solver="dopri8"`` at a tight tolerance), by Adam on
     the log of that error, differentiating through the sampler. The grid is parameterised by its
     steps in the log-SNR $\lambda$ as a point of the simplex (a softmax), so every candidate is
-    strictly decreasing and keeps both ends. All iterations run as one compiled program.
+    strictly decreasing and keeps both ends, and no step is shorter than `min_step` times the
+    uniform log-SNR step: without that floor, UniPC-3's grid at 10 steps put two times 0.01
+    apart and fitted its own draws (0.011) far better than others (0.028); with the default
+    0.25, 0.014 and 0.011 (the exact-score mixture, `tests/test_edm_unipc.py`). All iterations
+    run as one compiled program.
 
     The error is measured on the draws it was fitted to: score the grid on other draws (as the
     tests and the `pfgm_2d` table do) before trusting it. A grid fitted to one model and one
@@ -97,6 +104,8 @@ def optimize_time_grid(
         init: the starting grid: one of `GRIDS` or $M + 1$ times.
         steps: Adam iterations.
         learning_rate: Adam's step size on the softmax's logits.
+        min_step: the shortest step allowed, as a fraction of the uniform log-SNR step, in
+            $[0, 1)$ (an `init` grid with shorter steps starts from the nearest grid allowed).
 
     Returns:
         A `TimeGridFit`: the best grid ``ts``, the errors before and after, the history.
@@ -128,6 +137,8 @@ def optimize_time_grid(
         raise ValueError(f"`steps` must be a positive int, got {steps!r}")
     if not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be positive, got {learning_rate!r}")
+    if not 0.0 <= min_step < 1.0:
+        raise ValueError(f"`min_step` must be in [0, 1), got {min_step!r}")
     if isinstance(init, str) and init not in GRIDS:
         raise ValueError(f"unknown `init` grid {init!r}; valid: {', '.join(GRIDS)} or the times")
     sde.check_times(eps)
@@ -141,10 +152,11 @@ def optimize_time_grid(
     ts0, lam0 = resolve_time_grid(sde, n_steps, eps, init, dt_)
     t_hi, t_lo = ts0[0], ts0[-1]
     lam_hi, lam_lo = lam0[0], lam0[-1]
-    theta0 = jnp.log(jnp.diff(lam0) / (lam_lo - lam_hi))
+    w0 = (jnp.diff(lam0) / (lam_lo - lam_hi) - min_step / n_steps) / (1.0 - min_step)
+    theta0 = jnp.log(jnp.maximum(w0, 1e-6))
 
     def rms(theta):
-        ts = _grid_from(theta, lam_hi, lam_lo, sde, t_hi, t_lo)
+        ts = _grid_from(theta, lam_hi, lam_lo, sde, t_hi, t_lo, min_step)
         x = sample(ts, x_T)
         if x.shape != target.shape:
             raise ValueError(f"`sample` returned shape {x.shape}, expected {target.shape}")
@@ -181,5 +193,5 @@ def optimize_time_grid(
             "check `sample` and `target`"
         )
     best_theta, best, hist = fit(theta0)
-    ts = _grid_from(best_theta, lam_hi, lam_lo, sde, t_hi, t_lo)
+    ts = _grid_from(best_theta, lam_hi, lam_lo, sde, t_hi, t_lo, min_step)
     return TimeGridFit(ts, sde.log_snr(ts), err0, best, hist)
