@@ -355,9 +355,9 @@ def _sampler_table(cfg: Config, run: Run) -> dict[str, float]:
     ref = dif.probability_flow_sampler(score, vp, (n, 2), x_T=x_T, **exact).x
     out: dict[str, float] = {}
     rows = []
-    # the grid fits' own draws and exact endpoints, disjoint from the draws the table scores
-    x_fit = vp.prior_sample((n, 2), key=jr.fold_in(key, 2), dtype=f_)
     if cfg.table.fit_grids:
+        # the grid fits' own draws and exact endpoints, disjoint from the draws the table scores
+        x_fit = vp.prior_sample((n, 2), key=jr.fold_in(key, 2), dtype=f_)
         ref_fit = dif.probability_flow_sampler(score, vp, (n, 2), x_T=x_fit, **exact).x
 
     def multistep(order: int, unipc: bool, m: int):
@@ -373,10 +373,10 @@ def _sampler_table(cfg: Config, run: Run) -> dict[str, float]:
     for nfe in cfg.table.nfe:
         m = nfe - 1  # the final denoising step is one evaluation
         base = {"ddim": (1, False), "dpmpp_2m": (2, False), "unipc_3": (3, True)}
-        runs: dict[str, Callable[[bool], Any]] = {}
-        for name, (o, u) in base.items():
-            f = multistep(o, u, m)
-            runs[name] = lambda d, f=f: f("logsnr", x_T, d)
+        samplers = {name: multistep(o, u, m) for name, (o, u) in base.items()}
+        runs: dict[str, Callable[[bool], Any]] = {
+            name: lambda d, f=f: f("logsnr", x_T, d) for name, f in samplers.items()
+        }
         if m % 2 == 0:  # Heun: 2 evaluations per step
             runs["edm_heun"] = lambda d, m=m: (
                 dif.edm_heun_sampler(
@@ -384,8 +384,7 @@ def _sampler_table(cfg: Config, run: Run) -> dict[str, float]:
                 ).x
             )
         if cfg.table.fit_grids:
-            for name, (o, u) in base.items():
-                f = multistep(o, u, m)
+            for name, f in samplers.items():
                 ts = dif.optimize_time_grid(
                     f, vp, m, x_fit, ref_fit, eps=eps, steps=cfg.table.grid_steps
                 ).ts

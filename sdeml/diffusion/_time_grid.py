@@ -186,12 +186,12 @@ def optimize_time_grid(
         (_, _, best, best_theta), hist = jax.lax.scan(body, carry, None, length=steps)
         return best_theta, best, hist
 
-    err0 = rms(theta0)
+    best_theta, best, hist = fit(theta0)
+    err0 = hist[0]  # the first iteration evaluates the initial grid
     if not bool(jnp.isfinite(err0)):
         raise ValueError(
             f"the sampler's endpoint error on the initial grid is not finite ({float(err0)}): "
             "check `sample` and `target`"
         )
-    best_theta, best, hist = fit(theta0)
     ts = _grid_from(best_theta, lam_hi, lam_lo, sde, t_hi, t_lo, min_step)
     return TimeGridFit(ts, sde.log_snr(ts), err0, best, hist)
