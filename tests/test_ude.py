@@ -328,6 +328,35 @@ def _lotka_volterra_refit_case(key, noise):
     return lib, ude.lotka_volterra_known(lib), ts, clean, noisy, xi
 
 
+def test_a_known_initial_state_is_held_fixed_by_the_fits():
+    """``fit_y0=False``: no gradient reaches y0, so no optimiser moves it."""
+    ts = jnp.linspace(0.0, 2.0, 11)
+    ys = jnp.exp(-0.5 * ts)[:, None]  # dy/dt = -y/2 from y0 = 1
+    field = lambda t, y, args: -0.4 * y
+    for fit_y0 in (True, False):
+        model = ude.TrajectoryModel(field, jnp.array([1.2]), fit_y0=fit_y0)
+        g = eqx.filter_grad(lambda m: ude.trajectory_loss(m, ts, ys))(model)
+        assert (float(jnp.abs(g.y0[0])) > 1e-3) == fit_y0, g.y0
+
+
+@pytest.mark.slow  # ~10 s: compiles the refit's L-BFGS loop
+def test_a_refit_from_a_known_initial_state_keeps_it():
+    ts = jnp.linspace(0.0, 2.0, 11)
+    ys = jnp.exp(-0.5 * ts)[:, None]  # dy/dt = -y/2 from y0 = 1
+    lib = ude.polynomial_library(("x",), 2)
+    xi0 = jnp.array([[0.0], [-0.3], [0.0]])
+    # from the true initial state, held fixed, the rate is found exactly
+    xi, y0, res = ude.refit_through_ode(
+        None, lib, xi0, jnp.array([1.0]), ts, ys, max_iter=30, fit_y0=False
+    )
+    assert float(y0[0]) == 1.0 and abs(float(xi[1, 0]) + 0.5) < 1e-6, (xi, res.message)
+    # from a wrong one, held fixed, it stays (the same compiled loop: y0 is an array argument)
+    _, y0_fixed, _ = ude.refit_through_ode(
+        None, lib, xi0, jnp.array([1.2]), ts, ys, max_iter=30, fit_y0=False
+    )
+    assert float(y0_fixed[0]) == 1.2
+
+
 @pytest.mark.slow  # > 10 s
 def test_refit_through_the_ode_recovers_lotka_volterra_from_noiseless_data():
     lib, known, ts, clean, _, xi = _lotka_volterra_refit_case(jr.key(0), 0.0)
@@ -462,15 +491,18 @@ def test_select_by_refit_prunes_refits_and_skips_a_blow_up():
 
 
 @pytest.mark.slow
-def test_lotka_volterra_ude_recovers_the_interactions():
-    """The benchmark at 5 % noise, seed 0: the network's output gives exactly x y in both
-    missing-term equations, and the refit β, γ within 10 % (issue #20, item 4)."""
+@pytest.mark.parametrize("seed", [0, 8])
+def test_lotka_volterra_ude_recovers_the_interactions(seed):
+    """The benchmark at 5 % noise: the network's output gives exactly x y in both missing-term
+    equations, and the refit β, γ within 10 % (issue #20, item 4). Seed 8 is one where the
+    known initial state matters: fitted, its data choose y / x y (docs/themes/ude.md)."""
     exp = importlib.import_module("sdeml.experiments.ude_lotka_volterra")
-    out = exp.recover(exp.Config(seed=0, neural_ode=False))
+    out = exp.recover(exp.Config(seed=seed, neural_ode=False))
     m = out["metrics"]
     assert m["exact_terms"], m
     assert m["beta_rel_error"] < 0.1 and m["gamma_rel_error"] < 0.1, m
-    assert m["extrapolation_max_rel_error"] < 0.5, m
+    # the bound docs/themes/ude.md states for [3, 50] (1.7-8.7 on seeds 0-9; a neural ODE 86-159)
+    assert m["extrapolation_max_abs_error"] < 10.0, m
 
 
 def test_aicc_never_selects_a_model_with_as_many_terms_as_rows():

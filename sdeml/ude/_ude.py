@@ -103,12 +103,14 @@ class TrajectoryModel(eqx.Module):
     r"""A vector field and an initial state, solved through `sdeml.solve_ode`: what is fitted.
 
     The initial state is a parameter (a noisy first observation is a poor one), fitted with the
-    field.
+    field; when it is known (``fit_y0=False``) it is held fixed: no gradient reaches it, so no
+    optimiser moves it.
 
     Args:
         field: ``field(t, y, args)``, e.g. a `UDE`.
         y0: the initial state at ``ts[0]``, shape ``(d,)``.
         solver, rtol, atol, max_steps: as `sdeml.solve_ode`.
+        fit_y0: whether `y0` is fitted with the field (True) or known and held fixed (False).
 
     Returns:
         ``model(ts)`` gives the states at `ts`, shape ``(len(ts), d)``, and raises
@@ -132,6 +134,7 @@ class TrajectoryModel(eqx.Module):
     rtol: float = eqx.field(static=True, default=1e-6)
     atol: float = eqx.field(static=True, default=1e-8)
     max_steps: int = eqx.field(static=True, default=4096)
+    fit_y0: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
         if self.y0.ndim != 1:
@@ -143,7 +146,7 @@ class TrajectoryModel(eqx.Module):
         """The `sdeml.ODESolution` at `ts` (``throw=False``: a failure is its result code)."""
         return solve_ode(
             self.field,
-            self.y0,
+            self.y0 if self.fit_y0 else jax.lax.stop_gradient(self.y0),
             ts[0],
             ts[-1],
             ts=ts,
@@ -376,6 +379,7 @@ def refit_through_ode(
     atol: float = 1e-10,
     method: str = "lbfgs",
     gtol: float = 1e-9,
+    fit_y0: bool = True,
 ) -> tuple[Float[Array, "p d"], Float[Array, " d"], LBFGSResult]:
     r"""Refit the nonzero coefficients of a sparse model (and the initial state) to the data.
 
@@ -397,10 +401,11 @@ def refit_through_ode(
             converges superlinearly: on Lotka-Volterra it reaches 1e-9 in 24-75 iterations
             with the criterion equal to 1e-8 to the one after 200 iterations, in a tenth of the
             time (the iterations after convergence spend whole line searches finding nothing).
+        fit_y0: refit the initial state too (True), or hold `y0` fixed as known (False).
 
     Returns:
         The refitted coefficients, shape ``(p, d)`` (same support), the initial state, shape
-        ``(d,)``, and the `LBFGSResult`.
+        ``(d,)`` (`y0` itself with ``fit_y0=False``), and the `LBFGSResult`.
 
     Examples:
         From a rough start, the rate and the initial state of $\dot x = -x/2$, $x_0 = 1$ (the
@@ -417,7 +422,11 @@ def refit_through_ode(
     """
     mask = coefficients != 0
     model0 = TrajectoryModel(
-        _sparse_model(known, library, coefficients), jnp.asarray(y0), rtol=rtol, atol=atol
+        _sparse_model(known, library, coefficients),
+        jnp.asarray(y0),
+        rtol=rtol,
+        atol=atol,
+        fit_y0=fit_y0,
     )
 
     res = lbfgs_minimize(
@@ -549,6 +558,7 @@ def _refit_each(
     atol: float,
     method: str = "lbfgs",
     gtol: float = 1e-9,
+    fit_y0: bool = True,
 ) -> list[tuple[float, Array, Array, LBFGSResult]]:
     """`refit_through_ode` of every support in `xis` ``(k, p, d)``, one after another (the
     L-BFGS loop compiles once), each scored by `trajectory_criterion` of its refitted trajectory:
@@ -561,7 +571,7 @@ def _refit_each(
         try:
             coef, y0_refit, res = refit_through_ode(
                 known, library, jnp.asarray(xi, ys.dtype), y0, ts, ys, scale=scale,
-                max_iter=max_iter, rtol=rtol, atol=atol, method=method, gtol=gtol,
+                max_iter=max_iter, rtol=rtol, atol=atol, method=method, gtol=gtol, fit_y0=fit_y0,
             )  # fmt: skip
         except QuasiNewtonError as err:  # the support cannot be integrated over the window
             out.append((float("inf"), jnp.asarray(xi, ys.dtype), y0, err.result))
@@ -683,6 +693,7 @@ def select_by_refit(
     atol: float = 1e-10,
     method: str = "lbfgs",
     gtol: float = 1e-9,
+    fit_y0: bool = True,
 ) -> RefitSelection:
     r"""Choose a sparse model by the criterion of its *refitted* trajectory.
 
@@ -748,6 +759,7 @@ def select_by_refit(
         rtol, atol: of the solves.
         method: the refits' `lbfgs_minimize` method (``"lbfgs"``, ``"bfgs"``, ``"ssbfgs"``).
         gtol: each refit stops once its gradient's norm is <= gtol (`refit_through_ode`).
+        fit_y0: each refit fits the initial state too (True), or holds `y0` fixed as known.
 
     Returns:
         A `RefitSelection`.
@@ -836,6 +848,7 @@ def select_by_refit(
                 atol,
                 method,
                 gtol,
+                fit_y0,
             )
             for (key, (xi, source)), (c, coef, y0_refit, res) in zip(
                 new.items(), outs, strict=True
