@@ -251,6 +251,7 @@ def _sparse(cfg: Config, library, known, theta, targets, y0, ts, ys, scale):
     from sdeml import ude
 
     s = cfg.sindy
+    fit_y0 = cfg.data.initial_state == "fitted"
     lams = jnp.concatenate(
         [jnp.zeros(1), jnp.geomspace(s.threshold_min, s.threshold_max, s.n_thresholds - 1)]
     )
@@ -282,7 +283,7 @@ def _sparse(cfg: Config, library, known, theta, targets, y0, ts, ys, scale):
             max_iter=cfg.quasi_newton.refit_steps,
             method=cfg.quasi_newton.method,
             gtol=cfg.quasi_newton.refit_gtol,
-            fit_y0=cfg.data.initial_state == "fitted",
+            fit_y0=fit_y0,
         )
         import numpy as np
 
@@ -312,7 +313,7 @@ def _sparse(cfg: Config, library, known, theta, targets, y0, ts, ys, scale):
     qn = cfg.quasi_newton
     refit, y0_refit, res = ude.refit_through_ode(
         known, library, xi, y0, ts, ys, scale=scale, max_iter=qn.refit_steps,
-        method=qn.method, gtol=qn.refit_gtol, fit_y0=cfg.data.initial_state == "fitted",
+        method=qn.method, gtol=qn.refit_gtol, fit_y0=fit_y0,
     )  # fmt: skip
     return {
         "threshold": float(lams[best]),
