@@ -1,5 +1,6 @@
 """Neural ODEs: analytic solutions, convergence orders, adjoints, ResNet <-> Euler, bad input."""
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -183,6 +184,38 @@ def test_jit_vmap_matches_loop_and_single_trace():
     loop = jnp.stack([node(ts, y) for y in y0s])
     np.testing.assert_allclose(out, loop, rtol=1e-12, atol=1e-12)
     batched(node, y0s + 1.0)  # same shapes: no retrace
+
+
+def test_solver_and_adjoint_are_static_settings():
+    """They travel in the tree structure, not as subtrees: a jitted call flattens only the
+    field; equal settings give equal structures, so one compilation serves equal models, also
+    with backsolve, whose adjoint holds a dict."""
+    nodes = [NeuralODE(Linear(A), solver="dopri5", adjoint="backsolve") for _ in range(2)]
+    assert jax.tree.leaves(nodes[0]) == [nodes[0].func.A]
+    # the model's own node and the field's: no solver or adjoint subtree to visit
+    assert jax.tree.structure(nodes[0]).num_nodes == jax.tree.structure(Linear(A)).num_nodes + 1
+    assert jax.tree.structure(nodes[0]) == jax.tree.structure(nodes[1])
+    assert jax.tree.structure(nodes[0]) != jax.tree.structure(
+        NeuralODE(Linear(A), solver="tsit5", adjoint="backsolve")
+    )
+    ts = jnp.linspace(0.0, 1.0, 3, dtype=jnp.float64)
+    y0 = jnp.array([1.0, -0.5], jnp.float64)
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def solve(m):
+        return m(ts, y0)
+
+    np.testing.assert_array_equal(solve(nodes[0]), solve(nodes[1]))
+    swapped = with_adjoint({"ode": nodes[0]}, "checkpoint")["ode"]
+    assert isinstance(swapped.adjoint, diffrax.RecursiveCheckpointAdjoint)
+    assert swapped.solver is nodes[0].solver and swapped.func is nodes[0].func
+    assert isinstance(nodes[0].adjoint, diffrax.BacksolveAdjoint)  # the original is unchanged
+    np.testing.assert_allclose(swapped(ts, y0), solve(nodes[0]), atol=1e-6)
+    # a setting holding arrays cannot be static: named, with what to do
+    chord = diffrax.VeryChord(rtol=jnp.asarray(1e-6), atol=1e-6)
+    with pytest.raises(ValueError, match="solver Kvaerno5 holds arrays.*Python floats"):
+        NeuralODE(Linear(A), solver=diffrax.Kvaerno5(root_finder=chord))
 
 
 @pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])

@@ -204,6 +204,62 @@ def test_stiff_failure_under_jit_carries_details():
     assert "after 2000 steps" in text and "max_steps=2000" in text and "Tsit5" in text, text
 
 
+@pytest.mark.parametrize("ends_at_ts", [False, True])
+def test_a_failure_with_save_times_reports_the_time_reached(ends_at_ts):
+    """y' = y^2, y(0) = 1 blows up at t = 1: with save times past it, the solve reports the time
+    and state it reached (not the last save time), pads the times it did not reach with inf,
+    and the error says where it stopped, eagerly and under jit; with `t1=None` (t1 = ts[-1],
+    the layout NeuralODE uses) as with t1 given."""
+    f = lambda t, y, args: y**2
+    ts = jnp.array([0.0, 0.5, 0.9, 1.5, 2.0], jnp.float64)
+    y0 = jnp.asarray(1.0, jnp.float64)
+    t1 = None if ends_at_ts else 2.0
+    solve = functools.partial(
+        sdeml.core.integrate_ode, f, t0=0.0, t1=t1, ts=ts, solver="tsit5", max_steps=200
+    )
+    sol = solve(y0, throw=False)
+    assert sol.result == sdeml.ODEResult.stiff  # h * rho grows without bound near the pole
+    assert 0.99 < float(sol.t_final) < 1.0 + 1e-4  # the pole at t = 1, not ts[2] = 0.9
+    assert float(sol.y_final) > 1e6
+    np.testing.assert_allclose(sol.ys[:3], 1.0 / (1.0 - ts[:3]), rtol=1e-4)
+    assert np.all(np.isinf(sol.ys[3:])) and np.all(np.isinf(sol.ts[3:]))
+    with pytest.raises(sdeml.ODESolveError, match=r"reached t=1 of \[0, 2\] after 200 steps"):
+        solve(y0)
+    with pytest.raises(jax.errors.JaxRuntimeError, match=r"reached t=1 of \[0, 2\]"):
+        jax.block_until_ready(jax.jit(lambda y: solve(y).ys)(y0))
+    # a successful solve: the last saved state is the final one
+    ok = sdeml.core.integrate_ode(lambda t, y, args: -y, y0, 0.0, t1, ts=ts, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(ok.ys, jnp.exp(-ts), rtol=1e-8)
+    assert float(ok.t_final) == 2.0 and float(ok.y_final) == float(ok.ys[-1])
+
+
+def test_a_solve_under_jit_keeps_its_diagnosis_out_of_the_successful_path():
+    """Reporting a failure (the stiffness diagnosis, the details, the callback) sits in a branch
+    that a successful solve skips, and its buffers stay out of the program's scratch memory,
+    which every call pays for (benchmarks/RESULTS.md, 2026-12-06): the gradient of a neural ODE
+    on a 40-dimensional state needs about the scratch memory of calling diffrax directly."""
+    mlp = eqx.nn.MLP(2, 2, 50, 2, activation=jnp.tanh, key=jax.random.key(0))
+    rows = lambda t, y, args: jax.vmap(mlp)(y)
+    y0 = jnp.ones((20, 2), jnp.float64)
+    ts = jnp.linspace(0.0, 1.0, 10, dtype=jnp.float64)
+    node = sdeml.NeuralODE(rows, solver="dopri5", rtol=1e-5, atol=1e-6)
+
+    def direct(y):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(rows), sdeml.core.get_solver("dopri5"), 0.0, 1.0, None, y,
+            saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-6),
+        )  # fmt: skip
+        return jnp.sum(sol.ys)
+
+    def scratch(loss):
+        compiled = jax.jit(jax.grad(loss)).lower(y0).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    ours, theirs = scratch(lambda y: jnp.sum(node(ts, y))), scratch(direct)
+    assert ours <= 1.1 * theirs, (ours, theirs)
+
+
 def test_fixed_step_blow_up_is_nonfinite():
     # y' = -1000 y with h = 0.02: |1 + h lambda| = 19 > 1, Euler overflows (A-stability lesson).
     f = lambda t, y, a: -1000.0 * y

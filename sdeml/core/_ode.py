@@ -13,7 +13,7 @@ import functools
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import diffrax
 import equinox as eqx
@@ -384,7 +384,12 @@ def _spectral_radius(f, t, y, args) -> jax.Array:
         return ravel_pytree(f(t, unravel(z), args))[0]
 
     if flat.size <= _EXACT_SPECTRUM:
-        jac = jax.jacfwd(g)(flat)
+        # Column by column (one JVP at a time), not `jax.jacfwd`'s batch of them: the buffers of
+        # a branch sit in the compiled program's scratch memory even when it is not taken, and
+        # every call pays for that memory (benchmarks/RESULTS.md, 2026-12-06: a 40-dimensional
+        # state of a 50-wide network had 224 KB there, 2.6 times the solve's own).
+        eye = jnp.eye(flat.size, dtype=flat.dtype)
+        jac = jax.lax.map(lambda e: jax.jvp(g, (flat,), (e,))[1], eye).T
         jac = jnp.where(jnp.isfinite(jac), jac, 0.0)
         return jnp.max(jnp.abs(jnp.linalg.eigvals(jac))).astype(flat.dtype)
     v = jax.random.normal(jax.random.key(0), flat.shape, flat.dtype)
@@ -419,6 +424,9 @@ def _solve(
     count_evals,
     adjoint,
     dense,
+    diagnose,
+    with_nfe,
+    ends_at_ts,
 ):
     if count_evals:
         # Checked up front too: JAX refuses to batch a loop with ordered effects in its own words.
@@ -428,21 +436,24 @@ def _solve(
     else:
         term = diffrax.ODETerm(f)
     adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
-    if adaptive:
+    # Only an FSAL method's count needs the attempts up to the first accepted step (`info.nfe`),
+    # and only a caller that reads `nfe` needs the count.
+    counting = adaptive and with_nfe and info.fsal and info.stages is not None and not count_evals
+    if counting:
         controller = _CountAttempts(controller)
-    # diffrax's BacksolveAdjoint takes no sub-saves: save at (ts, t1) in one array instead
-    flat_ts = ts is not None and isinstance(adjoint, diffrax.BacksolveAdjoint)
+    # One save of (ts, t1): the final time and state reached come after the last time saved
+    # (right after ts[-1] on success, in place of the first unreached time on a failure), and
+    # the step loop carries nothing beyond a save at `ts` alone. Separate sub-saves of `ts` and
+    # `t1`, and the attempt count, added a dozen operations to every step of the loop, forward
+    # and backward (benchmarks/RESULTS.md, 2026-12-06). BacksolveAdjoint takes this form too.
+    # When t1 is ts[-1] (`ends_at_ts`), the times before it and t1 make exactly the n outputs.
     if ts is None:  # t0 and t1 only: no per-step interpolation for saving
-        saveat = diffrax.SaveAt(t0=True, t1=True, dense=dense, controller_state=adaptive)
-    elif flat_ts:
-        ts_t1 = jnp.concatenate([ts, jnp.reshape(t1, (1,)).astype(ts.dtype)])
-        saveat = diffrax.SaveAt(ts=ts_t1, dense=dense, controller_state=adaptive)
+        saveat = diffrax.SaveAt(t0=True, t1=True, dense=dense, controller_state=counting)
+    elif ends_at_ts and ts.shape[0] == 1:
+        saveat = diffrax.SaveAt(t1=True, dense=dense, controller_state=counting)
     else:
-        saveat = diffrax.SaveAt(
-            subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)],
-            dense=dense,
-            controller_state=adaptive,
-        )
+        before = ts[:-1] if ends_at_ts else ts
+        saveat = diffrax.SaveAt(ts=before, t1=True, dense=dense, controller_state=counting)
     finite_in = _all_finite((y0, t0, t1))
     sol = diffrax.diffeqsolve(
         term,
@@ -458,51 +469,27 @@ def _solve(
         adjoint=adjoint,
         throw=False,
     )
-    last = lambda x: x[-1]
-    assert sol.ts is not None and sol.ys is not None  # SaveAt above always saves t0/t1
-    if ts is None:
+    assert sol.ts is not None and sol.ys is not None  # SaveAt above always saves t1
+    if ts is None or ends_at_ts:  # (`_examined` finds the state reached after a failure)
         ts_out, ys_out = sol.ts, sol.ys
-        t_final, y_final = sol.ts[-1], jax.tree_util.tree_map(last, sol.ys)
-    elif flat_ts:
-        ts_out, ys_out = sol.ts[:-1], jax.tree_util.tree_map(lambda x: x[:-1], sol.ys)
-        t_final, y_final = sol.ts[-1], jax.tree_util.tree_map(last, sol.ys)
-    else:
-        (ts_out, t_end), (ys_out, y_end) = sol.ts, sol.ys
-        t_final, y_final = t_end[0], jax.tree_util.tree_map(lambda x: x[0], y_end)
+        t_final, y_final = sol.ts[-1], jax.tree_util.tree_map(lambda x: x[-1], sol.ys)
+    else:  # as laid out on success (`_examined` finds the state reached after a failure)
+        n = ts.shape[0]
+        ts_out, ys_out = sol.ts[:n], jax.tree_util.tree_map(lambda x: x[:n], sol.ys)
+        t_final, y_final = sol.ts[n], jax.tree_util.tree_map(lambda x: x[n], sol.ys)
     n_steps = sol.stats["num_steps"]
     n_acc = sol.stats["num_accepted_steps"]
     n_rej = sol.stats["num_rejected_steps"]
 
     max_steps_hit = sol.result == diffrax.RESULTS.max_steps_reached
-    # Stiffness indicator h_mean * rho(J) at the state reached (see _STIFF_H_RHO), computed only
-    # when the solve ran out of steps (the case it diagnoses): a successful solve evaluates the
-    # field exactly `nfe` times. The predicate is un-batched, so under vmap this stays a branch
-    # that successful solves skip.
-    # Diagnostics carry no gradient (and keep eigvals out of reverse-mode autodiff); the extra
-    # evaluations use the unwrapped `f`, so `count_evals` counts the solve's evaluations only.
-    f_sg, t_sg, y_sg, args_sg = jax.tree_util.tree_map(
-        lambda x: jax.lax.stop_gradient(x) if eqx.is_array(x) else x, (f, t_final, y_final, args)
-    )
-    dtype = t_final.dtype
-    rho = jax.lax.cond(
-        eqxi.unvmap_any(max_steps_hit),
-        lambda: _spectral_radius(f_sg, t_sg, y_sg, args_sg).astype(dtype),
-        lambda: jnp.full((), jnp.nan, dtype),
-    )
-    h_mean = jnp.abs(jax.lax.stop_gradient(t_final - t0)) / jnp.maximum(n_acc, 1)
-    stiffness = (h_mean * rho).astype(dtype)
-
-    finite = _all_finite(ys_out) & _all_finite(y_final)
+    finite = _all_finite(ys_out)
+    if not (ts is None or ends_at_ts):  # else y_final is one of ys_out
+        finite = finite & _all_finite(y_final)
     finite = finite | (sol.result != diffrax.RESULTS.successful)  # inf padding after a failure
-    # a non-finite state also stalls an adaptive controller (NaN error norms are rejected): say
-    # what happened instead of calling it stiff
-    finite = finite & ~(max_steps_hit & ~_all_finite(y_final))
-    stiff = max_steps_hit & (stiffness >= _STIFF_H_RHO) & (not info.implicit)
     result = ODEResult.where(
         sol.result == diffrax.RESULTS.successful, ODEResult.successful, ODEResult.solver_failed
     )
     result = ODEResult.where(max_steps_hit, ODEResult.max_steps_reached, result)
-    result = ODEResult.where(stiff, ODEResult.stiff, result)
     result = ODEResult.where(
         sol.result == diffrax.RESULTS.dt_min_reached, ODEResult.dt_min_reached, result
     )
@@ -513,15 +500,15 @@ def _solve(
         _refuse_vmap(_probe(ys_out, y_final, t_final, n_steps))
         struct = jax.ShapeDtypeStruct((), n_steps.dtype)
         nfe = io_callback(_close_count, struct, key, n_steps, ordered=True)
-    elif info.stages is None:
+    elif info.stages is None or not with_nfe:
         nfe = jnp.asarray(-1, n_steps.dtype)
-    elif adaptive:
-        assert sol.controller_state is not None  # SaveAt(controller_state=adaptive)
+    elif counting:
+        assert sol.controller_state is not None  # SaveAt(controller_state=counting)
         attempts = _CountAttempts.attempts_of(sol.controller_state[1])
         nfe = info.nfe(n_steps, attempts).astype(n_steps.dtype)
-    else:
+    else:  # constant steps, or a method without FSAL: the stages of every attempted step
         nfe = jnp.asarray(info.nfe(n_steps), n_steps.dtype)
-    return ODESolution(
+    solution = ODESolution(
         ts=ts_out,
         ys=ys_out,
         result=result,
@@ -531,10 +518,74 @@ def _solve(
         nfe=nfe,
         t_final=t_final,
         y_final=y_final,
-        stiffness=stiffness,
+        stiffness=jnp.full((), jnp.nan, t_final.dtype),
         diffrax_result=sol.result,
         interpolation=sol.interpolation if dense else None,
     )
+    # With throw=True the failure is examined where it is reported (`integrate_ode`): a
+    # successful solve then pays nothing for it.
+    return _examined(solution, f, args, t0, info.implicit, ts is not None) if diagnose else solution
+
+
+def _examined(sol: ODESolution, f, args, t0, implicit: bool, at_ts: bool) -> ODESolution:
+    """`sol` (as `_solve` lays it out on success) with what a failure needs: the time and state
+    reached, the times not reached padded with inf, the code `nonfinite` for a solve that
+    stalled on a non-finite state, the stiffness indicator, and the code `stiff` for a solve that
+    ran out of steps with it at or above `_STIFF_H_RHO`. A successful solve keeps its values.
+
+    `at_ts`: the solve saved at given times, (ts, t1) in one save, where the final state
+    comes after the last time reached: right after ts[-1] on success, in place of the first
+    time not reached on a failure.
+
+    The indicator h_mean * rho(J) at the state reached is computed only when the solve ran out of
+    steps (the case it diagnoses): a successful solve evaluates the field exactly `nfe` times.
+    The predicate is un-batched, so under vmap this stays a branch that successful solves skip.
+    Diagnostics carry no gradient (and keep eigvals out of reverse-mode autodiff); the extra
+    evaluations use the unwrapped `f`, so `count_evals` counts the solve's evaluations only.
+    """
+    ok = sol.diffrax_result == diffrax.RESULTS.successful
+    if at_ts:
+        n = sol.ts.shape[0]
+        last = jnp.sum(jnp.isfinite(sol.ts)) - 1  # times not reached are inf (diffrax)
+        t_final = jnp.where(ok, sol.t_final, sol.ts[last])
+        y_final = jax.tree_util.tree_map(
+            lambda x, y: jnp.where(ok, y, x[last]), sol.ys, sol.y_final
+        )
+        reached = ok | (jnp.arange(n) < last)
+
+        def pad(x):  # as diffrax pads: inf at every time not reached
+            return jnp.where(reached.reshape((n,) + (1,) * (x.ndim - 1)), x, jnp.inf)
+
+        sol = eqx.tree_at(
+            lambda s: (s.ts, s.ys, s.t_final, s.y_final),
+            sol,
+            (pad(sol.ts), jax.tree_util.tree_map(pad, sol.ys), t_final, y_final),
+        )
+    # a non-finite state also stalls an adaptive controller (NaN error norms are rejected): say
+    # what happened instead of calling it stiff
+    stalled = (sol.result == ODEResult.max_steps_reached) & ~_all_finite(sol.y_final)
+    sol = eqx.tree_at(
+        lambda s: s.result, sol, ODEResult.where(stalled, ODEResult.nonfinite, sol.result)
+    )
+    max_steps_hit = sol.diffrax_result == diffrax.RESULTS.max_steps_reached
+    f_sg, t_sg, y_sg, args_sg = jax.tree_util.tree_map(
+        lambda x: jax.lax.stop_gradient(x) if eqx.is_array(x) else x,
+        (f, sol.t_final, sol.y_final, args),
+    )
+    dtype = sol.t_final.dtype
+    rho = jax.lax.cond(
+        eqxi.unvmap_any(max_steps_hit),
+        lambda: _spectral_radius(f_sg, t_sg, y_sg, args_sg).astype(dtype),
+        lambda: jnp.full((), jnp.nan, dtype),
+    )
+    h_mean = jnp.abs(jax.lax.stop_gradient(sol.t_final - t0)) / jnp.maximum(
+        sol.num_accepted_steps, 1
+    )
+    stiffness = (h_mean * rho).astype(dtype)
+    # only a solve still classed as out of steps (not as non-finite) is called stiff
+    stiff = (sol.result == ODEResult.max_steps_reached) & (stiffness >= _STIFF_H_RHO)
+    result = sol.result if implicit else ODEResult.where(stiff, ODEResult.stiff, sol.result)
+    return eqx.tree_at(lambda s: (s.stiffness, s.result), sol, (stiffness, result))
 
 
 def _result_index(result: ODEResult) -> Int[Array, ""]:
@@ -655,6 +706,9 @@ def _throw_traced(
     t0,
     t1,
     max_steps: int,
+    f: Callable,
+    args: Any,
+    at_ts: bool,
     implicit: bool = False,
     dtype_name: str = "float64",
 ) -> ODESolution:
@@ -665,9 +719,15 @@ def _throw_traced(
     only on failure; under vmap it runs when any member failed, once per member, and raises for
     the first failed one. `eqx.error_if` with the code's static message stays behind it,
     data-dependent on the callback, for a runtime where a callback cannot raise.
+
+    A successful solve pays for one conditional: the examination (`_examined`), the details, the
+    callback and the fallback all sit in its failure branch. Three conditionals on every call
+    (the diagnosis's, the callback's, the fallback's) cost 13-20 us of a neural ODE's gradient
+    call, against 3 us for diffrax's own check (benchmarks/RESULTS.md, 2026-12-06). The check is
+    threaded through every array of the solution (issue #17): a caller that keeps only
+    `y_final`, `nfe` or a gradient still runs it; none of them can be computed without it. Like
+    `eqx.error_if`, it sits outside autodiff: a custom JVP passes the tangents through.
     """
-    failed = sol.result != ODEResult.successful
-    details = jax.lax.stop_gradient(_details(sol, t0, t1))  # no tangents into the callback
     callback = functools.partial(
         _raise_failure,
         solver_name=solver_name,
@@ -675,19 +735,34 @@ def _throw_traced(
         implicit=implicit,
         dtype_name=dtype_name,
     )
-
-    def report(details):
-        struct = jax.ShapeDtypeStruct((), jnp.bool_)
-        return jax.pure_callback(callback, struct, *details, vmap_method="sequential")
-
-    # A pure (effect-free) callback, as in `eqx.error_if`: JAX cannot vmap a cond holding an IO
-    # effect. Its output feeds `error_if`, so it is not dead code and runs before the fallback.
-    raised = jax.lax.cond(_any_member(failed), report, lambda d: jnp.asarray(False), details)
-    # The check is threaded through every array of the solution (issue #17): a caller that keeps
-    # only `y_final`, `nfe` or a gradient still runs it; none of them can be computed without it.
     arrays, rest = eqx.partition(sol, eqx.is_array)
-    arrays = sol.result.error_if(arrays, failed | raised)
-    return eqx.combine(arrays, rest)
+    # what the diagnosis needs, as explicit inputs (a custom JVP may not close over tracers)
+    inputs, fixed = eqx.partition((f, args, jnp.asarray(t0), jnp.asarray(t1)), eqx.is_array)
+    inputs = jax.lax.stop_gradient(inputs)
+
+    @jax.custom_jvp
+    def guard(arrays, inputs):
+        failed = eqx.combine(arrays, rest).result != ODEResult.successful
+
+        def on_failure(arrays, inputs):
+            f_, args_, t0_, t1_ = eqx.combine(inputs, fixed)
+            solution = _examined(eqx.combine(arrays, rest), f_, args_, t0_, implicit, at_ts)
+            struct = jax.ShapeDtypeStruct((), jnp.bool_)
+            # A pure (effect-free) callback, as in `eqx.error_if`: JAX cannot vmap a cond
+            # holding an IO effect. Its output feeds `error_if`, so it is not dead code and runs
+            # before the fallback.
+            raised = jax.pure_callback(
+                callback, struct, *_details(solution, t0_, t1_), vmap_method="sequential"
+            )
+            return solution.result.error_if(arrays, failed | raised)
+
+        return jax.lax.cond(_any_member(failed), on_failure, lambda a, i: a, arrays, inputs)
+
+    @guard.defjvp
+    def _guard_jvp(primals, tangents):
+        return guard(*primals), tangents[0]
+
+    return eqx.combine(guard(arrays, inputs), rest)
 
 
 def _check_times(t0, t1, ts, *, forward_only: bool) -> tuple[bool, float, float]:
@@ -766,7 +841,7 @@ def integrate_ode(
     f: Callable[[Any, Any, Any], Any],
     y0: PyTree[ArrayLike],
     t0: float | Float[ArrayLike, ""],
-    t1: float | Float[ArrayLike, ""],
+    t1: float | Float[ArrayLike, ""] | None,
     *,
     solver: str | diffrax.AbstractSolver = "tsit5",
     ts: Float[ArrayLike, " n_save"] | None = None,
@@ -783,6 +858,7 @@ def integrate_ode(
     adjoint: diffrax.AbstractAdjoint | None = None,
     throw: bool = True,
     count_evals: bool = False,
+    with_nfe: bool = True,
     name: str = "solve_ode",
 ) -> ODESolution:
     r"""The front behind `solve_ode` that every ODE solve of sdeml goes through.
@@ -797,7 +873,9 @@ def integrate_ode(
         f: vector field ``f(t, y, args)``, returning a PyTree of `y`'s structure.
         y0: initial state, a PyTree of finite floating arrays.
         t0: initial time.
-        t1: final time, different from `t0` (``t1 < t0`` integrates backwards).
+        t1: final time, different from `t0` (``t1 < t0`` integrates backwards); None with
+            `ts`: ``ts[-1]`` (the solution at the final time is then the last saved state, one
+            save fewer to slice away).
         solver: as in `solve_ode`.
         ts: save times ``(n_save,)`` between `t0` and `t1`, monotone in the direction of
             integration; default ``[t0, t1]``.
@@ -815,6 +893,9 @@ def integrate_ode(
         adjoint: a ``diffrax.AbstractAdjoint``; default ``RecursiveCheckpointAdjoint()``.
         throw: raise `ODESolveError` on failure (else return the result code).
         count_evals: count vector-field evaluations on the host (see `solve_ode`).
+        with_nfe: compute ``nfe``. False for a caller that reads only the states (``nfe`` is
+            then -1): an adaptive FSAL method (tsit5, dopri5, ...) then carries no count of the
+            attempts before its first accepted step through its step loop.
         name: the caller's name, which starts every error message.
 
     Returns:
@@ -864,6 +945,11 @@ def integrate_ode(
             "adapt its step: use constant steps (`n_steps`, or `dt0` with adaptive=False) or an "
             "adaptive solver (tsit5, dopri5, dopri8, bosh3, heun, kvaerno5, ...)."
         )
+    ends_at_ts = t1 is None
+    if ends_at_ts:
+        if ts is None:
+            raise ValueError(f"{name}: `t1` is None, which needs the save times `ts`.")
+        t1 = jnp.asarray(ts)[-1]
     concrete_times, t0_val, t1_val = _check_times(t0, t1, ts, forward_only=False)
 
     dtype = jnp.result_type(*[x.dtype for x in jax.tree_util.tree_leaves(y0)])
@@ -872,11 +958,21 @@ def integrate_ode(
     t0 = jnp.asarray(t0, dtype=dtype)
     t1 = jnp.asarray(t1, dtype=dtype)
     if not concrete_times:
-        t1 = eqx.error_if(t1, t1 == t0, f"{name}: `t1` must differ from `t0`.")
+        t1 = cast(Array, eqx.error_if(t1, t1 == t0, f"{name}: `t1` must differ from `t0`."))
     ts = None if ts is None else jnp.asarray(ts, dtype=dtype)
-    # As arrays, new tolerances reuse the compiled program (a Python float would be static).
     # Floored at the resolution of the state's dtype (see RTOL_EPS_FLOOR): issue #17.
-    rtol_a, atol_a = effective_tolerances(rtol, atol, dtype)
+    rtol_a: Any
+    atol_a: Any
+    if not _is_traced(rtol, atol) and _is_traced(y0, t0, t1, ts, args):
+        # Inside a caller's trace, concrete tolerances are fixed in the caller's program anyway:
+        # as Python numbers they are literals in the step loop rather than loop-invariant arrays
+        # computed on every call. The same values as `effective_tolerances`.
+        eps = float(np.finfo(dtype).eps)
+        rtol_a = float(np.asarray(max(float(rtol), RTOL_EPS_FLOOR * eps), dtype))
+        atol_a = float(np.asarray(max(float(atol), ATOL_EPS_FLOOR * eps), dtype))
+    else:
+        # As arrays, new tolerances reuse the compiled program (a Python float would be static).
+        rtol_a, atol_a = effective_tolerances(rtol, atol, dtype)
 
     if adaptive is None:
         adaptive = info.adaptive and n_steps is None
@@ -940,14 +1036,19 @@ def integrate_ode(
         bool(count_evals),
         diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
         bool(dense),
+        not throw,
+        bool(with_nfe),
+        ends_at_ts,
     )
     if throw:
         label = f"{name}, {type(solver_obj).__name__}"
         facts: dict[str, Any] = dict(implicit=bool(info.implicit), dtype_name=jnp.dtype(dtype).name)
         if sol.result.is_traced():
-            sol = _throw_traced(sol, label, t0, t1, int(max_steps), **facts)
+            at_ts = ts is not None
+            sol = _throw_traced(sol, label, t0, t1, int(max_steps), f, args, at_ts, **facts)
         elif not bool(sol.ok):
-            details = _details(sol, t0, t1)
+            examined = _examined(sol, f, args, t0, bool(info.implicit), ts is not None)
+            details = _details(examined, t0, t1)
             raise ODESolveError(_failure_message(label, int(max_steps), *details, **facts))
     return sol
 

@@ -19,6 +19,7 @@ from ..neural_ode import (
     AbstractODEModel,
     check_field_signature,
     check_solve_options,
+    set_solve_options,
     solve_options,
 )
 
@@ -231,8 +232,7 @@ class CNF(AbstractODEModel):
         options = check_solve_options(
             "CNF", solver, adjoint, rtol, atol, dt0, adaptive, max_steps, count_evals
         )
-        for option, value in options.items():
-            setattr(self, option, value)
+        set_solve_options(self, options)
         self.func, self.divergence, self.probe = func, divergence, probe
 
     # -- the augmented dynamics -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from ._adjoints import ADJOINT_NAMES as ADJOINT_NAMES
 from ._adjoints import AbstractODEModel as AbstractODEModel
 from ._adjoints import check_solve_options as check_solve_options
 from ._adjoints import get_adjoint as get_adjoint
+from ._adjoints import set_solve_options as set_solve_options
 from ._adjoints import solve_options as solve_options
 from ._audit import AdjointReport as AdjointReport
 from ._audit import GradientAudit as GradientAudit
@@ -52,6 +53,7 @@ __all__ = [
     "relative_error",
     "resnet_limit",
     "sample_windows",
+    "set_solve_options",
     "solve_options",
     "spiral_field",
     "window_loss",

@@ -7,11 +7,14 @@ Solver names and their facts (adaptive? evaluations per step?) come from the cor
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import diffrax
 import equinox as eqx
+import jax
+import numpy as np
 
 from ..core._solvers import get_solver, solver_info, solver_names
 
@@ -152,6 +155,99 @@ def solve_options(model: Any) -> dict[str, Any]:
     return {k: getattr(model, k) for k in SOLVE_OPTIONS}
 
 
+class _Options:
+    """A model's solve options (`SOLVE_OPTIONS`), held in one static field.
+
+    Static, the options are part of the model's tree structure instead of subtrees and fields
+    of their own: flattening the model, which `jax.jit` and `eqx.filter_jit` do on every call
+    (and `jax.block_until_ready` on every result), visits the model's node and its field, and
+    reads two attributes instead of nine, each a few microseconds through equinox's attribute
+    lookup (benchmarks/RESULTS.md, 2026-12-06: 30-50 us of a neural ODE's gradient call).
+    Hashable, as a static field must be, also when the adjoint holds a dict (diffrax's
+    `BacksolveAdjoint` keeps its ``kwargs`` in one): the hash and equality are those of the
+    options' leaves and tree structures, computed once.
+    """
+
+    __slots__ = ("values", "_key", "_hash")
+
+    def __init__(self, values: dict[str, Any], owner: str):
+        key = []
+        for name in SOLVE_OPTIONS:
+            leaves, treedef = jax.tree_util.tree_flatten(values[name])
+            if any(isinstance(x, jax.Array | np.ndarray) for x in leaves):
+                raise ValueError(
+                    f"{owner}: the {name} {type(values[name]).__name__} holds arrays; a model's "
+                    f"{name} is a static setting (part of its compiled program), so give its "
+                    "numbers as Python floats"
+                )
+            key.append((name, treedef, tuple(leaves)))
+        try:
+            self._hash = hash(tuple(key))
+        except TypeError as e:
+            raise ValueError(
+                f"{owner}: a solve option holds an unhashable setting ({e}); a model's solve "
+                "options are static (part of its compiled program)"
+            ) from None
+        self.values, self._key = dict(values), tuple(key)
+
+    def replace(self, owner: str, **changes: Any) -> _Options:
+        return _Options({**self.values, **changes}, owner)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, _Options) or self._hash != other._hash:
+            return False
+        return self._key == other._key
+
+    def __repr__(self) -> str:
+        return "SolveOptions(" + ", ".join(f"{k}={v!r}" for k, v in self.values.items()) + ")"
+
+
+def set_solve_options(model: AbstractODEModel, options: dict[str, Any]) -> None:
+    """Set the options from `check_solve_options` on a model being initialised (in its
+    ``__init__``), as one static setting: part of the model's tree structure, not leaves.
+
+    Args:
+        model: the `AbstractODEModel` whose ``__init__`` is running.
+        options: the dict `check_solve_options` returned.
+
+    Returns:
+        None; the model's options are set.
+
+    Examples:
+        >>> from sdeml.neural_ode import AbstractODEModel, check_solve_options, set_solve_options
+        >>> class Decay(AbstractODEModel):
+        ...     func: object
+        ...     def __init__(self, **kw):
+        ...         self.func = lambda t, y, args: -y
+        ...         set_solve_options(self, check_solve_options("Decay", **kw))
+        >>> m = Decay(solver="tsit5", adjoint="backsolve", rtol=1e-6, atol=1e-9, dt0=None,
+        ...           adaptive=None, max_steps=64, count_evals=False)
+        >>> m.adjoint, m.max_steps, jax.tree.leaves(m)  # the options are static: no leaves
+        (BacksolveAdjoint(...), 64, [<function ...>])
+    """
+    model._options = _Options(options, type(model).__name__)
+
+
+def replace_adjoint(model: AbstractODEModel, adjoint: diffrax.AbstractAdjoint) -> Any:
+    """A copy of `model` that uses `adjoint` (`eqx.tree_at` cannot reach a static field)."""
+    new = object.__new__(type(model))
+    for field in dataclasses.fields(model):
+        object.__setattr__(new, field.name, getattr(model, field.name))
+    options = model._options.replace(type(model).__name__, adjoint=adjoint)
+    object.__setattr__(new, "_options", options)
+    return new
+
+
+def _option(name: str, doc: str) -> Any:
+    """A read-only attribute of a model: its solve option `name`."""
+    return property(lambda self: self._options.values[name], doc=doc)
+
+
 class AbstractODEModel(eqx.Module):
     """A model solved on the core ODE front: a vector field and its solve options.
 
@@ -176,11 +272,15 @@ class AbstractODEModel(eqx.Module):
     """
 
     func: eqx.AbstractVar[Callable[..., Any]]
-    solver: diffrax.AbstractSolver
-    adjoint: diffrax.AbstractAdjoint
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    dt0: float | None = eqx.field(static=True)
-    adaptive: bool = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
-    count_evals: bool = eqx.field(static=True)
+    _options: _Options = eqx.field(static=True)
+
+    solver = _option("solver", "The diffrax solver.")
+    adjoint = _option("adjoint", "The diffrax adjoint (`sdeml.neural_ode.with_adjoint` swaps it).")
+    rtol = _option("rtol", "The relative tolerance of the adaptive step-size controller.")
+    atol = _option("atol", "The absolute tolerance of the adaptive step-size controller.")
+    dt0 = _option(
+        "dt0", "The constant step, or the initial step of an adaptive solve (None: chosen)."
+    )
+    adaptive = _option("adaptive", "Whether the PID controller adapts the step.")
+    max_steps = _option("max_steps", "The step budget of one solve.")
+    count_evals = _option("count_evals", "Whether evaluations are counted on the host (exact nfe).")

@@ -14,7 +14,14 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from ..core._ode import DEFAULT_ATOL, DEFAULT_RTOL, ODEResult, ODESolution, integrate_ode
-from ._adjoints import AbstractODEModel, check_solve_options, get_adjoint, solve_options
+from ._adjoints import (
+    AbstractODEModel,
+    check_solve_options,
+    get_adjoint,
+    replace_adjoint,
+    set_solve_options,
+    solve_options,
+)
 
 
 def check_field_signature(func: Callable[..., Any], owner: str) -> None:
@@ -162,6 +169,10 @@ class NeuralODE(AbstractODEModel):
         count_evals: count every evaluation on the host, so that ``nfe`` is exact for implicit
             solvers too (otherwise -1 for them); not under ``jax.vmap`` (see `solve_ode`).
 
+    The options are static settings: part of the model's tree structure (and so of the compiled
+    program), not leaves, so that a jitted call flattens no more than the field. ``eqx.tree_at``
+    cannot reach them; `sdeml.neural_ode.with_adjoint` swaps the adjoint.
+
     Returns:
         ``node(ts, y0, args)`` returns the states, shape ``(len(ts), *y0.shape)``;
         ``node.solve(ts, y0, args)`` returns the core `sdeml.ODESolution` (``ts``, ``ys``,
@@ -210,11 +221,15 @@ class NeuralODE(AbstractODEModel):
         options = check_solve_options(
             "NeuralODE", solver, adjoint, rtol, atol, dt0, adaptive, max_steps, count_evals
         )
-        for option, value in options.items():
-            setattr(self, option, value)
+        set_solve_options(self, options)
 
     def solve(
-        self, ts: Float[ArrayLike, " n"], y0: PyTree[Float[Array, "..."]], args: Any = None
+        self,
+        ts: Float[ArrayLike, " n"],
+        y0: PyTree[Float[Array, "..."]],
+        args: Any = None,
+        *,
+        with_nfe: bool = True,
     ) -> ODESolution:
         """Solve from ``(ts[0], y0)`` and save at every time in `ts` (see the class docstring).
 
@@ -222,6 +237,9 @@ class NeuralODE(AbstractODEModel):
             ts: strictly increasing times, shape ``(n,)``; the solve starts at ``ts[0]``.
             y0: the initial state (an array, or a PyTree of arrays).
             args: passed to the field as its third argument.
+            with_nfe: compute the evaluation count ``nfe`` (False: it is -1, and an adaptive
+                FSAL solver carries no count of attempts through its loop, as calling the node
+                does).
 
         Returns:
             A `sdeml.ODESolution` whose ``ys`` has leading axis ``n``.
@@ -252,18 +270,20 @@ class NeuralODE(AbstractODEModel):
             field,
             y0,
             times[0],
-            times[-1],
+            None,  # times[-1]
             ts=times,
             args=(params, args),
             name="NeuralODE",
+            with_nfe=with_nfe,
             **solve_options(self),
         )
 
     def __call__(
         self, ts: Float[ArrayLike, " n"], y0: PyTree[Float[Array, "..."]], args: Any = None
     ) -> PyTree[Float[Array, "n ..."]]:
-        """The states at `ts`, shape ``(len(ts), *y0.shape)``."""
-        return self.solve(ts, y0, args).ys
+        """The states at `ts`, shape ``(len(ts), *y0.shape)``: `solve` without the evaluation
+        count, which a caller of the states alone does not read."""
+        return self.solve(ts, y0, args, with_nfe=False).ys
 
 
 def _shapes(tree: Any) -> Any:
@@ -272,14 +292,20 @@ def _shapes(tree: Any) -> Any:
 
 
 def with_adjoint(tree: Any, adjoint: str | diffrax.AbstractAdjoint) -> Any:
-    """A copy of `tree` in which every `NeuralODE` uses `adjoint` (the rest is unchanged).
+    """A copy of `tree` in which every `NeuralODE` and `sdeml.CNF` uses `adjoint` (the rest is
+    unchanged).
+
+    A model's solver and adjoint are static settings (part of its compiled program, not of its
+    PyTree), so ``eqx.tree_at`` cannot reach them: swap the adjoint with this, or build the model
+    again with ``adjoint=...``.
 
     Args:
-        tree: a model (any PyTree) containing `NeuralODE` modules.
+        tree: a model (any PyTree) containing `NeuralODE` or `CNF` modules
+            (`AbstractODEModel`).
         adjoint: a name (``checkpoint``, ``backsolve``, ``direct``) or a diffrax adjoint.
 
     Returns:
-        The same PyTree with the adjoint of every `NeuralODE` replaced.
+        The same PyTree with the adjoint of every such model replaced.
 
     Examples:
         >>> from sdeml.neural_ode import with_adjoint
@@ -291,12 +317,12 @@ def with_adjoint(tree: Any, adjoint: str | diffrax.AbstractAdjoint) -> Any:
         RecursiveCheckpointAdjoint(...)
     """
     adj = get_adjoint(adjoint)
-    is_node = lambda x: isinstance(x, NeuralODE)
+    is_node = lambda x: isinstance(x, AbstractODEModel)
     nodes = [x for x in jax.tree.leaves(tree, is_leaf=is_node) if is_node(x)]
     if not nodes:
-        raise ValueError("`tree` contains no NeuralODE whose adjoint could be set")
+        raise ValueError("`tree` contains no NeuralODE or CNF whose adjoint could be set")
 
     def swap(x):
-        return eqx.tree_at(lambda n: n.adjoint, x, adj) if is_node(x) else x
+        return replace_adjoint(x, adj) if is_node(x) else x
 
     return jax.tree.map(swap, tree, is_leaf=is_node)
