@@ -966,7 +966,8 @@ def integrate_ode(
     if not _is_traced(rtol, atol) and _is_traced(y0, t0, t1, ts, args):
         # Inside a caller's trace, concrete tolerances are fixed in the caller's program anyway:
         # as Python numbers they are literals in the step loop rather than loop-invariant arrays
-        # computed on every call. The same values as `effective_tolerances`.
+        # computed on every call. The same values as `effective_tolerances`, in NumPy: under a
+        # trace (omnistaging) jnp would stage even these constants as tracers.
         eps = float(np.finfo(dtype).eps)
         rtol_a = float(np.asarray(max(float(rtol), RTOL_EPS_FLOOR * eps), dtype))
         atol_a = float(np.asarray(max(float(atol), ATOL_EPS_FLOOR * eps), dtype))
