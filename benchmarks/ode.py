@@ -5,10 +5,14 @@ Cases (float64, same tolerances for everyone):
   lorenz_b    a batch of 256 Lorenz trajectories on [0, 5] (vmap / batched tensor), same solver
   vdp_stiff   Van der Pol mu = 1000 on [0, 3000], stiff solver (Kvaerno5 / SciPy Radau)
 
-For JAX, "compile" is the first call minus a steady-state call; "steady" is the median of
-repeated calls. PyTorch and SciPy have no compile step. Writes benchmarks/ode.md.
+For JAX, "compile" is the first call minus the steady time; "steady" is the median of many
+calls, sdeml and plain diffrax timed in alternation (a new random order every round, for at
+least `--seconds` per case): on this 2-vCPU machine a few calls one contender after the other
+read Van der Pol at 0.58x in one run and 1.55x in the next (2026-12-06). PyTorch and SciPy have
+no compile step; they are timed `--repeats` times each (their ratios are 5-2700x). Writes
+benchmarks/ode.md.
 
-Run: python benchmarks/ode.py [--repeats 5] [--quick]
+Run: python benchmarks/ode.py [--repeats 5] [--seconds 6] [--quick]
 """
 
 from __future__ import annotations
@@ -51,17 +55,40 @@ def _plain_diffrax(term, solver, t1, rtol, atol):
     return solve
 
 
-def _time_jax(fn, repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t
-    runs = []
-    for _ in range(repeats):
+def _alternate(fns, seconds, min_rounds=15, max_rounds=4000, seed=0):
+    """Compile each of `fns` (name -> zero-argument callable) with a first call, then call them
+    in rounds, in a new random order each round (a call runs faster right after a call of the
+    same program), until `min_rounds` rounds are done and the rounds took `seconds`.
+
+    Returns name -> (compile seconds, median seconds, output, per-round times)."""
+    first, outs = {}, {}
+    for name, fn in fns.items():
         t = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        runs.append(time.perf_counter() - t)
-    steady = statistics.median(runs)
-    return max(first - steady, 0.0), steady, out
+        outs[name] = jax.block_until_ready(fn())
+        first[name] = time.perf_counter() - t
+    names = list(fns)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() - start < seconds):
+        for i in rng.permutation(len(names)):
+            n = names[i]
+            t = time.perf_counter()
+            jax.block_until_ready(fns[n]())
+            times[n].append(time.perf_counter() - t)
+        rounds += 1
+    out = {}
+    for n in names:
+        med = statistics.median(times[n])
+        out[n] = (max(first[n] - med, 0.0), med, outs[n], times[n])
+    return out
+
+
+def _paired(times_a, times_b):
+    """The quartiles of the per-round ratios b/a (each round times both, back to back)."""
+    r = np.asarray(times_b) / np.asarray(times_a)
+    return float(np.quantile(r, 0.25)), float(np.quantile(r, 0.75))
 
 
 def _time_eager(fn, repeats):
@@ -92,8 +119,15 @@ def vdp_jac_np(t, y, mu=1000.0):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--seconds", type=float, default=6.0, help="least time of the alternating rounds a case"
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
     a = ap.parse_args()
+    if a.quick:
+        a.seconds = min(a.seconds, 0.5)
+    quartiles: dict[str, tuple[float, float]] = {}  # case -> paired plain/sdeml ratio quartiles
+    calls: dict[str, int] = {}  # case -> alternating calls of each JAX contender
     R = a.repeats
     n_batch = 16 if a.quick else 256
     rtol = atol = 1e-8
@@ -108,12 +142,14 @@ def main() -> None:
             lor, y, 0.0, T, solver="dopri5", rtol=rtol, atol=atol, throw=False
         ).ys[-1]
     )
-    c, s, out = _time_jax(lambda: f_sdeml(y0), R)
-    rows.append(("lorenz", "sdeml.solve_ode (Dopri5)", c, s, np.asarray(out)))
-
     term = diffrax.ODETerm(lambda t, y, args: lor(t, y))
     f_dfx = jax.jit(_plain_diffrax(term, diffrax.Dopri5(), T, rtol, atol))
-    c, s, out = _time_jax(lambda: f_dfx(y0), R)
+    got = _alternate({"sdeml": lambda: f_sdeml(y0), "plain": lambda: f_dfx(y0)}, a.seconds)
+    quartiles["lorenz"] = _paired(got["sdeml"][3], got["plain"][3])
+    calls["lorenz"] = len(got["sdeml"][3])
+    c, s, out, _ = got["sdeml"]
+    rows.append(("lorenz", "sdeml.solve_ode (Dopri5)", c, s, np.asarray(out)))
+    c, s, out, _ = got["plain"]
     rows.append(("lorenz", "plain diffrax (Dopri5)", c, s, np.asarray(out)))
 
     from scipy.integrate import solve_ivp
@@ -161,10 +197,13 @@ def main() -> None:
             ).ys[-1]
         )
     )
-    c, s, out = _time_jax(lambda: fb_sdeml(y0s), R)
-    rows.append(("lorenz_b", f"sdeml.solve_ode vmap x{n_batch}", c, s, np.asarray(out[0])))
     fb_dfx = jax.jit(jax.vmap(_plain_diffrax(term, diffrax.Dopri5(), Tb, rtol, atol)))
-    c, s, out = _time_jax(lambda: fb_dfx(y0s), R)
+    got = _alternate({"sdeml": lambda: fb_sdeml(y0s), "plain": lambda: fb_dfx(y0s)}, a.seconds)
+    quartiles["lorenz_b"] = _paired(got["sdeml"][3], got["plain"][3])
+    calls["lorenz_b"] = len(got["sdeml"][3])
+    c, s, out, _ = got["sdeml"]
+    rows.append(("lorenz_b", f"sdeml.solve_ode vmap x{n_batch}", c, s, np.asarray(out[0])))
+    c, s, out, _ = got["plain"]
     rows.append(("lorenz_b", f"plain diffrax vmap x{n_batch}", c, s, np.asarray(out[0])))
     if torch is not None:
         y0st = torch.tensor(np.asarray(y0s))
@@ -189,11 +228,14 @@ def main() -> None:
             vdp, y, 0.0, Tv, solver="kvaerno5", rtol=vr, atol=va, throw=False
         ).ys[-1]
     )
-    c, s, out = _time_jax(lambda: fv_sdeml(v0), max(1, R // 2))
-    rows.append(("vdp_stiff", "sdeml.solve_ode (Kvaerno5)", c, s, np.asarray(out)))
     vterm = diffrax.ODETerm(lambda t, y, args: vdp(t, y))
     fv_dfx = jax.jit(_plain_diffrax(vterm, diffrax.Kvaerno5(), Tv, vr, va))
-    c, s, out = _time_jax(lambda: fv_dfx(v0), max(1, R // 2))
+    got = _alternate({"sdeml": lambda: fv_sdeml(v0), "plain": lambda: fv_dfx(v0)}, a.seconds)
+    quartiles["vdp_stiff"] = _paired(got["sdeml"][3], got["plain"][3])
+    calls["vdp_stiff"] = len(got["sdeml"][3])
+    c, s, out, _ = got["sdeml"]
+    rows.append(("vdp_stiff", "sdeml.solve_ode (Kvaerno5)", c, s, np.asarray(out)))
+    c, s, out, _ = got["plain"]
     rows.append(("vdp_stiff", "plain diffrax (Kvaerno5)", c, s, np.asarray(out)))
     c, s, out = _time_eager(
         lambda: solve_ivp(
@@ -222,9 +264,13 @@ def main() -> None:
         "# ODE solving: sdeml vs plain diffrax, torchdiffeq, SciPy",
         "",
         f"Measured with {machine_line()}; "
-        f"diffrax {diffrax.__version__}, float64, median of {R} steady-state runs. "
-        "compile = first call minus steady call (JAX only). ratio = steady time / sdeml steady "
-        "time in the same case (< 1: faster than sdeml).",
+        f"diffrax {diffrax.__version__}, float64. JAX rows: sdeml and plain diffrax called in "
+        f"alternation, a new random order every round, for at least {a.seconds:g} s a case "
+        f"({', '.join(f'{case} {n}' for case, n in calls.items())} calls each); steady = the "
+        "median call, compile = first call minus steady. SciPy and torchdiffeq: median of "
+        f"{R} runs. ratio = steady time / sdeml steady time in the same case (< 1: faster than "
+        "sdeml); for plain diffrax, in brackets, the quartiles of the per-round ratios (each "
+        "round times the two back to back).",
         "",
         "| case | implementation | compile s | steady s | steady ratio vs sdeml | y(T)[0] |",
         "|---|---|---|---|---|---|",
@@ -232,9 +278,12 @@ def main() -> None:
     base = {case: st for case, impl, _, st, _ in rows if impl.startswith("sdeml")}
     for case, impl, comp, st, out in rows:
         comp_s = f"{comp:.3f}" if comp > 0 else "-"
+        ratio = f"{st / base[case]:.2f}"
+        if impl.startswith("plain diffrax"):
+            lo, hi = quartiles[case]
+            ratio += f" [{lo:.2f}-{hi:.2f}]"
         lines.append(
-            f"| {case} | {impl} | {comp_s} | {st:.4f} | {st / base[case]:.2f} | "
-            f"{float(np.ravel(out)[0]):.6g} |"
+            f"| {case} | {impl} | {comp_s} | {st:.4f} | {ratio} | {float(np.ravel(out)[0]):.6g} |"
         )
     lines += [
         "",
