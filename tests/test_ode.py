@@ -233,6 +233,7 @@ def test_a_failure_with_save_times_reports_the_time_reached(ends_at_ts):
     assert float(ok.t_final) == 2.0 and float(ok.y_final) == float(ok.ys[-1])
 
 
+@pytest.mark.slow  # ~14 s (two gradient compiles): moved from the default run (12-06)
 def test_a_solve_under_jit_keeps_its_diagnosis_out_of_the_successful_path():
     """Reporting a failure (the stiffness diagnosis, the details, the callback) sits in a branch
     that a successful solve skips, and its buffers stay out of the program's scratch memory,
