@@ -128,6 +128,17 @@ def main() -> None:
         a.seconds = min(a.seconds, 0.5)
     quartiles: dict[str, tuple[float, float]] = {}  # case -> paired plain/sdeml ratio quartiles
     calls: dict[str, int] = {}  # case -> alternating calls of each JAX contender
+
+    def jax_pair(case, labels, f_sdeml, f_plain, arg, first_row=False):
+        """sdeml and plain diffrax on `arg`, timed in alternation: two rows of `case`."""
+        got = _alternate({"sdeml": lambda: f_sdeml(arg), "plain": lambda: f_plain(arg)}, a.seconds)
+        quartiles[case] = _paired(got["sdeml"][3], got["plain"][3])
+        calls[case] = len(got["sdeml"][3])
+        for who, label in zip(("sdeml", "plain"), labels, strict=True):
+            c, s, out, _ = got[who]
+            out = np.asarray(out)
+            rows.append((case, label, c, s, out[0] if first_row else out))
+
     R = a.repeats
     n_batch = 16 if a.quick else 256
     rtol = atol = 1e-8
@@ -144,13 +155,8 @@ def main() -> None:
     )
     term = diffrax.ODETerm(lambda t, y, args: lor(t, y))
     f_dfx = jax.jit(_plain_diffrax(term, diffrax.Dopri5(), T, rtol, atol))
-    got = _alternate({"sdeml": lambda: f_sdeml(y0), "plain": lambda: f_dfx(y0)}, a.seconds)
-    quartiles["lorenz"] = _paired(got["sdeml"][3], got["plain"][3])
-    calls["lorenz"] = len(got["sdeml"][3])
-    c, s, out, _ = got["sdeml"]
-    rows.append(("lorenz", "sdeml.solve_ode (Dopri5)", c, s, np.asarray(out)))
-    c, s, out, _ = got["plain"]
-    rows.append(("lorenz", "plain diffrax (Dopri5)", c, s, np.asarray(out)))
+    labels = ("sdeml.solve_ode (Dopri5)", "plain diffrax (Dopri5)")
+    jax_pair("lorenz", labels, f_sdeml, f_dfx, y0)
 
     from scipy.integrate import solve_ivp
 
@@ -198,13 +204,8 @@ def main() -> None:
         )
     )
     fb_dfx = jax.jit(jax.vmap(_plain_diffrax(term, diffrax.Dopri5(), Tb, rtol, atol)))
-    got = _alternate({"sdeml": lambda: fb_sdeml(y0s), "plain": lambda: fb_dfx(y0s)}, a.seconds)
-    quartiles["lorenz_b"] = _paired(got["sdeml"][3], got["plain"][3])
-    calls["lorenz_b"] = len(got["sdeml"][3])
-    c, s, out, _ = got["sdeml"]
-    rows.append(("lorenz_b", f"sdeml.solve_ode vmap x{n_batch}", c, s, np.asarray(out[0])))
-    c, s, out, _ = got["plain"]
-    rows.append(("lorenz_b", f"plain diffrax vmap x{n_batch}", c, s, np.asarray(out[0])))
+    labels = (f"sdeml.solve_ode vmap x{n_batch}", f"plain diffrax vmap x{n_batch}")
+    jax_pair("lorenz_b", labels, fb_sdeml, fb_dfx, y0s, first_row=True)
     if torch is not None:
         y0st = torch.tensor(np.asarray(y0s))
         ttb = torch.tensor([0.0, Tb], dtype=torch.float64)
@@ -230,13 +231,8 @@ def main() -> None:
     )
     vterm = diffrax.ODETerm(lambda t, y, args: vdp(t, y))
     fv_dfx = jax.jit(_plain_diffrax(vterm, diffrax.Kvaerno5(), Tv, vr, va))
-    got = _alternate({"sdeml": lambda: fv_sdeml(v0), "plain": lambda: fv_dfx(v0)}, a.seconds)
-    quartiles["vdp_stiff"] = _paired(got["sdeml"][3], got["plain"][3])
-    calls["vdp_stiff"] = len(got["sdeml"][3])
-    c, s, out, _ = got["sdeml"]
-    rows.append(("vdp_stiff", "sdeml.solve_ode (Kvaerno5)", c, s, np.asarray(out)))
-    c, s, out, _ = got["plain"]
-    rows.append(("vdp_stiff", "plain diffrax (Kvaerno5)", c, s, np.asarray(out)))
+    labels = ("sdeml.solve_ode (Kvaerno5)", "plain diffrax (Kvaerno5)")
+    jax_pair("vdp_stiff", labels, fv_sdeml, fv_dfx, v0)
     c, s, out = _time_eager(
         lambda: solve_ivp(
             vdp_np, (0, Tv), [2.0, 0.0], method="Radau", jac=vdp_jac_np, rtol=vr, atol=va
