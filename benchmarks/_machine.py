@@ -69,3 +69,12 @@ def machine_line() -> str:
         f"average {START_LOAD} at the start and {_load()} at the end (1/5/15 min), "
         f"{platform.machine()}, jax {jax.__version__}, device {jax.devices()[0].platform}"
     )
+
+
+def paired_quartiles(times_a, times_b) -> tuple[float, float]:
+    """The quartiles of the per-round ratios b/a, for two contenders timed back to back in each
+    round (round i of each list is the same round)."""
+    import numpy as np  # noqa: PLC0415
+
+    r = np.asarray(times_b) / np.asarray(times_a)
+    return float(np.quantile(r, 0.25)), float(np.quantile(r, 0.75))

@@ -29,7 +29,7 @@ jax.config.update("jax_enable_x64", True)
 import diffrax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _machine import machine_line  # noqa: E402
+from _machine import machine_line, paired_quartiles  # noqa: E402
 
 import sdeml  # noqa: E402
 
@@ -85,12 +85,6 @@ def _alternate(fns, seconds, min_rounds=15, max_rounds=4000, seed=0):
     return out
 
 
-def _paired(times_a, times_b):
-    """The quartiles of the per-round ratios b/a (each round times both, back to back)."""
-    r = np.asarray(times_b) / np.asarray(times_a)
-    return float(np.quantile(r, 0.25)), float(np.quantile(r, 0.75))
-
-
 def _time_eager(fn, repeats):
     runs, out = [], None
     for _ in range(repeats):
@@ -132,7 +126,7 @@ def main() -> None:
     def jax_pair(case, labels, f_sdeml, f_plain, arg, first_row=False):
         """sdeml and plain diffrax on `arg`, timed in alternation: two rows of `case`."""
         got = _alternate({"sdeml": lambda: f_sdeml(arg), "plain": lambda: f_plain(arg)}, a.seconds)
-        quartiles[case] = _paired(got["sdeml"][3], got["plain"][3])
+        quartiles[case] = paired_quartiles(got["sdeml"][3], got["plain"][3])
         calls[case] = len(got["sdeml"][3])
         for who, label in zip(("sdeml", "plain"), labels, strict=True):
             c, s, out, _ = got[who]
