@@ -44,12 +44,18 @@ class _UnrolledStages:
     kept for its backward pass. The arithmetic is the tableau's, term by term (zero coefficients
     skipped), and the outputs are diffrax's (error estimate, dense output $k$, the
     first-same-as-last state), so adjoints, controllers, dense output and events work unchanged
-    and results agree with diffrax's to rounding. Measured on the 2-core CPU of the benchmarks
-    (float32): the loss gradient of a CNF (dopri5, batch 256, 19 evaluations) 7.6-8.0 -> 6.2 ms;
-    of a neural ODE on 20 trajectories (rtol 1e-7) 1.45 -> 1.05 ms with dopri5 and 1.9-2.1 ->
-    1.26 ms with tsit5. A forward-only solve of a large field costs the same (a 256-wide score
-    network, 4096 points: within 4 %); a small field's is faster (Lorenz 1.4x). The price is
-    compilation: the field is traced once per stage. A single program compiles 0.1-0.7 s slower,
+    and results agree with diffrax's to rounding. Measured on the 2-core Intel Xeon of the
+    benchmarks (float32, 2026-12-05): the loss gradient of a CNF (dopri5, batch 256, 19
+    evaluations) 7.6-8.0 -> 6.2 ms; of a neural ODE on 20 trajectories (rtol 1e-7) 1.45 -> 1.05
+    ms with dopri5 and 1.9-2.1 -> 1.26 ms with tsit5. A forward-only solve of a large field costs
+    the same (a 256-wide score network, 4096 points: within 4 %); a small field's is faster
+    (Lorenz 1.4x). The gain depends on the machine: on the 2-core AMD EPYC (2026-12-06, jax
+    0.10.2, compiled programs called in alternation) the CNF gradient went 12.8 -> 11.1 ms and
+    Lorenz 0.42 -> 0.24 ms, but the neural ODE's gradient 1.46 -> 1.51 ms (dopri5) and 1.45 ->
+    1.52 ms (tsit5), 3-5 % slower (benchmarks/RESULTS.md). The price is compilation: the field is
+    traced once per stage, and XLA:CPU builds the kernels of each stage's matrix products on a
+    program's first run (the neural ODE's compiled training loop: 45 YNNPACK products against
+    diffrax's 10, a one-off of ~40-120 ms). A single program compiles 0.1-0.7 s slower,
     and compile-bound smoke runs of whole experiments take longer (with XLA's backend
     optimisation off, as CI runs them: UDE 120 -> 162 s, CNF 29 -> 37 s, PFGM++ 34 -> 39 s).
     A single ODE term only (the case of every sdeml theme); anything else falls back to
