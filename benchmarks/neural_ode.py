@@ -41,7 +41,7 @@ import numpy as np
 import optax
 import torch
 import torchdiffeq
-from _machine import machine_line
+from _machine import machine_line, paired_quartiles
 
 import sdeml
 
@@ -130,7 +130,8 @@ def run_sdeml(field, ts, ys, starts):
     the second call reuses the first's compiled program (`FitStats.compiled` is False), so its
     run is that program's warm re-run, as a user's second `fit` of the same step is. Returns
     (compile seconds, seconds per iteration of the first run, of the warm re-run, final loss,
-    the wall time of the whole first `fit` call)."""
+    the wall time of the whole first `fit` call, ``again() -> seconds per iteration`` of one
+    more warm `fit` call)."""
     state, step, loss_fn, batch_fn = _sdeml_spiral(field, ts, ys, starts)
     iters = len(starts)
     t0 = time.perf_counter()
@@ -140,7 +141,13 @@ def run_sdeml(field, ts, ys, starts):
     assert stats.compiled and not again.compiled, "fit's second call did not reuse its program"
     # the trained model on the last batch (as the other contenders report)
     final = float(eqx.filter_jit(loss_fn)(trained.model, batch_fn(None, iters - 1), None))
-    return stats.compile_time_s, stats.step_time_s, again.step_time_s, final, whole
+
+    def again_fn():
+        _, more = sdeml.train.fit(state, step, iters, log_every=iters, progress=False)
+        assert not more.compiled, "a warm `fit` call compiled its program again"
+        return more.step_time_s
+
+    return stats.compile_time_s, stats.step_time_s, again.step_time_s, final, whole, again_fn
 
 
 def _plain_solve(f, y0, ts_j, solver=None, rows=False):
@@ -211,7 +218,10 @@ def plain_compiled(field, ts, ys, starts):
     """The plain diffrax + equinox + optax loop compiled over all iterations as one program (a
     `lax.scan` over the steps, compiled ahead of time, with the losses returned per step), as
     `sdeml.train.fit` compiles and runs its chunk: like for like with fit's row. Returns the
-    compile seconds and ``run() -> (seconds per iteration, final-model loss)``."""
+    compile seconds, ``run() -> (seconds per iteration, trained parameters)`` and
+    ``final_loss(trained parameters)``: the final model's loss is computed apart, after the timed
+    runs, as `run_sdeml` does: a run right after that solve measured 5-13 % slower than one
+    back to back in two scratch runs (8 and 10 compiles, the medians of runs 2-4)."""
     opt = optax.rmsprop(1e-3)
     ys_j, ts_j, starts_j = jnp.asarray(ys), jnp.asarray(ts[:10]), jnp.asarray(starts)
     params, static = eqx.partition(field, eqx.is_inexact_array)
@@ -237,15 +247,20 @@ def plain_compiled(field, ts, ys, starts):
         t0 = time.perf_counter()
         (trained, _), losses = compiled(params, opt_state)
         np.asarray(losses)
-        run_s = time.perf_counter() - t0
+        return (time.perf_counter() - t0) / len(starts), trained
+
+    def final_loss(trained):
         y0, _, target = batch_of(ts, ys, starts[-1])  # the final model on the last batch
         pred = _plain_solve(eqx.combine(trained, static), jnp.asarray(y0), ts_j)
-        return run_s / len(starts), float(jnp.mean(jnp.abs(pred - jnp.asarray(target))))
+        return float(jnp.mean(jnp.abs(pred - jnp.asarray(target))))
 
-    return compile_s, run
+    return compile_s, run, final_loss
 
 
-def run_compiled_pair(field, ts, ys, starts, rounds=15):
+WARM_PROGRAMS = 4  # each side's programs kept for the warm calls (fit caches 8)
+
+
+def run_compiled_pair(field, ts, ys, starts, rounds=15, warm_rounds=10):
     """`fit`'s compiled loop and the plain compiled loop, each run `rounds` times in alternation
     from the same initial state; each row keeps its median. `fit` compiles its loop and runs it
     once per call, so the plain loop is compiled afresh every round too and its first run is
@@ -257,36 +272,56 @@ def run_compiled_pair(field, ts, ys, starts, rounds=15):
     first run costs what the second does). sdeml's Runge-Kutta stages, written out, hold
     several times diffrax's products (one per stage, forward and backward, against one stage
     body in a loop), so its one-off cost is larger: 30-50 ms against 0-13 ms for 30-300
-    iterations of the spiral (scratch, fresh compiles, medians of 3-4). Each program's warm
-    re-run is timed too, right after its first run: `fit` called again with the same step and
-    initial state reuses its compiled program, and the plain executable is called again. One
+    iterations of the spiral (scratch, fresh compiles, medians of 3-4). Each program is run
+    again right after its first run (`fit` called again with the same step and initial state
+    reuses its compiled program; the plain executable is called again). One
     300-step run is ~0.15 s and a run lands at ~0.30 or ~0.45 ms an iteration whichever the
-    contender, so 5 rounds let two or three slow runs decide the median; 15 do not. Returns
-    four rows: fit's first run, the plain loop's first run, fit's warm re-run, the plain loop's
-    warm re-run; then the medians of each side's whole first call (compile and first run, what
-    a user waits for from calling `fit`, or from compiling and running the loop, to the trained
-    model; for `fit`, the wall time of the call): sdeml's, the plain loop's."""
-    t_sdeml, t_again, t_plain, t_warm, c_sdeml, c_plain = [], [], [], [], [], []
-    w_sdeml, w_plain = [], []
+    contender, so 5 rounds let two or three slow runs decide the median; 15 do not. The warm
+    rows come from more calls than that: a single re-run per round read 0.94x in one run of the
+    table and 1.31x over 2000 iterations in the same run. So after the rounds, the programs of the
+    last `WARM_PROGRAMS` rounds (each side's) are called again, `warm_rounds` times each, both
+    sides back to back in a random order every time; each warm row is the median of its calls,
+    and the ratio's quartiles are those of the back-to-back pairs. Returns four rows: fit's first
+    run, the plain loop's first run, fit's warm re-runs, the plain loop's warm re-runs; then the
+    medians of each side's whole first call (compile and first run, what a user waits for from
+    calling `fit`, or from compiling and running the loop, to the trained model; for `fit`, the
+    wall time of the call): sdeml's, the plain loop's; then the warm ratio's quartiles and the
+    number of warm pairs."""
+    t_sdeml, t_plain, c_sdeml, c_plain = [], [], [], []
+    w_sdeml, w_plain, programs = [], [], []
     for _ in range(rounds):
-        c, s, again, final_sdeml, whole = run_sdeml(field, ts, ys, starts)
+        c, s, _, final_sdeml, whole, again_fn = run_sdeml(field, ts, ys, starts)
         w_sdeml.append(whole)
         c_sdeml.append(c)
         t_sdeml.append(s)
-        t_again.append(again)
-        c, run_plain = plain_compiled(field, ts, ys, starts)
+        c, run_plain, final_loss = plain_compiled(field, ts, ys, starts)
         c_plain.append(c)
-        s, final_plain = run_plain()
+        s, trained = run_plain()
         t_plain.append(s)
         w_plain.append(c + s * len(starts))  # its compilation (with tracing) and first run
-        s, _ = run_plain()
-        t_warm.append(s)
+        run_plain()  # its re-run, as `run_sdeml` re-runs `fit`'s program
+        final_plain = final_loss(trained)
+        programs = [*programs, (again_fn, lambda run=run_plain: run()[0])][-WARM_PROGRAMS:]
+    rng = np.random.default_rng(0)
+    pairs_sdeml, pairs_plain = [], []
+    for _ in range(warm_rounds):
+        for i in rng.permutation(len(programs)):
+            again_fn, plain_fn = programs[i]
+            if rng.random() < 0.5:
+                a = again_fn()
+                b = plain_fn()
+            else:
+                b = plain_fn()
+                a = again_fn()
+            pairs_sdeml.append(a)
+            pairs_plain.append(b)
     return (
         (min(c_sdeml), float(np.median(t_sdeml)), final_sdeml),
         (min(c_plain), float(np.median(t_plain)), final_plain),
-        (0.0, float(np.median(t_again)), final_sdeml),
-        (0.0, float(np.median(t_warm)), final_plain),
+        (0.0, float(np.median(pairs_sdeml)), final_sdeml),
+        (0.0, float(np.median(pairs_plain)), final_plain),
         (float(np.median(w_sdeml)), float(np.median(w_plain))),
+        (*paired_quartiles(pairs_sdeml, pairs_plain), len(pairs_sdeml)),
     )
 
 
@@ -630,10 +665,11 @@ def main():
         rows[FIT_WARM],
         rows[PLAIN_WARM],
         (whole_sdeml, whole_plain),
+        warm_q,
     ) = run_compiled_pair(field, ts, ys, starts)
     # the same pair over 2000 iterations (fewer rounds: each is ~7x longer)
-    long_fit, long_plain, long_again, long_warm, long_whole = run_compiled_pair(
-        field, ts, ys, spiral_starts(LONG_ITERS), rounds=7
+    long_fit, long_plain, long_again, long_warm, long_whole, long_q = run_compiled_pair(
+        field, ts, ys, spiral_starts(LONG_ITERS), rounds=7, warm_rounds=4
     )
     assert abs(long_fit[2] - long_plain[2]) <= 0.05 * min(long_fit[2], long_plain[2]), (
         f"the {LONG_ITERS}-iteration final losses differ by more than 5 %: "
@@ -698,10 +734,13 @@ def main():
         "run 15 times each in alternation (the median of each; compile: the best of each). `fit` "
         "compiles its loop and runs it once per call, so the plain loop is compiled afresh each "
         "round and its first run timed, and each first-run row is compared with `fit`'s first "
-        "run. Each warm re-run follows its program's first run: `fit` called a second time with "
-        "the same step and initial state reuses its compiled program, the plain executable is "
-        "called again; the two warm rows are compared with each other. What separates a first "
-        "run from its re-run is the one-off cost below.",
+        "run. The warm rows: `fit` called again with the same step and initial state reuses its "
+        "compiled program, and the plain executable is called again; after the rounds, the "
+        f"programs of the last {WARM_PROGRAMS} rounds were called again in {warm_q[2]} pairs, "
+        "the two sides back to back in a random order each time (medians; the "
+        f"quartiles of the paired ratios: {warm_q[0]:.2f}-{warm_q[1]:.2f}), and the two warm "
+        "rows are compared with each other. What separates a first run from its re-run is the "
+        "one-off cost below.",
         "",
         "The whole first call, compile and first run (what a user waits for from calling `fit`, "
         "or from compiling and running the loop, to the trained model; medians of the rounds): "
@@ -719,8 +758,9 @@ def main():
         f"`fit` {1e3 * long_fit[1]:.3f} ms an iteration (compile {long_fit[0]:.2f} s), the plain "
         f"loop's first run {1e3 * long_plain[1]:.3f} ms (compile {long_plain[0]:.2f} s): "
         f"**{long_plain[1] / long_fit[1]:.2f}x**; the warm re-runs "
-        f"{1e3 * long_again[1]:.3f} ms (`fit`) and {1e3 * long_warm[1]:.3f} ms (plain): "
-        f"**{long_warm[1] / long_again[1]:.2f}x**. Final-model losses "
+        f"({long_q[2]} pairs) {1e3 * long_again[1]:.3f} ms (`fit`) and "
+        f"{1e3 * long_warm[1]:.3f} ms (plain): **{long_warm[1] / long_again[1]:.2f}x** "
+        f"[{long_q[0]:.2f}-{long_q[1]:.2f}]. Final-model losses "
         f"{long_fit[2]:.4f} and {long_plain[2]:.4f}.",
         "",
         "`NeuralODE` against `diffeqsolve` called directly (the loss and its gradient on one "

@@ -241,6 +241,7 @@ def v_star(t, x):
     return M + (t * S**2 - (1 - t)) / var * (x - t * M)
 
 
+@pytest.mark.slow  # 8 s: an order measurement over several step counts
 def test_cfm_sampler_order_and_exact_endpoint():
     x0 = jr.normal(jr.key(0), (64, 2), jnp.float64)
     exact = M + S * x0  # the flow of v* is linear: x(1) = m + s x0

@@ -175,6 +175,7 @@ def test_temperature_scales_gibbs_law():
     assert jnp.all(jnp.abs(var - jnp.array([2.5, 0.25])) < 4 * se), (var, se)
 
 
+@pytest.mark.slow  # 10 s: long chains for a TV and KS check
 def test_mala_double_well_gibbs_tv_and_ks():
     # Independent chains' final states are i.i.d. from the chain's law; with MALA that law is
     # the Gibbs density, so the histogram's TV must be at the i.i.d. sampling level (TV has

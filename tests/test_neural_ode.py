@@ -218,7 +218,10 @@ def test_solver_and_adjoint_are_static_settings():
         NeuralODE(Linear(A), solver=diffrax.Kvaerno5(root_finder=chord))
 
 
-@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
+@pytest.mark.parametrize(
+    "adjoint",
+    ["checkpoint", pytest.param("backsolve", marks=pytest.mark.slow)],  # 9 s each
+)
 def test_gradient_matches_expm_gradient(adjoint):
     ts = jnp.array([0.0, 0.5, 1.0], jnp.float64)
     y0 = jnp.array([1.0, -0.5], jnp.float64)

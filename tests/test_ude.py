@@ -328,6 +328,7 @@ def _lotka_volterra_refit_case(key, noise):
     return lib, ude.lotka_volterra_known(lib), ts, clean, noisy, xi
 
 
+@pytest.mark.slow  # 9 s: two fits
 def test_a_known_initial_state_is_held_fixed_by_the_fits():
     """``fit_y0=False``: no gradient reaches y0, so no optimiser moves it."""
     ts = jnp.linspace(0.0, 2.0, 11)
