@@ -51,15 +51,15 @@ class _UnrolledStages:
     the same (a 256-wide score network, 4096 points: within 4 %); a small field's is faster
     (Lorenz 1.4x). The gain depends on the machine: on the 2-core AMD EPYC (2026-12-06, jax
     0.10.2, compiled programs called in alternation) the CNF gradient went 12.8 -> 11.1 ms and
-    Lorenz 0.42 -> 0.24 ms, but the neural ODE's gradient 1.46 -> 1.51 ms (dopri5) and 1.45 ->
-    1.52 ms (tsit5), 3-5 % slower (benchmarks/RESULTS.md). The price is compilation: the field is
-    traced once per stage, and XLA:CPU builds the kernels of each stage's matrix products on a
-    program's first run (the neural ODE's compiled training loop: 45 YNNPACK products against
-    diffrax's 10, a one-off of ~40-120 ms). A single program compiles 0.1-0.7 s slower,
-    and compile-bound smoke runs of whole experiments take longer (with XLA's backend
-    optimisation off, as CI runs them: UDE 120 -> 162 s, CNF 29 -> 37 s, PFGM++ 34 -> 39 s).
-    A single ODE term only (the case of every sdeml theme); anything else falls back to
-    diffrax's loop.
+    Lorenz 0.42 -> 0.24 ms, but the neural ODE's gradient did not gain (two runs: 1.58 -> 1.59
+    and 1.46 -> 1.51 ms with dopri5, 1.57 -> 1.64 and 1.45 -> 1.52 ms with tsit5; RESULTS.md).
+    The price is compilation: the field is traced once per stage, and XLA:CPU builds the kernels
+    of each stage's matrix products on a program's first run (the neural ODE's compiled training
+    loop: 45 YNNPACK products against 10 with diffrax's loop, a one-off of ~40-120 ms). A single
+    program compiles 0.1-0.7 s slower, and compile-bound smoke runs of whole experiments take
+    longer (with XLA's backend optimisation off, as CI runs them: UDE 120 -> 162 s, CNF 29 -> 37
+    s, PFGM++ 34 -> 39 s). A single ODE term only (the case of every sdeml theme); anything else
+    falls back to diffrax's loop.
     """
 
     tableau: ClassVar[diffrax.ButcherTableau]
