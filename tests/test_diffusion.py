@@ -78,7 +78,7 @@ def test_engine_forward_paths_match_exact_transition(sde):
     np.testing.assert_array_less(np.abs(jnp.std(x, 0) - std), 4 * se_s + bias_s)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_reverse_sde_sampler_recovers_gaussian_data():
     # Data N(mu, s0^2 I): the exact score is linear, so the reverse-SDE EM chain that
     # `euler_maruyama_sampler` runs through the engine is linear too and its mean and variance
@@ -170,7 +170,7 @@ def test_parameterisation_conversions_round_trip():
     assert jnp.allclose(m_eps(0.4, x), -net(0.4, x) / sg)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_dsm_loss_with_exact_gaussian_score_matches_closed_form():
     # data N(0, s0^2 I): for the exact score E||sigma s + z||^2 = d alpha^2 s0^2 / v,
     # v = alpha^2 s0^2 + sigma^2; the loss is its average over t ~ U[eps, T].
@@ -231,7 +231,7 @@ def test_pf_nfe_formula_counts_every_evaluation():
     assert int(r.nfe) == len(count)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_likelihood_exact_score_matches_analytic_density():
     sde = sdeml.VPSDE()
     gm = data.gaussian_mixture_2d(F64)

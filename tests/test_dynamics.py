@@ -139,7 +139,7 @@ def test_lotka_volterra_conserves_first_integral():
     assert float(jnp.max(jnp.abs(h - h[0]))) < 1e-6
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_zoo_closed_form_solutions():
     ts = jnp.linspace(0.0, 5.0, 11, dtype=f64)
     y2 = jnp.array([1.0, -0.5], f64)

@@ -186,7 +186,7 @@ def test_endpoint_convergence_order(name):
     assert abs(slope - SAMPLERS[name][0]) < 0.3, (slope, errs)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 @pytest.mark.parametrize("nfe,gain", [(5, 2.2), (10, 3.5)])
 def test_multistep_beats_ddim_at_few_steps(nfe, gain):
     # Issue #21 asks for a fivefold gain at NFE 5 and 10. Measured on this mixture (eps = 1e-3,
@@ -205,7 +205,7 @@ def test_multistep_beats_ddim_at_few_steps(nfe, gain):
     assert min(multistep) <= ddim / gain, (multistep, ddim)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_default_prediction_is_the_one_that_measures_better():
     # docs/themes/diffusion.md: the log-density gap on the exact mixture, paired draws. The noise
     # prediction (the default) is better with order 2 and below 10 evaluations, where third-order

@@ -110,7 +110,7 @@ def test_cnf_args_reach_the_field():
 X = jnp.array([[0.7, -1.2], [0.1, 0.4], [-2.0, 0.3]], jnp.float64)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_cnf_exact_log_prob_sampling_and_rnode_integrals():
     cnf = CNF(Linear(A), rtol=1e-10, atol=1e-10)
     out = jax.vmap(cnf.log_prob_and_stats)(X)

@@ -237,7 +237,7 @@ def test_ula_invariant_law_converges_to_gibbs_linearly():
     assert abs(slope - 1.0) < 0.15, (tvs, slope)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_mixture_2d_histogram_tv():
     # 2-D mixture through the histogram accumulated over 2000 chains x 150 steps. Successive
     # steps are correlated, so the bound is coarse: TV below 4x the i.i.d. level of
@@ -366,7 +366,7 @@ def _ou_density(t, x, theta=1.0, sigma=0.8, m0=1.5, s0=0.3):
     return jax.scipy.stats.norm.pdf(x, m, jnp.sqrt(v))
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_fokker_planck_ou_second_order_and_mass():
     # OU from a Gaussian: the exact density is Gaussian. Max error at n = 50, 100, 200 cells
     # (dt = 1/400, time error ~1e-6 << space error): measured slope 2.00 +- 0.02; band 0.15.

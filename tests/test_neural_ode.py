@@ -255,7 +255,7 @@ def test_gradient_audit_spiral():
     assert "backsolve" in audit.table()
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_euler_resnet_is_euler_and_converges():
     field = MLPField(2, 16, 1, dtype=jnp.float64, key=jr.key(3))
     h0 = jr.normal(jr.key(4), (8, 2), jnp.float64)

@@ -162,7 +162,7 @@ def test_sgd_stationary_variance_matches_discrete_closed_form(lr, b):
         assert abs(var / cont - 1) > 0.2, (var, cont)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_sgd_sde_stationary_matches_lyapunov_2d():
     # 2-D least squares y = x . w* + noise: per-example loss (x.w - y)^2 / 2 has Hessian
     # E[x x^T] and, at w*, noise covariance Sigma(w) (state dependent). The SDE's simulated
@@ -187,7 +187,7 @@ def test_sgd_sde_stationary_matches_lyapunov_2d():
     np.testing.assert_allclose(sde.drift(0.0, w_hat), jnp.zeros(2), atol=1e-12)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_sgd_sde_is_a_core_sde_and_the_engine_gives_its_stationary_cov():
     # issue #16: SGDSDE has the core signature; with Sigma frozen it is additive (matrix) noise
     # and sdeml.simulate on it is an OU process whose stationary covariance solves

@@ -23,7 +23,7 @@ def _chi2_cdf(N):
     return lambda z: gammainc(N / 2.0, z / 2.0)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 @pytest.mark.parametrize("N", [2, 64])
 def test_radius_law_is_beta_prime_and_tends_to_chi2(N):
     # Sampled R^2/sigma^2 against chi^2_N: below 0.01 in KS at D = 1e5 (200k draws: the KS
@@ -102,7 +102,7 @@ def test_poisson_field_is_pfgmpp_at_D_1():
         assert abs(float(jnp.linalg.norm(f)) - math.sqrt(2)) < 1e-12 and f[-1] < 0
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_pfgm_backward_ode_with_empirical_field_reaches_the_data():
     # Field lines end on the charges; one that left its charge at the angle theta to the
     # hyperplane is still z / tan(theta) away at height z. Far prior draws come from grazing

@@ -112,7 +112,7 @@ def test_self_scaling_shrinks_the_old_curvature_by_tau():
     )
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 @pytest.mark.parametrize("method", ["bfgs", "ssbfgs"])
 def test_dense_methods_reach_the_minimum(method):
     rosenbrock = lambda p: jnp.sum(100 * (p[1:] - p[:-1] ** 2) ** 2 + (1 - p[:-1]) ** 2)

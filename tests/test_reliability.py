@@ -57,7 +57,7 @@ def _vdp_error(dtype, **kw):
     return str(err.value)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_implicit_failure_never_suggests_the_solver_in_use_and_says_how_to_enable_x64():
     msg = _vdp_error(jnp.float32, max_steps=300)
     assert "solver='kvaerno5'" not in msg and "already implicit" in msg, msg

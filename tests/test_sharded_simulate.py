@@ -146,7 +146,7 @@ SAMPLERS = textwrap.dedent(
 )
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 @pytest.mark.device
 def test_samplers_on_the_engine_split_over_a_mesh_like_simulate():
     # issue #19, item 5: the samplers that run on the engine take the same `mesh`, and every

@@ -210,7 +210,7 @@ def _ema_params(state):
     return jax.tree.leaves(eqx.filter(state.ema_model, eqx.is_inexact_array))
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_ema_is_the_warmed_up_moving_average():
     # the decay given once, to init_state, is what the step uses: d_t = min(0.9, (1+t)/(10+t))
     new_state, step_fn = _problem()

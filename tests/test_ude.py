@@ -378,7 +378,7 @@ def test_refit_through_the_ode_recovers_lotka_volterra_from_noiseless_data():
     assert int(jnp.argmin(crit)) == 0 and rss.shape == (3, 2)
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_trajectory_criterion_of_a_padded_batch_is_each_candidate_s_own():
     # the candidates are solved in a batch padded to a power of two: 3 -> 8 here
     lib = ude.polynomial_library(("x",), 2)

@@ -94,7 +94,7 @@ def test_the_path_does_not_depend_on_what_is_saved(dtype):
     )
 
 
-@pytest.mark.slow  # 7-15 s: moved from the default run (12-05, see README)
+@pytest.mark.slow  # 7-15 s: moved from the default run (12-05: default run < 10 min)
 def test_scheme_functions_and_their_saving():
     ts, x0, key = jnp.linspace(0.0, 1.0, 21, dtype=F64), jnp.ones(1, F64), jr.key(3)
     for fn, method in [
