@@ -74,6 +74,8 @@ def test_missing_file_and_bad_names(tmp_path, capsys):
     out_dir = tmp_path / "runs"
     for args, fragment in [
         (["run", str(tmp_path / "nope.yaml")], "config file not found"),
+        (["check", str(tmp_path)], f"config {tmp_path} is a directory"),
+        (["run", str(tmp_path)], f"config {tmp_path} is a directory"),
         (["run", QUICK, "--name", "../../x"], "--name '../../x'"),
         (["run", QUICK, "--name", "a/b"], "--name 'a/b'"),
         (["run", "--resume", str(tmp_path)], "not a run directory"),

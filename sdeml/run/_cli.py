@@ -87,6 +87,11 @@ def find_config(spec: str) -> Path:
             cand = d / f"{spec}.yaml"
             if cand.is_file():
                 return cand
+    if path.is_dir():
+        raise ConfigError(
+            f"config {spec} is a directory; give a YAML file in it, or a config name "
+            "(`sdeml list` shows them)"
+        )
     raise ConfigError(f"config file not found: {spec}")
 
 

@@ -150,6 +150,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         a mapping gives each key once)
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a directory, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
