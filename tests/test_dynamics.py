@@ -23,6 +23,11 @@ ZOO = [
     sdeml.dynamics.Lorenz(),
     sdeml.dynamics.Lorenz(rho=10.0),
     sdeml.dynamics.Lorenz(rho=1.2),
+    # sigma < beta + 1: no Hopf bifurcation, C+- stable spirals at any rho (the Hopf formula is
+    # negative there, and a comparison with it had called them saddle-foci)
+    sdeml.dynamics.Lorenz(sigma=2.0, rho=28.0),
+    sdeml.dynamics.Lorenz(sigma=3.0, rho=100.0),
+    sdeml.dynamics.Lorenz(rho=0.5),
 ]
 
 
@@ -42,6 +47,17 @@ def test_zoo_equilibria_match_textbook_classes(system):
         # The class at the textbook point itself, from the autodiff Jacobian.
         lam = jnp.linalg.eigvals(sdeml.dynamics.jacobian(system, point))
         assert sdeml.dynamics.stability_name(sdeml.dynamics.classify_equilibrium(lam)) == label
+
+
+def test_lorenz_at_the_pitchfork_is_non_hyperbolic():
+    # rho = 1: the origin's eigenvalues are -11, 0, -8/3 (Newton converges only slowly onto a
+    # degenerate root, so the class is read at the point itself)
+    lorenz = sdeml.dynamics.Lorenz(rho=1.0)
+    points, labels = lorenz.textbook_equilibria()
+    lam = jnp.linalg.eigvals(sdeml.dynamics.jacobian(lorenz, points[0]))
+    assert labels == ("non-hyperbolic",)
+    assert sdeml.dynamics.stability_name(sdeml.dynamics.classify_equilibrium(lam)) == labels[0]
+    assert float(sdeml.dynamics.Lorenz(sigma=2.0).rho_hopf) == float("inf")
 
 
 def test_jacobian_matches_hand_derivatives():

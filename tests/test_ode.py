@@ -99,6 +99,54 @@ def test_measured_order_against_expm(solver, order, band, ns):
     assert abs(slope - order) < band, (solver, slope, errs)
 
 
+VDP_Y0 = jnp.array([2.0, 0.0], dtype=jnp.float64)
+
+
+def _van_der_pol_reference():
+    return sdeml.solve_ode(sdeml.dynamics.VanDerPol(1.0), VDP_Y0, 0.0, 5.0, rtol=1e-12, atol=1e-12)
+
+
+def test_constant_step_kvaerno5_on_a_nonlinear_nonstiff_problem():
+    # Van der Pol (mu = 1, h rho ~ 0.1 at 100 steps) is not stiff. diffrax's VeryChord, built
+    # for adaptive steps, called the Newton iteration diverged after two iterations unless it
+    # had converged, and on ratios of rounding noise; with constant steps that ended the solve
+    # (at t = 0.95 here, sooner at tighter rtol). Both tolerances must now succeed.
+    ref = _van_der_pol_reference().ys[-1]
+    vdp = sdeml.dynamics.VanDerPol(1.0)
+    for rtol in (1e-6, 1e-10):
+        sol = sdeml.solve_ode(
+            vdp, VDP_Y0, 0.0, 5.0, solver="kvaerno5", n_steps=100, rtol=rtol, atol=rtol * 1e-3
+        )
+        assert float(jnp.max(jnp.abs(sol.ys[-1] - ref))) < 1e-6, rtol
+
+
+@pytest.mark.slow  # 4 solvers x 2 step counts, each a compile of an implicit solver
+@pytest.mark.parametrize(
+    ("solver", "order"),
+    [("implicit_euler", 1.0), ("kvaerno3", 3.0), ("kvaerno4", 4.0), ("kvaerno5", 5.0)],
+)
+def test_constant_step_implicit_orders_on_van_der_pol(solver, order):
+    # The nonlinear counterpart of the linear order test above, where the frozen Jacobian of
+    # the chord iteration is exact: here the iteration has to contract over several steps.
+    ref = _van_der_pol_reference().ys[-1]
+    vdp = sdeml.dynamics.VanDerPol(1.0)
+    errs = []
+    for n in (100, 200):
+        sol = sdeml.solve_ode(
+            vdp, VDP_Y0, 0.0, 5.0, solver=solver, n_steps=n, rtol=1e-11, atol=1e-13
+        )
+        errs.append(float(jnp.max(jnp.abs(sol.ys[-1] - ref))))
+    assert abs(np.log2(errs[0] / errs[1]) - order) < 0.35, (solver, errs)
+
+
+def test_constant_step_implicit_failure_names_the_remedy():
+    vdp = sdeml.dynamics.VanDerPol(1.0)
+    with pytest.raises(sdeml.ODESolveError, match=r"Newton \(chord\) iteration did not converge"):
+        sdeml.solve_ode(
+            vdp, VDP_Y0, 0.0, 5.0, solver="implicit_euler", n_steps=20, rtol=1e-10, atol=1e-12
+        )
+
+
 # Shared by the adaptive tests so that each solver compiles once (same static arguments).
 TS9 = jnp.linspace(0.0, T, 9, dtype=jnp.float64)
 TOL: dict[str, Any] = {"rtol": 1e-9, "atol": 1e-11}
@@ -271,6 +319,49 @@ def test_fixed_step_blow_up_is_nonfinite():
     # Implicit Euler is A-stable: the same step decays like the truth.
     ok = sdeml.solve_ode(f, jnp.ones(1), 0.0, 10.0, solver="implicit_euler", n_steps=500)
     assert abs(float(ok.ys[-1, 0])) < 1e-10
+
+
+def test_a_field_that_is_nan_at_the_start_is_nonfinite_not_out_of_steps():
+    # Every adaptive step from y0 = 1 is rejected (log(y - 2) is NaN there), so the state stays
+    # finite at y0 and the controller runs out of steps: the field is what failed.
+    f = lambda t, y, a: jnp.log(y - 2.0)
+    sol = sdeml.solve_ode(f, jnp.ones(1), 0.0, 1.0, throw=False, max_steps=64)
+    assert sol.result == sdeml.ODEResult.nonfinite, sol.result_name
+    with pytest.raises(sdeml.ODESolveError, match="NaN/inf.*Check the vector field"):
+        sdeml.solve_ode(f, jnp.ones(1), 0.0, 1.0, max_steps=64)
+
+
+def test_stiffness_is_nan_for_a_vmapped_member_that_did_not_run_out_of_steps():
+    # Under vmap the diagnosis branch runs for every member once one ran out of steps.
+    g = lambda t, y, a: a * y
+    sols = jax.vmap(
+        lambda a: sdeml.solve_ode(g, jnp.ones(1), 0.0, 1.0, args=a, throw=False, max_steps=20)
+    )(jnp.array([-1.0, -1e5]))
+    assert bool(jnp.isnan(sols.stiffness[0])) and float(sols.stiffness[1]) > 0.0
+
+
+@pytest.mark.parametrize("ts", [[0.5, float("nan")], [0.0, 1.0, float("inf")]])
+def test_non_finite_save_times_are_refused(ts):
+    with pytest.raises(ValueError, match="`ts` must be finite"):
+        sdeml.solve_ode(lambda t, y, a: -y, jnp.ones(1), 0.0, 1.0, ts=jnp.array(ts))
+    # traced save times cannot be checked at trace time: the result says so
+    sol = jax.jit(
+        lambda ts: sdeml.solve_ode(lambda t, y, a: -y, jnp.ones(1), 0.0, 1.0, ts=ts, throw=False)
+    )(jnp.array([0.5, jnp.nan]))
+    assert sol.result == sdeml.ODEResult.nonfinite_input
+
+
+@pytest.mark.parametrize(
+    ("f", "got"),
+    [
+        (lambda t, y, a: jnp.ones(3), r"\(3,\)"),
+        (lambda t, y, a: -jnp.sum(y), r"\(\)"),  # was silently broadcast to every component
+        (lambda t, y, a: (y, y), r"\[\(2,\), \(2,\)\]"),
+    ],
+)
+def test_a_field_of_the_wrong_shape_is_refused(f, got):
+    with pytest.raises(ValueError, match=r"maps a state of shape \(2,\) to " + got):
+        sdeml.solve_ode(f, jnp.ones(2), 0.0, 1.0)
 
 
 def test_dtmin_reached():

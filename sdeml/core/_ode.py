@@ -210,7 +210,8 @@ class ODESolution(eqx.Module):
     def evaluate(self, t: ArrayLike) -> PyTree:
         """The dense solution at time(s) `t` (a scalar, or an array: vectorised over it).
 
-        Needs a solve with ``dense=True``.
+        Needs a solve with ``dense=True``. Times outside the solved interval give NaN (the
+        interpolation is not extrapolated), as in diffrax.
         """
         if self.interpolation is None:
             raise ValueError("`evaluate` needs a solve with dense=True")
@@ -454,7 +455,7 @@ def _solve(
     else:
         before = ts[:-1] if ends_at_ts else ts
         saveat = diffrax.SaveAt(ts=before, t1=True, dense=dense, controller_state=counting)
-    finite_in = _all_finite((y0, t0, t1))
+    finite_in = _all_finite((y0, t0, t1, ts))  # (traced inputs: checked here)
     sol = diffrax.diffeqsolve(
         term,
         solver,
@@ -561,22 +562,32 @@ def _examined(sol: ODESolution, f, args, t0, implicit: bool, at_ts: bool) -> ODE
             sol,
             (pad(sol.ts), jax.tree_util.tree_map(pad, sol.ys), t_final, y_final),
         )
-    # a non-finite state also stalls an adaptive controller (NaN error norms are rejected): say
-    # what happened instead of calling it stiff
-    stalled = (sol.result == ODEResult.max_steps_reached) & ~_all_finite(sol.y_final)
-    sol = eqx.tree_at(
-        lambda s: s.result, sol, ODEResult.where(stalled, ODEResult.nonfinite, sol.result)
-    )
     max_steps_hit = sol.diffrax_result == diffrax.RESULTS.max_steps_reached
     f_sg, t_sg, y_sg, args_sg = jax.tree_util.tree_map(
         lambda x: jax.lax.stop_gradient(x) if eqx.is_array(x) else x,
         (f, sol.t_final, sol.y_final, args),
     )
     dtype = sol.t_final.dtype
-    rho = jax.lax.cond(
+
+    def diagnose():
+        rho = _spectral_radius(f_sg, t_sg, y_sg, args_sg).astype(dtype)
+        return rho, _all_finite(f_sg(t_sg, y_sg, args_sg))
+
+    rho, field_finite = jax.lax.cond(
         eqxi.unvmap_any(max_steps_hit),
-        lambda: _spectral_radius(f_sg, t_sg, y_sg, args_sg).astype(dtype),
-        lambda: jnp.full((), jnp.nan, dtype),
+        diagnose,
+        lambda: (jnp.full((), jnp.nan, dtype), jnp.asarray(True)),
+    )
+    # (under vmap the branch runs for every member once one ran out of steps)
+    rho = jnp.where(max_steps_hit, rho, jnp.nan)
+    # A non-finite state stalls an adaptive controller (NaN error norms are rejected), and so
+    # does a field that is non-finite at a finite state (every step from it is rejected, and the
+    # state never changes): say what happened instead of calling it stiff or out of steps.
+    stalled = (sol.result == ODEResult.max_steps_reached) & ~(
+        _all_finite(sol.y_final) & field_finite
+    )
+    sol = eqx.tree_at(
+        lambda s: s.result, sol, ODEResult.where(stalled, ODEResult.nonfinite, sol.result)
     )
     h_mean = jnp.abs(jax.lax.stop_gradient(sol.t_final - t0)) / jnp.maximum(
         sol.num_accepted_steps, 1
@@ -624,13 +635,20 @@ def _remedy(code_name: str, implicit: bool, dtype_name: str) -> str:
             " The solution may blow up (finite-time singularity) or the problem is stiff: try "
             "solver='kvaerno5'."
         )
+    if code_name == "solver_failed" and implicit:
+        return (
+            " The implicit solver's Newton (chord) iteration did not converge within a step: use "
+            "smaller steps (more `n_steps`, or let the steps adapt), or loosen rtol/atol, which "
+            "with constant steps set the iteration's tolerances." + x64
+        )
     if code_name == "nonfinite":
         if implicit:
             return " Use more steps or tighter rtol/atol; otherwise check the vector field." + x64
         return (
-            " With fixed steps the step is probably too large for the stability region (stiff "
-            "problem): use more steps or an implicit solver (solver='kvaerno5'); otherwise check "
-            "the vector field."
+            " Check the vector field at the time and state reached (with adaptive steps, a field "
+            "that is NaN/inf there has every step rejected). With fixed steps, a step too large "
+            "for the stability region (a stiff problem) does this too: use more steps or an "
+            "implicit solver (solver='kvaerno5')."
         )
     return ""
 
@@ -653,6 +671,9 @@ def _failure_message(
     """The message of result `_RESULT_NAMES[index]` with the details of the failed solve."""
     code_name = _RESULT_NAMES[int(index)]
     code = ODEResult[getattr(ODEResult, code_name)]
+    caller = solver_name.split(", ")[0]  # `integrate_ode`'s `name` starts every message
+    if code.startswith("solve_ode:") and caller:
+        code = caller + code[len("solve_ode") :]
     h_mean = abs(float(t_final) - float(t0)) / max(int(num_accepted), 1)
     details = (
         f" [{solver_name}: reached t={float(t_final):.6g} of [{float(t0):.6g}, {float(t1):.6g}] "
@@ -765,6 +786,72 @@ def _throw_traced(
     return eqx.combine(guard(arrays, inputs), rest)
 
 
+class _ResolvedChord(diffrax.VeryChord):
+    """diffrax's `VeryChord` for constant steps: it iterates while the updates contract, and an
+    update at the working precision's resolution of the tolerance counts as converged.
+
+    `VeryChord` is built for adaptive steps. After its second iteration it either has converged
+    (the estimated error ``d rate / (1 - rate)`` below ``kappa`` of the tolerance) or reports
+    divergence, so that the controller rejects the step and shrinks it. It also calls a ratio
+    of two updates above 2 divergence, which happens once both updates are rounding noise: its
+    own "small update" test only catches that for tolerances near 1e-3. With constant steps
+    nothing retries, so either event ended the solve. Kvaerno3 with 16 steps on
+    ``y' = 0.8 cos(t) y`` stopped at t = 0.125 with an update of 469 x the tolerance
+    contracting 1e4-fold per iteration, and Kvaerno5 with 100 steps on Van der Pol (mu = 1)
+    stopped at t = 0.95 of 5.
+
+    Here the iteration stops successfully when the error estimate is below ``kappa`` (the
+    updates contracting), or when the update, scaled by ``atol + rtol |y|`` as the iteration
+    scales it, is below ``100 eps / rtol``: about 100 ulps of the iterate, converged whatever
+    the ratio says. It reports divergence only for a ratio above 2 (or a non-finite update)
+    above that resolution; otherwise it goes on, up to the solver's ``root_find_max_steps``.
+    The tolerances may be 0-d arrays (`effective_tolerances`), so new values do not recompile.
+    """
+
+    rtol: Any
+    atol: Any
+
+    def terminate(self, fn, y, args, options, state, tags):
+        del fn, y, args, options, tags
+        dtype = state.diffsize.dtype
+        at_least_two = state.step >= 2
+        rate = state.diffsize / state.diffsize_prev
+        factor = state.diffsize * rate / (1 - rate)
+        rtol = jnp.minimum(jnp.asarray(self.rtol, dtype), 1)
+        small = state.diffsize < 100 * jnp.finfo(dtype).eps / rtol
+        converged = (rate < 1) & (factor < self.kappa)
+        diverged = jnp.invert(jnp.isfinite(rate)) | (rate > 2)
+        done = at_least_two & (small | converged)
+        failed = at_least_two & jnp.invert(small | converged) & diverged
+        linsolve_failed = state.result != optx.RESULTS.successful
+        result = optx.RESULTS.where(
+            linsolve_failed,
+            state.result,
+            optx.RESULTS.where(failed, optx.RESULTS.nonlinear_divergence, optx.RESULTS.successful),
+        )
+        return done | failed | linsolve_failed, result
+
+
+def _check_field_output(f: Callable, y0: PyTree, t0: Any, args: Any, name: str) -> None:
+    """``f(t0, y0, args)`` must have the structure and shapes of `y0` (checked by tracing, no
+    evaluation). Otherwise a wrong shape surfaces as a broadcasting error inside diffrax, or, for
+    a scalar output, is silently broadcast to every component of the state."""
+    leaves = jax.tree_util.tree_leaves(y0)
+    t = jnp.asarray(t0, jnp.result_type(*leaves))
+    out = jax.eval_shape(lambda y: f(t, y, args), y0)
+
+    def shapes(tree):
+        found = [tuple(np.shape(x)) for x in jax.tree_util.tree_leaves(tree)]
+        return found[0] if len(found) == 1 else found
+
+    same_tree = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(y0)
+    if not same_tree or shapes(out) != shapes(y0):
+        raise ValueError(
+            f"{name}: the vector field maps a state of shape {shapes(y0)} to {shapes(out)}; "
+            "f(t, y, args) must return dy/dt with the structure and shapes of y."
+        )
+
+
 def _check_times(t0, t1, ts, *, forward_only: bool) -> tuple[bool, float, float]:
     concrete = not _is_traced(t0, t1)
     t0_val = t1_val = float("nan")
@@ -787,6 +874,8 @@ def _check_times(t0, t1, ts, *, forward_only: bool) -> tuple[bool, float, float]
                 raise ValueError(
                     f"`ts` must be a non-empty 1-D array of times, got shape {tsn.shape}."
                 )
+            if not np.all(np.isfinite(tsn)):
+                raise ValueError(f"`ts` must be finite, got {tsn}.")
             sign = 1.0 if not concrete or t1_val > t0_val else -1.0
             if np.any(sign * np.diff(tsn) < 0):
                 raise ValueError("`ts` must be monotone in the direction from `t0` to `t1`.")
@@ -927,6 +1016,7 @@ def integrate_ode(
     y0 = jax.tree_util.tree_map(jnp.asarray, y0)
     if not _is_traced(y0) and not _all_finite_host(y0):
         raise ValueError(f"{name}: the initial value `y0` contains NaN or inf.")
+    _check_field_output(f, y0, t0, args, name)
     if n_steps is not None and dt0 is not None:
         raise ValueError(f"{name}: give either `n_steps` or `dt0`, not both.")
     if n_steps is not None and (
@@ -937,8 +1027,13 @@ def integrate_ode(
         raise ValueError(f"{name}: `dt0` must be nonzero, got {dt0!r}.")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps <= 0:
         raise ValueError(f"{name}: `max_steps` must be a positive integer, got {max_steps!r}.")
-    if not _is_traced(rtol, atol) and not (float(rtol) > 0 and float(atol) >= 0):
-        raise ValueError(f"{name}: `rtol` must be > 0 and `atol` >= 0, got {rtol}, {atol}.")
+    if not _is_traced(rtol, atol) and not (0 < float(rtol) < np.inf and 0 <= float(atol) < np.inf):
+        raise ValueError(
+            f"{name}: `rtol` must be finite and > 0, and `atol` finite and >= 0; got {rtol}, "
+            f"{atol}."
+        )
+    if dtmin is not None and not _is_traced(dtmin) and not float(dtmin) >= 0:
+        raise ValueError(f"{name}: `dtmin` must be >= 0, got {dtmin!r}.")
     if adaptive and not info.adaptive:
         raise ValueError(
             f"{name}: solver {type(solver_obj).__name__} has no error estimate, so it cannot "
@@ -1014,13 +1109,8 @@ def integrate_ode(
             solver_obj = eqx.tree_at(
                 lambda s: s.root_finder,
                 solver_obj,
-                # optimistix annotates the tolerances `float`; 0-d arrays work the same and keep
-                # new tolerances from recompiling (see effective_tolerances above)
-                diffrax.VeryChord(
-                    rtol=rtol_a,  # pyright: ignore[reportArgumentType]
-                    atol=atol_a,  # pyright: ignore[reportArgumentType]
-                    norm=optx.max_norm,
-                ),
+                # 0-d array tolerances: new values do not recompile (effective_tolerances)
+                _ResolvedChord(rtol=rtol_a, atol=atol_a, norm=optx.max_norm),
             )
     sol = _solve(
         f,

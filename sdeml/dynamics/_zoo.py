@@ -394,7 +394,8 @@ class Lorenz(AbstractODESystem):
     $c = \sqrt{\beta(\rho - 1)}$, exist; they are stable spirals below the Hopf value
     $\rho_H = \sigma(\sigma + \beta + 3)/(\sigma - \beta - 1)$ ($\approx 24.74$ for the classic
     $\sigma = 10, \beta = 8/3$) and saddle-foci (one stable real direction, an unstable spiral
-    plane) above it, e.g. at the chaotic $\rho = 28$.
+    plane) above it, e.g. at the chaotic $\rho = 28$. For $\sigma \le \beta + 1$ there is no
+    Hopf bifurcation: $C_\pm$ stay stable for every $\rho > 1$ (`rho_hopf` is then ``inf``).
 
     Args:
         sigma, rho, beta: scalars; the classic parameters default to $10, 28, 8/3$.
@@ -430,27 +431,34 @@ class Lorenz(AbstractODESystem):
 
     @property
     def rho_hopf(self) -> Array:
-        """$\\rho_H = \\sigma(\\sigma + \\beta + 3)/(\\sigma - \\beta - 1)$."""
+        """$\\rho_H = \\sigma(\\sigma + \\beta + 3)/(\\sigma - \\beta - 1)$ for
+        $\\sigma > \\beta + 1$; ``inf`` otherwise, where there is no Hopf bifurcation and
+        $C_\\pm$ stay stable for every $\\rho > 1$ (the formula would be negative there)."""
         s, b = self.sigma, self.beta
-        return s * (s + b + 3) / (s - b - 1)
+        return jnp.where(s > b + 1, s * (s + b + 3) / (s - b - 1), jnp.inf)
 
     def textbook_equilibria(self):
         rho = float(self.rho)
-        if rho <= 1:
+        if rho < 1:
             return jnp.zeros((1, 3)), ("stable node",)
+        if rho == 1:  # eigenvalues -(sigma + 1), 0, -beta: the pitchfork itself
+            return jnp.zeros((1, 3)), ("non-hyperbolic",)
         c = jnp.sqrt(self.beta * (self.rho - 1))
         pts = jnp.stack(
             [jnp.zeros(3), jnp.stack([c, c, self.rho - 1]), jnp.stack([-c, -c, self.rho - 1])]
         )
         # C+- : the characteristic polynomial l^3 + p2 l^2 + p1 l + p0, with p2 = s + b + 1,
-        # p1 = b(s + r), p0 = 2bs(r - 1), has one negative real root; the other two are a complex
-        # pair when the cubic discriminant is negative (Routh-Hurwitz: Re < 0 iff r < r_H), and
-        # are real and negative just above r = 1 (stable nodes).
+        # p1 = b(s + r), p0 = 2bs(r - 1), all positive for r > 1, has one negative real root.
+        # Routh-Hurwitz: every root has Re < 0 iff p2 p1 > p0 (for s > b + 1 that is r < r_H;
+        # for s <= b + 1 it always holds). The other two roots are a complex pair when the cubic
+        # discriminant is negative, and real (nodes, or a saddle) otherwise.
         s_, b_ = float(self.sigma), float(self.beta)
         p2, p1, p0 = s_ + b_ + 1, b_ * (s_ + rho), 2 * b_ * s_ * (rho - 1)
         disc = 18 * p2 * p1 * p0 - 4 * p2**3 * p0 + p2**2 * p1**2 - 4 * p1**3 - 27 * p0**2
-        if disc >= 0:
-            cpm = "stable node"
+        if p2 * p1 == p0:  # a purely imaginary pair: the Hopf point itself
+            cpm = "non-hyperbolic"
+        elif disc >= 0:
+            cpm = "stable node" if p2 * p1 > p0 else "saddle"
         else:
-            cpm = "stable spiral" if rho < float(self.rho_hopf) else "saddle-focus"
+            cpm = "stable spiral" if p2 * p1 > p0 else "saddle-focus"
         return pts, ("saddle", cpm, cpm)

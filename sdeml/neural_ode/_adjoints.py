@@ -114,9 +114,10 @@ def check_solve_options(
         )
     if dt0 is not None and not dt0 > 0:
         raise ValueError(f"{owner}: `dt0` must be > 0, got {dt0}")
-    if adaptive and not (rtol > 0 and atol >= 0):
+    if adaptive and not (0 < rtol < float("inf") and 0 <= atol < float("inf")):
         raise ValueError(
-            f"{owner}: `rtol` must be > 0 and `atol` >= 0, got rtol={rtol}, atol={atol}"
+            f"{owner}: `rtol` must be finite and > 0, and `atol` finite and >= 0; got "
+            f"rtol={rtol}, atol={atol}"
         )
     if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps > 0):
         raise ValueError(f"{owner}: `max_steps` must be a positive int, got {max_steps!r}")
