@@ -353,11 +353,58 @@ def test_top_level_export():
         (lambda: gibbs_bin_probabilities(Potentials.double_well, 1.0, -1.0, 10), "hi"),
         (lambda: ula_invariant_bin_probabilities(Potentials.double_well, 1e-4, -2, 2, 10), "n_sub"),
         (lambda: total_variation(jnp.ones(3), jnp.ones(4)), "shape"),
+        # histogram helpers: each argument named (n_steps=0 gave NaN acceptance, lo > hi
+        # counted anyway, n_bins=0 an IndexError)
+        (lambda: _hist(n_steps=0), "`n_steps` must be a positive integer"),
+        (lambda: _hist(n_steps=True), "`n_steps` must be a positive integer"),
+        (lambda: _hist(lo=3.0, hi=-3.0), "`hi` must be greater than `lo`"),
+        (lambda: _hist(lo=jnp.zeros(3)), r"`lo` must be a scalar or .* shape \(1,\)"),
+        (lambda: _hist(hi=jnp.inf), "must be finite"),
+        (lambda: gibbs_bin_probabilities(Potentials.double_well, -1.0, 1.0, 0), "`n_bins`"),
+        (lambda: gibbs_bin_probabilities(Potentials.double_well, -1.0, 1.0, 4, n_sub=0), "n_sub"),
+        (lambda: gibbs_bin_probabilities(Potentials.double_well, -1, 1, 4, pad_bins=-1), "pad"),
+        (
+            lambda: gibbs_bin_probabilities(
+                Potentials.mixture_2d, jnp.zeros(2), -jnp.ones(2), 4, 2
+            ),
+            "`hi` must be greater than `lo`",
+        ),
+        (lambda: ula_invariant_bin_probabilities(Potentials.double_well, 0.1, 2, -2, 10), "`hi`"),
+        (lambda: ula_invariant_bin_probabilities(Potentials.double_well, 0.1, -2, 2, 0), "n_bins"),
     ],
 )
 def test_bad_input(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def _hist(n_steps=5, lo=-3.0, hi=3.0, n_bins=6):
+    ula = ULA(Potentials.double_well, step_size=0.1)
+    state = ula.init(jnp.zeros((4, 1), F64))
+    return histogram_chains(ula, state, n_steps, lo, hi, n_bins, key=jr.key(0))
+
+
+def test_gibbs_bin_probabilities_per_coordinate_box():
+    """Per-coordinate `lo`/`hi` (as `histogram_chains` takes them): for a separable potential
+    the 2-D bin probabilities are the outer product of the 1-D ones (the same margin in bins
+    each side, so the normalising boxes are products too), and they match N(0, I)."""
+    lo, hi = jnp.array([-1.0, -2.0], F64), jnp.array([1.0, 2.0], F64)
+    U2 = Potentials.gaussian(jnp.eye(2, dtype=F64))
+    U1 = Potentials.gaussian(jnp.eye(1, dtype=F64))
+    p2, out2 = gibbs_bin_probabilities(U2, lo, hi, 5, d=2, pad_bins=20)
+    p_a, _ = gibbs_bin_probabilities(U1, -1.0, 1.0, 5, pad_bins=20)
+    p_b, _ = gibbs_bin_probabilities(U1, -2.0, 2.0, 5, pad_bins=20)
+    assert p2.shape == (5, 5)
+    np.testing.assert_allclose(p2, jnp.outer(p_a, p_b), rtol=1e-10, atol=1e-14)
+    cdf = jax.scipy.stats.norm.cdf
+    exact = jnp.outer(jnp.diff(cdf(jnp.linspace(-1, 1, 6))), jnp.diff(cdf(jnp.linspace(-2, 2, 6))))
+    # midpoint rule on 8 sub-cells per bin: O(w^2) with w = 0.05 and 0.1, about 1e-4 relative
+    np.testing.assert_allclose(p2, exact, rtol=2e-3)
+    np.testing.assert_allclose(out2, 1.0 - exact.sum(), rtol=2e-3)
+    # a scalar bound and a (d,) one mix, as in histogram_chains
+    p_mix, _ = gibbs_bin_probabilities(U2, -1.0, jnp.array([1.0, 1.0], F64), 5, d=2)
+    p_sc, _ = gibbs_bin_probabilities(U2, -1.0, 1.0, 5, d=2)
+    np.testing.assert_allclose(p_mix, p_sc, rtol=1e-12)
 
 
 def _ou_density(t, x, theta=1.0, sigma=0.8, m0=1.5, s0=0.3):

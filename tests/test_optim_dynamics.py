@@ -91,6 +91,52 @@ def test_stationary_variance_1d_closed_forms():
     assert minibatch_factor(10, 100) == pytest.approx(0.1 * 90 / 99)
 
 
+@pytest.mark.parametrize(
+    "hessian, lr",
+    [
+        (jnp.eye(1, dtype=F64), 2.0),  # |1 - lr h| = 1: the variance was inf
+        (jnp.eye(1, dtype=F64), 3.0),  # |1 - lr h| = 2: the "variance" was -3
+        (jnp.diag(jnp.array([1.0, 4.0], F64)), 0.6),  # one unstable direction: lr h = 2.4
+    ],
+)
+def test_sgd_stationary_cov_refuses_unstable_sgd(hessian, lr):
+    """SGD has a stationary law only for 0 < lr h < 2 (every eigenvalue h of H)."""
+    sigma = jnp.eye(hessian.shape[0], dtype=F64)
+    with pytest.raises(ValueError, match=r"SGD has no stationary law.*0 < lr \* h < 2"):
+        sgd_stationary_cov(hessian, sigma, lr, 1, discrete=True)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="SGD has no stationary law"):
+        jax.jit(lambda h: sgd_stationary_cov(h, sigma, lr, 1, discrete=True))(hessian)
+    # the SDE's covariance exists for any lr (H positive definite)
+    assert jnp.all(jnp.isfinite(sgd_stationary_cov(hessian, sigma, lr, 1, discrete=False)))
+
+
+def test_sgd_stationary_cov_just_inside_the_stability_bound():
+    # lr h = 1.9: eta s2 / (h B (2 - eta h)) = 1.9 / 0.1 = 19, finite and positive
+    cov = sgd_stationary_cov(jnp.eye(1, dtype=F64), jnp.eye(1, dtype=F64), 1.9, 1, discrete=True)
+    np.testing.assert_allclose(cov[0, 0], 19.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "ts, match",
+    [
+        ([0.0, 1.0, 0.5], "strictly increasing"),  # gave NaN at t = 1 silently
+        ([1.0, 0.5, 0.0], "strictly increasing"),  # integrated backwards silently
+        ([0.0, 0.0, 1.0], "strictly increasing"),
+        ([0.0, jnp.inf], "finite"),
+        ([0.0, jnp.nan, 1.0], "finite"),
+    ],
+)
+def test_gradient_flow_refuses_bad_ts(ts, match):
+    with pytest.raises(ValueError, match=f"`ts` must be {match}"):
+        gradient_flow(QUAD, jnp.ones(2, F64), jnp.array(ts, F64))
+
+
+def test_gradient_flow_refuses_bad_traced_ts_at_run_time():
+    flow = jax.jit(lambda ts: gradient_flow(QUAD, jnp.ones(2, F64), ts))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="`ts` must be finite and strictly"):
+        flow(jnp.array([0.0, 1.0, 0.5], F64))
+
+
 def _mean_data(n=200):
     x = 1.5 * jr.normal(jr.key(0), (n,), F64)
     return x, lambda th, xi: 0.5 * 2.0 * (th[0] - xi) ** 2  # h = 2, Sigma = h^2 Var(x)

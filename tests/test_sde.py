@@ -366,12 +366,116 @@ def test_coarsened_time_integrals_have_exact_law():
         (dict(n_paths=0), "n_paths"),
         (dict(dtype=jnp.int32), "dtype"),
         (dict(save_every=0), "save_every"),
+        # non-finite times: inf passed the `t1 > t0` check and every path came back NaN
+        (dict(t1=float("inf")), "`t1` must be finite"),
+        (dict(t0=-float("inf")), "`t0` must be finite"),
+        (dict(n_steps=None, ts=jnp.array([0.0, 1.0, jnp.inf])), "`ts` must be finite"),
+        (dict(save_at=[0.5, float("nan")]), "`save_at` must be finite"),
+        (dict(save_at=[0.5, 0.5 + 1e-13]), "`save_at` holds times closer"),
+        (dict(x0=jnp.ones(0)), "`x0` must hold at least one number"),
     ],
 )
 def test_bad_input(kwargs, match):
-    base = dict(n_steps=10, n_paths=4, key=jr.key(0))
+    base = dict(x0=jnp.zeros(2), n_steps=10, n_paths=4, key=jr.key(0))
     with pytest.raises(ValueError, match=match):
-        sdeml.simulate(OU, jnp.zeros(2), **{**base, **kwargs})
+        sdeml.simulate(OU, **{**base, **kwargs})
+
+
+def test_traced_non_finite_times_fail_at_run_time():
+    run = lambda t1: sdeml.simulate(OU, jnp.zeros(2), t1=t1, n_steps=4, n_paths=2, key=jr.key(0))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="`t1` must be finite"):
+        jax.jit(lambda t1: run(t1).xs)(jnp.asarray(jnp.inf, F64))
+    run_ts = lambda ts: sdeml.simulate(OU, jnp.zeros(2), ts=ts, n_paths=2, key=jr.key(0)).xs
+    with pytest.raises(jax.errors.JaxRuntimeError, match="`ts` must be finite"):
+        jax.jit(run_ts)(jnp.array([0.0, 1.0, jnp.inf], F64))
+
+
+@pytest.fixture
+def no_jaxtyping(monkeypatch):
+    """The suite's jaxtyping hook answers a wrongly typed argument (a key array, a function for
+    `sde`, a float `brownian_dim`) with its own TypeError before the function runs; users run
+    without it, so these tests switch it off to reach sdeml's own checks."""
+    import jaxtyping
+
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+
+
+def test_simulate_names_a_non_sde_and_a_key_array(no_jaxtyping):
+    base = dict(n_steps=4, n_paths=3)
+    with pytest.raises(ValueError, match="`sde` must be an sdeml.AbstractSDE"):
+        sdeml.simulate(lambda t, y, a: -y, jnp.ones(1), **base, key=jr.key(0))  # type: ignore
+    for keys in (jr.split(jr.key(0), 3), jr.split(jr.PRNGKey(0), 3)):  # typed and legacy
+        with pytest.raises(ValueError, match=r"`key` must be a single PRNG key.*shape \(3,\)"):
+            sdeml.simulate(OU, jnp.ones(1), **base, key=keys)
+    with pytest.raises(ValueError, match="`key` must be a PRNG key"):
+        sdeml.simulate(OU, jnp.ones(1), **base, key=3)  # type: ignore
+    # simulate_path shares the check
+    with pytest.raises(ValueError, match=r"`key` must be a single PRNG key.*shape \(3,\)"):
+        sdeml.sde.simulate_path(OU, jnp.ones(1), n_steps=4, key=jr.split(jr.key(0), 3))
+
+
+@pytest.mark.parametrize("m", [2.5, True, "3", 0, -1])
+def test_brownian_dim_must_be_a_positive_int(m, no_jaxtyping):
+    g = lambda t, y, a: jnp.ones((2, 2))
+    with pytest.raises(ValueError, match="`brownian_dim` must be a positive int or None"):
+        sdeml.SDE(lambda t, y, a: -y, g, noise="general", brownian_dim=m)
+
+
+def test_brownian_dim_accepts_numpy_ints(no_jaxtyping):
+    sde = sdeml.SDE(
+        lambda t, y, a: -y,
+        lambda t, y, a: jnp.ones((2, 3)),
+        noise="general",
+        brownian_dim=np.int64(3),
+    )
+    assert sde.brownian_shape((2,)) == (3,)
+
+
+def test_save_at_only_t0_returns_the_initial_state():
+    """`save_at=[t0]` (it crashed: no segment of steps to lay out) saves the initial state
+    alone, shape (n_paths, 1, *S), in every single-path and batched front end."""
+    x0 = jnp.array([1.0, -2.0])
+    p = sdeml.simulate(OU, x0, n_steps=10, n_paths=3, save_at=jnp.array([0.0]), key=jr.key(0))
+    np.testing.assert_array_equal(p.ts, [0.0])
+    np.testing.assert_array_equal(p.xs, jnp.broadcast_to(x0, (3, 1, 2)).astype(p.xs.dtype))
+    # per-path x0 on an explicit grid that starts at 0.5
+    x0s = jnp.arange(6.0).reshape(3, 2)
+    ts = jnp.array([0.5, 0.75, 1.0])
+    p = sdeml.simulate(
+        OU, x0s, ts=ts, n_paths=3, save_at=[0.5], x0_per_path=True, dtype=F64, key=jr.key(0)
+    )
+    np.testing.assert_array_equal(p.ts, [0.5])
+    np.testing.assert_array_equal(p.xs, x0s[:, None])
+    one = lambda x, k: sdeml.sde.simulate_path(OU, x, n_steps=10, save_at=[0.0], key=k)
+    np.testing.assert_array_equal(one(x0, jr.key(0)), x0[None])
+    for scheme in (sdeml.sde.euler_maruyama, sdeml.sde.milstein, sdeml.sde.sra1):
+        out = scheme(OU, x0, n_steps=10, save=jnp.array([0.0]), key=jr.key(0))
+        np.testing.assert_array_equal(out, x0[None])
+    # under vmap and grad: x_{t0} = x0, so d x_{t0} / d x0 = 1
+    xs = jax.vmap(lambda k: one(x0, k))(jr.split(jr.key(1), 5))
+    np.testing.assert_array_equal(xs, jnp.broadcast_to(x0, (5, 1, 2)))
+    np.testing.assert_array_equal(jax.grad(lambda x: one(x, jr.key(0)).sum())(x0), jnp.ones(2))
+
+
+def test_increments_refuse_negative_steps_and_decreasing_times():
+    em, x0 = sdeml.sde.EulerMaruyama(), jnp.ones(1)
+    with pytest.raises(ValueError, match="`dts` must be finite and >= 0"):
+        sdeml.sde.sample_increments(jnp.array([0.1, -0.1]), (1,), key=jr.key(0))
+    with pytest.raises(ValueError, match="`dts` must be finite and >= 0"):
+        sdeml.sde.sample_increments(jnp.array([0.1, jnp.inf]), (1,), key=jr.key(0))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="`dts` must be finite and >= 0"):
+        jax.jit(lambda d: sdeml.sde.sample_increments(d, (1,), key=jr.key(0)))(-jnp.ones(2))
+    dw = jnp.zeros((2, 1))
+    for ts in (jnp.array([0.0, 1.0, 0.5]), jnp.array([1.0, 0.5, 0.0])):
+        with pytest.raises(ValueError, match="`ts` must be strictly increasing"):
+            sdeml.sde.solve_increments(em, OU, x0, ts, dw)
+    with pytest.raises(ValueError, match="`ts` must be finite"):
+        sdeml.sde.solve_increments(em, OU, x0, jnp.array([0.0, 1.0, jnp.inf]), dw)
+    solve = jax.jit(lambda ts: sdeml.sde.solve_increments(em, OU, x0, ts, dw))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="`ts` must be finite and strictly"):
+        solve(jnp.array([1.0, 0.5, 0.0]))
+    # dw = 0: the Euler recursion y_n = mu + (1 - theta h)^n (y_0 - mu), theta = 1.5, mu = 0.5
+    np.testing.assert_allclose(solve(jnp.array([0.0, 0.5, 1.0]))[-1], [0.5 + 0.25**2 * 0.5])
 
 
 def test_bad_shapes_and_noise():

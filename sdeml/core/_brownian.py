@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import equinox as eqx
+import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 
@@ -29,7 +33,8 @@ def sample_increments(
     $\Delta W = \sqrt h\,\xi_1$, $\Delta Z = \tfrac12 h^{3/2}(\xi_1 + \xi_2/\sqrt3)$.
 
     Args:
-        dts: step sizes, shape ``(n,)``.
+        dts: step sizes, shape ``(n,)``, finite and >= 0 (checked: eagerly when concrete, at
+            run time under `jax.jit`).
         shape: the shape of $W$ (e.g. ``sde.brownian_shape(y0.shape)``).
         time_integral: also draw $\Delta Z$ (needed by `SRA1`).
         dtype: floating dtype (default: that of `dts`).
@@ -58,6 +63,13 @@ def sample_increments(
     dts = jnp.asarray(dts, dtype=dtype)
     if dts.ndim != 1:
         raise ValueError(f"`dts` must have shape (n,), got {dts.shape}")
+    msg = "`dts` must be finite and >= 0 (step sizes: an increment has variance h >= 0)"
+    if isinstance(dts, jax.core.Tracer):
+        dts = eqx.error_if(dts, ~jnp.all(jnp.isfinite(dts) & (dts >= 0)), msg)
+    else:
+        host = np.asarray(dts)
+        if not np.all(np.isfinite(host) & (host >= 0)):
+            raise ValueError(f"{msg}, got {host}")
     dtype = dts.dtype
     n = dts.shape[0]
     k1, k2 = jr.split(key)

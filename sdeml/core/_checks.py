@@ -25,6 +25,77 @@ def check_positive(name: str, value: Any) -> None:
         raise ValueError(f"`{name}` must be finite and > 0, got {value!r}.")
 
 
+def concrete_times(name: str, ts: Any, min_len: int = 2) -> np.ndarray | None:
+    """A concrete `ts` as float64 NumPy after checking that it is 1-D with at least `min_len`
+    entries, finite and strictly increasing; None (nothing checked) when `ts` is traced.
+
+    Raises:
+        ValueError: naming `name` and what arrived.
+
+    Examples:
+        >>> concrete_times("ts", jnp.array([0.0, 0.5, 1.0])).tolist()
+        [0.0, 0.5, 1.0]
+    """
+    try:
+        arr = np.asarray(ts, dtype=np.float64)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        return None  # traced under jit/vmap: the caller checks the values at run time
+    if arr.ndim != 1 or arr.shape[0] < min_len:
+        raise ValueError(
+            f"`{name}` must be a 1-D array of at least {min_len} time{'s' * (min_len != 1)}, "
+            f"got shape {arr.shape}."
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"`{name}` must be finite (no NaN or inf), got {arr}.")
+    if not np.all(np.diff(arr) > 0):
+        raise ValueError(f"`{name}` must be strictly increasing, got {arr}.")
+    return arr
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """`value` as an int, or `ValueError` unless it is an int >= 1 (a bool is refused).
+
+    Examples:
+        >>> check_positive_int("n_bins", 10)
+        10
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def check_box(lo: Any, hi: Any, d: int, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """The box ``[lo, hi]^d`` as two ``(d,)`` arrays of `dtype`: `lo` and `hi` are scalars or
+    per-coordinate ``(d,)`` arrays; concrete ones must be finite with ``hi > lo`` everywhere.
+
+    Raises:
+        ValueError: naming `lo`/`hi` and what arrived.
+
+    Examples:
+        >>> lo, hi = check_box(-1.0, jnp.array([1.0, 2.0]), 2, jnp.float32)
+        >>> lo.tolist(), hi.tolist()
+        ([-1.0, -1.0], [1.0, 2.0])
+    """
+    out = []
+    for name, v in (("lo", lo), ("hi", hi)):
+        shape = jnp.shape(v)
+        if shape not in ((), (1,), (d,)):
+            raise ValueError(
+                f"`{name}` must be a scalar or a per-coordinate array of shape ({d},), got "
+                f"shape {shape}."
+            )
+        out.append(jnp.broadcast_to(jnp.asarray(v, dtype), (d,)))
+    if not any(isinstance(v, jax.core.Tracer) for v in (lo, hi)):
+        lo_np, hi_np = np.asarray(out[0], np.float64), np.asarray(out[1], np.float64)
+        if not (np.all(np.isfinite(lo_np)) and np.all(np.isfinite(hi_np))):
+            raise ValueError(f"`lo` and `hi` must be finite, got lo={lo!r}, hi={hi!r}.")
+        if not np.all(hi_np > lo_np):
+            raise ValueError(
+                f"`hi` must be greater than `lo` (in every coordinate), got lo={lo!r}, hi={hi!r}."
+            )
+    return out[0], out[1]
+
+
 def check_scalar_function(name: str, fn: Callable, x: jax.Array, *extra: Any) -> None:
     """Raise `ValueError` unless ``fn(x, *extra)`` returns a scalar (checked with eval_shape).
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, PyTree
 
 NOISE_TYPES = ("diagonal", "scalar", "additive", "general")
@@ -104,8 +105,8 @@ class SDE(AbstractSDE):
         drift: $f(t, y, \text{args})$, a pure function or equinox module returning `y`'s shape.
         diffusion: $g(t, y, \text{args})$; its shape depends on `noise` (see `AbstractSDE`).
         noise: ``"diagonal"`` (default), ``"scalar"``, ``"additive"`` or ``"general"``.
-        brownian_dim: ``m``, the dimension of $W$; required for ``"general"``, optional for
-            ``"additive"`` (matrix additive noise), not allowed otherwise.
+        brownian_dim: ``m``, the dimension of $W$, a positive int; required for ``"general"``,
+            optional for ``"additive"`` (matrix additive noise), not allowed otherwise.
 
     Returns:
         An equinox module; pass it to `simulate`, a solver's `step`, or `to_diffrax`.
@@ -142,6 +143,8 @@ class SDE(AbstractSDE):
         self.drift_fn = drift
         self.diffusion_fn = diffusion
         self.noise = noise
+        if isinstance(brownian_dim, np.integer):  # e.g. from NumPy shape arithmetic: a static
+            brownian_dim = int(brownian_dim)  # field must not hold an array scalar
         self.brownian_dim = brownian_dim
 
     def __check_init__(self):
@@ -168,13 +171,26 @@ def _check_noise(noise: str, brownian_dim: int | None) -> None:
     if noise == "general" and brownian_dim is None:
         raise ValueError('`brownian_dim` (m) is required for noise="general"')
     if brownian_dim is not None:
+        if (
+            isinstance(brownian_dim, bool)
+            or not isinstance(brownian_dim, int | np.integer)
+            or brownian_dim <= 0
+        ):
+            raise ValueError(f"`brownian_dim` must be a positive int or None, got {brownian_dim!r}")
         if noise not in ("general", "additive"):
             raise ValueError(
                 f'`brownian_dim` is only meaningful for noise="general" or "additive", '
                 f"got noise={noise!r} with brownian_dim={brownian_dim}"
             )
-        if int(brownian_dim) <= 0:
-            raise ValueError(f"`brownian_dim` must be positive, got {brownian_dim}")
+
+
+def check_sde(sde: Any) -> None:
+    """Raise `ValueError` unless `sde` is an `AbstractSDE` (a plain function is not)."""
+    if not isinstance(sde, AbstractSDE):
+        raise ValueError(
+            f"`sde` must be an sdeml.AbstractSDE (e.g. sdeml.SDE(drift, diffusion)), got "
+            f"{type(sde).__name__}"
+        )
 
 
 def check_shapes(sde: AbstractSDE, y: Array, args: PyTree = None, t: Any = 0.0) -> None:
@@ -208,8 +224,7 @@ def check_shapes(sde: AbstractSDE, y: Array, args: PyTree = None, t: Any = 0.0) 
     References:
         Kloeden & Platen (1992), §4.5 (vector SDEs and their noise terms).
     """
-    if not isinstance(sde, AbstractSDE):
-        raise ValueError(f"`sde` must be an sdeml.AbstractSDE (e.g. sdeml.SDE), got {type(sde)}")
+    check_sde(sde)
     _check_noise(sde.noise, sde.brownian_dim)
     y_struct = jax.ShapeDtypeStruct(jnp.shape(y), jnp.result_type(y))
     t_struct = jax.ShapeDtypeStruct((), jnp.result_type(y))

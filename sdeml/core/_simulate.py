@@ -11,15 +11,17 @@ from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
 import jax.random as jr
 import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
+from ._checks import concrete_times
 from ._normals import PathKeys, normal_pair
 from ._normals import pairs_supported as pairs_ok
-from ._sde import AbstractSDE, check_shapes
+from ._sde import AbstractSDE, check_sde, check_shapes
 from ._sde_solvers import AbstractSolver, SolverState
 from ._solvers import get_solver
 
@@ -82,19 +84,20 @@ def _time_grid(t0, t1, n_steps, ts, dtype):
     if ts is not None:
         if n_steps is not None:
             raise ValueError("give either `n_steps` or `ts`, not both")
-        ts_np = _concrete(ts)
+        ts_np = concrete_times("ts", ts)
         if ts_np is not None:
-            if ts_np.ndim != 1 or ts_np.shape[0] < 2:
-                raise ValueError(
-                    f"`ts` must have shape (n_steps + 1,) with n >= 1, got {ts_np.shape}"
-                )
-            if not np.all(np.diff(ts_np) > 0):
-                raise ValueError(f"`ts` must be strictly increasing, got {ts_np}")
             return ts_np, jnp.asarray(ts_np, dtype), ts_np.shape[0] - 1, None
         ts = jnp.asarray(ts, dtype)
         if ts.ndim != 1 or ts.shape[0] < 2:
-            raise ValueError(f"`ts` must have shape (n_steps + 1,) with n >= 1, got {ts.shape}")
-        ts = eqx.error_if(ts, jnp.any(jnp.diff(ts) <= 0), "`ts` must be strictly increasing")
+            raise ValueError(f"`ts` must be a 1-D array of at least 2 times, got shape {ts.shape}")
+        # one run-time check (one conditional in the program), two messages
+        not_finite = ~jnp.all(jnp.isfinite(ts))
+        ts = eqx.branched_error_if(
+            ts,
+            not_finite | jnp.any(jnp.diff(ts) <= 0),
+            jnp.where(not_finite, 0, 1),
+            ("`ts` must be finite (no NaN or inf)", "`ts` must be strictly increasing"),
+        )
         return None, ts, ts.shape[0] - 1, None
     if n_steps is None:
         raise ValueError("give `n_steps` (a positive int) or explicit times `ts`")
@@ -107,6 +110,9 @@ def _time_grid(t0, t1, n_steps, ts, dtype):
             raise ValueError(
                 f"`t0` and `t1` must be scalars, got shapes {t0_np.shape}, {t1_np.shape}"
             )
+        for name, v in (("t0", t0_np), ("t1", t1_np)):
+            if not np.isfinite(v):
+                raise ValueError(f"`{name}` must be finite, got {float(v)}")
         if not t1_np > t0_np:
             raise ValueError(
                 f"`t1` must be greater than `t0`, got t0={float(t0_np)}, t1={float(t1_np)}"
@@ -117,7 +123,13 @@ def _time_grid(t0, t1, n_steps, ts, dtype):
     t0j, t1j = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
     if t0j.shape != () or t1j.shape != ():
         raise ValueError(f"`t0` and `t1` must be scalars, got shapes {t0j.shape}, {t1j.shape}")
-    t1j = eqx.error_if(t1j, t1j <= t0j, "`t1` must be greater than `t0`")
+    bad_t0, bad_t1 = ~jnp.isfinite(t0j), ~jnp.isfinite(t1j)
+    t1j = eqx.branched_error_if(  # one run-time check (one conditional), three messages
+        t1j,
+        bad_t0 | bad_t1 | (t1j <= t0j),
+        jnp.where(bad_t0, 0, jnp.where(bad_t1, 1, 2)),
+        ("`t0` must be finite", "`t1` must be finite", "`t1` must be greater than `t0`"),
+    )
     grid = t0j + (t1j - t0j) * jnp.arange(n_steps + 1, dtype=dtype) / n_steps
     return None, grid, n_steps, (t0j, t1j)
 
@@ -204,7 +216,9 @@ def simulate(
         stochastic differential equations, SIAM Review 43(3), 2001.
     """
     solver = get_solver(method, kind="sde")
+    check_sde(sde)
     solver.check(sde)
+    check_key(key, "pass one key: simulate draws all `n_paths` paths from it")
     dtype = _resolve_dtype(dtype)
     if isinstance(n_paths, bool) or not isinstance(n_paths, int | np.integer) or n_paths <= 0:
         raise ValueError(f"`n_paths` must be a positive int, got {n_paths!r}")
@@ -272,10 +286,31 @@ def _check_mesh(mesh: Any) -> Any:
     return jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
 
 
+def check_key(key: Any, hint: str) -> None:
+    """Raise `ValueError` unless `key` is one PRNG key: a typed key of shape ``()`` or a legacy
+    raw uint32 key (1-D). `hint` says how to get several paths instead of a key array."""
+    dt = getattr(key, "dtype", None)
+    if dt is not None and jnp.issubdtype(dt, jax.dtypes.prng_key):
+        batch = tuple(key.shape)
+    elif dt == jnp.uint32 and jnp.ndim(key) >= 1:
+        batch = tuple(jnp.shape(key)[:-1])  # a raw key is one row of words
+    else:
+        raise ValueError(
+            f"`key` must be a PRNG key (jax.random.key(seed)), got {type(key).__name__} with "
+            f"shape {jnp.shape(key)} and dtype {dt}; {hint}"
+        )
+    if batch != ():
+        raise ValueError(
+            f"`key` must be a single PRNG key, got a key array of shape {batch}; {hint}"
+        )
+
+
 def _check_x0(x0: Any, dtype: Any, name: str) -> Array:
     """`x0` as an array of `dtype`; a non-finite start is refused (issue #17): eagerly when
-    concrete, else (under jit or vmap) by a run-time check."""
+    concrete, else (under jit or vmap) by a run-time check. An empty state is refused."""
     x0 = jnp.asarray(x0, dtype)
+    if x0.size == 0:
+        raise ValueError(f"`x0` must hold at least one number, got shape {x0.shape}")
     x0_host = _concrete(x0)
     if x0_host is not None:
         if not np.all(np.isfinite(x0_host)):
@@ -363,6 +398,8 @@ def _make_plan(
             raise ValueError(
                 f"`save_at` must be a non-empty 1-D array of times, got shape {sa.shape}"
             )
+        if not np.all(np.isfinite(sa)):
+            raise ValueError(f"`save_at` must be finite (no NaN or inf), got {sa}")
         if not np.all(np.diff(sa) > 0):
             raise ValueError(f"`save_at` must be strictly increasing, got {sa}")
         span = grid_np[-1] - grid_np[0]
@@ -375,6 +412,11 @@ def _make_plan(
         near = np.abs(sa[:, None] - grid_np[None, :]).min(1) <= tol
         merged = np.union1d(grid_np, sa[~near])
         save_idx = [int(np.argmin(np.abs(merged - s))) for s in sa]
+        if len(set(save_idx)) != len(save_idx):
+            raise ValueError(
+                f"`save_at` holds times closer together than {tol:g} (they would be saved "
+                f"twice at the same grid time), got {sa}"
+            )
         grid_np, grid, n = merged, jnp.asarray(merged, dtype), merged.shape[0] - 1
     elif save_every is not None:
         if isinstance(save_every, bool) or not isinstance(save_every, int | np.integer):
@@ -396,6 +438,13 @@ def _make_plan(
     block = _DEFAULT_BLOCK if block_size is None else block_size
     if isinstance(block, bool) or not isinstance(block, int | np.integer) or block <= 0:
         raise ValueError(f"`block_size` must be a positive int, got {block_size!r}")
+    if not step_saves:
+        # only t0 is saved (`save_at=[t0]`): no step runs, and the callers return the initial
+        # state alone; the arrays of steps have no segments
+        assert grid_np is not None  # `save_at` needs a concrete grid
+        empty = np.zeros((0, 1), dtype)
+        ts_out = grid_np[save_idx].astype(dtype)
+        return _Plan(ts_out, True, empty, empty, np.zeros((0, 1), np.uint32), 1, False, None)
     # Steps are grouped into segments ending at the save points; every segment is padded with
     # zero-length steps (which leave the state unchanged for every solver) to a common length,
     # a multiple of the block size, so the loop is a regular scan(segments, scan(blocks, steps)).
@@ -535,6 +584,7 @@ def _simulate_core(
     dtype = dts.dtype
     if uniform is not None and steps is None:
         raise ValueError("internal: a computed uniform grid needs per-path keys")
+    n_saves_core = dts.shape[0] if steps is None else len(steps)
     n_chunks = -(-n_paths // chunk)
     total = n_chunks * chunk
     state_shape = x0.shape[1:] if x0_pp else x0.shape
@@ -547,6 +597,8 @@ def _simulate_core(
     one = [leaf[0] if f else leaf for leaf, f in zip(p_leaves, p_flags, strict=True)]
     sde1, args1 = jtu.tree_unflatten(p_def, one)
     check_shapes(eqx.combine(sde1, sde_static), jnp.zeros(state_shape, dtype), args1)
+    if n_saves_core == 0:  # only t0 is saved (see `_make_plan`): no steps to take
+        return jnp.zeros((n_paths, 0, *state_shape), dtype)
 
     def per_chunk(a):  # (n_paths, ...) -> (n_chunks, chunk, ...), padding with the last path
         pad = total - n_paths
@@ -762,7 +814,8 @@ def solve_increments(
         solver: an `AbstractSolver`.
         sde: the SDE.
         y0: initial state, shape ``S``.
-        ts: times ``(n + 1,)``.
+        ts: times ``(n + 1,)``, finite and strictly increasing (checked: eagerly when concrete,
+            at run time under `jax.jit`).
         increments: ``dw`` ``(n, *W)`` or ``(dw, dz)`` (see `sample_increments`).
         args: passed to drift and diffusion.
 
@@ -785,7 +838,16 @@ def solve_increments(
         Kloeden & Platen (1992), ch. 10.
     """
     y0 = jnp.asarray(y0)
+    concrete_times("ts", ts, min_len=1)
     ts = jnp.asarray(ts, y0.dtype)
+    if ts.ndim != 1 or ts.shape[0] < 1:
+        raise ValueError(f"`ts` must be a 1-D array of at least 1 time, got shape {ts.shape}")
+    if isinstance(ts, jax.core.Tracer):
+        ts = eqx.error_if(
+            ts,
+            ~jnp.all(jnp.isfinite(ts)) | jnp.any(jnp.diff(ts) <= 0),
+            "`ts` must be finite and strictly increasing",
+        )
     check_shapes(sde, y0, args)
     increments = jtu.tree_map(lambda a: jnp.asarray(a, y0.dtype), increments)
     dw0 = increments[0] if isinstance(increments, tuple) else increments

@@ -48,7 +48,7 @@ from jax.custom_derivatives import SymbolicZero
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from ._normals import threefry_words
-from ._sde import AbstractSDE, check_shapes
+from ._sde import AbstractSDE, check_sde, check_shapes
 from ._sde_solvers import AbstractSolver
 from ._simulate import (
     _check_x0,
@@ -58,6 +58,7 @@ from ._simulate import (
     _resolve_dtype,
     _simulate_core,
     check_chunk_size,
+    check_key,
 )
 from ._solvers import get_solver
 
@@ -354,19 +355,13 @@ def _instantiate(t: Any) -> Any:
 # --------------------------------------------------------------------------- public API
 def _key_words(key: Any) -> Array:
     """The two words that key a path's hashes (`threefry_words`), or a clear error."""
-    dt = getattr(key, "dtype", None)
-    if dt is not None and jnp.issubdtype(dt, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(
-                f"`key` must be a single PRNG key, got a key array of shape {key.shape}; "
-                "to simulate several paths, jax.vmap over keys (or use sdeml.simulate)"
-            )
-        return threefry_words(key)
-    if dt == jnp.uint32 and tuple(jnp.shape(key)) == (2,):
-        return threefry_words(key)  # a legacy raw Threefry key
+    hint = "to simulate several paths, jax.vmap over keys (or use sdeml.simulate)"
+    check_key(key, hint)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or tuple(jnp.shape(key)) == (2,):
+        return threefry_words(key)  # a typed key, or a legacy raw Threefry key
     raise ValueError(
-        f"`key` must be a PRNG key (jax.random.key(seed)), got {type(key).__name__} with "
-        f"shape {jnp.shape(key)} and dtype {dt}; to simulate several paths, jax.vmap over keys"
+        f"`key` must be a PRNG key (jax.random.key(seed)), got a raw uint32 key of shape "
+        f"{jnp.shape(key)}; {hint}"
     )
 
 
@@ -445,8 +440,7 @@ def simulate_path(
         SC 2011 (counter-based Threefry).
     """
     solver = get_solver(method, kind="sde")
-    if not isinstance(sde, AbstractSDE):
-        raise ValueError(f"`sde` must be an sdeml.AbstractSDE (e.g. sdeml.SDE), got {type(sde)}")
+    check_sde(sde)
     solver.check(sde)
     if dtype is None:
         dt0 = getattr(x0, "dtype", None)
@@ -462,6 +456,8 @@ def simulate_path(
     if chunk_size is not None:
         check_chunk_size(chunk_size)
     check_shapes(sde, x0, args)
+    if plan.dts.shape[0] == 0:  # only t0 is saved (`save_at=[t0]`): no step to take
+        return x0[None]
     sde = _hoist(sde, x0, args)
     sde_dyn, sde_static = eqx.partition(sde, eqx.is_array)
     st = _Static(solver, sde_static, wshape, plan, chunk_size)

@@ -24,9 +24,11 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree
 from ..core import AbstractSDE
 from ..core._checks import (
     check_batch_size,
+    check_box,
     check_data,
     check_position,
     check_positive,
+    check_positive_int,
     check_scalar_function,
 )
 from ..core._minibatch import sample_indices
@@ -597,9 +599,9 @@ def histogram_chains(
     Args:
         kernel: a kernel with ``step(state, *, key)``; the state must have ``position``.
         state: the initial state (run burn-in before, e.g. with `run_chains`).
-        n_steps: number of steps to record.
-        lo, hi: the box (scalars or per-coordinate arrays).
-        n_bins: cells per coordinate.
+        n_steps: number of steps to record (a positive int).
+        lo, hi: the box (scalars or per-coordinate ``(d,)`` arrays; finite, ``hi > lo``).
+        n_bins: cells per coordinate (a positive int).
         key: PRNG key.
 
     Returns:
@@ -630,11 +632,10 @@ def histogram_chains(
         raise ValueError(
             f"histogram_chains supports d = 1 or 2, got position shape {state.position.shape}."
         )
-    if not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"`n_bins` must be a positive integer, got {n_bins!r}.")
+    check_positive_int("n_steps", n_steps)
+    check_positive_int("n_bins", n_bins)
     dtype = state.position.dtype
-    lo = jnp.broadcast_to(jnp.asarray(lo, dtype), (d,))
-    hi = jnp.broadcast_to(jnp.asarray(hi, dtype), (d,))
+    lo, hi = check_box(lo, hi, d, dtype)
     width = (hi - lo) / n_bins
     strides = n_bins ** jnp.arange(d - 1, -1, -1)
 

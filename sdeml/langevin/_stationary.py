@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
-from ..core._checks import check_positive, check_scalar_function
+from ..core._checks import check_box, check_positive, check_positive_int, check_scalar_function
 
 Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
@@ -54,11 +54,13 @@ class Potentials:
 
 
 def _cells(lo, hi, n_bins: int, n_sub: int, pad_bins: int, dtype):
-    """Midpoints of the sub-cells of ``[lo - pad, hi + pad]``, aligned with the bins."""
+    """Midpoints of the sub-cells of ``[lo - pad, hi + pad]``, aligned with the bins: shape
+    ``(n,)`` for scalar `lo`, `hi`, or ``(d, n)`` (one row per coordinate) for ``(d,)`` ones."""
+    lo, hi = lo[..., None], hi[..., None]
     width = (hi - lo) / n_bins
     w = width / n_sub
     n = (n_bins + 2 * pad_bins) * n_sub
-    return lo - pad_bins * width + (jnp.arange(n, dtype=dtype) + 0.5) * w, w
+    return lo - pad_bins * width + (jnp.arange(n, dtype=dtype) + 0.5) * w, w[..., 0]
 
 
 def _rebin(cell_probs: Array, n_bins: int, n_sub: int, pad_bins: int) -> tuple[Array, Array]:
@@ -72,8 +74,8 @@ def _rebin(cell_probs: Array, n_bins: int, n_sub: int, pad_bins: int) -> tuple[A
 
 def gibbs_bin_probabilities(
     potential: Potential,
-    lo: float | int,
-    hi: float | int,
+    lo: float | int | Float[Array, " d"],
+    hi: float | int | Float[Array, " d"],
     n_bins: int,
     d: int = 1,
     *,
@@ -94,12 +96,13 @@ def gibbs_bin_probabilities(
 
     Args:
         potential: $U$, ``(d,) -> ()``.
-        lo, hi: the box.
-        n_bins: bins per coordinate.
+        lo, hi: the box: scalars or per-coordinate ``(d,)`` arrays (as `histogram_chains`
+            takes), finite, with ``hi > lo``.
+        n_bins: bins per coordinate (a positive int).
         d: dimension (1 or 2).
         temperature: $T > 0$.
-        n_sub: sub-cells per bin per coordinate.
-        pad_bins: width of the normalising margin in bins.
+        n_sub: sub-cells per bin per coordinate (a positive int).
+        pad_bins: width of the normalising margin in bins (an int >= 0).
 
     Returns:
         ``(probs, outside)``: probs of shape ``(n_bins,) * d`` and the mass outside the box, a
@@ -125,15 +128,20 @@ def gibbs_bin_probabilities(
     check_positive("temperature", temperature)
     if d not in (1, 2):
         raise ValueError(f"`d` must be 1 or 2, got {d!r}.")
-    if not hi > lo:
-        raise ValueError(f"`hi` must be greater than `lo`, got lo={lo}, hi={hi}.")
+    check_positive_int("n_bins", n_bins)
+    check_positive_int("n_sub", n_sub)
     pad_bins = n_bins // 2 if pad_bins is None else pad_bins
+    if isinstance(pad_bins, bool) or not isinstance(pad_bins, int) or pad_bins < 0:
+        raise ValueError(f"`pad_bins` must be an int >= 0, got {pad_bins!r}.")
     dtype = jnp.result_type(float)
-    x, _ = _cells(jnp.asarray(lo, dtype), jnp.asarray(hi, dtype), n_bins, n_sub, pad_bins, dtype)
-    grid = jnp.stack(jnp.meshgrid(*([x] * d), indexing="ij"), -1).reshape(-1, d)
+    lo, hi = check_box(lo, hi, d, dtype)
+    # one row of sub-cell midpoints per coordinate; every cell of the grid has the same volume,
+    # so the normalised cell masses below need no volume factor
+    x, _ = _cells(lo, hi, n_bins, n_sub, pad_bins, dtype)
+    grid = jnp.stack(jnp.meshgrid(*x, indexing="ij"), -1).reshape(-1, d)
     check_scalar_function("potential", potential, grid[0])
     logp = -jax.vmap(potential)(grid) / temperature
-    cell = jnp.exp(logp - logsumexp(logp)).reshape((x.shape[0],) * d)
+    cell = jnp.exp(logp - logsumexp(logp)).reshape((x.shape[1],) * d)
     return _rebin(cell, n_bins, n_sub, pad_bins)
 
 
@@ -190,9 +198,14 @@ def ula_invariant_bin_probabilities(
     """
     check_positive("step_size", step_size)
     check_positive("temperature", temperature)
+    check_positive_int("n_bins", n_bins)
+    check_positive_int("n_sub", n_sub)
     pad_bins = max(1, n_bins // 10) if pad_bins is None else pad_bins
+    if isinstance(pad_bins, bool) or not isinstance(pad_bins, int) or pad_bins < 0:
+        raise ValueError(f"`pad_bins` must be an int >= 0, got {pad_bins!r}.")
     dtype = jnp.result_type(float)
-    x, w = _cells(jnp.asarray(lo, dtype), jnp.asarray(hi, dtype), n_bins, n_sub, pad_bins, dtype)
+    lo_box, hi_box = check_box(lo, hi, 1, dtype)
+    x, w = _cells(lo_box[0], hi_box[0], n_bins, n_sub, pad_bins, dtype)
     s = (2.0 * step_size * temperature) ** 0.5
     if float(w) > s / 4:
         raise ValueError(

@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..core import integrate_ode
-from ..core._checks import check_positive, check_scalar_function
+from ..core._checks import check_positive, check_scalar_function, concrete_times
 
 Loss = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
@@ -122,8 +123,8 @@ def gradient_flow(
     Args:
         loss: $L$, ``(d,) -> ()``.
         theta0: $\theta(t_0)$, shape ``(d,)``.
-        ts: increasing save times, shape ``(n,)`` with $n \ge 2$; the flow starts at
-            $t_0 =$ ``ts[0]``.
+        ts: strictly increasing, finite save times, shape ``(n,)`` with $n \ge 2$ (checked
+            when concrete; `ValueError` otherwise); the flow starts at $t_0 =$ ``ts[0]``.
         modified_lr: if given ($\eta$), integrate the flow of `modified_loss` instead
             (same compiled solve: $\eta$ is traced).
         rtol, atol: tolerances of the adaptive PID controller.
@@ -149,9 +150,13 @@ def gradient_flow(
         62, 2011.
     """
     theta0 = _check(loss, theta0)
+    concrete_times("ts", ts, min_len=2)  # concrete: 1-D, finite, strictly increasing
     ts = jnp.asarray(ts, theta0.dtype)
     if ts.ndim != 1 or ts.shape[0] < 2:
-        raise ValueError(f"`ts` must be a 1-D array of at least two times, got shape {ts.shape}.")
+        raise ValueError(f"`ts` must be a 1-D array of at least 2 times, got shape {ts.shape}.")
+    if isinstance(ts, jax.core.Tracer):  # under jit/vmap: checked at run time
+        bad = ~jnp.all(jnp.isfinite(ts)) | jnp.any(jnp.diff(ts) <= 0)
+        ts = eqx.error_if(ts, bad, "`ts` must be finite and strictly increasing")
     c = jnp.asarray(0.0 if modified_lr is None else 0.25 * modified_lr, theta0.dtype)
     return _flow_at(loss, theta0, ts, c, rtol, atol, max_steps)
 

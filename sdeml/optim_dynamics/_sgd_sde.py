@@ -9,7 +9,9 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core import AbstractSDE, simulate
@@ -474,6 +476,27 @@ def solve_discrete_lyapunov(a: Float[Array, "d d"], q: Float[Array, "d d"]) -> F
     )
 
 
+_UNSTABLE = (
+    "SGD has no stationary law here: |1 - lr * h| >= 1 for an eigenvalue h of `hessian` (SGD on "
+    "a quadratic is stable only if 0 < lr * h < 2 for every eigenvalue h); lower `lr`"
+)
+
+
+def _check_sgd_stable(a: Array, hessian: Array, lr: Any) -> Array:
+    """`a` = I - lr H, after checking that its spectral radius is below 1 (SGD is stable)."""
+    if isinstance(a, jax.core.Tracer):
+        # traced (under jit/vmap): H is symmetric (the docstring's contract), so eigvalsh,
+        # which every backend supports (eigvals is CPU-only)
+        lam = jnp.linalg.eigvalsh(0.5 * (a + a.T))
+        return eqx.error_if(a, jnp.max(jnp.abs(lam)) >= 1.0, _UNSTABLE)
+    eig_h = np.linalg.eigvals(np.asarray(hessian, np.float64))
+    bad = np.abs(1.0 - float(lr) * eig_h) >= 1.0
+    if np.any(bad):
+        lr_h = np.real_if_close(float(lr) * eig_h[bad])
+        raise ValueError(f"{_UNSTABLE}; got lr * h = {lr_h.tolist()}.")
+    return a
+
+
 def sgd_stationary_cov(
     hessian: Float[Array, "d d"],
     noise_cov: Float[Array, "d d"],
@@ -498,6 +521,10 @@ def sgd_stationary_cov(
     $\eta h \le 0.095$ (4.2% at $\eta h = 0.08$, 5.3% at 0.1) and off by a factor
     $1/(1-\eta h/2)$ beyond.
 
+    SGD has a stationary law only where it is stable, $|1 - \eta h| < 1$, i.e.
+    $0 < \eta h < 2$, for every eigenvalue $h$ of $H$ (the spectral radius of $I - \eta H$
+    below 1); beyond, its iterates diverge and ``discrete=True`` raises `ValueError`.
+
     Args:
         hessian: $H$ (symmetric positive definite), shape ``(d, d)``.
         noise_cov: $\Sigma$, shape ``(d, d)``.
@@ -508,6 +535,10 @@ def sgd_stationary_cov(
 
     Returns:
         The stationary covariance $S$, shape ``(d, d)``.
+
+    Raises:
+        ValueError: with ``discrete=True``, if $|1 - \eta h| \ge 1$ for an eigenvalue $h$ of
+            $H$ (eagerly; under `jax.jit` an `EquinoxRuntimeError` at run time).
 
     Examples:
         With $h = \sigma^2 = 1$, $\eta = 0.1$, $B = 4$: $0.1/(4 \cdot 1.9)$ for SGD and
@@ -532,5 +563,6 @@ def sgd_stationary_cov(
     h, sigma = jnp.asarray(hessian), jnp.asarray(noise_cov)
     if discrete:
         a = jnp.eye(h.shape[0], dtype=h.dtype) - lr * h
+        a = _check_sgd_stable(a, h, lr)
         return solve_discrete_lyapunov(a, lr**2 * factor * sigma)
     return solve_continuous_lyapunov(h, lr * factor * sigma)
