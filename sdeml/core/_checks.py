@@ -86,7 +86,9 @@ def check_box(lo: Any, hi: Any, d: int, dtype: Any) -> tuple[jax.Array, jax.Arra
             )
         out.append(jnp.broadcast_to(jnp.asarray(v, dtype), (d,)))
     if not any(isinstance(v, jax.core.Tracer) for v in (lo, hi)):
-        lo_np, hi_np = np.asarray(out[0], np.float64), np.asarray(out[1], np.float64)
+        # from the inputs, not `out`: under jit even constant inputs give traced arrays there
+        lo_np = np.broadcast_to(np.asarray(lo, np.float64), (d,))
+        hi_np = np.broadcast_to(np.asarray(hi, np.float64), (d,))
         if not (np.all(np.isfinite(lo_np)) and np.all(np.isfinite(hi_np))):
             raise ValueError(f"`lo` and `hi` must be finite, got lo={lo!r}, hi={hi!r}.")
         if not np.all(hi_np > lo_np):

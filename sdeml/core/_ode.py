@@ -375,11 +375,12 @@ def _all_finite(tree: Any) -> jax.Array:
     return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
 
 
-def _spectral_radius(f, t, y, args) -> jax.Array:
-    """rho(df/dy) at (t, y): exact for small states, by power iteration for large ones."""
+def _spectral_radius(f, t, y, args) -> tuple[jax.Array, jax.Array]:
+    """rho(df/dy) at (t, y): exact for small states, by power iteration for large ones; and
+    whether f(t, y) is finite (the primal of the same JVPs: no extra evaluation)."""
     flat, unravel = ravel_pytree(y)
     if flat.size == 0:
-        return jnp.zeros((), flat.dtype)
+        return jnp.zeros((), flat.dtype), jnp.asarray(True)
 
     def g(z):
         return ravel_pytree(f(t, unravel(z), args))[0]
@@ -390,23 +391,25 @@ def _spectral_radius(f, t, y, args) -> jax.Array:
         # every call pays for that memory (benchmarks/RESULTS.md, 2026-12-06: a 40-dimensional
         # state of a 50-wide network had 224 KB there, 2.6 times the solve's own).
         eye = jnp.eye(flat.size, dtype=flat.dtype)
-        jac = jax.lax.map(lambda e: jax.jvp(g, (flat,), (e,))[1], eye).T
-        jac = jnp.where(jnp.isfinite(jac), jac, 0.0)
-        return jnp.max(jnp.abs(jnp.linalg.eigvals(jac))).astype(flat.dtype)
+        values, jac = jax.lax.map(lambda e: jax.jvp(g, (flat,), (e,)), eye)
+        jac = jnp.where(jnp.isfinite(jac.T), jac.T, 0.0)
+        rho = jnp.max(jnp.abs(jnp.linalg.eigvals(jac))).astype(flat.dtype)
+        return rho, jnp.all(jnp.isfinite(values[0]))
     v = jax.random.normal(jax.random.key(0), flat.shape, flat.dtype)
     v = v / jnp.linalg.norm(v)
 
     def body(_, carry):
-        v, _ = carry
-        w = jax.jvp(g, (flat,), (v,))[1]
+        v, _, _ = carry
+        value, w = jax.jvp(g, (flat,), (v,))
         w = jnp.where(jnp.isfinite(w), w, 0.0)
         n = jnp.linalg.norm(w)
-        return w / jnp.maximum(n, jnp.finfo(flat.dtype).tiny), n
+        return w / jnp.maximum(n, jnp.finfo(flat.dtype).tiny), n, jnp.all(jnp.isfinite(value))
 
     # |J^k v|^(1/k)-style growth: the last norm ratio estimates rho for a dominant real mode and
     # is within a factor of the modulus for a complex pair, enough for a threshold of 1.
-    _, rho = jax.lax.fori_loop(0, _POWER_ITERATIONS, body, (v, jnp.zeros((), flat.dtype)))
-    return rho
+    init = (v, jnp.zeros((), flat.dtype), jnp.asarray(True))
+    _, rho, finite = jax.lax.fori_loop(0, _POWER_ITERATIONS, body, init)
+    return rho, finite
 
 
 @eqx.filter_jit
@@ -570,8 +573,8 @@ def _examined(sol: ODESolution, f, args, t0, implicit: bool, at_ts: bool) -> ODE
     dtype = sol.t_final.dtype
 
     def diagnose():
-        rho = _spectral_radius(f_sg, t_sg, y_sg, args_sg).astype(dtype)
-        return rho, _all_finite(f_sg(t_sg, y_sg, args_sg))
+        rho, field_finite = _spectral_radius(f_sg, t_sg, y_sg, args_sg)
+        return rho.astype(dtype), field_finite
 
     rho, field_finite = jax.lax.cond(
         eqxi.unvmap_any(max_steps_hit),
