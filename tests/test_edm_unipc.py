@@ -73,6 +73,7 @@ def _gap(x, n_data=20_000):
     return dif.log_density_gap(x, data, GM)
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 @pytest.mark.parametrize("churn", [0.0, 10.0])
 def test_edm_heun_samples_the_mixture(churn):
     # the exact denoiser, 32 Heun steps: the samples' mean log-density under the mixture equals
@@ -99,6 +100,7 @@ def test_log_density_gap_detects_blur_and_collapse():
         dif.log_density_gap(jnp.zeros((10, 3)), jnp.zeros((20, 3)), GM)
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_edm_loss_prefers_the_ideal_denoiser_and_has_gradients():
     batch = GM.sample(256, key=jr.key(4))
     ideal = dif.edm_loss(dif.MixtureDenoiser(GM), batch, sigma_data=1.0, key=jr.key(5))

@@ -68,6 +68,7 @@ def test_ula_gaussian_biased_variance():
     assert abs(var[1] - 0.1) > 10 * se[1]  # the discretisation bias is detected
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_one_langevin_step_under_ula_mala_sgld_and_the_engine():
     # issue #16: ULA, SGLD (full batch) and MALA's proposal are the one update
     # theta' = theta - h grad U + sqrt(2 h T) xi, which is also the engine's EM step on the
@@ -200,6 +201,7 @@ def test_mala_double_well_gibbs_tv_and_ks():
     assert ks_distance(xs[:, 0], lambda x: jnp.interp(x, grid, cdf)) < 1.63 / np.sqrt(n)
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_ula_double_well_bias_explained_by_its_invariant_law():
     # h = 0.05: ULA's histogram agrees with ULA's own invariant law (computed from the
     # discretised kernel) at the sampling level, and is far from the Gibbs law (chi^2 >> 1).
@@ -384,6 +386,7 @@ def _hist(n_steps=5, lo=-3.0, hi=3.0, n_bins=6):
     return histogram_chains(ula, state, n_steps, lo, hi, n_bins, key=jr.key(0))
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_gibbs_bin_probabilities_per_coordinate_box():
     """Per-coordinate `lo`/`hi` (as `histogram_chains` takes them): for a separable potential
     the 2-D bin probabilities are the outer product of the 1-D ones (the same margin in bins
@@ -559,6 +562,7 @@ def test_laplace_approximation_gaussian_exact():
     np.testing.assert_allclose(w @ w.T, jnp.linalg.inv(prec), rtol=1e-12)
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_histogram_chains_counts_every_step():
     # Same key sequence as run_chains(thin=1): the accumulated counts equal the histogram of the
     # stored chains, exactly.

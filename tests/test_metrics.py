@@ -142,6 +142,7 @@ def test_metric_errors():
         metrics.median_ratio(lambda a, b: 0.0, [1], [1, 2], [1])
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_mmd_ratio_to_floor_protocol():
     # same law: the ratio is about 1; a shifted law: far above; and the numbers are the
     # protocol's (floor pairs (R_i, R_{k+i}), set s against R_s, bandwidths from R_0)

@@ -157,6 +157,7 @@ def test_nfe_matches_a_host_counter():
     assert int(sol.num_steps) == 30 and int(sol.nfe) == 60  # heun, constant: 2 per step
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_args_and_pytree_state():
     # y' = -a y on a dict state: y(t) = exp(-a t) y0; d y(1) / d a = -exp(-a) y0.
     node = NeuralODE(lambda t, y, a: {"u": -a * y["u"]}, solver="tsit5", rtol=1e-10, atol=1e-12)
@@ -271,6 +272,7 @@ def test_euler_resnet_is_euler_and_converges():
     assert abs(slope + 1) < 0.15  # the issue's band: Euler's global order 1
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_time_series_helpers():
     osc = sdeml.dynamics.DampedOscillator(omega=2.0, zeta=0.1)  # from sdeml.dynamics
     ts = jnp.linspace(0.0, 5.0, 50, dtype=jnp.float64)

@@ -66,6 +66,7 @@ def test_unet8_shapes_and_errors():
         net(0.5, jnp.zeros((8, 8)))
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_unet8_convolution_and_group_norm_match_references():
     from sdeml.nn._unet import _Conv, _GroupNorm
 

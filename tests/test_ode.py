@@ -199,6 +199,7 @@ VDP, V0 = sdeml.dynamics.VanDerPol(1000.0), jnp.array([2.0, 0.0], jnp.float64)
 STIFF = {"solver": "kvaerno5", "rtol": 1e-6, "atol": 1e-6}
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_implicit_eval_count_needs_host_counter():
     sol = sdeml.solve_ode(VDP, V0, 0.0, 10.0, **STIFF)
     assert int(sol.nfe) == -1  # diffrax does not report Newton iterations
@@ -252,6 +253,7 @@ def test_stiff_failure_under_jit_carries_details():
     assert "after 2000 steps" in text and "max_steps=2000" in text and "Tsit5" in text, text
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 @pytest.mark.parametrize("ends_at_ts", [False, True])
 def test_a_failure_with_save_times_reports_the_time_reached(ends_at_ts):
     """y' = y^2, y(0) = 1 blows up at t = 1: with save times past it, the solve reports the time
@@ -391,6 +393,7 @@ def test_bad_arguments_raise_value_error(kwargs, match):
         sdeml.solve_ode(linear_field, call.pop("y0"), call.pop("t0"), call.pop("t1"), **call)
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_count_evals_under_jit_matches_eager():
     # The stiff Van der Pol problem with Kvaerno5 and the linear spiral with Tsit5, both counted
     # inside one jitted program: each count must be its own solve's (the ordered callbacks keep

@@ -55,6 +55,7 @@ def _params(state):
     return jax.tree.leaves(eqx.filter(state.model, eqx.is_inexact_array))
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_vmap_over_seeds_matches_separate_runs():
     new_state, step_fn = _problem()
     seeds = jnp.arange(4)

@@ -193,6 +193,7 @@ def test_jit_vmap_does_not_retrace():
         f(jr.split(jr.key(seed), 4))
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_gradients_match_closed_forms():
     # Euler-Maruyama's own closed forms (h = T / N), so the comparison is free of the
     # discretisation error: GBM E[X_N] = x0 (1 + mu h)^N; OU dX_N / dx0 = (1 - theta h)^N on
