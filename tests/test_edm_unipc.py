@@ -300,6 +300,7 @@ def test_optimize_time_grid_lowers_the_error_on_other_draws():
     assert _err(run(fit.ts, x[64:]), exact[64:]) < 0.8 * _err(run("logsnr", x[64:]), exact[64:])
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_optimize_time_grid_bad_input():
     x = _x_T()[:4]
     run = lambda ts, x: _sampler_on("ddim", 3, ts, x)

@@ -146,6 +146,7 @@ def test_joint_batch_solve_matches_per_point_solves():
         cnf.batch_log_prob_and_stats(X[0])
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 @pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
 def test_hutchinson_is_unbiased(probe):
     cnf = CNF(Linear(A), divergence="hutchinson", probe=probe, rtol=1e-8, atol=1e-8)
@@ -284,6 +285,7 @@ def test_ot_coupling_sorts_in_1d_and_lowers_cost():
         cfm_loss(v_star, x1b[0], coupling="sinkhorn", key=jr.key(7))
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_reflow_straightens_the_gaussian_flow():
     z0, z1 = reflow_pairs(
         v_star, 256, 2, n_steps=200, solver="heun", dtype=jnp.float64, key=jr.key(8)

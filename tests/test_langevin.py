@@ -503,6 +503,7 @@ def test_fokker_planck_check_rejects_perturbed_drift():
     assert np.min(pvals) < _FP_ALPHA / pvals.size, pvals
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_fokker_planck_histogram_test_pooling_and_exact_tail():
     # Pearson's chi^2 over the pooled bins equals scipy's; the max-|z| p-value is the exact
     # binomial tail, Sidak-corrected: a bin of expectation 33.2 holding 57 (z = 4.1) has p = 2.2e-4,

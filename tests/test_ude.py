@@ -146,6 +146,7 @@ def test_information_criterion_formulas():
         ude.information_criterion(rss, n, k, "ebic")
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_trajectory_criterion_ebic_counts_every_equation_s_terms():
     """On the trajectory, EBIC's candidates are the library's terms in every equation (P = p d)
     and its rows every observed value (n d): it is the BIC of the same fit plus 2 ln C(p d, k)."""
