@@ -423,6 +423,7 @@ def test_count_evals_rejected_under_vmap():
 # ---------------------------------------------------------------- transformations
 
 
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 def test_jit_vmap_matches_loop_and_traces_once():
     y0s = jnp.array([[1.0, 0.0], [0.0, 1.0], [0.5, -0.5]], jnp.float64)
     ts = jnp.linspace(0.0, T, 5, dtype=jnp.float64)

@@ -568,6 +568,7 @@ def test_quickstart_plots_are_labelled_scaled_and_scored(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------
 # A long process must not run out of memory mappings (XLA maps memory per compiled program; at
 # vm.max_map_count the next compilation segfaulted inside LLVM: three slow-suite workers died so)
+@pytest.mark.slow  # 7-13 s: moved from the default run (12-07: default run < 10 min)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps is Linux's")
 def test_compiled_programs_are_released_when_mappings_crowd():
     from sdeml.core._memory import mapping_counts, release_compiled_if_crowded
