@@ -57,6 +57,39 @@ def test_linear_closed_forms_singular_matrix_and_t0():
     )
 
 
+def test_linear_eig_solution_on_defective_and_nearly_defective_matrices():
+    # Jordan blocks have no eigenbasis: the eigendecomposition route used to be off by 36 on the
+    # 2x2 block (9 on the nilpotent one, 1e15 on a 3x3 block); it now switches to expm. Checked
+    # against closed forms written by hand.
+    ts = jnp.array([0.5, 1.0, 2.0], jnp.float64)
+    t = ts[:, None]
+    # y' = y + z, z' = z: z = z0 e^t, y = (y0 + z0 t) e^t
+    J = jnp.array([[1.0, 1.0], [0.0, 1.0]], jnp.float64)
+    y0 = jnp.array([1.0, 2.0], jnp.float64)
+    want = jnp.concatenate([(1.0 + 2.0 * t) * jnp.exp(t), 2.0 * jnp.exp(t)], -1)
+    np.testing.assert_allclose(sdeml.ode.linear_ode_solution_eig(J, y0, ts), want, rtol=1e-13)
+    # nilpotent with forcing: y' = z + 1, z' = 1 -> z = z0 + t, y = y0 + (z0 + 1) t + t^2 / 2
+    N = jnp.array([[0.0, 1.0], [0.0, 0.0]], jnp.float64)
+    want = jnp.concatenate([1.0 + 3.0 * t + t**2 / 2, 2.0 + t], -1)
+    got = sdeml.ode.linear_ode_solution_eig(N, y0, ts, jnp.ones(2, jnp.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    # critically damped oscillator x'' + 2x' + x = 0, x(0) = 1, x'(0) = 0: x = (1 + t) e^{-t}
+    C = jnp.array([[0.0, 1.0], [-1.0, -2.0]], jnp.float64)
+    got = sdeml.ode.linear_ode_solution_eig(C, jnp.array([1.0, 0.0], jnp.float64), ts)
+    np.testing.assert_allclose(got[:, 0], (1 + ts) * jnp.exp(-ts), rtol=1e-13)
+    # nearly defective (eigenvalues 1 and 1 + 1e-9: kappa(V) ~ 2e9) and a diagonalisable
+    # non-normal matrix (kappa ~ 60, the eigenbasis route): both match expm to ~1e-13
+    for M in (
+        jnp.array([[1.0, 1.0], [0.0, 1.0 + 1e-9]], jnp.float64),
+        jnp.array([[-1.0, 30.0], [0.0, -2.0]], jnp.float64),
+    ):
+        np.testing.assert_allclose(
+            sdeml.ode.linear_ode_solution_eig(M, y0, ts, B),
+            sdeml.ode.linear_ode_solution(M, y0, ts, B),
+            rtol=1e-12,
+        )
+
+
 def test_linear_closed_form_bad_shapes():
     # under the test run's runtime shape checks (jaxtyping) the annotation refuses first,
     # naming the parameter; without them the function's own ValueError does
@@ -364,6 +397,22 @@ def test_non_finite_save_times_are_refused(ts):
 def test_a_field_of_the_wrong_shape_is_refused(f, got):
     with pytest.raises(ValueError, match=r"maps a state of shape \(2,\) to " + got):
         sdeml.solve_ode(f, jnp.ones(2), 0.0, 1.0)
+
+
+def test_times_the_state_dtype_cannot_resolve_are_named():
+    y0 = jnp.ones(2, jnp.float32)
+    # float32 spaces times near 1e8 eight apart: t1 = t0 + 1 is t0, and the solve used to return
+    # y0 as the state at t1 without a word
+    with pytest.raises(ValueError, match=r"t0=100000000 and t1=100000001 are the same time in "):
+        sdeml.solve_ode(lambda t, y, a: -y, y0, 1e8, 1e8 + 1.0)
+    # near 1e6 they are 0.0625 apart, 16 in [t0, t1]: the adaptive steps stall; the message
+    # says why (it used to print the interval as "[1e+06, 1e+06]" with "mean step 0")
+    with pytest.raises(sdeml.ODESolveError, match=r"0\.0625 apart, about 16 of them") as err:
+        sdeml.solve_ode(lambda t, y, a: -y, y0, 1e6, 1e6 + 1.0, max_steps=64)
+    assert "[1000000, 1000001]" in str(err.value)
+    # float64 resolves the same interval: y = e^{-1}
+    sol = sdeml.solve_ode(lambda t, y, a: -y, jnp.ones(2, jnp.float64), 1e6, 1e6 + 1.0)
+    np.testing.assert_allclose(sol.ys[-1], np.exp(-1.0), rtol=1e-5)
 
 
 def test_dtmin_reached():

@@ -678,13 +678,44 @@ def _failure_message(
     if code.startswith("solve_ode:") and caller:
         code = caller + code[len("solve_ode") :]
     h_mean = abs(float(t_final) - float(t0)) / max(int(num_accepted), 1)
+    tf_s, t0_s, t1_s = _distinct_times(float(t_final), float(t0), float(t1))
     details = (
-        f" [{solver_name}: reached t={float(t_final):.6g} of [{float(t0):.6g}, {float(t1):.6g}] "
+        f" [{solver_name}: reached t={tf_s} of [{t0_s}, {t1_s}] "
         f"after {int(num_steps)} steps ({int(num_rejected)} rejected, "
         f"max_steps={max_steps}); mean step {h_mean:.3g}, "
         f"h*rho(df/dy)={float(stiffness):.3g}, {dtype_name}]"
     )
-    return code + _remedy(code_name, implicit, dtype_name) + details
+    resolution = ""
+    if code_name in ("max_steps_reached", "dt_min_reached"):
+        resolution = _time_resolution_note(float(t0), float(t1), dtype_name)
+    return code + _remedy(code_name, implicit, dtype_name) + resolution + details
+
+
+def _distinct_times(*ts: float) -> list[str]:
+    """The times with the fewest significant digits (6 at least) that tell them apart."""
+    for digits in range(6, 18):
+        out = [f"{t:.{digits}g}" for t in ts]
+        if len(set(out)) == len(set(ts)):
+            return out
+    return [repr(t) for t in ts]
+
+
+_FEW_TIMES = 2**16  # representable times in [t0, t1] below which the dtype's resolution is named
+
+
+def _time_resolution_note(t0: float, t1: float, dtype_name: str) -> str:
+    """Why steps fail when [t0, t1] holds few representable times of the dtype (e.g. t0 = 1e6
+    in float32, spaced 0.0625 apart): a step below the spacing leaves t where it was."""
+    spacing = float(np.spacing(np.asarray(max(abs(t0), abs(t1)), np.dtype(dtype_name))))
+    count = abs(t1 - t0) / spacing
+    if count >= _FEW_TIMES:
+        return ""
+    return (
+        f" In {dtype_name}, times near {max(abs(t0), abs(t1)):.6g} are {spacing:.3g} apart, "
+        f"about {count:.0f} of them in [t0, t1]: a step smaller than that leaves t unchanged. "
+        "Shift time so that it starts at 0 (solve in t - t0), or enable float64 with "
+        'jax.config.update("jax_enable_x64", True).'
+    )
 
 
 def _details(sol: ODESolution, t0, t1) -> tuple:
@@ -1057,6 +1088,15 @@ def integrate_ode(
     t1 = jnp.asarray(t1, dtype=dtype)
     if not concrete_times:
         t1 = cast(Array, eqx.error_if(t1, t1 == t0, f"{name}: `t1` must differ from `t0`."))
+    elif np.asarray(t0_val, dtype) == np.asarray(t1_val, dtype):  # (not t0, t1: maybe staged)
+        t_s = _distinct_times(t0_val, t1_val)
+        raise ValueError(
+            f"{name}: t0={t_s[0]} and t1={t_s[1]} are the same time in {dtype} (the state's "
+            f"dtype), which spaces times near {max(abs(t0_val), abs(t1_val)):.6g} "
+            f"{float(np.spacing(np.asarray(max(abs(t0_val), abs(t1_val)), dtype))):.3g} apart: "
+            "shift time so that it starts at 0 (solve in t - t0), or enable float64 with "
+            'jax.config.update("jax_enable_x64", True).'
+        )
     ts = None if ts is None else jnp.asarray(ts, dtype=dtype)
     # Floored at the resolution of the state's dtype (see RTOL_EPS_FLOOR): issue #17.
     rtol_a: Any
