@@ -161,6 +161,23 @@ def test_run_dir_layout_show_list_check(tmp_path, capsys):
     assert code == 2 and "already completed" in err
 
 
+def test_list_from_another_directory_names_paths_a_person_can_use(tmp_path, monkeypatch, capsys):
+    # from a directory outside the shipped configs they used to print as ../../x/configs/...;
+    # now absolute, and a ./configs file of the same name is listed first, the other shadowed
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "quickstart.yaml").write_text(
+        (ROOT / "configs" / "quickstart.yaml").read_text()
+    )
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = _cli(["list"], capsys)
+    lines = [ln.strip() for ln in out.splitlines()]
+    ours = [ln for ln in lines if ln.startswith("configs/quickstart.yaml ")]
+    shipped = [ln for ln in lines if ln.startswith(str(ROOT / "configs" / "quickstart.yaml"))]
+    assert code == 0 and len(ours) == 1 and "score_sde" in ours[0]
+    assert len(shipped) == 1 and shipped[0].endswith("(shadowed by ./configs)")
+    assert not any(ln.startswith("..") for ln in lines)
+
+
 def test_nan_stops_with_message_and_keeps_last_checkpoint(tmp_path, capsys):
     code, _, err = _cli(
         ["run", TOY_CFG, "--import", TOY, "--out", str(tmp_path), "nan_at=77", "--no-progress"],

@@ -139,7 +139,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("experiments:")
     for e in exps:
         print(f"  {e.name:<{width}}  {e.description}")
-    print("configs:")
+    print("configs (`sdeml run NAME` runs NAME.yaml; ./configs comes first):")
+    cwd, rows, names = Path.cwd().resolve(), [], set()
     for d in config_dirs():
         for path in sorted(d.glob("*.yaml")):
             try:
@@ -147,8 +148,17 @@ def cmd_list(args: argparse.Namespace) -> int:
             except ConfigError as err:
                 name = f"(unreadable: {err})"
             desc = next((e.description for e in exps if e.name == name), "")
-            rel = os.path.relpath(path)
-            print(f"  {rel:<34} {name}: {desc}" if desc else f"  {rel:<34} {name}")
+            # relative where the file lies under the working directory, else absolute
+            # (a path like ../../usr/lib/.../configs/x.yaml names nothing a person would type)
+            shown = path.resolve()
+            if shown.is_relative_to(cwd):
+                shown = shown.relative_to(cwd)
+            shadowed = " (shadowed by ./configs)" if path.stem in names else ""
+            names.add(path.stem)
+            rows.append((str(shown), f"{name}: {desc}" if desc else name, shadowed))
+    width = max((len(r[0]) for r in rows), default=0)
+    for shown, what, shadowed in rows:
+        print(f"  {shown:<{width}}  {what}{shadowed}")
     return 0
 
 
