@@ -1,5 +1,6 @@
 """Tests of sdeml.dynamics: zoo stability classes, invariants, Jacobians, Lyapunov, portraits."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +48,19 @@ def test_zoo_equilibria_match_textbook_classes(system):
         # The class at the textbook point itself, from the autodiff Jacobian.
         lam = jnp.linalg.eigvals(sdeml.dynamics.jacobian(system, point))
         assert sdeml.dynamics.stability_name(sdeml.dynamics.classify_equilibrium(lam)) == label
+
+
+@pytest.mark.parametrize("system", ZOO, ids=lambda s: type(s).__name__)
+def test_zoo_fields_keep_a_float32_state_float32(system):
+    # float64 parameters (x64 on) made the field of a float32 state float64, and solve_ode
+    # failed deep inside the solver step ("cond branches must have equal output types"); only
+    # Van der Pol cast its parameter to the state's dtype.
+    y = jnp.linspace(0.5, 1.5, system.dim, dtype=jnp.float32)
+    assert system(0.0, y).dtype == jnp.float32
+    if isinstance(system, sdeml.dynamics.HarmonicOscillator):
+        sol = sdeml.solve_ode(system, jnp.array([1.0, 0.0], jnp.float32), 0.0, jnp.pi / 2)
+        assert sol.ys.dtype == jnp.float32
+        np.testing.assert_allclose(sol.ys[-1], [-1.0, 0.0], atol=1e-4)  # omega = 2: half a turn
 
 
 def test_lorenz_at_the_pitchfork_is_non_hyperbolic():
@@ -128,6 +142,28 @@ def test_find_equilibrium_bad_input():
         sdeml.dynamics.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.array([1, 2]))
 
 
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        # zeta = 0 is a centre and zeta < 0 unstable; both were labelled "stable spiral"
+        (lambda: sdeml.dynamics.DampedOscillator(1.0, 0.0), "`zeta`"),
+        (lambda: sdeml.dynamics.DampedOscillator(1.0, -0.1), "`zeta`"),
+        (lambda: sdeml.dynamics.VanDerPol(-1.0), "`mu`"),  # a stable spiral, was "unstable"
+        (lambda: sdeml.dynamics.HarmonicOscillator(0.0), "`omega`"),  # solution(): NaN
+        (lambda: sdeml.dynamics.LotkaVolterra(delta=0.0), "`delta`"),  # equilibrium at inf
+        (lambda: sdeml.dynamics.SIR(gamma=0.0), "`gamma`"),
+    ],
+)
+def test_zoo_refuses_parameters_outside_its_stated_range(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+    # a swept (traced) parameter is the caller's to check; mu = 0 (a centre) is allowed
+    ws = jnp.array([1.0, 2.0], f64)
+    fields = jax.vmap(lambda w: sdeml.dynamics.HarmonicOscillator(w)(0.0, jnp.ones(2, f64)))(ws)
+    np.testing.assert_allclose(fields, [[1.0, -1.0], [1.0, -4.0]])
+    assert sdeml.dynamics.VanDerPol(0.0).textbook_equilibria()[1] == ("centre",)
+
+
 # ---------------------------------------------------------------- invariants and closed forms
 
 TOL8 = {"rtol": 1e-8, "atol": 1e-10}
@@ -182,6 +218,26 @@ def test_zoo_closed_form_solutions():
     )
 
 
+def test_defective_double_eigenvalues_are_classified_by_their_mean():
+    # A double eigenvalue with one eigenvector is computed as a pair split by O(sqrt(eps)), real
+    # or complex at random: the critically damped x'' + 6x' + 9x = 0 (-3 +- 3.7e-8 i) was a
+    # "stable spiral", and nilpotent Jacobians Q N Q^-1 "saddle" or "centre" (41 of 200).
+    osc = sdeml.dynamics.DampedOscillator(3.0, 1.0)
+    eq = sdeml.dynamics.find_equilibrium(osc, jnp.array([0.1, 0.1], f64))
+    assert eq.label == osc.textbook_equilibria()[1][0] == "stable node"
+    assert (
+        sdeml.dynamics.find_equilibrium(sdeml.dynamics.DampedOscillator(13.0, 1.0), eq.y).label
+        == "stable node"
+    )
+    rng = np.random.default_rng(0)
+    qs = rng.normal(size=(200, 2, 2))
+    for lam, want in ((0.0, "non-hyperbolic"), (-3.0, "stable node"), (2.0, "unstable node")):
+        jordan = np.array([[lam, 1.0], [0.0, lam]])
+        mats = jnp.asarray(qs @ jordan @ np.linalg.inv(qs))
+        codes = jax.vmap(lambda m: sdeml.dynamics.classify_equilibrium(jnp.linalg.eigvals(m)))(mats)
+        assert {sdeml.dynamics.stability_name(c) for c in codes} == {want}
+
+
 # ---------------------------------------------------------------- Lyapunov
 
 
@@ -194,6 +250,22 @@ def test_quadratic_lyapunov_solves_equation():
     P = sdeml.dynamics.quadratic_lyapunov(A, Q)
     np.testing.assert_allclose(A.T @ P + P @ A, -Q, atol=1e-12)
     assert bool(jnp.all(jnp.linalg.eigvalsh(P) > 0))  # A Hurwitz, Q > 0  =>  P > 0
+
+
+@pytest.mark.parametrize(
+    "A",
+    [
+        sdeml.dynamics.HarmonicOscillator(3.0).matrix,  # a centre: +-3i
+        jnp.array([[0.3, 2.0], [1.0, -0.3]], f64),  # a saddle: +-1.446
+        jnp.array([[-1.0, 0.0], [0.0, 0.0]], f64),  # a zero eigenvalue
+    ],
+)
+def test_quadratic_lyapunov_refuses_a_singular_equation(A):
+    # lambda_i + lambda_j = 0: A^T P + P A = -Q has no unique solution; P was all NaN/inf.
+    with pytest.raises(eqx.EquinoxRuntimeError, match="no unique solution"):
+        sdeml.dynamics.quadratic_lyapunov(A)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="no unique solution"):
+        jax.jit(sdeml.dynamics.quadratic_lyapunov)(A)
 
 
 def test_check_lyapunov_on_oscillators():

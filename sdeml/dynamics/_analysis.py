@@ -97,11 +97,19 @@ def classify_equilibrium(
     $> 0$: unstable node/spiral; both signs: saddle (saddle-focus if some complex); all
     $\operatorname{Re}\lambda = 0$ and $\lambda \neq 0$: centre (of the linearisation); a
     positive real part with other zero ones: unstable non-hyperbolic; otherwise non-hyperbolic.
-    "$= 0$" means $|\cdot| \le$ ``tol`` $\cdot \max(1, \max_i |\lambda_i|)$.
+    "$= 0$" means $|\cdot| \le$ ``tol`` $\cdot s$, $s = \max(1, \max_i |\lambda_i|)$.
+
+    Eigenvalues closer together than $\sqrt{\texttt{tol}}\,s$ are read as one multiple
+    eigenvalue, their mean: a double eigenvalue with a single eigenvector (the critically damped
+    oscillator, a Jordan block) is computed as a pair split by $O(\sqrt{\varepsilon})$, real
+    or complex at random, while the mean of the pair is accurate to $O(\varepsilon)$. Without
+    this, $\ddot x + 6\dot x + 9x = 0$ was a "stable spiral" and a nilpotent Jacobian a
+    "saddle" or a "centre".
 
     Args:
         eigenvalues: the eigenvalues, shape ``(d,)`` (real or complex).
-        tol: relative tolerance for treating a real or imaginary part as zero.
+        tol: relative tolerance for treating a real or imaginary part as zero (and, through
+            its square root, two eigenvalues as one).
 
     Returns:
         An integer code, shape ``()``; ``STABILITY_CLASSES[code]`` (or `stability_name`) is its
@@ -123,6 +131,10 @@ def classify_equilibrium(
     if lam.ndim != 1:
         raise ValueError(f"`eigenvalues` must have shape (d,), got {lam.shape}.")
     scale = jnp.maximum(1.0, jnp.max(jnp.abs(lam)))
+    # A cluster within sqrt(tol) * scale is a (possibly defective) multiple eigenvalue, whose
+    # computed members scatter by O(sqrt(eps)) but whose mean is accurate: classify the mean.
+    close = (jnp.abs(lam[:, None] - lam[None, :]) <= tol**0.5 * scale).astype(lam.dtype)
+    lam = (close @ lam) / jnp.sum(close, axis=1)
     re, im = jnp.real(lam), jnp.imag(lam)
     zero_re = jnp.abs(re) <= tol * scale
     neg = re < -tol * scale

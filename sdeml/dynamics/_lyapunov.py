@@ -167,6 +167,12 @@ def quadratic_lyapunov(
     Returns:
         ``P`` of shape ``(d, d)``, symmetric.
 
+    Raises:
+        EquinoxRuntimeError: (eagerly, and under ``jax.jit`` at run time) the equation has no
+            unique solution: $\lambda_i + \lambda_j = 0$ for two eigenvalues of $A$, as at a
+            centre ($\pm i\omega$), a saddle with eigenvalues $\pm\lambda$ or a zero
+            eigenvalue (the linear system is numerically singular; it had returned NaN).
+
     Examples:
         $A = -I$ gives $P = I/2$; for the damped oscillator $\ddot x + 3\dot x + 2x = 0$,
         $P$ solves the equation and is positive definite.
@@ -195,4 +201,14 @@ def quadratic_lyapunov(
     # Row-major vec: vec(A^T P) = (A^T kron I) vec P, vec(P A) = (I kron A^T) vec P.
     K = jnp.kron(A.T, eye) + jnp.kron(eye, A.T)
     P = jnp.linalg.solve(K, -Q.reshape(-1)).reshape(d, d)
+    # K's eigenvalues are the sums lambda_i + lambda_j: singular (numpy's rank tolerance) when
+    # one vanishes. No gradient flows through the check.
+    sv = jnp.linalg.svd(jax.lax.stop_gradient(K), compute_uv=False)
+    singular = (sv[-1] <= sv[0] * d * d * jnp.finfo(sv.dtype).eps) | ~jnp.all(jnp.isfinite(P))
+    P = eqx.error_if(
+        P,
+        singular,
+        "quadratic_lyapunov: A^T P + P A = -Q has no unique solution, because two eigenvalues "
+        "of A sum to zero (a centre, a saddle with eigenvalues +-lambda, or a zero eigenvalue).",
+    )
     return 0.5 * (P + P.T)

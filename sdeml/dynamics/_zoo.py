@@ -11,7 +11,10 @@ import abc
 from typing import ClassVar
 
 import equinox as eqx
+import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from ..ode import linear_ode_solution
@@ -30,6 +33,27 @@ __all__ = [
 
 def _scalar(x) -> Array:
     return jnp.asarray(x, dtype=jnp.result_type(x, float))
+
+
+def _check(name: str, value: Array, *, allow_zero: bool = False) -> None:
+    """Refuse a concrete parameter that is not finite and > 0 (>= 0 with `allow_zero`): outside
+    that range the textbook classes (and closed forms) stated for the system do not hold. Traced
+    values (a sweep under `jax.vmap`) pass."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    v = np.asarray(value)
+    if not (np.all(np.isfinite(v)) and np.all(v >= 0 if allow_zero else v > 0)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` must be finite and {bound}, got {v.tolist()!r}.")
+
+
+def _like(y: Array, *params: Array) -> tuple[Array, ...]:
+    """The parameters in the dtype of a floating state `y`, so that the field keeps its dtype: a
+    float32 state under float64 parameters (``jax_enable_x64``) stays float32 (a float64 field
+    of a float32 state failed inside the ODE solver's step)."""
+    y = jnp.asarray(y)
+    dtype = y.dtype if jnp.issubdtype(y.dtype, jnp.floating) else jnp.result_type(float)
+    return tuple(jnp.asarray(p, dtype) for p in params)
 
 
 class AbstractODESystem(eqx.Module):
@@ -91,7 +115,8 @@ class ExponentialGrowth(AbstractODESystem):
         self.rate = _scalar(rate)
 
     def __call__(self, t, y, args=None):
-        return self.rate * y
+        (rate,) = _like(y, self.rate)
+        return rate * y
 
     def solution(self, y0: Float[ArrayLike, " d"], ts: Float[ArrayLike, " n"]) -> Array:
         """Exact $y(t) = y_0 e^{r t}$ at ``ts`` (shape ``(n, *y0.shape)``)."""
@@ -137,8 +162,12 @@ class HarmonicOscillator(AbstractODESystem):
     def __init__(self, omega: float | Float[ArrayLike, ""] = 1.0):
         self.omega = _scalar(omega)
 
+    def __check_init__(self):
+        _check("omega", self.omega)
+
     def __call__(self, t, y, args=None):
-        return jnp.stack([y[1], -(self.omega**2) * y[0]])
+        (w,) = _like(y, self.omega)
+        return jnp.stack([y[1], -(w**2) * y[0]])
 
     @property
     def matrix(self) -> Float[Array, "2 2"]:
@@ -200,8 +229,13 @@ class DampedOscillator(AbstractODESystem):
         self.omega = _scalar(omega)
         self.zeta = _scalar(zeta)
 
+    def __check_init__(self):
+        _check("omega", self.omega)
+        _check("zeta", self.zeta)  # zeta = 0 is the harmonic oscillator's centre
+
     def __call__(self, t, y, args=None):
-        return jnp.stack([y[1], -(self.omega**2) * y[0] - 2 * self.zeta * self.omega * y[1]])
+        w, z = _like(y, self.omega, self.zeta)
+        return jnp.stack([y[1], -(w**2) * y[0] - 2 * z * w * y[1]])
 
     @property
     def matrix(self) -> Float[Array, "2 2"]:
@@ -258,9 +292,12 @@ class VanDerPol(AbstractODESystem):
     def __init__(self, mu: float | Float[ArrayLike, ""] = 1.0):
         self.mu = _scalar(mu)
 
+    def __check_init__(self):
+        _check("mu", self.mu, allow_zero=True)  # mu < 0: the origin is stable
+
     def __call__(self, t, y, args=None):
         x, v = y[0], y[1]
-        mu = jnp.asarray(self.mu, jnp.result_type(y))
+        (mu,) = _like(y, self.mu)
         return jnp.stack([v, mu * (1 - x**2) * v - x])
 
     def textbook_equilibria(self):
@@ -309,9 +346,14 @@ class LotkaVolterra(AbstractODESystem):
         self.alpha, self.beta = _scalar(alpha), _scalar(beta)
         self.gamma, self.delta = _scalar(gamma), _scalar(delta)
 
+    def __check_init__(self):
+        for name in ("alpha", "beta", "gamma", "delta"):
+            _check(name, getattr(self, name))
+
     def __call__(self, t, y, args=None):
         x, p = y[0], y[1]
-        return jnp.stack([self.alpha * x - self.beta * x * p, self.delta * x * p - self.gamma * p])
+        a, b, g, d = _like(y, self.alpha, self.beta, self.gamma, self.delta)
+        return jnp.stack([a * x - b * x * p, d * x * p - g * p])
 
     def first_integral(self, y: Float[Array, "... 2"]) -> Array:
         """$H = \\delta x - \\gamma\\ln x + \\beta y - \\alpha\\ln y$."""
@@ -367,15 +409,21 @@ class SIR(AbstractODESystem):
     def __init__(self, beta=0.3, gamma=0.1, n=1.0):
         self.beta, self.gamma, self.n = _scalar(beta), _scalar(gamma), _scalar(n)
 
+    def __check_init__(self):
+        for name in ("beta", "gamma", "n"):
+            _check(name, getattr(self, name))
+
     def __call__(self, t, y, args=None):
         s, i = y[0], y[1]
-        infection = self.beta * s * i / self.n
-        recovery = self.gamma * i
+        beta, gamma, n = _like(y, self.beta, self.gamma, self.n)
+        infection = beta * s * i / n
+        recovery = gamma * i
         return jnp.stack([-infection, infection - recovery, recovery])
 
     def reduced(self, t, y: Float[Array, " 2"], args=None) -> Float[Array, " 2"]:
         """The $(S, I)$ plane field ($R = N - S - I$ eliminated), for phase portraits."""
-        return self(t, jnp.stack([y[0], y[1], self.n - y[0] - y[1]]), args)[:2]
+        (n,) = _like(y, self.n)
+        return self(t, jnp.stack([y[0], y[1], n - y[0] - y[1]]), args)[:2]
 
     @property
     def r0(self) -> Array:
@@ -427,7 +475,8 @@ class Lorenz(AbstractODESystem):
 
     def __call__(self, t, y, args=None):
         x, yy, z = y[0], y[1], y[2]
-        return jnp.stack([self.sigma * (yy - x), x * (self.rho - z) - yy, x * yy - self.beta * z])
+        sigma, rho, beta = _like(y, self.sigma, self.rho, self.beta)
+        return jnp.stack([sigma * (yy - x), x * (rho - z) - yy, x * yy - beta * z])
 
     @property
     def rho_hopf(self) -> Array:
