@@ -11,11 +11,12 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import betainc, gammaincc, ndtri
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ..core import SDE, simulate
-from ..core._checks import check_positive
+from ..core._checks import check_positive, check_positive_int
 
 Coefficient = Callable[[Float[Array, ""], Float[Array, " n"]], Float[Array, " n"]]
 
@@ -27,16 +28,21 @@ def _check_grid(lo, hi, n_cells, t0, t1, n_steps, save_every):
         raise ValueError(f"`n_cells` must be an integer >= 3, got {n_cells!r}.")
     if not t1 > t0:
         raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}.")
-    if not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
-    if not isinstance(save_every, int) or save_every < 1 or n_steps % save_every:
+    n_steps = check_positive_int("n_steps", n_steps)  # NumPy integers too
+    if (
+        isinstance(save_every, bool)
+        or not isinstance(save_every, int | np.integer)
+        or save_every < 1
+        or n_steps % save_every
+    ):
         raise ValueError(f"`save_every` must divide n_steps={n_steps}, got {save_every!r}.")
+    return n_steps, int(save_every)
 
 
 def fokker_planck_1d(
     drift: Coefficient,
     diffusion: Coefficient,
-    p0: Float[Array, " n"],
+    p0: Real[ArrayLike, " n"],
     lo: float,
     hi: float,
     t0: float,
@@ -57,10 +63,11 @@ def fokker_planck_1d(
     tridiagonal operator sum to zero), one tridiagonal solve per step.
 
     Args:
-        drift: $f(t, x)$, elementwise on an array of points ``(m,) -> (m,)``.
-        diffusion: $g(t, x)$, elementwise.
+        drift: $f(t, x)$, elementwise on an array of points ``(m,) -> (m,)`` (a scalar, e.g.
+            a constant, is broadcast).
+        diffusion: $g(t, x)$, elementwise (likewise).
         p0: the initial density at the cell centres ``lo + (i + 1/2)(hi - lo)/n``, shape
-            ``(n,)``.
+            ``(n,)``; its floating dtype is the solve's (integers become the default float).
         lo, hi: the domain (choose it so the density is negligible at the walls: the walls
             reflect, and mass that reaches them biases the moments).
         t0, t1, n_steps: the time grid.
@@ -95,7 +102,9 @@ def fokker_planck_1d(
     if p0.ndim != 1:
         raise ValueError(f"`p0` must have shape (n_cells,), got {p0.shape}.")
     n = p0.shape[0]
-    _check_grid(lo, hi, n, t0, t1, n_steps, save_every)
+    n_steps, save_every = _check_grid(lo, hi, n, t0, t1, n_steps, save_every)
+    if not jnp.issubdtype(p0.dtype, jnp.floating):
+        p0 = p0.astype(float)  # an integer p0 made an integer grid and a scan dtype error
     dtype = p0.dtype
     dx = (hi - lo) / n
     x = lo + (jnp.arange(n, dtype=dtype) + 0.5) * dx
@@ -103,8 +112,9 @@ def fokker_planck_1d(
     dt = (t1 - t0) / n_steps
 
     def operator(t):
-        f = drift(t, faces)
-        dd = 0.5 * diffusion(t, x) ** 2
+        # In the grid's shape and dtype: a scalar coefficient (a constant) failed to index.
+        f = jnp.broadcast_to(jnp.asarray(drift(t, faces), dtype), faces.shape)
+        dd = 0.5 * jnp.broadcast_to(jnp.asarray(diffusion(t, x), dtype), x.shape) ** 2
         a = 0.5 * f + dd[:-1] / dx  # J_{i+1/2} = a_i p_i + b_i p_{i+1}
         b = 0.5 * f - dd[1:] / dx
         zero = jnp.zeros(1, dtype)
@@ -190,7 +200,7 @@ def simulate_scalar_sde(
     x0 = jnp.asarray(x0)
     if x0.ndim != 1:
         raise ValueError(f"`x0` must have shape (n_paths,), got {x0.shape}.")
-    _check_grid(0.0, 1.0, 3, t0, t1, n_steps, save_every)
+    n_steps, save_every = _check_grid(0.0, 1.0, 3, t0, t1, n_steps, save_every)
     if not jnp.issubdtype(x0.dtype, jnp.floating):
         x0 = x0.astype(float)
     sde = SDE(lambda t, y, a: drift(t, y), lambda t, y, a: diffusion(t, y), noise="diagonal")

@@ -36,6 +36,18 @@ from ..core._minibatch import sample_indices
 Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
 
+def check_scalar_positive(name: str, value: Any) -> None:
+    """`check_positive`, and a scalar: a step size or temperature of shape ``(n,)`` broadcast
+    against the chains ``(*chains, d)`` and silently changed their shape (three chains in d = 1
+    came back as ``(3, 3)``). To sweep values, `jax.vmap` over them."""
+    if jnp.shape(value) != ():
+        raise ValueError(
+            f"`{name}` must be a scalar, got shape {jnp.shape(value)}; to run several values, "
+            "jax.vmap over them."
+        )
+    check_positive(name, value)
+
+
 class LangevinState(eqx.Module):
     r"""The state of a batch of Langevin chains.
 
@@ -186,7 +198,7 @@ class LangevinSDE(AbstractSDE):
     temperature: Float[Array, ""] | float = 1.0
 
     def __check_init__(self):
-        check_positive("temperature", self.temperature)
+        check_scalar_positive("temperature", self.temperature)
 
     noise: ClassVar[str] = "additive"
     brownian_dim: ClassVar[None] = None
@@ -215,8 +227,8 @@ class _PotentialLangevin(eqx.Module):
     temperature: Float[Array, ""] | float = 1.0
 
     def __check_init__(self):
-        check_positive("step_size", self.step_size)
-        check_positive("temperature", self.temperature)
+        check_scalar_positive("step_size", self.step_size)
+        check_scalar_positive("temperature", self.temperature)
 
     def init(self, position: Float[Array, "..."]) -> LangevinState:
         """The state at `position` (shape ``(d,)`` or ``(*chains, d)``)."""
@@ -421,8 +433,8 @@ class SGLD(eqx.Module):
     replace: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
-        check_positive("step_size", self.step_size)
-        check_positive("temperature", self.temperature)
+        check_scalar_positive("step_size", self.step_size)
+        check_scalar_positive("temperature", self.temperature)
         check_batch_size(self.batch_size, check_data(self.data))
 
     @property
