@@ -277,3 +277,35 @@ def test_rad_with_all_residuals_zero_draws_uniformly():
     assert bool(jnp.all(jnp.isfinite(x)))
     assert len(np.unique(np.asarray(x))) > 1000  # distinct draws, not one point repeated
     assert abs(float(x.mean()) - 0.5) < 0.03  # uniform on [0, 1]
+
+
+def test_rad_density_does_not_overflow_with_large_residuals():
+    # |r|^k / mean |r|^k does not depend on the scale of r; for u = s x^4 in Heat1D the residual
+    # is -12 alpha s x^2, so with k = 2, c = 0 the draws have density 5 x^4 on [0, 1], mean 5/6.
+    # Raised to k first, s = 1e160 overflowed (inf / inf = NaN) and the draw fell back to
+    # uniform sampling: mean 0.48 instead of 0.83.
+    heat = sdeml.pinn.Heat1D()
+    t_pool, x_pool = sdeml.pinn.sample_interior(heat, 2000, key=jr.key(0))
+    draw = jax.jit(  # one compilation for both scales
+        lambda s: sdeml.pinn.rad_resample(
+            lambda t, x: s * x**4, heat, t_pool, x_pool, 1000, k=2.0, c=0.0, key=jr.key(1)
+        )[1]
+    )
+    for s in (1.0, 1e160):
+        # the draws' standard deviation is 0.14, so their mean's is 0.0045 (plus the pool's)
+        assert abs(float(draw(jnp.array(s)).mean()) - 5 / 6) < 0.02, s
+
+
+def test_rad_and_loss_refuse_values_that_are_not_finite_or_negative():
+    heat = sdeml.pinn.Heat1D()
+    t_pool, x_pool = sdeml.pinn.sample_interior(heat, 100, key=jr.key(0))
+    # NaN k or c was sampled uniformly without a word; c = inf drew one point 2000 times
+    for kw in [{"k": float("nan")}, {"c": float("nan")}, {"c": float("inf")}]:
+        with pytest.raises(ValueError, match="finite `k` >= 0 and `c` >= 0"):
+            sdeml.pinn.rad_resample(heat.exact, heat, t_pool, x_pool, 10, key=jr.key(1), **kw)
+    pts = sdeml.pinn.sample_collocation(heat, 8, 4, 4, key=jr.key(0))
+    # a negative weight or causal epsilon (weights exp(+eps L) > 1) was accepted as it came
+    with pytest.raises(ValueError, match="`weights` must be three finite numbers >= 0"):
+        sdeml.pinn.pinn_loss(heat.exact, heat, pts, weights=(-1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="`causal_eps` must be a finite number >= 0"):
+        sdeml.pinn.pinn_loss(heat.exact, heat, pts, causal_chunks=4, causal_eps=-1.0)

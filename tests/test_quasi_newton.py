@@ -151,3 +151,21 @@ def test_dense_methods_refuse_bad_input():
     big = jax.ShapeDtypeStruct((MAX_DENSE_PARAMS + 1,), jnp.float64)
     with pytest.raises(ValueError, match=r"`method='ssbfgs'` keeps a dense .* use method='lbfgs'"):
         lbfgs_minimize(lambda p: jnp.sum(p**2), jnp.zeros(big.shape), method="ssbfgs")
+
+
+@pytest.mark.parametrize("method", ["bfgs", "ssbfgs"])
+def test_a_converged_stop_returns_the_point_that_met_gtol(method):
+    # "converged" promises a gradient norm <= gtol at the returned parameters. The best-iterate
+    # rule once swapped in an earlier point whose loss was lower by rounding alone: on this
+    # quadratic BFGS and SSBFGS reported "converged" (gtol 1e-10) with a gradient norm of
+    # 2.4e-10 and 1.2e-8 at the parameters returned.
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(6, 6))
+    a = jnp.asarray(q @ q.T + 0.5 * np.eye(6))
+    b = jnp.asarray(rng.normal(size=6))
+    quad = lambda p: 0.5 * p @ a @ p - b @ p
+    res = lbfgs_minimize(quad, jnp.zeros(6), gtol=1e-10, method=method)
+    assert res.status == "converged", res.message
+    assert float(jnp.linalg.norm(jax.grad(quad)(res.params))) <= 1e-10
+    assert res.loss == float(quad(res.params))
+    np.testing.assert_allclose(res.params, jnp.linalg.solve(a, b), atol=1e-9)

@@ -129,6 +129,7 @@ class _Scaled(eqx.Module):
         return self.scale * self.w * x
 
 
+@pytest.mark.slow  # 11 s: moved from the default run (12-07, later: default run < 10 min)
 def test_fit_reuses_its_program_only_for_the_same_step_and_kind_of_state():
     opt = optax.sgd(0.1)
     step_fn = make_step(lambda m, x, key: jnp.mean((m(x) - 2.0 * x) ** 2), opt, lambda k, s: 1.0)
@@ -421,6 +422,39 @@ def test_optimizer_choices():
             assert bool(jnp.all(updates["w"] < 0)), (name, schedule)  # pyright: ignore
     with pytest.raises(ValueError, match="weight_decay"):
         make_optimizer(TrainConfig(optimizer="adam", weight_decay=0.1))
+
+
+def test_make_optimizer_refuses_an_unknown_schedule_and_a_warmup_past_the_end():
+    from types import SimpleNamespace
+
+    # "anything with the same fields": a misspelt schedule was built as warmup_cosine, silently
+    # (a learning rate of 0 at the first step)
+    fields = dict(optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0, steps=10,
+                  warmup_steps=0, grad_clip=None)  # fmt: skip
+    with pytest.raises(ValueError, match=r"unknown schedule 'cosin'; valid: constant, cosine, "):
+        make_optimizer(SimpleNamespace(schedule="cosin", **fields))
+    # a warm-up longer than the run: the rate climbed to 0.45 of `lr` at the last step and never
+    # reached the peak the config names
+    late = dict(fields, schedule="warmup_cosine", lr=1.0, warmup_steps=20)
+    with pytest.raises(ValueError, match=r"`warmup_steps` \(20\) must be < `steps` \(10\)"):
+        make_optimizer(SimpleNamespace(**late))
+    # TrainConfig refuses it itself, so `sdeml check` does, before a run directory exists
+    with pytest.raises(ValueError, match=r"warmup_steps=20 must be < steps=10 with schedule "):
+        TrainConfig(**late)
+    # the rates of the schedules that are built, at every step (plain SGD: update = -rate)
+    for schedule, want in [
+        ("cosine", [0.5 * (1 + np.cos(np.pi * min(s, 10) / 10)) for s in range(12)]),
+        ("warmup_cosine", [s / 4 if s < 4 else 0.5 * (1 + np.cos(np.pi * min(s - 4, 6) / 6))
+                           for s in range(12)]),
+    ]:  # fmt: skip
+        cfg = TrainConfig(optimizer="sgd", lr=1.0, schedule=schedule, warmup_steps=4, steps=10)
+        opt = make_optimizer(cfg)
+        state, got = opt.init(jnp.zeros(1)), []
+        for _ in range(12):
+            updates, state = opt.update(jnp.ones(1), state)
+            got.append(-float(updates[0]))
+        # 1e-7: optax's linear warm-up divides the int32 step count in float32
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
 
 
 def test_public_namespace():

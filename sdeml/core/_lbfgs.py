@@ -43,7 +43,8 @@ class LBFGSResult:
     Attributes:
         params: the parameters with the lowest loss seen: the last accepted ones, unless a line
             search accepted a rise in the loss after it (then the message says so); never
-            non-finite ones (after a non-finite stop, the last finite iterate).
+            non-finite ones (after a non-finite stop, the last finite iterate). After a
+            ``converged`` stop, always the last iterate: the one whose gradient norm met gtol.
         status: ``max_iter`` | ``converged`` (gradient norm <= gtol) | ``no_progress`` (the
             line search did not decrease the loss for ``patience`` iterations) | ``non_finite``
             (the loss or the gradient became NaN/Inf: that iteration was rejected) |
@@ -382,9 +383,11 @@ def lbfgs_minimize(
 
     def result(status: str, message: str, it: int, loss: float) -> LBFGSResult:
         nonlocal dyn
-        if status != "non_finite" and best_loss < loss:
-            # a line search that accepted a rise in the loss (counted as no progress) must not
-            # hand back a worse point than one it has already seen
+        # a line search that accepted a rise in the loss (counted as no progress) must not hand
+        # back a worse point than one it has already seen; but a converged stop hands back the
+        # point that met gtol (an earlier one may be "lower" by rounding alone, with a gradient
+        # far above gtol)
+        if status not in ("non_finite", "converged") and best_loss < loss:
             message += (
                 f"; returned the best iterate (loss {best_loss:.6g}) rather than the last "
                 f"({loss:.6g})"

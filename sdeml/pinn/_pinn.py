@@ -13,6 +13,13 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ._problems import AbstractPDE, Collocation, Field, check_domain
 
 
+def _finite_nonnegative(v: object) -> bool:
+    """False for a Python number that is NaN, infinite or negative; True for anything else."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return math.isfinite(v) and v >= 0
+    return True
+
+
 def _interval(name: str, r: tuple[float, float] | None) -> tuple[float, float] | None:
     if r is None:
         return None
@@ -162,9 +169,9 @@ def pinn_loss(
         u: the network, ``u(t, x)`` with scalar ``t``, ``x`` (e.g. a `PINN`; any such callable).
         problem: any `AbstractPDE`.
         points: the collocation points (`sample_collocation`).
-        weights: $(w_r, w_0, w_b)$.
+        weights: $(w_r, w_0, w_b)$, each >= 0.
         causal_chunks: $M$ (0: no causal weighting).
-        causal_eps: $\varepsilon$.
+        causal_eps: $\varepsilon \ge 0$.
 
     Returns:
         The loss, shape ``()``, and its parts, a dict of shape-``()`` arrays (``residual``,
@@ -197,6 +204,11 @@ def pinn_loss(
     """
     if causal_chunks < 0:
         raise ValueError(f"`causal_chunks` must be >= 0, got {causal_chunks}")
+    # Python numbers are checked here; arrays (weights that move under jit) are the caller's
+    if len(weights) != 3 or not all(_finite_nonnegative(w) for w in weights):
+        raise ValueError(f"`weights` must be three finite numbers >= 0, got {weights!r}")
+    if not _finite_nonnegative(causal_eps):
+        raise ValueError(f"`causal_eps` must be a finite number >= 0, got {causal_eps!r}")
     res = jax.vmap(lambda t, x: problem.residual(u, t, x))(points.t_in, points.x_in)
     zeros = jnp.zeros_like(points.x_init)
     u0 = jax.vmap(u)(zeros, points.x_init)
@@ -272,9 +284,9 @@ def rad_resample(
         u, problem: the network and the PDE.
         t_pool, x_pool: candidate points, shape ``(p,)`` each (e.g. `sample_interior`).
         n: how many to draw.
-        k, c: the density's exponent and floor ($k \ge 0$, $c \ge 0$, not both 0; any $k$
-            with $c > 0$ is safe). With $c = 0$ and every residual exactly zero there is no
-            density to follow, and the draw is uniform.
+        k, c: the density's exponent and floor (finite, $k \ge 0$, $c \ge 0$, not both 0;
+            any $k$ with $c > 0$ is safe). With $c = 0$ and every residual exactly zero there
+            is no density to follow, and the draw is uniform.
         key: PRNG key.
 
     Returns:
@@ -301,11 +313,14 @@ def rad_resample(
     """
     if n <= 0:
         raise ValueError(f"`n` must be > 0, got {n}")
-    if k < 0 or c < 0 or (c == 0 and k == 0):
-        raise ValueError(f"need `k` >= 0 and `c` >= 0, not both 0; got k={k}, c={c}")
+    if not (math.isfinite(k) and math.isfinite(c)) or k < 0 or c < 0 or (c == 0 and k == 0):
+        raise ValueError(f"need finite `k` >= 0 and `c` >= 0, not both 0; got k={k}, c={c}")
     r = jax.lax.stop_gradient(jnp.abs(residuals(u, problem, t_pool, x_pool)))
-    rk = r**k
-    density = rk / jnp.maximum(jnp.mean(rk), jnp.finfo(rk.dtype).tiny) + c
+    # |r|^k / mean |r|^k does not change when r is scaled: take r relative to its largest value,
+    # so that a large residual or a large k cannot overflow to inf (inf / inf = NaN)
+    tiny = jnp.finfo(r.dtype).tiny
+    rk = (r / jnp.maximum(jnp.max(r), tiny)) ** k
+    density = rk / jnp.maximum(jnp.mean(rk), tiny) + c
     # every residual exactly zero with c = 0 leaves no density to sample by: draw uniformly
     # (0/0 would hand jr.choice NaN probabilities, which repeat one pool point)
     density = jnp.where(jnp.sum(density) > 0, density, jnp.ones_like(density))

@@ -167,4 +167,10 @@ class TrainConfig(Section):
                 f"weight_decay={self.weight_decay:g} is only used by optimizer 'adamw' (got "
                 f"{self.optimizer!r}): set optimizer: adamw, or weight_decay: 0"
             )
+        if self.schedule == "warmup_cosine" and self.warmup_steps >= self.steps:
+            # the rate would still be climbing when the run ends and never reach `lr`
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} must be < steps={self.steps} with schedule "
+                "'warmup_cosine' (the rate would never reach lr)"
+            )
         return self

@@ -17,12 +17,16 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
 
     Args:
         cfg: ``optimizer`` (adam | adamw | sgd | rmsprop), ``lr``, ``momentum``, ``weight_decay``,
-            ``schedule`` (constant | cosine | warmup_cosine), ``warmup_steps``, ``steps``,
-            ``grad_clip`` (global-norm clipping, or None).
+            ``schedule`` (constant | cosine | warmup_cosine), ``warmup_steps`` (< ``steps``
+            with warmup_cosine), ``steps``, ``grad_clip`` (global-norm clipping, or None).
 
     Returns:
         An `optax.GradientTransformation` (its `init` and `update` run under standard dtype
         promotion, see `standard_promotion`).
+
+    Raises:
+        ValueError: an unknown optimizer or schedule (the message lists the valid names),
+            ``weight_decay`` with an optimizer other than adamw, or a warm-up as long as the run.
 
     Examples:
         >>> from sdeml.train import TrainConfig, make_optimizer
@@ -53,6 +57,15 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(factories)}")
     if cfg.weight_decay and cfg.optimizer != "adamw":
         raise ValueError("`weight_decay` is only used by optimizer 'adamw'")
+    schedules = ("constant", "cosine", "warmup_cosine")
+    if cfg.schedule not in schedules:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; valid: {', '.join(schedules)}")
+    if cfg.schedule == "warmup_cosine" and cfg.warmup_steps >= cfg.steps:
+        # the rate would still be climbing when the run ends, and never reach `lr`
+        raise ValueError(
+            f"`warmup_steps` ({cfg.warmup_steps}) must be < `steps` ({cfg.steps}) with schedule "
+            "'warmup_cosine'"
+        )
 
     def build(learning_rate):
         if cfg.schedule == "constant":

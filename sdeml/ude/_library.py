@@ -221,6 +221,10 @@ def format_equations(
                 f"{library.n_states} states; give `lhs` to name the equations"
             )
         lhs = [f"d{n}/dt" for n in library.names]
+    elif len(lhs) != xi.shape[1]:
+        raise ValueError(
+            f"`lhs` names {len(lhs)} equations, `coefficients` has {xi.shape[1]} columns"
+        )
     lines = []
     for j, left in enumerate(lhs):
         text = ""

@@ -472,7 +472,8 @@ def extrapolation_error(
 
     Returns:
         A dict: ``ys``, the solution, shape ``(n, d)``; ``max_abs_error`` and ``max_rel_error``
-        (Python floats); ``failed`` (bool).
+        (Python floats; the relative error is ``inf`` when the truth is zero over the window
+        and the solution is not); ``failed`` (bool).
 
     Examples:
         A rate off by 10 %: the error over $t \in [1, 2]$ is largest at $t = 2$,
@@ -507,10 +508,13 @@ def extrapolation_error(
     ys = jnp.where(jnp.isfinite(sol.ys), sol.ys, jnp.inf)
     err = np.abs(np.asarray(ys) - np.asarray(truth))[window]
     max_abs = float(np.max(err)) if np.all(np.isfinite(err)) else float("inf")
+    size = float(np.max(np.abs(np.asarray(truth)[window])))
+    # a truth that is zero over the window: any error is infinitely large relative to it
+    max_rel = max_abs / size if size > 0 else 0.0 if max_abs == 0 else float("inf")
     return {
         "ys": ys,
         "max_abs_error": max_abs,
-        "max_rel_error": max_abs / float(np.max(np.abs(np.asarray(truth)[window]))),
+        "max_rel_error": max_rel,
         "failed": not bool(sol.ok),
     }
 
