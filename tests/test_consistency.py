@@ -141,6 +141,15 @@ def test_bad_input_names_the_argument():
         consistency_distillation_loss(lambda s, x: x, teacher, y, key=jr.key(0))
 
 
+@pytest.mark.parametrize("sigma_max", [-1.0, 0.0, 0.001])
+def test_sampler_refuses_a_sigma_max_at_or_below_sigma_min(sigma_max):
+    # it used to run: sigma_max <= 0 gave c_noise = log(sigma_max) and NaN samples, and a
+    # sigma_max below sigma_min (no `sigmas` to check) read the model outside its range
+    cm = ConsistencyModel(sdeml.nn.TimeMLP(2, width=8, depth=1, key=jr.key(0)))
+    with pytest.raises(ValueError, match="sigma_max"):
+        consistency_sampler(cm, (4, 2), sigma_max=sigma_max, key=jr.key(1))
+
+
 def test_pfgm_2d_config_refuses_a_mid_sigma_outside_the_grid():
     import importlib
 

@@ -97,3 +97,41 @@ def test_breast_cancer_split():
     assert not jnp.array_equal(data.load_breast_cancer(0.2, seed=1).y_test, d.y_test)
     with pytest.raises(ValueError, match="test_fraction"):
         data.load_breast_cancer(1.0)
+
+
+def test_mixture_with_integer_means_keeps_its_stds():
+    # integer means used to set the dtype of everything: stds 0.3 became 0 and log_prob NaN
+    gm = data.GaussianMixture(jnp.ones(2), jnp.array([[-1], [1]]), jnp.array([0.3, 0.3]))
+    assert jnp.issubdtype(gm.means.dtype, jnp.floating)
+    assert jnp.allclose(gm.stds, 0.3)
+    # at a mean the other component is negligible: log(0.5 / (0.3 sqrt(2 pi)))
+    expected = jnp.log(0.5 / (0.3 * jnp.sqrt(2 * jnp.pi)))
+    assert jnp.isclose(gm.log_prob(jnp.array([1.0])), expected, atol=1e-9)
+    assert gm.sample(4, key=jr.key(0)).shape == (4, 1)
+
+
+@pytest.mark.parametrize(
+    ("weights", "stds", "match"),
+    [
+        ([1.0, -1.0], [0.3, 0.3], "weights"),
+        ([0.0, 0.0], [0.3, 0.3], "weights"),
+        ([1.0, 1.0], [0.3, -0.3], "stds"),
+        ([1.0, 1.0], [0.3, 0.0], "stds"),
+    ],
+)
+def test_mixture_refuses_weights_and_stds_that_make_it_nan(weights, stds, match):
+    # each of these used to build a mixture whose log_prob was NaN everywhere
+    with pytest.raises(ValueError, match=match):
+        data.GaussianMixture(jnp.array(weights), jnp.array([[-1.0], [1.0]]), jnp.array(stds))
+
+
+def test_mixture_built_under_jit_is_not_checked_on_the_host():
+    # traced parameters (as in sdeml.diffusion.mixture_marginal) cannot be read on the host
+    def logp(s):
+        return data.GaussianMixture(jnp.ones(2), jnp.array([[-1.0], [1.0]]), s).log_prob(
+            jnp.array([1.0])
+        )
+
+    s = jnp.array([0.3, 0.3])
+    assert jnp.isclose(jax.jit(logp)(s), logp(s))
+    assert jnp.isfinite(jax.grad(logp)(s)).all()

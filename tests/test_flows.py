@@ -16,6 +16,7 @@ from sdeml.flows import (
     CNF,
     cfm_loss,
     cnf_loss,
+    conditional_path,
     ot_permutation,
     reflow_pairs,
     sample_flow,
@@ -303,3 +304,30 @@ def test_reflow_straightens_the_gaussian_flow():
     assert float(straightness(v_reflow, x0)) < 1e-20
     one_step = sample_flow(v_reflow, x0, n_steps=1, solver="euler")
     np.testing.assert_allclose(one_step, M + S * x0, atol=1e-12)
+
+
+def test_straightness_and_conditional_path_refuse_bad_shapes_and_steps(monkeypatch):
+    # straightness(n_steps=-1) used to return NaN (an empty Euler grid), a 1-D x0 a number for
+    # a batch of scalars; conditional_path with one scalar t failed inside JAX's indexing.
+    # Users run without the suite's jaxtyping hook, which would answer the shapes first.
+    import jaxtyping
+
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+    x0, x1 = jnp.zeros((3, 2)), jnp.ones((3, 2))
+    for n in (-1, 0):
+        with pytest.raises(ValueError, match="n_steps"):
+            straightness(lambda t, x: -x, x0, n_steps=n)
+    with pytest.raises(ValueError, match=r"\(b, d\)"):
+        straightness(lambda t, x: -x, jnp.ones(2))
+    for t in (jnp.asarray(0.5), jnp.ones(2)):
+        with pytest.raises(ValueError, match=r"\(b,\)"):
+            conditional_path(x0, x1, t)
+
+
+def test_conditional_path_velocity_is_the_time_derivative():
+    x0, x1 = jr.normal(jr.key(0), (5, 3)), jr.normal(jr.key(1), (5, 3)) + 2.0
+    t, h = jnp.linspace(0.1, 0.9, 5), 1e-6
+    (xp, _), (xm, _) = conditional_path(x0, x1, t + h), conditional_path(x0, x1, t - h)
+    _, u = conditional_path(x0, x1, t)
+    # central difference of a linear path: exact up to rounding (about 1e-16 / 1e-6)
+    np.testing.assert_allclose((xp - xm) / (2 * h), u, atol=1e-8)

@@ -171,6 +171,7 @@ def test_args_and_pytree_state():
     np.testing.assert_allclose(g, -jnp.exp(-a), rtol=1e-7)
 
 
+@pytest.mark.slow  # 8 s: moved from the default run (12-07, later: default run < 10 min)
 def test_jit_vmap_matches_loop_and_single_trace():
     node = NeuralODE(Linear(A), solver="tsit5", rtol=1e-8, atol=1e-8)
     ts = jnp.linspace(0.0, 1.0, 4, dtype=jnp.float64)
@@ -313,6 +314,7 @@ def test_bad_input():
         with_adjoint(Linear(A), "backsolve")
 
 
+@pytest.mark.slow  # 7 s: moved from the default run (12-07, later: default run < 10 min)
 def test_max_steps_during_training_is_a_clear_error(tmp_path):
     node = NeuralODE(Linear(A), solver="tsit5", rtol=1e-10, atol=1e-10, max_steps=3)
     ts = jnp.linspace(0.0, 5.0, 3, dtype=jnp.float64)
@@ -322,3 +324,26 @@ def test_max_steps_during_training_is_a_clear_error(tmp_path):
     step = sdeml.train.make_step(lambda m, b, k: jnp.sum(m(ts, y0) ** 2), opt, lambda k, s: None)
     with pytest.raises(sdeml.train.TrainingError, match="max"):
         sdeml.train.fit(state, step, 2, progress=False, ckpt_dir=tmp_path)
+
+
+def test_irregular_times_strictly_increasing_in_float32():
+    # 20 000 float32 draws in [0, 1000) hold 19 ties (about 2^23 values per binade); the old
+    # tie-break, a 1e-9 relative shift, vanished below float32's spacing there and left them.
+    ts = irregular_times(0.0, 1000.0, 20_000, dtype=jnp.float32, key=jr.key(0))
+    assert ts.dtype == jnp.float32 and ts.shape == (20_000,)
+    assert bool(jnp.all(jnp.diff(ts) > 0))
+    assert float(ts[0]) == 0.0 and float(ts[-1]) == 1000.0
+
+
+def test_sample_windows_rejects_mismatched_observations(monkeypatch):
+    # JAX clamps out-of-range gathers, so a `ys` shorter than `ts` used to give windows of
+    # repeated last rows, silently. Users run without the suite's jaxtyping hook, which would
+    # answer first: switch it off to reach sdeml's own check.
+    import jaxtyping
+
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+    ts, ys = jnp.linspace(0.0, 1.0, 10), jnp.arange(5.0)[:, None]
+    with pytest.raises(ValueError, match=r"shapes \(n,\) and \(n, d\)"):
+        sample_windows(ts, ys, 4, 3, key=jr.key(0))
+    with pytest.raises(ValueError, match="batch_size"):
+        sample_windows(ts, jnp.zeros((10, 1)), 0, 3, key=jr.key(0))

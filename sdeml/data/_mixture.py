@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 
@@ -20,9 +21,12 @@ class GaussianMixture(eqx.Module):
     the marginal stays a mixture of this form (see `sdeml.diffusion.mixture_marginal`).
 
     Args:
-        weights: $w_k$, shape ``(K,)``, positive (normalised here).
-        means: $\mu_k$, shape ``(K, d)``.
+        weights: $w_k$, shape ``(K,)``, non-negative and not all zero (normalised here).
+        means: $\mu_k$, shape ``(K, d)`` (integers are cast to the default float).
         stds: $s_k$, shape ``(K, d)``, or ``(K,)`` for isotropic components, positive.
+
+    Concrete `weights` and `stds` are checked (a `ValueError`); traced ones, as built inside
+    `jax.jit` by `sdeml.diffusion.mixture_marginal`, are not.
 
     Examples:
         >>> from sdeml.data import GaussianMixture
@@ -50,6 +54,9 @@ class GaussianMixture(eqx.Module):
         means = jnp.asarray(means)
         if means.ndim != 2:
             raise ValueError(f"`means` must have shape (K, d), got {means.shape}")
+        if not jnp.issubdtype(means.dtype, jnp.floating):
+            # integer means would cast the weights and stds to integers (stds 0.3 -> 0)
+            means = means.astype(jnp.result_type(float))
         weights = jnp.asarray(weights, means.dtype)
         if weights.shape != means.shape[:1]:
             raise ValueError(f"`weights` must have shape ({means.shape[0]},), got {weights.shape}")
@@ -58,6 +65,7 @@ class GaussianMixture(eqx.Module):
             stds = jnp.broadcast_to(stds[:, None], means.shape)
         if stds.shape != means.shape:
             raise ValueError(f"`stds` must have shape (K,) or {means.shape}, got {stds.shape}")
+        _check_values(weights, stds)
         self.weights = weights / jnp.sum(weights)
         self.means = means
         self.stds = stds
@@ -101,3 +109,15 @@ class GaussianMixture(eqx.Module):
                 f"expected one point of shape ({self.dim},), got {jnp.shape(x)}; use jax.vmap "
                 "to evaluate a batch"
             )
+
+
+def _check_values(weights: Array, stds: Array) -> None:
+    """Refuse weights and stds that make every density NaN (concrete values only)."""
+    try:
+        w, s = np.asarray(weights), np.asarray(stds)
+    except jax.errors.TracerArrayConversionError:  # traced (under jit or vmap): not readable
+        return
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.sum(w) > 0):
+        raise ValueError(f"`weights` must be finite, non-negative and not all zero, got {w}")
+    if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+        raise ValueError(f"`stds` must be finite and positive, got {s}")

@@ -255,7 +255,7 @@ def consistency_sampler(
     Args:
         model: a `ConsistencyModel`.
         shape: ``(n_samples, *sample_shape)``.
-        sigma_max: where the prior is drawn.
+        sigma_max: where the prior is drawn, above ``model.sigma_min``.
         sigmas: the intermediate levels (``()``: one step).
         prior: ``prior(shape, sigma_max, *, dtype, key)`` (``PFGMPPKernel(D).prior`` for
             PFGM++).
@@ -277,6 +277,7 @@ def consistency_sampler(
     References:
         Song et al., Consistency Models, ICML 2023, Algorithm 1. arXiv:2303.01469
     """
+    check_sigma_range(model.sigma_min, sigma_max)  # sigma_max <= 0 made every sample NaN
     levels = [float(s) for s in sigmas]
     if any(not model.sigma_min < s < sigma_max for s in levels) or any(
         a <= b for a, b in zip(levels, levels[1:], strict=False)

@@ -130,6 +130,11 @@ def conditional_path(
         Tong et al., Improving and Generalizing Flow-Based Generative Models with Minibatch Optimal
         Transport, TMLR 2024. arXiv:2302.00482
     """
+    if x0.ndim != 2 or x1.shape != x0.shape or jnp.shape(t) != x0.shape[:1]:
+        raise ValueError(
+            f"`x0`, `x1` and `t` must have shapes (b, d), (b, d) and (b,), got {x0.shape}, "
+            f"{x1.shape} and {jnp.shape(t)}"
+        )
     tt = t[:, None]
     xt = (1 - tt) * x0 + tt * x1
     if sigma > 0:
@@ -342,6 +347,10 @@ def straightness(
     References:
         Liu, Gong, Liu, Flow Straight and Fast, ICLR 2023. arXiv:2209.03003
     """
+    if isinstance(n_steps, bool) or not (isinstance(n_steps, int) and n_steps >= 1):
+        raise ValueError(f"`n_steps` must be a positive int, got {n_steps!r}")  # -1 gave NaN
+    if x0.ndim != 2:
+        raise ValueError(f"`x0` must have shape (b, d), got {x0.shape}")
     h = 1.0 / n_steps
     ts = jnp.arange(n_steps, dtype=x0.dtype) * h
 

@@ -110,9 +110,9 @@ def irregular_times(
 ) -> Float[Array, " n"]:
     """`n` sorted observation times: ``t0``, ``t1`` and ``n - 2`` uniform draws in between.
 
-    Duplicates (probability zero in exact arithmetic) are broken by a tiny shift, so the times are
-    strictly increasing: the $k$-th time moves up by $10^{-9}(t_1 - t_0)\\,k/n$, so the last one
-    is $t_1$ plus less than $10^{-9}(t_1 - t_0)$.
+    The times are strictly increasing in every dtype: a draw that ties with the one before it
+    (probability zero in exact arithmetic, but float32 holds only $2^{23}$ values per binade,
+    so among thousands of draws some tie) moves up to the next representable time after it.
 
     Args:
         t0, t1: the first and last times, ``t0 < t1``.
@@ -126,8 +126,11 @@ def irregular_times(
     Examples:
         >>> from sdeml.neural_ode import irregular_times
         >>> ts = irregular_times(0.0, 10.0, 6, key=jr.key(0))
-        >>> ts.shape, float(ts[0]), round(float(ts[-1]), 6), bool(jnp.all(jnp.diff(ts) > 0))
+        >>> ts.shape, float(ts[0]), float(ts[-1]), bool(jnp.all(jnp.diff(ts) > 0))
         ((6,), 0.0, 10.0, True)
+        >>> t32 = irregular_times(0.0, 1000.0, 20_000, dtype=jnp.float32, key=jr.key(0))
+        >>> bool(jnp.all(jnp.diff(t32) > 0))  # 19 ties among the float32 draws, all broken
+        True
     """
     if n < 2:
         raise ValueError(f"`n` must be >= 2, got {n}")
@@ -135,8 +138,12 @@ def irregular_times(
         raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
     mid = jnp.sort(jr.uniform(key, (n - 2,), dtype, t0, t1))
     ts = jnp.concatenate([jnp.asarray([t0], dtype), mid, jnp.asarray([t1], dtype)])
-    eps = 1e-9 * (t1 - t0)
-    return ts + eps * jnp.arange(n, dtype=dtype) / n  # keeps the order strict, shifts < 1e-9
+
+    def untie(prev, t):  # at least the next float after its predecessor
+        t = jnp.maximum(t, jnp.nextafter(prev, jnp.asarray(jnp.inf, ts.dtype)))
+        return t, t
+
+    return jnp.concatenate([ts[:1], jax.lax.scan(untie, ts[0], ts[1:])[1]])
 
 
 def add_noise(ys: Float[Array, "n d"], sigma: float, *, key: PRNGKeyArray) -> Float[Array, "n d"]:
@@ -193,6 +200,13 @@ def sample_windows(
         >>> bool(jnp.allclose(jnp.diff(tw, axis=1), 0.1)), bool(jnp.array_equal(yw[..., 0], tw))
         (True, True)
     """
+    if ts.ndim != 1 or ys.ndim < 1 or ys.shape[0] != ts.shape[0]:
+        # a shorter `ys` would not fail: JAX clamps out-of-range rows onto its last one
+        raise ValueError(
+            f"`ts` and `ys` must have shapes (n,) and (n, d), got {ts.shape} and {ys.shape}"
+        )
+    if isinstance(batch_size, bool) or not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
     n = ts.shape[0]
     if not 2 <= window <= n:
         raise ValueError(f"`window` must be in [2, {n}] for {n} observations, got {window}")
