@@ -19,6 +19,7 @@ def test_fourier_embedding_is_frozen_and_bounded():
     assert jnp.all(g.W == 0.0)
 
 
+@pytest.mark.slow  # 7 s: moved from the default run (12-07, later: default run < 10 min)
 def test_time_mlp_jit_vmap_grad_against_loop():
     f = nn.TimeMLP(3, width=32, depth=2, key=jr.key(0), dtype=jnp.float64)
     ts = jnp.linspace(0, 1, 5, dtype=jnp.float64)

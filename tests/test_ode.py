@@ -488,6 +488,7 @@ def test_jit_vmap_matches_loop_and_traces_once():
     batch(y0s + 1.0)  # new values, same shapes: no retrace
 
 
+@pytest.mark.slow  # 9 s: moved from the default run (12-07, later: default run < 10 min)
 def test_grad_through_solve_matches_closed_form():
     # d y(T) / d y0 = expm(A T) for the linear field; d/dr [y0 e^{rT}] = T y0 e^{rT}.
     # Reverse mode (diffrax's default checkpointed adjoint); 1e-7 ~ the solve's tolerance.

@@ -33,6 +33,7 @@ NONQUAD = lambda th: (
 )
 
 
+@pytest.mark.slow  # 7 s: moved from the default run (12-07, later: default run < 10 min)
 def test_gradient_flow_quadratic_closed_form():
     # theta(t) = expm(-H t) theta0; Tsit5 at rtol 1e-10 reaches ~1e-10.
     th0 = jnp.array([1.0, -0.5], F64)

@@ -124,7 +124,15 @@ def test_pfgm_prior_is_clipped_because_its_moments_are_infinite():
     np.testing.assert_allclose(jnp.median(rn), jnp.median(cn))  # only the tail is touched
 
 
-@pytest.mark.parametrize("D", [pytest.param(2.0, marks=pytest.mark.slow), 128.0, math.inf])
+# D = 128: 9 s, moved from the default run (12-07, later: default run < 10 min)
+@pytest.mark.parametrize(
+    "D",
+    [
+        pytest.param(2.0, marks=pytest.mark.slow),
+        pytest.param(128.0, marks=pytest.mark.slow),
+        math.inf,
+    ],
+)
 def test_pfgmpp_samples_the_data_with_the_ideal_denoiser(D):
     data = jnp.array([[-1.0, 0.0], [1.0, 0.5], [0.0, -1.0]], F64)
     den = pfgm.IdealDenoiser(data, D)

@@ -173,6 +173,7 @@ def test_float32_paths_drawing_two_normals_per_hash(method):
     assert np.all(np.abs(corr) < 4 / np.sqrt(10_000))
 
 
+@pytest.mark.slow  # 7 s: moved from the default run (12-07, later: default run < 10 min)
 def test_save_modes_and_chunking():
     key = jr.key(0)
     p = sdeml.simulate(OU, jnp.zeros(2), n_steps=100, n_paths=7, save_every=10, key=key)
