@@ -399,6 +399,33 @@ def test_a_field_of_the_wrong_shape_is_refused(f, got):
         sdeml.solve_ode(f, jnp.ones(2), 0.0, 1.0)
 
 
+@pytest.mark.slow  # 8 s (two Dopri8 compilations); the refusal below runs by default
+def test_step_to_ts_saves_step_endpoints_at_the_method_s_accuracy():
+    # diffrax's Dopri8 interpolant is of lower order than its steps: read between steps at
+    # rtol = atol = 1e-10 the states were ~6.6e-9 off the closed form, the endpoint 1.2e-11.
+    # Ending a step at each save time puts every saved state at the endpoint's accuracy.
+    ts = jnp.linspace(0.0, 5.0, 51, dtype=jnp.float64)
+    want = sdeml.ode.linear_ode_solution(A, Y0, ts)
+    field = lambda t, y, args: A @ y
+    kw = dict(ts=ts, solver="dopri8", rtol=1e-10, atol=1e-10)
+    read = sdeml.solve_ode(field, Y0, 0.0, 5.0, **kw)
+    stepped = sdeml.solve_ode(field, Y0, 0.0, 5.0, step_to_ts=True, **kw)
+    err_read = float(jnp.max(jnp.abs(read.ys - want)))
+    err_stepped = float(jnp.max(jnp.abs(stepped.ys - want)))
+    assert err_read > 1e-9 and err_stepped < 1e-10, (err_read, err_stepped)
+    # one step more per save time at most, and the count of evaluations follows the steps
+    assert int(read.num_steps) < int(stepped.num_steps) <= int(read.num_steps) + len(ts)
+    assert int(stepped.num_rejected_steps) == 0  # 14 stages, the first the last one's:
+    assert int(stepped.nfe) == 13 * int(stepped.num_steps) + 1
+
+
+def test_step_to_ts_needs_adaptive_steps():
+    ts = jnp.linspace(0.0, 1.0, 5, dtype=jnp.float64)
+    for kw in (dict(n_steps=50), dict(solver="rk4", dt0=0.1)):
+        with pytest.raises(ValueError, match="`step_to_ts` ends adaptive steps"):
+            sdeml.solve_ode(linear_field, Y0, 0.0, 1.0, ts=ts, step_to_ts=True, **kw)
+
+
 def test_times_the_state_dtype_cannot_resolve_are_named():
     y0 = jnp.ones(2, jnp.float32)
     # float32 spaces times near 1e8 eight apart: t1 = t0 + 1 is t0, and the solve used to return

@@ -61,8 +61,10 @@ def integrate(
     r"""Accurate ground-truth trajectory $y(t_k)$ of $\dot y = f(t, y, \text{args})$.
 
     Dopri8 at tight tolerances through the core's ODE front (`sdeml.core.integrate_ode`), with
-    a step budget of 10^6 (long, oscillating ground truths); a failed solve raises
-    `sdeml.ODESolveError`.
+    a step budget of 10^6 (long, oscillating ground truths), its steps ending at every time in
+    `ts` (``step_to_ts``: diffrax's Dopri8 interpolant is of lower order than its steps, and
+    read between steps it was 6.6e-9 off at tolerance 1e-10, against 1.2e-11 at a step's end); a
+    failed solve raises `sdeml.ODESolveError`.
 
     Args:
         field: ``field(t, y, args)``, the vector-field signature of sdeml.
@@ -95,6 +97,7 @@ def integrate(
         ts[0],
         ts[-1],
         ts=ts,
+        step_to_ts=True,
         solver="dopri8",
         rtol=rtol,
         atol=atol,
