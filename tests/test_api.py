@@ -160,3 +160,28 @@ def test_example_sections_are_titled_examples():
         if singular.search(p.read_text(encoding="utf-8"))
     ]
     assert not offenders, f"'Example:' sections (write 'Examples:'): {offenders}"
+
+
+def test_numpy_integer_counts_are_accepted_like_ints(monkeypatch):
+    # A count read from a NumPy array or a config is often an np.int64. These were refused as
+    # "not a positive int". (The suite's jaxtyping hook refuses them against `int` first, so it
+    # is switched off here, as a user runs without it.)
+    import jax.numpy as jnp
+    import jax.random as jr
+    import jaxtyping
+    import numpy as np
+
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+    v, x0, k = (lambda t, x: -x), jnp.ones((2, 1)), np.int64(4)
+    assert float(sdeml.flows.straightness(v, x0, n_steps=k)) == float(
+        sdeml.flows.straightness(v, x0, n_steps=4)
+    )
+    out = sdeml.flows.sample_flow(v, x0, n_steps=k, solver="euler")
+    assert jnp.array_equal(out, sdeml.flows.sample_flow(v, x0, n_steps=4, solver="euler"))
+    assert sdeml.neural_ode.EulerResNet(lambda t, y, args: -y, k).n_blocks == 4
+    ula = sdeml.ULA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.1)
+    _, _, xs = sdeml.langevin.run_chains(
+        ula, ula.init(jnp.zeros((3, 1))), k, observe=lambda s: s.position, thin=np.int64(2),
+        key=jr.key(0),
+    )  # fmt: skip
+    assert xs.shape == (2, 3, 1)

@@ -303,6 +303,10 @@ def test_rad_and_loss_refuse_values_that_are_not_finite_or_negative():
     for kw in [{"k": float("nan")}, {"c": float("nan")}, {"c": float("inf")}]:
         with pytest.raises(ValueError, match="finite `k` >= 0 and `c` >= 0"):
             sdeml.pinn.rad_resample(heat.exact, heat, t_pool, x_pool, 10, key=jr.key(1), **kw)
+    # a NaN residual (a diverged network) fell back to uniform draws without a word
+    nan_u = lambda t, x: x**4 + jnp.log(x - 0.5) * t  # u_t = log(x - 1/2): NaN for x < 1/2
+    with pytest.raises(eqx.EquinoxRuntimeError, match="residual is NaN or infinite"):
+        sdeml.pinn.rad_resample(nan_u, heat, t_pool, x_pool, 10, key=jr.key(1))
     pts = sdeml.pinn.sample_collocation(heat, 8, 4, 4, key=jr.key(0))
     # a negative weight or causal epsilon (weights exp(+eps L) > 1) was accepted as it came
     with pytest.raises(ValueError, match="`weights` must be three finite numbers >= 0"):

@@ -12,6 +12,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from ..core._checks import check_positive_int
 from ..core._ode import integrate_ode
 
 COUPLINGS = ("independent", "ot")
@@ -256,8 +257,7 @@ def sample_flow(
     References:
         Lipman et al., ICLR 2023. arXiv:2210.02747
     """
-    if not (isinstance(n_steps, int) and n_steps >= 1):
-        raise ValueError(f"`n_steps` must be a positive int, got {n_steps!r}")
+    n_steps = check_positive_int("n_steps", n_steps)  # NumPy integers too
     if x0.ndim != 2:
         raise ValueError(f"`x0` must have shape (b, d), got {x0.shape}")
     if not t1 > t0:
@@ -347,8 +347,7 @@ def straightness(
     References:
         Liu, Gong, Liu, Flow Straight and Fast, ICLR 2023. arXiv:2209.03003
     """
-    if isinstance(n_steps, bool) or not (isinstance(n_steps, int) and n_steps >= 1):
-        raise ValueError(f"`n_steps` must be a positive int, got {n_steps!r}")  # -1 gave NaN
+    n_steps = check_positive_int("n_steps", n_steps)  # -1 gave NaN
     if x0.ndim != 2:
         raise ValueError(f"`x0` must have shape (b, d), got {x0.shape}")
     h = 1.0 / n_steps

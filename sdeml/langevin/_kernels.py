@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ..core import AbstractSDE
@@ -556,9 +557,9 @@ def run_chains(
         >>> bool(abs(xs[10:].var() - 1.0) < 0.05)  # MALA's law is the target N(0, I)
         True
     """
-    if not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
-    if not isinstance(thin, int) or thin < 1 or n_steps % thin:
+    n_steps = check_positive_int("n_steps", n_steps)  # NumPy integers too
+    thin_ok = not isinstance(thin, bool) and isinstance(thin, int | np.integer) and thin >= 1
+    if not thin_ok or n_steps % thin:
         raise ValueError(f"`thin` must be a positive divisor of n_steps={n_steps}, got {thin!r}.")
     keys = jr.split(key, n_steps).reshape(n_steps // thin, thin)
     has_rate = _has_acceptance(kernel, state, key)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ..core._checks import check_positive_int
 from ._neural_ode import NeuralODE, check_field_signature
 
 
@@ -55,8 +56,7 @@ class EulerResNet(eqx.Module):
     t1: float = eqx.field(static=True)
 
     def __init__(self, func: Callable[..., Any], n_blocks: int, t0: float = 0.0, t1: float = 1.0):
-        if not (isinstance(n_blocks, int) and n_blocks >= 1):
-            raise ValueError(f"`n_blocks` must be a positive int, got {n_blocks!r}")
+        n_blocks = check_positive_int("n_blocks", n_blocks)  # NumPy integers too
         if not t1 > t0:
             raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
         check_field_signature(func, "EulerResNet")

@@ -292,6 +292,11 @@ def rad_resample(
     Returns:
         ``(t, x)``, the drawn points, shape ``(n,)`` each.
 
+    Raises:
+        EquinoxRuntimeError: (eagerly, and under ``jax.jit`` at run time) a residual in the
+            pool is NaN or infinite, so there is no density to draw by (the draw used to fall
+            back to uniform sampling without a word).
+
     Examples:
         For $u = x^4$ in `Heat1D` the residual is $-12\alpha x^2$, so with $k = 1$, $c = 0$
         the draws have density $3x^2$ on $[0, 1]$, whose mean is $3/4$ (uniform: $1/2$):
@@ -316,6 +321,12 @@ def rad_resample(
     if not (math.isfinite(k) and math.isfinite(c)) or k < 0 or c < 0 or (c == 0 and k == 0):
         raise ValueError(f"need finite `k` >= 0 and `c` >= 0, not both 0; got k={k}, c={c}")
     r = jax.lax.stop_gradient(jnp.abs(residuals(u, problem, t_pool, x_pool)))
+    r = eqx.error_if(
+        r,
+        ~jnp.all(jnp.isfinite(r)),
+        "rad_resample: the PDE residual is NaN or infinite at some pool points (the network's "
+        "output or its derivatives are not finite there), so there is no density to draw by.",
+    )
     # |r|^k / mean |r|^k does not change when r is scaled: take r relative to its largest value,
     # so that a large residual or a large k cannot overflow to inf (inf / inf = NaN)
     tiny = jnp.finfo(r.dtype).tiny
