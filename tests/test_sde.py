@@ -432,6 +432,38 @@ def test_brownian_dim_accepts_numpy_ints(no_jaxtyping):
     assert sde.brownian_shape((2,)) == (3,)
 
 
+def test_time_dependent_drift_saved_times_and_include_t0_with_save_at():
+    """dX = t dt: Euler-Maruyama gives the left Riemann sum sum_k t_k h_k exactly, so the saved
+    states show at which times the drift was evaluated and whether `ts` labels them rightly.
+    `include_t0` with `save_at` was silently ignored (the initial state was not saved)."""
+    sde = sdeml.SDE(lambda t, y, a: t * jnp.ones_like(y), lambda t, y, a: 0 * y, noise="additive")
+    ts = np.array([0.5, 0.6, 1.0, 1.1, 2.0])  # non-uniform, t0 != 0
+    left = lambda grid: np.concatenate([[0.0], np.cumsum(grid[:-1] * np.diff(grid))])
+    kw = dict(ts=ts, dtype=F64, key=jr.key(0))
+    p = sdeml.simulate(sde, jnp.zeros(1), n_paths=2, save_every=2, include_t0=True, **kw)
+    np.testing.assert_array_equal(p.ts, ts[[0, 2, 4]])
+    np.testing.assert_allclose(p.xs[:, :, 0], np.tile(left(ts)[[0, 2, 4]], (2, 1)), rtol=1e-14)
+    # 0.8 is added to the grid (0.6 -> 0.8 -> 1.0); t0 saved on request
+    merged = np.array([0.5, 0.6, 0.8, 1.0, 1.1, 2.0])
+    want = left(merged)[[0, 2, 5]]
+    p = sdeml.simulate(sde, jnp.zeros(1), n_paths=2, save_at=[0.8, 2.0], include_t0=True, **kw)
+    np.testing.assert_allclose(p.ts, [0.5, 0.8, 2.0], rtol=1e-15)
+    np.testing.assert_allclose(p.xs[:, :, 0], np.tile(want, (2, 1)), rtol=1e-14)
+    one = sdeml.sde.simulate_path(sde, jnp.zeros(1), save_at=[0.8, 2.0], include_t0=True, **kw)
+    np.testing.assert_allclose(one[:, 0], want, rtol=1e-14)
+    # listing t0 in `save_at` as well saves it once
+    p = sdeml.simulate(sde, jnp.zeros(1), n_paths=1, save_at=[0.5, 2.0], include_t0=True, **kw)
+    np.testing.assert_allclose(p.ts, [0.5, 2.0], rtol=1e-15)
+    # a uniform grid from t0 = 1, in float32 (two steps' normals per hash)
+    grid = np.linspace(1.0, 2.0, 5)
+    p = sdeml.simulate(
+        sde, jnp.zeros(1), t0=1.0, t1=2.0, n_steps=4, n_paths=2, save_every=1, include_t0=True,
+        key=jr.key(0),
+    )  # fmt: skip
+    np.testing.assert_allclose(p.ts, grid, rtol=1e-7)
+    np.testing.assert_allclose(p.xs[0, :, 0], left(grid), rtol=1e-6)
+
+
 def test_save_at_only_t0_returns_the_initial_state():
     """`save_at=[t0]` (it crashed: no segment of steps to lay out) saves the initial state
     alone, shape (n_paths, 1, *S), in every single-path and batched front end."""

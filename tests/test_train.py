@@ -315,6 +315,51 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path):
         load_checkpoint(tmp_path / "c.eqx", other)
 
 
+def test_checkpoint_roundtrip_of_bfloat16_numpy_scalars_and_keys(tmp_path):
+    # bfloat16 leaves (stored by NumPy as raw "|V2" bytes) were refused as a dtype mismatch, a
+    # NumPy scalar came back as a 0-d array (refused by equinox), and key data of another shape
+    # or implementation failed with no word of what differed
+    tree = {
+        "w": jnp.array([1.5, -2.25, 3.0], jnp.bfloat16),
+        "s": np.float32(2.5),
+        "k": jr.split(jr.key(7), 2),
+    }
+    save_checkpoint(tmp_path / "c.eqx", tree)
+    like = {"w": jnp.zeros(3, jnp.bfloat16), "s": np.float32(0), "k": jr.split(jr.key(0), 2)}
+    back = load_checkpoint(tmp_path / "c.eqx", like)
+    assert back["w"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(back["w"], np.float32), [1.5, -2.25, 3.0])
+    assert type(back["s"]) is np.float32 and back["s"] == 2.5
+    np.testing.assert_array_equal(jr.key_data(back["k"]), jr.key_data(tree["k"]))
+    with pytest.raises(ValueError, match=r"dtype \|V2, expected \(3,\) and float16"):
+        load_checkpoint(tmp_path / "c.eqx", dict(like, w=jnp.zeros(3, jnp.float16)))
+    with pytest.raises(ValueError, match=r"key data of shape \(2, 2\)"):
+        load_checkpoint(tmp_path / "c.eqx", dict(like, k=jr.key(0)))
+    with pytest.raises(ValueError, match="implementation rbg"):
+        load_checkpoint(tmp_path / "c.eqx", dict(like, k=jr.split(jr.key(0, impl="rbg"), 2)))
+
+
+def test_sweep_members_take_jr_key_of_any_int_seed():
+    # a negative seed, or one past 2**32, failed with NumPy's OverflowError (a uint32 array)
+    # although `init_states` promises init(jr.key(seed)) and a single run takes any int
+    seeds = [-1, 2**32 + 3, 7]
+    states = sdeml.train.init_states(lambda k: jr.key_data(k), seeds)
+    np.testing.assert_array_equal(states, np.stack([jr.key_data(jr.key(s)) for s in seeds]))
+    cfg = TrainConfig(steps=2, optimizer="sgd", lr=0.25, log_every=2)
+    loss_fn = lambda w, batch, key: jnp.sum((w - 1.0) ** 2)
+    out = train_sweep(
+        lambda k: jr.normal(k, (2,)), loss_fn, lambda k, s: None, cfg, seeds=[-3], progress=False
+    )
+    one = train_model(
+        jr.normal(jr.split(jr.key(-3))[0], (2,)), loss_fn, lambda k, s: None, cfg,
+        key=jr.split(jr.key(-3))[1], progress=False,
+    )  # fmt: skip
+    np.testing.assert_array_equal(out.model[0], one.model)
+    for bad in ([], [1.5], [[0, 1]]):
+        with pytest.raises(ValueError, match="`seeds` must be a non-empty list of ints"):
+            sdeml.train.init_states(lambda k: jr.key_data(k), bad)
+
+
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 SCHEDULES = ["constant", "cosine", "warmup_cosine"]
 

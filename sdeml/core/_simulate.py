@@ -173,7 +173,7 @@ def simulate(
             ``"stochastic_heun"``, ``"sra1"``) or an `AbstractSolver` instance.
         save_every: save every k steps (and at `t1`); default: terminal value only.
         save_at: times in ``[t0, t1]`` to save at (sorted); they are added to the grid.
-        include_t0: also save the initial state (with `save_every`).
+        include_t0: also save the initial state (with `save_every`, `save_at` or neither).
         args: passed to drift and diffusion as their third argument.
         x0_per_path, args_per_path: whether `x0` / the leaves of `args` carry a leading
             ``n_paths`` axis (per-path initial values or parameters).
@@ -196,7 +196,9 @@ def simulate(
             shards only evenly). Every path is exactly the path of the
             one-device run with the same key, `chunk_size` and `block_size` (the noise of a
             chunk depends on its index, not on the device). None: the default device.
-        key: PRNG key. The same key, `chunk_size` and `block_size` give the same numbers.
+        key: PRNG key. The same key, `chunk_size` and `block_size` give the same numbers
+            (the default `block_size` follows the saving, so give it to get the same paths
+            saved at other times; `simulate_path`, vmapped, draws by key and step alone).
 
     Returns:
         `Paths` with ``ts`` ``(n_saves,)`` and ``xs`` ``(n_paths, n_saves, *S)``.
@@ -418,6 +420,8 @@ def _make_plan(
                 f"twice at the same grid time), got {sa}"
             )
         grid_np, grid, n = merged, jnp.asarray(merged, dtype), merged.shape[0] - 1
+        if include_t0 and save_idx[0] != 0:
+            save_idx = [0, *save_idx]
     elif save_every is not None:
         if isinstance(save_every, bool) or not isinstance(save_every, int | np.integer):
             raise ValueError(f"`save_every` must be a positive int, got {save_every!r}")

@@ -74,15 +74,31 @@ def _write(f: BinaryIO, x: Any) -> None:
 def _read(f: BinaryIO, like: Any) -> Any:
     if _is_key(like):
         data = np.load(f, allow_pickle=False)
+        want = jr.key_data(like)
+        if data.shape != want.shape or data.dtype != want.dtype:
+            raise ValueError(
+                f"checkpoint leaf is PRNG key data of shape {data.shape} and dtype {data.dtype}, "
+                f"expected {want.shape} and {want.dtype} (keys of shape {like.shape}, "
+                f"implementation {jr.key_impl(like)}): the config differs from the run's"
+            )
         return jr.wrap_key_data(jnp.asarray(data), impl=jr.key_impl(like))
     if isinstance(like, (jax.Array, np.ndarray, np.generic)):
         value = np.load(f, allow_pickle=False)
+        like_dtype = np.dtype(like.dtype)
+        if value.dtype.kind == "V" and like_dtype.kind == "V":
+            # NumPy stores the ml_dtypes types (bfloat16, float8_*) as raw bytes ("|V2"), without
+            # their name: view them as the dtype asked for when the sizes agree (one such type
+            # read as another of the same size, float8_e4m3fn as float8_e5m2, goes unnoticed)
+            if value.dtype.itemsize == like_dtype.itemsize:
+                value = value.view(like_dtype)
         if value.shape != like.shape or value.dtype != like.dtype:
             raise ValueError(
                 f"checkpoint leaf has shape {value.shape} and dtype {value.dtype}, "
                 f"expected {like.shape} and {like.dtype}: the config differs from the run's"
             )
-        return jnp.asarray(value) if isinstance(like, jax.Array) else value
+        if isinstance(like, jax.Array):
+            return jnp.asarray(value)
+        return value[()] if isinstance(like, np.generic) else value  # a NumPy scalar stays one
     return eqx.default_deserialise_filter_spec(f, like)
 
 

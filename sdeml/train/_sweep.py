@@ -7,6 +7,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -36,7 +37,15 @@ def init_states(init: Callable[[jax.Array], TrainState], seeds: Sequence[int]) -
         >>> bool(jnp.allclose(states.model[1], jr.normal(jr.key(1), (3,))))  # member 1: seed 1
         True
     """
-    keys = jax.vmap(jr.key)(jnp.asarray(seeds, dtype=jnp.uint32))
+    if isinstance(seeds, jax.core.Tracer):
+        keys = jax.vmap(jr.key)(jnp.asarray(seeds, dtype=jnp.uint32))
+    else:
+        values = np.asarray(seeds)
+        if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "iu":
+            raise ValueError(f"`seeds` must be a non-empty list of ints, got {seeds!r}")
+        # `jr.key(seed)` itself, one per seed: any int gives the key a separate run with that
+        # seed has (a negative seed, or one past 2**32, overflowed a uint32 array)
+        keys = jnp.stack([jr.key(int(s)) for s in values])
     return eqx.filter_vmap(init)(keys)
 
 
