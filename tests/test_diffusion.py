@@ -374,3 +374,34 @@ def test_bad_input_messages():
         sdeml.VPSDE(5.0, 1.0)
     with pytest.raises(ValueError, match="parameterisation"):
         sdeml.diffusion.ScoreModel(net, sde, "v")  # pyright: ignore[reportArgumentType]
+
+
+def test_a_score_of_the_wrong_shape_is_refused():
+    # A score returning shape (1,) for 2-D samples used to broadcast silently: EM, PC, the ODE
+    # sampler and the likelihood ran to wrong numbers (log p = -2.3e4 at a typical point).
+    sde, k = sdeml.VPSDE(), jr.key(0)
+    bad = lambda t, x: -jnp.sum(x, keepdims=True)
+    d = sdeml.diffusion
+    runs = {
+        "em": lambda: d.euler_maruyama_sampler(bad, sde, (4, 2), n_steps=3, key=k),
+        "pc": lambda: d.pc_sampler(bad, sde, (4, 2), n_steps=3, key=k),
+        "ode": lambda: d.probability_flow_sampler(bad, sde, (4, 2), key=k),
+        "dpm": lambda: d.dpm_solver_sampler(bad, sde, (4, 2), n_steps=3, key=k),
+        "one": lambda: d.euler_maruyama_sample(bad, sde, (2,), n_steps=3, key=k),
+        "logp": lambda: d.log_likelihood(bad, sde, jnp.ones(2)),
+    }
+    for name, run in runs.items():
+        with pytest.raises(ValueError, match=r"shape \(2,\) to shape \(1,\)"):
+            run()
+            pytest.fail(name)
+
+
+def test_a_negative_n_saves_is_refused():
+    # a negative n_saves was taken as "save, every n_steps steps": a path of 2 states
+    sde, k = sdeml.VPSDE(), jr.key(0)
+    sc = lambda t, x: -x
+    d = sdeml.diffusion
+    with pytest.raises(ValueError, match="`n_saves`"):
+        d.euler_maruyama_sampler(sc, sde, (4, 2), n_steps=3, n_saves=-1, key=k)
+    with pytest.raises(ValueError, match="`n_saves`"):
+        d.pc_sampler(sc, sde, (4, 2), n_steps=3, n_saves=-1, key=k)

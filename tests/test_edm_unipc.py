@@ -371,3 +371,15 @@ def test_bad_input_is_one_clear_error():
         dif.unipc_sampler(SCORE, VP, (4, 2), order=4, key=k)
     with pytest.raises(ValueError, match="`sigma_data`"):
         dif.EDMDenoiser(lambda t, x: x, sigma_data=0.0)
+
+
+def test_a_denoiser_of_the_wrong_shape_is_refused():
+    # a denoiser returning (1,) for 2-D samples gave samples of shape (4, 1), silently
+    bad = lambda s, x: jnp.sum(x, keepdims=True)
+    k = jr.key(0)
+    with pytest.raises(ValueError, match=r"shape \(2,\) to shape \(1,\)"):
+        dif.edm_sampler(bad, (4, 2), n_steps=3, key=k)
+    with pytest.raises(ValueError, match=r"shape \(2,\) to shape \(1,\)"):
+        dif.unipc_edm_sampler(bad, (4, 2), n_steps=3, key=k)
+    with pytest.raises(ValueError, match=r"shape \(2,\) to shape \(1,\)"):
+        dif.unipc_sampler(lambda t, x: jnp.sum(x, keepdims=True), VP, (4, 2), n_steps=3, key=k)

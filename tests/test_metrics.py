@@ -183,3 +183,26 @@ def test_digits_scores_takes_its_classifier():
     assert 0.0 < conf <= 1.0 and len(hist) == 10
     with pytest.raises(TypeError, match="digits_classifier"):
         metrics.digits_scores(x, None)  # pyright: ignore[reportArgumentType]  (the wrong type)
+
+
+def test_mmd_of_integer_samples():
+    # integer samples cast the bandwidths to integers (0.5 -> 0): MMD^2 was NaN
+    x, y, bw = np.array([[0], [1], [2]]), np.array([[0], [1], [3]]), np.array([0.5, 1.0])
+
+    def k(a, b) -> np.ndarray:  # the sum of RBF kernels, by hand
+        d2 = (a[:, None, 0] - b[None, :, 0]).astype(float) ** 2
+        return np.sum([np.exp(-d2 / (2 * h**2)) for h in bw], axis=0)
+
+    exact = k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
+    got = metrics.mmd(jnp.asarray(x), jnp.asarray(y), jnp.asarray(bw))
+    assert got.dtype == jnp.result_type(float) and float(got) == pytest.approx(exact, rel=1e-12)
+    assert jnp.isfinite(metrics.mmd(jnp.asarray(x), jnp.asarray(y)))  # median-heuristic bandwidths
+
+
+def test_median_bandwidth_of_coinciding_points_is_positive():
+    # over half the points equal: the median distance was 0, so mmd's default bandwidths were
+    # 0 and MMD^2 against these points NaN (exp(-0/0))
+    y = jnp.concatenate([jnp.zeros((5, 2)), jnp.ones((2, 2))])  # 11 of 21 pairs at distance 0
+    d2 = np.array([0.0] * (10 + 1) + [2.0] * 10)  # 10 + 1 coinciding pairs, 10 at sqrt(2)
+    assert float(metrics.median_bandwidth(y)) == pytest.approx(math.sqrt(d2.mean()))
+    assert float(metrics.median_bandwidth(jnp.zeros((4, 2)))) == 1.0

@@ -173,3 +173,15 @@ def test_bad_D_is_one_clear_error(bad):
         pfgm.PFGMPPKernel(bad)
     with pytest.raises(ValueError, match="`D`"):
         pfgm.IdealDenoiser(jnp.zeros((3, 2)), bad)
+
+
+def test_numpy_D_is_accepted_and_a_nonpositive_clip_refused():
+    # D = np.int64(8) (NumPy arithmetic) was refused as "not a positive number"; a radius <= 0
+    # clipped every draw to 0 (or, negative, flipped it through the origin) without a word
+    assert pfgm.check_D(np.int64(8)) == 8.0 and pfgm.PFGMPPKernel(np.float32(4.0)).D == 4.0
+    x = jnp.array([[3.0, 4.0]])
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="`max_radius`"):
+            pfgm.clip_norm(x, bad)
+        with pytest.raises(ValueError, match="`max_radius`"):
+            pfgm.pfgm_prior((4, 2), 10.0, max_radius=bad, key=jr.key(0))

@@ -5,31 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._param import ScoreModel
+from ._samplers import _check_model_shape
 from ._sde import AbstractDiffusionSDE
 
 WEIGHTINGS = ("sigma2", "likelihood")
-
-
-def _check_model_accepts(model: Callable, x1: Array) -> None:
-    """Trace the model on one sample; turn a shape failure into a message naming the shape."""
-    try:
-        out = eqx.filter_eval_shape(lambda m, x: m(jnp.asarray(0.5, x.dtype), x), model, x1)
-    except (ValueError, TypeError) as e:
-        raise ValueError(
-            f"the score model does not accept data samples of shape {x1.shape}: {e}"
-        ) from None
-    if out.shape != x1.shape:
-        raise ValueError(
-            f"the score model maps a sample of shape {x1.shape} to shape {out.shape}; it must "
-            "return the sample's shape"
-        )
 
 
 def dsm_loss(
@@ -95,7 +80,7 @@ def dsm_loss(
     batch = jnp.asarray(batch)
     if batch.ndim < 2:
         raise ValueError(f"`batch` must have shape (b, ...) with a batch axis, got {batch.shape}")
-    _check_model_accepts(model, batch[0])
+    _check_model_shape(model, batch[0])
     b = batch.shape[0]
     kt, kz, km = jr.split(key, 3)
     u = jr.uniform(kt, (b,), batch.dtype)

@@ -25,6 +25,10 @@ def _flat(x: ArrayLike, name: str) -> Array:
     x = jnp.asarray(x)
     if x.ndim < 2:
         raise ValueError(f"`{name}` must have shape (n, ...) with a sample axis, got {x.shape}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        # integer samples (pixel levels) in the default float dtype: in their own dtype the
+        # bandwidths below would be truncated to integers (0.5 -> 0) and MMD^2 would be NaN
+        x = x.astype(jnp.result_type(float))
     return x.reshape(x.shape[0], -1)
 
 
@@ -36,7 +40,8 @@ def median_bandwidth(x: ArrayLike, max_points: int = 2000) -> Float[Array, ""]:
         max_points: only the first ``max_points`` rows are used (the cost is quadratic).
 
     Returns:
-        A positive scalar.
+        A positive scalar: where the median is 0 (over half the points coincide), the RMS
+        pairwise distance instead, and 1 if all the points are equal.
 
     Examples:
         >>> from sdeml.metrics import median_bandwidth
@@ -50,7 +55,12 @@ def median_bandwidth(x: ArrayLike, max_points: int = 2000) -> Float[Array, ""]:
     x = _flat(x, "x")[:max_points]
     d2 = _sq_dists(x, x)
     iu = jnp.triu_indices(x.shape[0], 1)
-    return jnp.sqrt(jnp.median(d2[iu]))
+    pairs = d2[iu]
+    # more than half the points equal (a collapsed sampler): the median is 0 and every kernel
+    # exp(-0/0) NaN; fall back to the RMS distance, and to 1 if all the points coincide
+    rms = jnp.sqrt(jnp.mean(pairs))
+    h = jnp.sqrt(jnp.median(pairs))
+    return jnp.where(h > 0, h, jnp.where(rms > 0, rms, jnp.ones_like(rms)))
 
 
 def _sq_dists(x: Array, y: Array) -> Array:

@@ -18,6 +18,7 @@ distribution and the prior change.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -40,7 +41,7 @@ def check_D(D: Any) -> float:
     """`D` as a float, or one `ValueError` naming it unless ``D > 0`` (``math.inf`` allowed).
 
     Args:
-        D: the number of augmented dimensions of PFGM++ (an int or a float; not a bool).
+        D: the number of augmented dimensions of PFGM++ (a Python or NumPy real; not a bool).
 
     Returns:
         ``float(D)``.
@@ -55,7 +56,7 @@ def check_D(D: Any) -> float:
         ...
         ValueError: `D` (the number of augmented dimensions) must be a positive number or ...
     """
-    if isinstance(D, bool) or not isinstance(D, int | float) or not D > 0:
+    if isinstance(D, bool) or not isinstance(D, numbers.Real) or not float(D) > 0:
         raise ValueError(
             f"`D` (the number of augmented dimensions) must be a positive number or math.inf, "
             f"got {D!r}"
@@ -193,7 +194,7 @@ def clip_norm(x: Float[Array, "n ..."], max_radius: float | Array) -> Float[Arra
 
     Args:
         x: samples, shape ``(n, ...)`` (the norm is over all axes but the first).
-        max_radius: the largest norm kept.
+        max_radius: the largest norm kept, positive.
 
     Returns:
         The clipped samples, shape ``(n, ...)``.
@@ -204,6 +205,8 @@ def clip_norm(x: Float[Array, "n ..."], max_radius: float | Array) -> Float[Arra
         >>> jnp.linalg.norm(clip_norm(x, 1.0), axis=1).round(6).tolist()  # 5 -> 1; 0.5 kept
         [1.0, 0.5]
     """
+    if isinstance(max_radius, numbers.Real) and not float(max_radius) > 0:
+        raise ValueError(f"`max_radius` must be positive, got {max_radius}")
     n = jnp.sqrt(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=1))
     f = jnp.minimum(1.0, max_radius / jnp.maximum(n, 1e-30))
     return x * f.reshape((x.shape[0],) + (1,) * (x.ndim - 1))
