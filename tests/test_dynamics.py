@@ -221,7 +221,8 @@ def test_zoo_closed_form_solutions():
 def test_defective_double_eigenvalues_are_classified_by_their_mean():
     # A double eigenvalue with one eigenvector is computed as a pair split by O(sqrt(eps)), real
     # or complex at random: the critically damped x'' + 6x' + 9x = 0 (-3 +- 3.7e-8 i) was a
-    # "stable spiral", and nilpotent Jacobians Q N Q^-1 "saddle" or "centre" (41 of 200).
+    # "stable spiral"; of the 200 conjugates Q J Q^-1 below, 55 nilpotent ones were "saddle" or
+    # "centre", and 22 and 29 of the lambda = -3 and 2 ones spirals (the old rule, re-run).
     osc = sdeml.dynamics.DampedOscillator(3.0, 1.0)
     eq = sdeml.dynamics.find_equilibrium(osc, jnp.array([0.1, 0.1], f64))
     assert eq.label == osc.textbook_equilibria()[1][0] == "stable node"

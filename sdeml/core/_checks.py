@@ -12,8 +12,9 @@ import numpy as np
 from jaxtyping import PyTree
 
 
-def check_positive(name: str, value: Any) -> None:
-    """Raise `ValueError` if a concrete `value` is not finite and > 0 (traced values pass).
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    """Raise `ValueError` if a concrete `value` is not finite and > 0 (>= 0 with `allow_zero`);
+    traced values pass.
 
     Examples:
         >>> check_positive("step_size", 0.1)
@@ -21,8 +22,25 @@ def check_positive(name: str, value: Any) -> None:
     if isinstance(value, jax.core.Tracer):
         return  # swept under vmap/jit: the caller owns the value; nothing concrete to check
     arr = np.asarray(value)
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"`{name}` must be finite and > 0, got {value!r}.")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0 if allow_zero else arr <= 0):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` must be finite and {bound}, got {value!r}.")
+
+
+def check_positive_scalar(name: str, value: Any) -> None:
+    """`check_positive`, and a scalar: a step size or temperature of shape ``(n,)`` broadcast
+    against a batch of chains ``(*chains, d)`` and silently changed its shape (three chains in
+    d = 1 came back as ``(3, 3)``). To sweep values, `jax.vmap` over them.
+
+    Examples:
+        >>> check_positive_scalar("temperature", 1.0)
+    """
+    if jnp.shape(value) != ():
+        raise ValueError(
+            f"`{name}` must be a scalar, got shape {jnp.shape(value)}; to run several values, "
+            "jax.vmap over them."
+        )
+    check_positive(name, value)
 
 
 def concrete_times(name: str, ts: Any, min_len: int = 2) -> np.ndarray | None:

@@ -700,13 +700,18 @@ def _distinct_times(*ts: float) -> list[str]:
     return [repr(t) for t in ts]
 
 
+def _spacing(t0: float, t1: float, dtype: Any) -> float:
+    """The distance between neighbouring representable times of `dtype` near [t0, t1]."""
+    return float(np.spacing(np.asarray(max(abs(t0), abs(t1)), np.dtype(dtype))))
+
+
 _FEW_TIMES = 2**16  # representable times in [t0, t1] below which the dtype's resolution is named
 
 
 def _time_resolution_note(t0: float, t1: float, dtype_name: str) -> str:
     """Why steps fail when [t0, t1] holds few representable times of the dtype (e.g. t0 = 1e6
     in float32, spaced 0.0625 apart): a step below the spacing leaves t where it was."""
-    spacing = float(np.spacing(np.asarray(max(abs(t0), abs(t1)), np.dtype(dtype_name))))
+    spacing = _spacing(t0, t1, dtype_name)
     count = abs(t1 - t0) / spacing
     if count >= _FEW_TIMES:
         return ""
@@ -1095,7 +1100,7 @@ def integrate_ode(
         raise ValueError(
             f"{name}: t0={t_s[0]} and t1={t_s[1]} are the same time in {dtype} (the state's "
             f"dtype), which spaces times near {max(abs(t0_val), abs(t1_val)):.6g} "
-            f"{float(np.spacing(np.asarray(max(abs(t0_val), abs(t1_val)), dtype))):.3g} apart: "
+            f"{_spacing(t0_val, t1_val, dtype):.3g} apart: "
             "shift time so that it starts at 0 (solve in t - t0), or enable float64 with "
             'jax.config.update("jax_enable_x64", True).'
         )

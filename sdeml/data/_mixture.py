@@ -6,10 +6,13 @@ import math
 
 import equinox as eqx
 import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+from ..core._checks import check_positive
 
 
 class GaussianMixture(eqx.Module):
@@ -113,11 +116,7 @@ class GaussianMixture(eqx.Module):
 
 def _check_values(weights: Array, stds: Array) -> None:
     """Refuse weights and stds that make every density NaN (concrete values only)."""
-    try:
-        w, s = np.asarray(weights), np.asarray(stds)
-    except jax.errors.TracerArrayConversionError:  # traced (under jit or vmap): not readable
-        return
-    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.sum(w) > 0):
-        raise ValueError(f"`weights` must be finite, non-negative and not all zero, got {w}")
-    if not (np.all(np.isfinite(s)) and np.all(s > 0)):
-        raise ValueError(f"`stds` must be finite and positive, got {s}")
+    check_positive("weights", weights, allow_zero=True)
+    check_positive("stds", stds)
+    if not isinstance(weights, jax.core.Tracer) and not np.sum(np.asarray(weights)) > 0:
+        raise ValueError(f"`weights` must not all be zero, got {weights}")

@@ -11,12 +11,10 @@ import abc
 from typing import ClassVar
 
 import equinox as eqx
-import jax
-import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ..core._checks import check_positive
 from ..ode import linear_ode_solution
 
 __all__ = [
@@ -33,18 +31,6 @@ __all__ = [
 
 def _scalar(x) -> Array:
     return jnp.asarray(x, dtype=jnp.result_type(x, float))
-
-
-def _check(name: str, value: Array, *, allow_zero: bool = False) -> None:
-    """Refuse a concrete parameter that is not finite and > 0 (>= 0 with `allow_zero`): outside
-    that range the textbook classes (and closed forms) stated for the system do not hold. Traced
-    values (a sweep under `jax.vmap`) pass."""
-    if isinstance(value, jax.core.Tracer):
-        return
-    v = np.asarray(value)
-    if not (np.all(np.isfinite(v)) and np.all(v >= 0 if allow_zero else v > 0)):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"`{name}` must be finite and {bound}, got {v.tolist()!r}.")
 
 
 def _like(y: Array, *params: Array) -> tuple[Array, ...]:
@@ -163,7 +149,7 @@ class HarmonicOscillator(AbstractODESystem):
         self.omega = _scalar(omega)
 
     def __check_init__(self):
-        _check("omega", self.omega)
+        check_positive("omega", self.omega)
 
     def __call__(self, t, y, args=None):
         (w,) = _like(y, self.omega)
@@ -230,8 +216,8 @@ class DampedOscillator(AbstractODESystem):
         self.zeta = _scalar(zeta)
 
     def __check_init__(self):
-        _check("omega", self.omega)
-        _check("zeta", self.zeta)  # zeta = 0 is the harmonic oscillator's centre
+        check_positive("omega", self.omega)
+        check_positive("zeta", self.zeta)  # zeta = 0 is the harmonic oscillator's centre
 
     def __call__(self, t, y, args=None):
         w, z = _like(y, self.omega, self.zeta)
@@ -293,7 +279,7 @@ class VanDerPol(AbstractODESystem):
         self.mu = _scalar(mu)
 
     def __check_init__(self):
-        _check("mu", self.mu, allow_zero=True)  # mu < 0: the origin is stable
+        check_positive("mu", self.mu, allow_zero=True)  # mu < 0: the origin is stable
 
     def __call__(self, t, y, args=None):
         x, v = y[0], y[1]
@@ -348,7 +334,7 @@ class LotkaVolterra(AbstractODESystem):
 
     def __check_init__(self):
         for name in ("alpha", "beta", "gamma", "delta"):
-            _check(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
 
     def __call__(self, t, y, args=None):
         x, p = y[0], y[1]
@@ -411,7 +397,7 @@ class SIR(AbstractODESystem):
 
     def __check_init__(self):
         for name in ("beta", "gamma", "n"):
-            _check(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
 
     def __call__(self, t, y, args=None):
         s, i = y[0], y[1]

@@ -28,25 +28,13 @@ from ..core._checks import (
     check_box,
     check_data,
     check_position,
-    check_positive,
     check_positive_int,
+    check_positive_scalar,
     check_scalar_function,
 )
 from ..core._minibatch import sample_indices
 
 Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
-
-
-def check_scalar_positive(name: str, value: Any) -> None:
-    """`check_positive`, and a scalar: a step size or temperature of shape ``(n,)`` broadcast
-    against the chains ``(*chains, d)`` and silently changed their shape (three chains in d = 1
-    came back as ``(3, 3)``). To sweep values, `jax.vmap` over them."""
-    if jnp.shape(value) != ():
-        raise ValueError(
-            f"`{name}` must be a scalar, got shape {jnp.shape(value)}; to run several values, "
-            "jax.vmap over them."
-        )
-    check_positive(name, value)
 
 
 class LangevinState(eqx.Module):
@@ -199,7 +187,7 @@ class LangevinSDE(AbstractSDE):
     temperature: Float[Array, ""] | float = 1.0
 
     def __check_init__(self):
-        check_scalar_positive("temperature", self.temperature)
+        check_positive_scalar("temperature", self.temperature)
 
     noise: ClassVar[str] = "additive"
     brownian_dim: ClassVar[None] = None
@@ -228,8 +216,8 @@ class _PotentialLangevin(eqx.Module):
     temperature: Float[Array, ""] | float = 1.0
 
     def __check_init__(self):
-        check_scalar_positive("step_size", self.step_size)
-        check_scalar_positive("temperature", self.temperature)
+        check_positive_scalar("step_size", self.step_size)
+        check_positive_scalar("temperature", self.temperature)
 
     def init(self, position: Float[Array, "..."]) -> LangevinState:
         """The state at `position` (shape ``(d,)`` or ``(*chains, d)``)."""
@@ -434,8 +422,8 @@ class SGLD(eqx.Module):
     replace: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
-        check_scalar_positive("step_size", self.step_size)
-        check_scalar_positive("temperature", self.temperature)
+        check_positive_scalar("step_size", self.step_size)
+        check_positive_scalar("temperature", self.temperature)
         check_batch_size(self.batch_size, check_data(self.data))
 
     @property

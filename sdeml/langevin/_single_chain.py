@@ -25,15 +25,9 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..core import AbstractSDE, simulate_path
-from ..core._checks import check_scalar_function
+from ..core._checks import check_positive_int, check_positive_scalar, check_scalar_function
 from ..core._normals import chain_draws, threefry_words
-from ._kernels import (
-    _DIVERGED,
-    _NONFINITE_START,
-    batched_value_and_grad,
-    check_scalar_positive,
-    mala_move,
-)
+from ._kernels import _DIVERGED, _NONFINITE_START, batched_value_and_grad, mala_move
 
 Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
@@ -76,15 +70,10 @@ def _check_chain(potential: Potential, x0: Any, n_steps: Any, thin: Any, step_si
     if not jnp.issubdtype(x0.dtype, jnp.floating):
         raise ValueError(f"`x0` must be a floating array, got dtype {x0.dtype}")
     check_scalar_function("potential", potential, x0)
-    check_scalar_positive("step_size", step_size)
-    check_scalar_positive("temperature", temperature)
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps < 1:
-        raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
-    if thin is not None and (
-        isinstance(thin, bool) or not isinstance(thin, int | np.integer) or thin < 1
-    ):
-        raise ValueError(f"`thin` must be a positive integer or None, got {thin!r}.")
-    if thin is not None and n_steps % thin:
+    check_positive_scalar("step_size", step_size)
+    check_positive_scalar("temperature", temperature)
+    n_steps = check_positive_int("n_steps", n_steps)
+    if thin is not None and check_positive_int("thin", thin) and n_steps % thin:
         raise ValueError(f"`thin` must divide n_steps={n_steps}, got {thin!r}.")
     return x0
 
