@@ -94,3 +94,62 @@ def test_unet8_convolution_and_group_norm_match_references():
     out = gn(x).reshape(64, 2, 3)
     assert jnp.allclose(out.mean((0, 2)), 0.0, atol=1e-5)
     assert jnp.allclose(out.var((0, 2)), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+@pytest.mark.parametrize("m", [1, 2, 3, 7])
+def test_affine_is_the_product_in_every_regime(k, m):
+    # inner size <= 2: broadcast multiply-adds; outer size <= 2: one matrix-vector product per
+    # output; otherwise a matrix product: the value and both gradients agree with x W^T + b
+    w = jr.normal(jr.key(k), (m, k), jnp.float64)
+    b = jr.normal(jr.key(m), (m,), jnp.float64)
+    for lead in [(), (4,), (2, 3)]:
+        x = jr.normal(jr.key(7), (*lead, k), jnp.float64)
+        assert nn.affine(x, w, b).shape == (*lead, m)
+        assert jnp.allclose(nn.affine(x, w, b), x @ w.T + b, rtol=1e-13, atol=1e-13)
+        assert jnp.allclose(nn.affine(x, w), x @ w.T, rtol=1e-13, atol=1e-13)
+
+    def loss(f):
+        return lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+
+    x = jr.normal(jr.key(8), (6, k), jnp.float64)
+    got = jax.grad(loss(nn.affine), argnums=(0, 1))(x, w)
+    want = jax.grad(loss(lambda x, w: x @ w.T), argnums=(0, 1))(x, w)
+    for a, e in zip(got, want, strict=True):
+        assert jnp.allclose(a, e, rtol=1e-12, atol=1e-13)
+    with pytest.raises(ValueError, match=f"x has {k + 1} features, the weight takes {k}"):
+        nn.affine(jnp.ones(k + 1), w)
+
+
+def test_affine_keeps_thin_inner_products_out_of_dot():
+    # the point of `affine`: a product of inner size <= 2 is no dot_general in the program
+    w = jnp.ones((50, 2), jnp.float32)
+    text = jax.jit(lambda x: nn.affine(x, w)).lower(jnp.ones((20, 2), jnp.float32)).as_text()
+    assert "dot_general" not in text
+    text = jax.jit(lambda x: nn.affine(x, w.T)).lower(jnp.ones((20, 50), jnp.float32)).as_text()
+    assert text.count("dot_general") == 2  # one matrix-vector product per output
+
+
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "depth"),
+    [(2, 2, 1), (2, "scalar", 3), ("scalar", 3, 2), (5, 1, 0), (3, 7, 2), ("scalar", "scalar", 1)],
+)
+def test_mlp_is_equinox_mlp(n_in, n_out, depth):
+    net = eqx.nn.MLP(
+        n_in,
+        n_out,
+        8,
+        depth,
+        activation=jnp.tanh,
+        final_activation=jax.nn.softplus,
+        key=jr.key(3),
+        dtype=jnp.float64,
+    )
+    x = jnp.asarray(0.4) if n_in == "scalar" else jnp.linspace(-1.0, 1.0, n_in)
+    got, want = nn.mlp(net, x), net(x)
+    assert got.shape == want.shape
+    assert jnp.allclose(got, want, rtol=1e-13, atol=1e-14)
+    ga = eqx.filter_grad(lambda n: jnp.sum(nn.mlp(n, x) ** 2))(net)
+    gb = eqx.filter_grad(lambda n: jnp.sum(n(x) ** 2))(net)
+    for a, e in zip(jax.tree.leaves(ga), jax.tree.leaves(gb), strict=True):
+        assert jnp.allclose(a, e, rtol=1e-12, atol=1e-14)

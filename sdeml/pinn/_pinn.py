@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ..nn import mlp
 from ._problems import AbstractPDE, Collocation, Field, check_domain
 
 
@@ -140,7 +141,7 @@ class PINN(eqx.Module):
         return z
 
     def __call__(self, t: Float[Array, ""], x: Float[Array, ""]) -> Float[Array, ""]:
-        return self.mlp(self.features(t, x))
+        return mlp(self.mlp, self.features(t, x))
 
 
 def pinn_loss(
