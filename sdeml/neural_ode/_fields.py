@@ -12,7 +12,6 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._typing import ScalarLike
-from ..nn import affine, mlp
 
 
 class MLPField(eqx.Module):
@@ -86,7 +85,7 @@ class MLPField(eqx.Module):
         x = y**self.power if self.power != 1 else y
         if self.time_dependent:
             x = jnp.concatenate([x, jnp.reshape(jnp.asarray(t, y.dtype), (1,))])
-        return mlp(self.mlp, x)
+        return self.mlp(x)
 
     def batch_divergence(
         self, t: ScalarLike, h: Float[Array, "*b d"], *, frobenius: bool = False
@@ -142,7 +141,7 @@ class MLPField(eqx.Module):
         const = first.bias if first.bias is not None else 0.0
         if self.time_dependent:
             const = const + jnp.asarray(t, h.dtype) * first.weight[:, d]
-        a = affine(x, wh) + const
+        a = x @ wh.T + const
         if len(layers) == 1:  # depth 0: an affine field, J = W P
             diag = jnp.broadcast_to(jnp.diagonal(wh), h.shape)  # (b, d): J_jj
             div = jnp.sum(diag if pw is None else diag * pw, axis=1)
@@ -159,16 +158,16 @@ class MLPField(eqx.Module):
         y, s = hidden(a)
         slopes = [s]
         for lin in layers[1:-1]:
-            y, s = hidden(affine(y, lin.weight, lin.bias))
+            y, s = hidden(y @ lin.weight.T + _bias(lin))
             slopes.append(s)
         last = layers[-1]
-        out = affine(y, last.weight, last.bias)  # MLPField's MLP has no final activation
+        out = y @ last.weight.T + _bias(last)  # MLPField's MLP has no final activation
         n_hidden = len(slopes)
         if not frobenius and n_hidden <= 2:
             w_out = last.weight[:d]  # (d, width): output rows that meet the trace
             if n_hidden == 1:
                 u = wh.T * w_out  # (d, width): u_j[k] = W1[k, j] W2[j, k]
-                terms = affine(slopes[0], u)  # (b, d)
+                terms = slopes[0] @ u.T  # (b, d)
             else:
                 mid = layers[1].weight  # (width, width)
                 if pw is None:
@@ -186,8 +185,8 @@ class MLPField(eqx.Module):
             if pw is not None:
                 col = col * pw[:, j : j + 1]
             for lin, s in zip(layers[1:-1], slopes[1:], strict=True):
-                col = s * affine(col, lin.weight)
-            jcol = affine(col, last.weight)  # (b, d): column j of J
+                col = s * (col @ lin.weight.T)
+            jcol = col @ last.weight.T  # (b, d): column j of J
             div = div + jcol[:, j]
             if frob is not None:  # frobenius=True
                 frob = frob + jnp.sum(jcol**2, axis=1)
@@ -198,3 +197,7 @@ def field_dtype(field: eqx.Module) -> jnp.dtype:
     """The dtype of a field's first floating parameter (float32 when it has none)."""
     leaves = [x for x in jax.tree.leaves(field) if eqx.is_inexact_array(x)]
     return leaves[0].dtype if leaves else jnp.dtype(jnp.float32)
+
+
+def _bias(lin: eqx.nn.Linear) -> Array | float:
+    return lin.bias if lin.bias is not None else 0.0

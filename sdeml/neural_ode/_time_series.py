@@ -17,7 +17,6 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._typing import ScalarLike
 from ..core._ode import integrate_ode
-from ..nn import mlp
 from ._neural_ode import check_field_signature, check_times
 
 SPIRAL_A = ((-0.1, 2.0), (-2.0, -0.1))
@@ -293,7 +292,7 @@ class StepModel(eqx.Module):
         dts = jnp.diff(ts).astype(y0.dtype)
 
         def step(y, dt):
-            y = y + mlp(self.mlp, jnp.concatenate([y, dt[None]]))
+            y = y + self.mlp(jnp.concatenate([y, dt[None]]))
             return y, y
 
         _, ys = jax.lax.scan(step, y0, dts)

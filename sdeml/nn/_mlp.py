@@ -10,8 +10,6 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ._dense import affine, linear
-
 
 class GaussianFourierEmbedding(eqx.Module):
     r"""Random Fourier features of a scalar time, with frozen frequencies.
@@ -137,11 +135,11 @@ class TimeMLP(eqx.Module):
                 # computed once for the batch instead of once per sample (the same parameters)
                 w = lin.weight
                 assert lin.bias is not None  # built with use_bias=True
-                pre = affine(x, w[:, : self.in_dim]) + (w[:, self.in_dim :] @ e + lin.bias)
+                pre = w[:, : self.in_dim] @ x + (w[:, self.in_dim :] @ e + lin.bias)
             else:
                 pre = lin(h) + tp(e)
             h = jax.nn.silu(pre)
             if keys is not None:
                 keep = jr.bernoulli(keys[i], 1 - self.dropout, h.shape)
                 h = jnp.where(keep, h / (1 - self.dropout), 0.0)
-        return linear(self.out, h)
+        return self.out(h)

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..nn import mlp
 from ._problems import AbstractPDE, Collocation, Field, check_domain
 
 
@@ -141,7 +140,7 @@ class PINN(eqx.Module):
         return z
 
     def __call__(self, t: Float[Array, ""], x: Float[Array, ""]) -> Float[Array, ""]:
-        return mlp(self.mlp, self.features(t, x))
+        return self.mlp(self.features(t, x))
 
 
 def pinn_loss(

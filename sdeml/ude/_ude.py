@@ -17,7 +17,6 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._typing import ScalarLike
 from ..core import LBFGSResult, ODESolution, QuasiNewtonError, lbfgs_minimize, solve_ode
-from ..nn import mlp
 from ._library import Library
 from ._sindy import Criterion, LibraryField, _check_kind, criterion_penalty
 
@@ -45,9 +44,8 @@ class UDE(eqx.Module):
         known: the known part ``known(t, y, args) -> dy/dt`` (e.g. a `LibraryField` holding
             $\alpha x$ and $-\delta y$), or None. It is fixed: gradients stop at it, so
             training moves only `net` (and the initial state of a `TrajectoryModel`).
-        net: the unknown part, called as ``net(y) -> (d,)`` (e.g. an ``eqx.nn.MLP``, which is
-            evaluated through `sdeml.nn.mlp`; a `LibraryField`'s ``terms`` method for a
-            recovered sparse model).
+        net: the unknown part, called as ``net(y) -> (d,)`` (e.g. an ``eqx.nn.MLP``; a
+            `LibraryField`'s ``terms`` method for a recovered sparse model).
 
     Returns:
         ``ude(t, y, args)`` with ``y`` of shape ``(d,)`` gives $\dot y$, shape ``(d,)``;
@@ -87,7 +85,7 @@ class UDE(eqx.Module):
     def __call__(
         self, t: ScalarLike, y: Float[Array, " d"], args: Any = None
     ) -> Float[Array, " d"]:
-        out = self._net(y)
+        out = self.net(y)
         if self.known is not None:
             # the known terms are fixed: no gradient reaches their arrays (Adam's and L-BFGS's
             # updates leave them where they are), or they would absorb the missing terms
@@ -98,12 +96,7 @@ class UDE(eqx.Module):
 
     def missing(self, ys: Float[Array, "n d"]) -> Float[Array, "n d"]:
         """The network's output (the learned missing terms) at every row of `ys`."""
-        return jax.vmap(self._net)(ys)
-
-    def _net(self, y: Float[Array, " d"]) -> Float[Array, " d"]:
-        # an equinox MLP through `sdeml.nn.mlp`: the same result, with its thin products (a
-        # 2-D state's first and last layers) kept out of the CPU's matrix-product library
-        return mlp(self.net, y) if isinstance(self.net, eqx.nn.MLP) else self.net(y)
+        return jax.vmap(self.net)(ys)
 
 
 class TrajectoryModel(eqx.Module):
