@@ -356,3 +356,16 @@ def test_simulate_reuses_the_plan_of_a_repeated_call_and_gives_the_same_paths():
     assert len(_simulate._PLAN_CACHE) == 2 and c.ts.shape == (9,)
     sdeml.simulate(ou, jnp.ones(2), **{**kw, "t1": jnp.asarray(0.7)})
     assert len(_simulate._PLAN_CACHE) == 2
+
+
+def test_simulate_refuses_a_grid_its_dtype_cannot_resolve():
+    # float32 spaces times near 1e8 8 apart: t0 = 1e8, t1 = 1e8 + 1 in 4 steps ran with steps of
+    # 0 (the paths did not move) and reported t = 1e8 throughout
+    bm, k, f32 = sdeml.BrownianMotion(), jr.key(0), jnp.float32
+    with pytest.raises(ValueError, match=r"steps 0 and 1 .* same time in float32.* 8 apart"):
+        sdeml.simulate(bm, jnp.zeros(1), t0=1e8, t1=1e8 + 1, n_steps=4, dtype=f32, key=k)
+    ts = np.array([0.0, 1.0, 1.0 + 1e-9])  # distinct in float64, one number in float32
+    with pytest.raises(ValueError, match="steps 1 and 2 of the grid"):
+        sdeml.simulate(bm, jnp.zeros(1), ts=ts, dtype=f32, key=k)
+    paths = sdeml.simulate(bm, jnp.zeros(1), ts=ts, dtype=jnp.float64, key=k)  # fine in float64
+    assert bool(jnp.all(jnp.isfinite(paths.xs)))

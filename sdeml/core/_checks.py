@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
@@ -174,3 +175,47 @@ def check_batch_size(batch_size: Any, n: int) -> None:
         raise ValueError(
             f"`batch_size` must be an integer in [1, {n}] (the dataset size), got {batch_size!r}."
         )
+
+
+def check_model_shape(model: Callable, sample: Any, what: str = "score model") -> None:
+    """Trace ``model(0.5, sample)`` for one sample; a shape failure becomes one message naming
+    the shape. A model returning a broadcastable shape (``(1,)`` for ``(2,)``) would otherwise
+    run silently to wrong numbers (a sampler's states, a loss's residuals).
+
+    Examples:
+        >>> check_model_shape(lambda t, x: -x, jnp.zeros(2), "velocity model")
+    """
+    try:
+        out = eqx.filter_eval_shape(lambda m, x: m(jnp.asarray(0.5, x.dtype), x), model, sample)
+    except (ValueError, TypeError) as e:
+        msg = f"the {what} does not accept samples of shape {sample.shape}: {e}"
+        raise ValueError(msg) from None
+    if getattr(out, "shape", None) != sample.shape:
+        raise ValueError(
+            f"the {what} maps a sample of shape {sample.shape} to shape "
+            f"{getattr(out, 'shape', type(out).__name__)}; it must return the sample's shape"
+        )
+
+
+def distinct_times(*ts: float) -> list[str]:
+    """The times with the fewest significant digits (6 at least) that tell them apart.
+
+    Examples:
+        >>> distinct_times(1e6, 1e6 + 1)
+        ['1000000', '1000001']
+    """
+    for digits in range(6, 18):
+        out = [f"{t:.{digits}g}" for t in ts]
+        if len(set(out)) == len(set(ts)):
+            return out
+    return [repr(t) for t in ts]
+
+
+def time_spacing(t0: float, t1: float, dtype: Any) -> float:
+    """The distance between neighbouring representable times of `dtype` near [t0, t1].
+
+    Examples:
+        >>> time_spacing(1e8, 1e8 + 1, "float32")
+        8.0
+    """
+    return float(np.spacing(np.asarray(max(abs(t0), abs(t1)), np.dtype(dtype))))

@@ -27,6 +27,7 @@ from jax.experimental import io_callback
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
+from ._checks import distinct_times, time_spacing
 from ._solvers import SolverInfo, get_solver, solver_info
 
 __all__ = [
@@ -678,7 +679,7 @@ def _failure_message(
     if code.startswith("solve_ode:") and caller:
         code = caller + code[len("solve_ode") :]
     h_mean = abs(float(t_final) - float(t0)) / max(int(num_accepted), 1)
-    tf_s, t0_s, t1_s = _distinct_times(float(t_final), float(t0), float(t1))
+    tf_s, t0_s, t1_s = distinct_times(float(t_final), float(t0), float(t1))
     details = (
         f" [{solver_name}: reached t={tf_s} of [{t0_s}, {t1_s}] "
         f"after {int(num_steps)} steps ({int(num_rejected)} rejected, "
@@ -691,27 +692,13 @@ def _failure_message(
     return code + _remedy(code_name, implicit, dtype_name) + resolution + details
 
 
-def _distinct_times(*ts: float) -> list[str]:
-    """The times with the fewest significant digits (6 at least) that tell them apart."""
-    for digits in range(6, 18):
-        out = [f"{t:.{digits}g}" for t in ts]
-        if len(set(out)) == len(set(ts)):
-            return out
-    return [repr(t) for t in ts]
-
-
-def _spacing(t0: float, t1: float, dtype: Any) -> float:
-    """The distance between neighbouring representable times of `dtype` near [t0, t1]."""
-    return float(np.spacing(np.asarray(max(abs(t0), abs(t1)), np.dtype(dtype))))
-
-
 _FEW_TIMES = 2**16  # representable times in [t0, t1] below which the dtype's resolution is named
 
 
 def _time_resolution_note(t0: float, t1: float, dtype_name: str) -> str:
     """Why steps fail when [t0, t1] holds few representable times of the dtype (e.g. t0 = 1e6
     in float32, spaced 0.0625 apart): a step below the spacing leaves t where it was."""
-    spacing = _spacing(t0, t1, dtype_name)
+    spacing = time_spacing(t0, t1, dtype_name)
     count = abs(t1 - t0) / spacing
     if count >= _FEW_TIMES:
         return ""
@@ -1096,11 +1083,11 @@ def integrate_ode(
     if not concrete_times:
         t1 = cast(Array, eqx.error_if(t1, t1 == t0, f"{name}: `t1` must differ from `t0`."))
     elif np.asarray(t0_val, dtype) == np.asarray(t1_val, dtype):  # (not t0, t1: maybe staged)
-        t_s = _distinct_times(t0_val, t1_val)
+        t_s = distinct_times(t0_val, t1_val)
         raise ValueError(
             f"{name}: t0={t_s[0]} and t1={t_s[1]} are the same time in {dtype} (the state's "
             f"dtype), which spaces times near {max(abs(t0_val), abs(t1_val)):.6g} "
-            f"{_spacing(t0_val, t1_val, dtype):.3g} apart: "
+            f"{time_spacing(t0_val, t1_val, dtype):.3g} apart: "
             "shift time so that it starts at 0 (solve in t - t0), or enable float64 with "
             'jax.config.update("jax_enable_x64", True).'
         )

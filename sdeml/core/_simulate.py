@@ -18,7 +18,7 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._checks import concrete_times
+from ._checks import concrete_times, distinct_times, time_spacing
 from ._normals import PathKeys, normal_pair
 from ._normals import pairs_supported as pairs_ok
 from ._sde import AbstractSDE, check_sde, check_shapes
@@ -78,6 +78,23 @@ def _resolve_dtype(dtype: Any) -> Any:
     return dt
 
 
+def _check_resolved(grid: np.ndarray, dtype: Any) -> None:
+    """Refuse a time grid whose neighbouring times are one number in `dtype` (float32 at
+    t0 = 1e8 is spaced 8 apart): its steps would be 0 and the paths would not move."""
+    cast = grid.astype(np.dtype(dtype))
+    same = np.nonzero(np.diff(cast) <= 0)[0]
+    if same.size:
+        i = int(same[0])
+        a, b = float(grid[i]), float(grid[i + 1])
+        t_s = distinct_times(a, b)
+        raise ValueError(
+            f"the times {t_s[0]} and {t_s[1]} (steps {i} and {i + 1} of the grid) are the same "
+            f"time in {np.dtype(dtype).name}, which spaces times near {max(abs(a), abs(b)):.6g} "
+            f"{time_spacing(a, b, dtype):.3g} apart: use fewer steps, shift time so that it "
+            'starts at 0, or enable float64 with jax.config.update("jax_enable_x64", True).'
+        )
+
+
 def _time_grid(t0, t1, n_steps, ts, dtype):
     """Host-side grid; returns (grid as numpy float64 or None, grid as jnp, n_steps, ends): ends
     is (t0, t1) as checked device scalars for a traced uniform grid, else None."""
@@ -86,6 +103,7 @@ def _time_grid(t0, t1, n_steps, ts, dtype):
             raise ValueError("give either `n_steps` or `ts`, not both")
         ts_np = concrete_times("ts", ts)
         if ts_np is not None:
+            _check_resolved(ts_np, dtype)
             return ts_np, jnp.asarray(ts_np, dtype), ts_np.shape[0] - 1, None
         ts = jnp.asarray(ts, dtype)
         if ts.ndim != 1 or ts.shape[0] < 2:
@@ -119,6 +137,7 @@ def _time_grid(t0, t1, n_steps, ts, dtype):
             )
         grid = float(t0_np) + (float(t1_np) - float(t0_np)) * np.arange(n_steps + 1) / n_steps
         grid[-1] = float(t1_np)
+        _check_resolved(grid, dtype)
         return grid, jnp.asarray(grid, dtype), n_steps, None
     t0j, t1j = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
     if t0j.shape != () or t1j.shape != ():
