@@ -405,3 +405,9 @@ def test_a_negative_n_saves_is_refused():
         d.euler_maruyama_sampler(sc, sde, (4, 2), n_steps=3, n_saves=-1, key=k)
     with pytest.raises(ValueError, match="`n_saves`"):
         d.pc_sampler(sc, sde, (4, 2), n_steps=3, n_saves=-1, key=k)
+    # True was read as one saved state; the ODE sampler had no check at all
+    with pytest.raises(ValueError, match="`n_saves` must be a non-negative int, got True"):
+        d.euler_maruyama_sampler(sc, sde, (4, 2), n_steps=3, n_saves=True, key=k)
+    for bad in (True, -2):
+        with pytest.raises(ValueError, match="`n_saves`"):
+            d.probability_flow_sampler(sc, sde, (4, 2), n_saves=bad, key=k)

@@ -331,3 +331,17 @@ def test_conditional_path_velocity_is_the_time_derivative():
     _, u = conditional_path(x0, x1, t)
     # central difference of a linear path: exact up to rounding (about 1e-16 / 1e-6)
     np.testing.assert_allclose((xp - xm) / (2 * h), u, atol=1e-8)
+
+
+def test_a_velocity_model_of_the_wrong_shape_is_refused():
+    # a model returning (1,) for 2-D points broadcast silently: cfm_loss trained against the
+    # wrong residuals and sample_flow moved both coordinates by one velocity
+    bad = lambda t, x: -jnp.sum(x, keepdims=True)
+    x = jnp.ones((4, 2))
+    msg = r"velocity model maps a sample of shape \(2,\) to shape \(1,\)"
+    with pytest.raises(ValueError, match=msg):
+        cfm_loss(bad, x, key=jr.key(0))
+    with pytest.raises(ValueError, match=msg):
+        sample_flow(bad, x, n_steps=2)
+    with pytest.raises(ValueError, match=r"does not accept samples of shape \(3,\)"):
+        sample_flow(lambda t, x: x @ jnp.ones((2, 2)), jnp.ones((4, 3)), n_steps=2)

@@ -206,3 +206,13 @@ def test_median_bandwidth_of_coinciding_points_is_positive():
     d2 = np.array([0.0] * (10 + 1) + [2.0] * 10)  # 10 + 1 coinciding pairs, 10 at sqrt(2)
     assert float(metrics.median_bandwidth(y)) == pytest.approx(math.sqrt(d2.mean()))
     assert float(metrics.median_bandwidth(jnp.zeros((4, 2)))) == 1.0
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, (1.0, float("nan")), (1.0, float("inf"))])
+def test_a_bandwidth_that_is_not_positive_is_refused(bad):
+    # a zero bandwidth made MMD^2 NaN, a negative one a number of no meaning, silently
+    x, y = jnp.zeros((8, 2)), jnp.ones((8, 2))
+    with pytest.raises(ValueError, match="`bandwidths` must be finite and > 0"):
+        metrics.mmd(x, y, jnp.asarray(bad))
+    with pytest.raises(ValueError, match="1-D"):
+        metrics.mmd(x, y, jnp.ones((2, 2)))

@@ -21,8 +21,9 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ..core import integrate_ode
+from ..core._checks import check_model_shape
 from ..data import GaussianMixture
-from ._samplers import SampleResult, _check_model_shape
+from ._samplers import SampleResult
 from ._sde import AbstractDiffusionSDE
 
 # (sigma, x) -> E[y | y + sigma n = x] for one sample
@@ -689,7 +690,7 @@ def edm_sampler(
         raise ValueError(f"`s_tmin` must not exceed `s_tmax`, got {s_tmin}, {s_tmax}")
     k0, kc = jr.split(key)
     x = _start(prior, shape, sigma_max, x_T, dtype, k0)
-    _check_model_shape(denoiser, x[0], "denoiser")
+    check_model_shape(denoiser, x[0], "denoiser")
     dt_ = x.dtype
     sig = edm_time_grid(n_steps, sigma_min, sigma_max, rho, dtype=dt_)
     den_b = jax.vmap(denoiser, in_axes=(None, 0))

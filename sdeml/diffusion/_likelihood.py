@@ -14,7 +14,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..core import DEFAULT_MAX_STEPS, integrate_ode
-from ._samplers import _check_model_shape
+from ..core._checks import check_model_shape
 from ._sde import AbstractDiffusionSDE
 
 DIVERGENCES = ("exact", "hutchinson")
@@ -124,7 +124,7 @@ def log_likelihood(
         raise ValueError(f"unknown divergence {divergence!r}; valid: {', '.join(DIVERGENCES)}")
     sde.check_times(eps)
     x = jnp.asarray(x)
-    _check_model_shape(score_fn, x)
+    check_model_shape(score_fn, x)
     shape, d = x.shape, x.size
     pf = sde.probability_flow(score_fn)
 

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ..core._checks import check_model_shape
 from ._param import ScoreModel
-from ._samplers import _check_model_shape
 from ._sde import AbstractDiffusionSDE
 
 WEIGHTINGS = ("sigma2", "likelihood")
@@ -80,7 +80,7 @@ def dsm_loss(
     batch = jnp.asarray(batch)
     if batch.ndim < 2:
         raise ValueError(f"`batch` must have shape (b, ...) with a batch axis, got {batch.shape}")
-    _check_model_shape(model, batch[0])
+    check_model_shape(model, batch[0])
     b = batch.shape[0]
     kt, kz, km = jr.split(key, 3)
     u = jr.uniform(kt, (b,), batch.dtype)

@@ -23,6 +23,7 @@ from ..core import (
     simulate,
     simulate_path,
 )
+from ..core._checks import check_model_shape
 from ._param import score_to_x0
 from ._sde import AbstractDiffusionSDE
 
@@ -72,24 +73,16 @@ def _check(sde: AbstractDiffusionSDE, shape: tuple[int, ...], eps: float, n_step
     sde.check_times(eps)
 
 
-def _check_model_shape(model: Callable, x1: Array, what: str = "score model") -> None:
-    """Trace `model` on one sample `x1` (at time 0.5); a shape failure becomes a message naming
-    the shape. A model returning a broadcastable shape (``(1,)`` for ``(2,)``) would otherwise
-    run silently to wrong numbers."""
-    try:
-        out = eqx.filter_eval_shape(lambda m, x: m(jnp.asarray(0.5, x.dtype), x), model, x1)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"the {what} does not accept samples of shape {x1.shape}: {e}") from None
-    if getattr(out, "shape", None) != x1.shape:
-        raise ValueError(
-            f"the {what} maps a sample of shape {x1.shape} to shape "
-            f"{getattr(out, 'shape', type(out).__name__)}; it must return the sample's shape"
-        )
-
-
 def _denoise(score_b, sde, t, x):
     """Tweedie's step at the cut-off: E[x0 | x_eps] = (x + sigma^2 s) / alpha."""
     return score_to_x0(score_b(t, x), x, sde.alpha(t), sde.sigma(t))
+
+
+def _check_n_saves(n_saves: Any) -> int:
+    """`n_saves` as an int >= 0; a bool is refused (True was read as one saved state)."""
+    if isinstance(n_saves, bool) or not isinstance(n_saves, int | np.integer) or n_saves < 0:
+        raise ValueError(f"`n_saves` must be a non-negative int, got {n_saves!r}")
+    return int(n_saves)
 
 
 def _save_every(n_steps: int, n_saves: int) -> int:
@@ -216,7 +209,7 @@ def euler_maruyama_sample(
     _check(sde, (1, *sample_shape), eps, n_steps)
     k0, kloop = jr.split(key)
     x = sde.prior_sample(sample_shape, key=k0, dtype=dtype)
-    _check_model_shape(score_fn, x)
+    check_model_shape(score_fn, x)
     rev = sde.reverse(score_fn)
     x = simulate_path(rev, x, t0=0.0, t1=sde.T - eps, n_steps=n_steps, key=kloop)[-1]
     if denoise:
@@ -295,11 +288,10 @@ def _em_pc(
     chunk_size=None,
     mesh=None,
 ):
-    if not isinstance(n_saves, int) or n_saves < 0:
-        raise ValueError(f"`n_saves` must be a non-negative int, got {n_saves!r}")
+    n_saves = _check_n_saves(n_saves)
     k0, kloop = jr.split(key)
     x = sde.prior_sample(shape, key=k0, dtype=dtype)
-    _check_model_shape(score_fn, x[0])
+    check_model_shape(score_fn, x[0])
     dt_ = x.dtype
     # the reverse-time SDE in the forward-running time u = T - t, u in [0, T - eps]
     rev = sde.reverse(score_fn)
@@ -448,7 +440,8 @@ def probability_flow_sampler(
     x0 = sde.prior_sample(shape, key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T)
     if x0.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x0.shape}, expected {tuple(shape)}")
-    _check_model_shape(score_fn, x0[0])
+    check_model_shape(score_fn, x0[0])
+    n_saves = _check_n_saves(n_saves)
     score_b = _batched(score_fn)
     pf = sde.probability_flow(score_b)
     ts = jnp.linspace(sde.T, eps, n_saves, dtype=x0.dtype) if n_saves else None
@@ -648,7 +641,7 @@ def dpm_solver_sampler(
     x = sde.prior_sample(shape, key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T)
     if x.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x.shape}, expected {tuple(shape)}")
-    _check_model_shape(score_fn, x[0])
+    check_model_shape(score_fn, x[0])
     dt_ = x.dtype
     score_b = _batched(score_fn)
     ts, lam = resolve_time_grid(sde, n_steps, eps, grid, dt_)

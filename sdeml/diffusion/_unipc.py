@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
+from ..core._checks import check_model_shape
 from ._edm import (
     DenoiserFn,
     PriorFn,
@@ -28,7 +29,6 @@ from ._edm import (
 from ._samplers import (
     GRIDS,
     SampleResult,
-    _check_model_shape,
     dpm_time_grid,
     resolve_time_grid,
 )
@@ -273,7 +273,7 @@ def unipc_sampler(
     x = sde.prior_sample(tuple(shape), key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T)
     if x.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x.shape}, expected {tuple(shape)}")
-    _check_model_shape(score_fn, x[0])
+    check_model_shape(score_fn, x[0])
     ts, lams = resolve_time_grid(sde, n_steps, eps, grid, x.dtype)
     alphas, sigmas = sde.alpha(ts), sde.sigma(ts)
     score_b = jax.vmap(score_fn, in_axes=(None, 0))
@@ -345,7 +345,7 @@ def unipc_edm_sampler(
     _check_unipc(n_steps, order, prediction, variant)
     check_sigma_range(sigma_min, sigma_max, rho)
     x = _start(prior, shape, sigma_max, x_T, dtype, key)
-    _check_model_shape(denoiser, x[0], "denoiser")
+    check_model_shape(denoiser, x[0], "denoiser")
     sig = edm_time_grid(n_steps, sigma_min, sigma_max, rho, dtype=x.dtype)
     den_b = jax.vmap(denoiser, in_axes=(None, 0))
     data = prediction == "data"

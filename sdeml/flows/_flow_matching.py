@@ -12,7 +12,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from ..core._checks import check_positive_int
+from ..core._checks import check_model_shape, check_positive_int
 from ..core._ode import integrate_ode
 
 COUPLINGS = ("independent", "ot")
@@ -199,6 +199,7 @@ def cfm_loss(
         raise ValueError(f"`x0` must have the shape of `x1` {x1.shape}, got {x0.shape}")
     if sigma < 0:
         raise ValueError(f"`sigma` must be >= 0, got {sigma}")
+    check_model_shape(model, x1[0], "velocity model")  # a (1,)-valued model broadcast silently
     k0, kt, ks = jr.split(key, 3)
     if x0 is None:
         x0 = jr.normal(k0, x1.shape, x1.dtype)
@@ -262,6 +263,7 @@ def sample_flow(
         raise ValueError(f"`x0` must have shape (b, d), got {x0.shape}")
     if not t1 > t0:
         raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
+    check_model_shape(model, x0[0], "velocity model")
 
     def one(x):
         return integrate_ode(

@@ -12,6 +12,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from ..core._checks import check_positive
+
 # Multiples of the median distance, from 1/32 to 4. The small ones resolve structure far below
 # the data's scale (8 Gaussians: components of std 0.2 at a median distance of 2.8) and give the
 # biased MMD^2 a stable diagonal part. Measured over 30 replications of the median-of-5 protocol
@@ -30,6 +32,16 @@ def _flat(x: ArrayLike, name: str) -> Array:
         # bandwidths below would be truncated to integers (0.5 -> 0) and MMD^2 would be NaN
         x = x.astype(jnp.result_type(float))
     return x.reshape(x.shape[0], -1)
+
+
+def _fixed_bandwidths(bandwidths: ArrayLike, dtype: Any) -> Array:
+    """Given bandwidths as a 1-D array; a zero, negative or non-finite one is refused (it made
+    MMD^2 NaN or infinite, silently)."""
+    bws = jnp.atleast_1d(jnp.asarray(bandwidths, dtype))
+    if bws.ndim != 1:
+        raise ValueError(f"`bandwidths` must be a scalar or 1-D, got shape {bws.shape}")
+    check_positive("bandwidths", bws)
+    return bws
 
 
 def median_bandwidth(x: ArrayLike, max_points: int = 2000) -> Float[Array, ""]:
@@ -141,7 +153,7 @@ def mmd(
     if bandwidths is None:
         bws = median_bandwidth(y) * jnp.asarray(DEFAULT_BANDWIDTH_FACTORS, y.dtype)
     else:
-        bws = jnp.atleast_1d(jnp.asarray(bandwidths, x.dtype))
+        bws = _fixed_bandwidths(bandwidths, x.dtype)
     n, m, nb = x.shape[0], y.shape[0], bws.shape[0]
     bx, by = min(block, n), min(block, m)
     kxx, kyy = _kernel_sum(x, x, bws, bx), _kernel_sum(y, y, bws, by)
@@ -334,7 +346,7 @@ def mmd_ratio_to_floor(
     if bandwidths is None:
         bws = median_bandwidth(ref[0]) * jnp.asarray(DEFAULT_BANDWIDTH_FACTORS, ref[0].dtype)
     else:
-        bws = jnp.atleast_1d(jnp.asarray(bandwidths, ref[0].dtype))
+        bws = _fixed_bandwidths(bandwidths, ref[0].dtype)
     if floors is None:
         floors = [float(_mmd_jit(ref[i], ref[k + i], bws)) for i in range(k)]
     elif len(floors) != k:
