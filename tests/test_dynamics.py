@@ -323,6 +323,13 @@ def test_phase_portrait_writes_png(tmp_path):
         sdeml.dynamics.phase_portrait(sdeml.dynamics.Lorenz(), (-1.0, 1.0), (-1.0, 1.0))
     with pytest.raises(ValueError, match="`xlim`"):
         sdeml.dynamics.phase_portrait(sdeml.dynamics.VanDerPol(1.0), (1.0, -1.0), (-1.0, 1.0))
+    # one guess given as (2,) was vmapped as two scalar guesses: "`y_guess` must have shape (d,)".
+    # The function itself (under the test run's jaxtyping hook its annotation refuses first)
+    portrait = getattr(sdeml.dynamics.phase_portrait, "__wrapped__", sdeml.dynamics.phase_portrait)
+    msg = r"`equilibrium_guesses` must have shape \(k, 2\), got \(2,\)"
+    with pytest.raises(ValueError, match=msg):
+        guess = jnp.array([0.2, 0.1])
+        portrait(sdeml.dynamics.VanDerPol(1.0), (-1.0, 1.0), (-1.0, 1.0), equilibrium_guesses=guess)
 
 
 def test_zero_growth_rate_is_labelled_non_hyperbolic():

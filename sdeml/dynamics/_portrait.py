@@ -183,6 +183,11 @@ def phase_portrait(
 
     if equilibrium_guesses is not None:
         guesses = jnp.asarray(equilibrium_guesses)
+        if guesses.ndim != 2 or guesses.shape[1] != 2:  # a single (2,) guess: give it as (1, 2)
+            raise ValueError(
+                f"`equilibrium_guesses` must have shape (k, 2), got {guesses.shape}; one guess "
+                "is jnp.array([[x, y]])."
+            )
         eqs = jax.vmap(lambda g: find_equilibrium(f, g, args=args))(guesses)
         seen: set[str] = set()
         for y, code, conv in zip(
