@@ -78,8 +78,20 @@ def check_positive_int(name: str, value: Any) -> int:
         >>> check_positive_int("n_bins", 10)
         10
     """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return check_int(name, value, 1)
+
+
+def check_int(name: str, value: Any, low: int) -> int:
+    """`value` as an int, or `ValueError` unless it is an int (NumPy's too) >= `low`; a bool is
+    refused (True read as 1).
+
+    Examples:
+        >>> check_int("n_saves", 0, 0)
+        0
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        what = {0: "a non-negative int", 1: "a positive integer"}.get(low, f"an int >= {low}")
+        raise ValueError(f"`{name}` must be {what}, got {value!r}.")
     return int(value)
 
 

@@ -23,7 +23,7 @@ from ..core import (
     simulate,
     simulate_path,
 )
-from ..core._checks import check_model_shape
+from ..core._checks import check_int, check_model_shape
 from ._param import score_to_x0
 from ._sde import AbstractDiffusionSDE
 
@@ -76,13 +76,6 @@ def _check(sde: AbstractDiffusionSDE, shape: tuple[int, ...], eps: float, n_step
 def _denoise(score_b, sde, t, x):
     """Tweedie's step at the cut-off: E[x0 | x_eps] = (x + sigma^2 s) / alpha."""
     return score_to_x0(score_b(t, x), x, sde.alpha(t), sde.sigma(t))
-
-
-def _check_n_saves(n_saves: Any) -> int:
-    """`n_saves` as an int >= 0; a bool is refused (True was read as one saved state)."""
-    if isinstance(n_saves, bool) or not isinstance(n_saves, int | np.integer) or n_saves < 0:
-        raise ValueError(f"`n_saves` must be a non-negative int, got {n_saves!r}")
-    return int(n_saves)
 
 
 def _save_every(n_steps: int, n_saves: int) -> int:
@@ -265,8 +258,7 @@ def pc_sampler(
     _check(sde, shape, eps, n_steps)
     if not snr > 0:
         raise ValueError(f"`snr` must be positive, got {snr}")
-    if not isinstance(n_corrector, int) or n_corrector < 0:
-        raise ValueError(f"`n_corrector` must be a non-negative int, got {n_corrector!r}")
+    n_corrector = check_int("n_corrector", n_corrector, 0)
     return _em_pc(
         score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, n_corrector, snr
     )
@@ -288,7 +280,7 @@ def _em_pc(
     chunk_size=None,
     mesh=None,
 ):
-    n_saves = _check_n_saves(n_saves)
+    n_saves = check_int("n_saves", n_saves, 0)
     k0, kloop = jr.split(key)
     x = sde.prior_sample(shape, key=k0, dtype=dtype)
     check_model_shape(score_fn, x[0])
@@ -441,7 +433,7 @@ def probability_flow_sampler(
     if x0.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x0.shape}, expected {tuple(shape)}")
     check_model_shape(score_fn, x0[0])
-    n_saves = _check_n_saves(n_saves)
+    n_saves = check_int("n_saves", n_saves, 0)
     score_b = _batched(score_fn)
     pf = sde.probability_flow(score_b)
     ts = jnp.linspace(sde.T, eps, n_saves, dtype=x0.dtype) if n_saves else None
