@@ -358,6 +358,15 @@ def test_sweep_members_take_jr_key_of_any_int_seed():
     for bad in ([], [1.5], [[0, 1]]):
         with pytest.raises(ValueError, match="`seeds` must be a non-empty list of ints"):
             sdeml.train.init_states(lambda k: jr.key_data(k), bad)
+    # traced seeds (a sweep's jitted init) give the same keys, also as int64 under x64, where a
+    # cast to uint32 dropped the high word: -1 became 2**32 - 1's key
+    with jax.enable_x64(True):
+        seeds64 = jnp.asarray([-1, 2**32 + 3, 7], jnp.int64)
+        traced = jax.jit(lambda s: sdeml.train.init_states(lambda k: jr.key_data(k), s))(seeds64)
+        expect = np.stack([jr.key_data(jr.key(int(s))) for s in seeds64])
+    np.testing.assert_array_equal(traced, expect)
+    with pytest.raises(ValueError, match="`seeds` must be a 1-D integer array"):
+        jax.jit(lambda s: sdeml.train.init_states(lambda k: jr.key_data(k), s))(jnp.ones(2))
 
 
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]

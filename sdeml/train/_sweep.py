@@ -38,7 +38,13 @@ def init_states(init: Callable[[jax.Array], TrainState], seeds: Sequence[int]) -
         True
     """
     if isinstance(seeds, jax.core.Tracer):
-        keys = jax.vmap(jr.key)(jnp.asarray(seeds, dtype=jnp.uint32))
+        if seeds.ndim != 1 or not jnp.issubdtype(seeds.dtype, jnp.integer):
+            raise ValueError(
+                f"`seeds` must be a 1-D integer array, got {seeds.dtype} of shape {seeds.shape}"
+            )
+        # in the seeds' own dtype, as `jr.key(int(s))` below: a cast to uint32 dropped a traced
+        # int64 seed's high word (x64), so -1 gave another key than a run with seed -1
+        keys = jax.vmap(jr.key)(seeds)
     else:
         values = np.asarray(seeds)
         if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "iu":
