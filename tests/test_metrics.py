@@ -216,3 +216,79 @@ def test_a_bandwidth_that_is_not_positive_is_refused(bad):
         metrics.mmd(x, y, jnp.asarray(bad))
     with pytest.raises(ValueError, match="1-D"):
         metrics.mmd(x, y, jnp.ones((2, 2)))
+
+
+def _exact_wp_pp(a, b, p):
+    """W_p^p between two 1-D empirical laws by brute force: the quantile functions on a fine
+    common grid of u (every step of both lies on the grid 1 / (n m))."""
+    a, b = np.sort(np.asarray(a, np.float64)), np.sort(np.asarray(b, np.float64))
+    n, m = len(a), len(b)
+    u = (np.arange(n * m) + 0.5) / (n * m)
+    qa, qb = a[np.floor(u * n).astype(int)], b[np.floor(u * m).astype(int)]
+    return np.mean(np.abs(qa - qb) ** p)
+
+
+@pytest.mark.parametrize(("n", "m", "p"), [(1000, 1, 1), (37, 100, 2), (64, 48, 1)])
+def test_sliced_wasserstein_of_unequal_sizes_is_exact(n, m, p):
+    # 1-D: every projection is +-x, so SW_p is the exact W_p of the empirical laws; scipy's
+    # wasserstein_distance is an independent W_1. Interpolating both at min(n, m) levels (the
+    # earlier method) read 0.03 for 1000 normals against one point (exact E|x| ~ 0.8).
+    from scipy.stats import wasserstein_distance
+
+    x = np.asarray(jr.normal(jr.key(n), (n, 1)), np.float64)
+    y = np.asarray(0.8 * jr.t(jr.key(m + 1), 3.0, (m, 1)) + 0.5, np.float64)
+    sw = float(metrics.sliced_wasserstein(x, y, p=p, n_projections=8, key=jr.key(0)))
+    exact = _exact_wp_pp(x[:, 0], y[:, 0], p) ** (1 / p)
+    assert sw == pytest.approx(exact, rel=1e-9)
+    if p == 1:
+        assert sw == pytest.approx(wasserstein_distance(x[:, 0], y[:, 0]), rel=1e-9)
+    # dropping one point of many barely moves it (the interpolation jumped 0.89 -> 0.80)
+    if n > 2 * m:
+        less = float(metrics.sliced_wasserstein(x[:-1], y, p=p, n_projections=8, key=jr.key(0)))
+        assert less == pytest.approx(sw, rel=0.02)
+    with pytest.raises(ValueError, match="n_projections"):
+        metrics.sliced_wasserstein(x, y, n_projections=0, key=jr.key(0))
+
+
+def test_mmd_of_float32_data_far_from_the_origin():
+    # d > 8 uses |a|^2 + |b|^2 - 2ab; centred first, data at 1000 +- 0.5 keep their spread
+    # (biased MMD^2 read 0.026 against 0.031, the unbiased one half its value)
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 64)) * 0.5 + 1000
+    b = rng.normal(size=(200, 64)) * 0.5 + 1000.05
+    bw = [1.0, 2.0, 4.0]
+    for biased in (True, False):
+        ref = float(metrics.mmd(a - 1000, b - 1000, jnp.asarray(bw), biased=biased))  # float64
+        with jax.enable_x64(False):
+            a32, b32, bw32 = (jnp.asarray(v, jnp.float32) for v in (a, b, bw))
+            got = metrics.mmd(a32, b32, bw32, biased=biased)
+        assert got.dtype == jnp.float32
+        assert float(got) == pytest.approx(ref, rel=0.02, abs=2e-5)
+    with pytest.raises(ValueError, match="need at least 2"):
+        metrics.mmd(jnp.ones((4, 2)), jnp.ones((1, 2)))
+    with pytest.raises(ValueError, match="median heuristic needs at least 2"):
+        metrics.median_bandwidth(jnp.ones((1, 3)))
+    with pytest.raises(ValueError, match="block"):
+        metrics.mmd(a, b, bw, block=0)
+
+
+def test_gaussian_nll_and_nearest_neighbours_of_integer_data():
+    from scipy.stats import norm
+
+    # integer x: std 2.5 was cast to x's dtype (2) before the log
+    got = float(metrics.gaussian_nll(jnp.array([0, 1, 2]), 0.0, 2.5))
+    assert got == pytest.approx(-norm.logpdf([0, 1, 2], 0, 2.5).sum(), rel=1e-6)
+    # a mean of more samples than x summed five densities silently
+    with pytest.raises(ValueError, match=r"`mean` must broadcast to the sample's shape \(2,\)"):
+        metrics.gaussian_nll(jnp.ones(2), jnp.zeros((5, 2)))
+    with pytest.raises(ValueError, match="`std` must be finite and > 0"):
+        metrics.gaussian_nll(jnp.ones(2), 0.0, jnp.array([1.0, -1.0]))
+    # integer x: ref was truncated to integers (0.4 -> 0)
+    d = metrics.nearest_neighbour_distances(jnp.array([[0], [1]]), jnp.array([[0.4], [0.6]]))
+    np.testing.assert_allclose(np.asarray(d), [0.4, 0.4], rtol=1e-6)
+    with pytest.raises(ValueError, match="`dim` must be a positive integer"):
+        metrics.bits_per_dim(1.0, 2.5)
+    with pytest.raises(ValueError, match="`n_levels` must be an int >= 2"):
+        metrics.bits_per_dim(1.0, 4, n_levels=1)
+    with pytest.raises(ValueError, match="`a` needs at least 2 samples"):
+        metrics.frechet_distance(np.ones((1, 3)), np.ones((5, 3)))

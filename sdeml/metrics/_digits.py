@@ -86,6 +86,13 @@ def frechet_distance(a: ArrayLike, b: ArrayLike) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"features must be (n, f) and (m, f), got {a.shape}, {b.shape}")
+    for name, v in (("a", a), ("b", b)):
+        if v.shape[0] < 2:  # one sample has no covariance (NaN, then LinAlgError)
+            raise ValueError(
+                f"`{name}` needs at least 2 samples to fit a covariance, got {v.shape}"
+            )
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"`{name}` holds non-finite features (NaN or inf)")
     mu_a, mu_b = a.mean(0), b.mean(0)
     sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     w, v = np.linalg.eigh(sa)
@@ -114,8 +121,12 @@ def nearest_neighbour_distances(x: ArrayLike, ref: ArrayLike) -> Float[Array, " 
         >>> [round(float(v), 4) for v in nearest_neighbour_distances(x, ref)]  # 0 and sqrt(18)
         [0.0, 4.2426]
     """
-    x = jnp.asarray(x).reshape(jnp.shape(x)[0], -1)
-    ref = jnp.asarray(ref, x.dtype).reshape(jnp.shape(ref)[0], -1)
+    x, ref = jnp.asarray(x), jnp.asarray(ref)
+    floats = [a.dtype for a in (x, ref) if jnp.issubdtype(a.dtype, jnp.floating)]
+    dtype = jnp.result_type(*floats) if floats else jnp.result_type(float)
+    # one float dtype for both: `ref` cast to an integer `x`'s dtype was truncated (0.4 -> 0)
+    x = x.astype(dtype).reshape(x.shape[0], -1)
+    ref = ref.astype(dtype).reshape(ref.shape[0], -1)
     if x.shape[1] != ref.shape[1]:
         raise ValueError(f"sample shapes differ: {x.shape[1:]} vs {ref.shape[1:]}")
 

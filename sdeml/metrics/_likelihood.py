@@ -7,6 +7,8 @@ import math
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from ..core._checks import check_int, check_positive, check_positive_int
+
 
 def bits_per_dim(
     nll_nats: ArrayLike,
@@ -53,13 +55,12 @@ def bits_per_dim(
         Theis, van den Oord & Bethge, A note on the evaluation of generative models, ICLR 2016.
         Ho et al., Flow++, ICML 2019 (dequantisation).
     """
-    if dim <= 0:
-        raise ValueError(f"`dim` must be positive, got {dim}")
+    dim = check_positive_int("dim", dim)
     bpd = jnp.asarray(nll_nats) / (dim * math.log(2.0))
     if n_levels is not None:
-        if n_levels < 2 or data_range <= 0:
-            raise ValueError(f"need n_levels >= 2 and data_range > 0, got {n_levels}, {data_range}")
-        bpd = bpd - math.log2(data_range / n_levels)
+        n_levels = check_int("n_levels", n_levels, 2)
+        check_positive("data_range", data_range)
+        bpd = bpd - math.log2(float(data_range) / n_levels)
     return bpd
 
 
@@ -86,6 +87,21 @@ def gaussian_nll(x: ArrayLike, mean: ArrayLike = 0.0, std: ArrayLike = 1.0) -> F
         True
     """
     x = jnp.asarray(x)
-    z = (x - mean) / std
+    if not jnp.issubdtype(x.dtype, jnp.floating):  # integer data: in its own dtype, std 2.5 -> 2
+        x = x.astype(jnp.result_type(float))
+    for name, v in (("mean", mean), ("std", std)):
+        shape = jnp.shape(v)
+        try:
+            fits = jnp.broadcast_shapes(shape, x.shape) == x.shape
+        except ValueError:
+            fits = False
+        if not fits:  # a larger mean summed the density of several samples, silently
+            raise ValueError(
+                f"`{name}` must broadcast to the sample's shape {x.shape}, got shape {shape}; "
+                "for a batch of samples, jax.vmap over them"
+            )
+    check_positive("std", std)
+    mean = jnp.asarray(mean, x.dtype)
     std_b = jnp.broadcast_to(jnp.asarray(std, x.dtype), x.shape)
+    z = (x - mean) / std_b
     return 0.5 * jnp.sum(z**2) + jnp.sum(jnp.log(std_b)) + 0.5 * x.size * math.log(2 * math.pi)

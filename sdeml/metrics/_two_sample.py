@@ -12,7 +12,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ..core._checks import check_positive
+from ..core._checks import check_positive, check_positive_int
 
 # Multiples of the median distance, from 1/32 to 4. The small ones resolve structure far below
 # the data's scale (8 Gaussians: components of std 0.2 at a median distance of 2.8) and give the
@@ -65,6 +65,12 @@ def median_bandwidth(x: ArrayLike, max_points: int = 2000) -> Float[Array, ""]:
         Gretton et al., A Kernel Two-Sample Test, JMLR 2012, sec. 8.
     """
     x = _flat(x, "x")[:max_points]
+    if x.shape[0] < 2:
+        raise ValueError(
+            f"the median heuristic needs at least 2 samples, got shape {x.shape}; pass fixed "
+            "bandwidths instead"
+        )
+    x = x - jax.lax.stop_gradient(jnp.mean(x, axis=0))  # distances are shift-invariant
     d2 = _sq_dists(x, x)
     iu = jnp.triu_indices(x.shape[0], 1)
     pairs = d2[iu]
@@ -76,6 +82,8 @@ def median_bandwidth(x: ArrayLike, max_points: int = 2000) -> Float[Array, ""]:
 
 
 def _sq_dists(x: Array, y: Array) -> Array:
+    # callers centre their points first (`mmd`, `median_bandwidth`): the expansion below then
+    # cancels only at the data's spread, not at its distance from the origin
     if x.shape[1] <= 8:
         # low dimension: from the differences, exact for far-out points, where the expansion
         # below cancels catastrophically (a diverged sampler's 1e4-sized samples would lose
@@ -150,10 +158,21 @@ def mmd(
     x, y = _flat(x, "x"), _flat(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"`x` and `y` must have the same sample shape, got {x.shape}, {y.shape}")
+    block = check_positive_int("block", block)
     if bandwidths is None:
+        if y.shape[0] < 2:
+            raise ValueError(
+                f"`y` has {y.shape[0]} sample: the default bandwidths (the median distance "
+                "within `y`) need at least 2; pass `bandwidths`"
+            )
         bws = median_bandwidth(y) * jnp.asarray(DEFAULT_BANDWIDTH_FACTORS, y.dtype)
     else:
         bws = _fixed_bandwidths(bandwidths, x.dtype)
+    # MMD is shift-invariant: centred on y's mean, float32 data far from the origin (d > 8,
+    # where distances come from |a|^2 + |b|^2 - 2ab) no longer lose the spread to cancellation
+    # (d = 64 at 1000 +- 0.5: biased MMD^2 0.026 against 0.031 before)
+    centre = jax.lax.stop_gradient(jnp.mean(y, axis=0))
+    x, y = x - centre, y - centre
     n, m, nb = x.shape[0], y.shape[0], bws.shape[0]
     bx, by = min(block, n), min(block, m)
     kxx, kyy = _kernel_sum(x, x, bws, bx), _kernel_sum(y, y, bws, by)
@@ -173,8 +192,9 @@ def sliced_wasserstein(
     $$SW_p(\mu,\nu) = \Big(\mathbb E_{\theta\sim U(S^{d-1})}
     W_p^p(\theta_\#\mu, \theta_\#\nu)\Big)^{1/p},$$
 
-    each 1-D $W_p$ computed between empirical quantile functions (exact sorting when
-    ``n == m``, otherwise linear interpolation at ``min(n, m)`` levels).
+    each 1-D $W_p^p = \int_0^1 |F^{-1}(u) - G^{-1}(u)|^p\,du$ computed exactly between the
+    two empirical quantile functions (step functions with steps at $i/n$ and $j/m$; for
+    ``n == m`` the mean of $|x_{(i)} - y_{(i)}|^p$ over the sorted projections).
 
     Args:
         x, y: samples ``(n, ...)`` and ``(m, ...)``.
@@ -197,6 +217,13 @@ def sliced_wasserstein(
         >>> round(float(sw), 1)  # |(1, 1)| / sqrt(2) = 1
         1.0
 
+        Unequal sizes are exact too: 1000 draws of N(0, 1) against one point at 0 in 1-D give
+        $W_1 = \mathbb E|X| \approx 0.8$:
+
+        >>> z = jr.normal(jr.key(2), (1000, 1))
+        >>> round(float(sliced_wasserstein(z, jnp.zeros((1, 1)), p=1, key=jr.key(3))), 1)
+        0.8
+
     References:
         Bonneel et al., Sliced and Radon Wasserstein Barycenters of Measures, JMIV 2015.
     """
@@ -205,15 +232,28 @@ def sliced_wasserstein(
         raise ValueError(f"`x` and `y` must have the same sample shape, got {x.shape}, {y.shape}")
     if p < 1:
         raise ValueError(f"`p` must be >= 1, got {p}")
+    n_projections = check_positive_int("n_projections", n_projections)
     theta = jr.normal(key, (n_projections, x.shape[1]), x.dtype)
     theta = theta / jnp.linalg.norm(theta, axis=1, keepdims=True)
     px, py = jnp.sort(x @ theta.T, axis=0), jnp.sort(y @ theta.T, axis=0)
-    if px.shape[0] != py.shape[0]:
-        k = min(px.shape[0], py.shape[0])
-        q = (jnp.arange(k, dtype=x.dtype) + 0.5) / k
-        px = jnp.quantile(px, q, axis=0)
-        py = jnp.quantile(py, q, axis=0)
-    return jnp.mean(jnp.abs(px - py) ** p) ** (1.0 / p)
+    if px.shape[0] == py.shape[0]:
+        return jnp.mean(jnp.abs(px - py) ** p) ** (1.0 / p)
+    # Unequal sizes: the quantile functions step at i/n and j/m; on each piece between two
+    # neighbouring steps both are constant. (Interpolating at min(n, m) levels instead shrank
+    # the tails: 1000 points against 1 read 0.03 for an exact 0.78.)
+    ix, iy, w = _quantile_pieces(px.shape[0], py.shape[0])
+    wpp = jnp.sum(jnp.asarray(w, x.dtype)[:, None] * jnp.abs(px[ix] - py[iy]) ** p, axis=0)
+    return jnp.mean(wpp) ** (1.0 / p)
+
+
+def _quantile_pieces(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of [0, 1] on which the quantile functions of n and m equal-weight points are
+    both constant: the sorted-sample indices on each and its width. Exact integer arithmetic on
+    the grid 1/(n m) (float levels misorder neighbours closer than the dtype resolves)."""
+    ends = np.sort(np.concatenate([np.arange(1, n + 1) * m, np.arange(1, m + 1) * n]))
+    ends = np.unique(ends)  # a step both functions take once (u = 1 always)
+    widths = np.diff(ends, prepend=0) / (n * m)
+    return (ends - 1) // m, (ends - 1) // n, widths
 
 
 class MedianRatio(TypedDict):
