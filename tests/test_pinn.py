@@ -219,7 +219,7 @@ def test_bad_arguments():
         sdeml.pinn.Convection1D(float("nan"))
     heat = sdeml.pinn.Heat1D()
     for counts, name in [((0, 1, 1), "n_interior"), ((1, -3, 1), "n_initial")]:
-        with pytest.raises(ValueError, match=f"`{name}` must be an integer > 0") as e:
+        with pytest.raises(ValueError, match=f"`{name}` must be a positive integer") as e:
             sdeml.pinn.sample_collocation(heat, *counts, key=jr.key(0))
         assert len(str(e.value).splitlines()) == 1
     with pytest.raises(ValueError, match=r"`x_range` must be \(lo, hi\) with finite lo < hi"):

@@ -602,3 +602,97 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
         timeout=120,
     )
     assert "Traceback" not in out.stderr and "exit 0" in out.stderr, out.stderr
+
+
+# ---- integer arguments: NumPy integers accepted as Python ints, bools refused -----------------
+def _int_cases():
+    """(argument named in the error, call taking that argument, a valid value of it)."""
+    from sdeml.run._distributed import check_counts
+
+    k = jr.key(0)
+    ts = jnp.linspace(0.0, 1.0, 6)
+    ys = jnp.stack([ts, ts**2], axis=1)
+    quad = lambda th: jnp.sum((th - 1.0) ** 2)
+    field = lambda w: sdeml.MLPField(2, w, 1, key=k)(0.5, jnp.ones(2))
+    return {
+        "data.two_moons": ("n", lambda n: sdeml.data.two_moons(n, key=k), 4),
+        "diffusion.edm_time_grid": ("n_steps", sdeml.diffusion.edm_time_grid, 3),
+        "diffusion.edm_sigma_sample": (
+            "n",
+            lambda n: sdeml.diffusion.edm_sigma_sample(n, key=k),
+            3,
+        ),
+        "neural_ode.MLPField": ("width", field, 4),
+        "neural_ode.sample_windows": (
+            "batch_size",
+            lambda b: sdeml.neural_ode.sample_windows(ts, ys, b, 3, key=k),
+            2,
+        ),
+        "optim_dynamics.gradient_descent": (
+            "n_steps",
+            lambda n: sdeml.optim_dynamics.gradient_descent(quad, jnp.zeros(2), 0.1, n),
+            3,
+        ),
+        "optim_dynamics.minibatch_factor": ("batch_size", sdeml.optim_dynamics.minibatch_factor, 4),
+        "langevin.gibbs_bin_probabilities": (
+            "pad_bins",
+            lambda p: sdeml.langevin.gibbs_bin_probabilities(
+                lambda x: 0.5 * jnp.sum(x**2), -2.0, 2.0, 4, n_sub=3, pad_bins=p
+            ),
+            1,
+        ),
+        "pinn.sample_interior": (
+            "n",
+            lambda n: sdeml.pinn.sample_interior(sdeml.pinn.Heat1D(), n, key=k),
+            3,
+        ),
+        "pinn.reference_grid": (
+            "n_t",
+            lambda n: sdeml.pinn.reference_grid(sdeml.pinn.Heat1D(), n, 3),
+            2,
+        ),
+        "core.lbfgs_minimize": (
+            "memory_size",
+            lambda m: (
+                sdeml.core.lbfgs_minimize(quad, jnp.zeros(2), max_iter=0, memory_size=m).params
+            ),
+            2,
+        ),
+        "run.check_counts": ("--processes", lambda p: check_counts(p, 1), 2),
+    }
+
+
+_INT_CASES = (
+    "core.lbfgs_minimize",
+    "data.two_moons",
+    "diffusion.edm_sigma_sample",
+    "diffusion.edm_time_grid",
+    "langevin.gibbs_bin_probabilities",
+    "neural_ode.MLPField",
+    "neural_ode.sample_windows",
+    "optim_dynamics.gradient_descent",
+    "optim_dynamics.minibatch_factor",
+    "pinn.reference_grid",
+    "pinn.sample_interior",
+    "run.check_counts",
+)  # named here so that collecting the tests builds no JAX arrays
+
+
+@pytest.mark.parametrize("case", _INT_CASES)
+def test_integer_arguments_take_numpy_ints_and_refuse_bools(case, monkeypatch):
+    # Hand-written `isinstance(v, int)` checks refused an np.int64 (a count read from an array or
+    # a sweep) and some took True as 1; `core._checks.check_int` does neither. (The suite's
+    # jaxtyping hook refuses np.int64 against `int` first, so it is off here, as for a user.)
+    import jaxtyping
+
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+    cases = _int_cases()
+    assert sorted(cases) == list(_INT_CASES)
+    name, call, good = cases[case]
+    want, got = call(good), call(np.int64(good))
+    flat_want, flat_got = jax.tree.leaves(want), jax.tree.leaves(got)
+    assert len(flat_want) == len(flat_got) > 0
+    for a, b in zip(flat_want, flat_got, strict=True):
+        assert type(a) is type(b) and np.array_equal(np.asarray(a), np.asarray(b)), (a, b)
+    with pytest.raises(ValueError, match=re.escape(name)):
+        call(True)

@@ -31,6 +31,8 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
 
+from ._checks import check_int, check_positive_int
+
 # the status of a stop, by the code the compiled loop returns
 _RUNNING, _NON_FINITE, _NO_PROGRESS, _CONVERGED = 0, 1, 2, 3
 STATUSES = ("max_iter", "non_finite", "no_progress", "converged", "time_limit")
@@ -275,13 +277,6 @@ def _chunk(loss_fn, static, settings, dyn, state, stall, n, best, args):
     return jax.lax.while_loop(cond, body, init)
 
 
-def _positive_int(name: str, v: Any, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        kind = "a positive integer" if lo else "an integer >= 0"
-        raise ValueError(f"`{name}` must be {kind}, got {v!r}")
-    return v
-
-
 def lbfgs_minimize(
     loss_fn: Callable[..., Any],
     params: PyTree,
@@ -352,14 +347,11 @@ def lbfgs_minimize(
         Optim. Theory Appl. 96 (1998). Urbán, Stefanou & Pons, Unveiling the optimization
         process of physics informed neural networks, J. Comput. Phys. (2025).
     """
-    _positive_int("max_iter", max_iter, 0)
-    for name, v in (
-        ("memory_size", memory_size),
-        ("max_linesearch_steps", max_linesearch_steps),
-        ("patience", patience),
-        ("log_every", log_every),
-    ):
-        _positive_int(name, v, 1)
+    max_iter = check_int("max_iter", max_iter, 0)  # NumPy integers too, as Python ints
+    memory_size = check_positive_int("memory_size", memory_size)
+    max_linesearch_steps = check_positive_int("max_linesearch_steps", max_linesearch_steps)
+    patience = check_positive_int("patience", patience)
+    log_every = check_positive_int("log_every", log_every)
     if not (float(gtol) >= 0 and float(ftol) >= 0):
         raise ValueError(f"`gtol` and `ftol` must be >= 0, got {gtol}, {ftol}")
     if time_limit_s is not None and not time_limit_s > 0:

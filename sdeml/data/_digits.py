@@ -11,6 +11,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
+from ..core._checks import check_positive_int
+
 DIGITS_LEVELS = 17  # pixel values are the integers 0..16
 
 
@@ -127,7 +129,6 @@ def minibatch(data: PyTree, key: PRNGKeyArray, batch_size: int) -> PyTree:
             )
     if n == 0:
         raise ValueError("`data` is empty")
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
+    batch_size = check_positive_int("batch_size", batch_size)  # NumPy integers too
     idx = jr.randint(key, (batch_size,), 0, n)
     return jax.tree.map(lambda a: jnp.asarray(a)[idx], data)

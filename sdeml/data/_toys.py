@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ..core._checks import check_positive_int
 from ._mixture import GaussianMixture
 
 
@@ -22,9 +23,8 @@ def _dtype(dtype):
     return jnp.zeros((), dtype).dtype if dtype is not None else jnp.zeros(()).dtype
 
 
-def _check_n(n: int) -> None:
-    if not isinstance(n, int) or n <= 0:
-        raise ValueError(f"`n` must be a positive int, got {n!r}")
+def _check_n(n: int) -> int:
+    return check_positive_int("n", n)  # NumPy integers too, as a Python int
 
 
 def eight_gaussians_mixture(radius: float = 2.0, std: float = 0.2, dtype=None) -> GaussianMixture:
@@ -114,7 +114,7 @@ def eight_gaussians(
     References:
         Grathwohl et al., FFJORD, ICLR 2019 (the toy suite). arXiv:1810.01367
     """
-    _check_n(n)
+    n = _check_n(n)
     return eight_gaussians_mixture(radius, std, dtype).sample(n, key=key)
 
 
@@ -144,7 +144,7 @@ def two_moons(n: int, *, key: PRNGKeyArray, noise: float = 0.1, dtype=None) -> F
     References:
         scikit-learn ``make_moons`` (same shape; here the angle and moon are random).
     """
-    _check_n(n)
+    n = _check_n(n)
     dt = _dtype(dtype)
     kl, ka, kn = jr.split(key, 3)
     lower = jr.bernoulli(kl, 0.5, (n,))
@@ -179,7 +179,7 @@ def swiss_roll(n: int, *, key: PRNGKeyArray, noise: float = 0.5, dtype=None) -> 
     References:
         scikit-learn ``make_swiss_roll`` (its first and third coordinates).
     """
-    _check_n(n)
+    n = _check_n(n)
     dt = _dtype(dtype)
     ku, kn = jr.split(key)
     tau = 1.5 * math.pi * (1.0 + 2.0 * jr.uniform(ku, (n,), dt))
@@ -207,7 +207,7 @@ def checkerboard(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"
         >>> x.shape, bool(jnp.all(cell.sum(1) % 2 == 0)), bool(jnp.all(jnp.abs(x) <= 2))
         ((512, 2), True, True)
     """
-    _check_n(n)
+    n = _check_n(n)
     dt = _dtype(dtype)
     ks, ku = jr.split(key)
     sq = jr.randint(ks, (n,), 0, 8)
@@ -245,7 +245,7 @@ def circles(
     References:
         scikit-learn ``make_circles`` (same shape; here circle and angle are random).
     """
-    _check_n(n)
+    n = _check_n(n)
     if not 0 < factor < 1:
         raise ValueError(f"`factor` must be in (0, 1), got {factor}")
     dt = _dtype(dtype)
@@ -274,7 +274,7 @@ def mixture_2d(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"]:
         >>> x.shape, bool(jnp.allclose(x.mean(0), jnp.array([-0.25, 0.0]), atol=0.05))
         ((10000, 2), True)
     """
-    _check_n(n)
+    n = _check_n(n)
     return gaussian_mixture_2d(dtype).sample(n, key=key)
 
 

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ..core._checks import check_positive_int
 from ._edm import (
     _check_sigma_data,
     check_sigma_range,
@@ -212,8 +213,7 @@ def consistency_distillation_loss(
         Song et al., Consistency Models, ICML 2023, Algorithm 2. Song & Dhariwal,
         Improved Techniques for Training Consistency Models, ICLR 2024. arXiv:2310.14189
     """
-    if isinstance(n_levels, bool) or not isinstance(n_levels, int) or n_levels < 1:
-        raise ValueError(f"`n_levels` must be a positive int, got {n_levels!r}")
+    n_levels = check_positive_int("n_levels", n_levels)
     sigma_min = getattr(model, "sigma_min", None)
     if sigma_min is None:
         raise TypeError("`model` needs a `sigma_min` attribute (a ConsistencyModel)")

@@ -21,7 +21,7 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ..core import integrate_ode
-from ..core._checks import check_model_shape
+from ..core._checks import check_int, check_model_shape, check_positive_int
 from ..data import GaussianMixture
 from ._samplers import SampleResult
 from ._sde import AbstractDiffusionSDE
@@ -396,8 +396,7 @@ def edm_sigma_sample(
     References:
         Karras et al., NeurIPS 2022, sec. 5 and Table 1.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"`n` must be a positive int, got {n!r}")
+    n = check_positive_int("n", n)
     _check_pos("p_std", p_std)
     return jnp.exp(p_mean + p_std * jr.normal(key, (n,), dtype))
 
@@ -508,9 +507,13 @@ def check_sigma_range(sigma_min: Any, sigma_max: Any, rho: Any = 7.0) -> None:
         raise ValueError(f"`rho` must be positive, got {rho}")
 
 
-def _check_steps(n_steps: Any, least: int = 1, what: str = "") -> None:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < least:
-        raise ValueError(f"`n_steps` must be an int >= {least}{what}, got {n_steps!r}")
+def _check_steps(n_steps: Any, least: int = 1, what: str = "") -> int:
+    try:
+        return check_int("n_steps", n_steps, least)
+    except ValueError:
+        if not what:
+            raise
+        raise ValueError(f"`n_steps` must be an int >= {least}{what}, got {n_steps!r}") from None
 
 
 def edm_time_grid(
@@ -555,7 +558,7 @@ def edm_time_grid(
     References:
         Karras et al., NeurIPS 2022, eq. (5) and Table 1.
     """
-    _check_steps(n_steps)
+    n_steps = _check_steps(n_steps)
     check_sigma_range(sigma_min, sigma_max, rho)
     dt_ = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
     u = jnp.linspace(0.0, 1.0, n_steps + 1, dtype=dt_)
@@ -679,7 +682,7 @@ def edm_sampler(
     References:
         Karras et al., NeurIPS 2022, Algorithms 1-2 and sec. 3-4. arXiv:2206.00364
     """
-    _check_steps(n_steps)
+    n_steps = _check_steps(n_steps)
     check_sigma_range(sigma_min, sigma_max, rho)
     if method not in ("heun", "euler"):
         raise ValueError(f"`method` must be 'heun' or 'euler', got {method!r}")

@@ -23,7 +23,7 @@ from ..core import (
     simulate,
     simulate_path,
 )
-from ..core._checks import check_int, check_model_shape
+from ..core._checks import check_int, check_model_shape, check_positive_int
 from ._param import score_to_x0
 from ._sde import AbstractDiffusionSDE
 
@@ -63,14 +63,15 @@ def _batched(score_fn: ScoreFn) -> Callable[[Array, Array], Array]:
     return jax.vmap(score_fn, in_axes=(None, 0))
 
 
-def _check(sde: AbstractDiffusionSDE, shape: tuple[int, ...], eps: float, n_steps: int) -> None:
+def _check(sde: AbstractDiffusionSDE, shape: tuple[int, ...], eps: float, n_steps: int) -> int:
+    # the common arguments; returns `n_steps` as a Python int (NumPy integers too)
     if not isinstance(sde, AbstractDiffusionSDE):
         raise ValueError(f"`sde` must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
     if len(shape) < 2:
         raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
-    if not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"`n_steps` must be a positive int, got {n_steps!r}")
+    n_steps = check_positive_int("n_steps", n_steps)
     sde.check_times(eps)
+    return n_steps
 
 
 def _denoise(score_b, sde, t, x):
@@ -140,7 +141,7 @@ def euler_maruyama_sampler(
     References:
         Song et al., ICLR 2021, sec. 4.2. Kloeden & Platen, Numerical Solution of SDEs, 1992.
     """
-    _check(sde, shape, eps, n_steps)
+    n_steps = _check(sde, shape, eps, n_steps)
     return _em_pc(
         score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, 0, 0.0,
         chunk_size=chunk_size, mesh=mesh,
@@ -194,12 +195,16 @@ def euler_maruyama_sample(
     References:
         Song et al., ICLR 2021, sec. 4.2.
     """
-    sample_shape = tuple(sample_shape)
-    if not all(isinstance(n, int) and n > 0 for n in sample_shape) or not sample_shape:
+    given = tuple(sample_shape)
+    try:  # NumPy integers too, as Python ints; a bool is refused
+        sample_shape = tuple(check_positive_int("sample_shape", n) for n in given)
+    except ValueError:
+        sample_shape = ()
+    if not sample_shape:
         raise ValueError(
-            f"`sample_shape` must be a non-empty tuple of positive ints, got {sample_shape!r}"
+            f"`sample_shape` must be a non-empty tuple of positive ints, got {given!r}"
         )
-    _check(sde, (1, *sample_shape), eps, n_steps)
+    n_steps = _check(sde, (1, *sample_shape), eps, n_steps)
     k0, kloop = jr.split(key)
     x = sde.prior_sample(sample_shape, key=k0, dtype=dtype)
     check_model_shape(score_fn, x)
@@ -255,7 +260,7 @@ def pc_sampler(
     References:
         Song et al., ICLR 2021, sec. 4.2 and Algorithms 2-5.
     """
-    _check(sde, shape, eps, n_steps)
+    n_steps = _check(sde, shape, eps, n_steps)
     if not snr > 0:
         raise ValueError(f"`snr` must be positive, got {snr}")
     n_corrector = check_int("n_corrector", n_corrector, 0)
@@ -625,7 +630,7 @@ def dpm_solver_sampler(
         for Guided Sampling of Diffusion Probabilistic Models, 2022, Algorithm 2 and appendix B.
         arXiv:2211.01095
     """
-    _check(sde, shape, eps, n_steps)
+    n_steps = _check(sde, shape, eps, n_steps)
     if order not in (1, 2, 3):
         raise ValueError(f"`order` must be 1, 2 or 3, got {order!r}")
     if prediction not in ("data", "noise"):

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float
 
+from ..core._checks import check_positive_int
 from ._samplers import GRIDS, resolve_time_grid
 from ._sde import AbstractDiffusionSDE
 
@@ -131,10 +132,8 @@ def optimize_time_grid(
     """
     if not isinstance(sde, AbstractDiffusionSDE):
         raise ValueError(f"`sde` must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"`n_steps` must be a positive int, got {n_steps!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"`steps` must be a positive int, got {steps!r}")
+    n_steps = check_positive_int("n_steps", n_steps)
+    steps = check_positive_int("steps", steps)
     if not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be positive, got {learning_rate!r}")
     if not 0.0 <= min_step < 1.0:

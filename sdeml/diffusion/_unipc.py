@@ -146,14 +146,15 @@ def _unipc_core(
     return update(n - 1, ks[-1], x, m0, m1, m2, None)
 
 
-def _check_unipc(n_steps, order, prediction, variant):
+def _check_unipc(n_steps, order, prediction, variant) -> int:
     if order not in (1, 2, 3):
         raise ValueError(f"`order` must be 1, 2 or 3, got {order!r}")
-    _check_steps(n_steps, order, f" (the order {order} of UniPC)")
+    n_steps = _check_steps(n_steps, order, f" (the order {order} of UniPC)")
     if prediction not in ("data", "noise"):
         raise ValueError(f"`prediction` must be 'data' or 'noise', got {prediction!r}")
     if variant not in ("bh1", "bh2"):
         raise ValueError(f"`variant` must be 'bh1' or 'bh2', got {variant!r}")
+    return n_steps
 
 
 def unipc_time_grid(
@@ -266,7 +267,7 @@ def unipc_sampler(
     """
     if not isinstance(sde, AbstractDiffusionSDE):
         raise ValueError(f"`sde` must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
-    _check_unipc(n_steps, order, prediction, variant)
+    n_steps = _check_unipc(n_steps, order, prediction, variant)
     sde.check_times(eps)
     if len(shape) < 2:
         raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
@@ -342,7 +343,7 @@ def unipc_edm_sampler(
     References:
         Zhao et al., NeurIPS 2023; Karras et al., NeurIPS 2022.
     """
-    _check_unipc(n_steps, order, prediction, variant)
+    n_steps = _check_unipc(n_steps, order, prediction, variant)
     check_sigma_range(sigma_min, sigma_max, rho)
     x = _start(prior, shape, sigma_max, x_T, dtype, key)
     check_model_shape(denoiser, x[0], "denoiser")

@@ -14,6 +14,7 @@ import jax.random as jr
 import optimistix as optx
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ..core._checks import check_positive_int
 from ..core._ode import ODESolution, integrate_ode
 from ..neural_ode import (
     AbstractODEModel,
@@ -388,8 +389,8 @@ class CNF(AbstractODEModel):
             >>> xs.shape, bool(jnp.allclose(lps, norm.logpdf(xs, scale=jnp.exp(0.5)).sum(1)))
             ((4, 2), True)
         """
-        if not (isinstance(n, int) and n >= 1 and isinstance(dim, int) and dim >= 1):
-            raise ValueError(f"`n` and `dim` must be positive ints, got n={n!r}, dim={dim!r}")
+        n = check_positive_int("n", n)  # NumPy integers too, as Python ints
+        dim = check_positive_int("dim", dim)
         kz, kp = jr.split(key)
         z0 = jr.normal(kz, (n, dim), dtype)
         return jax.vmap(lambda z, k: self.transform(z, key=k, args=args))(z0, jr.split(kp, n))

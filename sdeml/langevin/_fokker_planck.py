@@ -11,12 +11,11 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import betainc, gammaincc, ndtri
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ..core import SDE, simulate
-from ..core._checks import check_positive, check_positive_int
+from ..core._checks import check_int, check_positive, check_positive_int
 
 Coefficient = Callable[[Float[Array, ""], Float[Array, " n"]], Float[Array, " n"]]
 
@@ -24,19 +23,14 @@ Coefficient = Callable[[Float[Array, ""], Float[Array, " n"]], Float[Array, " n"
 def _check_grid(lo, hi, n_cells, t0, t1, n_steps, save_every):
     if not hi > lo:
         raise ValueError(f"`hi` must be greater than `lo`, got lo={lo}, hi={hi}.")
-    if not isinstance(n_cells, int) or n_cells < 3:
-        raise ValueError(f"`n_cells` must be an integer >= 3, got {n_cells!r}.")
+    check_int("n_cells", n_cells, 3)  # from p0's shape: a Python int
     if not t1 > t0:
         raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}.")
     n_steps = check_positive_int("n_steps", n_steps)  # NumPy integers too
-    if (
-        isinstance(save_every, bool)
-        or not isinstance(save_every, int | np.integer)
-        or save_every < 1
-        or n_steps % save_every
-    ):
+    save_every = check_positive_int("save_every", save_every)
+    if n_steps % save_every:
         raise ValueError(f"`save_every` must divide n_steps={n_steps}, got {save_every!r}.")
-    return n_steps, int(save_every)
+    return n_steps, save_every
 
 
 def fokker_planck_1d(
@@ -287,9 +281,9 @@ def em_chain_bin_probabilities(
     check_positive("dt", dt)
     if not hi > lo:
         raise ValueError(f"`hi` must be greater than `lo`, got lo={lo}, hi={hi}.")
-    for name, v in (("n_bins", n_bins), ("n_saves", n_saves), ("save_every", save_every)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"`{name}` must be a positive integer, got {v!r}.")
+    n_bins = check_positive_int("n_bins", n_bins)  # NumPy integers too, as Python ints
+    n_saves = check_positive_int("n_saves", n_saves)
+    save_every = check_positive_int("save_every", save_every)
     s = diffusion * math.sqrt(dt)
     per_bin = math.ceil((hi - lo) / n_bins / (s / 4))
     n = n_bins * per_bin

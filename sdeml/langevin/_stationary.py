@@ -11,7 +11,13 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
-from ..core._checks import check_box, check_positive, check_positive_int, check_scalar_function
+from ..core._checks import (
+    check_box,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_scalar_function,
+)
 
 Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
@@ -128,11 +134,10 @@ def gibbs_bin_probabilities(
     check_positive("temperature", temperature)
     if d not in (1, 2):
         raise ValueError(f"`d` must be 1 or 2, got {d!r}.")
-    check_positive_int("n_bins", n_bins)
-    check_positive_int("n_sub", n_sub)
+    n_bins = check_positive_int("n_bins", n_bins)  # NumPy integers too, as Python ints
+    n_sub = check_positive_int("n_sub", n_sub)
     pad_bins = n_bins // 2 if pad_bins is None else pad_bins
-    if isinstance(pad_bins, bool) or not isinstance(pad_bins, int) or pad_bins < 0:
-        raise ValueError(f"`pad_bins` must be an int >= 0, got {pad_bins!r}.")
+    pad_bins = check_int("pad_bins", pad_bins, 0)
     dtype = jnp.result_type(float)
     lo, hi = check_box(lo, hi, d, dtype)
     # one row of sub-cell midpoints per coordinate; every cell of the grid has the same volume,
@@ -198,11 +203,10 @@ def ula_invariant_bin_probabilities(
     """
     check_positive("step_size", step_size)
     check_positive("temperature", temperature)
-    check_positive_int("n_bins", n_bins)
-    check_positive_int("n_sub", n_sub)
+    n_bins = check_positive_int("n_bins", n_bins)  # NumPy integers too, as Python ints
+    n_sub = check_positive_int("n_sub", n_sub)
     pad_bins = max(1, n_bins // 10) if pad_bins is None else pad_bins
-    if isinstance(pad_bins, bool) or not isinstance(pad_bins, int) or pad_bins < 0:
-        raise ValueError(f"`pad_bins` must be an int >= 0, got {pad_bins!r}.")
+    pad_bins = check_int("pad_bins", pad_bins, 0)
     dtype = jnp.result_type(float)
     lo_box, hi_box = check_box(lo, hi, 1, dtype)
     x, w = _cells(lo_box[0], hi_box[0], n_bins, n_sub, pad_bins, dtype)

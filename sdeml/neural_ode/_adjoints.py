@@ -16,6 +16,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from ..core._checks import check_positive_int
 from ..core._solvers import get_solver, solver_info, solver_names
 
 _ADJOINTS: dict[str, Callable[[], diffrax.AbstractAdjoint]] = {
@@ -119,8 +120,10 @@ def check_solve_options(
             f"{owner}: `rtol` must be finite and > 0, and `atol` finite and >= 0; got "
             f"rtol={rtol}, atol={atol}"
         )
-    if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps > 0):
-        raise ValueError(f"{owner}: `max_steps` must be a positive int, got {max_steps!r}")
+    try:
+        max_steps = check_positive_int("max_steps", max_steps)
+    except ValueError as e:
+        raise ValueError(f"{owner}: {e}") from None
     return dict(
         solver=solver_obj,
         adjoint=adjoint_obj,

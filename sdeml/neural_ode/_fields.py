@@ -12,6 +12,7 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._typing import ScalarLike
+from ..core._checks import check_int, check_positive_int
 
 
 class MLPField(eqx.Module):
@@ -65,11 +66,10 @@ class MLPField(eqx.Module):
         dtype: DTypeLike | None = None,
         key: PRNGKeyArray,
     ):
-        for name, v in (("dim", dim), ("width", width), ("power", power)):
-            if not (isinstance(v, int) and v >= 1):
-                raise ValueError(f"`{name}` must be a positive int, got {v!r}")
-        if not (isinstance(depth, int) and depth >= 0):
-            raise ValueError(f"`depth` must be an int >= 0, got {depth!r}")
+        dim = check_positive_int("dim", dim)  # NumPy integers too, as Python ints
+        width = check_positive_int("width", width)
+        power = check_positive_int("power", power)
+        depth = check_int("depth", depth, 0)
         self.dim, self.time_dependent, self.power = dim, time_dependent, power
         in_size = dim + (1 if time_dependent else 0)
         self.mlp = eqx.nn.MLP(

@@ -16,6 +16,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._typing import ScalarLike
+from ..core._checks import check_positive_int
 from ..core._ode import integrate_ode
 from ._neural_ode import check_field_signature, check_times
 
@@ -208,8 +209,7 @@ def sample_windows(
         raise ValueError(
             f"`ts` and `ys` must have shapes (n,) and (n, d), got {ts.shape} and {ys.shape}"
         )
-    if isinstance(batch_size, bool) or not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
+    batch_size = check_positive_int("batch_size", batch_size)
     n = ts.shape[0]
     if not 2 <= window <= n:
         raise ValueError(f"`window` must be in [2, {n}] for {n} observations, got {window}")

@@ -11,7 +11,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..core import integrate_ode
-from ..core._checks import check_positive, check_scalar_function, concrete_times
+from ..core._checks import (
+    check_positive,
+    check_positive_int,
+    check_scalar_function,
+    concrete_times,
+)
 
 Loss = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
@@ -55,8 +60,7 @@ def gradient_descent(
         Cauchy, Méthode générale pour la résolution des systèmes d'équations simultanées, 1847.
     """
     check_positive("lr", lr)
-    if not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
+    n_steps = check_positive_int("n_steps", n_steps)
     theta0 = _check(loss, theta0)
     grad = jax.grad(loss)
 

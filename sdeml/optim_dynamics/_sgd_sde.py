@@ -17,7 +17,12 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 from ..core import AbstractSDE, simulate
 from ..core._checks import check_batch_size as _check_batch
 from ..core._checks import check_data as _n_data
-from ..core._checks import check_position, check_positive, check_scalar_function
+from ..core._checks import (
+    check_position,
+    check_positive,
+    check_positive_int,
+    check_scalar_function,
+)
 from ..core._minibatch import sample_indices
 
 ExampleLoss = Callable[[Float[Array, " d"], Any], Float[Array, ""]]
@@ -44,9 +49,8 @@ def minibatch_factor(batch_size: int, n_data: int | None = None) -> float:
     References:
         Cochran, Sampling Techniques, 3rd ed., 1977, thm. 2.2.
     """
+    batch_size = check_positive_int("batch_size", batch_size)  # NumPy integers too
     if n_data is None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         return 1.0 / batch_size
     _check_batch(batch_size, n_data)
     if n_data == 1:
@@ -302,10 +306,8 @@ class SGDSDE(AbstractSDE):
                 raise ValueError(f"`noise_cov` must be a (d, d) matrix, got shape {shape}.")
             if self.dim is not None and self.dim != shape[0]:
                 raise ValueError(f"`dim`={self.dim} does not match `noise_cov` of shape {shape}.")
-        if self.dim is not None and (
-            isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1
-        ):
-            raise ValueError(f"`dim` must be a positive int, got {self.dim!r}.")
+        if self.dim is not None:
+            check_positive_int("dim", self.dim)  # NumPy integers too; a bool is refused
 
     @property
     def noise(self) -> str:
@@ -385,9 +387,9 @@ class SGDSDE(AbstractSDE):
         if not jnp.issubdtype(theta0.dtype, jnp.floating):
             theta0 = theta0.astype(float)
         check_positive("t1", t1)
-        if not isinstance(save_every, int) or save_every < 1:
-            raise ValueError(f"`save_every` must be a positive int, got {save_every!r}.")
-        if not isinstance(n_steps, int) or n_steps < 1 or n_steps % save_every:
+        save_every = check_positive_int("save_every", save_every)  # NumPy integers too
+        n_steps = check_positive_int("n_steps", n_steps)
+        if n_steps % save_every:
             raise ValueError(
                 f"`n_steps` must be a positive multiple of save_every, got {n_steps!r}."
             )
@@ -557,8 +559,7 @@ def sgd_stationary_cov(
         fluctuation of finite learning rate SGD, ICML 2021 (discrete).
     """
     check_positive("lr", lr)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    batch_size = check_positive_int("batch_size", batch_size)
     factor = minibatch_factor(batch_size, n_data)
     h, sigma = jnp.asarray(hessian), jnp.asarray(noise_cov)
     if discrete:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ..core._checks import check_int
 from ._problems import AbstractPDE, Collocation, Field, check_domain
 
 
@@ -398,9 +399,7 @@ def pinn_error(
 
 
 def _grid(problem: AbstractPDE, n_t: int, n_x: int) -> tuple[Array, Array]:
-    for name, v in (("n_t", n_t), ("n_x", n_x)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 2:
-            raise ValueError(f"`{name}` must be an integer >= 2, got {v!r}")
+    n_t, n_x = check_int("n_t", n_t, 2), check_int("n_x", n_x, 2)
     lo, hi, t1 = check_domain(problem)
     return jnp.linspace(0.0, t1, n_t), jnp.linspace(lo, hi, n_x)
 

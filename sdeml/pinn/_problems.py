@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from ..core._checks import check_positive_int
 from ._reference import burgers_cole_hopf
 
 # u(t, x) -> scalar: the network (or the exact solution) as a function of time and space.
@@ -401,12 +402,6 @@ class Collocation(eqx.Module):
     x_bc: Float[Array, " k"]
 
 
-def _check_counts(**counts: int) -> None:
-    for name, n in counts.items():
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(f"`{name}` must be an integer > 0, got {n!r}")
-
-
 def sample_collocation(
     problem: AbstractPDE,
     n_interior: int,
@@ -439,7 +434,9 @@ def sample_collocation(
         >>> bool(jnp.all(jnp.abs(pts.x_bc) == 1.0)), bool(jnp.all(jnp.abs(pts.x_in) <= 1.0))
         (True, True)
     """
-    _check_counts(n_interior=n_interior, n_initial=n_initial, n_boundary=n_boundary)
+    n_interior = check_positive_int("n_interior", n_interior)  # NumPy integers too
+    n_initial = check_positive_int("n_initial", n_initial)
+    n_boundary = check_positive_int("n_boundary", n_boundary)
     lo, hi, t1 = check_domain(problem)
     k1, k2, k3, k4, k5 = jr.split(key, 5)
     t_in = jr.uniform(k1, (n_interior,), maxval=t1)
@@ -471,7 +468,7 @@ def sample_interior(
         >>> round(float(x.mean()), 1)  # about pi
         3.1
     """
-    _check_counts(n=n)
+    n = check_positive_int("n", n)
     lo, hi, t1 = check_domain(problem)
     k1, k2 = jr.split(key)
     return jr.uniform(k1, (n,), maxval=t1), jr.uniform(k2, (n,), minval=lo, maxval=hi)

@@ -17,6 +17,7 @@ seconds when one dies.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import signal
 import socket
@@ -45,13 +46,17 @@ GRACE_S = 10.0
 
 def check_counts(processes: Any, devices: Any) -> tuple[int, int]:
     """``--processes`` and ``--devices-per-process`` as positive integers, or a `ConfigError`."""
+    out = []
     for flag, v, hi in (
         ("--processes", processes, MAX_PROCESSES),
         ("--devices-per-process", devices, 4096),
     ):
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+        # `core._checks.check_int`'s test without its import: the launcher stays JAX-free.
+        # NumPy integers are `numbers.Integral`; a bool (True read as 1) is refused.
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= int(v) <= hi:
             raise ConfigError(f"{flag} must be an integer from 1 to {hi}, got {v!r}")
-    return processes, devices
+        out.append(int(v))
+    return out[0], out[1]
 
 
 def cluster_size() -> int:

@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core._brownian import coarsen_increments, sample_increments
+from ..core._checks import check_int
 from ..core._sde import AbstractSDE, check_shapes
 from ..core._sde_solvers import AbstractSolver
 from ..core._simulate import _resolve_dtype, solve_increments
@@ -112,8 +113,7 @@ def _setup(
     check_shapes(sde, x0, args)
     if not float(t1) > float(t0):
         raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
-    if isinstance(n_paths, bool) or not isinstance(n_paths, int) or n_paths < 2:
-        raise ValueError(f"`n_paths` must be an int >= 2, got {n_paths!r}")
+    n_paths = check_int("n_paths", n_paths, 2)
     keys = jr.split(key, n_paths)
     return solver, x0, dtype, keys
 

@@ -11,6 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..core import solve_ode
+from ..core._checks import check_int
 from ..dynamics import LotkaVolterra
 from ._library import Library
 from ._sindy import LibraryField
@@ -123,8 +124,7 @@ def lotka_volterra_data(
     """
     if not (np.isfinite(noise) and noise >= 0):
         raise ValueError(f"`noise` must be >= 0, got {noise}")
-    if isinstance(n_obs, bool) or not isinstance(n_obs, int) or n_obs < 3:
-        raise ValueError(f"`n_obs` must be an int >= 3, got {n_obs!r}")
+    n_obs = check_int("n_obs", n_obs, 3)
     if not (np.isfinite(t1) and t1 > 0):
         raise ValueError(f"`t1` must be > 0, got {t1}")
     dtype = jnp.result_type(float) if dtype is None else dtype
