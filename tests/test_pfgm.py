@@ -185,3 +185,53 @@ def test_numpy_D_is_accepted_and_a_nonpositive_clip_refused():
             pfgm.clip_norm(x, bad)
         with pytest.raises(ValueError, match="`max_radius`"):
             pfgm.pfgm_prior((4, 2), 10.0, max_radius=bad, key=jr.key(0))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_kernel_log_prob_and_radius_cdf_hold_at_every_D(dtype):
+    # Against SciPy (an independent implementation): the kernel is a multivariate t with D
+    # degrees of freedom and scale sigma^2 I, and N R^2 / (N sigma^2) an F(N, D) variable. In
+    # float32, log_prob read -18.7 for -0.95 at D = 1e8 (two log-gammas cancelling) and the CDF
+    # was wrong from D ~ 1e4 (0.196 for 0.221 at D = 1e6; 0, 0, 1 at 1e8).
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(dtype == "float64"):
+        for N in (1, 2, 7, 64):
+            x, y, sigma = rng.normal(size=N) * 0.7, rng.normal(size=N) * 0.2, 0.5
+            for D in (0.5, 3.0, 37.5, 1e3, 1e5, 1e8, 1e12, 1e40):
+                tol = 2e-6 * (1 + N) if dtype == "float32" else 1e-9
+                if D < 1e7:
+                    ref = stats.multivariate_t(y, sigma**2 * np.eye(N), df=D).logpdf(x)
+                else:  # SciPy's t loses digits here; the Gaussian is within (N^2 + u^2) / D
+                    ref = stats.multivariate_normal(y, sigma**2 * np.eye(N)).logpdf(x)
+                    u = np.sum((x - y) ** 2) / sigma**2
+                    tol = max(tol, 10 * (N**2 + u**2) / D)
+                k = pfgm.PFGMPPKernel(D)
+                got = k.log_prob(jnp.asarray(x, dtype), jnp.asarray(y, dtype), sigma)
+                assert got.dtype == dtype and np.isfinite(float(got))
+                assert float(got) == pytest.approx(ref, abs=tol), (N, D)
+        q = np.array([0.001, 0.01, 0.3, 0.5, 0.7, 0.99, 0.999])
+        for N in (1, 2, 7, 100):
+            for D in (0.5, 3.0, 30.0, 1e3, 1e4, 1e6, 1e8, 1e12):
+                z = jnp.asarray(N * stats.f(N, D).ppf(q), dtype)
+                got = np.asarray(pfgm.PFGMPPKernel(D).radius_sq_cdf(z, N))
+                tol = (1e-4 if N > 7 else 1e-5) if dtype == "float32" else 1e-9
+                np.testing.assert_allclose(got, q, atol=tol, err_msg=f"N={N}, D={D}")
+        edges = pfgm.PFGMPPKernel(1e8).radius_sq_cdf(jnp.array([0.0, -1.0, jnp.inf], dtype), 2)
+        np.testing.assert_array_equal(np.asarray(edges), [0.0, 0.0, 1.0])
+        with pytest.raises(ValueError, match="`N` must be a positive integer"):
+            pfgm.PFGMPPKernel(4.0).radius_sq_cdf(jnp.asarray(1.0, dtype), 0)
+
+
+def test_kernel_arguments_are_checked_by_name():
+    k = pfgm.PFGMPPKernel(4.0)
+    with pytest.raises(ValueError, match="`sigma` must be finite and > 0"):
+        k.log_prob(jnp.ones(2), jnp.zeros(2), 0.0)  # NaN before
+    with pytest.raises(ValueError, match="`x` and `y` must have one shape"):
+        k.log_prob(jnp.ones(2), jnp.zeros((3, 2)), 0.5)  # summed three densities before
+    with pytest.raises(ValueError, match="`max_radius` must be positive"):
+        pfgm.clip_norm(jnp.array([[3.0, 4.0]]), jnp.array(-1.0))  # flipped the sample before
+    np.testing.assert_array_equal(pfgm.clip_norm(jnp.ones((2, 2)), math.inf), jnp.ones((2, 2)))
+    with pytest.raises(ValueError, match="`z_max` must be finite and > 0"):
+        pfgm.pfgm_prior((3, 2), -1.0, key=jr.key(0))  # blamed max_radius before

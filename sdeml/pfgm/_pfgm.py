@@ -26,6 +26,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..core import integrate_ode
+from ..core._checks import check_positive
 from ..diffusion import SampleResult, edm_sigma_sample
 from ._kernel import PFGMPPKernel, clip_norm
 
@@ -249,6 +250,7 @@ def pfgm_prior(
     """
     if len(shape) != 2:
         raise ValueError(f"`shape` must be (n, N), got {shape}")
+    check_positive("z_max", z_max)  # else the default clip below blamed `max_radius`
     if max_radius is None:
         max_radius = 20.0 * z_max * math.sqrt(shape[1])
     x = PFGMPPKernel(1.0).prior(shape, z_max, dtype=dtype, key=key)
