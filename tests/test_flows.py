@@ -345,3 +345,13 @@ def test_a_velocity_model_of_the_wrong_shape_is_refused():
         sample_flow(bad, x, n_steps=2)
     with pytest.raises(ValueError, match=r"does not accept samples of shape \(3,\)"):
         sample_flow(lambda t, x: x @ jnp.ones((2, 2)), jnp.ones((4, 3)), n_steps=2)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0])
+def test_flow_matching_refuses_a_bad_path_noise(bad):
+    # NaN passed `sigma < 0` and acted as 0 in cfm_loss; conditional_path took -1 as 0
+    x1 = jr.normal(jr.key(0), (8, 2))
+    with pytest.raises(ValueError, match="`sigma` must be finite and >= 0"):
+        cfm_loss(lambda t, x: x, x1, sigma=bad, key=jr.key(1))
+    with pytest.raises(ValueError, match="`sigma` must be finite and >= 0"):
+        conditional_path(x1, x1, jnp.full(8, 0.5), sigma=bad, key=jr.key(1))

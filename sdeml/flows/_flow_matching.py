@@ -12,7 +12,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from ..core._checks import check_model_shape, check_positive_int
+from ..core._checks import check_model_shape, check_positive, check_positive_int
 from ..core._ode import integrate_ode
 
 COUPLINGS = ("independent", "ot")
@@ -136,6 +136,7 @@ def conditional_path(
             f"`x0`, `x1` and `t` must have shapes (b, d), (b, d) and (b,), got {x0.shape}, "
             f"{x1.shape} and {jnp.shape(t)}"
         )
+    check_positive("sigma", sigma, allow_zero=True)  # -1 was read as 0, NaN too
     tt = t[:, None]
     xt = (1 - tt) * x0 + tt * x1
     if sigma > 0:
@@ -197,8 +198,7 @@ def cfm_loss(
         raise ValueError(f"`x1` must have shape (b, d), got {x1.shape}")
     if x0 is not None and x0.shape != x1.shape:
         raise ValueError(f"`x0` must have the shape of `x1` {x1.shape}, got {x0.shape}")
-    if sigma < 0:
-        raise ValueError(f"`sigma` must be >= 0, got {sigma}")
+    check_positive("sigma", sigma, allow_zero=True)  # NaN passed `sigma < 0` and acted as 0
     check_model_shape(model, x1[0], "velocity model")  # a (1,)-valued model broadcast silently
     k0, kt, ks = jr.split(key, 3)
     if x0 is None:
