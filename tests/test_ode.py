@@ -548,3 +548,14 @@ def test_van_der_pol_mu_1000_kvaerno5_fewer_than_1e4_steps():
     assert int(sol.num_steps) < 10_000, int(sol.num_steps)
     # On the slow manifold |x| stays within the relaxation amplitude 2 (+ a little overshoot).
     assert float(jnp.max(jnp.abs(sol.ys[:, 0]))) <= 2.01
+
+
+def test_linear_closed_forms_of_a_complex_system():
+    # dy/dt = i y: y = e^{it}. The eigen solution took the real part of every system and
+    # returned cos t with a zero imaginary part; a vector t0 failed deep in broadcasting
+    A, y0, ts = jnp.array([[1j]]), jnp.ones(1, complex), jnp.array([1.0, 2.0])
+    exact = np.exp(1j * np.asarray(ts))[:, None]
+    for solve in (sdeml.ode.linear_ode_solution, sdeml.ode.linear_ode_solution_eig):
+        np.testing.assert_allclose(np.asarray(solve(A, y0, ts)), exact, rtol=1e-12)
+        with pytest.raises((ValueError, TypeError), match="`t0` must be a scalar|parameter 't0'"):
+            solve(jnp.eye(2), jnp.ones(2), ts, t0=jnp.ones(2))

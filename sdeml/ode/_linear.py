@@ -5,12 +5,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Inexact
 
 __all__ = ["linear_ode_solution", "linear_ode_solution_eig"]
 
 
-def _check(A, y0, ts, b):
+def _check(A, y0, ts, b, t0):
+    if jnp.ndim(t0) != 0:
+        raise ValueError(f"`t0` must be a scalar time, got shape {jnp.shape(t0)}.")
     A = jnp.asarray(A)
     y0 = jnp.asarray(y0)
     ts = jnp.asarray(ts)
@@ -20,22 +22,37 @@ def _check(A, y0, ts, b):
         raise ValueError(f"`y0` must have shape ({A.shape[0]},) to match `A`, got {y0.shape}.")
     if ts.ndim != 1:
         raise ValueError(f"`ts` must be a 1-D array of times, got shape {ts.shape}.")
-    dtype = jnp.result_type(A.dtype, y0.dtype, ts.dtype, float)
+    # the widest float among the inputs (the default float if none); complex if any input is:
+    # a complex system keeps its imaginary part (spelled out: strict promotion refuses mixing)
+    inexact = [
+        d
+        for d in (A.dtype, y0.dtype, ts.dtype, jnp.result_type(b if b is not None else 0.0))
+        if jnp.issubdtype(d, jnp.inexact)
+    ]
+    bits = max([jnp.finfo(d).bits for d in inexact] + [jnp.finfo(jnp.result_type(float)).bits])
+    complex_ = any(jnp.issubdtype(d, jnp.complexfloating) for d in inexact)
+    dtype = {
+        (32, False): jnp.float32,
+        (64, False): jnp.float64,
+        (32, True): jnp.complex64,
+        (64, True): jnp.complex128,
+    }[(bits if bits in (32, 64) else 32, complex_)]
     if b is None:
         b = jnp.zeros(A.shape[0], dtype)
     b = jnp.asarray(b)
     if b.shape != (A.shape[0],):
         raise ValueError(f"`b` must have shape ({A.shape[0]},) to match `A`, got {b.shape}.")
-    return A.astype(dtype), y0.astype(dtype), ts.astype(dtype), b.astype(dtype)
+    real = jnp.finfo(dtype).dtype  # times are real also for a complex system
+    return A.astype(dtype), y0.astype(dtype), ts.astype(real), b.astype(dtype)
 
 
 def linear_ode_solution(
-    A: Float[ArrayLike, "d d"],
-    y0: Float[ArrayLike, " d"],
+    A: Inexact[ArrayLike, "d d"],
+    y0: Inexact[ArrayLike, " d"],
     ts: Float[ArrayLike, " n"],
-    b: Float[ArrayLike, " d"] | None = None,
+    b: Inexact[ArrayLike, " d"] | None = None,
     t0: float | Float[ArrayLike, ""] = 0.0,
-) -> Float[Array, "n d"]:
+) -> Inexact[Array, "n d"]:
     r"""Exact solution of $\dot y = A y + b$, $y(t_0) = y_0$, by the matrix exponential.
 
     $$\begin{pmatrix} y(t) \\ 1 \end{pmatrix} = \exp\!\left((t - t_0)
@@ -67,8 +84,8 @@ def linear_ode_solution(
         Years Later, SIAM Review 45 (2003); Van Loan, Computing integrals involving the matrix
         exponential, IEEE TAC 23 (1978) (the augmented-matrix trick).
     """
-    A, y0, ts, b = _check(A, y0, ts, b)
-    return _expm_solution(A, y0, ts, b, jnp.asarray(t0, A.dtype))
+    A, y0, ts, b = _check(A, y0, ts, b, t0)
+    return _expm_solution(A, y0, ts, b, jnp.asarray(t0, ts.dtype))
 
 
 @jax.jit  # one compiled program per shape: expm's Pade branches are costly to trace
@@ -76,7 +93,7 @@ def _expm_solution(A, y0, ts, b, t0):
     d = A.shape[0]
     M = jnp.zeros((d + 1, d + 1), A.dtype).at[:d, :d].set(A).at[:d, d].set(b)
     z0 = jnp.concatenate([y0, jnp.ones(1, A.dtype)])
-    return jax.vmap(lambda t: (jsl.expm((t - t0) * M) @ z0)[:d])(ts)
+    return jax.vmap(lambda t: (jsl.expm((t - t0).astype(M.dtype) * M) @ z0)[:d])(ts)
 
 
 def _phi1(z):
@@ -87,12 +104,12 @@ def _phi1(z):
 
 
 def linear_ode_solution_eig(
-    A: Float[ArrayLike, "d d"],
-    y0: Float[ArrayLike, " d"],
+    A: Inexact[ArrayLike, "d d"],
+    y0: Inexact[ArrayLike, " d"],
     ts: Float[ArrayLike, " n"],
-    b: Float[ArrayLike, " d"] | None = None,
+    b: Inexact[ArrayLike, " d"] | None = None,
     t0: float | Float[ArrayLike, ""] = 0.0,
-) -> Float[Array, "n d"]:
+) -> Inexact[Array, "n d"]:
     r"""Exact solution of $\dot y = A y + b$ by eigendecomposition (diagonalisable $A$).
 
     With $A = V \Lambda V^{-1}$ and $z = V^{-1} y$, each mode solves
@@ -116,7 +133,8 @@ def linear_ode_solution_eig(
         t0: time of the initial condition.
 
     Returns:
-        ``ys`` of shape ``(n, d)`` (real part; the imaginary part is round-off for real ``A``).
+        ``ys`` of shape ``(n, d)``: for a real system its real part (the imaginary part is
+        round-off there), complex for a complex ``A``, ``y0`` or ``b``.
         Uses ``jnp.linalg.eig``, which JAX implements on CPU only.
 
     Examples:
@@ -139,8 +157,8 @@ def linear_ode_solution_eig(
         Hirsch, Smale & Devaney, Differential Equations, Dynamical Systems, and an Introduction
         to Chaos, 3rd ed., ch. 3 and 6.
     """
-    A, y0, ts, b = _check(A, y0, ts, b)
-    return _eig_solution(A, y0, ts, b, jnp.asarray(t0, A.dtype))
+    A, y0, ts, b = _check(A, y0, ts, b, t0)
+    return _eig_solution(A, y0, ts, b, jnp.asarray(t0, ts.dtype))
 
 
 @jax.jit
@@ -159,7 +177,8 @@ def _eig_solution(A, y0, ts, b, t0):
         def at(t):
             tau = (t - t0).astype(lam.dtype)
             z = jnp.exp(lam * tau) * z0 + tau * _phi1(lam * tau) * c
-            return jnp.real(V @ z).astype(A.dtype)
+            y = V @ z  # complex for a real A with complex modes; keep a complex A's imaginary
+            return (y if jnp.iscomplexobj(A) else jnp.real(y)).astype(A.dtype)  # part
 
         return jax.vmap(at)(ts)
 
