@@ -355,3 +355,23 @@ def test_flow_matching_refuses_a_bad_path_noise(bad):
         cfm_loss(lambda t, x: x, x1, sigma=bad, key=jr.key(1))
     with pytest.raises(ValueError, match="`sigma` must be finite and >= 0"):
         conditional_path(x1, x1, jnp.full(8, 0.5), sigma=bad, key=jr.key(1))
+
+
+def test_flow_helpers_take_integer_points_and_check_their_counts():
+    # integer data failed inside jr.normal / the Euler scan; NaN penalties made the loss NaN;
+    # reflow_pairs(n=0) raised IndexError, dim=-1 an MLIR error
+    x1 = jnp.array([[1, 2], [3, 4], [0, 1]])
+    as_float = x1.astype(jnp.result_type(float))
+    a = cfm_loss(lambda t, x: x, x1, key=jr.key(1))
+    b = cfm_loss(lambda t, x: x, as_float, key=jr.key(1))
+    assert float(a) == float(b)
+    s_int = sdeml.flows.straightness(lambda t, x: -x, x1, n_steps=10)
+    assert float(s_int) == float(sdeml.flows.straightness(lambda t, x: -x, as_float, n_steps=10))
+    cnf = CNF(lambda t, x, args: -x)
+    loss, _ = cnf_loss(cnf, np.array([[0, 1]]))  # a NumPy integer batch too
+    assert np.isfinite(float(loss))
+    with pytest.raises(ValueError, match="`kinetic` must be finite and >= 0"):
+        cnf_loss(cnf, as_float, kinetic=float("nan"))
+    for kw, name in (({"n": 0, "dim": 2}, "n"), ({"n": 4, "dim": -1}, "dim")):
+        with pytest.raises(ValueError, match=f"`{name}` must be a positive integer"):
+            sdeml.flows.reflow_pairs(lambda t, x: -x, **kw, key=jr.key(0))

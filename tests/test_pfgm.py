@@ -235,3 +235,18 @@ def test_kernel_arguments_are_checked_by_name():
     np.testing.assert_array_equal(pfgm.clip_norm(jnp.ones((2, 2)), math.inf), jnp.ones((2, 2)))
     with pytest.raises(ValueError, match="`z_max` must be finite and > 0"):
         pfgm.pfgm_prior((3, 2), -1.0, key=jr.key(0))  # blamed max_radius before
+
+
+def test_pfgm_helpers_take_integer_data_and_check_shapes():
+    batch = jnp.array([[1, 2], [3, 4]])
+    x, z = pfgm.pfgm_perturb(batch, key=jr.key(0))  # failed inside jr.normal before
+    assert x.dtype == jnp.result_type(float) and x.shape == (2, 2) and z.shape == (2,)
+    data = jnp.array([[0.0, 0.0], [2.0, 0.0]])
+    # without the suite's jaxtyping hook (which names the parameter first), the function's own
+    with pytest.raises((ValueError, TypeError), match="`data`, `x` and `z` must|parameter 'x'"):
+        pfgm.poisson_field(data, jnp.zeros(3), jnp.asarray(1.0))  # a broadcasting error before
+    with pytest.raises(ValueError, match="`data`, `x` and `z` must have shapes"):
+        unchecked = getattr(pfgm.poisson_field, "__wrapped__", pfgm.poisson_field)
+        unchecked(data, jnp.zeros(3), jnp.asarray(1.0))
+    with pytest.raises(ValueError, match="`sigma` must be finite and > 0"):
+        pfgm.IdealDenoiser(data, 4.0)(0.0, jnp.zeros(2))  # NaN before

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import optimistix as optx
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from ..core._checks import check_positive_int
+from ..core._checks import check_positive, check_positive_int
 from ..core._ode import ODESolution, integrate_ode
 from ..neural_ode import (
     AbstractODEModel,
@@ -396,9 +396,17 @@ class CNF(AbstractODEModel):
         return jax.vmap(lambda z, k: self.transform(z, key=k, args=args))(z0, jr.split(kp, n))
 
 
+def _float_points(x: Any, name: str) -> Array:
+    """A batch ``(b, d)`` as a float array (a list, or integer data, in the default float)."""
+    x = jnp.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"`{name}` must have shape (b, d), got {x.shape}")
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
 def cnf_loss(
     cnf: CNF,
-    x: Float[Array, "b d"],
+    x: Real[ArrayLike, "b d"],
     *,
     kinetic: float = 0.0,
     jacobian: float = 0.0,
@@ -442,10 +450,9 @@ def cnf_loss(
     References:
         Finlay et al., How to Train Your Neural ODE, ICML 2020. arXiv:2002.02798
     """
-    if x.ndim != 2:
-        raise ValueError(f"`x` must have shape (b, d), got {x.shape}")
-    if kinetic < 0 or jacobian < 0:
-        raise ValueError(f"`kinetic` and `jacobian` must be >= 0, got {kinetic}, {jacobian}")
+    x = _float_points(x, "x")
+    for name, v in (("kinetic", kinetic), ("jacobian", jacobian)):
+        check_positive(name, v, allow_zero=True)  # NaN passed `< 0` and made the loss NaN
     frob = jacobian > 0  # the Jacobian norm is only integrated when it is penalised
     if joint:
         out = cnf.batch_log_prob_and_stats(x, key=key, jacobian_norm=frob)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ..core._checks import check_model_shape, check_positive, check_positive_int
 from ..core._ode import integrate_ode
@@ -148,9 +148,9 @@ def conditional_path(
 
 def cfm_loss(
     model: Callable[..., Any],
-    x1: Float[Array, "b d"],
+    x1: Real[ArrayLike, "b d"],
     *,
-    x0: Float[Array, "b d"] | None = None,
+    x0: Real[ArrayLike, "b d"] | None = None,
     coupling: str = "independent",
     sigma: float = 0.0,
     key: PRNGKeyArray,
@@ -194,10 +194,15 @@ def cfm_loss(
         Liu et al., Flow Straight and Fast (rectified flow), ICLR 2023. arXiv:2209.03003.
         Tong et al., TMLR 2024 (I-CFM, OT-CFM). arXiv:2302.00482
     """
+    x1 = jnp.asarray(x1)
     if x1.ndim != 2:
         raise ValueError(f"`x1` must have shape (b, d), got {x1.shape}")
-    if x0 is not None and x0.shape != x1.shape:
-        raise ValueError(f"`x0` must have the shape of `x1` {x1.shape}, got {x0.shape}")
+    if not jnp.issubdtype(x1.dtype, jnp.floating):  # integer data: the noise is float
+        x1 = x1.astype(jnp.result_type(float))
+    if x0 is not None:
+        x0 = jnp.asarray(x0).astype(x1.dtype)
+        if x0.shape != x1.shape:
+            raise ValueError(f"`x0` must have the shape of `x1` {x1.shape}, got {x0.shape}")
     check_positive("sigma", sigma, allow_zero=True)  # NaN passed `sigma < 0` and acted as 0
     check_model_shape(model, x1[0], "velocity model")  # a (1,)-valued model broadcast silently
     k0, kt, ks = jr.split(key, 3)
@@ -313,12 +318,13 @@ def reflow_pairs(
     References:
         Liu, Gong, Liu, Flow Straight and Fast, ICLR 2023. arXiv:2209.03003
     """
+    n, dim = check_positive_int("n", n), check_positive_int("dim", dim)
     x0 = jr.normal(key, (n, dim), dtype)
     return x0, sample_flow(model, x0, n_steps=n_steps, solver=solver)
 
 
 def straightness(
-    model: Callable[..., Any], x0: Float[Array, "b d"], *, n_steps: int = 100
+    model: Callable[..., Any], x0: Real[ArrayLike, "b d"], *, n_steps: int = 100
 ) -> Float[Array, ""]:
     r"""Straightness $S = \int_0^1 \mathbb E\lVert x_1 - x_0 - v(t, x_t)\rVert^2 dt$.
 
@@ -350,8 +356,11 @@ def straightness(
         Liu, Gong, Liu, Flow Straight and Fast, ICLR 2023. arXiv:2209.03003
     """
     n_steps = check_positive_int("n_steps", n_steps)  # -1 gave NaN
+    x0 = jnp.asarray(x0)
     if x0.ndim != 2:
         raise ValueError(f"`x0` must have shape (b, d), got {x0.shape}")
+    if not jnp.issubdtype(x0.dtype, jnp.floating):  # integer points: the scan's carry is float
+        x0 = x0.astype(jnp.result_type(float))
     h = 1.0 / n_steps
     ts = jnp.arange(n_steps, dtype=x0.dtype) * h
 

@@ -483,6 +483,7 @@ class IdealDenoiser(eqx.Module):
         """Unnormalised log-weights of the data points."""
         if x.shape != self.data.shape[1:]:
             raise ValueError(f"expected x of shape {self.data.shape[1:]}, got {x.shape}")
+        check_positive("sigma", sigma)  # sigma = 0: every weight exp(-inf), a NaN denoiser
         m = self.data.shape[0]
         d2 = jnp.sum((self.data - x[None]).reshape(m, -1) ** 2, axis=1)
         s = jnp.asarray(sigma, d2.dtype)

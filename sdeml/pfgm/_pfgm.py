@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core import integrate_ode
 from ..core._checks import check_positive
@@ -72,6 +72,11 @@ def poisson_field(
         Xu, Liu, Tegmark & Jaakkola, Poisson Flow Generative Models, NeurIPS 2022, sec. 3.
         arXiv:2209.11178
     """
+    if data.ndim != 2 or x.shape != data.shape[1:] or jnp.ndim(z) != 0:
+        raise ValueError(
+            f"`data`, `x` and `z` must have shapes (m, N), (N,) and (), got {data.shape}, "
+            f"{x.shape} and {jnp.shape(z)}"
+        )
     N = x.shape[0]
     d2 = jnp.sum((x[None] - data) ** 2, axis=1) + z**2
     logits = -0.5 * (N + 1) * jnp.log(d2)
@@ -113,7 +118,7 @@ def normalised_field(
 
 
 def pfgm_perturb(
-    batch: Float[Array, "b n"],
+    batch: Real[ArrayLike, "b n"],
     *,
     p_mean: float = -1.2,
     p_std: float = 1.2,
@@ -147,6 +152,9 @@ def pfgm_perturb(
         Xu et al., NeurIPS 2022; Xu et al., PFGM++, ICML 2023 (the $D = 1$ kernel).
         arXiv:2302.04265
     """
+    batch = jnp.asarray(batch)
+    if not jnp.issubdtype(batch.dtype, jnp.floating):  # integer data: the noise is float
+        batch = batch.astype(jnp.result_type(float))
     ks, kn = jr.split(key)
     z = edm_sigma_sample(batch.shape[0], p_mean=p_mean, p_std=p_std, dtype=batch.dtype, key=ks)
     x = batch + PFGMPPKernel(1.0).noise(kn, z, batch.shape)
