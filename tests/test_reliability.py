@@ -696,3 +696,28 @@ def test_integer_arguments_take_numpy_ints_and_refuse_bools(case, monkeypatch):
         assert type(a) is type(b) and np.array_equal(np.asarray(a), np.asarray(b)), (a, b)
     with pytest.raises(ValueError, match=re.escape(name)):
         call(True)
+
+
+def test_counts_that_are_not_integers_are_refused_by_name():
+    # each failed deep inside JAX (a reshape, a float indexer) or ran with a wrong step count.
+    # The suite's jaxtyping hook refuses a float for an `int` annotation first; without the hook
+    # (as a user runs) the functions' own checks answer, so they are called unwrapped here.
+    from sdeml.core import coarsen_increments
+    from sdeml.neural_ode import irregular_times, sample_windows
+    from sdeml.pinn import burgers_spectral
+
+    def own(f):
+        return getattr(f, "__wrapped__", f)
+
+    with pytest.raises(ValueError, match="`factor` must be a positive integer"):
+        own(coarsen_increments)(jnp.ones((8, 1)), 2.0)
+    with pytest.raises(ValueError, match="`factor` must be a positive integer"):
+        coarsen_increments(jnp.ones((8, 1)), True)  # read as 1 before
+    with pytest.raises(ValueError, match="`n_steps` must be a positive integer"):
+        own(burgers_spectral)(0.1, [0.5], n_x=64, n_steps=2.5)  # dt = t1 / 2.5 before
+    with pytest.raises(ValueError, match="`n` must be an int >= 2"):
+        own(irregular_times)(0.0, 1.0, 2.5, key=jr.key(0))
+    with pytest.raises(ValueError, match="`window` must be an int >= 2"):
+        own(sample_windows)(jnp.arange(5.0), jnp.ones((5, 2)), 2, 2.5, key=jr.key(0))
+    with jax.enable_x64(False):  # the default dtype is the default float, without a warning
+        assert irregular_times(0.0, 1.0, 5, key=jr.key(0)).dtype == jnp.float32

@@ -12,6 +12,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._checks import check_positive_int
+
 
 def _bcast(dt: Array, ndim: int) -> Array:
     return dt.reshape(dt.shape + (1,) * ndim)
@@ -120,7 +122,8 @@ def coarsen_increments(
     """
     dw, dz = increments if isinstance(increments, tuple) else (increments, None)
     n = dw.shape[0]
-    if factor <= 0 or n % factor:
+    factor = check_positive_int("factor", factor)  # 2.0 failed inside reshape; True read as 1
+    if n % factor:
         raise ValueError(f"`factor` must divide the number of steps {n}, got factor={factor}")
     tail = dw.shape[1:]
     dwg = dw.reshape(n // factor, factor, *tail)

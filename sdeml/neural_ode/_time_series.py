@@ -16,7 +16,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._typing import ScalarLike
-from ..core._checks import check_positive_int
+from ..core._checks import check_int, check_positive_int
 from ..core._ode import integrate_ode
 from ._neural_ode import check_field_signature, check_times
 
@@ -110,7 +110,7 @@ def integrate(
 
 
 def irregular_times(
-    t0: float, t1: float, n: int, *, dtype: Any = jnp.float64, key: PRNGKeyArray
+    t0: float, t1: float, n: int, *, dtype: Any = None, key: PRNGKeyArray
 ) -> Float[Array, " n"]:
     """`n` sorted observation times: ``t0``, ``t1`` and ``n - 2`` uniform draws in between.
 
@@ -121,7 +121,7 @@ def irregular_times(
     Args:
         t0, t1: the first and last times, ``t0 < t1``.
         n: the number of times, ``n >= 2``.
-        dtype: float dtype.
+        dtype: float dtype; default JAX's default float (float64 under x64).
         key: PRNG key of the uniform draws.
 
     Returns:
@@ -136,8 +136,9 @@ def irregular_times(
         >>> bool(jnp.all(jnp.diff(t32) > 0))  # 19 ties among the float32 draws, all broken
         True
     """
-    if n < 2:
-        raise ValueError(f"`n` must be >= 2, got {n}")
+    n = check_int("n", n, 2)
+    # the default float: float64 asked for without x64 came back float32 with only a warning
+    dtype = jnp.result_type(float) if dtype is None else dtype
     if not t1 > t0:
         raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
     mid = jnp.sort(jr.uniform(key, (n - 2,), dtype, t0, t1))
@@ -211,7 +212,8 @@ def sample_windows(
         )
     batch_size = check_positive_int("batch_size", batch_size)
     n = ts.shape[0]
-    if not 2 <= window <= n:
+    window = check_int("window", window, 2)
+    if not window <= n:
         raise ValueError(f"`window` must be in [2, {n}] for {n} observations, got {window}")
     starts = jr.randint(key, (batch_size,), 0, n - window + 1)
     idx = starts[:, None] + jnp.arange(window)[None]

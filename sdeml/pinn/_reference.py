@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ..core._checks import check_positive_int
+
 
 def _check_nu(nu: float) -> float:
     if not (isinstance(nu, (int, float)) and math.isfinite(nu) and nu > 0):
@@ -166,10 +168,10 @@ def burgers_spectral(
         Comput. 26 (2005).
     """
     nu = _check_nu(nu)
-    if n_x <= 0 or n_x % 2:
+    n_x = check_positive_int("n_x", n_x)
+    if n_x % 2:
         raise ValueError(f"`n_x` must be a positive even number, got {n_x}")
-    if n_steps <= 0:
-        raise ValueError(f"`n_steps` must be > 0, got {n_steps}")
+    n_steps = check_positive_int("n_steps", n_steps)  # 2.5 ran with dt = t1 / 2.5
     times = [float(s) for s in times]
     if not times:
         raise ValueError("`times` must not be empty")
