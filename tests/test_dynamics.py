@@ -108,6 +108,31 @@ def test_classify_equilibrium_every_class(eigs, name):
     assert sdeml.dynamics.stability_name(code) == name
 
 
+def test_classify_and_stability_name_refuse_bad_input():
+    eigs = jnp.array([-1.0, -2.0], jnp.complex128)
+    # tol < 0 had made [-1, -2] a "stable spiral" (-tol * s > 0 read the zero imaginary parts
+    # as complex)
+    for tol in (-1.0, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="`tol` must be a number in"):
+            sdeml.dynamics.classify_equilibrium(eigs, tol)
+    with pytest.raises(ValueError, match="`scale`"):
+        sdeml.dynamics.classify_equilibrium(eigs, scale=-1.0)
+    # NaN eigenvalues were "non-hyperbolic": concrete ones are refused, traced ones are named
+    with pytest.raises(ValueError, match="`eigenvalues` must be finite"):
+        sdeml.dynamics.classify_equilibrium(jnp.array([jnp.nan, -2.0], jnp.complex128))
+    code = jax.jit(sdeml.dynamics.classify_equilibrium)(jnp.array([jnp.nan, -2.0], jnp.complex128))
+    assert sdeml.dynamics.stability_name(code) == "non-finite"
+    eq = sdeml.dynamics.find_equilibrium(lambda t, y, args: jnp.sqrt(y), jnp.array([0.5], f64))
+    assert eq.label == "non-finite" and not bool(eq.converged)  # J = inf at the root 0
+    # stability_name(-1) was STABILITY_CLASSES[-1]
+    for bad in (-1, len(sdeml.dynamics.STABILITY_CLASSES)):
+        with pytest.raises(ValueError, match="`code` must be in"):
+            sdeml.dynamics.stability_name(bad)
+    name = getattr(sdeml.dynamics.stability_name, "__wrapped__", sdeml.dynamics.stability_name)
+    with pytest.raises(ValueError, match="`code` must be a single integer"):
+        name(2.5)  # was int(2.5) = 2
+
+
 def test_classify_matches_trace_determinant_plane():
     # 2x2: det < 0 saddle; det > 0, tr < 0 stable (spiral iff tr^2 < 4 det); tr > 0 unstable.
     rng = np.random.default_rng(0)
@@ -125,6 +150,112 @@ def test_classify_matches_trace_determinant_plane():
         assert sdeml.dynamics.stability_name(c) == want
 
 
+class TimeScaled(eqx.Module):
+    """The field c f: the same system with time measured in units 1/c."""
+
+    system: sdeml.dynamics.AbstractODESystem
+    c: jax.Array
+
+    def __call__(self, t, y, args=None):
+        return self.c.astype(y.dtype) * self.system(t, y, args)
+
+
+def test_find_equilibrium_converges_where_the_field_is_large():
+    # The residual test had an absolute floor (10 eps = 1.2e-6 in float32), but Lorenz's terms
+    # at C+- are ~240 and cancel to a rounding residual of 1.7e-6, 6.5e-6, 1.9e-5 at rho = 10,
+    # 28, 100: converged was False (and throw=True raised). The floor now scales as
+    # 10 eps max_i sum_j |J_ij| |y_j| (~3e-4 at rho = 28).
+    for rho in (10.0, 28.0, 100.0):
+        lorenz = sdeml.dynamics.Lorenz(rho=rho)
+        c = float(np.sqrt(8.0 / 3.0 * (rho - 1)))
+        guess = jnp.array([c + 0.5, c + 0.5, rho - 2.0], jnp.float32)
+        eq = sdeml.dynamics.find_equilibrium(lorenz, guess, throw=True)
+        assert bool(eq.converged), (rho, float(eq.residual))
+        np.testing.assert_allclose(eq.y, [c, c, rho - 1], rtol=1e-6)
+        assert eq.label == lorenz.textbook_equilibria()[1][-1]  # C-'s class is C+'s
+    # float64 too, with the field in fast time (c = 1e8: terms ~2e10, residual 1.3e-6)
+    fast = TimeScaled(sdeml.dynamics.Lorenz(), jnp.asarray(1e8, f64))
+    eq = sdeml.dynamics.find_equilibrium(fast, jnp.array([8.0, 8.0, 26.0], f64))
+    assert bool(eq.converged) and eq.label == "saddle-focus"
+    # The floor is a rounding floor: two Newton steps from the guess (residual 1.6e-3) are not
+    # converged.
+    eq = sdeml.dynamics.find_equilibrium(
+        sdeml.dynamics.Lorenz(), jnp.array([8.0, 8.0, 26.0], jnp.float32), max_steps=2
+    )
+    assert not bool(eq.converged)
+    # Components of very different sizes (root (1e4, 1e-4)): one floor for all of them keeps
+    # the SVD step's conditioning (per-component weights had dropped a direction: stuck at the
+    # guess)
+    f = lambda t, y, args: jnp.stack([y[0] ** 2 - 1e8, y[0] * y[1] - 1.0])
+    eq = sdeml.dynamics.find_equilibrium(f, jnp.array([9e3, 1e-3], jnp.float32))
+    assert bool(eq.converged)
+    np.testing.assert_allclose(eq.y, [1e4, 1e-4], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_classification_does_not_depend_on_the_unit_of_time(dtype):
+    # The zero tolerance was measured against max(1, max|lambda|): slow systems came out
+    # non-hyperbolic. Lotka-Volterra with rates 1e-3 (all four rates x c is the field x c)
+    # was ['non-hyperbolic', 'non-hyperbolic'] for ('saddle', 'centre').
+    for c in (1e-3, 1.0, 1e3):
+        for system in (
+            sdeml.dynamics.LotkaVolterra(alpha=c, beta=0.5 * c, gamma=c, delta=0.25 * c),
+            sdeml.dynamics.SIR(beta=0.3 * c, gamma=0.1 * c),  # non-hyperbolic: zeros stay zero
+        ):
+            points, labels = system.textbook_equilibria()
+            got = [
+                sdeml.dynamics.find_equilibrium(system, (p * 1.01 + 0.001).astype(dtype)).label
+                for p in points
+            ]
+            assert tuple(got) == labels, (c, type(system).__name__)
+    # omega = 1e-3 (time in units 1e3 and v in units 1e-3): in float32 the eigenvalues
+    # -1e-4 +- 1e-3 i were averaged into one "stable node" (their gap 2e-3 was below
+    # sqrt(tol) max(1, max|lambda|) = 3.5e-3)
+    osc = sdeml.dynamics.DampedOscillator(omega=1e-3, zeta=0.1)
+    eq = sdeml.dynamics.find_equilibrium(osc, jnp.array([0.1, 0.1], dtype))
+    assert eq.label == osc.textbook_equilibria()[1][0] == "stable spiral"
+    # From the eigenvalues alone: a slow saddle, a slow centre; a zero eigenvalue (rounding
+    # level relative to the others) is still non-hyperbolic.
+    cdtype = jnp.complex64 if dtype == jnp.float32 else jnp.complex128
+    classify = lambda lam: sdeml.dynamics.stability_name(
+        sdeml.dynamics.classify_equilibrium(jnp.asarray(lam, cdtype))
+    )
+    assert classify([1e-5, -1e-5]) == "saddle"
+    assert classify(jnp.array([1e-3j, -1e-3j])) == "centre"
+    assert classify([1e-3 * float(jnp.finfo(dtype).eps), -1e-3]) == "non-hyperbolic"
+
+
+def test_classification_is_invariant_under_scaling_the_eigenvalues():
+    # The trace-determinant plane's random matrices, times c: the class of c J is J's.
+    mats = jnp.asarray(np.random.default_rng(1).normal(size=(100, 2, 2)))
+    lams = jax.vmap(jnp.linalg.eigvals)(mats)
+    want = jax.vmap(sdeml.dynamics.classify_equilibrium)(lams)
+    for c in (1e-6, 1e-3, 1e3, 1e6):
+        np.testing.assert_array_equal(jax.vmap(sdeml.dynamics.classify_equilibrium)(c * lams), want)
+
+
+@pytest.mark.slow  # ~30 s per dtype: every zoo system, three units of time
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_zoo_classes_in_any_unit_of_time(dtype):
+    cs = jnp.array([1e-3, 1.0, 1e3], f64)
+    for system in ZOO:
+        if dtype == jnp.float32 and isinstance(system, sdeml.dynamics.VanDerPol):
+            if float(system.mu) > 100:
+                # eigenvalues 1e-3 and 1e3: in float32 the small one comes out as 1.04e-3, at
+                # rounding level (1e-6) relative to the large one, below tol = 100 eps = 1.2e-5:
+                # non-hyperbolic, in every unit of time
+                continue
+        points, labels = system.textbook_equilibria()
+        for point, label in zip(points, labels, strict=True):
+            guess = (point + 0.01).astype(dtype)
+            eqs = jax.vmap(
+                lambda c, g=guess, s=system: sdeml.dynamics.find_equilibrium(TimeScaled(s, c), g)
+            )(cs)
+            assert bool(jnp.all(eqs.converged)), (type(system).__name__, point)
+            got = [sdeml.dynamics.stability_name(k) for k in eqs.stability]
+            assert got == [label] * 3, (type(system).__name__, point, eqs.eigenvalues)
+
+
 def test_find_equilibrium_vmaps_over_guesses():
     lv = sdeml.dynamics.LotkaVolterra()
     guesses = jnp.array([[0.1, 0.2], [3.0, 1.5]], f64)
@@ -137,6 +268,9 @@ def test_find_equilibrium_bad_input():
     with pytest.raises(ValueError, match="`y_guess` must have shape"):
         sdeml.dynamics.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.ones((2, 2)))
     with pytest.raises(ValueError, match="`f` must return the shape"):
+        sdeml.dynamics.find_equilibrium(lambda t, y, args: y[:2], jnp.ones(3))
+    # a zoo field refuses a state of the wrong length itself (it had clamped the index)
+    with pytest.raises(ValueError, match=r"`y` must have shape \(2,\) for LotkaVolterra"):
         sdeml.dynamics.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.ones(3))
     with pytest.raises(ValueError, match="floating"):
         sdeml.dynamics.find_equilibrium(sdeml.dynamics.LotkaVolterra(), jnp.array([1, 2]))
@@ -152,6 +286,17 @@ def test_find_equilibrium_bad_input():
         (lambda: sdeml.dynamics.HarmonicOscillator(0.0), "`omega`"),  # solution(): NaN
         (lambda: sdeml.dynamics.LotkaVolterra(delta=0.0), "`delta`"),  # equilibrium at inf
         (lambda: sdeml.dynamics.SIR(gamma=0.0), "`gamma`"),
+        # Lorenz had no checks: beta < 0 put C+- at sqrt(< 0) (NaN points), sigma < 0 gave wrong
+        # classes, rho < 0 can make the origin a stable spiral (the textbook says node)
+        (lambda: sdeml.dynamics.Lorenz(beta=-1.0), "`beta`"),
+        (lambda: sdeml.dynamics.Lorenz(sigma=-1.0), "`sigma`"),
+        (lambda: sdeml.dynamics.Lorenz(rho=-5.0), "`rho`"),
+        (lambda: sdeml.dynamics.Lorenz(sigma=float("nan")), "`sigma`"),
+        (lambda: sdeml.dynamics.ExponentialGrowth(float("nan")), "`rate`"),  # had no check
+        (lambda: sdeml.dynamics.ExponentialGrowth(float("inf")), "`rate`"),
+        (lambda: sdeml.dynamics.HarmonicOscillator(float("inf")), "`omega`"),
+        (lambda: sdeml.dynamics.LotkaVolterra(alpha=float("nan")), "`alpha`"),
+        (lambda: sdeml.dynamics.SIR(n=float("inf")), "`n`"),
     ],
 )
 def test_zoo_refuses_parameters_outside_its_stated_range(make, match):
@@ -162,6 +307,38 @@ def test_zoo_refuses_parameters_outside_its_stated_range(make, match):
     fields = jax.vmap(lambda w: sdeml.dynamics.HarmonicOscillator(w)(0.0, jnp.ones(2, f64)))(ws)
     np.testing.assert_allclose(fields, [[1.0, -1.0], [1.0, -4.0]])
     assert sdeml.dynamics.VanDerPol(0.0).textbook_equilibria()[1] == ("centre",)
+    rhos = jnp.array([-1.0, 28.0], f64)  # traced: not checked
+    fields = jax.vmap(lambda r: sdeml.dynamics.Lorenz(rho=r)(0.0, jnp.ones(3, f64)))(rhos)
+    np.testing.assert_allclose(fields[:, 1], [-3.0, 26.0])
+
+
+@pytest.mark.parametrize("system", [s for s in ZOO if s.dim > 1], ids=lambda s: type(s).__name__)
+def test_zoo_fields_refuse_a_state_of_the_wrong_shape(system):
+    # The fields index y[0], y[1], ...; JAX clamps an index past the end and a short state gave
+    # garbage: Lorenz()(0, ones(2)) was [0, 26, -1.67], a long one ignored the extra entries.
+    d = system.dim
+    for shape in ((d - 1,), (d + 1,), (1, d)):
+        with pytest.raises(ValueError, match=rf"`y` must have shape \({d},\) for"):
+            system(0.0, jnp.ones(shape, f64))
+    assert system(0.0, jnp.ones(d, f64)).shape == (d,)
+
+
+def test_zoo_methods_refuse_a_state_of_the_wrong_shape():
+    ts = jnp.linspace(0.0, 1.0, 3, dtype=f64)
+    ho, damped = sdeml.dynamics.HarmonicOscillator(2.0), sdeml.dynamics.DampedOscillator()
+    for system in (ho, damped):
+        # HarmonicOscillator.solution ignored the third entry of y0
+        with pytest.raises(ValueError, match=r"`y0` must have shape \(2,\)"):
+            system.solution(jnp.ones(3, f64), ts)
+        with pytest.raises(ValueError, match=r"must have shape \(\.\.\., 2\)"):
+            system.energy(jnp.ones((4, 3), f64))
+        assert system.solution(jnp.ones(2, f64), ts).shape == (3, 2)
+    with pytest.raises(ValueError, match=r"must have shape \(\.\.\., 2\)"):
+        sdeml.dynamics.LotkaVolterra().first_integral(jnp.ones(3, f64))
+    with pytest.raises(ValueError, match=r"`y` must have shape \(2,\) for SIR.reduced"):
+        sdeml.dynamics.SIR().reduced(0.0, jnp.ones(3, f64))
+    # ExponentialGrowth's field is elementwise, right for any shape: allowed
+    np.testing.assert_allclose(sdeml.dynamics.ExponentialGrowth(2.0)(0.0, jnp.ones(3, f64)), 2.0)
 
 
 # ---------------------------------------------------------------- invariants and closed forms
@@ -218,6 +395,10 @@ def test_zoo_closed_form_solutions():
     )
 
 
+def _linear(t, y, m):
+    return m @ y
+
+
 def test_defective_double_eigenvalues_are_classified_by_their_mean():
     # A double eigenvalue with one eigenvector is computed as a pair split by O(sqrt(eps)), real
     # or complex at random: the critically damped x'' + 6x' + 9x = 0 (-3 +- 3.7e-8 i) was a
@@ -235,8 +416,19 @@ def test_defective_double_eigenvalues_are_classified_by_their_mean():
     for lam, want in ((0.0, "non-hyperbolic"), (-3.0, "stable node"), (2.0, "unstable node")):
         jordan = np.array([[lam, 1.0], [0.0, lam]])
         mats = jnp.asarray(qs @ jordan @ np.linalg.inv(qs))
-        codes = jax.vmap(lambda m: sdeml.dynamics.classify_equilibrium(jnp.linalg.eigvals(m)))(mats)
+        # The nilpotent ones' eigenvalues are noise (+-1e-8) that, alone, cannot be told from a
+        # genuine slow saddle (the class no longer depends on the unit of time): measured
+        # against the matrix's size, passed as `scale` (find_equilibrium passes the Jacobian's)
+        codes = jax.vmap(
+            lambda m: sdeml.dynamics.classify_equilibrium(
+                jnp.linalg.eigvals(m), scale=jnp.linalg.norm(m)
+            )
+        )(mats)
         assert {sdeml.dynamics.stability_name(c) for c in codes} == {want}
+        eqs = jax.vmap(
+            lambda m: sdeml.dynamics.find_equilibrium(_linear, jnp.zeros(2, f64), args=m)
+        )(mats)
+        assert {sdeml.dynamics.stability_name(c) for c in eqs.stability} == {want}
 
 
 # ---------------------------------------------------------------- Lyapunov
@@ -267,6 +459,19 @@ def test_quadratic_lyapunov_refuses_a_singular_equation(A):
         sdeml.dynamics.quadratic_lyapunov(A)
     with pytest.raises(jax.errors.JaxRuntimeError, match="no unique solution"):
         jax.jit(sdeml.dynamics.quadratic_lyapunov)(A)
+
+
+def test_quadratic_lyapunov_refuses_a_non_symmetric_q():
+    # A^T P + P A is symmetric for symmetric P: a non-symmetric Q has no symmetric solution, and
+    # a symmetrised P had come back that solved the equation for (Q + Q^T) / 2 instead
+    A = jnp.array([[-1.0, 0.3], [0.0, -2.0]], f64)
+    Q = jnp.array([[1.0, 1.0], [0.0, 1.0]], f64)
+    with pytest.raises(ValueError, match="`Q` must be symmetric"):
+        sdeml.dynamics.quadratic_lyapunov(A, Q)
+    # asymmetry at rounding level passes, and P solves the equation
+    Q = jnp.array([[2.0, 0.5], [0.5 * (1 + 1e-15), 1.0]], f64)
+    P = sdeml.dynamics.quadratic_lyapunov(A, Q)
+    np.testing.assert_allclose(A.T @ P + P @ A, -Q, atol=1e-12)
 
 
 def test_check_lyapunov_on_oscillators():
@@ -330,6 +535,29 @@ def test_phase_portrait_writes_png(tmp_path):
     with pytest.raises(ValueError, match=msg):
         guess = jnp.array([0.2, 0.1])
         portrait(sdeml.dynamics.VanDerPol(1.0), (-1.0, 1.0), (-1.0, 1.0), equilibrium_guesses=guess)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # these had complained about `ts` (an internal name), or raised a TypeError
+        ({"n_save": 0}, "`n_save` must be an int >= 2"),
+        ({"n_save": 1}, "`n_save` must be an int >= 2"),
+        ({"t1": -1.0}, "`t1` must be finite and > 0"),
+        ({"t1": float("nan")}, "`t1` must be finite and > 0"),
+        ({"n_grid": 2.5}, "`n_grid` must be an int >= 2"),
+        ({"n_grid": 1}, "`n_grid` must be an int >= 2"),
+        ({"xlim": (0.0, float("inf"))}, "`xlim` must be finite"),
+        ({"ylim": 3.0}, "`ylim` must be finite"),
+    ],
+)
+def test_phase_portrait_names_a_bad_argument(kwargs, match):
+    # the function itself: under the test run's jaxtyping hook the annotations refuse a float
+    # n_grid first
+    portrait = getattr(sdeml.dynamics.phase_portrait, "__wrapped__", sdeml.dynamics.phase_portrait)
+    kwargs = {"xlim": (-1.0, 1.0), "ylim": (-1.0, 1.0), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        portrait(sdeml.dynamics.VanDerPol(1.0), x0s=jnp.ones((1, 2), f64), **kwargs)
 
 
 def test_zero_growth_rate_is_labelled_non_hyperbolic():

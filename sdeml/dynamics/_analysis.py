@@ -7,11 +7,14 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, ArrayLike, Complex, Float, Int
+from jaxtyping import Array, ArrayLike, Complex, Float, Inexact, Int
+
+from ..core._checks import check_positive, check_positive_int
 
 __all__ = [
     "STABILITY_CLASSES",
@@ -34,6 +37,7 @@ STABILITY_CLASSES: tuple[str, ...] = (
     "centre",  # 6: all Re = 0, all purely imaginary and nonzero
     "unstable non-hyperbolic",  # 7: some Re > 0, none < 0, some = 0: unstable all the same
     "non-hyperbolic",  # 8: some Re = 0 (zero eigenvalue etc.): linearisation is inconclusive
+    "non-finite",  # 9: an eigenvalue is NaN or inf (traced only; concrete ones are refused)
 )
 
 
@@ -41,11 +45,15 @@ def stability_name(code: int | Int[ArrayLike, ""]) -> str:
     """The name of a stability code returned by `classify_equilibrium`.
 
     Args:
-        code: an integer code in ``0..8``, a Python int or a 0-d integer array (concrete: not
+        code: an integer code in ``0..9``, a Python int or a 0-d integer array (concrete: not
             inside ``jit``).
 
     Returns:
         ``STABILITY_CLASSES[code]``, e.g. ``"saddle"``.
+
+    Raises:
+        ValueError: ``code`` is not a 0-d integer in ``0..9`` (``-1`` had read as
+            ``STABILITY_CLASSES[-1]``, a float ``4.7`` as ``4``).
 
     Examples:
         >>> from sdeml.dynamics import classify_equilibrium, stability_name
@@ -54,7 +62,16 @@ def stability_name(code: int | Int[ArrayLike, ""]) -> str:
         >>> stability_name(classify_equilibrium(jnp.array([1.0, -2.0])))
         'saddle'
     """
-    return STABILITY_CLASSES[int(np.asarray(code))]
+    arr = np.asarray(code)
+    n = len(STABILITY_CLASSES)
+    if arr.shape != () or arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(
+            f"`code` must be a single integer code in 0..{n - 1}, got {code!r}; for an array of "
+            "codes (from jax.vmap), call stability_name on each one."
+        )
+    if not 0 <= int(arr) < n:
+        raise ValueError(f"`code` must be in 0..{n - 1} (see STABILITY_CLASSES), got {int(arr)}.")
+    return STABILITY_CLASSES[int(arr)]
 
 
 def jacobian(
@@ -88,7 +105,10 @@ def jacobian(
 
 
 def classify_equilibrium(
-    eigenvalues: Complex[ArrayLike, " d"], tol: float = 1e-8
+    eigenvalues: Inexact[ArrayLike, " d"],  # real or complex
+    tol: float = 1e-8,
+    *,
+    scale: float | Float[ArrayLike, ""] = 0.0,
 ) -> Int[Array, ""]:
     r"""Stability class of an equilibrium from the eigenvalues $\lambda_i$ of its Jacobian.
 
@@ -97,23 +117,37 @@ def classify_equilibrium(
     $> 0$: unstable node/spiral; both signs: saddle (saddle-focus if some complex); all
     $\operatorname{Re}\lambda = 0$ and $\lambda \neq 0$: centre (of the linearisation); a
     positive real part with other zero ones: unstable non-hyperbolic; otherwise non-hyperbolic.
-    "$= 0$" means $|\cdot| \le$ ``tol`` $\cdot s$, $s = \max(1, \max_i |\lambda_i|)$.
+    "$= 0$" means $|\cdot| \le$ ``tol`` $\cdot s$ with $s = \max(\max_i |\lambda_i|,$
+    ``scale``$)$: relative to the eigenvalues' own size, so the class does not depend on the
+    unit of time ($f \to c f$, $c > 0$, scales every $\lambda_i$ and $s$ by $c$). A fixed floor
+    $s \ge 1$ had made $\pm 10^{-5}$ a "non-hyperbolic" pair instead of a saddle.
 
     Eigenvalues closer together than $\sqrt{\texttt{tol}}\,s$ are read as one multiple
     eigenvalue, their mean: a double eigenvalue with a single eigenvector (the critically damped
     oscillator, a Jordan block) is computed as a pair split by $O(\sqrt{\varepsilon})$, real
     or complex at random, while the mean of the pair is accurate to $O(\varepsilon)$. Without
     this, $\ddot x + 6\dot x + 9x = 0$ was a "stable spiral" and a nilpotent Jacobian a
-    "saddle" or a "centre".
+    "saddle" or a "centre". When every eigenvalue is such noise (a nilpotent Jacobian in
+    rotated coordinates) the eigenvalues alone cannot tell it from a genuine tiny saddle: pass
+    the Jacobian's size as ``scale`` (`find_equilibrium` does).
 
     Args:
-        eigenvalues: the eigenvalues, shape ``(d,)`` (real or complex).
+        eigenvalues: the eigenvalues, shape ``(d,)`` (real or complex). Concrete ones must be
+            finite; traced NaN or inf ones give the code of ``"non-finite"``.
         tol: relative tolerance for treating a real or imaginary part as zero (and, through
-            its square root, two eigenvalues as one).
+            its square root, two eigenvalues as one), in ``[0, 1)``; floored at ``100 eps`` of
+            the eigenvalues' dtype (float32: 1.2e-5), as in `find_equilibrium`.
+        scale: a lower bound on $s$, the size the eigenvalues are measured against, e.g. the
+            size of the Jacobian they came from (it must scale with time like the
+            eigenvalues, as a norm of the Jacobian does). Default 0: the eigenvalues alone.
 
     Returns:
         An integer code, shape ``()``; ``STABILITY_CLASSES[code]`` (or `stability_name`) is its
         name. Jit- and vmap-compatible.
+
+    Raises:
+        ValueError: (concrete values) ``tol`` outside ``[0, 1)``, ``scale`` negative or not
+            finite, or an eigenvalue NaN or inf.
 
     Examples:
         >>> from sdeml.dynamics import classify_equilibrium, stability_name
@@ -122,6 +156,8 @@ def classify_equilibrium(
         >>> codes = jax.vmap(classify_equilibrium)(jnp.array([[-1.0, -2.0], [1.0, -2.0]]))
         >>> [stability_name(c) for c in codes]
         ['stable node', 'saddle']
+        >>> stability_name(classify_equilibrium(jnp.array([1e-5, -1e-5])))  # a slow saddle
+        'saddle'
 
     References:
         Strogatz, Nonlinear Dynamics and Chaos, 2nd ed., §5.2 (the trace–determinant plane) and
@@ -130,31 +166,90 @@ def classify_equilibrium(
     lam = jnp.asarray(eigenvalues)
     if lam.ndim != 1:
         raise ValueError(f"`eigenvalues` must have shape (d,), got {lam.shape}.")
-    scale = jnp.maximum(1.0, jnp.max(jnp.abs(lam)))
-    # A cluster within sqrt(tol) * scale is a (possibly defective) multiple eigenvalue, whose
+    if not jnp.issubdtype(lam.dtype, jnp.inexact):
+        lam = lam.astype(jnp.result_type(float))
+    _check_unit_interval("tol", tol)
+    # below 100 eps a real part that is rounding relative to s would read as nonzero
+    tol_floor = 100 * float(jnp.finfo(lam.dtype).eps)
+    traced_tol = isinstance(tol, jax.core.Tracer)
+    rel = jnp.maximum(tol, tol_floor) if traced_tol else max(float(tol), tol_floor)
+    check_positive("scale", scale, allow_zero=True)
+    if not isinstance(lam, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(lam))):
+        raise ValueError(f"`eigenvalues` must be finite (no NaN or inf), got {np.asarray(lam)}.")
+    finite = jnp.all(jnp.isfinite(lam))
+    lam = jnp.where(finite, lam, 0)  # a non-finite one is code 9 whatever the others are
+    # No floor at 1: that made the class depend on the unit of time. s = 0 only when every
+    # eigenvalue is exactly 0, and then the comparisons below read each one as zero.
+    s = jnp.maximum(jnp.max(jnp.abs(lam)), jnp.asarray(scale, jnp.real(lam).dtype))
+    # A cluster within sqrt(rel) * s is a (possibly defective) multiple eigenvalue, whose
     # computed members scatter by O(sqrt(eps)) but whose mean is accurate: classify the mean.
-    close = (jnp.abs(lam[:, None] - lam[None, :]) <= tol**0.5 * scale).astype(lam.dtype)
+    close = (jnp.abs(lam[:, None] - lam[None, :]) <= rel**0.5 * s).astype(lam.dtype)
     lam = (close @ lam) / jnp.sum(close, axis=1)
     re, im = jnp.real(lam), jnp.imag(lam)
-    zero_re = jnp.abs(re) <= tol * scale
-    neg = re < -tol * scale
-    pos = re > tol * scale
-    cplx = jnp.any(jnp.abs(im) > tol * scale)
+    zero_re = jnp.abs(re) <= rel * s
+    neg = re < -rel * s
+    pos = re > rel * s
+    cplx = jnp.any(jnp.abs(im) > rel * s)
     code = jnp.select(
         [
+            ~finite,
             jnp.all(neg) & ~cplx,
             jnp.all(neg),
             jnp.all(pos) & ~cplx,
             jnp.all(pos),
             jnp.any(pos) & jnp.any(neg) & ~cplx,
             jnp.any(pos) & jnp.any(neg),
-            jnp.all(zero_re) & jnp.all(jnp.abs(im) > tol * scale),
+            jnp.all(zero_re) & jnp.all(jnp.abs(im) > rel * s),
             jnp.any(pos),
         ],
-        [jnp.asarray(i) for i in range(8)],
+        [jnp.asarray(i) for i in (9, 0, 1, 2, 3, 4, 5, 6, 7)],
         default=8,
     )
     return code.astype(jnp.int32)
+
+
+def _check_unit_interval(name: str, value: Any) -> None:
+    """Raise `ValueError` unless a concrete `value` is a finite number in ``[0, 1)``."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    v = np.asarray(value)
+    if v.shape != () or not np.isfinite(v) or not 0 <= v < 1:
+        raise ValueError(f"`{name}` must be a number in [0, 1), got {value!r}.")
+
+
+def _unit_free_scale(jac: Float[ArrayLike, "d d"]) -> Float[Array, ""]:
+    r"""The size of a square matrix in any units of its coordinates: the largest geometric mean
+    of $|J_{ij}|$ around a cycle $i_1 \to i_2 \to \dots \to i_k \to i_1$ (self-loops included).
+
+    It equals $\min_D \max_{ij} |(D^{-1} J D)_{ij}|$ over positive diagonal $D$ (the
+    max-times eigenvalue of $|J|$): the best a change of units of each coordinate (balancing,
+    as LAPACK does before an eigenvalue solve) can make the largest entry. It bounds the
+    rounding noise of the computed eigenvalues, scales like them under $J \to cJ$, and, unlike
+    $\|J\|$, does not grow when one coordinate is measured in tiny units (the damped oscillator
+    $\omega = 10^{-3}$ has $\|J\| = 1$ but eigenvalues of size $10^{-3}$). Karp's algorithm,
+    $O(d^3)$.
+
+    References:
+        R. M. Karp, A characterization of the minimum cycle mean in a digraph, Discrete Math.
+        23 (1978). Baccelli, Cohen, Olsder & Quadrat, Synchronization and Linearity (1992), §3.
+    """
+    jac = jax.lax.stop_gradient(jnp.asarray(jac))
+    d = jac.shape[0]
+    logs = jnp.log(jnp.abs(jac))  # edge i -> j of log-weight log|J_ij|; -inf where J_ij = 0
+
+    def extend(w, _):  # the heaviest walk of one more edge ending at each vertex
+        w = jnp.max(w[:, None] + logs, axis=0)
+        return w, w
+
+    w0 = jnp.zeros(d, logs.dtype)  # walks of 0 edges, from anywhere (a super-source)
+    walks = jnp.concatenate([w0[None], jax.lax.scan(extend, w0, None, length=d)[1]])
+    # Karp: the largest cycle mean is max_v min_{k<d} (W_d(v) - W_k(v)) / (d - k), over the
+    # vertices some walk of d edges reaches (others lie on no cycle and after none).
+    k = jnp.arange(d, dtype=logs.dtype)[:, None]
+    no_walk = jnp.isneginf(walks[:d])
+    ratio = jnp.where(no_walk, jnp.inf, (walks[d] - jnp.where(no_walk, 0, walks[:d])) / (d - k))
+    per_vertex = jnp.where(jnp.isneginf(walks[d]), -jnp.inf, jnp.min(ratio, axis=0))
+    return jnp.exp(jnp.max(per_vertex))
 
 
 class Equilibrium(eqx.Module):
@@ -168,7 +263,8 @@ class Equilibrium(eqx.Module):
         jacobian: $\\partial f/\\partial y$ at ``y``, shape ``(d, d)``.
         eigenvalues: its eigenvalues (complex), shape ``(d,)``.
         stability: the integer class code, shape ``()``; ``label`` gives its name (eager only).
-        converged: whether the root finder succeeded, a bool of shape ``()``.
+        converged: whether the root finder succeeded, a bool of shape ``()`` (its residual
+            test scales with the field's terms at the point: see `find_equilibrium`).
 
     Examples:
         >>> eq = sdeml.dynamics.find_equilibrium(sdeml.dynamics.VanDerPol(3.0), jnp.ones(2))
@@ -208,7 +304,21 @@ def find_equilibrium(
     Newton's method (optimistix, with an SVD least-squares step so that non-isolated equilibria
     with a singular Jacobian are reached as well) on $f$; the Jacobian at the root by forward
     autodiff; its eigenvalues by ``jnp.linalg.eigvals``; the class by
-    `classify_equilibrium`. To find several equilibria, ``jax.vmap`` over guesses.
+    `classify_equilibrium`, measured against the Jacobian's size in any units (so neither the
+    unit of time nor those of the coordinates change it). To find several equilibria,
+    ``jax.vmap`` over guesses.
+
+    Newton stops when its step is below ``atol + rtol |y|`` and the residual
+    $\|f(y)\|_\infty \le \max(\texttt{atol}, 10\,\varepsilon\,\|\,|J(y)|\,|y|\,\|_\infty)$: the
+    second term is the rounding floor of $f$ at $y$. Moving each $y_j$ by its rounding
+    $\varepsilon |y_j|$ changes $f_i$ by up to $\varepsilon\sum_j |J_{ij}||y_j|$, and for the
+    usual polynomial fields that sum has the size of the terms that cancel in $f_i$ at the
+    root, whose evaluation rounds by a few $\varepsilon$ of them. An absolute floor alone failed
+    large fields: Lorenz's $C_\pm$ at $\rho = 28$ has terms $\approx 240$ and a float32 residual
+    $6.5\times10^{-6}$, above $10\varepsilon = 1.2\times10^{-6}$. (One floor for all the
+    components, their largest: per-component weights changed the conditioning of the SVD
+    step, and the step test still holds each component to ``rtol``.) Constant terms much
+    larger than $|J||y|$ that cancel at the root are not seen: raise ``atol`` for such a field.
 
     Args:
         f: vector field ``f(t, y, args)``.
@@ -217,9 +327,10 @@ def find_equilibrium(
         t: the time at which the (autonomous) field is evaluated.
         rtol, atol: Newton's convergence tolerances, floored at what the dtype of ``y_guess``
             resolves: ``rtol >= 10 eps``, ``atol >= 10 eps`` (float32: 1.19e-6; float64: 2.2e-15,
-            below the defaults). Tighter ones cannot be met: the pendulum's saddle at $\pi$ has
-            a float32 residual $\sin(\mathrm{fl}(\pi)) \approx 8.7\times10^{-8}$ (issue #17).
-        max_steps: most Newton iterations.
+            below the defaults), and the residual test at the rounding floor above. Tighter
+            ones cannot be met: the pendulum's saddle at $\pi$ has a float32 residual
+            $\sin(\mathrm{fl}(\pi)) \approx 8.7\times10^{-8}$ (issue #17).
+        max_steps: most Newton iterations, a positive int.
         tol: relative tolerance of the classification (see `classify_equilibrium`),
             floored at ``100 eps`` of the dtype (eigenvalues carry rounding of that order).
         throw: raise if Newton does not converge (otherwise see ``converged``).
@@ -255,6 +366,7 @@ def find_equilibrium(
     out = jax.eval_shape(lambda y: jnp.asarray(f(t, y, args)), y_guess)
     if out.shape != y_guess.shape:
         raise ValueError(f"`f` must return the shape of `y` {y_guess.shape}, got {out.shape}.")
+    max_steps = check_positive_int("max_steps", max_steps)
     rtol, atol, tol = equilibrium_tolerances(y_guess.dtype, rtol, atol, tol)
     return _find(f, y_guess, args, t, rtol, atol, max_steps, tol, throw)
 
@@ -266,15 +378,33 @@ def equilibrium_tolerances(
 
     Each is floored at a multiple of the dtype's machine epsilon (``10 eps``, ``10 eps``,
     ``100 eps``): below it the Newton iterates and residuals move by rounding alone, and a
-    genuine equilibrium would be reported as not converged.
+    genuine equilibrium would be reported as not converged. These are the absolute floors, for
+    a field of size about 1; the residual test also scales with the field's terms at the point
+    (`find_equilibrium`: ``max_i |f_i| <= max(atol, 10 eps max_i sum_j |J_ij| |y_j|)``), so a
+    large field (Lorenz's terms of about 240) converges as well.
     """
     eps = float(jnp.finfo(dtype).eps)
     return max(float(rtol), 10 * eps), max(float(atol), 10 * eps), max(float(tol), 100 * eps)
 
 
+def _rounding_floor(f, t, y, args, eps):
+    """``10 eps max_i sum_j |J_ij| |y_j|``: what rounding alone leaves of ``f`` at ``y``."""
+    jac = jax.lax.stop_gradient(jacobian(f, y, t, args))
+    return 10 * eps * jnp.max(jnp.abs(jac) @ jnp.abs(jax.lax.stop_gradient(y)))
+
+
 @eqx.filter_jit  # cached per field (an equinox module with new parameter values reuses it)
 def _find(f, y_guess, args, t, rtol, atol, max_steps, tol, throw):
-    fn = lambda y, a: jnp.asarray(f(t, y, a))
+    eps = jnp.finfo(y_guess.dtype).eps
+
+    def fn(y, a):
+        # Newton's residual test is max_i |fn_i| < atol: weighting f by atol / max(atol, floor)
+        # makes it max_i |f_i| < max(atol, floor), the rounding floor where the field is
+        # large. One scalar weight held constant (no gradient): the Newton step, and the SVD's
+        # relative cutoff, are f's own.
+        weight = atol / jnp.maximum(atol, _rounding_floor(f, t, y, a, eps))
+        return jnp.asarray(f(t, y, a)) * weight
+
     sol = optx.root_find(
         fn,
         # The SVD (pseudo-inverse) step keeps Newton working where the Jacobian is singular:
@@ -290,9 +420,9 @@ def _find(f, y_guess, args, t, rtol, atol, max_steps, tol, throw):
     lam = jnp.linalg.eigvals(jac)
     return Equilibrium(
         y=y,
-        residual=jnp.max(jnp.abs(fn(y, args))),
+        residual=jnp.max(jnp.abs(jnp.asarray(f(t, y, args)))),
         jacobian=jac,
         eigenvalues=lam,
-        stability=classify_equilibrium(lam, tol),
+        stability=classify_equilibrium(lam, tol, scale=_unit_free_scale(jac)),
         converged=sol.result == optx.RESULTS.successful,
     )

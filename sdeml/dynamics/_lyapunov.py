@@ -7,7 +7,9 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 __all__ = ["LyapunovCheck", "check_lyapunov", "lyapunov_derivative", "quadratic_lyapunov"]
@@ -162,12 +164,18 @@ def quadratic_lyapunov(
 
     Args:
         A: system matrix, shape ``(d, d)``.
-        Q: symmetric positive-definite right-hand side, shape ``(d, d)``; default identity.
+        Q: symmetric positive-definite right-hand side, shape ``(d, d)``; default identity. A
+            concrete ``Q`` must be symmetric to rounding
+            ($|Q - Q^\top| \le 100\,\varepsilon \max|Q|$); a traced one is not checked and
+            only its symmetric part $(Q + Q^\top)/2$ counts.
 
     Returns:
         ``P`` of shape ``(d, d)``, symmetric.
 
     Raises:
+        ValueError: a concrete ``Q`` is not symmetric: $A^\top P + P A$ is symmetric for a
+            symmetric $P$, so no symmetric $P$ solves the equation (a symmetrised $P$ had
+            come back that solved it for $(Q + Q^\top)/2$ instead).
         EquinoxRuntimeError: (eagerly, and under ``jax.jit`` at run time) the equation has no
             unique solution: $\lambda_i + \lambda_j = 0$ for two eigenvalues of $A$, as at a
             centre ($\pm i\omega$), a saddle with eigenvalues $\pm\lambda$ or a zero
@@ -197,6 +205,16 @@ def quadratic_lyapunov(
     Q = jnp.eye(d, dtype=A.dtype) if Q is None else jnp.asarray(Q)
     if Q.shape != A.shape:
         raise ValueError(f"`Q` must have the shape of `A` {A.shape}, got {Q.shape}.")
+    if not isinstance(Q, jax.core.Tracer):
+        q = np.asarray(Q)
+        eps = np.finfo(q.dtype).eps if np.issubdtype(q.dtype, np.floating) else 0.0
+        if np.max(np.abs(q - q.T)) > 100 * eps * np.max(np.abs(q)):
+            raise ValueError(
+                "`Q` must be symmetric: A^T P + P A = -Q has no symmetric solution P otherwise; "
+                f"got Q - Q^T with largest entry {np.max(np.abs(q - q.T)):.3g}. Pass "
+                "(Q + Q.T) / 2 if that is what you mean."
+            )
+    Q = 0.5 * (Q + Q.T)  # exactly symmetric: rounding-level asymmetry (or a traced Q) removed
     eye = jnp.eye(d, dtype=A.dtype)
     # Row-major vec: vec(A^T P) = (A^T kron I) vec P, vec(P A) = (I kron A^T) vec P.
     K = jnp.kron(A.T, eye) + jnp.kron(eye, A.T)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
+from ..core._checks import check_int, check_positive
 from ..ode import solve_ode
 from ._analysis import STABILITY_CLASSES, find_equilibrium
 
@@ -39,6 +40,7 @@ _MARKERS = {  # filled = stable, open = unstable or undecided
     "centre": ("s", "tab:green", False),
     "unstable non-hyperbolic": ("D", "tab:red", False),
     "non-hyperbolic": ("D", "0.3", False),
+    "non-finite": ("P", "0.3", False),
 }
 
 
@@ -71,10 +73,10 @@ def phase_portrait(
         f: vector field ``f(t, y, args)`` of a 2-D state, shape ``(2,)`` to ``(2,)``.
         xlim, ylim: the window, each ``(low, high)``.
         x0s: initial states of trajectories, shape ``(n, 2)``; default none.
-        t1: integration time of the trajectories.
+        t1: integration time of the trajectories, finite and > 0.
         args: passed to ``f``.
-        n_grid: arrows per axis.
-        n_save: points per trajectory.
+        n_grid: arrows per axis, an int >= 2.
+        n_save: points per trajectory, an int >= 2.
         nullclines: draw the nullclines.
         equilibrium_guesses: starting points for `sdeml.dynamics.find_equilibrium`, shape
             ``(k, 2)``.
@@ -108,11 +110,22 @@ def phase_portrait(
     import matplotlib.pyplot as plt
 
     for name, lim in (("xlim", xlim), ("ylim", ylim)):
-        if len(lim) != 2 or not lim[1] > lim[0]:
-            raise ValueError(f"`{name}` must be (low, high) with high > low, got {lim}.")
-    if n_grid < 2:
-        raise ValueError(f"`n_grid` must be at least 2, got {n_grid}.")
-    probe = jnp.asarray(f(0.0, jnp.zeros(2), args))
+        try:
+            arr = np.asarray(lim, dtype=float)
+        except (TypeError, ValueError):
+            arr = np.full(3, np.nan)  # not two numbers: refused below
+        if arr.shape != (2,) or not np.all(np.isfinite(arr)) or not arr[1] > arr[0]:
+            raise ValueError(f"`{name}` must be finite (low, high) with high > low, got {lim!r}.")
+    n_grid = check_int("n_grid", n_grid, 2)
+    n_save = check_int("n_save", n_save, 2)  # one saved time draws no line
+    check_positive("t1", t1)  # the trajectories run on [0, t1]
+    try:
+        probe = jax.eval_shape(lambda y: jnp.asarray(f(0.0, y, args)), jnp.zeros(2))
+    except (ValueError, TypeError, IndexError) as e:  # a zoo field refuses a state of (2,)
+        raise ValueError(
+            f"phase_portrait needs a planar field: `f` must map shape (2,) to (2,); it refused "
+            f"a state of shape (2,): {e}"
+        ) from None
     if probe.shape != (2,):
         raise ValueError(
             "phase_portrait needs a planar field: `f` must map shape (2,) to (2,), "

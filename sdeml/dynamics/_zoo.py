@@ -11,7 +11,10 @@ import abc
 from typing import ClassVar
 
 import equinox as eqx
+import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from ..core._checks import check_positive
@@ -33,6 +36,43 @@ def _scalar(x) -> Array:
     return jnp.asarray(x, dtype=jnp.result_type(x, float))
 
 
+def _check_finite(name: str, value) -> None:
+    """Raise `ValueError` if a concrete `value` is NaN or inf; traced values pass."""
+    if not isinstance(value, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(value))):
+        raise ValueError(f"`{name}` must be finite, got {value!r}.")
+
+
+def _state(system: AbstractODESystem, y, name: str = "y") -> Array:
+    """`y` as an array after checking it has the system's shape ``(dim,)``: the fields index
+    ``y[0]``, ``y[1]``, ..., and JAX clamps an index past the end, so a state of the wrong
+    length gave a wrong field silently (Lorenz at a 2-vector: ``[0, 26, -1.67]``)."""
+    y = jnp.asarray(y)
+    if y.shape != (system.dim,):
+        raise ValueError(
+            f"`{name}` must have shape ({system.dim},) for {type(system).__name__}, got "
+            f"{y.shape}; use jax.vmap to batch states."
+        )
+    return y
+
+
+def _states(system: AbstractODESystem, y, name: str = "y") -> Array:
+    """`y` of shape ``(..., dim)`` (a state or a batch of them, e.g. ``sol.ys``)."""
+    y = jnp.asarray(y)
+    if y.shape[-1:] != (system.dim,):
+        raise ValueError(
+            f"`{name}` must have shape (..., {system.dim}) for {type(system).__name__}, got "
+            f"{y.shape}."
+        )
+    return y
+
+
+def _times(ts) -> Array:
+    ts = jnp.asarray(ts)
+    if ts.ndim != 1:
+        raise ValueError(f"`ts` must have shape (n,), got {ts.shape}.")
+    return ts
+
+
 def _like(y: Array, *params: Array) -> tuple[Array, ...]:
     """The parameters in the dtype of a floating state `y`, so that the field keeps its dtype: a
     float32 state under float64 parameters (``jax_enable_x64``) stays float32 (a float64 field
@@ -46,7 +86,8 @@ class AbstractODESystem(eqx.Module):
     """An autonomous ODE $\\dot y = f(y)$ with known (textbook) equilibria.
 
     Final classes set the class variable ``dim`` ($d$) and implement ``__call__(t, y, args=None)``
-    (the vector field, shape ``(d,)`` to ``(d,)``) and ``textbook_equilibria()`` returning
+    (the vector field, shape ``(d,)`` to ``(d,)``; the zoo's fields refuse another shape with a
+    `ValueError`) and ``textbook_equilibria()`` returning
     ``(points, labels)``: the equilibria of shape ``(k, d)`` and their stability classes as
     named in dynamical-systems textbooks (the names of `sdeml.dynamics.STABILITY_CLASSES`).
 
@@ -80,8 +121,8 @@ class ExponentialGrowth(AbstractODESystem):
     r"""Exponential growth or decay $\dot y = r y$, solution $y(t) = y_0 e^{r t}$.
 
     Args:
-        rate: $r$, a scalar; $r > 0$ growth (the origin is an unstable node), $r < 0$ decay
-            (stable node).
+        rate: $r$, a finite scalar; $r > 0$ growth (the origin is an unstable node), $r < 0$
+            decay (stable node). The field acts elementwise, so a state of any shape works.
 
     Examples:
         $y(2) = e^{0.5 \cdot 2} = e$ from $y_0 = 1$:
@@ -100,13 +141,16 @@ class ExponentialGrowth(AbstractODESystem):
     def __init__(self, rate: float | Float[ArrayLike, ""] = 1.0):
         self.rate = _scalar(rate)
 
+    def __check_init__(self):
+        _check_finite("rate", self.rate)  # NaN had given a NaN field and a "stable node"
+
     def __call__(self, t, y, args=None):
         (rate,) = _like(y, self.rate)
         return rate * y
 
     def solution(self, y0: Float[ArrayLike, " d"], ts: Float[ArrayLike, " n"]) -> Array:
         """Exact $y(t) = y_0 e^{r t}$ at ``ts`` (shape ``(n, *y0.shape)``)."""
-        ts = jnp.asarray(ts)
+        ts = _times(ts)
         return jnp.exp(self.rate * ts)[:, None] * jnp.asarray(y0)[None]
 
     def textbook_equilibria(self):
@@ -152,6 +196,7 @@ class HarmonicOscillator(AbstractODESystem):
         check_positive("omega", self.omega)
 
     def __call__(self, t, y, args=None):
+        y = _state(self, y)
         (w,) = _like(y, self.omega)
         return jnp.stack([y[1], -(w**2) * y[0]])
 
@@ -162,13 +207,15 @@ class HarmonicOscillator(AbstractODESystem):
         zero, one = jnp.zeros_like(w), jnp.ones_like(w)
         return jnp.stack([jnp.stack([zero, one]), jnp.stack([-(w**2), zero])])
 
-    def energy(self, y: Float[Array, "... 2"]) -> Array:
+    def energy(self, y: Float[Array, "... d"]) -> Array:  # d = 2: checked with a clear message
         """$E = \\tfrac12 (v^2 + \\omega^2 x^2)$."""
+        y = _states(self, y)
         return 0.5 * (y[..., 1] ** 2 + self.omega**2 * y[..., 0] ** 2)
 
-    def solution(self, y0: Float[ArrayLike, " 2"], ts: Float[ArrayLike, " n"]) -> Array:
-        r"""Exact $x = x_0 \cos\omega t + (v_0/\omega)\sin\omega t$, $v = \dot x$."""
-        y0, ts, w = jnp.asarray(y0), jnp.asarray(ts), self.omega
+    def solution(self, y0: Float[ArrayLike, " d"], ts: Float[ArrayLike, " n"]) -> Array:
+        r"""Exact $x = x_0 \cos\omega t + (v_0/\omega)\sin\omega t$, $v = \dot x$; ``y0`` of
+        shape ``(2,)``."""
+        y0, ts, w = _state(self, y0, "y0"), _times(ts), self.omega
         x = y0[0] * jnp.cos(w * ts) + y0[1] / w * jnp.sin(w * ts)
         v = -y0[0] * w * jnp.sin(w * ts) + y0[1] * jnp.cos(w * ts)
         return jnp.stack([x, v], axis=-1)
@@ -220,6 +267,7 @@ class DampedOscillator(AbstractODESystem):
         check_positive("zeta", self.zeta)  # zeta = 0 is the harmonic oscillator's centre
 
     def __call__(self, t, y, args=None):
+        y = _state(self, y)
         w, z = _like(y, self.omega, self.zeta)
         return jnp.stack([y[1], -(w**2) * y[0] - 2 * z * w * y[1]])
 
@@ -231,13 +279,15 @@ class DampedOscillator(AbstractODESystem):
             [jnp.stack([jnp.zeros_like(w), jnp.ones_like(w)]), jnp.stack([-(w**2), -2 * z * w])]
         )
 
-    def energy(self, y: Float[Array, "... 2"]) -> Array:
+    def energy(self, y: Float[Array, "... d"]) -> Array:  # d = 2: checked with a clear message
         """$E = \\tfrac12 (v^2 + \\omega^2 x^2)$; $\\dot E = -2\\zeta\\omega v^2 \\le 0$."""
+        y = _states(self, y)
         return 0.5 * (y[..., 1] ** 2 + self.omega**2 * y[..., 0] ** 2)
 
-    def solution(self, y0: Float[ArrayLike, " 2"], ts: Float[ArrayLike, " n"]) -> Array:
-        """Exact solution at ``ts`` (the matrix exponential of ``matrix``)."""
-        return linear_ode_solution(self.matrix, y0, ts)
+    def solution(self, y0: Float[ArrayLike, " d"], ts: Float[ArrayLike, " n"]) -> Array:
+        """Exact solution at ``ts`` (the matrix exponential of ``matrix``); ``y0`` of shape
+        ``(2,)``."""
+        return linear_ode_solution(self.matrix, _state(self, y0, "y0"), _times(ts))
 
     def textbook_equilibria(self):
         label = "stable spiral" if float(self.zeta) < 1 else "stable node"
@@ -282,6 +332,7 @@ class VanDerPol(AbstractODESystem):
         check_positive("mu", self.mu, allow_zero=True)  # mu < 0: the origin is stable
 
     def __call__(self, t, y, args=None):
+        y = _state(self, y)
         x, v = y[0], y[1]
         (mu,) = _like(y, self.mu)
         return jnp.stack([v, mu * (1 - x**2) * v - x])
@@ -337,12 +388,14 @@ class LotkaVolterra(AbstractODESystem):
             check_positive(name, getattr(self, name))
 
     def __call__(self, t, y, args=None):
+        y = _state(self, y)
         x, p = y[0], y[1]
         a, b, g, d = _like(y, self.alpha, self.beta, self.gamma, self.delta)
         return jnp.stack([a * x - b * x * p, d * x * p - g * p])
 
-    def first_integral(self, y: Float[Array, "... 2"]) -> Array:
+    def first_integral(self, y: Float[Array, "... d"]) -> Array:  # d = 2: checked clearly
         """$H = \\delta x - \\gamma\\ln x + \\beta y - \\alpha\\ln y$."""
+        y = _states(self, y)
         x, p = y[..., 0], y[..., 1]
         return self.delta * x - self.gamma * jnp.log(x) + self.beta * p - self.alpha * jnp.log(p)
 
@@ -400,14 +453,19 @@ class SIR(AbstractODESystem):
             check_positive(name, getattr(self, name))
 
     def __call__(self, t, y, args=None):
+        y = _state(self, y)
         s, i = y[0], y[1]
         beta, gamma, n = _like(y, self.beta, self.gamma, self.n)
         infection = beta * s * i / n
         recovery = gamma * i
         return jnp.stack([-infection, infection - recovery, recovery])
 
-    def reduced(self, t, y: Float[Array, " 2"], args=None) -> Float[Array, " 2"]:
-        """The $(S, I)$ plane field ($R = N - S - I$ eliminated), for phase portraits."""
+    def reduced(self, t, y: Float[Array, " d"], args=None) -> Float[Array, " d"]:
+        """The $(S, I)$ plane field ($R = N - S - I$ eliminated), for phase portraits; ``y`` of
+        shape ``(2,)``."""
+        y = jnp.asarray(y)
+        if y.shape != (2,):
+            raise ValueError(f"`y` must have shape (2,) for SIR.reduced (S, I), got {y.shape}.")
         (n,) = _like(y, self.n)
         return self(t, jnp.stack([y[0], y[1], n - y[0] - y[1]]), args)[:2]
 
@@ -432,7 +490,10 @@ class Lorenz(AbstractODESystem):
     Hopf bifurcation: $C_\pm$ stay stable for every $\rho > 1$ (`rho_hopf` is then ``inf``).
 
     Args:
-        sigma, rho, beta: scalars; the classic parameters default to $10, 28, 8/3$.
+        sigma, rho, beta: scalars $\sigma > 0$, $\rho \ge 0$, $\beta > 0$ (the physical range,
+            where the textbook facts below hold: $\beta < 0$ puts $C_\pm$ at $\sqrt{<0}$, and
+            $\sigma < 0$ or $\rho < 0$ change the classes); the classic parameters default to
+            $10, 28, 8/3$.
 
     Examples:
         At $\rho = 28 > \rho_H$, $C_+ = (6\sqrt2, 6\sqrt2, 27)$ is a saddle-focus:
@@ -459,7 +520,13 @@ class Lorenz(AbstractODESystem):
     def __init__(self, sigma=10.0, rho=28.0, beta=8.0 / 3.0):
         self.sigma, self.rho, self.beta = _scalar(sigma), _scalar(rho), _scalar(beta)
 
+    def __check_init__(self):
+        check_positive("sigma", self.sigma)
+        check_positive("rho", self.rho, allow_zero=True)  # rho < 0: the origin can be a spiral
+        check_positive("beta", self.beta)
+
     def __call__(self, t, y, args=None):
+        y = _state(self, y)
         x, yy, z = y[0], y[1], y[2]
         sigma, rho, beta = _like(y, self.sigma, self.rho, self.beta)
         return jnp.stack([sigma * (yy - x), x * (rho - z) - yy, x * yy - beta * z])
