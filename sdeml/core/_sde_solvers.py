@@ -182,14 +182,16 @@ class Milstein(AbstractSolver):
             g = g_fn(y)
             return SolverState(t + dt, y + f * dt + sde.noise_term(g, dw))
         if sde.noise in ("diagonal", "scalar"):
-            # one JVP gives (g g')_i under the diagonal-noise convention (exact for scalar noise)
-            g, ggp = jax.jvp(g_fn, (y,), (g_fn(y),))
+            # one JVP gives (g g')_i under the diagonal-noise convention (exact for scalar noise);
+            # linearised once, so g is evaluated once (a jvp at g_fn(y) traced it twice)
+            g, g_lin = jax.linearize(g_fn, y)
+            ggp = g_lin(g)
             corr = 0.5 * ggp * (dw * dw - dt)
             return SolverState(t + dt, y + f * dt + g * dw + corr)
         # general, commutative: sum_jk L^j g_k dW_j dW_k = (dg[G dW]) dW: one JVP along G dW
-        g = g_fn(y)
+        g, g_lin = jax.linearize(g_fn, y)
         gdw = jnp.tensordot(g, dw, axes=1)
-        dg = jax.jvp(g_fn, (y,), (gdw,))[1]
+        dg = g_lin(gdw)
         corr = 0.5 * (jnp.tensordot(dg, dw, axes=1) - dt * stratonovich_correction(sde, t, y, args))
         return SolverState(t + dt, y + f * dt + gdw + corr)
 
