@@ -998,7 +998,8 @@ def integrate_ode(
         step_to_ts: end an adaptive step at every time in `ts` (see `solve_ode`).
         dense: also keep the dense interpolant.
         n_steps: number of equal steps (fixed-step mode).
-        dt0: constant step (``adaptive=False``) or initial step of the adaptive controller.
+        dt0: constant step (``adaptive=False``) or initial step of the adaptive controller;
+            its size only: the direction of integration is that of ``t1 - t0``.
         adaptive: PID controller (True) or constant steps (False); ``None``: decided by the
             solver.
         rtol: relative tolerance, floored as in `effective_tolerances`.
@@ -1243,7 +1244,8 @@ def solve_ode(
         dense: also keep the dense interpolant (``sol.evaluate(t)``).
         n_steps: number of equal steps (fixed-step mode, any solver).
         dt0: a constant step for solvers without error estimate, otherwise the initial step of the
-            adaptive controller (``None``: chosen automatically).
+            adaptive controller (``None``: chosen automatically); its size only, the sign is
+            ignored.
         rtol, atol: tolerances of the adaptive controller (and of the implicit solvers' Newton).
             Defaults ``DEFAULT_RTOL = 1e-6``, ``DEFAULT_ATOL = 1e-9``. They are floored at what
             the state's dtype resolves, ``RTOL_EPS_FLOOR * eps = 100 eps`` and
