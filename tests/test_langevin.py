@@ -635,3 +635,101 @@ def test_histogram_chains_counts_every_step():
     flat = xs.reshape(-1, 2)
     ref = jnp.histogram2d(flat[:, 0], flat[:, 1], bins=8, range=((-2, 2), (-2, 2)))[0]
     np.testing.assert_array_equal(counts, ref)
+
+
+def _shifted_uniform_histogram(n: int, n_bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform bins with 2 sampling sd moved from bin 1 to bin 0 (integer counts)."""
+    probs = np.full(n_bins, 1 / n_bins)
+    counts = np.round(n * probs)
+    shift = np.round(2 * np.sqrt(n / n_bins))
+    counts[0] += shift
+    counts[1] -= shift
+    return counts, probs
+
+
+def test_histogram_test_pvalues_float32_at_large_n():
+    # float32 betainc with parameters ~N cancels two huge log-gammas: max_z_pvalue read 0.676 at
+    # N = 1e6 (exact 0.827) and -inf at 1e8 (exact 0.826). The tails are now taken in float64 on
+    # the host; in float32 they match SciPy's exact binomial tails to the float32 rounding of
+    # the counts (measured 2e-5 at 1e8). Eager and jit agree (one compilation for all N).
+    test = jax.jit(sdeml.langevin.histogram_test)
+    for n in (10**4, 10**6, 10**8):
+        counts, probs = _shifted_uniform_histogram(n)
+        up = scipy.stats.binom.sf(counts - 1, n, probs)
+        p_min = np.min(np.minimum(1.0, 2 * np.minimum(up, scipy.stats.binom.cdf(counts, n, probs))))
+        exact = -np.expm1(probs.size * np.log1p(-p_min))  # Sidak over the 40 groups
+        with jax.enable_x64(False):
+            res = test(jnp.asarray(counts, jnp.float32), jnp.asarray(probs, jnp.float32))
+        assert res.max_z_pvalue.dtype == jnp.float32 and res.chi2_pvalue.dtype == jnp.float32
+        np.testing.assert_allclose(res.max_z_pvalue, exact, rtol=1e-4, err_msg=str(n))
+        chi2_exact = scipy.stats.chi2.sf(float(res.chi2), int(res.dof))
+        np.testing.assert_allclose(res.chi2_pvalue, chi2_exact, rtol=1e-5, atol=1e-7)
+    with jax.enable_x64(False):
+        eager = sdeml.langevin.histogram_test(
+            jnp.asarray(counts, jnp.float32), jnp.asarray(probs, jnp.float32)
+        )
+    for a, b in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(res), strict=True):
+        # float32: chi2 and z (e.g. -2.4e-5 for 0) round differently when fused; p-values agree
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_histogram_test_chi2_pvalue_float32_at_many_groups():
+    # float32 gammaincc at large dof: P(chi^2_dof >= chi^2) was off by 2e-3 at dof = 1e4 (by 0.04
+    # at 1e6, and 1.67 at 1e7); now SciPy's in float64, to float32 rounding.
+    n_bins = 10_001
+    probs = np.full(n_bins, 1 / n_bins)
+    counts = np.random.default_rng(3).multinomial(50 * n_bins, probs)
+    with jax.enable_x64(False):
+        res = sdeml.langevin.histogram_test(
+            jnp.asarray(counts, jnp.float32), jnp.asarray(probs, jnp.float32)
+        )
+    assert int(res.dof) == n_bins - 1
+    exact = scipy.stats.chi2.sf(float(res.chi2), int(res.dof))
+    np.testing.assert_allclose(res.chi2_pvalue, exact, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "counts, probs, match, also_chi2",
+    [
+        # a negative probability passed silently, with both p-values 1.0
+        ([20.0, 30.0, 50.0], [-0.2, 0.7, 0.5], "`probs` must be finite and >= 0", True),
+        ([20.0, -30.0, 50.0], [0.2, 0.3, 0.5], "`counts` must be finite and >= 0", True),
+        ([20.0, 30.0, 50.0], [0.2, 0.3, jnp.nan], "`probs` must be finite", True),
+        ([20.0, 30.0, 50.0], [0.3, 0.3, 0.5], "`probs` must sum to at most 1", True),
+        ([20.0, 30.0, 50.0], [0.2, 0.3, 0.4], "`probs` must sum to 1", False),  # chi2: < 1 is ok
+        ([20.0, 30.0], [0.2, 0.3, 0.5], "same shape", True),  # histogram_chi2: a TypeError
+    ],
+)
+def test_histogram_checks_refuse_what_is_not_a_histogram(counts, probs, match, also_chi2):
+    counts, probs = jnp.array(counts, F64), jnp.array(probs, F64)
+    with pytest.raises(ValueError, match=match):
+        sdeml.langevin.histogram_test(counts, probs)
+    if also_chi2:
+        with pytest.raises(ValueError, match=match):
+            histogram_chi2(counts, probs)
+    else:
+        assert np.isfinite(histogram_chi2(counts, probs)[0])
+
+
+@pytest.mark.parametrize(
+    "precision, match",
+    [
+        (-jnp.eye(2, dtype=F64), "positive definite"),  # was a "covariance" of -0.952 I
+        (jnp.diag(jnp.array([1.0, 0.0], F64)), "positive definite"),  # was inf
+        (jnp.ones((2, 2), F64), "positive definite"),  # singular: to rounding
+        (jnp.array([[1.0, 0.5], [0.0, 1.0]], F64), "symmetric"),  # eigh read one triangle
+        (jnp.ones(2, F64), r"square \(d, d\) matrix"),  # a TypeError deep in eigh
+        (jnp.ones((2, 3), F64), r"square \(d, d\) matrix"),
+    ],
+)
+def test_ula_gaussian_stationary_cov_refuses_a_bad_precision(precision, match):
+    with pytest.raises(ValueError, match=f"`precision` must be .*{match}"):
+        ula_gaussian_stationary_cov(precision, 0.1)
+
+
+def test_ula_gaussian_stationary_cov_refuses_a_bad_traced_precision_at_run_time():
+    # (the bad call first: a cached executable's run-time error comes back as a ValueError)
+    cov = jax.jit(lambda p: ula_gaussian_stationary_cov(p, 0.1))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="must be positive definite"):
+        cov(-jnp.eye(2, dtype=F64))
+    np.testing.assert_allclose(cov(PREC), ula_gaussian_stationary_cov(PREC, 0.1), rtol=1e-12)

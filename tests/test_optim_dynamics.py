@@ -305,6 +305,9 @@ def test_top_level_export():
     assert sdeml.SGDSDE is SGDSDE and sdeml.gradient_flow is gradient_flow
 
 
+_NAN_H = jnp.array([[jnp.nan, 0.0], [0.0, 1.0]])
+
+
 @pytest.mark.parametrize(
     "make, match",
     [
@@ -321,6 +324,10 @@ def test_top_level_export():
         (lambda: gradient_descent(QUAD, jnp.ones(2), -0.1, 3), "lr"),
         (lambda: gradient_flow(QUAD, jnp.ones((2, 2)), jnp.linspace(0, 1, 3)), "theta0"),
         (lambda: solve_continuous_lyapunov(jnp.eye(2), jnp.eye(3)), "shape"),
+        # a NaN Hessian: NumPy's LinAlgError from the stability check
+        (lambda: sgd_stationary_cov(_NAN_H, jnp.eye(2), 0.1, 4, discrete=True), "`hessian`"),
+        (lambda: sgd_stationary_cov(_NAN_H, jnp.eye(2), 0.1, 4, discrete=False), "`hessian`"),
+        (lambda: solve_discrete_lyapunov(_NAN_H, jnp.eye(2)), "`a` must be finite"),
     ],
 )
 def test_bad_input(make, match):
@@ -351,3 +358,85 @@ def test_frozen_noise_cov_equals_state_dependent_for_quadratic():
 def test_minibatch_factor_refuses_a_bad_batch_size_without_a_dataset(bad):
     with pytest.raises(ValueError, match="batch_size"):
         sdeml.optim_dynamics.minibatch_factor(bad)
+
+
+@pytest.mark.parametrize(
+    "eigs",
+    [
+        [1.0, -1.0],  # was [[nan, nan], [nan, -0.0125]]
+        [1.0, 0.0],  # was nan / inf
+        [1.0, -2.0],  # a unique but negative "covariance" (-0.00625): no stationary law
+    ],
+)
+def test_sgd_stationary_cov_refuses_a_hessian_that_is_not_positive_definite(eigs):
+    """The SDE has a stationary law only for H positive definite: raise like discrete=True."""
+    hessian, sigma = jnp.diag(jnp.array(eigs, F64)), jnp.eye(2, dtype=F64)
+    with pytest.raises(ValueError, match=r"SGD SDE has no stationary law.*positive definite"):
+        sgd_stationary_cov(hessian, sigma, 0.1, 4, discrete=False)
+    # traced: at run time, as the discrete check does
+    with pytest.raises(jax.errors.JaxRuntimeError, match="SGD SDE has no stationary law"):
+        jax.jit(lambda h: sgd_stationary_cov(h, sigma, 0.1, 4, discrete=False))(hessian)
+
+
+_CENTRE = jnp.array([[0.0, 1.0], [-1.0, 0.0]], F64)  # eigenvalues +-i
+_ROT = jnp.array([[0.6, -0.8], [0.8, 0.6]], F64)
+
+
+@pytest.mark.parametrize(
+    "solve, a, why",
+    [
+        # A S + S A^T = Q: singular where lambda_i + lambda_j = 0 (all returned NaN/inf)
+        (solve_continuous_lyapunov, _CENTRE, r"\[1j, -1j\] with lambda_i \+ lambda_j = 0"),
+        (solve_continuous_lyapunov, jnp.diag(jnp.array([1.0, -1.0], F64)), r"\+ lambda_j = 0"),
+        (solve_continuous_lyapunov, jnp.diag(jnp.array([1.0, 0.0], F64)), r"\+ lambda_j = 0"),
+        (solve_continuous_lyapunov, _ROT @ jnp.diag(jnp.array([2.0, -2.0], F64)) @ _ROT.T, "= 0"),
+        # S = A S A^T + Q: singular where lambda_i lambda_j = 1
+        (solve_discrete_lyapunov, jnp.eye(2, dtype=F64), "lambda_i lambda_j = 1"),
+        (solve_discrete_lyapunov, jnp.diag(jnp.array([2.0, 0.5], F64)), "lambda_j = 1"),
+        (solve_discrete_lyapunov, _ROT, "lambda_i lambda_j = 1"),  # on the unit circle
+    ],
+)
+def test_lyapunov_solvers_refuse_an_equation_without_a_unique_solution(solve, a, why):
+    with pytest.raises(ValueError, match=f"has no unique solution: `a` has eigenvalues .*{why}"):
+        solve(a, jnp.eye(2, dtype=F64))
+
+
+def test_lyapunov_solvers_accept_nearby_equations_with_a_unique_solution():
+    # not Hurwitz / not stable, but uniquely solvable: the checks refuse only singular operators
+    q = jnp.array([[1.0, 0.2], [0.2, 0.5]], F64)
+    for a in (jnp.diag(jnp.array([1.0, -2.0], F64)), _CENTRE + 1e-6 * jnp.eye(2, dtype=F64)):
+        ref = scipy.linalg.solve_continuous_lyapunov(np.asarray(a), np.asarray(q))
+        # relative to the solution's size: near the centre it is 4e5 with off-diagonals of 0.1
+        atol = 1e-8 * np.max(np.abs(ref))
+        np.testing.assert_allclose(solve_continuous_lyapunov(a, q), ref, rtol=1e-8, atol=atol)
+    for a in (jnp.diag(jnp.array([2.0, 0.6], F64)), 0.999 * _ROT):
+        ref = scipy.linalg.solve_discrete_lyapunov(np.asarray(a), np.asarray(q))
+        np.testing.assert_allclose(solve_discrete_lyapunov(a, q), ref, rtol=1e-8)
+
+
+def test_sgd_and_sgd_sde_name_a_parameter_dimension_that_does_not_match_the_data():
+    # least squares on 2 features with 3 parameters: a TypeError from dot_general deep in JAX
+    xs = jr.normal(jr.key(0), (20, 2), F64)
+    data = (xs, xs @ jnp.array([1.0, -2.0], F64))
+    loss_i = lambda w, xy: 0.5 * (xy[0] @ w - xy[1]) ** 2
+    match = r"parameters of shape \(3,\) \(d = 3, from `{}`\).*does d match the data"
+    with pytest.raises(ValueError, match=match.format("position")):
+        SGD(loss_i, data, lr=0.1, batch_size=4).init(jnp.zeros((5, 3), F64))
+    with pytest.raises(ValueError, match=match.format("theta0")):
+        SGDSDE(loss_i, data, lr=0.1, batch_size=4).simulate(
+            jnp.zeros((5, 3), F64), 1.0, 10, key=jr.key(0)
+        )
+    assert SGD(loss_i, data, lr=0.1, batch_size=4).init(jnp.zeros((5, 2), F64)).position.shape
+
+
+def test_flow_helpers_take_integer_starts_and_refuse_negative_learning_rates():
+    # an integer theta0 gave jax.grad's TypeError; negative rates were accepted silently
+    od = sdeml.optim_dynamics
+    loss = lambda th: 0.5 * jnp.sum(th**2)
+    out = od.gradient_descent(loss, jnp.array([1]), lr=0.1, n_steps=3)
+    ref = od.gradient_descent(loss, jnp.array([1.0]), lr=0.1, n_steps=3)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref))
+    with pytest.raises(ValueError, match="`lr` must be finite and >= 0"):
+        od.modified_loss(loss, -0.1)
+    with pytest.raises(ValueError, match="`modified_lr` must be finite and >= 0"):
+        od.gradient_flow(loss, jnp.ones(2), jnp.linspace(0.0, 1.0, 3), modified_lr=-0.1)

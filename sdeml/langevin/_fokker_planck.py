@@ -4,14 +4,17 @@ probabilities in units of sampling error (`histogram_test`, calibrated for many 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
-from jax.scipy.special import betainc, gammaincc, ndtri
+import numpy as np
+from jax.scipy.special import ndtri
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ..core import SDE, simulate
@@ -301,8 +304,42 @@ def em_chain_bin_probabilities(
     return qs.reshape(n_saves + 1, n_bins, per_bin).sum(-1) * h
 
 
+# Rounding of a sum of bin probabilities is ~1e-6 in float32; 1e-3 refuses a tail left out of the
+# end bins (the +-3 sd tails of a normal are 2.7e-3) or a mis-normalised density.
+_PROB_SUM_TOL = 1e-3
+
+
+def _check_histogram(counts: Any, probs: Any, *, sums_to_one: bool) -> None:
+    """Shapes always; values of concrete inputs: counts and probs finite and >= 0, probs summing
+    to at most 1 (and at least 1, with `sums_to_one`) within `_PROB_SUM_TOL`."""
+    shape_c, shape_p = jnp.shape(counts), jnp.shape(probs)
+    if len(shape_c) != 1 or shape_c != shape_p:
+        raise ValueError(
+            f"`counts` and `probs` must be 1-D of the same shape, got {shape_c} and {shape_p}."
+        )
+    for name, v in (("counts", counts), ("probs", probs)):
+        if isinstance(v, jax.core.Tracer):
+            continue  # under jit/vmap: nothing concrete to check
+        arr = np.asarray(v, np.float64)
+        bad = ~np.isfinite(arr) | (arr < 0)
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise ValueError(f"`{name}` must be finite and >= 0, got {arr[i]:.7g} at index {i}.")
+    if isinstance(probs, jax.core.Tracer):
+        return
+    total = float(np.sum(np.asarray(probs, np.float64)))
+    if total > 1 + _PROB_SUM_TOL:
+        raise ValueError(f"`probs` must sum to at most 1, got a sum of {total:.6g}.")
+    if sums_to_one and total < 1 - _PROB_SUM_TOL:
+        raise ValueError(
+            f"`probs` must sum to 1, got a sum of {total:.6g}; put the mass outside the "
+            "histogram's range into the end bins (and clip the samples likewise)."
+        )
+
+
 def histogram_chi2(
-    counts: Float[Array, " n"], probs: Float[Array, " n"]
+    counts: Real[ArrayLike, " n"],
+    probs: Float[ArrayLike, " _n"],  # shapes: a clear ValueError
 ) -> tuple[Float[Array, ""], Float[Array, ""], Float[Array, " n"]]:
     r"""How far a histogram is from bin probabilities, in units of its own sampling error.
 
@@ -320,9 +357,10 @@ def histogram_chi2(
     normal one. For a pass/fail criterion use `histogram_test`.
 
     Args:
-        counts: the histogram, shape ``(n,)``.
-        probs: the predicted probabilities of the same bins, shape ``(n,)`` (they may sum to
-            < 1).
+        counts: the histogram, shape ``(n,)``, non-negative.
+        probs: the predicted probabilities of the same bins, shape ``(n,)``, non-negative (they
+            may sum to < 1, not to more than 1 + 1e-3; concrete inputs are checked,
+            `ValueError`).
 
     Returns:
         ``(chi2_per_dof, max_abs_z, z)``: two scalars and ``z`` of shape ``(n,)``, zero in the
@@ -340,6 +378,7 @@ def histogram_chi2(
     References:
         Pearson, Phil. Mag. 50, 1900.
     """
+    _check_histogram(counts, probs, sums_to_one=False)
     counts, probs = jnp.asarray(counts, float), jnp.asarray(probs, float)
     n = jnp.sum(counts)
     expected = n * probs
@@ -412,6 +451,25 @@ def _pool_bins(expected: Float[Array, " n"], min_expected: float) -> tuple[Array
     return gid, jnp.maximum(n_closed, 1)
 
 
+def _pvalues_host(c, n, p, valid, chi2, n_groups, *, dtype):
+    """`histogram_test`'s two p-values in float64 with SciPy, over any leading batch axes:
+    ``c, p, valid`` are ``(*batch, n)`` (groups), ``n, chi2, n_groups`` are ``(*batch,)``."""
+    from scipy.special import betainc, gammaincc  # scipy only where used (issue #18)
+
+    c, p, chi2 = (np.asarray(a, np.float64) for a in (c, p, chi2))
+    n, m = np.asarray(n, np.float64)[..., None], np.asarray(n_groups, np.float64)
+    # exact binomial tails, P(C >= c) = I_p(c, N - c + 1) and P(C <= c) = I_{1-p}(N - c, c + 1)
+    upper = np.where(c > 0, betainc(np.maximum(c, 1), np.maximum(n - c + 1, 1), p), 1.0)
+    lower = np.where(c < n, betainc(np.maximum(n - c, 1), c + 1, 1 - p), 1.0)
+    p_two = np.minimum(1.0, 2 * np.minimum(upper, lower))
+    p_min = np.min(np.where(np.asarray(valid, bool), p_two, 1.0), axis=-1)
+    with np.errstate(divide="ignore"):  # p_min = 1: log1p(-1) = -inf, and the p-value is 1
+        max_z_pvalue = -np.expm1(m * np.log1p(-p_min))
+    dof = m - 1
+    chi2_pvalue = np.where(dof > 0, gammaincc(np.maximum(dof, 1) / 2, chi2 / 2), 1.0)
+    return np.asarray(chi2_pvalue, dtype), np.asarray(max_z_pvalue, dtype)
+
+
 def histogram_test(
     counts: Real[ArrayLike, " n"], probs: Float[ArrayLike, " _n"], *, min_expected: float = 5.0
 ) -> HistogramTest:
@@ -435,11 +493,18 @@ def histogram_test(
     larger than sampling error, and the largest $|z|$ of $m$ groups should be read
     against ``expected_max_abs_z`` (about 2.5 for 36 groups), not against 2 or 3.
 
+    Both p-values are computed in float64 on the host (SciPy's ``betainc`` and ``gammaincc``
+    through `jax.pure_callback`, so they work under `jax.jit` and `jax.vmap` and carry no
+    gradient), whatever the dtype: in float32 the two huge log-gammas of JAX's incomplete beta
+    cancelled (the max-$|z|$ p-value read $-\infty$ at $N = 10^8$).
+
     Args:
-        counts: the histogram, shape ``(n,)``, summing to the number of samples $N$.
-        probs: the predicted probabilities of the same bins, shape ``(n,)``, summing to 1 (put
-            any mass outside the histogram's range into the end bins, and clip the samples
-            likewise).
+        counts: the histogram, shape ``(n,)``, non-negative, summing to the number of samples
+            $N$.
+        probs: the predicted probabilities of the same bins, shape ``(n,)``, non-negative,
+            summing to 1 within $10^{-3}$ (put any mass outside the histogram's range into the
+            end bins, and clip the samples likewise). Concrete inputs are checked (`ValueError`);
+            traced ones are not.
         min_expected: the smallest expected count of a group.
 
     Returns:
@@ -463,14 +528,10 @@ def histogram_test(
         Pearson, Phil. Mag. 50, 1900; Cochran, Ann. Math. Stat. 23, 1952 (expected counts >= 5);
         Šidák, J. Amer. Statist. Assoc. 62, 1967 (the multiple-comparison correction).
     """
+    _check_histogram(counts, probs, sums_to_one=True)
     counts, probs = jnp.asarray(counts), jnp.asarray(probs)
     dtype = probs.dtype if jnp.issubdtype(probs.dtype, jnp.floating) else jnp.result_type(float)
     counts, probs = counts.astype(dtype), probs.astype(dtype)
-    if counts.ndim != 1 or counts.shape != probs.shape:
-        raise ValueError(
-            f"`counts` and `probs` must be 1-D of the same shape, got {counts.shape} and "
-            f"{probs.shape}."
-        )
     if not min_expected > 0:
         raise ValueError(f"`min_expected` must be > 0, got {min_expected!r}.")
     n_bins = counts.shape[0]
@@ -483,17 +544,18 @@ def histogram_test(
     e = n * safe_p
     chi2 = jnp.sum(jnp.where(valid, (c - e) ** 2 / e, 0.0))
     dof = n_groups - 1
-    chi2_pvalue = jnp.where(
-        dof > 0, gammaincc(jnp.maximum(dof, 1).astype(dtype) / 2, chi2 / 2), 1.0
-    )
     z = jnp.where(valid, (c - e) / jnp.sqrt(e * jnp.maximum(1 - safe_p, 1e-300)), 0.0)
-    # exact binomial tails, P(C >= c) = I_p(c, N - c + 1) and P(C <= c) = I_{1-p}(N - c, c + 1)
-    upper = jnp.where(c > 0, betainc(jnp.maximum(c, 1), jnp.maximum(n - c + 1, 1), safe_p), 1.0)
-    lower = jnp.where(c < n, betainc(jnp.maximum(n - c, 1), c + 1, 1 - safe_p), 1.0)
-    p_two = jnp.minimum(1.0, 2 * jnp.minimum(upper, lower))
-    p_min = jnp.min(jnp.where(valid, p_two, 1.0))
+    # On the host in float64 (p-values have no gradient): float32 betainc and gammaincc cancel
+    # two huge log-gammas at large N or dof (max_z_pvalue read -inf at N = 1e8, chi2_pvalue 1.67
+    # at dof = 1e7).
+    scalar = jax.ShapeDtypeStruct((), dtype)
+    chi2_pvalue, max_z_pvalue = jax.pure_callback(
+        functools.partial(_pvalues_host, dtype=np.dtype(dtype)),
+        (scalar, scalar),
+        *jax.lax.stop_gradient((c, n, safe_p, valid, chi2, n_groups)),
+        vmap_method="broadcast_all",
+    )
     m = n_groups.astype(dtype)
-    max_z_pvalue = -jnp.expm1(m * jnp.log1p(-p_min))
     # median of the max of m iid |N(0,1)|: 1 - 2 Phi(-z) = 2^(-1/m)
     expected_max = -ndtri(-0.5 * jnp.expm1(-jnp.log(2.0) / m))
     return HistogramTest(

@@ -8,8 +8,9 @@ import equinox as eqx
 import jax
 import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ..core._checks import (
     check_box,
@@ -238,7 +239,9 @@ def ula_invariant_bin_probabilities(
 
 
 def ula_gaussian_stationary_cov(
-    precision: Float[Array, "d d"], step_size: float, temperature: float = 1.0
+    precision: Float[ArrayLike, "..."],  # (d, d): checked with a clear message
+    step_size: float,
+    temperature: float = 1.0,
 ) -> Float[Array, "d d"]:
     r"""ULA's exact stationary covariance on the Gaussian target $U = x^T P x/2$.
 
@@ -253,7 +256,9 @@ def ula_gaussian_stationary_cov(
     relative, to first order. Requires $h\lambda_{\max} < 2$ (stability).
 
     Args:
-        precision: $P$, symmetric positive definite, shape ``(d, d)``.
+        precision: $P$, symmetric positive definite, shape ``(d, d)`` (concrete: checked,
+            `ValueError`; traced: an `EquinoxRuntimeError` at run time if not positive
+            definite).
         step_size: $h$.
         temperature: $T$.
 
@@ -275,8 +280,43 @@ def ula_gaussian_stationary_cov(
     """
     check_positive("step_size", step_size)
     check_positive("temperature", temperature)
-    lam, v = jnp.linalg.eigh(jnp.asarray(precision))
+    precision = jnp.asarray(precision)
+    if precision.ndim != 2 or precision.shape[0] != precision.shape[1]:
+        raise ValueError(
+            f"`precision` must be a square (d, d) matrix, got shape {precision.shape}."
+        )
+    if not jnp.issubdtype(precision.dtype, jnp.floating):
+        precision = precision.astype(float)
+    _check_spd(precision)
+    lam, v = jnp.linalg.eigh(precision)
+    # traced (under jit/vmap): the same conditions at run time
+    lam = eqx.error_if(lam, lam.min() <= 0, "`precision` must be positive definite")
     lam = eqx.error_if(
         lam, step_size * lam.max() >= 2.0, "ULA is unstable: step_size * max eig >= 2"
     )
     return (v * (temperature / (lam * (1.0 - 0.5 * step_size * lam)))) @ v.T
+
+
+def _check_spd(precision: Array) -> None:
+    """`ValueError` unless a concrete `precision` is symmetric (to sqrt(eps) of its largest entry)
+    and positive definite (every eigenvalue above d eps times the largest: a matrix singular to
+    rounding gave a variance of 1e16); traced values pass."""
+    if isinstance(precision, jax.core.Tracer):
+        return
+    p = np.asarray(precision, np.float64)
+    d, eps = p.shape[0], float(jnp.finfo(precision.dtype).eps)
+    scale = float(np.max(np.abs(p), initial=0.0))
+    if not np.all(np.isfinite(p)):
+        raise ValueError("`precision` must be finite (no NaN or inf).")
+    asym = float(np.max(np.abs(p - p.T), initial=0.0))
+    if asym > np.sqrt(eps) * scale:
+        raise ValueError(
+            f"`precision` must be symmetric, got |P - P^T| up to {asym:.3g} (largest entry "
+            f"{scale:.3g})."
+        )
+    lam = np.linalg.eigvalsh(0.5 * (p + p.T))
+    if not lam[0] > d * eps * max(abs(lam[-1]), abs(lam[0])):
+        raise ValueError(
+            "`precision` must be positive definite (the Gibbs law N(0, T P^-1) needs it), got "
+            f"eigenvalues from {lam[0]:.4g} to {lam[-1]:.4g}."
+        )

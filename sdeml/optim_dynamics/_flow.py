@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ..core import integrate_ode
 from ..core._checks import (
@@ -21,18 +21,20 @@ from ..core._checks import (
 Loss = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
 
-def _check(loss: Loss, theta0: Array) -> Array:
+def _check(loss: Loss, theta0: ArrayLike) -> Array:
     theta0 = jnp.asarray(theta0)
     if theta0.ndim != 1:
         raise ValueError(
             f"`theta0` must have shape (d,), got {theta0.shape}; use jax.vmap to batch."
         )
+    if not jnp.issubdtype(theta0.dtype, jnp.floating):
+        theta0 = theta0.astype(float)  # an integer theta0: jax.grad's TypeError, integer ts
     check_scalar_function("loss", loss, theta0)
     return theta0
 
 
 def gradient_descent(
-    loss: Loss, theta0: Float[Array, "..."], lr: float | Float[ArrayLike, ""], n_steps: int
+    loss: Loss, theta0: Real[ArrayLike, "..."], lr: float | Float[ArrayLike, ""], n_steps: int
 ) -> Float[Array, "n d"]:
     r"""Gradient descent $\theta_{k+1} = \theta_k - \eta\nabla L(\theta_k)$, every iterate.
 
@@ -85,7 +87,7 @@ def modified_loss(loss: Loss, lr: float | Float[ArrayLike, ""]) -> Loss:
 
     Args:
         loss: $L$, ``(d,) -> ()``.
-        lr: $\eta$, a scalar.
+        lr: $\eta \ge 0$, a scalar.
 
     Returns:
         $\tilde L$, a function ``(d,) -> ()``.
@@ -101,13 +103,14 @@ def modified_loss(loss: Loss, lr: float | Float[ArrayLike, ""]) -> Loss:
     References:
         Barrett & Dherin, Implicit Gradient Regularization, ICLR 2021. arXiv:2009.11162
     """
+    check_positive("lr", lr, allow_zero=True)  # concrete only; lr = 0 is L itself
     grad = jax.grad(loss)
     return lambda theta: loss(theta) + 0.25 * lr * jnp.sum(grad(theta) ** 2)
 
 
 def gradient_flow(
     loss: Loss,
-    theta0: Float[Array, "..."],
+    theta0: Real[ArrayLike, "..."],
     ts: Float[Array, " n"],
     *,
     modified_lr: float | Float[ArrayLike, ""] | None = None,
@@ -154,6 +157,8 @@ def gradient_flow(
         62, 2011.
     """
     theta0 = _check(loss, theta0)
+    if modified_lr is not None:
+        check_positive("modified_lr", modified_lr, allow_zero=True)
     concrete_times("ts", ts, min_len=2)  # concrete: 1-D, finite, strictly increasing
     ts = jnp.asarray(ts, theta0.dtype)
     if ts.ndim != 1 or ts.shape[0] < 2:
@@ -182,7 +187,7 @@ def _flow_at(loss, theta0, ts, c, rtol, atol, max_steps):
 
 def flow_gd_deviation(
     loss: Loss,
-    theta0: Float[Array, "..."],
+    theta0: Real[ArrayLike, "..."],
     lr: float | Float[ArrayLike, ""],
     n_steps: int,
     *,

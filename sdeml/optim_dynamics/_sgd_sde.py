@@ -119,6 +119,24 @@ def gradient_noise_cov(
     return c.T @ c / g.shape[0]
 
 
+def _check_loss_on(per_example_loss: ExampleLoss, data: PyTree, theta: Array, name: str) -> None:
+    """`ValueError` unless ``per_example_loss(theta, example)`` runs on one example of `data`
+    and returns a scalar: a `theta` whose d does not match the data failed deep inside JAX
+    with a TypeError (a dot_general or broadcasting message)."""
+    example = jax.tree_util.tree_map(lambda a: a[0], data)
+    try:
+        jax.eval_shape(per_example_loss, theta, example)
+    except (TypeError, ValueError) as e:
+        shapes = jax.tree_util.tree_map(lambda a: tuple(jnp.shape(a)[1:]), data)
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(
+            f"`per_example_loss` fails on parameters of shape {tuple(theta.shape)} (d = "
+            f"{theta.shape[-1]}, from `{name}`) and one example of `data` (shapes {shapes}); "
+            f"does d match the data? ({type(e).__name__}: {first})"
+        ) from None
+    check_scalar_function("per_example_loss", per_example_loss, theta, example)
+
+
 class SGDState(eqx.Module):
     """A batch of SGD iterates, shape ``(*chains, d)``.
 
@@ -211,9 +229,8 @@ class SGD(eqx.Module):
     def init(self, position: Float[Array, "*chains d"]) -> SGDState:
         """The state at `position` (shape ``(d,)`` or ``(*chains, d)``)."""
         position = check_position(position)
-        example = jax.tree_util.tree_map(lambda a: a[0], self.data)
         theta = position.reshape(-1, position.shape[-1])[0]
-        check_scalar_function("per_example_loss", self.per_example_loss, theta, example)
+        _check_loss_on(self.per_example_loss, self.data, theta, "position")
         return SGDState(position)
 
     def step(self, state: SGDState, *, key: PRNGKeyArray) -> tuple[SGDState, SGDInfo]:
@@ -398,6 +415,7 @@ class SGDSDE(AbstractSDE):
             raise ValueError(
                 f"`theta0` has d={d} parameters but this SGDSDE's dimension is {self.brownian_dim}."
             )
+        _check_loss_on(self.per_example_loss, self.data, theta0[0], "theta0")
         sde = self if self.brownian_dim == d else dataclasses.replace(self, dim=d)
         paths = simulate(
             sde,
@@ -416,17 +434,63 @@ class SGDSDE(AbstractSDE):
         return jnp.moveaxis(paths.xs, 0, 1)
 
 
+def _eig_tol(a: Array, name: str) -> tuple[np.ndarray, float]:
+    """The eigenvalues of a concrete square `a` (in float64 or complex128) and the rounding
+    tolerance ``d * eps`` of its dtype, relative to their scale; `ValueError` naming `name`
+    if `a` is not finite (NumPy's eigvals raised a LinAlgError)."""
+    arr = np.asarray(a)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"`{name}` must be finite (no NaN or inf).")
+    dtype = a.dtype if jnp.issubdtype(a.dtype, jnp.inexact) else jnp.result_type(float)
+    lam = np.linalg.eigvals(arr.astype(np.result_type(arr.dtype, np.float64)))
+    return lam, a.shape[0] * float(jnp.finfo(dtype).eps)
+
+
+def _check_unique(a: Array, kind: str) -> None:
+    """`ValueError` unless the Lyapunov equation of a concrete `a` has a unique solution: the
+    eigenvalues of its operator, lambda_i + lambda_j (continuous) or 1 - lambda_i lambda_j
+    (discrete), must be away from 0 beyond rounding. Traced values pass."""
+    if isinstance(a, jax.core.Tracer):
+        return
+    lam, tol = _eig_tol(a, "a")
+    big = np.max(np.abs(lam), initial=0.0)
+    if kind == "continuous":
+        gap, scale = np.abs(lam[:, None] + lam[None, :]), big
+        what = "lambda_i + lambda_j = 0"
+        equation = "A S + S A^T = Q"
+    else:
+        gap, scale = np.abs(1.0 - lam[:, None] * lam[None, :]), max(1.0, big**2)
+        what = "lambda_i lambda_j = 1"
+        equation = "S = A S A^T + Q"
+    i, j = np.unravel_index(np.argmin(gap), gap.shape)
+    if gap[i, j] <= tol * scale:
+        pair = np.real_if_close(np.array([lam[i], lam[j]]))
+        raise ValueError(
+            f"{equation} has no unique solution: `a` has eigenvalues {pair.tolist()} with "
+            f"{what} (to rounding); its {kind} Lyapunov operator is singular."
+        )
+
+
 def solve_continuous_lyapunov(
     a: Float[Array, "..."],
     q: Float[Array, "..."],  # (d, d) each: checked with a clear message
 ) -> Float[Array, "d d"]:
     r"""Solve $AS + SA^T = Q$ (small $d$: a Kronecker-product linear solve).
 
+    The solution is unique if and only if $\lambda_i + \lambda_j \ne 0$ for every pair of
+    eigenvalues of $A$ (a zero eigenvalue, $\pm\lambda$, a centre's $\pm i\omega$).
+
     Args:
         a, q: $A$ and $Q$, square matrices of equal shape ``(d, d)``.
 
     Returns:
         $S$, shape ``(d, d)``.
+
+    Raises:
+        ValueError: for a concrete $A$ with $|\lambda_i + \lambda_j| \le d\,\varepsilon
+            \max_k|\lambda_k|$ ($\varepsilon$ of its dtype): no unique solution. A traced $A$
+            (under `jax.jit`/`jax.vmap`) is not checked, and there such an equation gives NaN or
+            inf.
 
     Examples:
         >>> from sdeml.optim_dynamics import solve_continuous_lyapunov
@@ -442,6 +506,7 @@ def solve_continuous_lyapunov(
     a, q = jnp.asarray(a), jnp.asarray(q)
     if a.ndim != 2 or a.shape[0] != a.shape[1] or q.shape != a.shape:
         raise ValueError(f"`a` and `q` must be square of equal shape, got {a.shape}, {q.shape}.")
+    _check_unique(a, "continuous")
     eye = jnp.eye(a.shape[0], dtype=a.dtype)
     big = jnp.kron(a, eye) + jnp.kron(eye, a)  # row-major vec(A X B) = (A kron B^T) vec(X)
     return jnp.linalg.solve(big, q.reshape(-1)).reshape(a.shape)
@@ -450,12 +515,21 @@ def solve_continuous_lyapunov(
 def solve_discrete_lyapunov(a: Float[Array, "d d"], q: Float[Array, "d d"]) -> Float[Array, "d d"]:
     r"""Solve $S = ASA^T + Q$ (Kronecker-product linear solve).
 
+    The solution is unique if and only if $\lambda_i\lambda_j \ne 1$ for every pair of
+    eigenvalues of $A$ (e.g. an eigenvalue on the unit circle, or $2$ with $1/2$).
+
     Args:
         a, q: $A$ and $Q$, square matrices of equal shape ``(d, d)`` ($A$ with spectral radius
             < 1).
 
     Returns:
         $S$, shape ``(d, d)``.
+
+    Raises:
+        ValueError: for a concrete $A$ with $|1 - \lambda_i\lambda_j| \le d\,\varepsilon
+            \max(1, \max_k|\lambda_k|^2)$ ($\varepsilon$ of its dtype): no unique solution. A
+            traced $A$ (under `jax.jit`/`jax.vmap`) is not checked, and there such an equation
+            gives NaN or inf.
 
     Examples:
         In 1-D, $S = Q/(1 - a^2)$; here $1/(1 - 0.25) = 4/3$:
@@ -472,6 +546,7 @@ def solve_discrete_lyapunov(a: Float[Array, "d d"], q: Float[Array, "d d"]) -> F
     a, q = jnp.asarray(a), jnp.asarray(q)
     if a.ndim != 2 or a.shape[0] != a.shape[1] or q.shape != a.shape:
         raise ValueError(f"`a` and `q` must be square of equal shape, got {a.shape}, {q.shape}.")
+    _check_unique(a, "discrete")
     n = a.shape[0] ** 2
     return jnp.linalg.solve(jnp.eye(n, dtype=a.dtype) - jnp.kron(a, a), q.reshape(-1)).reshape(
         a.shape
@@ -491,12 +566,33 @@ def _check_sgd_stable(a: Array, hessian: Array, lr: Any) -> Array:
         # which every backend supports (eigvals is CPU-only)
         lam = jnp.linalg.eigvalsh(0.5 * (a + a.T))
         return eqx.error_if(a, jnp.max(jnp.abs(lam)) >= 1.0, _UNSTABLE)
-    eig_h = np.linalg.eigvals(np.asarray(hessian, np.float64))
+    eig_h = _eig_tol(hessian, "hessian")[0]
     bad = np.abs(1.0 - float(lr) * eig_h) >= 1.0
     if np.any(bad):
         lr_h = np.real_if_close(float(lr) * eig_h[bad])
         raise ValueError(f"{_UNSTABLE}; got lr * h = {lr_h.tolist()}.")
     return a
+
+
+_NOT_PD = (
+    "the SGD SDE has no stationary law here: h <= 0 for an eigenvalue h of `hessian` (the SDE "
+    "d theta = -H (theta - theta*) dt + sqrt(lr c_B Sigma) dW has one only if h > 0 for every "
+    "eigenvalue h: `hessian` must be positive definite)"
+)
+
+
+def _check_sde_stable(hessian: Array) -> Array:
+    """`hessian`, after checking that its eigenvalues are > 0 (beyond rounding: d eps times
+    the largest |h|), so the SDE has a stationary law (continuous `sgd_stationary_cov`)."""
+    if isinstance(hessian, jax.core.Tracer):
+        # traced: H is symmetric (the docstring's contract); eigvalsh runs on every backend
+        lam = jnp.linalg.eigvalsh(0.5 * (hessian + hessian.T))
+        return eqx.error_if(hessian, jnp.min(lam) <= 0.0, _NOT_PD)
+    eig_h, tol = _eig_tol(hessian, "hessian")
+    bad = np.real(eig_h) <= tol * np.max(np.abs(eig_h), initial=0.0)
+    if np.any(bad):
+        raise ValueError(f"{_NOT_PD}; got h = {np.real_if_close(eig_h[bad]).tolist()}.")
+    return hessian
 
 
 def sgd_stationary_cov(
@@ -525,7 +621,9 @@ def sgd_stationary_cov(
 
     SGD has a stationary law only where it is stable, $|1 - \eta h| < 1$, i.e.
     $0 < \eta h < 2$, for every eigenvalue $h$ of $H$ (the spectral radius of $I - \eta H$
-    below 1); beyond, its iterates diverge and ``discrete=True`` raises `ValueError`.
+    below 1); beyond, its iterates diverge and ``discrete=True`` raises `ValueError`. The SDE
+    has one only if every $h > 0$ ($H$ positive definite), at any $\eta$; otherwise
+    ``discrete=False`` raises `ValueError`.
 
     Args:
         hessian: $H$ (symmetric positive definite), shape ``(d, d)``.
@@ -540,7 +638,9 @@ def sgd_stationary_cov(
 
     Raises:
         ValueError: with ``discrete=True``, if $|1 - \eta h| \ge 1$ for an eigenvalue $h$ of
-            $H$ (eagerly; under `jax.jit` an `EquinoxRuntimeError` at run time).
+            $H$; with ``discrete=False``, if $h \le 0$ (beyond rounding: $d\,\varepsilon$ times
+            the largest $|h|$) for an eigenvalue $h$ of $H$ (eagerly; under `jax.jit` an
+            `EquinoxRuntimeError` at run time).
 
     Examples:
         With $h = \sigma^2 = 1$, $\eta = 0.1$, $B = 4$: $0.1/(4 \cdot 1.9)$ for SGD and
@@ -566,4 +666,5 @@ def sgd_stationary_cov(
         a = jnp.eye(h.shape[0], dtype=h.dtype) - lr * h
         a = _check_sgd_stable(a, h, lr)
         return solve_discrete_lyapunov(a, lr**2 * factor * sigma)
+    h = _check_sde_stable(h)
     return solve_continuous_lyapunov(h, lr * factor * sigma)
