@@ -411,3 +411,48 @@ def test_a_negative_n_saves_is_refused():
     for bad in (True, -2):
         with pytest.raises(ValueError, match="`n_saves`"):
             d.probability_flow_sampler(sc, sde, (4, 2), n_saves=bad, key=k)
+
+
+def test_subvp_log_snr_inverse_holds_in_float32_at_small_times():
+    # the log-alpha form cancelled near alpha = 1: t = 1e-3 came back as 1.0056e-3 in float32,
+    # and a float32 sub-VP "logsnr" grid was not uniform in lambda (spread 1.23 of the mean)
+    sde = sdeml.diffusion.SubVPSDE()
+    with jax.enable_x64(False):
+        t = jnp.asarray(np.logspace(-5, 0, 30), jnp.float32)
+        back = sde.t_from_log_snr(sde.log_snr(t))
+        assert float(jnp.max(jnp.abs(back / t - 1))) < 1e-5
+        ts, _ = sdeml.diffusion.dpm_time_grid(sde, 500, 1e-3, "logsnr")
+        steps = jnp.diff(sde.log_snr(ts))
+        assert float((jnp.max(steps) - jnp.min(steps)) / jnp.mean(steps)) < 0.02
+    t64 = jnp.asarray(np.logspace(-8, 0, 30))
+    np.testing.assert_allclose(sde.t_from_log_snr(sde.log_snr(t64)), t64, rtol=1e-12)
+
+
+def test_diffusion_checks_read_numpy_and_jax_scalars_and_integer_data(monkeypatch):
+    # The suite's jaxtyping hook refuses a NumPy or JAX scalar against a `float` annotation
+    # first; a user (or a sweep) passes them, so the hook is off here, as for a user.
+    import jaxtyping
+
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+    sde = sdeml.diffusion.VPSDE()
+    score = lambda t, x: -x
+    # `eps` as a JAX or NumPy scalar skipped the check, and the sampler ran past t = 0
+    for bad in (jnp.array(-0.1), np.float32(0.0)):
+        with pytest.raises(ValueError, match="`eps`"):
+            sdeml.diffusion.euler_maruyama_sampler(
+                score, sde, (4, 2), n_steps=5, eps=bad, key=jr.key(0)
+            )
+    with pytest.raises(ValueError, match="`rho` must be positive"):
+        sdeml.diffusion.edm_time_grid(5, rho=np.float32(-7.0))
+    with pytest.raises(ValueError, match="`n_steps` must be a positive integer"):
+        sdeml.diffusion.dpm_time_grid(sde, 0, 1e-3)  # a one-point grid before
+    # integer data: jr.normal refused the dtype, naming neither `batch` nor `dtype`
+    ints = jnp.array([[1, 2], [3, 4], [0, 1]])
+    floats = ints.astype(jnp.result_type(float))
+    for loss in (
+        lambda b: sdeml.diffusion.dsm_loss(score, sde, b, key=jr.key(1)),
+        lambda b: sdeml.diffusion.edm_loss(lambda s, x: 0.5 * x, b, key=jr.key(1)),
+    ):
+        assert float(loss(ints)) == float(loss(floats))
+    with pytest.raises(ValueError, match="the denoiser maps a sample of shape"):
+        sdeml.diffusion.edm_loss(lambda s, x: x[:1], floats, key=jr.key(1))

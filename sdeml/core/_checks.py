@@ -28,6 +28,32 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
         raise ValueError(f"`{name}` must be finite and {bound}, got {value!r}.")
 
 
+def concrete_scalar(value: Any) -> float | None:
+    """A concrete real scalar (a Python number, a NumPy scalar, a concrete 0-d JAX array) as a
+    Python float; None when it is traced or not a real 0-d number (then nothing is checked).
+
+    Checks written as ``isinstance(v, int | float)`` skipped NumPy and JAX scalars, so a
+    ``jnp.array(-0.1)`` small-time cut-off ran a sampler past t = 0 without an error.
+
+    Examples:
+        >>> concrete_scalar(np.float32(0.5)), concrete_scalar(jnp.array(2)), concrete_scalar("a")
+        (0.5, 2.0, None)
+    """
+    if isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        arr = np.asarray(value)
+    except Exception:  # e.g. a tracer inside a container
+        return None
+    if arr.shape != () or not (
+        np.issubdtype(arr.dtype, np.integer)
+        or np.issubdtype(arr.dtype, np.floating)
+        or arr.dtype == bool
+    ):
+        return None
+    return float(arr)
+
+
 def check_positive_scalar(name: str, value: Any) -> None:
     """`check_positive`, and a scalar: a step size or temperature of shape ``(n,)`` broadcast
     against a batch of chains ``(*chains, d)`` and silently changed its shape (three chains in

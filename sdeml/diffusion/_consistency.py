@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..core._checks import check_positive_int
+from ..core._checks import check_positive_int, concrete_scalar
 from ._edm import (
     _check_sigma_data,
     check_sigma_range,
@@ -129,7 +129,8 @@ class ConsistencyModel(eqx.Module):
         self, net: Callable[..., Array], sigma_data: float = 0.5, sigma_min: float = 0.002
     ):
         _check_sigma_data(sigma_data)
-        if not (isinstance(sigma_min, int | float) and 0.0 < sigma_min < math.inf):
+        s_min = concrete_scalar(sigma_min)  # NumPy and JAX scalars too
+        if s_min is None or not 0.0 < s_min < math.inf:
             raise ValueError(f"`sigma_min` must be a positive float, got {sigma_min!r}")
         self.net, self.sigma_data, self.sigma_min = net, float(sigma_data), float(sigma_min)
 

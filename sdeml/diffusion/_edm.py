@@ -18,10 +18,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core import integrate_ode
-from ..core._checks import check_int, check_model_shape, check_positive_int
+from ..core._checks import check_int, check_model_shape, check_positive_int, concrete_scalar
 from ..data import GaussianMixture
 from ._samplers import SampleResult
 from ._sde import AbstractDiffusionSDE
@@ -137,7 +137,7 @@ def eps_to_denoiser(eps: Array, x: Array, sigma: float | Array) -> Array:
 
 # -------------------------------------------------------------------------- preconditioning
 def _check_sigma_data(sigma_data: float) -> None:
-    if isinstance(sigma_data, int | float) and not sigma_data > 0:
+    if (v := concrete_scalar(sigma_data)) is not None and not v > 0:
         raise ValueError(f"`sigma_data` must be positive, got {sigma_data}")
 
 
@@ -366,7 +366,7 @@ class ScoreDenoiser(eqx.Module):
 
 # -------------------------------------------------------------------------- training
 def _check_pos(name: str, value: Any) -> None:
-    if isinstance(value, int | float) and not value > 0:
+    if (v := concrete_scalar(value)) is not None and not v > 0:
         raise ValueError(f"`{name}` must be positive, got {value}")
 
 
@@ -430,7 +430,7 @@ def gaussian_noise(key: PRNGKeyArray, sigma: Array, shape: tuple[int, ...]) -> A
 
 def edm_loss(
     denoiser: Callable[..., Array],
-    batch: Float[Array, "b ..."],
+    batch: Real[ArrayLike, "b ..."],
     *,
     p_mean: float = -1.2,
     p_std: float = 1.2,
@@ -480,6 +480,10 @@ def edm_loss(
     batch = jnp.asarray(batch)
     if batch.ndim < 2:
         raise ValueError(f"`batch` must have shape (b, ...) with a batch axis, got {batch.shape}")
+    if not jnp.issubdtype(batch.dtype, jnp.floating):  # integer data: the noise is float
+        batch = batch.astype(jnp.result_type(float))
+    if not isinstance(denoiser, EDMDenoiser):  # (an EDMDenoiser's net is checked by its own)
+        check_model_shape(denoiser, batch[0], "denoiser")  # a deep mixture traceback before
     b = batch.shape[0]
     ks, kn, km = jr.split(key, 3)
     sigma = edm_sigma_sample(b, p_mean=p_mean, p_std=p_std, dtype=batch.dtype, key=ks)
@@ -495,15 +499,16 @@ def edm_loss(
 # -------------------------------------------------------------------------- sampling
 def check_sigma_range(sigma_min: Any, sigma_max: Any, rho: Any = 7.0) -> None:
     """Raise one `ValueError` naming the argument unless ``0 < sigma_min < sigma_max``, rho > 0."""
-    if isinstance(sigma_min, int | float) and not sigma_min > 0:
+    lo, hi, r = (concrete_scalar(v) for v in (sigma_min, sigma_max, rho))
+    if lo is not None and not lo > 0:
         raise ValueError(f"`sigma_min` must be positive, got {sigma_min}")
-    if isinstance(sigma_max, int | float) and isinstance(sigma_min, int | float):
-        if not sigma_min < sigma_max:
+    if lo is not None and hi is not None:
+        if not lo < hi:
             raise ValueError(
                 f"`sigma_min` must be below `sigma_max`, got sigma_min={sigma_min}, "
                 f"sigma_max={sigma_max}"
             )
-    if isinstance(rho, int | float) and not rho > 0:
+    if r is not None and not r > 0:
         raise ValueError(f"`rho` must be positive, got {rho}")
 
 
@@ -687,9 +692,10 @@ def edm_sampler(
     if method not in ("heun", "euler"):
         raise ValueError(f"`method` must be 'heun' or 'euler', got {method!r}")
     for name, v in (("s_churn", s_churn), ("s_noise", s_noise)):
-        if isinstance(v, int | float) and not v >= 0:
+        if (c := concrete_scalar(v)) is not None and not c >= 0:
             raise ValueError(f"`{name}` must be >= 0, got {v}")
-    if isinstance(s_tmin, int | float) and isinstance(s_tmax, int | float) and s_tmin > s_tmax:
+    tmin, tmax = concrete_scalar(s_tmin), concrete_scalar(s_tmax)
+    if tmin is not None and tmax is not None and tmin > tmax:
         raise ValueError(f"`s_tmin` must not exceed `s_tmax`, got {s_tmin}, {s_tmax}")
     k0, kc = jr.split(key)
     x = _start(prior, shape, sigma_max, x_T, dtype, k0)

@@ -8,7 +8,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core._checks import check_model_shape
 from ._param import ScoreModel
@@ -20,7 +20,7 @@ WEIGHTINGS = ("sigma2", "likelihood")
 def dsm_loss(
     model: Callable[..., Array],
     sde: AbstractDiffusionSDE,
-    batch: Float[Array, "b ..."],
+    batch: Real[ArrayLike, "b ..."],
     *,
     weighting: Literal["sigma2", "likelihood"] = "sigma2",
     eps: float = 1e-5,
@@ -80,6 +80,8 @@ def dsm_loss(
     batch = jnp.asarray(batch)
     if batch.ndim < 2:
         raise ValueError(f"`batch` must have shape (b, ...) with a batch axis, got {batch.shape}")
+    if not jnp.issubdtype(batch.dtype, jnp.floating):  # integer data (pixel levels): the noise
+        batch = batch.astype(jnp.result_type(float))  # is float (jr.normal refused an int dtype)
     check_model_shape(model, batch[0])
     b = batch.shape[0]
     kt, kz, km = jr.split(key, 3)

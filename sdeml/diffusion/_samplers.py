@@ -489,6 +489,8 @@ def dpm_time_grid(
     """
     if grid not in GRIDS:
         raise ValueError(f"unknown time grid {grid!r}; valid: {', '.join(GRIDS)}")
+    n_steps = check_positive_int("n_steps", n_steps)  # 0 gave a one-point grid silently
+    sde.check_times(eps)
     dt_ = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
     t_hi, t_lo = jnp.asarray(sde.T, dt_), jnp.asarray(eps, dt_)
     u = jnp.linspace(0.0, 1.0, n_steps + 1, dtype=dt_)

@@ -12,14 +12,11 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from ..core import AbstractSDE
+from ..core._checks import concrete_scalar
 
 # (t, x) -> score. `t` is a float or a 0-d array (the engine passes arrays, direct calls may pass
 # floats): Any, so that score functions annotated `t: Array` still fit.
 ScoreFn = Callable[[Any, Array], Array]
-
-
-def _is_num(x) -> bool:
-    return isinstance(x, int | float)
 
 
 def _as_float(t: ArrayLike) -> Array:
@@ -208,9 +205,12 @@ class AbstractDiffusionSDE(AbstractSDE):
         )
 
     def check_times(self, eps: float) -> None:
-        """Raise a clear `ValueError` unless ``0 < eps < 1`` and ``eps < T``."""
-        if not _is_num(eps):
+        """Raise a clear `ValueError` unless ``0 < eps < 1`` and ``eps < T`` (concrete `eps`:
+        Python, NumPy or JAX scalars; a traced one passes)."""
+        value = concrete_scalar(eps)
+        if value is None:
             return
+        eps = value
         if not 0 < eps < 1:
             raise ValueError(f"`eps` (the small-time cut-off) must be in (0, 1), got {eps}")
         if self.T <= eps:
@@ -400,10 +400,25 @@ class SubVPSDE(_AbstractLinearBetaSDE):
         return -jnp.expm1(-self.int_beta(t))
 
     def int_beta_from_log_snr(self, lam):
-        # sigma = 1 - alpha^2 and lam = log alpha - log sigma  =>  e^lam alpha^2 + alpha - e^lam = 0
+        # sigma = 1 - alpha^2 and lam = log alpha - log sigma  =>  sigma = 2 / (1 + sqrt(1 + 4
+        # e^{2 lam})), and B = -log(1 - sigma) = -2 log alpha = -2 (lam + log sigma). Small t
+        # (sigma < 1/2) through log1p(-sigma): the log alpha form cancelled near alpha = 1
+        # (float32: t = 1e-3 came back as 1.0056e-3). Each exponential is taken of a
+        # non-positive argument, so neither branch overflows.
         lam = jnp.asarray(lam)
-        log_alpha = lam + math.log(2.0) - jnp.log1p(jnp.sqrt(1.0 + 4.0 * jnp.exp(2.0 * lam)))
-        return -2.0 * log_alpha
+        u = jnp.exp(-jnp.maximum(lam, 0.0))  # e^{-lam} for lam > 0
+        root_u = jnp.sqrt(u * u + 4.0)
+        v = jnp.exp(2.0 * jnp.minimum(lam, 0.0))  # e^{2 lam} for lam <= 0
+        root_v = jnp.sqrt(1.0 + 4.0 * v)
+        high = lam > 0
+        sigma = jnp.where(high, 2.0 * u / (u + root_u), 2.0 / (1.0 + root_v))
+        log_sigma = jnp.where(
+            high,
+            math.log(2.0) - jnp.maximum(lam, 0.0) - jnp.log(u + root_u),
+            -jnp.log1p(root_v) + math.log(2.0),
+        )
+        small = sigma < 0.5
+        return jnp.where(small, -jnp.log1p(-jnp.where(small, sigma, 0.0)), -2.0 * (lam + log_sigma))
 
     @property
     def prior_std(self) -> float:
