@@ -28,6 +28,23 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
         raise ValueError(f"`{name}` must be finite and {bound}, got {value!r}.")
 
 
+def as_float(x: Any) -> jax.Array:
+    """`x` as an array of a floating dtype: its own if it has one, else JAX's default float.
+
+    Integer data (pixel levels, counts, an integer start) entered noise draws, scans and
+    gradients in its own dtype and failed there (``jr.normal`` refuses an integer dtype) or
+    truncated the float arguments combined with it (a std of 2.5 read as 2).
+
+    Examples:
+        >>> as_float(jnp.array([1, 2])).dtype == jnp.result_type(float)
+        True
+        >>> as_float(jnp.ones(2, jnp.float16)).dtype
+        dtype('float16')
+    """
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
 def concrete_scalar(value: Any) -> float | None:
     """A concrete real scalar (a Python number, a NumPy scalar, a concrete 0-d JAX array) as a
     Python float; None when it is traced or not a real 0-d number (then nothing is checked).

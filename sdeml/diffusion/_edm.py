@@ -21,7 +21,13 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core import integrate_ode
-from ..core._checks import check_int, check_model_shape, check_positive_int, concrete_scalar
+from ..core._checks import (
+    as_float,
+    check_int,
+    check_model_shape,
+    check_positive_int,
+    concrete_scalar,
+)
 from ..data import GaussianMixture
 from ._samplers import SampleResult
 from ._sde import AbstractDiffusionSDE
@@ -480,8 +486,7 @@ def edm_loss(
     batch = jnp.asarray(batch)
     if batch.ndim < 2:
         raise ValueError(f"`batch` must have shape (b, ...) with a batch axis, got {batch.shape}")
-    if not jnp.issubdtype(batch.dtype, jnp.floating):  # integer data: the noise is float
-        batch = batch.astype(jnp.result_type(float))
+    batch = as_float(batch)  # integer data: the noise is float
     if not isinstance(denoiser, EDMDenoiser):  # (an EDMDenoiser's net is checked by its own)
         check_model_shape(denoiser, batch[0], "denoiser")  # a deep mixture traceback before
     b = batch.shape[0]

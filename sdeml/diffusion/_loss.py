@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from ..core._checks import check_model_shape
+from ..core._checks import as_float, check_model_shape
 from ._param import ScoreModel
 from ._sde import AbstractDiffusionSDE
 
@@ -80,8 +80,7 @@ def dsm_loss(
     batch = jnp.asarray(batch)
     if batch.ndim < 2:
         raise ValueError(f"`batch` must have shape (b, ...) with a batch axis, got {batch.shape}")
-    if not jnp.issubdtype(batch.dtype, jnp.floating):  # integer data (pixel levels): the noise
-        batch = batch.astype(jnp.result_type(float))  # is float (jr.normal refused an int dtype)
+    batch = as_float(batch)  # integer data (pixel levels): jr.normal refused an int dtype
     check_model_shape(model, batch[0])
     b = batch.shape[0]
     kt, kz, km = jr.split(key, 3)

@@ -12,17 +12,12 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from ..core import AbstractSDE
+from ..core._checks import as_float as _as_float
 from ..core._checks import concrete_scalar
 
 # (t, x) -> score. `t` is a float or a 0-d array (the engine passes arrays, direct calls may pass
 # floats): Any, so that score functions annotated `t: Array` still fit.
 ScoreFn = Callable[[Any, Array], Array]
-
-
-def _as_float(t: ArrayLike) -> Array:
-    """`t` as an array of a floating dtype (its own if it has one: no promotion to float64)."""
-    t = jnp.asarray(t)
-    return t if jnp.issubdtype(t.dtype, jnp.floating) else t.astype(float)
 
 
 class AbstractDiffusionSDE(AbstractSDE):

@@ -14,7 +14,7 @@ import jax.random as jr
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from ..core._checks import check_positive, check_positive_int
+from ..core._checks import as_float, check_positive, check_positive_int
 from ..core._ode import ODESolution, integrate_ode
 from ..neural_ode import (
     AbstractODEModel,
@@ -401,7 +401,7 @@ def _float_points(x: Any, name: str) -> Array:
     x = jnp.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"`{name}` must have shape (b, d), got {x.shape}")
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+    return as_float(x)
 
 
 def cnf_loss(

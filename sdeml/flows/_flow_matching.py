@@ -12,7 +12,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from ..core._checks import check_model_shape, check_positive, check_positive_int
+from ..core._checks import as_float, check_model_shape, check_positive, check_positive_int
 from ..core._ode import integrate_ode
 
 COUPLINGS = ("independent", "ot")
@@ -197,8 +197,7 @@ def cfm_loss(
     x1 = jnp.asarray(x1)
     if x1.ndim != 2:
         raise ValueError(f"`x1` must have shape (b, d), got {x1.shape}")
-    if not jnp.issubdtype(x1.dtype, jnp.floating):  # integer data: the noise is float
-        x1 = x1.astype(jnp.result_type(float))
+    x1 = as_float(x1)  # integer data: the noise is float
     if x0 is not None:
         x0 = jnp.asarray(x0).astype(x1.dtype)
         if x0.shape != x1.shape:
@@ -359,8 +358,7 @@ def straightness(
     x0 = jnp.asarray(x0)
     if x0.ndim != 2:
         raise ValueError(f"`x0` must have shape (b, d), got {x0.shape}")
-    if not jnp.issubdtype(x0.dtype, jnp.floating):  # integer points: the scan's carry is float
-        x0 = x0.astype(jnp.result_type(float))
+    x0 = as_float(x0)  # integer points: the scan's carry is float
     h = 1.0 / n_steps
     ts = jnp.arange(n_steps, dtype=x0.dtype) * h
 

@@ -13,6 +13,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..core._checks import (
+    as_float,
     check_box,
     check_int,
     check_positive,
@@ -285,8 +286,7 @@ def ula_gaussian_stationary_cov(
         raise ValueError(
             f"`precision` must be a square (d, d) matrix, got shape {precision.shape}."
         )
-    if not jnp.issubdtype(precision.dtype, jnp.floating):
-        precision = precision.astype(float)
+    precision = as_float(precision)
     _check_spd(precision)
     lam, v = jnp.linalg.eigh(precision)
     # traced (under jit/vmap): the same conditions at run time

@@ -7,7 +7,7 @@ import math
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ..core._checks import check_int, check_positive, check_positive_int
+from ..core._checks import as_float, check_int, check_positive, check_positive_int
 
 
 def bits_per_dim(
@@ -87,8 +87,7 @@ def gaussian_nll(x: ArrayLike, mean: ArrayLike = 0.0, std: ArrayLike = 1.0) -> F
         True
     """
     x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):  # integer data: in its own dtype, std 2.5 -> 2
-        x = x.astype(jnp.result_type(float))
+    x = as_float(x)  # integer data: in its own dtype, std 2.5 -> 2
     for name, v in (("mean", mean), ("std", std)):
         shape = jnp.shape(v)
         try:

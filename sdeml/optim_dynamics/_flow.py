@@ -12,6 +12,7 @@ from jaxtyping import Array, ArrayLike, Float, Real
 
 from ..core import integrate_ode
 from ..core._checks import (
+    as_float,
     check_positive,
     check_positive_int,
     check_scalar_function,
@@ -27,8 +28,7 @@ def _check(loss: Loss, theta0: ArrayLike) -> Array:
         raise ValueError(
             f"`theta0` must have shape (d,), got {theta0.shape}; use jax.vmap to batch."
         )
-    if not jnp.issubdtype(theta0.dtype, jnp.floating):
-        theta0 = theta0.astype(float)  # an integer theta0: jax.grad's TypeError, integer ts
+    theta0 = as_float(theta0)  # an integer theta0: jax.grad's TypeError, integer ts
     check_scalar_function("loss", loss, theta0)
     return theta0
 

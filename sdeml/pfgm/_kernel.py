@@ -31,7 +31,7 @@ import numpy as np
 from jax.scipy.special import betainc, gammainc
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ..core._checks import check_positive, check_positive_int
+from ..core._checks import as_float, check_positive, check_positive_int
 from ..diffusion import (
     SampleResult,
     edm_loss,
@@ -154,8 +154,7 @@ class PFGMPPKernel(eqx.Module):
         beta and gamma there); in float64, 4e-10.
         """
         z = jnp.asarray(z)
-        if not jnp.issubdtype(z.dtype, jnp.floating):
-            z = z.astype(jnp.result_type(float))
+        z = as_float(z)
         N = check_positive_int("N", N)
         if self.gaussian:
             return gammainc(N / 2.0, z / 2.0)
@@ -166,7 +165,7 @@ class PFGMPPKernel(eqx.Module):
             finite = jnp.isfinite(z)
             zf = jnp.where(finite, z, 0.0)
             xc = self.D / (self.D + zf)
-            lower = betainc(a, b, jnp.minimum(1.0 - xc, zf / (self.D + zf)))
+            lower = betainc(a, b, zf / (self.D + zf))
             upper = 1.0 - betainc(b, a, xc)
             cdf = jnp.where(xc > b / (a + b), lower, upper)
         else:

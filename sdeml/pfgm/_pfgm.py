@@ -26,7 +26,7 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core import integrate_ode
-from ..core._checks import check_positive
+from ..core._checks import as_float, check_positive
 from ..diffusion import SampleResult, edm_sigma_sample
 from ._kernel import PFGMPPKernel, clip_norm
 
@@ -153,8 +153,7 @@ def pfgm_perturb(
         arXiv:2302.04265
     """
     batch = jnp.asarray(batch)
-    if not jnp.issubdtype(batch.dtype, jnp.floating):  # integer data: the noise is float
-        batch = batch.astype(jnp.result_type(float))
+    batch = as_float(batch)  # integer data: the noise is float
     ks, kn = jr.split(key)
     z = edm_sigma_sample(batch.shape[0], p_mean=p_mean, p_std=p_std, dtype=batch.dtype, key=ks)
     x = batch + PFGMPPKernel(1.0).noise(kn, z, batch.shape)
