@@ -105,10 +105,11 @@ def batch_of(ts, ys, idx):
     return ys[idx], ts[:10], np.stack([ys[idx + i] for i in range(10)], axis=0)  # (10, 20, 2)
 
 
-def _sdeml_spiral(field, ts, ys, starts):
+def _sdeml_spiral(field, ts, ys, starts, solver="dopri5"):
     """sdeml's side of the demo: the initial state, the step (`make_step`), the loss and the
-    batches (the same as the other contenders', by step)."""
-    node = sdeml.NeuralODE(Rows(field), solver="dopri5", rtol=SPIRAL_TOL[0], atol=SPIRAL_TOL[1])
+    batches (the same as the other contenders', by step). `solver`: sdeml's registered dopri5
+    (its stages written out) unless given, e.g. ``diffrax.Dopri5()`` (diffrax's stage loop)."""
+    node = sdeml.NeuralODE(Rows(field), solver=solver, rtol=SPIRAL_TOL[0], atol=SPIRAL_TOL[1])
     cfg = sdeml.train.TrainConfig(steps=len(starts), lr=1e-3, optimizer="rmsprop")
     opt = sdeml.train.make_optimizer(cfg)
     ys_j, ts_j, starts_j = jnp.asarray(ys), jnp.asarray(ts), jnp.asarray(starts)
@@ -125,14 +126,14 @@ def _sdeml_spiral(field, ts, ys, starts):
     return state, sdeml.train.make_step(loss_fn, opt, batch_fn), loss_fn, batch_fn
 
 
-def run_sdeml(field, ts, ys, starts):
+def run_sdeml(field, ts, ys, starts, solver="dopri5"):
     """`fit` from the initial state, then `fit` again from the same state with the same step:
     the second call reuses the first's compiled program (`FitStats.compiled` is False), so its
     run is that program's warm re-run, as a user's second `fit` of the same step is (the warm
     rows time more of them: `again`). Returns (compile seconds, seconds per iteration of the
     first run, final loss, the wall time of the whole first `fit` call, ``again() -> seconds
     per iteration`` of one more warm `fit` call)."""
-    state, step, loss_fn, batch_fn = _sdeml_spiral(field, ts, ys, starts)
+    state, step, loss_fn, batch_fn = _sdeml_spiral(field, ts, ys, starts, solver)
     iters = len(starts)
     t0 = time.perf_counter()
     trained, stats = sdeml.train.fit(state, step, iters, log_every=iters, progress=False)
@@ -322,6 +323,64 @@ def run_compiled_pair(field, ts, ys, starts, rounds=15, warm_rounds=10):
         (0.0, float(np.median(pairs_plain)), final_plain),
         (float(np.median(w_sdeml)), float(np.median(w_plain))),
         (*paired_quartiles(pairs_sdeml, pairs_plain), len(pairs_sdeml)),
+    )
+
+
+DECOMPOSITION_ROUNDS = 16
+
+
+def stage_form_decomposition(field, ts, ys, starts, rounds=DECOMPOSITION_ROUNDS):
+    """What `fit`'s first-run gap is made of: `fit` with sdeml's dopri5 (stages written out),
+    `fit` with ``diffrax.Dopri5()`` (the plain loop's stage loop: the same method), and the plain
+    compiled loop, each compiled afresh every round and run twice (its first run, then one
+    re-run), the three in a new random order each round. Returns, per contender, the lists of
+    (compile s, first-run s an iteration, re-run s an iteration) by round."""
+    rng = np.random.default_rng(1)
+    out = {"written": [], "looped": [], "plain": []}
+    losses = {}
+    for _ in range(rounds):
+        for name in rng.permutation(list(out)):
+            if name == "plain":
+                c, run_plain, final_loss = plain_compiled(field, ts, ys, starts)
+                first, trained = run_plain()
+                again, _ = run_plain()
+                losses[name] = final_loss(trained)
+            else:
+                solver = "dopri5" if name == "written" else diffrax.Dopri5()
+                c, first, losses[name], _, again_fn = run_sdeml(field, ts, ys, starts, solver)
+                again = again_fn()
+            out[str(name)].append((c, first, again))
+    lo, hi = min(losses.values()), max(losses.values())
+    assert hi <= 1.05 * lo, f"the decomposition's final losses differ by more than 5 %: {losses}"
+    return out
+
+
+def decomposition_text(dec) -> str:
+    """The paragraph reporting `stage_form_decomposition`."""
+    a = {k: np.asarray(v) for k, v in dec.items()}
+
+    def med(name, col):
+        return 1e3 * float(np.median(a[name][:, col]))
+
+    def ratio(name, col):  # plain / contender, paired by round: median [quartiles]
+        r = a["plain"][:, col] / a[name][:, col]
+        q1, q2, q3 = np.quantile(r, [0.25, 0.5, 0.75])
+        return f"**{q2:.2f}x** [{q1:.2f}-{q3:.2f}]"
+
+    return (
+        "What the first-run row is made of ("
+        f"{len(a['plain'])} rounds, the three contenders compiled afresh each round in a random "
+        "order, each run twice; medians, and the plain loop's time over each contender's paired "
+        f"by round [quartiles]): `fit` with sdeml's dopri5 (its stages written out) first run "
+        f"{med('written', 1):.3f} ms an iteration ({ratio('written', 1)}), re-run "
+        f"{med('written', 2):.3f} ms ({ratio('written', 2)}), compile "
+        f"{np.median(a['written'][:, 0]):.2f} s; `fit` with `diffrax.Dopri5()` (the plain loop's "
+        f"stage loop) {med('looped', 1):.3f} ms ({ratio('looped', 1)}), re-run "
+        f"{med('looped', 2):.3f} ms ({ratio('looped', 2)}), compile "
+        f"{np.median(a['looped'][:, 0]):.2f} s; the plain loop {med('plain', 1):.3f} ms, re-run "
+        f"{med('plain', 2):.3f} ms, compile {np.median(a['plain'][:, 0]):.2f} s. "
+        "The `fit` rows differ only in the stage form of the same method, so the first of these "
+        "ratios against the second is the stage form's share and the second is `fit`'s own."
     )
 
 
@@ -675,6 +734,7 @@ def main():
         f"the {LONG_ITERS}-iteration final losses differ by more than 5 %: "
         f"{long_fit[2]}, {long_plain[2]}"
     )
+    decomposition = stage_form_decomposition(field, ts, ys, starts)
     # one call per iteration, the two timed in alternation
     (
         rows["sdeml (make_step + jit_step, one call per iteration)"],
@@ -762,6 +822,8 @@ def main():
         f"{1e3 * long_warm[1]:.3f} ms (plain): **{long_warm[1] / long_again[1]:.2f}x** "
         f"[{long_q[0]:.2f}-{long_q[1]:.2f}]. Final-model losses "
         f"{long_fit[2]:.4f} and {long_plain[2]:.4f}.",
+        "",
+        decomposition_text(decomposition),
         "",
         "`NeuralODE` against `diffeqsolve` called directly (the loss and its gradient on one "
         "batch, the same field module, solver, tolerances, steps and adjoint; each contender "
