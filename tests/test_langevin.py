@@ -748,3 +748,23 @@ def test_histogram_checks_let_rounding_below_zero_pass():
     assert float(a.max_z_pvalue) == float(b.max_z_pvalue)
     z, z_clean = histogram_chi2(counts, probs)[2], histogram_chi2(counts, clean)[2]
     np.testing.assert_array_equal(z, z_clean)
+
+
+def test_sgld_takes_numpy_integer_batch_sizes():
+    # a NumPy integer batch size (e.g. from a config or np.arange) was refused; it is kept as a
+    # Python int, so the step equals the Python-int one; a bool is still refused
+    data_x = jr.normal(jr.key(40), (20, 2), F64)
+
+    def make(b):
+        return SGLD(
+            lambda th, xi: -0.5 * jnp.sum((th - xi) ** 2), lambda th: -0.5 * jnp.sum(th**2),
+            data_x, batch_size=b, step_size=0.01,
+        )  # fmt: skip
+
+    x = jnp.zeros((3, 2), F64)
+    ref = make(5).step(make(5).init(x), key=jr.key(41))[0].position
+    sgld = make(np.int64(5))
+    assert type(sgld.batch_size) is int
+    np.testing.assert_array_equal(sgld.step(sgld.init(x), key=jr.key(41))[0].position, ref)
+    with pytest.raises(ValueError, match="batch_size"):
+        make(True)

@@ -224,12 +224,18 @@ def check_data(data: PyTree) -> int:
     return int(n)
 
 
-def check_batch_size(batch_size: Any, n: int) -> None:
-    """Raise `ValueError` unless `batch_size` is an int in ``[1, n]`` (the dataset size)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+def check_batch_size(batch_size: Any, n: int) -> int:
+    """`batch_size` as an int, or `ValueError` unless it is an int (NumPy's too; not a bool) in
+    ``[1, n]`` (the dataset size)."""
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int | np.integer)
+        or not 1 <= batch_size <= n
+    ):
         raise ValueError(
             f"`batch_size` must be an integer in [1, {n}] (the dataset size), got {batch_size!r}."
         )
+    return int(batch_size)
 
 
 def check_model_shape(model: Callable, sample: Any, what: str = "score model") -> None:

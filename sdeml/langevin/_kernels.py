@@ -37,6 +37,12 @@ from ..core._minibatch import sample_indices
 Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
 
+def _python_int(value: Any) -> Any:
+    """A NumPy integer as a Python int (a static field's arithmetic then stays weakly typed);
+    anything else unchanged, for `check_batch_size` to judge."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
 class LangevinState(eqx.Module):
     r"""The state of a batch of Langevin chains.
 
@@ -416,7 +422,7 @@ class SGLD(eqx.Module):
     log_likelihood: Callable[[Float[Array, " d"], Any], Float[Array, ""]]
     log_prior: Callable[[Float[Array, " d"]], Float[Array, ""]]
     data: PyTree
-    batch_size: int = eqx.field(static=True)
+    batch_size: int = eqx.field(static=True, converter=_python_int)
     step_size: Float[Array, ""] | float
     temperature: Float[Array, ""] | float = 1.0
     replace: bool = eqx.field(static=True, default=False)
