@@ -10,9 +10,9 @@ import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from ._checks import check_positive_int
+from ._checks import as_float, check_positive_int
 
 
 def _bcast(dt: Array, ndim: int) -> Array:
@@ -20,7 +20,7 @@ def _bcast(dt: Array, ndim: int) -> Array:
 
 
 def sample_increments(
-    dts: Float[Array, " n"],
+    dts: Real[ArrayLike, " n"],
     shape: tuple[int, ...] = (),
     *,
     time_integral: bool = False,
@@ -39,7 +39,7 @@ def sample_increments(
             run time under `jax.jit`).
         shape: the shape of $W$ (e.g. ``sde.brownian_shape(y0.shape)``).
         time_integral: also draw $\Delta Z$ (needed by `SRA1`).
-        dtype: floating dtype (default: that of `dts`).
+        dtype: floating dtype (default: that of `dts`; JAX's default float for integer `dts`).
         key: PRNG key.
 
     Returns:
@@ -62,20 +62,23 @@ def sample_increments(
     References:
         Kloeden & Platen (1992), §10.4, eq. (10.4.3).
     """
-    dts = jnp.asarray(dts, dtype=dtype)
-    if dts.ndim != 1:
-        raise ValueError(f"`dts` must have shape (n,), got {dts.shape}")
+    if dtype is not None and not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
+        raise ValueError(f"`dtype` must be a floating dtype, got {jnp.dtype(dtype)}")
+    # integer step sizes failed deep inside `jr.normal`
+    steps = as_float(dts) if dtype is None else jnp.asarray(dts, dtype=dtype)
+    if steps.ndim != 1:
+        raise ValueError(f"`dts` must have shape (n,), got {steps.shape}")
     msg = "`dts` must be finite and >= 0 (step sizes: an increment has variance h >= 0)"
-    if isinstance(dts, jax.core.Tracer):
-        dts = eqx.error_if(dts, ~jnp.all(jnp.isfinite(dts) & (dts >= 0)), msg)
+    if isinstance(steps, jax.core.Tracer):
+        steps = eqx.error_if(steps, ~jnp.all(jnp.isfinite(steps) & (steps >= 0)), msg)
     else:
-        host = np.asarray(dts)
+        host = np.asarray(steps)
         if not np.all(np.isfinite(host) & (host >= 0)):
             raise ValueError(f"{msg}, got {host}")
-    dtype = dts.dtype
-    n = dts.shape[0]
+    dtype = steps.dtype
+    n = steps.shape[0]
     k1, k2 = jr.split(key)
-    h = _bcast(dts, len(shape))
+    h = _bcast(steps, len(shape))
     xi1 = jr.normal(k1, (n, *shape), dtype)
     dw = jnp.sqrt(h) * xi1
     if not time_integral:
@@ -132,6 +135,10 @@ def coarsen_increments(
         return dw_c
     if dts is None:
         raise ValueError("`dts` (the fine step sizes) is needed to coarsen (dw, dz) increments")
+    if jnp.shape(dts) != (n,):
+        raise ValueError(
+            f"`dts` must have shape (n,) = ({n},) like the increments, got {jnp.shape(dts)}"
+        )
     h = _bcast(jnp.asarray(dts, dw.dtype).reshape(n // factor, factor), len(tail))
     w_before = jnp.cumsum(dwg, axis=1) - dwg  # W_{t_k} - W_{t_0} within each group
     dz_c = (dz.reshape(n // factor, factor, *tail) + h * w_before).sum(1)

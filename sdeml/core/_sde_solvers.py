@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
+from ._checks import as_float
 from ._sde import NOISE_TYPES, AbstractSDE, stratonovich_correction
 
 # A Brownian increment over one step: `dw` (shape of W), or `(dw, dz)` where
@@ -85,7 +86,7 @@ class AbstractSolver(eqx.Module):
     def init(self, sde: AbstractSDE, t0: Any, y0: Array, args: PyTree = None) -> SolverState:
         """Initial state at time `t0` and value `y0`."""
         self.check(sde)
-        y0 = jnp.asarray(y0)
+        y0 = as_float(y0)  # an integer y0 truncated t0 (0.5 read as 0) and every step
         return SolverState(jnp.asarray(t0, dtype=y0.dtype), y0)
 
     def check(self, sde: AbstractSDE) -> None:

@@ -18,7 +18,7 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._checks import concrete_times, distinct_times, time_spacing
+from ._checks import as_float, concrete_times, distinct_times, time_spacing
 from ._normals import PathKeys, normal_pair
 from ._normals import pairs_supported as pairs_ok
 from ._sde import AbstractSDE, check_sde, check_shapes
@@ -860,7 +860,8 @@ def solve_increments(
     References:
         Kloeden & Platen (1992), ch. 10.
     """
-    y0 = jnp.asarray(y0)
+    # an integer start set the dtype of the times and increments: both were truncated
+    y0 = as_float(y0)
     concrete_times("ts", ts, min_len=1)
     ts = jnp.asarray(ts, y0.dtype)
     if ts.ndim != 1 or ts.shape[0] < 1:

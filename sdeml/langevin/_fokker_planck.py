@@ -18,17 +18,26 @@ from jax.scipy.special import ndtri
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ..core import SDE, simulate
-from ..core._checks import check_int, check_positive, check_positive_int
+from ..core._checks import check_int, check_positive_int, check_positive_scalar
 
 Coefficient = Callable[[Float[Array, ""], Float[Array, " n"]], Float[Array, " n"]]
 
 
-def _check_grid(lo, hi, n_cells, t0, t1, n_steps, save_every):
+def _check_interval(lo_name, lo, hi_name, hi):
+    """Finite scalars with ``hi > lo`` (an infinite end made a NaN grid or an overflow)."""
+    for name, v in ((lo_name, lo), (hi_name, hi)):
+        if jnp.shape(v) != () or not np.isfinite(float(v)):
+            raise ValueError(f"`{name}` must be a finite scalar, got {v!r}.")
     if not hi > lo:
-        raise ValueError(f"`hi` must be greater than `lo`, got lo={lo}, hi={hi}.")
+        raise ValueError(
+            f"`{hi_name}` must be greater than `{lo_name}`, got {lo_name}={lo}, {hi_name}={hi}."
+        )
+
+
+def _check_grid(lo, hi, n_cells, t0, t1, n_steps, save_every):
+    _check_interval("lo", lo, "hi", hi)
     check_int("n_cells", n_cells, 3)  # from p0's shape: a Python int
-    if not t1 > t0:
-        raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}.")
+    _check_interval("t0", t0, "t1", t1)
     n_steps = check_positive_int("n_steps", n_steps)  # NumPy integers too
     save_every = check_positive_int("save_every", save_every)
     if n_steps % save_every:
@@ -280,10 +289,9 @@ def em_chain_bin_probabilities(
         Kloeden & Platen (1992), §14.1 (the EM chain's law); Atkinson, The Numerical Solution of
         Integral Equations of the Second Kind, 1997 (the Nyström/midpoint rule).
     """
-    check_positive("diffusion", diffusion)
-    check_positive("dt", dt)
-    if not hi > lo:
-        raise ValueError(f"`hi` must be greater than `lo`, got lo={lo}, hi={hi}.")
+    check_positive_scalar("diffusion", diffusion)  # an array failed inside math.ceil
+    check_positive_scalar("dt", dt)
+    _check_interval("lo", lo, "hi", hi)
     n_bins = check_positive_int("n_bins", n_bins)  # NumPy integers too, as Python ints
     n_saves = check_positive_int("n_saves", n_saves)
     save_every = check_positive_int("save_every", save_every)

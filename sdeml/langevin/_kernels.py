@@ -337,8 +337,11 @@ def mala_move(value_and_grad, x, ux, gx, step_size, temperature, noise, uniform)
 
     Proposes $y = $ `langevin_step` $(x)$ and accepts with probability
     $\alpha = \min(1, e^{-(U(y) - U(x))/T} q(x\mid y)/q(y\mid x))$ when ``uniform < alpha``;
-    the forward residual $y - x + h\nabla U(x)$ is $\sqrt{2hT}\,\xi$, so
-    $\log q(x\mid y) - \log q(y\mid x) = (2hT|\xi|^2 - |x - y + h\nabla U(y)|^2)/(4hT)$.
+    with the forward and backward residuals $r_f = y - x + h\nabla U(x)$ and
+    $r_b = x - y + h\nabla U(y)$,
+    $\log q(x\mid y) - \log q(y\mid x) = (|r_f|^2 - |r_b|^2)/(4hT)
+    = (\nabla U(x) + \nabla U(y))\cdot(2(y - x) + h(\nabla U(x) - \nabla U(y)))/(4T)$,
+    the factored form (no cancellation of two nearly equal squares at small $h$).
     A NaN proposal is rejected. Shared by `MALA.step` and `mala_chain`.
 
     Returns:
@@ -347,8 +350,9 @@ def mala_move(value_and_grad, x, ux, gx, step_size, temperature, noise, uniform)
     h, temp = step_size, temperature
     y = langevin_step(x, gx, h, temp, noise)
     uy, gy = value_and_grad(y)
-    back = x - y + h * gy
-    log_q_ratio = (jnp.sum(noise**2, -1) * (2 * h * temp) - jnp.sum(back**2, -1)) / (4 * h * temp)
+    # |fwd|^2 - |back|^2 as (fwd + back).(fwd - back): two nearly equal squares cancelled in
+    # float32 (at h = 1e-4 on N(0, 1) the rejection rate read 6.6e-7, against 2.2e-7)
+    log_q_ratio = jnp.sum((gx + gy) * (2 * (y - x) + h * (gx - gy)), -1) / (4 * temp)
     log_alpha = (ux - uy) / temp + log_q_ratio
     log_alpha = jnp.where(jnp.isnan(log_alpha), -jnp.inf, log_alpha)  # NaN proposals: reject
     alpha = jnp.exp(jnp.minimum(log_alpha, 0.0))

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ..core._checks import check_scalar_function
+from ..core._checks import check_int, check_scalar_function
 
 
 def laplace_approximation(
@@ -72,6 +72,7 @@ def laplace_approximation(
         raise ValueError(f"`theta0` must have shape (d,), got {theta0.shape}.")
     if not jnp.issubdtype(theta0.dtype, jnp.floating):
         raise ValueError(f"`theta0` must be a floating-point array, got dtype {theta0.dtype}.")
+    n_newton = check_int("n_newton", n_newton, 0)  # 2.5 ran as 2 in silence
     check_scalar_function("potential", potential, theta0)
     grad, hess = jax.grad(potential), jax.hessian(potential)
 

@@ -16,8 +16,8 @@ from ..core._checks import (
     as_float,
     check_box,
     check_int,
-    check_positive,
     check_positive_int,
+    check_positive_scalar,
     check_scalar_function,
 )
 
@@ -133,9 +133,10 @@ def gibbs_bin_probabilities(
         Gibbs distribution; e.g. Pavliotis, Stochastic Processes and Applications, Springer 2014,
         ch. 4.
     """
-    check_positive("temperature", temperature)
-    if d not in (1, 2):
+    check_positive_scalar("temperature", temperature)
+    if isinstance(d, bool) or not isinstance(d, int | np.integer) or d not in (1, 2):
         raise ValueError(f"`d` must be 1 or 2, got {d!r}.")
+    d = int(d)
     n_bins = check_positive_int("n_bins", n_bins)  # NumPy integers too, as Python ints
     n_sub = check_positive_int("n_sub", n_sub)
     pad_bins = n_bins // 2 if pad_bins is None else pad_bins
@@ -203,8 +204,8 @@ def ula_invariant_bin_probabilities(
         Roberts & Tweedie, Bernoulli 2(4), 1996 (ULA's invariant law differs from the target);
         Atkinson, The Numerical Solution of Integral Equations of the Second Kind, 1997 (Nyström).
     """
-    check_positive("step_size", step_size)
-    check_positive("temperature", temperature)
+    check_positive_scalar("step_size", step_size)
+    check_positive_scalar("temperature", temperature)
     n_bins = check_positive_int("n_bins", n_bins)  # NumPy integers too, as Python ints
     n_sub = check_positive_int("n_sub", n_sub)
     pad_bins = max(1, n_bins // 10) if pad_bins is None else pad_bins
@@ -279,8 +280,9 @@ def ula_gaussian_stationary_cov(
     References:
         Roberts & Tweedie, Bernoulli 2(4), 1996, sec. 3.
     """
-    check_positive("step_size", step_size)
-    check_positive("temperature", temperature)
+    # scalars: a (d,) step size broadcast against the eigenvalues, a wrong matrix in silence
+    check_positive_scalar("step_size", step_size)
+    check_positive_scalar("temperature", temperature)
     precision = jnp.asarray(precision)
     if precision.ndim != 2 or precision.shape[0] != precision.shape[1]:
         raise ValueError(

@@ -13,7 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core._brownian import coarsen_increments, sample_increments
-from ..core._checks import check_int
+from ..core._checks import check_int, check_positive_int
 from ..core._sde import AbstractSDE, check_shapes
 from ..core._sde_solvers import AbstractSolver
 from ..core._simulate import _resolve_dtype, solve_increments
@@ -64,10 +64,18 @@ def _slopes(log_dts: Array, log_err: Array) -> tuple[Array, Array]:
 
 
 def _levels(n_steps: Sequence[int], n_fine: int | None, default_factor: int) -> tuple[list, int]:
-    levels = [int(n) for n in n_steps]
-    if len(levels) < 2 or any(n <= 0 for n in levels):
+    # int() read 2.5 as 2 (the error at 2 steps reported as that of h = (t1 - t0) / 2.5) and
+    # took True; a zero or negative n_fine is a multiple of every level
+    given = [np.asarray(n) for n in n_steps]  # ints, NumPy or JAX integer scalars
+    ok = len(given) >= 2 and all(
+        n.ndim == 0 and np.issubdtype(n.dtype, np.integer) and n > 0 for n in given
+    )
+    if not ok:
         raise ValueError(f"`n_steps` must hold at least two positive ints, got {n_steps}")
-    n_fine = max(levels) * default_factor if n_fine is None else int(n_fine)
+    levels = [int(n) for n in given]
+    n_fine = (
+        max(levels) * default_factor if n_fine is None else check_positive_int("n_fine", n_fine)
+    )
     bad = [n for n in levels if n_fine % n]
     if bad:
         raise ValueError(
@@ -104,16 +112,22 @@ def _coupled(solver, sde, x0, args, exact, keys, ts_fine, *, levels, chunk):
 
 
 def _setup(
-    solver, sde, x0, t0, t1, n_paths, dtype, args, key
+    solver, sde, x0, t0, t1, n_paths, dtype, args, n_bootstrap, confidence, chunk_size, key
 ) -> tuple[AbstractSolver, Array, Any, Array]:
     solver = get_solver(solver, kind="sde")
     solver.check(sde)
     dtype = _resolve_dtype(dtype)
     x0 = jnp.asarray(x0, dtype)
     check_shapes(sde, x0, args)
+    if not (np.isfinite(float(t0)) and np.isfinite(float(t1))):
+        raise ValueError(f"`t0` and `t1` must be finite, got t0={t0}, t1={t1}")
     if not float(t1) > float(t0):
         raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
     n_paths = check_int("n_paths", n_paths, 2)
+    check_positive_int("n_bootstrap", n_bootstrap)
+    check_positive_int("chunk_size", chunk_size)
+    if not 0 < confidence < 1:
+        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}")
     keys = jr.split(key, n_paths)
     return solver, x0, dtype, keys
 
@@ -121,7 +135,7 @@ def _setup(
 def _run(solver, sde, x0, dtype, keys, t0, t1, levels, n_fine, exact, args, chunk_size):
     ts_fine = jnp.asarray(t0 + (t1 - t0) * np.arange(n_fine + 1) / n_fine, dtype)
     n_paths = keys.shape[0]
-    chunk = min(chunk_size, n_paths)
+    chunk = min(int(chunk_size), n_paths)  # a NumPy int reached jit as a traced array
     while n_paths % chunk:
         chunk -= 1
     return _coupled(solver, sde, x0, args, exact, keys, ts_fine, levels=tuple(levels), chunk=chunk)
@@ -212,7 +226,9 @@ def strong_order(
     References:
         Kloeden & Platen (1992), §9.6–9.7; Higham, SIAM Review 43(3), 2001, §5.
     """
-    solver, x0, dtype, keys = _setup(solver, sde, x0, t0, t1, n_paths, dtype, args, key)
+    solver, x0, dtype, keys = _setup(
+        solver, sde, x0, t0, t1, n_paths, dtype, args, n_bootstrap, confidence, chunk_size, key
+    )
     levels, n_fine = _levels(n_steps, n_fine, 8)
     ys, ref = _run(solver, sde, x0, dtype, keys, t0, t1, levels, n_fine, exact, args, chunk_size)
     diff = ys - ref[:, None]
@@ -283,7 +299,9 @@ def weak_order(
     References:
         Kloeden & Platen (1992), §14.1 and §17.
     """
-    solver, x0, dtype, keys = _setup(solver, sde, x0, t0, t1, n_paths, dtype, args, key)
+    solver, x0, dtype, keys = _setup(
+        solver, sde, x0, t0, t1, n_paths, dtype, args, n_bootstrap, confidence, chunk_size, key
+    )
     levels, n_fine = _levels(n_steps, n_fine, 8)
     phi = (lambda y: y) if phi is None else phi
     use_fine = exact is None and exact_mean is None
