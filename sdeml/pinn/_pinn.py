@@ -10,15 +10,18 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..core._checks import check_int
+from ..core._checks import check_int, check_positive_int, concrete_scalar
 from ._problems import AbstractPDE, Collocation, Field, check_domain
+from ._reference import _check_positive_number
 
 
 def _finite_nonnegative(v: object) -> bool:
-    """False for a Python number that is NaN, infinite or negative; True for anything else."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return math.isfinite(v) and v >= 0
-    return True
+    """False for a concrete number (Python, NumPy or a 0-d JAX array) that is NaN, infinite or
+    negative; True for a traced one (a weight that moves under jit is the caller's).
+
+    Checking Python numbers alone let ``np.float32(-1)`` and ``jnp.array(nan)`` through."""
+    x = concrete_scalar(v)
+    return x is None or (math.isfinite(x) and x >= 0)
 
 
 def _interval(name: str, r: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -95,20 +98,16 @@ class PINN(eqx.Module):
         fourier_features: int = 0,
         fourier_scale: float = 1.0,
     ):
-        if width <= 0 or depth <= 0:
-            raise ValueError(f"`width` and `depth` must be > 0, got {width}, {depth}")
-        if harmonics < 0 or fourier_features < 0:
-            raise ValueError(
-                f"`harmonics` and `fourier_features` must be >= 0, got {harmonics}, "
-                f"{fourier_features}"
-            )
-        if not (math.isfinite(fourier_scale) and fourier_scale > 0):
-            raise ValueError(f"`fourier_scale` must be > 0, got {fourier_scale}")
+        # ints (NumPy's too), bools refused: harmonics=2.5 was truncated to 2, width=True read as 1
+        width, depth = check_positive_int("width", width), check_positive_int("depth", depth)
+        harmonics = check_int("harmonics", harmonics, 0)
+        fourier_features = check_int("fourier_features", fourier_features, 0)
+        fourier_scale = _check_positive_number("fourier_scale", fourier_scale)
         self.t_range = _interval("t_range", t_range)
         self.x_range = _interval("x_range", x_range)
         if harmonics and self.x_range is None:
             raise ValueError("`harmonics` > 0 needs `x_range` (the period is hi - lo)")
-        self.harmonics = int(harmonics)
+        self.harmonics = harmonics
         k_mlp, k_b = jr.split(key)
         n_base = 1 + (2 * self.harmonics if self.harmonics else 1)
         if fourier_features:
@@ -203,9 +202,9 @@ def pinn_loss(
         for training physics-informed neural networks, Comput. Methods Appl. Mech. Engrg. 421
         (2024). arXiv:2203.07404
     """
-    if causal_chunks < 0:
-        raise ValueError(f"`causal_chunks` must be >= 0, got {causal_chunks}")
-    # Python numbers are checked here; arrays (weights that move under jit) are the caller's
+    # an int: 2.5 and np.int64(2) failed inside the slab arithmetic, True meant 1 slab
+    causal_chunks = check_int("causal_chunks", causal_chunks, 0)
+    # concrete numbers are checked here; traced ones (weights that move under jit) are the caller's
     if len(weights) != 3 or not all(_finite_nonnegative(w) for w in weights):
         raise ValueError(f"`weights` must be three finite numbers >= 0, got {weights!r}")
     if not _finite_nonnegative(causal_eps):
@@ -317,9 +316,18 @@ def rad_resample(
         adaptive sampling for physics-informed neural networks, Comput. Methods Appl. Mech.
         Engrg. 403 (2023). arXiv:2207.10289
     """
-    if n <= 0:
-        raise ValueError(f"`n` must be > 0, got {n}")
-    if not (math.isfinite(k) and math.isfinite(c)) or k < 0 or c < 0 or (c == 0 and k == 0):
+    n = check_positive_int("n", n)  # 2.5 failed inside jr.choice, True drew 1 point
+    if jnp.ndim(t_pool) != 1 or jnp.shape(t_pool) != jnp.shape(x_pool) or not jnp.size(t_pool):
+        raise ValueError(
+            "`t_pool` and `x_pool` must have the same shape (p,) with p >= 1, got "
+            f"{jnp.shape(t_pool)} and {jnp.shape(x_pool)}"
+        )
+    kc, cc = concrete_scalar(k), concrete_scalar(c)
+    if (
+        (kc is not None and not (math.isfinite(kc) and kc >= 0))
+        or (cc is not None and not (math.isfinite(cc) and cc >= 0))
+        or (kc == 0 and cc == 0)
+    ):
         raise ValueError(f"need finite `k` >= 0 and `c` >= 0, not both 0; got k={k}, c={c}")
     r = jax.lax.stop_gradient(jnp.abs(residuals(u, problem, t_pool, x_pool)))
     r = eqx.error_if(
@@ -378,7 +386,7 @@ def pinn_error(
         True
     """
     if n is not None:
-        n_t = n_x = n
+        n_t = n_x = check_int("n", n, 2)  # named as given, not as `n_t`
     t, x, exact = (
         reference_grid(problem, n_t, n_x)
         if reference is None

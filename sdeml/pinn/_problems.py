@@ -18,10 +18,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ..core._checks import check_positive_int
-from ._reference import burgers_cole_hopf
+from ..core._checks import check_int, check_positive_int, concrete_scalar
+from ._reference import _check_positive_number, burgers_cole_hopf
 
 # u(t, x) -> scalar: the network (or the exact solution) as a function of time and space.
 Field = Callable[[Float[Array, ""], Float[Array, ""]], Float[Array, ""]]
@@ -32,10 +33,20 @@ def _d(u: Field, argnum: int) -> Field:
     return jax.jacfwd(u, argnums=argnum)
 
 
+def _number(v: float) -> float:
+    """A concrete real number as a Python float, anything else as it is (`_positive` judges it).
+
+    A NumPy or JAX scalar kept its dtype: ``np.float32`` made the closed forms mix float32 and
+    float64 (an error under strict promotion)."""
+    if isinstance(v, bool | np.bool_) or str(getattr(v, "dtype", "")) == "bool":
+        return v
+    x = concrete_scalar(v)
+    return v if x is None else x
+
+
 def _positive(**values: float) -> None:
     for name, v in values.items():
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ValueError(f"`{name}` must be a finite number > 0, got {v!r}")
+        _check_positive_number(name, v)
 
 
 class AbstractPDE(eqx.Module):
@@ -163,7 +174,7 @@ class Heat1D(AbstractPDE):
     periodic: ClassVar[bool] = False
 
     def __init__(self, alpha: float = 0.1, t1: float = 1.0):
-        self.alpha, self.t1 = alpha, t1
+        self.alpha, self.t1 = _number(alpha), _number(t1)
 
     def __check_init__(self):
         _positive(alpha=self.alpha, t1=self.t1)
@@ -220,7 +231,7 @@ class Burgers1D(AbstractPDE):
     periodic: ClassVar[bool] = False
 
     def __init__(self, nu: float = 0.05, t1: float = 1.0):
-        self.nu, self.t1 = nu, t1
+        self.nu, self.t1 = _number(nu), _number(t1)
 
     def __check_init__(self):
         _positive(nu=self.nu, t1=self.t1)
@@ -283,7 +294,9 @@ class RaissiBurgers(AbstractPDE):
     periodic: ClassVar[bool] = False
 
     def __init__(self, nu: float = 0.01 / math.pi, t1: float = 1.0, n_nodes: int = 801):
-        self.nu, self.t1, self.n_nodes = nu, t1, n_nodes
+        # checked here, not at the first `reference` call (n_nodes=1 was accepted)
+        self.nu, self.t1 = _number(nu), _number(t1)
+        self.n_nodes = check_int("n_nodes", n_nodes, 3)
 
     def __check_init__(self):
         _positive(nu=self.nu, t1=self.t1)
@@ -343,7 +356,7 @@ class Convection1D(AbstractPDE):
     periodic: ClassVar[bool] = True
 
     def __init__(self, beta: float = 30.0, t1: float = 1.0):
-        self.beta, self.t1 = beta, t1
+        self.beta, self.t1 = _number(beta), _number(t1)
 
     def __check_init__(self):
         _positive(beta=self.beta, t1=self.t1)

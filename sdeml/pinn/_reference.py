@@ -16,13 +16,20 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ..core._checks import check_positive_int
+from ..core._checks import check_int, check_positive_int, concrete_scalar
+
+
+def _check_positive_number(name: str, value: object) -> float:
+    """`value` as a float, or `ValueError` unless it is a finite real number > 0: a Python or
+    NumPy scalar or a concrete 0-d array (``np.float32(0.1)`` was refused, ``True`` read as 1)."""
+    v = None if isinstance(value, bool | np.bool_) else concrete_scalar(value)
+    if v is None or np.asarray(value).dtype == bool or not (math.isfinite(v) and v > 0):
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
+    return v
 
 
 def _check_nu(nu: float) -> float:
-    if not (isinstance(nu, (int, float)) and math.isfinite(nu) and nu > 0):
-        raise ValueError(f"`nu` must be a finite number > 0, got {nu!r}")
-    return float(nu)
+    return _check_positive_number("nu", nu)
 
 
 def cole_hopf_window(nu: float) -> float:
@@ -85,8 +92,7 @@ def burgers_cole_hopf(
         difference solutions of the Burgers equation, Comput. Fluids 14 (1986).
     """
     nu = _check_nu(nu)
-    if n_nodes < 3:
-        raise ValueError(f"`n_nodes` must be >= 3, got {n_nodes}")
+    n_nodes = check_int("n_nodes", n_nodes, 3)  # 100.5 failed inside jnp.linspace
     z_max = cole_hopf_window(nu)
     z = jnp.linspace(-z_max, z_max, n_nodes)  # trapezoid: end weights are ~e^-60, dropped
     t, x = jnp.broadcast_arrays(jnp.asarray(t, z.dtype), jnp.asarray(x, z.dtype))
@@ -176,6 +182,9 @@ def burgers_spectral(
     if not times:
         raise ValueError("`times` must not be empty")
     t1 = max(times) if t1 is None else float(t1)
+    # NaN passed the comparisons below and failed later in `round` ("cannot convert float NaN")
+    if not all(math.isfinite(s) for s in [*times, t1]):
+        raise ValueError(f"`times` and `t1` must be finite, got {times}, t1={t1}")
     if t1 <= 0 or min(times) < 0 or max(times) > t1:
         raise ValueError(f"`times` must lie in [0, t1] with t1 > 0, got {times}, t1={t1}")
     dt = t1 / n_steps
@@ -188,6 +197,8 @@ def burgers_spectral(
     )
     g = jnp.asarray(-0.5j * k)
     u0 = (-np.sin(np.pi * x)) if initial is None else np.asarray(initial(x), float)
+    if u0.shape != (n_x,):
+        raise ValueError(f"`initial` must return shape ({n_x},) on the grid, got {u0.shape}")
 
     def nonlin(v: Array) -> Array:
         return g * jnp.fft.rfft(jnp.fft.irfft(v, n=n_x) ** 2)

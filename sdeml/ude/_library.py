@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ..core._checks import check_int
+
 __all__ = ["Library", "format_equations", "polynomial_library"]
 
 
@@ -208,7 +210,10 @@ def format_equations(
         >>> format_equations(lib, xi[:, :1], precision=1, lhs=["f(x, y)"])
         ['f(x, y) = 1.3 x - 0.9 x y']
     """
+    precision = check_int("precision", precision, 0)  # -1 failed in the format specifier
     xi = np.asarray(coefficients)
+    if np.iscomplexobj(xi):  # printed |c| with the sign of nothing: 1+1j read as 1.414
+        raise ValueError(f"`coefficients` must be real, got dtype {xi.dtype}")
     if xi.ndim != 2 or xi.shape[0] != library.n_terms:
         raise ValueError(
             f"`coefficients` must have shape ({library.n_terms}, m) (one row per library term), "

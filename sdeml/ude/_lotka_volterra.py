@@ -11,7 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..core import solve_ode
-from ..core._checks import check_int
+from ..core._checks import as_float, check_int
 from ..dynamics import LotkaVolterra
 from ._library import Library
 from ._sindy import LibraryField
@@ -69,7 +69,7 @@ def lotka_volterra_truth(
         Rackauckas et al., Universal Differential Equations for Scientific Machine Learning,
         2020, §2.1. arXiv:2001.04385
     """
-    ts = jnp.asarray(ts)
+    ts = as_float(ts)  # integer times made `y0` integer too: (0.44, 4.63) read as (0, 4)
     sol = solve_ode(
         _system(LV_PARAMS if params is None else params),
         jnp.asarray(y0, ts.dtype),
@@ -128,6 +128,8 @@ def lotka_volterra_data(
     if not (np.isfinite(t1) and t1 > 0):
         raise ValueError(f"`t1` must be > 0, got {t1}")
     dtype = jnp.result_type(float) if dtype is None else dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"`dtype` must be a floating dtype, got {dtype}")
     ts = jnp.linspace(0.0, t1, n_obs, dtype=dtype)
     clean = lotka_volterra_truth(ts)
     sigma = noise * jnp.mean(clean, axis=0)
@@ -232,6 +234,13 @@ def interaction_report(
     p = LV_PARAMS if params is None else params
     xi = np.asarray(jax.device_get(coefficients), dtype=np.float64)
     names = library.term_names
+    # rows are matched to the library's terms by position: a (6, 2) model read over a
+    # 10-term library reported the exact terms, a third column was ignored
+    if xi.shape != (library.n_terms, 2):
+        raise ValueError(
+            f"`coefficients` must have shape ({library.n_terms}, 2) (library terms x the two "
+            f"equations), got {xi.shape}"
+        )
     xy = f"{library.names[0]} {library.names[1]}"
     if xy not in names:
         raise ValueError(f"`library` must contain the term {xy!r}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 import equinox as eqx
@@ -13,6 +14,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .._typing import ScalarLike
+from ..core._checks import as_float, check_int, check_positive
 from ._library import Library, format_equations
 
 __all__ = [
@@ -39,14 +41,17 @@ def criterion_penalty(k: Array, n: int, kind: str, n_candidates: int | None = No
     `n_candidates` (needed by ``"ebic"`` only), with `n` residuals; ``inf`` where AICc is
     undefined (``k >= n - 1``)."""
     _check_kind(kind)
+    # math.log, a Python float: NumPy's float64 made a float32 `k` float64 (or failed under
+    # strict promotion)
     if kind == "bic":
-        return k * np.log(n)
+        return k * math.log(n)
     if kind == "ebic":
-        if n_candidates is None or n_candidates < 1:
+        if n_candidates is None:
             raise ValueError(
-                f"the 'ebic' criterion needs `n_candidates` >= 1 (the library's terms), got "
-                f"{n_candidates!r}"
+                "the 'ebic' criterion needs `n_candidates` >= 1 (the library's terms), got None"
             )
+        # an int: 5.5 gave a binomial of a non-integer count
+        n_candidates = check_int("n_candidates", n_candidates, 1)
         # Chen & Chen's extended BIC with gamma = 1: BIC + 2 ln C(P, k), the log-count of the
         # models of k terms among P candidates
         kk = jnp.minimum(k, n_candidates)  # keeps gammaln off negative arguments
@@ -55,7 +60,7 @@ def criterion_penalty(k: Array, n: int, kind: str, n_candidates: int | None = No
             - jax.scipy.special.gammaln(kk + 1.0)
             - jax.scipy.special.gammaln(n_candidates - kk + 1.0)
         )
-        return k * np.log(n) + 2.0 * log_binom
+        return k * math.log(n) + 2.0 * log_binom
     pen = 2.0 * k
     if kind == "aic":
         return pen
@@ -109,10 +114,11 @@ def _check_thresholds(thresholds: Array, name: str) -> Array:
     )
 
 
-def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}")
-    return int(value)
+def _check_ridge(ridge: ScalarLike) -> None:
+    # finite too (ridge = inf zeroed every coefficient); a traced ridge passes (jit, vmap)
+    if jnp.shape(ridge) != ():
+        raise ValueError(f"`ridge` must be a scalar, got shape {jnp.shape(ridge)}")
+    check_positive("ridge", ridge, allow_zero=True)
 
 
 def _masked_lstsq(
@@ -135,8 +141,13 @@ def _stlsq(
     theta: Array, targets: Array, threshold: Array, n_iter: int, ridge: Array, normalize: bool
 ) -> tuple[Array, Array]:
     if normalize:
-        scale = jnp.sqrt(jnp.mean(theta**2, axis=0))
-        scale = jnp.where(scale > 0, scale, jnp.ones_like(scale))
+        # root mean square relative to the column's largest entry: theta**2 overflowed (float32
+        # columns beyond ~1e19, e.g. x^5 for x ~ 1e4, got scale inf and dropped out) or
+        # underflowed to 0 (columns below ~1e-19 were left unscaled)
+        top = jnp.max(jnp.abs(theta), axis=0)
+        safe = jnp.where(top > 0, top, jnp.ones_like(top))
+        scale = safe * jnp.sqrt(jnp.mean((theta / safe) ** 2, axis=0))
+        scale = jnp.where(top > 0, scale, jnp.ones_like(scale))
     else:
         scale = jnp.ones(theta.shape[1], theta.dtype)
     a = theta / scale
@@ -193,7 +204,8 @@ def stlsq(
 
     Raises:
         ValueError: `threshold` < 0, NaN/inf in `theta` or `targets`, mismatched shapes,
-            `n_iter` < 1 (under ``jax.jit`` the value checks are runtime errors).
+            `n_iter` < 1, `ridge` < 0 or not finite (under ``jax.jit`` the value checks are
+            runtime errors; a traced `ridge` is not checked).
 
     Examples:
         Least squares alone keeps every term; thresholding finds the damped oscillator
@@ -220,9 +232,8 @@ def stlsq(
     """
     theta, targets = jnp.asarray(theta), jnp.asarray(targets)
     _check_regression(theta, targets)
-    n_iter = _check_int(n_iter, "n_iter", 1)
-    if not (float(ridge) >= 0):
-        raise ValueError(f"`ridge` must be >= 0, got {ridge}")
+    n_iter = check_int("n_iter", n_iter, 1)
+    _check_ridge(ridge)
     lam = _check_thresholds(jnp.asarray(threshold, theta.dtype), "threshold")
     if lam.ndim != 0:
         raise ValueError(f"`threshold` must be a scalar, got shape {lam.shape}; see stlsq_path")
@@ -267,9 +278,8 @@ def stlsq_path(
     """
     theta, targets = jnp.asarray(theta), jnp.asarray(targets)
     _check_regression(theta, targets)
-    n_iter = _check_int(n_iter, "n_iter", 1)
-    if not (float(ridge) >= 0):
-        raise ValueError(f"`ridge` must be >= 0, got {ridge}")
+    n_iter = check_int("n_iter", n_iter, 1)
+    _check_ridge(ridge)
     lams = jnp.asarray(thresholds, theta.dtype)
     if lams.ndim != 1 or lams.shape[0] < 1:
         raise ValueError(f"`thresholds` must have shape (k,) with k >= 1, got {lams.shape}")
@@ -307,6 +317,7 @@ def lstsq_on_support(
     """
     theta, targets = jnp.asarray(theta), jnp.asarray(targets)
     _check_regression(theta, targets)
+    coefficients = jnp.asarray(coefficients)
     if coefficients.shape != (theta.shape[1], targets.shape[1]):
         raise ValueError(
             f"`coefficients` must have shape ({theta.shape[1]}, {targets.shape[1]}), got "
@@ -379,8 +390,13 @@ def information_criterion(
         selection for dynamical systems via sparse regression and information criteria,
         Proc. R. Soc. A 473 (2017).
     """
-    n = _check_int(n, "n", 1)
-    rss = jnp.asarray(rss)
+    n = check_int("n", n, 1)
+    rss = as_float(rss)  # an integer RSS failed under strict promotion
+    # concrete values are checked (a negative RSS gave NaN, a zero one -inf); traced ones pass
+    if _is_concrete(rss) and not np.all(np.asarray(rss) > 0):
+        raise ValueError(f"`rss` must be > 0 (inf for a failed fit), got {rss}")
+    if _is_concrete(k) and not np.all(np.asarray(k) >= 0):
+        raise ValueError(f"`k` must be >= 0, got {k}")
     k = jnp.asarray(k).astype(rss.dtype)
     return n * jnp.log(rss / n) + criterion_penalty(k, n, kind, n_candidates)
 

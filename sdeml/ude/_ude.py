@@ -17,6 +17,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._typing import ScalarLike
 from ..core import LBFGSResult, ODESolution, QuasiNewtonError, lbfgs_minimize, solve_ode
+from ..core._checks import as_float, check_int, check_positive, concrete_times
 from ._library import Library
 from ._sindy import Criterion, LibraryField, _check_kind, criterion_penalty
 
@@ -199,8 +200,17 @@ def trajectory_loss(
         >>> float(trajectory_loss(blowup, ts, ys))
         inf
     """
+    ys = as_float(ys)  # integer observations (counts) failed against the float solution
     if ys.ndim != 2 or ys.shape[0] != ts.shape[0]:
         raise ValueError(f"`ys` must have shape ({ts.shape[0]}, d) like `ts`, got {ys.shape}")
+    if scale is not None:
+        # a zero scale gave inf (read as a failed solve), a negative one passed silently, a
+        # (3,) scale for d = 2 failed in broadcasting; traced scales pass
+        if jnp.shape(scale) not in ((), (1,), (ys.shape[1],)):
+            raise ValueError(
+                f"`scale` must be a scalar or have shape ({ys.shape[1]},), got {jnp.shape(scale)}"
+            )
+        check_positive("scale", scale)
     sol = model.solve(ts)
     ok = sol.ok & jnp.all(jnp.isfinite(sol.ys))
     pred = jnp.where(ok, sol.ys, ys)  # finite everywhere, so the gradient of a failure is 0
@@ -235,11 +245,12 @@ def finite_differences(ts: Float[Array, " n"], ys: Float[Array, "n d"]) -> Float
         Fornberg, Generation of finite difference formulas on arbitrarily spaced grids,
         Math. Comp. 51 (1988).
     """
-    ts, ys = jnp.asarray(ts), jnp.asarray(ys)
+    ts, ys = as_float(ts), as_float(ys)  # integer times or samples failed in the weights
     if ts.ndim != 1 or ts.shape[0] < 3:
         raise ValueError(f"`ts` must have shape (n,) with n >= 3, got {ts.shape}")
     if ys.ndim != 2 or ys.shape[0] != ts.shape[0]:
         raise ValueError(f"`ys` must have shape ({ts.shape[0]}, d), got {ys.shape}")
+    concrete_times("ts", ts, 3)  # a repeated time divided by zero: +-inf rates without a word
 
     def three_point(x0, x1, x2, y0, y1, y2, at):
         # derivative at `at` of the quadratic through (x0, y0), (x1, y1), (x2, y2) (Lagrange)
@@ -316,6 +327,11 @@ def trajectory_criterion(
     if path.ndim != 3 or path.shape[1:] != (library.n_terms, library.n_states):
         raise ValueError(
             f"`path` must have shape (k, {library.n_terms}, {library.n_states}), got {path.shape}"
+        )
+    if ys.ndim != 2 or ys.shape != (ts.shape[0], library.n_states):
+        raise ValueError(
+            f"`ys` must have shape ({ts.shape[0]}, {library.n_states}) (times x the library's "
+            f"states), got {ys.shape}"
         )
     if not np.all(np.isfinite(np.asarray(ys))):
         raise ValueError("`ys` contains NaN/inf")
@@ -787,13 +803,13 @@ def select_by_refit(
         >>> [c["n_terms"] for c in sel.candidates if c["chosen"]]
         [1]
     """
-    if max_candidates < 1:
-        raise ValueError(f"`max_candidates` must be >= 1, got {max_candidates}")
-    if max_small_terms < 0 or max_swap_rounds < 0 or max_swap_refits < 1:
-        raise ValueError(
-            "`max_small_terms` and `max_swap_rounds` must be >= 0 and `max_swap_refits` >= 1, "
-            f"got {max_small_terms}, {max_swap_rounds}, {max_swap_refits}"
-        )
+    # ints, bools refused: max_candidates=2.5 never equalled len(starts), so every candidate ran
+    max_candidates = check_int("max_candidates", max_candidates, 1)
+    max_prune_terms = check_int("max_prune_terms", max_prune_terms, 0)
+    max_small_terms = check_int("max_small_terms", max_small_terms, 0)
+    max_small = check_int("max_small", max_small, 1)
+    max_swap_rounds = check_int("max_swap_rounds", max_swap_rounds, 0)
+    max_swap_refits = check_int("max_swap_refits", max_swap_refits, 1)
     n_path = path.shape[0]
     if combine:
         path = jnp.concatenate([path, _equation_combinations(path)])
