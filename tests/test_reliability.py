@@ -721,3 +721,21 @@ def test_counts_that_are_not_integers_are_refused_by_name():
         own(sample_windows)(jnp.arange(5.0), jnp.ones((5, 2)), 2, 2.5, key=jr.key(0))
     with jax.enable_x64(False):  # the default dtype is the default float, without a warning
         assert irregular_times(0.0, 1.0, 5, key=jr.key(0)).dtype == jnp.float32
+
+
+def test_positive_numbers_refuse_booleans(monkeypatch):
+    # `core._checks.check_positive` read True as 1: `add_noise(..., sigma=True)` added noise of
+    # standard deviation 1 and a `dt0=True` solve stepped by 1.0
+    import jaxtyping
+
+    from sdeml.core._checks import check_positive
+    from sdeml.neural_ode import add_noise
+
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)  # as a user calls it
+    with pytest.raises(ValueError, match="`dt0` must be a number, got the boolean True"):
+        check_positive("dt0", True)
+    with pytest.raises(ValueError, match="`sigma` must be a number"):
+        check_positive("sigma", np.array([True, False]), allow_zero=True)
+    with pytest.raises(ValueError, match="`sigma`"):
+        add_noise(jnp.ones(3), True, key=jr.key(0))
+    check_positive("dt0", np.float32(0.1))  # numbers pass

@@ -14,8 +14,8 @@ from jaxtyping import PyTree
 
 
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
-    """Raise `ValueError` if a concrete `value` is not finite and > 0 (>= 0 with `allow_zero`);
-    traced values pass.
+    """Raise `ValueError` if a concrete `value` is not finite and > 0 (>= 0 with `allow_zero`),
+    or is a bool (``True`` read as 1); traced values pass.
 
     Examples:
         >>> check_positive("step_size", 0.1)
@@ -23,6 +23,8 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
     if isinstance(value, jax.core.Tracer):
         return  # swept under vmap/jit: the caller owns the value; nothing concrete to check
     arr = np.asarray(value)
+    if arr.dtype == bool:
+        raise ValueError(f"`{name}` must be a number, got the boolean {value!r}.")
     if not np.all(np.isfinite(arr)) or np.any(arr < 0 if allow_zero else arr <= 0):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"`{name}` must be finite and {bound}, got {value!r}.")

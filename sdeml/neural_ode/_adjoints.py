@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ..core._checks import check_positive_int
+from ..core._checks import check_positive, check_positive_int
 from ..core._solvers import get_solver, solver_info, solver_names
 
 _ADJOINTS: dict[str, Callable[[], diffrax.AbstractAdjoint]] = {
@@ -113,8 +113,11 @@ def check_solve_options(
             f"{owner}: solver {name} {why}, so it takes constant steps: give the step `dt0` "
             "(e.g. dt0=0.01)"
         )
-    if dt0 is not None and not dt0 > 0:
-        raise ValueError(f"{owner}: `dt0` must be > 0, got {dt0}")
+    if dt0 is not None:
+        try:
+            check_positive("dt0", dt0)  # finite too: dt0 = inf passed `dt0 > 0`
+        except ValueError as e:
+            raise ValueError(f"{owner}: {e}") from None
     if adaptive and not (0 < rtol < float("inf") and 0 <= atol < float("inf")):
         raise ValueError(
             f"{owner}: `rtol` must be finite and > 0, and `atol` finite and >= 0; got "

@@ -15,6 +15,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray
 
+from ..core._checks import check_positive, check_positive_int
 from ._adjoints import get_adjoint
 from ._neural_ode import with_adjoint
 
@@ -182,14 +183,19 @@ def gradient_audit(
         Differential Equations, 2022, §5 (discretise-then-optimise vs optimise-then-discretise).
         arXiv:2202.02435
     """
+    if isinstance(adjoints, str):  # "backsolve" was read as the names "b", "a", "c", ...
+        raise ValueError(f"`adjoints` must be a sequence of names, got the string {adjoints!r}")
     if len(adjoints) < 1:
         raise ValueError("`adjoints` must name at least one adjoint")
+    if len(set(adjoints)) != len(adjoints):  # a repeated name collapsed into one report
+        raise ValueError(f"`adjoints` names an adjoint twice: {list(adjoints)}")
     for a in adjoints:
         get_adjoint(a)  # a clear error for unknown names
-    if n_directions is not None and n_directions < 1:
-        raise ValueError(f"`n_directions` must be >= 1 or None, got {n_directions}")
-    if repeats < 1:
-        raise ValueError(f"`repeats` must be >= 1, got {repeats}")
+    if n_directions is not None:
+        n_directions = check_positive_int("n_directions", n_directions)
+    repeats = check_positive_int("repeats", repeats)
+    if fd_eps is not None:
+        check_positive("fd_eps", fd_eps)  # 0 divided by zero; NaN made every error NaN
 
     params = eqx.filter(model, eqx.is_inexact_array)
     flat = ravel_pytree(params)[0]

@@ -64,7 +64,7 @@ def check_field_signature(func: Callable[..., Any], owner: str) -> None:
 
 
 def check_times(ts: ArrayLike, name: str = "ts") -> Array:
-    """Return `ts` as an array after checking that it is 1-D and strictly increasing.
+    """Return `ts` as an array after checking that it is 1-D, finite and strictly increasing.
 
     Concrete times are checked eagerly (a `ValueError`); traced times with `eqx.error_if`.
 
@@ -92,9 +92,11 @@ def check_times(ts: ArrayLike, name: str = "ts") -> Array:
     try:
         host = np.asarray(ts_arr)
     except jax.errors.TracerArrayConversionError:
-        return eqx.error_if(
-            ts_arr, jnp.any(jnp.diff(ts_arr) <= 0), f"`{name}` must be strictly increasing."
-        )
+        # `~(diff > 0)`, not `diff <= 0`: a NaN compares False both ways and slipped through
+        bad_ts = ~jnp.all(jnp.isfinite(ts_arr)) | ~jnp.all(jnp.diff(ts_arr) > 0)
+        return eqx.error_if(ts_arr, bad_ts, f"`{name}` must be finite and strictly increasing.")
+    if not np.all(np.isfinite(host)):
+        raise ValueError(f"`{name}` must be finite (no NaN or inf), got {host}")
     bad = np.nonzero(np.diff(host) <= 0)[0]
     if bad.size:
         i = int(bad[0])

@@ -13,10 +13,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._typing import ScalarLike
-from ..core._checks import check_int, check_positive_int
+from ..core._checks import as_float, check_int, check_positive, check_positive_int
 from ..core._ode import integrate_ode
 from ._neural_ode import check_field_signature, check_times
 
@@ -47,6 +48,7 @@ def spiral_field(t: ScalarLike, y: Float[Array, " 2"], args: Any = None) -> Floa
     References:
         torchdiffeq, examples/ode_demo.py (Chen et al., NeurIPS 2018). arXiv:1806.07366
     """
+    y = as_float(y)  # in an integer dtype, A was truncated to [[0, 2], [-2, 0]]
     return (y**3) @ jnp.asarray(SPIRAL_A, y.dtype)
 
 
@@ -139,8 +141,8 @@ def irregular_times(
     n = check_int("n", n, 2)
     # the default float: float64 asked for without x64 came back float32 with only a warning
     dtype = jnp.result_type(float) if dtype is None else dtype
-    if not t1 > t0:
-        raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
+    if not (np.isfinite(t0) and np.isfinite(t1) and t1 > t0):
+        raise ValueError(f"`t1` must be greater than `t0`, both finite; got t0={t0}, t1={t1}")
     mid = jnp.sort(jr.uniform(key, (n - 2,), dtype, t0, t1))
     ts = jnp.concatenate([jnp.asarray([t0], dtype), mid, jnp.asarray([t1], dtype)])
 
@@ -169,8 +171,10 @@ def add_noise(ys: Float[Array, "n d"], sigma: float, *, key: PRNGKeyArray) -> Fl
         >>> obs.shape, round(float(jnp.std(obs - ys)), 2)
         ((2000, 2), 0.1)
     """
-    if sigma < 0:
-        raise ValueError(f"`sigma` must be >= 0, got {sigma}")
+    check_positive("sigma", sigma, allow_zero=True)  # NaN passed `sigma < 0`
+    if jnp.ndim(sigma) != 0:
+        raise ValueError(f"`sigma` must be a scalar, got shape {jnp.shape(sigma)}")
+    ys = as_float(ys)  # integer observations: `jr.normal` refuses an integer dtype
     return ys + sigma * jr.normal(key, ys.shape, ys.dtype)
 
 
@@ -251,6 +255,11 @@ def window_loss(
         True
     """
     pred = jax.vmap(lambda t, y: model(t, y[0]))(tw, yw)
+    if pred.shape != yw.shape:  # a (w, 1) prediction broadcast against (w, d) silently
+        raise ValueError(
+            f"`model` predicts windows of shape {pred.shape[1:]}, the observations `yw` have "
+            f"{yw.shape[1:]}"
+        )
     return jnp.mean(jnp.abs(pred - yw))
 
 
@@ -283,7 +292,7 @@ class StepModel(eqx.Module):
     dim: int = eqx.field(static=True)
 
     def __init__(self, dim: int, width: int = 64, depth: int = 2, *, dtype=None, key: PRNGKeyArray):
-        self.dim = dim
+        self.dim = dim = check_positive_int("dim", dim)
         self.mlp = eqx.nn.MLP(dim + 1, dim, width, depth, activation=jnp.tanh, dtype=dtype, key=key)
 
     def __call__(
@@ -317,4 +326,9 @@ def relative_error(pred: Float[Array, "n d"], true: Float[Array, "n d"]) -> Floa
         >>> round(float(relative_error(1.1 * true, true)), 6)
         0.1
     """
+    if jnp.shape(pred) != jnp.shape(true):  # (n, d) against (n, 1) broadcast silently
+        raise ValueError(
+            f"`pred` and `true` must have the same shape, got {jnp.shape(pred)} and "
+            f"{jnp.shape(true)}"
+        )
     return jnp.linalg.norm(pred - true) / jnp.linalg.norm(true)

@@ -114,6 +114,38 @@ _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
 )
 
+# Numbers as YAML 1.2 (its core schema) reads them, not YAML 1.1: ``1e-3`` is a float (1.1 kept
+# the string '1e-3', so a key of a non-float type received a string), ``010`` is 10 (1.1: octal
+# 8) and ``1:30`` is a string (1.1: the sexagesimal 90). Underscores (``1_000``) still group
+# digits; ``0x1f`` and ``0o17`` are hexadecimal and octal.
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(  # before the floats: "10" matches both patterns
+    _INT_TAG,
+    re.compile(r"^(?:[-+]?[0-9][0-9_]*|[-+]?0x[0-9a-fA-F_]+|[-+]?0o[0-7_]+)$"),
+    list("-+0123456789"),
+)
+_UniqueKeyLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
+
+
+def _construct_int(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+    return sign * int(digits, 16 if digits[:2] == "0x" else 8 if digits[:2] == "0o" else 10)
+
+
+_UniqueKeyLoader.add_constructor(_INT_TAG, _construct_int)
+
 
 def _safe_load(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
@@ -173,8 +205,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``a.b=value``; the value is read as a YAML scalar/list (data only).
 
-    YAML 1.1 reads a float with a dot (``3.0e-3``); ``3e-3`` stays the string ``'3e-3'``,
-    which a float key of the schema then converts when the config is validated.
+    Numbers are read as YAML 1.2 reads them (config files too): ``3e-3`` is a float, ``010``
+    the int 10 (not YAML 1.1's octal 8) and ``1:30`` a string (not 1.1's sexagesimal 90).
 
     Args:
         text: ``key=value`` with a dotted key, e.g. ``train.lr=3.0e-3``.
@@ -191,8 +223,10 @@ def parse_override(text: str) -> tuple[str, Any]:
         >>> from sdeml.run import parse_override
         >>> parse_override("train.steps=200")
         ('train.steps', 200)
-        >>> parse_override("sweep={seed: [0, 1], train.lr: [1.0e-3, 3.0e-3]}")
+        >>> parse_override("sweep={seed: [0, 1], train.lr: [1e-3, 3.0e-3]}")
         ('sweep', {'seed': [0, 1], 'train.lr': [0.001, 0.003]})
+        >>> parse_override("train.lr=-1e-3"), parse_override("seed=010")
+        (('train.lr', -0.001), ('seed', 10))
     """
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form key=value (e.g. train.steps=200)")

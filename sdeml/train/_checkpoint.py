@@ -25,6 +25,7 @@ import jax.random as jr
 import numpy as np
 
 from .._io import atomic_open, write_atomic
+from ..core._checks import check_int
 
 _NAME = re.compile(r"^step_(\d{9})\.eqx$")
 
@@ -189,7 +190,8 @@ class CheckpointDir:
 
     def __init__(self, directory: str | Path, keep: int = 2):
         self.dir = Path(directory)
-        self.keep = keep
+        # an int >= 0: keep=-1 deleted all but the oldest checkpoint, keep=True kept one
+        self.keep = check_int("keep", keep, 0)
 
     def path(self, step: int) -> Path:
         return self.dir / f"step_{step:09d}.eqx"

@@ -28,21 +28,29 @@ from pydantic import (
 INT_LIMIT = 2**31 - 1
 
 
-def _accepts_bool(annotation: Any) -> bool:
-    if annotation is bool:
+def _accepts(annotation: Any, kind: type) -> bool:
+    if annotation is kind:
         return True
-    return any(_accepts_bool(a) for a in get_args(annotation))
+    return any(_accepts(a, kind) for a in get_args(annotation))
+
+
+def _accepts_bool(annotation: Any) -> bool:
+    return _accepts(annotation, bool)
 
 
 def _is_mapping(annotation: Any) -> bool:
     return get_origin(annotation) is dict or any(_is_mapping(a) for a in get_args(annotation))
 
 
-def _check_scalar(value: Any, allow_bool: bool, allow_inf: bool = False) -> None:
+def _check_scalar(
+    value: Any, allow_bool: bool, allow_inf: bool = False, int_only: bool = False
+) -> None:
     if isinstance(value, bool):
         if not allow_bool:
             raise ValueError(f"expected a number, not the boolean {value}")
-    elif isinstance(value, int):
+    elif isinstance(value, int) or (int_only and isinstance(value, float) and math.isfinite(value)):
+        # a float for an int key (``steps: 1.0e10``, ``steps=1e10``) becomes that int: the same
+        # range applies
         if abs(value) > INT_LIMIT:
             raise ValueError(
                 f"integer {value} is out of range (|value| <= 2**31 - 1 = {INT_LIMIT})"
@@ -103,9 +111,14 @@ class Section(BaseModel):
         allow_inf = field is not None and any(
             getattr(m, "allow_inf_nan", False) is True for m in field.metadata
         )
+        int_only = (
+            field is not None
+            and _accepts(field.annotation, int)
+            and not _accepts(field.annotation, float)
+        )
         items = value if isinstance(value, list) else [value]
         for item in items:
-            _check_scalar(item, allow_bool, allow_inf)
+            _check_scalar(item, allow_bool, allow_inf, int_only)
         if isinstance(value, dict) and field is not None and _is_mapping(field.annotation):
             # a mapping of plain values, e.g. a sweep block {key: [values]} (not a section)
             for v in value.values():

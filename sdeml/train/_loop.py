@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..core._checks import check_int
 from ..core._memory import on_release
 from ._checkpoint import CheckpointDir
 from ._sweep import gather_to_host, place
@@ -128,13 +129,15 @@ def fit(
         step_fn: pure ``state -> (state, metrics)``; metrics a dict of scalars (or of ``(n,)``
             arrays for a batched state).
         n_steps: the total number of steps (a resumed run continues to the same total).
-        log_every: steps between logged metrics (each logged value is the mean over those steps).
-        ckpt_every: steps between checkpoints; 0 writes one at the end only. Needs `ckpt_dir`.
+        log_every: steps between logged metrics (each logged value is the mean over those steps,
+            or over the steps since the run started or resumed, if fewer).
+        ckpt_every: steps between checkpoints; 0 writes one at the end only (with `ckpt_dir`).
+            A positive value needs `ckpt_dir`.
         ckpt_dir: where checkpoints go; None keeps none.
-        resume: start from the newest checkpoint in `ckpt_dir` whose checksum verifies (a
-            truncated or corrupted newer one is passed over, and the choice printed to stderr);
-            checkpoint files of which none verifies raise `CheckpointError` rather than start
-            over.
+        resume: start from the newest checkpoint in `ckpt_dir` (which it needs) whose checksum
+            verifies (a truncated or corrupted newer one is passed over, and the choice printed
+            to stderr); checkpoint files of which none verifies raise `CheckpointError` rather
+            than start over.
         on_log: called as ``on_log(step, metrics)`` with host floats (or lists of floats).
         progress: show a progress bar (loss, it/s, ETA).
         desc: the progress bar's label.
@@ -172,14 +175,17 @@ def fit(
         >>> stats.start_step, stats.steps, bool(jnp.allclose(state.model, b * (1 - 2.0**-12)))
         (8, 4, True)
     """
-    if n_steps < 0:
-        raise ValueError(f"`n_steps` must be >= 0, got {n_steps}")
-    if log_every <= 0 or ckpt_every < 0:
-        raise ValueError(
-            f"`log_every` must be > 0 and `ckpt_every` >= 0, got {log_every}, {ckpt_every}"
-        )
+    # ints (NumPy's too), never bools or floats: a float reached the compiled loop's shapes and
+    # failed there, and `log_every=True` ran as 1
+    n_steps = check_int("n_steps", n_steps, 0)
+    log_every = check_int("log_every", log_every, 1)
+    ckpt_every = check_int("ckpt_every", ckpt_every, 0)
+    if ckpt_dir is None and (ckpt_every or resume):  # both silently did nothing without it
+        what = f"`ckpt_every={ckpt_every}`" if ckpt_every else "`resume=True`"
+        raise ValueError(f"{what} needs `ckpt_dir`, the folder of the checkpoints")
     ckpts = CheckpointDir(ckpt_dir) if ckpt_dir is not None else None
     stats = FitStats()
+    last_ckpt: int | None = None  # the newest checkpoint on disk of this run
     if ckpts is not None and resume:
         restored = ckpts.restore(state)  # the newest checkpoint that verifies (issue #17)
         if restored is not None:
@@ -191,7 +197,7 @@ def fit(
                 loaded,
                 state,
             )
-            stats.start_step = latest
+            stats.start_step = last_ckpt = latest
     if on_resume is not None and resume:
         on_resume(stats.start_step)
     start = _step_of(state)
@@ -210,7 +216,9 @@ def fit(
     stats.compile_time_s = time.perf_counter() - t0
 
     step, run_time = start, 0.0
-    last_ckpt = stats.start_step if stats.start_step else None
+    # the chunks since the last log: a logged value is the mean over all of them (a chunk is
+    # shorter than `log_every` when `ckpt_every` does not divide it)
+    pending: list[dict[str, np.ndarray]] = []
     bar = tqdm(
         total=n_steps,
         initial=start,
@@ -252,8 +260,12 @@ def fit(
             bar.update(n)
             if "loss" in means:
                 bar.set_postfix(loss=f"{np.mean(means['loss']):.4g}", refresh=False)
-            if on_log is not None and (step % log_every == 0 or step == n_steps):
-                on_log(step, means)
+            pending.append(host)
+            if step % log_every == 0 or step == n_steps:
+                if on_log is not None:
+                    logged = {k: _host_mean(np.concatenate([h[k] for h in pending])) for k in host}
+                    on_log(step, logged)
+                pending = []
             if ckpts is not None and (step == n_steps or (ckpt_every and step % ckpt_every == 0)):
                 ckpts.save(step, eqx.combine(dyn, static))
                 last_ckpt = step

@@ -7,6 +7,8 @@ from typing import Any
 import jax
 import optax
 
+from ..core._checks import check_int
+
 
 def make_optimizer(cfg: Any) -> optax.GradientTransformation:
     """An optax optimiser from a `TrainConfig` (or anything with the same fields).
@@ -151,8 +153,9 @@ def warmup_cosine(peak: Any, warmup_steps: int, steps: int) -> optax.Schedule:
         Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts, ICLR 2017.
         arXiv:1608.03983 (the cosine decay).
     """
-    warmup = max(int(warmup_steps), 1)
-    total = max(int(steps), warmup + 1)
+    # ints, not truncated: warmup_steps=2.5 ran as 2 (and True as 1)
+    warmup = max(check_int("warmup_steps", warmup_steps, 0), 1)
+    total = max(check_int("steps", steps, 1), warmup + 1)
     joined = optax.join_schedules(
         [
             optax.linear_schedule(0.0, peak, warmup),
