@@ -49,6 +49,7 @@ from ._edm import (
     gaussian_prior,
 )
 from ._samplers import SampleResult
+from ._sde import as_state_dtype
 
 NoiseFn = Callable[[PRNGKeyArray, Array, tuple[int, ...]], Array]
 
@@ -261,7 +262,8 @@ def consistency_sampler(
         prior: ``prior(shape, sigma_max, *, dtype, key)`` (``PFGMPPKernel(D).prior`` for
             PFGM++).
         noise_fn: the re-noising draws; default Gaussian.
-        dtype: float dtype.
+        dtype: float dtype of the samples (default: JAX's default float); the model's output is
+            cast to it, so the model may compute in another dtype.
         key: PRNG key.
 
     Returns:
@@ -292,7 +294,7 @@ def consistency_sampler(
     noise = gaussian_noise if noise_fn is None else noise_fn
     k0, *ks = jr.split(key, 1 + len(levels))
     x = prior(tuple(shape), sigma_max, dtype=dtype, key=k0)
-    f = jax.vmap(model, in_axes=(None, 0))
+    f = jax.vmap(as_state_dtype(model), in_axes=(None, 0))
     x = f(jnp.asarray(sigma_max, x.dtype), x)
     for s, k in zip(levels, ks, strict=True):
         scale = jnp.full((shape[0],), math.sqrt(s**2 - model.sigma_min**2), x.dtype)

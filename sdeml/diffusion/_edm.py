@@ -30,7 +30,7 @@ from ..core._checks import (
 )
 from ..data import GaussianMixture
 from ._samplers import SampleResult
-from ._sde import AbstractDiffusionSDE
+from ._sde import AbstractDiffusionSDE, as_state_dtype
 
 # (sigma, x) -> E[y | y + sigma n = x] for one sample
 DenoiserFn = Callable[[Any, Array], Array]
@@ -616,7 +616,7 @@ def _start(prior, shape, sigma_max, x_T, dtype, key):
     if x_T is None:
         x = prior(tuple(shape), sigma_max, dtype=dtype, key=key)
     else:
-        x = jnp.asarray(x_T)
+        x = jnp.asarray(x_T, dtype)
     if x.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x.shape}, expected {tuple(shape)}")
     return x
@@ -673,7 +673,9 @@ def edm_sampler(
         denoise: end with $D(x_M, \sigma_\min)$.
         prior: ``prior(shape, sigma_max, *, dtype, key)``, default $\mathcal N(0,\sigma_\max^2 I)$.
         x_T: start from these prior draws instead, shape `shape`.
-        dtype: float dtype.
+        dtype: float dtype of the state and the samples (default: `x_T`'s, else JAX's default
+            float); the denoiser's output is cast to it, so the model may compute in another
+            dtype.
         key: PRNG key (prior draws, then churn).
 
     Returns:
@@ -704,6 +706,7 @@ def edm_sampler(
         raise ValueError(f"`s_tmin` must not exceed `s_tmax`, got {s_tmin}, {s_tmax}")
     k0, kc = jr.split(key)
     x = _start(prior, shape, sigma_max, x_T, dtype, k0)
+    denoiser = as_state_dtype(denoiser)
     check_model_shape(denoiser, x[0], "denoiser")
     dt_ = x.dtype
     sig = edm_time_grid(n_steps, sigma_min, sigma_max, rho, dtype=dt_)
@@ -759,7 +762,8 @@ def edm_probability_flow(
 
     Args:
         denoiser: ``denoiser(sigma, x)`` for one sample ``x`` of shape ``(...)``.
-        x_T: the batch of starting points at $\sigma_\max$, shape ``(n, ...)``.
+        x_T: the batch of starting points at $\sigma_\max$, shape ``(n, ...)``; the state keeps
+            its dtype (the denoiser's output is cast to it).
         sigma_max, sigma_min: ``0 < sigma_min < sigma_max``.
         solver, rtol, atol, n_steps: as `sdeml.core.solve_ode`.
 
@@ -783,7 +787,7 @@ def edm_probability_flow(
         Karras et al., NeurIPS 2022, eq. (1) and (3). arXiv:2206.00364
     """
     check_sigma_range(sigma_min, sigma_max)
-    den_b = jax.vmap(denoiser, in_axes=(None, 0))
+    den_b = jax.vmap(as_state_dtype(denoiser), in_axes=(None, 0))
     field = lambda u, y, args: y - den_b(jnp.exp(u), y)
     x_T = jnp.asarray(x_T)
     u0 = math.log(sigma_max) if isinstance(sigma_max, int | float) else jnp.log(sigma_max)

@@ -87,7 +87,9 @@ def log_likelihood(
     Args:
         score_fn: ``score_fn(t, x)`` for one sample, returning ``x``'s shape.
         sde: the forward SDE.
-        x: one sample, any shape ``(...)`` (e.g. ``(d,)``; vmap for a batch).
+        x: one sample, any shape ``(...)`` (e.g. ``(d,)``; vmap for a batch). The flow and the
+            result are computed in its dtype, the score's output cast to it (the samplers' rule):
+            pass float32 or wider, bfloat16's 3 digits cannot meet the default tolerances.
         divergence: ``"exact"`` or ``"hutchinson"``.
         n_probes: Hutchinson probes $K \ge 2$.
         eps: start time $\epsilon\in(0,1)$ of the flow (the density is that of $p_\epsilon$).

@@ -25,7 +25,7 @@ from ..core import (
 )
 from ..core._checks import check_int, check_model_shape, check_positive_int
 from ._param import score_to_x0
-from ._sde import AbstractDiffusionSDE
+from ._sde import AbstractDiffusionSDE, as_state_dtype
 
 ScoreFn = Callable[[Array, Array], Array]
 
@@ -116,7 +116,8 @@ def euler_maruyama_sampler(
         eps: the end time $\epsilon\in(0, 1)$.
         denoise: apply the final denoising step (one more score evaluation).
         n_saves: keep about this many intermediate states in ``path`` (0: none).
-        dtype: float dtype of the samples.
+        dtype: float dtype of the state and of all it returns (default: JAX's default float);
+            the score's output is cast to it, so the model may compute in another dtype.
         chunk_size: samples per chunk of the engine (`sdeml.simulate`'s; default: sized to
             the platform's memory).
         mesh: a `jax.sharding.Mesh` (or `NamedSharding`) to split the samples over its
@@ -175,7 +176,8 @@ def euler_maruyama_sample(
         n_steps: $N$.
         eps: the end time $\epsilon\in(0, 1)$.
         denoise: apply the final denoising step.
-        dtype: float dtype of the sample (default float32).
+        dtype: float dtype of the state and the sample (default: JAX's default float); the
+            score's output is cast to it, so the model may compute in another dtype.
         key: PRNG key of this sample.
 
     Returns:
@@ -207,6 +209,7 @@ def euler_maruyama_sample(
     n_steps = _check(sde, (1, *sample_shape), eps, n_steps)
     k0, kloop = jr.split(key)
     x = sde.prior_sample(sample_shape, key=k0, dtype=dtype)
+    score_fn = as_state_dtype(score_fn)
     check_model_shape(score_fn, x)
     rev = sde.reverse(score_fn)
     x = simulate_path(rev, x, t0=0.0, t1=sde.T - eps, n_steps=n_steps, key=kloop)[-1]
@@ -288,6 +291,7 @@ def _em_pc(
     n_saves = check_int("n_saves", n_saves, 0)
     k0, kloop = jr.split(key)
     x = sde.prior_sample(shape, key=k0, dtype=dtype)
+    score_fn = as_state_dtype(score_fn)
     check_model_shape(score_fn, x[0])
     dt_ = x.dtype
     # the reverse-time SDE in the forward-running time u = T - t, u in [0, T - eps]
@@ -411,7 +415,8 @@ def probability_flow_sampler(
         rtol, atol: tolerances of the step-size controller (adaptive solvers).
         n_steps: equal steps instead of adaptive ones.
         max_steps: the step budget (hitting it raises `ODESolveError` naming it).
-        x_T: start from these prior draws instead of drawing them from `key`, shape `shape`.
+        x_T: start from these prior draws instead of drawing them from `key`, shape `shape`;
+            the state keeps their dtype unless `dtype` is given.
         key: PRNG key of the prior draws.
 
     Returns:
@@ -434,9 +439,10 @@ def probability_flow_sampler(
         Kidger, On Neural Differential Equations, 2021 (diffrax).
     """
     _check(sde, shape, eps, 1)
-    x0 = sde.prior_sample(shape, key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T)
+    x0 = sde.prior_sample(shape, key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T, dtype)
     if x0.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x0.shape}, expected {tuple(shape)}")
+    score_fn = as_state_dtype(score_fn)
     check_model_shape(score_fn, x0[0])
     n_saves = check_int("n_saves", n_saves, 0)
     score_b = _batched(score_fn)
@@ -637,9 +643,10 @@ def dpm_solver_sampler(
         raise ValueError(f"`order` must be 1, 2 or 3, got {order!r}")
     if prediction not in ("data", "noise"):
         raise ValueError(f"`prediction` must be 'data' or 'noise', got {prediction!r}")
-    x = sde.prior_sample(shape, key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T)
+    x = sde.prior_sample(shape, key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T, dtype)
     if x.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x.shape}, expected {tuple(shape)}")
+    score_fn = as_state_dtype(score_fn)
     check_model_shape(score_fn, x[0])
     dt_ = x.dtype
     score_b = _batched(score_fn)

@@ -20,6 +20,31 @@ from ..core._checks import concrete_scalar
 ScoreFn = Callable[[Any, Array], Array]
 
 
+class _StateDtype(eqx.Module):
+    """``model(t, x)`` with its output cast to ``x``'s dtype.
+
+    The samplers' one dtype rule: the state keeps the dtype the caller asked for (``dtype``,
+    else ``x_T``'s), whatever dtype the model computes in, and the model's output is cast to it
+    here, where it enters the update (a float32 network in a bfloat16 sampler made a
+    `lax.scan` carry change dtype). A module holding the model as a field, not a closure:
+    under `eqx.filter_jit` a closure's arrays would be static, baked in and retraced.
+    """
+
+    model: ScoreFn
+
+    def __call__(self, t: Any, x: Array) -> Array:
+        return _cast_like(self.model(t, x), x)
+
+
+def _cast_like(out: ArrayLike, x: Array) -> Array:
+    return jnp.asarray(out).astype(jnp.result_type(x))
+
+
+def as_state_dtype(model: ScoreFn) -> ScoreFn:
+    """`model` with its output cast to the state's dtype (`_StateDtype`; wrapped once)."""
+    return model if isinstance(model, _StateDtype) else _StateDtype(model)
+
+
 class AbstractDiffusionSDE(AbstractSDE):
     r"""A forward SDE with linear drift and state-independent (additive, diagonal) diffusion.
 
@@ -194,9 +219,11 @@ class AbstractDiffusionSDE(AbstractSDE):
         return ReverseSDE(self, score_fn)
 
     def probability_flow(self, score_fn: ScoreFn) -> ScoreFn:
-        r"""$(t, x) \mapsto f(t)x - \tfrac12 g(t)^2 s(t, x)$, the probability-flow ODE."""
+        r"""$(t, x) \mapsto f(t)x - \tfrac12 g(t)^2 s(t, x)$, the probability-flow ODE (the score
+        cast to `x`'s dtype)."""
         return lambda t, x: (
-            self.drift_coef(t) * x - 0.5 * self.diffusion_coef(t) ** 2 * score_fn(t, x)
+            self.drift_coef(t) * x
+            - 0.5 * self.diffusion_coef(t) ** 2 * _cast_like(score_fn(t, x), x)
         )
 
     def check_times(self, eps: float) -> None:
@@ -226,7 +253,8 @@ class ReverseSDE(AbstractSDE):
     Args:
         forward: the forward SDE (VP, sub-VP, VE).
         score_fn: ``score_fn(t, x)`` for one sample ``x`` of shape ``(d,)`` (or any sample
-            shape), in the forward SDE's time $t$; returns ``x``'s shape.
+            shape), in the forward SDE's time $t$; returns ``x``'s shape (cast to the state's
+            dtype, so the state keeps its dtype whatever the model computes in).
 
     Examples:
         Sample 1-D data $\mathcal N(0, 0.5^2)$ with its exact score:
@@ -257,7 +285,7 @@ class ReverseSDE(AbstractSDE):
         r"""$-[f(t)y - g(t)^2 s(t, y)]$ at $t = T - u$."""
         t = self.forward.T - u
         g = self.forward.diffusion_coef(t)
-        return g**2 * self.score_fn(t, y) - self.forward.drift_coef(t) * y
+        return g**2 * _cast_like(self.score_fn(t, y), y) - self.forward.drift_coef(t) * y
 
     def diffusion(self, u: ArrayLike, y: Array, args: PyTree = None) -> Array:
         r"""$g(T - u)$ broadcast to `y`'s shape."""

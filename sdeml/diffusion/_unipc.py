@@ -32,7 +32,7 @@ from ._samplers import (
     dpm_time_grid,
     resolve_time_grid,
 )
-from ._sde import AbstractDiffusionSDE
+from ._sde import AbstractDiffusionSDE, as_state_dtype
 
 UNIPC_GRIDS = GRIDS  # the few-step samplers share one set of time grids (`dpm_time_grid`)
 
@@ -245,7 +245,8 @@ def unipc_sampler(
         eps: the end time.
         denoise: end with Tweedie's step $\hat x_0(\epsilon, x)$.
         x_T: start from these prior draws, shape `shape`.
-        dtype: float dtype.
+        dtype: float dtype of the state and the samples (default: `x_T`'s, else JAX's default
+            float); the score's output is cast to it, so the model may compute in another dtype.
         key: PRNG key of the prior draws.
 
     Returns:
@@ -271,9 +272,14 @@ def unipc_sampler(
     sde.check_times(eps)
     if len(shape) < 2:
         raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
-    x = sde.prior_sample(tuple(shape), key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T)
+    x = (
+        sde.prior_sample(tuple(shape), key=key, dtype=dtype)
+        if x_T is None
+        else jnp.asarray(x_T, dtype)
+    )
     if x.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x.shape}, expected {tuple(shape)}")
+    score_fn = as_state_dtype(score_fn)
     check_model_shape(score_fn, x[0])
     ts, lams = resolve_time_grid(sde, n_steps, eps, grid, x.dtype)
     alphas, sigmas = sde.alpha(ts), sde.sigma(ts)
@@ -346,6 +352,7 @@ def unipc_edm_sampler(
     n_steps = _check_unipc(n_steps, order, prediction, variant)
     check_sigma_range(sigma_min, sigma_max, rho)
     x = _start(prior, shape, sigma_max, x_T, dtype, key)
+    denoiser = as_state_dtype(denoiser)
     check_model_shape(denoiser, x[0], "denoiser")
     sig = edm_time_grid(n_steps, sigma_min, sigma_max, rho, dtype=x.dtype)
     den_b = jax.vmap(denoiser, in_axes=(None, 0))
@@ -418,10 +425,14 @@ def edm_heun_sampler(
     if len(shape) < 2:
         raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
     k0, k1 = jr.split(key)
-    x = sde.prior_sample(tuple(shape), key=k0, dtype=dtype) if x_T is None else jnp.asarray(x_T)
+    x = (
+        sde.prior_sample(tuple(shape), key=k0, dtype=dtype)
+        if x_T is None
+        else jnp.asarray(x_T, dtype)
+    )
     if x.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x.shape}, expected {tuple(shape)}")
-    den = ScoreDenoiser(score_fn, sde)
+    den = ScoreDenoiser(as_state_dtype(score_fn), sde)
     t_hi, t_lo = jnp.asarray(sde.T, x.dtype), jnp.asarray(eps, x.dtype)
     with jax.ensure_compile_time_eval():  # the grid's ends are constants, also under jit
         s_hi, s_lo = float(den.sigma_of(sde.T)), float(den.sigma_of(eps))
