@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ._checks import as_float, check_positive_int
+from ._normals import standard_normal
 
 
 def _bcast(dt: Array, ndim: int) -> Array:
@@ -79,11 +80,11 @@ def sample_increments(
     n = steps.shape[0]
     k1, k2 = jr.split(key)
     h = _bcast(steps, len(shape))
-    xi1 = jr.normal(k1, (n, *shape), dtype)
+    xi1 = standard_normal(k1, (n, *shape), dtype)
     dw = jnp.sqrt(h) * xi1
     if not time_integral:
         return dw
-    xi2 = jr.normal(k2, (n, *shape), dtype)
+    xi2 = standard_normal(k2, (n, *shape), dtype)
     dz = 0.5 * h * jnp.sqrt(h) * (xi1 + xi2 / jnp.sqrt(jnp.asarray(3.0, dtype)))
     return dw, dz
 

@@ -11,6 +11,9 @@ from one and step 2i + 1 from the other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -48,7 +51,7 @@ def normal_pair(key, n: int, dtype, *, stream=None) -> tuple[jax.Array, jax.Arra
     """
     if not pairs_supported(key, dtype):
         k = key if stream is None else jr.fold_in(key, stream)
-        z = jr.normal(k, (2 * n,), dtype)
+        z = standard_normal(k, (2 * n,), dtype)
         return z[:n], z[n:]
     k = jr.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     counts = jax.lax.iota(np.uint32, n)
@@ -218,3 +221,24 @@ def chain_draws(kw: jax.Array, step, size: int, dtype) -> tuple[jax.Array, jax.A
     z = PathKeys(kw[None], size).step_normals(step[None], dtype)[0]
     w0, w1 = _hash(kw[0], kw[1], step, np.uint32(size))
     return z, _bits_to_uniform(w0, w1, dtype)
+
+
+def standard_normal(key: jax.Array, shape: Sequence[int] = (), dtype: Any = None) -> jax.Array:
+    """`jax.random.normal`, except that a floating dtype narrower than 32 bits is drawn in
+    float32 and rounded: JAX draws those from a uniform of their own few bits, and the result is
+    biased (4e6 bfloat16 draws had mean -0.011, 22 standard errors from 0; float16 -0.0018).
+    Every normal draw of sdeml goes through here; float32 and float64 draws are JAX's own, bit
+    for bit.
+
+    Examples:
+        >>> z = standard_normal(jr.key(0), (400_000,), jnp.bfloat16)
+        >>> z.dtype, abs(float(z.astype(jnp.float32).mean())) < 0.01
+        (dtype(bfloat16), True)
+        >>> bool(jnp.all(standard_normal(jr.key(1), (3,)) == jr.normal(jr.key(1), (3,))))
+        True
+    """
+    dtype = float if dtype is None else dtype  # `jax.random.normal`'s default
+    want = jax.dtypes.canonicalize_dtype(dtype)
+    if jnp.issubdtype(want, jnp.floating) and want.itemsize < 4:
+        return jr.normal(key, shape, jnp.float32).astype(want)
+    return jr.normal(key, shape, dtype)

@@ -28,6 +28,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
 from ._checks import distinct_times, time_spacing
+from ._normals import standard_normal
 from ._solvers import SolverInfo, get_solver, solver_info
 
 __all__ = [
@@ -396,7 +397,7 @@ def _spectral_radius(f, t, y, args) -> tuple[jax.Array, jax.Array]:
         jac = jnp.where(jnp.isfinite(jac.T), jac.T, 0.0)
         rho = jnp.max(jnp.abs(jnp.linalg.eigvals(jac))).astype(flat.dtype)
         return rho, jnp.all(jnp.isfinite(values[0]))
-    v = jax.random.normal(jax.random.key(0), flat.shape, flat.dtype)
+    v = standard_normal(jax.random.key(0), flat.shape, flat.dtype)
     v = v / jnp.linalg.norm(v)
 
     def body(_, carry):

@@ -19,7 +19,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._checks import as_float, concrete_times, distinct_times, time_spacing
-from ._normals import PathKeys, normal_pair
+from ._normals import PathKeys, normal_pair, standard_normal
 from ._normals import pairs_supported as pairs_ok
 from ._sde import AbstractSDE, check_sde, check_shapes
 from ._sde_solvers import AbstractSolver, SolverState
@@ -729,7 +729,7 @@ def _simulate_core(
                     z0, z1 = normal_pair(ckey, block * chunk * size_w, dtype, stream=stream)
                 else:
                     assert bkey is not None  # set whenever `pairs` is off
-                    z = jr.normal(bkey, (2 * block * chunk * size_w,), dtype)
+                    z = standard_normal(bkey, (2 * block * chunk * size_w,), dtype)
                     z0, z1 = z[: block * chunk * size_w], z[block * chunk * size_w :]
                 z0 = z0.reshape(block, chunk, *wshape)
                 z1 = z1.reshape(block, chunk, *wshape)
@@ -742,7 +742,7 @@ def _simulate_core(
                 return pair_scan(y, tb, dtb, z0, z1)
             else:
                 assert bkey is not None  # set whenever `pairs` is off
-                z = jr.normal(bkey, (block * chunk * size_w,), dtype)
+                z = standard_normal(bkey, (block * chunk * size_w,), dtype)
                 incs = sq * z.reshape(block, chunk, *wshape)
             return jax.lax.scan(step_body, y, (tb, dtb, incs))[0], None
 

@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ..core._checks import check_positive
+from ..core._normals import standard_normal
 
 
 class GaussianMixture(eqx.Module):
@@ -103,7 +104,7 @@ class GaussianMixture(eqx.Module):
             raise ValueError(f"`n` must be positive, got {n}")
         kc, kz = jr.split(key)
         k = jr.choice(kc, self.weights.shape[0], (n,), p=self.weights)
-        z = jr.normal(kz, (n, self.dim), self.means.dtype)
+        z = standard_normal(kz, (n, self.dim), self.means.dtype)
         return self.means[k] + self.stds[k] * z
 
     def _check(self, x: Array) -> None:

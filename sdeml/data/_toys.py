@@ -16,6 +16,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..core._checks import check_positive_int
+from ..core._normals import standard_normal
 from ._mixture import GaussianMixture
 
 
@@ -151,7 +152,7 @@ def two_moons(n: int, *, key: PRNGKeyArray, noise: float = 0.1, dtype=None) -> F
     th = jr.uniform(ka, (n,), dt, 0.0, math.pi)
     x = jnp.where(lower, 1.0 - jnp.cos(th), jnp.cos(th))
     y = jnp.where(lower, 0.5 - jnp.sin(th), jnp.sin(th))
-    pts = jnp.stack([x, y], axis=1) + noise * jr.normal(kn, (n, 2), dt)
+    pts = jnp.stack([x, y], axis=1) + noise * standard_normal(kn, (n, 2), dt)
     return 2.0 * (pts - jnp.array([0.5, 0.25], dt))
 
 
@@ -184,7 +185,7 @@ def swiss_roll(n: int, *, key: PRNGKeyArray, noise: float = 0.5, dtype=None) -> 
     ku, kn = jr.split(key)
     tau = 1.5 * math.pi * (1.0 + 2.0 * jr.uniform(ku, (n,), dt))
     pts = jnp.stack([tau * jnp.cos(tau), tau * jnp.sin(tau)], axis=1)
-    return (pts + noise * jr.normal(kn, (n, 2), dt)) / 5.0
+    return (pts + noise * standard_normal(kn, (n, 2), dt)) / 5.0
 
 
 def checkerboard(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"]:
@@ -253,7 +254,7 @@ def circles(
     r = jnp.where(jr.bernoulli(kc, 0.5, (n,)), factor, 1.0).astype(dt)
     th = jr.uniform(ka, (n,), dt, 0.0, 2 * math.pi)
     pts = r[:, None] * jnp.stack([jnp.cos(th), jnp.sin(th)], axis=1)
-    return 2.0 * (pts + noise * jr.normal(kn, (n, 2), dt))
+    return 2.0 * (pts + noise * standard_normal(kn, (n, 2), dt))
 
 
 def mixture_2d(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"]:

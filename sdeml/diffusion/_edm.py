@@ -28,6 +28,7 @@ from ..core._checks import (
     check_positive_int,
     concrete_scalar,
 )
+from ..core._normals import standard_normal
 from ..data import GaussianMixture
 from ._samplers import SampleResult
 from ._sde import AbstractDiffusionSDE, as_state_dtype
@@ -404,7 +405,7 @@ def edm_sigma_sample(
     """
     n = check_positive_int("n", n)
     _check_pos("p_std", p_std)
-    return jnp.exp(p_mean + p_std * jr.normal(key, (n,), dtype))
+    return jnp.exp(p_mean + p_std * standard_normal(key, (n,), dtype))
 
 
 # (key, sigma (b,), batch shape (b, ...)) -> noise of that shape
@@ -431,7 +432,7 @@ def gaussian_noise(key: PRNGKeyArray, sigma: Array, shape: tuple[int, ...]) -> A
         ((2, 10000), [1.0, 9.9])
     """
     s = sigma.reshape((shape[0],) + (1,) * (len(shape) - 1))
-    return s * jr.normal(key, shape, sigma.dtype)
+    return s * standard_normal(key, shape, sigma.dtype)
 
 
 def edm_loss(
@@ -606,7 +607,7 @@ def gaussian_prior(
     References:
         Karras et al., NeurIPS 2022, Algorithm 1.
     """
-    z = jr.normal(key, shape, dtype)
+    z = standard_normal(key, shape, dtype)
     return jnp.asarray(sigma_max, z.dtype) * z
 
 
@@ -721,7 +722,7 @@ def edm_sampler(
             on = (s_cur >= s_tmin) & (s_cur <= s_tmax)
             gam = jnp.where(on, gamma_max, 0.0)
             s_hat = s_cur * (1.0 + gam)
-            z = jr.normal(k, x.shape, dt_)
+            z = standard_normal(k, x.shape, dt_)
             # sqrt(s_hat^2 - s_cur^2) written so that it cannot round below zero (XLA may fuse
             # the difference of squares into an FMA: -1e-17 where gam = 0, and a NaN sample)
             x = x + s_cur * jnp.sqrt(gam * (2.0 + gam)) * s_noise * z

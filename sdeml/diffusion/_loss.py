@@ -11,6 +11,7 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core._checks import as_float, check_model_shape
+from ..core._normals import standard_normal
 from ._param import ScoreModel
 from ._sde import AbstractDiffusionSDE
 
@@ -88,7 +89,7 @@ def dsm_loss(
     if stratified:
         u = (u + jnp.arange(b, dtype=batch.dtype)) / b
     t = eps + (sde.T - eps) * u
-    z = jr.normal(kz, batch.shape, batch.dtype)
+    z = standard_normal(kz, batch.shape, batch.dtype)
     mean, std = jax.vmap(sde.marginal)(batch, t)
     std_b = std.reshape((b,) + (1,) * (batch.ndim - 1))
     xt = mean + std_b * z

@@ -24,6 +24,7 @@ from ..core import (
     simulate_path,
 )
 from ..core._checks import check_int, check_model_shape, check_positive_int
+from ..core._normals import standard_normal
 from ._param import score_to_x0
 from ._sde import AbstractDiffusionSDE, as_state_dtype
 
@@ -349,7 +350,7 @@ def _pc_loop(rev, sde, x, span, n_steps, every, key, n_corr, snr):
     def corrector(t, x, k):
         def one(x, kk):
             s = score_b(t, x)
-            z = jr.normal(kk, x.shape, dt_)
+            z = standard_normal(kk, x.shape, dt_)
             # batch-mean norms (as score_sde): per-sample norms blow the step up wherever a
             # low-dimensional sample sits where its score nearly vanishes (a mode's centre)
             gn = jnp.mean(jnp.linalg.norm(s.reshape(flat), axis=1))
@@ -363,7 +364,7 @@ def _pc_loop(rev, sde, x, span, n_steps, every, key, n_corr, snr):
         u = i.astype(dt_) * h
         kc, kp = jr.split(jr.fold_in(key, i))
         x = corrector(sde.T - u, x, kc)
-        x = predictor(x, jnp.sqrt(h) * jr.normal(kp, x.shape, dt_), u)
+        x = predictor(x, jnp.sqrt(h) * standard_normal(kp, x.shape, dt_), u)
         return x, None
 
     if not every:

@@ -8,12 +8,12 @@ from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
-import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from ..core import AbstractSDE
 from ..core._checks import as_float as _as_float
 from ..core._checks import concrete_scalar
+from ..core._normals import standard_normal
 
 # (t, x) -> score. `t` is a float or a 0-d array (the engine passes arrays, direct calls may pass
 # floats): Any, so that score functions annotated `t: Array` still fit.
@@ -178,18 +178,18 @@ class AbstractDiffusionSDE(AbstractSDE):
 
     def perturb(self, x0: Array, t: ArrayLike, *, key: PRNGKeyArray) -> tuple[Array, Array]:
         r"""A draw $x_t = \alpha(t)x_0 + \sigma(t)z$ and the noise $z$."""
-        z = jr.normal(key, jnp.shape(x0), jnp.result_type(x0))
+        z = standard_normal(key, jnp.shape(x0), jnp.result_type(x0))
         mean, std = self.marginal(x0, t)
         return mean + std * z, z
 
     def forward_sample(self, x_s: Array, s: ArrayLike, t: ArrayLike, *, key: PRNGKeyArray) -> Array:
         r"""A draw of $X_t \mid X_s = x_s$ from the exact transition (see `transition`)."""
         mean, std = self.transition(x_s, s, t)
-        return mean + std * jr.normal(key, jnp.shape(x_s), jnp.result_type(x_s))
+        return mean + std * standard_normal(key, jnp.shape(x_s), jnp.result_type(x_s))
 
     def prior_sample(self, shape: tuple[int, ...], *, key: PRNGKeyArray, dtype=None) -> Array:
         r"""Draws from the prior $\mathcal N(0, \sigma_T^2 I)$ of the given shape."""
-        return self.prior_std * jr.normal(key, shape, dtype)
+        return self.prior_std * standard_normal(key, shape, dtype)
 
     def prior_logp(self, x: Array) -> Float[Array, ""]:
         r"""$\log\mathcal N(x; 0, \sigma_T^2 I)$ summed over all entries of one sample `x`."""

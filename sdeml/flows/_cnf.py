@@ -15,6 +15,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ..core._checks import as_float, check_positive, check_positive_int
+from ..core._normals import standard_normal
 from ..core._ode import ODESolution, integrate_ode
 from ..neural_ode import (
     AbstractODEModel,
@@ -244,7 +245,7 @@ class CNF(AbstractODEModel):
             raise ValueError("the Hutchinson divergence needs a PRNG `key` for its probe")
         if self.probe == "rademacher":
             return jr.rademacher(key, shape, dtype)
-        return jr.normal(key, shape, dtype)
+        return standard_normal(key, shape, dtype)
 
     def _check(self, x: Array, name: str, args: Any) -> None:
         if x.ndim != 1:
@@ -392,7 +393,7 @@ class CNF(AbstractODEModel):
         n = check_positive_int("n", n)  # NumPy integers too, as Python ints
         dim = check_positive_int("dim", dim)
         kz, kp = jr.split(key)
-        z0 = jr.normal(kz, (n, dim), dtype)
+        z0 = standard_normal(kz, (n, dim), dtype)
         return jax.vmap(lambda z, k: self.transform(z, key=k, args=args))(z0, jr.split(kp, n))
 
 

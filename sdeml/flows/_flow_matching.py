@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ..core._checks import as_float, check_model_shape, check_positive, check_positive_int
+from ..core._normals import standard_normal
 from ..core._ode import integrate_ode
 
 COUPLINGS = ("independent", "ot")
@@ -142,7 +143,7 @@ def conditional_path(
     if sigma > 0:
         if key is None:
             raise ValueError("`sigma` > 0 needs a PRNG `key`")
-        xt = xt + sigma * jr.normal(key, xt.shape, xt.dtype)
+        xt = xt + sigma * standard_normal(key, xt.shape, xt.dtype)
     return xt, x1 - x0
 
 
@@ -206,7 +207,7 @@ def cfm_loss(
     check_model_shape(model, x1[0], "velocity model")  # a (1,)-valued model broadcast silently
     k0, kt, ks = jr.split(key, 3)
     if x0 is None:
-        x0 = jr.normal(k0, x1.shape, x1.dtype)
+        x0 = standard_normal(k0, x1.shape, x1.dtype)
     x0, x1 = couple(x0, x1, coupling)
     t = jr.uniform(kt, (x1.shape[0],), x1.dtype)
     xt, ut = conditional_path(x0, x1, t, sigma, key=ks)
@@ -318,7 +319,7 @@ def reflow_pairs(
         Liu, Gong, Liu, Flow Straight and Fast, ICLR 2023. arXiv:2209.03003
     """
     n, dim = check_positive_int("n", n), check_positive_int("dim", dim)
-    x0 = jr.normal(key, (n, dim), dtype)
+    x0 = standard_normal(key, (n, dim), dtype)
     return x0, sample_flow(model, x0, n_steps=n_steps, solver=solver)
 
 

@@ -33,6 +33,7 @@ from ..core._checks import (
     check_scalar_function,
 )
 from ..core._minibatch import sample_indices
+from ..core._normals import standard_normal
 
 Potential = Callable[[Float[Array, " d"]], Float[Array, ""]]
 
@@ -274,7 +275,7 @@ class ULA(_PotentialLangevin):
     ) -> tuple[LangevinState, LangevinInfo]:
         """One ULA move of every chain."""
         x = state.position
-        noise = jr.normal(key, x.shape, x.dtype)
+        noise = standard_normal(key, x.shape, x.dtype)
         y = langevin_step(x, state.grad, self.step_size, self.temperature, noise)
         u, g = batched_value_and_grad(self.potential, y)
         ones = jnp.ones(x.shape[:-1], x.dtype)
@@ -322,7 +323,7 @@ class MALA(_PotentialLangevin):
         """One MALA move (propose, accept or reject) of every chain."""
         x = state.position
         k_noise, k_accept = jr.split(key)
-        noise = jr.normal(k_noise, x.shape, x.dtype)
+        noise = standard_normal(k_noise, x.shape, x.dtype)
         uniform = jr.uniform(k_accept, state.potential.shape, x.dtype)
         vg = functools.partial(batched_value_and_grad, self.potential)
         *moved, alpha, accept = mala_move(
@@ -469,7 +470,7 @@ class SGLD(eqx.Module):
             return jnp.sum(-jax.vmap(self.log_prior)(theta)) - (n / b) * jnp.sum(ll(theta, batch))
 
         grad = jax.grad(total)(flat)
-        noise = jr.normal(k_noise, flat.shape, flat.dtype)
+        noise = standard_normal(k_noise, flat.shape, flat.dtype)
         y = langevin_step(flat, grad, self.step_size, self.temperature, noise).reshape(*lead, d)
         ones = jnp.ones(lead, x.dtype)
         return SGLDState(y), LangevinInfo(ones, ones > 0)

@@ -8,11 +8,11 @@ from typing import Any, TypedDict
 
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ..core._checks import check_positive, check_positive_int
+from ..core._normals import standard_normal
 
 # Multiples of the median distance, from 1/32 to 4. The small ones resolve structure far below
 # the data's scale (8 Gaussians: components of std 0.2 at a median distance of 2.8) and give the
@@ -233,7 +233,7 @@ def sliced_wasserstein(
     if p < 1:
         raise ValueError(f"`p` must be >= 1, got {p}")
     n_projections = check_positive_int("n_projections", n_projections)
-    theta = jr.normal(key, (n_projections, x.shape[1]), x.dtype)
+    theta = standard_normal(key, (n_projections, x.shape[1]), x.dtype)
     theta = theta / jnp.linalg.norm(theta, axis=1, keepdims=True)
     px, py = jnp.sort(x @ theta.T, axis=0), jnp.sort(y @ theta.T, axis=0)
     if px.shape[0] == py.shape[0]:

@@ -10,12 +10,12 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray
 
 from ..core._checks import check_positive, check_positive_int
+from ..core._normals import standard_normal
 from ._adjoints import get_adjoint
 from ._neural_ode import with_adjoint
 
@@ -208,7 +208,7 @@ def gradient_audit(
     if n_directions is None:
         directions = jnp.eye(n_params, dtype=flat.dtype)
     else:
-        v = jr.normal(key, (n_directions, n_params), flat.dtype)
+        v = standard_normal(key, (n_directions, n_params), flat.dtype)
         directions = v / jnp.linalg.norm(v, axis=1, keepdims=True)
 
     def loss_and_params(m):

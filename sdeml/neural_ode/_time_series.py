@@ -18,6 +18,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._typing import ScalarLike
 from ..core._checks import as_float, check_int, check_positive, check_positive_int
+from ..core._normals import standard_normal
 from ..core._ode import integrate_ode
 from ._neural_ode import check_field_signature, check_times
 
@@ -175,7 +176,7 @@ def add_noise(ys: Float[Array, "n d"], sigma: float, *, key: PRNGKeyArray) -> Fl
     if jnp.ndim(sigma) != 0:
         raise ValueError(f"`sigma` must be a scalar, got shape {jnp.shape(sigma)}")
     ys = as_float(ys)  # integer observations: `jr.normal` refuses an integer dtype
-    return ys + sigma * jr.normal(key, ys.shape, ys.dtype)
+    return ys + sigma * standard_normal(key, ys.shape, ys.dtype)
 
 
 def sample_windows(

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from ..core._normals import standard_normal
+
 
 class GaussianFourierEmbedding(eqx.Module):
     r"""Random Fourier features of a scalar time, with frozen frequencies.
@@ -38,7 +40,7 @@ class GaussianFourierEmbedding(eqx.Module):
     def __init__(self, dim: int, scale: float = 16.0, *, key: PRNGKeyArray, dtype=None):
         if dim <= 0 or dim % 2:
             raise ValueError(f"`dim` must be a positive even int, got {dim}")
-        self.W = scale * jr.normal(key, (dim // 2,), dtype)
+        self.W = scale * standard_normal(key, (dim // 2,), dtype)
 
     def __call__(self, t: Float[ArrayLike, ""]) -> Float[Array, " dim"]:
         t = jnp.asarray(t, self.W.dtype)

@@ -32,6 +32,7 @@ from jax.scipy.special import betainc, gammainc
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ..core._checks import as_float, check_positive, check_positive_int
+from ..core._normals import standard_normal
 from ..diffusion import (
     SampleResult,
     edm_loss,
@@ -122,7 +123,7 @@ class PFGMPPKernel(eqx.Module):
         ``noise_fn`` of `sdeml.diffusion.edm_loss`. The same key gives the same Gaussian part
         $g$ at every $D$, so draws converge pathwise to the Gaussian ones as $D\to\infty$."""
         kg, kc = jr.split(key)
-        g = jr.normal(kg, shape, sigma.dtype)
+        g = standard_normal(kg, shape, sigma.dtype)
         lead = (shape[0],) + (1,) * (len(shape) - 1)
         return (sigma * self._scale(kc, (shape[0],), sigma.dtype)).reshape(lead) * g
 

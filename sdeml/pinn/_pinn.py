@@ -11,6 +11,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..core._checks import check_int, check_positive_int, concrete_scalar
+from ..core._normals import standard_normal
 from ._problems import AbstractPDE, Collocation, Field, check_domain
 from ._reference import _check_positive_number
 
@@ -111,7 +112,7 @@ class PINN(eqx.Module):
         k_mlp, k_b = jr.split(key)
         n_base = 1 + (2 * self.harmonics if self.harmonics else 1)
         if fourier_features:
-            self.fourier = fourier_scale * jr.normal(k_b, (fourier_features, n_base))
+            self.fourier = fourier_scale * standard_normal(k_b, (fourier_features, n_base))
             n_in = n_base + 2 * fourier_features
         else:
             self.fourier = None

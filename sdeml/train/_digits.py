@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import optax
 
+from ..core._normals import standard_normal
 from ..data import load_digits, minibatch
 from ..metrics import DigitsClassifier
 from ._config import TrainConfig
@@ -34,7 +35,7 @@ def _train_classifier(seed: int, steps: int) -> DigitsClassifier:
     def loss_fn(model, batch, key):
         x, y = batch
         # light input noise: generated digits are slightly off the data manifold
-        x = x + 0.05 * jr.normal(key, x.shape, x.dtype)
+        x = x + 0.05 * standard_normal(key, x.shape, x.dtype)
         logits = jax.vmap(model.logits)(x)
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 

@@ -6,12 +6,12 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..core import solve_ode
 from ..core._checks import as_float, check_int
+from ..core._normals import standard_normal
 from ..dynamics import LotkaVolterra
 from ._library import Library
 from ._sindy import LibraryField
@@ -133,7 +133,7 @@ def lotka_volterra_data(
     ts = jnp.linspace(0.0, t1, n_obs, dtype=dtype)
     clean = lotka_volterra_truth(ts)
     sigma = noise * jnp.mean(clean, axis=0)
-    noisy = clean + sigma * jr.normal(key, clean.shape, dtype)
+    noisy = clean + sigma * standard_normal(key, clean.shape, dtype)
     return ts, clean, noisy
 
 
