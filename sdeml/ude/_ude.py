@@ -13,7 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from .._typing import ScalarLike
 from ..core import LBFGSResult, ODESolution, QuasiNewtonError, lbfgs_minimize, solve_ode
@@ -219,7 +219,9 @@ def trajectory_loss(
     return jnp.where(ok, loss, jnp.inf)
 
 
-def finite_differences(ts: Float[Array, " n"], ys: Float[Array, "n d"]) -> Float[Array, "n d"]:
+def finite_differences(
+    ts: Real[ArrayLike, " n"], ys: Real[ArrayLike, "n d"]
+) -> Float[Array, "n d"]:
     r"""Second-order finite-difference derivatives of samples on any strictly increasing grid.
 
     Interior points: the three-point formula of a nonuniform grid (central differences on a
