@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -258,6 +259,27 @@ def check_model_shape(model: Callable, sample: Any, what: str = "score model") -
             f"the {what} maps a sample of shape {sample.shape} to shape "
             f"{getattr(out, 'shape', type(out).__name__)}; it must return the sample's shape"
         )
+
+
+def check_interval(lo_name: str, lo: Any, hi_name: str, hi: Any) -> tuple[float, float]:
+    """``(lo, hi)`` as Python floats, or `ValueError` unless both are concrete finite scalars with
+    ``hi > lo`` (an infinite end made a NaN grid, an overflow or an endless step count).
+
+    Examples:
+        >>> check_interval("t0", 0, "t1", np.float32(2.0))
+        (0.0, 2.0)
+    """
+    ends = []
+    for name, v in ((lo_name, lo), (hi_name, hi)):
+        x = concrete_scalar(v)
+        if x is None or np.asarray(v).dtype == bool or not math.isfinite(x):
+            raise ValueError(f"`{name}` must be a finite scalar, got {v!r}.")
+        ends.append(x)
+    if not ends[1] > ends[0]:
+        raise ValueError(
+            f"`{hi_name}` must be greater than `{lo_name}`, got {lo_name}={lo}, {hi_name}={hi}."
+        )
+    return ends[0], ends[1]
 
 
 def distinct_times(*ts: float) -> list[str]:

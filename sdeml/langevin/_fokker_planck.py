@@ -18,26 +18,20 @@ from jax.scipy.special import ndtri
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ..core import SDE, simulate
-from ..core._checks import check_int, check_positive_int, check_positive_scalar
+from ..core._checks import (
+    check_int,
+    check_interval,
+    check_positive_int,
+    check_positive_scalar,
+)
 
 Coefficient = Callable[[Float[Array, ""], Float[Array, " n"]], Float[Array, " n"]]
 
 
-def _check_interval(lo_name, lo, hi_name, hi):
-    """Finite scalars with ``hi > lo`` (an infinite end made a NaN grid or an overflow)."""
-    for name, v in ((lo_name, lo), (hi_name, hi)):
-        if jnp.shape(v) != () or not np.isfinite(float(v)):
-            raise ValueError(f"`{name}` must be a finite scalar, got {v!r}.")
-    if not hi > lo:
-        raise ValueError(
-            f"`{hi_name}` must be greater than `{lo_name}`, got {lo_name}={lo}, {hi_name}={hi}."
-        )
-
-
 def _check_grid(lo, hi, n_cells, t0, t1, n_steps, save_every):
-    _check_interval("lo", lo, "hi", hi)
+    check_interval("lo", lo, "hi", hi)
     check_int("n_cells", n_cells, 3)  # from p0's shape: a Python int
-    _check_interval("t0", t0, "t1", t1)
+    check_interval("t0", t0, "t1", t1)
     n_steps = check_positive_int("n_steps", n_steps)  # NumPy integers too
     save_every = check_positive_int("save_every", save_every)
     if n_steps % save_every:
@@ -291,7 +285,7 @@ def em_chain_bin_probabilities(
     """
     check_positive_scalar("diffusion", diffusion)  # an array failed inside math.ceil
     check_positive_scalar("dt", dt)
-    _check_interval("lo", lo, "hi", hi)
+    check_interval("lo", lo, "hi", hi)
     n_bins = check_positive_int("n_bins", n_bins)  # NumPy integers too, as Python ints
     n_saves = check_positive_int("n_saves", n_saves)
     save_every = check_positive_int("save_every", save_every)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ..core._checks import as_float, check_positive_int
+from ..core._checks import as_float, check_interval, check_positive_int
 from ._neural_ode import NeuralODE, check_field_signature
 
 
@@ -57,10 +57,9 @@ class EulerResNet(eqx.Module):
 
     def __init__(self, func: Callable[..., Any], n_blocks: int, t0: float = 0.0, t1: float = 1.0):
         n_blocks = check_positive_int("n_blocks", n_blocks)  # NumPy integers too
-        if not (np.isfinite(t0) and np.isfinite(t1) and t1 > t0):
-            raise ValueError(f"`t1` must be greater than `t0`, both finite; got t0={t0}, t1={t1}")
+        t0, t1 = check_interval("t0", t0, "t1", t1)
         check_field_signature(func, "EulerResNet")
-        self.func, self.n_blocks, self.t0, self.t1 = func, n_blocks, float(t0), float(t1)
+        self.func, self.n_blocks, self.t0, self.t1 = func, n_blocks, t0, t1
 
     def trajectory(self, h0: Float[Array, "..."], args: Any = None) -> Float[Array, "n_plus_1 ..."]:
         """The hidden states after 0, 1, ..., N blocks."""

@@ -13,11 +13,16 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._typing import ScalarLike
-from ..core._checks import as_float, check_int, check_positive, check_positive_int
+from ..core._checks import (
+    as_float,
+    check_int,
+    check_interval,
+    check_positive,
+    check_positive_int,
+)
 from ..core._normals import standard_normal
 from ..core._ode import integrate_ode
 from ._neural_ode import check_field_signature, check_times
@@ -142,8 +147,7 @@ def irregular_times(
     n = check_int("n", n, 2)
     # the default float: float64 asked for without x64 came back float32 with only a warning
     dtype = jnp.result_type(float) if dtype is None else dtype
-    if not (np.isfinite(t0) and np.isfinite(t1) and t1 > t0):
-        raise ValueError(f"`t1` must be greater than `t0`, both finite; got t0={t0}, t1={t1}")
+    check_interval("t0", t0, "t1", t1)
     mid = jnp.sort(jr.uniform(key, (n - 2,), dtype, t0, t1))
     ts = jnp.concatenate([jnp.asarray([t0], dtype), mid, jnp.asarray([t1], dtype)])
 

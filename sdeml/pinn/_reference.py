@@ -22,7 +22,7 @@ from ..core._checks import check_int, check_positive_int, concrete_scalar
 def _check_positive_number(name: str, value: object) -> float:
     """`value` as a float, or `ValueError` unless it is a finite real number > 0: a Python or
     NumPy scalar or a concrete 0-d array (``np.float32(0.1)`` was refused, ``True`` read as 1)."""
-    v = None if isinstance(value, bool | np.bool_) else concrete_scalar(value)
+    v = concrete_scalar(value)  # None when traced or not a real scalar
     if v is None or np.asarray(value).dtype == bool or not (math.isfinite(v) and v > 0):
         raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
     return v

@@ -13,7 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core._brownian import coarsen_increments, sample_increments
-from ..core._checks import check_int, check_positive_int
+from ..core._checks import check_int, check_interval, check_positive_int
 from ..core._sde import AbstractSDE, check_shapes
 from ..core._sde_solvers import AbstractSolver
 from ..core._simulate import _resolve_dtype, solve_increments
@@ -119,10 +119,7 @@ def _setup(
     dtype = _resolve_dtype(dtype)
     x0 = jnp.asarray(x0, dtype)
     check_shapes(sde, x0, args)
-    if not (np.isfinite(float(t0)) and np.isfinite(float(t1))):
-        raise ValueError(f"`t0` and `t1` must be finite, got t0={t0}, t1={t1}")
-    if not float(t1) > float(t0):
-        raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
+    check_interval("t0", t0, "t1", t1)
     n_paths = check_int("n_paths", n_paths, 2)
     check_positive_int("n_bootstrap", n_bootstrap)
     check_positive_int("chunk_size", chunk_size)

@@ -330,7 +330,7 @@ def trajectory_criterion(
         raise ValueError(
             f"`path` must have shape (k, {library.n_terms}, {library.n_states}), got {path.shape}"
         )
-    if ys.ndim != 2 or ys.shape != (ts.shape[0], library.n_states):
+    if ys.shape != (ts.shape[0], library.n_states):
         raise ValueError(
             f"`ys` must have shape ({ts.shape[0]}, {library.n_states}) (times x the library's "
             f"states), got {ys.shape}"
