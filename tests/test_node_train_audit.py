@@ -284,3 +284,23 @@ def test_train_config_refuses_a_float_beyond_int32_for_an_int_key():
         TrainConfig(steps=1e10)  # pyright: ignore[reportArgumentType]
     assert TrainConfig(steps=1000.0).steps == 1000  # pyright: ignore[reportArgumentType]
     assert math.isclose(TrainConfig(lr=1e3).lr, 1e3)  # a float key keeps its floats
+
+
+def test_step_refuses_aux_metrics_that_hide_its_own():
+    # an aux "loss" replaced the loss in the logged metrics (and "grad_norm" the norm), silently
+    opt = optax.sgd(0.1)
+    batch = lambda k, s: jnp.asarray(B)
+
+    def run(aux):
+        step = make_step(lambda w, b, key: (jnp.sum((w - b) ** 2), aux(w)), opt, batch)
+        return step(init_state(jnp.zeros(2), opt, jr.key(0)))
+
+    _, metrics = run(lambda w: {"mean_w": jnp.mean(w)})
+    assert float(metrics["loss"]) == 10.0 and float(metrics["mean_w"]) == 0.0
+    for name in ("loss", "grad_norm"):
+        with pytest.raises(ValueError, match=f"\\['{name}'\\] would replace"):
+            run(lambda w, name=name: {name: jnp.sum(w)})
+    with pytest.raises(ValueError, match="must be a dict"):
+        run(lambda w: jnp.sum(w))
+    with pytest.raises(ValueError, match="must be scalars"):
+        run(lambda w: {"w": w})

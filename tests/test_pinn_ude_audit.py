@@ -297,3 +297,25 @@ def test_select_by_refit_limits_are_ints(kw, no_jaxtyping):
     name = next(iter(kw))
     with pytest.raises(ValueError, match=f"`{name}` must be"):
         ude.select_by_refit(None, lib, jnp.ones((1, 2, 1)), jnp.ones(1), ts, jnp.ones((5, 1)), **kw)
+
+
+def test_polynomial_library_enumerates_the_monomials_directly():
+    # every exponent tuple of total degree <= D exactly once, in the documented order (degree,
+    # then first state's power decreasing), as math.comb(d + D, D) terms; 10 states at degree 5
+    # took 8 s when the tuples were filtered from all (D + 1)^d
+    import itertools
+    import time
+
+    for d, D in [(1, 3), (2, 4), (3, 3), (4, 2)]:
+        names = tuple("abcd"[:d])
+        exps = ude.polynomial_library(names, D).exponents
+        ref = [
+            c
+            for total in range(D + 1)
+            for c in sorted(itertools.product(range(total + 1), repeat=d), reverse=True)
+            if sum(c) == total
+        ]
+        assert list(exps) == ref and len(exps) == math.comb(d + D, D)
+    t0 = time.perf_counter()
+    lib = ude.polynomial_library(tuple("abcdefghij"), 5, constant=False)
+    assert lib.n_terms == math.comb(15, 5) - 1 and time.perf_counter() - t0 < 2.0

@@ -11,6 +11,7 @@ import pytest
 from sdeml.langevin import (
     MALA,
     em_chain_bin_probabilities,
+    histogram_chains,
     fokker_planck_1d,
     gibbs_bin_probabilities,
     laplace_approximation,
@@ -21,6 +22,7 @@ from sdeml.sde import (
     EulerMaruyama,
     GeometricBrownianMotion,
     OrnsteinUhlenbeck,
+    SineForcedSDE,
     coarsen_increments,
     sample_increments,
     solve_increments,
@@ -168,3 +170,57 @@ def test_mala_acceptance_float32_small_step():
     reject_ref = np.mean(1 - np.exp(np.minimum(log_alpha, 0.0)))
     assert 1.5e-7 < reject_ref < 3e-7
     assert abs(np.mean(1 - alpha) - reject_ref) < 0.1 * reject_ref
+
+
+def test_linear_sde_variances_at_a_zero_rate():
+    # theta = 0 (OU) and lam = 0 (sine-forced) are Brownian motion, variance sigma^2 tau; the
+    # closed forms (1 - e^{-2 theta tau}) / (2 theta) read 0/0 = nan there. Gradient in theta at
+    # 0: d/dtheta sigma^2 (1 - e^{-2 theta tau}) / (2 theta) -> -sigma^2 tau^2.
+    sigma, tau = 2.0, 3.0
+    np.testing.assert_allclose(
+        OrnsteinUhlenbeck(theta=0.0, sigma=sigma).variance(tau, 0.0), sigma**2 * tau, rtol=1e-15
+    )
+    np.testing.assert_allclose(
+        SineForcedSDE(lam=0.0, sigma=sigma).variance(1.0 + tau, 0.0, 1.0), sigma**2 * tau
+    )
+    g = jax.grad(lambda th: OrnsteinUhlenbeck(theta=th, sigma=sigma).variance(tau, 0.0))(0.0)
+    np.testing.assert_allclose(g, -(sigma**2) * tau**2, rtol=1e-12)
+    # away from 0 the closed forms, and an array of rates with a zero among them
+    th = jnp.array([0.0, 0.5, -0.25, 2.0])
+    v = OrnsteinUhlenbeck(theta=th, sigma=sigma).variance(tau, jnp.zeros(4))
+    ref = [sigma**2 * tau] + [sigma**2 * -np.expm1(-2 * t * tau) / (2 * t) for t in (0.5, -0.25, 2)]
+    np.testing.assert_allclose(v, ref, rtol=1e-14)
+    lam = 0.5
+    np.testing.assert_allclose(
+        SineForcedSDE(lam=lam, sigma=sigma).variance(tau, 0.0),
+        sigma**2 * np.expm1(2 * lam * tau) / (2 * lam),
+        rtol=1e-14,
+    )
+
+
+def test_histogram_chains_counts_never_wrap(monkeypatch):
+    # a cell may hold every sample: past 2^31 - 1 int32 counts wrap. Under x64 the counts are
+    # int64 (shapes and dtypes only: eval_shape runs nothing); without, one clear error
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+    mala = MALA(lambda x: 0.5 * jnp.sum(x**2), step_size=0.5)
+    state = mala.init(jnp.zeros((2**16, 1)))
+    small = histogram_chains(mala, mala.init(jnp.zeros((4, 1))), 3, -9.0, 9.0, 4, key=jr.key(0))
+    assert small[1].dtype == jnp.int32 and int(small[1].sum()) == 12
+    out = jax.eval_shape(
+        lambda s: histogram_chains(mala, s, 2**15 + 1, -1.0, 1.0, 4, key=jr.key(0)), state
+    )
+    assert out[1].dtype == jnp.int64 and out[1].shape == (4,)
+    with jax.enable_x64(False):
+        state32 = mala.init(jnp.zeros((2**16, 1), jnp.float32))
+        with pytest.raises(ValueError, match="overflow int32"):
+            histogram_chains(mala, state32, 2**15 + 1, -1.0, 1.0, 4, key=jr.key(0))
+
+
+def test_em_chain_bin_probabilities_refuses_a_matrix_past_its_memory_limit(monkeypatch):
+    # cells of s / 4 over [-6, 6] at dt = 1e-6: 48000 points, an 18 GiB dense matrix; refused
+    # before anything is allocated, naming the step's noise scale
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
+    from scipy.stats import norm
+
+    with pytest.raises(ValueError, match=r"48000 x 48000 .* 17\.2 GiB .* 0\.001"):
+        em_chain_bin_probabilities(lambda x: -x, 1.0, norm.pdf, -6.0, 6.0, 60, 1e-6, 1, 1)

@@ -222,6 +222,9 @@ def simulate_scalar_sde(
     return paths.ts, paths.xs[..., 0].T
 
 
+_EM_KERNEL_BYTES = 2 * 2**30  # the dense transition matrix's largest size
+
+
 def em_chain_bin_probabilities(
     drift: Callable[[Float[Array, " n"]], Float[Array, " n"]],
     diffusion: float,
@@ -254,6 +257,10 @@ def em_chain_bin_probabilities(
         dt: the EM step $\Delta t > 0$.
         n_saves: number of saved times after the start.
         save_every: EM steps between saves.
+
+    Raises:
+        ValueError: the dense grid's transition matrix would exceed 2 GiB (about 16000 grid
+            points in float64: $[lo, hi]$ wider than ~4000 noise scales $s$).
 
     Returns:
         ``(n_saves + 1, n_bins)``: the probability of each bin after ``0, save_every, ...,
@@ -294,6 +301,16 @@ def em_chain_bin_probabilities(
     n = n_bins * per_bin
     h = (hi - lo) / n
     dtype = jnp.result_type(float)
+    # the transition matrix is dense, n x n: a small step makes n large (cells of s / 4)
+    size = n * n * jnp.dtype(dtype).itemsize
+    if size > _EM_KERNEL_BYTES:
+        raise ValueError(
+            f"em_chain_bin_probabilities: the {n} x {n} transition matrix would take "
+            f"{size / 2**30:.1f} GiB (limit {_EM_KERNEL_BYTES / 2**30:.0f} GiB): its cells are a "
+            f"quarter of one step's noise, diffusion * sqrt(dt) = {s:.3g}, over [lo, hi] = "
+            f"[{lo}, {hi}]. Use a larger dt, a narrower [lo, hi], or histogram simulated chains "
+            "(histogram_chains)."
+        )
     x = lo + (jnp.arange(n, dtype=dtype) + 0.5) * h
     kernel = h * jax.scipy.stats.norm.pdf(x[:, None], (x + drift(x) * dt)[None, :], s)
 

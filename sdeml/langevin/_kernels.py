@@ -12,6 +12,7 @@ step over 10^4 chains a handful of fused array operations rather than a vmapped 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -644,25 +645,39 @@ def histogram_chains(
         raise ValueError(
             f"histogram_chains supports d = 1 or 2, got position shape {state.position.shape}."
         )
-    check_positive_int("n_steps", n_steps)
-    check_positive_int("n_bins", n_bins)
+    n_steps = check_positive_int("n_steps", n_steps)
+    n_bins = check_positive_int("n_bins", n_bins)
     dtype = state.position.dtype
     lo, hi = check_box(lo, hi, d, dtype)
     width = (hi - lo) / n_bins
     strides = n_bins ** jnp.arange(d - 1, -1, -1)
 
     has_rate = _has_acceptance(kernel, state, key)
+    # a cell can hold every sample: int32 counts wrap past 2^31 - 1 without a word
+    total = math.prod(state.position.shape[:-1]) * n_steps
+    count_dtype = jnp.int32
+    if total > np.iinfo(np.int32).max:
+        if not jax.config.read("jax_enable_x64"):
+            raise ValueError(
+                f"histogram_chains: {total} samples (chains x n_steps) could overflow int32 "
+                "counts; enable float64/int64 (jax.config.update('jax_enable_x64', True)) or "
+                "sum the counts of several shorter calls in int64."
+            )
+        count_dtype = jnp.int64
 
     def body(carry, k):
         s, counts, acc = carry
         s, info = kernel.step(s, key=k)
-        cell = jnp.floor((s.position.reshape(-1, d) - lo) / width).astype(jnp.int32)
-        inside = jnp.all((cell >= 0) & (cell < n_bins), axis=-1)
+        z = jnp.floor((s.position.reshape(-1, d) - lo) / width)
+        # inside tested in floating point, before the cast: a far-out sample's cell index does
+        # not fit an int32 (nor does an inf or NaN) and its cast is not defined
+        inside = jnp.all((z >= 0) & (z < n_bins), axis=-1)
+        cell = jnp.where(inside[:, None], z, 0).astype(jnp.int32)
         flat = jnp.where(inside, cell @ strides.astype(jnp.int32), n_bins**d)  # overflow cell
-        counts = counts.at[flat].add(1, mode="drop")
+        counts = counts.at[flat].add(jnp.ones((), count_dtype), mode="drop")
         return (s, counts, acc + info.acceptance_rate if has_rate else acc), None
 
-    counts0 = jnp.zeros(n_bins**d + 1, jnp.int32)
+    counts0 = jnp.zeros(n_bins**d + 1, count_dtype)
     acc0 = jnp.zeros(state.position.shape[:-1], dtype)
     start_ok = _finite_per_chain(state)
     (state, counts, acc), _ = jax.lax.scan(body, (state, counts0, acc0), jr.split(key, n_steps))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
@@ -131,7 +131,12 @@ def train_step(
     def objective(model, batch, key, target):
         out = loss_fn(model, batch, key) if target is None else loss_fn(model, batch, key, target)
         if isinstance(out, tuple):
+            if len(out) != 2:
+                raise ValueError(
+                    f"loss_fn must return a scalar loss or (loss, aux), got a tuple of {len(out)}"
+                )
             loss, aux = out
+            _check_aux(aux)
         else:
             loss, aux = out, {}
         if jnp.ndim(loss) != 0:
@@ -151,6 +156,28 @@ def train_step(
         return model, opt_state, metrics
 
     return step
+
+
+_RESERVED_METRICS = ("loss", "grad_norm")
+
+
+def _check_aux(aux: Any) -> None:
+    """``aux`` of a ``(loss, aux)`` loss: a dict of scalars whose names do not hide the step's
+    own metrics (an aux ``"loss"`` replaced the loss in the logs, silently)."""
+    if not isinstance(aux, Mapping):
+        raise ValueError(
+            f"loss_fn's aux (the second item of (loss, aux)) must be a dict of scalar metrics, "
+            f"got {type(aux).__name__}"
+        )
+    clash = sorted(k for k in aux if k in _RESERVED_METRICS)
+    if clash:
+        raise ValueError(
+            f"loss_fn's aux metrics {clash} would replace the step's own "
+            f"{' and '.join(_RESERVED_METRICS)}; give them other names"
+        )
+    bad = {k: jnp.shape(v) for k, v in aux.items() if jnp.ndim(v) != 0}
+    if bad:
+        raise ValueError(f"loss_fn's aux metrics must be scalars, got shapes {bad}")
 
 
 def make_step(

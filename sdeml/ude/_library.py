@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -171,10 +170,20 @@ def polynomial_library(
     d = len(names)
     exps: list[tuple[int, ...]] = []
     for total in range(0 if constant else 1, int(degree) + 1):
-        # all exponent tuples summing to `total`, first state's power decreasing
-        combos = [c for c in itertools.product(range(total, -1, -1), repeat=d) if sum(c) == total]
-        exps.extend(combos)
+        exps.extend(_compositions(total, d))
     return Library(names, exps, trig=trig)
+
+
+def _compositions(total: int, d: int) -> Iterator[tuple[int, ...]]:
+    """The exponent tuples of ``d`` states summing to ``total``, the first state's power
+    decreasing (then the second's, ...): built directly, not filtered from all (total + 1)^d
+    tuples (10 states at degree 5 took 8 s that way)."""
+    if d == 1:
+        yield (total,)
+        return
+    for k in range(total, -1, -1):
+        for rest in _compositions(total - k, d - 1):
+            yield (k, *rest)
 
 
 def format_equations(
