@@ -48,6 +48,43 @@ def as_float(x: Any) -> jax.Array:
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
+def common_float_dtype(*arrays: Any) -> np.dtype:
+    """One floating dtype for arrays computed together: the promotion of the floating ones'
+    dtypes (float32 with float32 stays float32, float32 with float64 is float64), and JAX's
+    default float when none is floating (integer data join the others' dtype).
+
+    Mixed inputs failed under strict promotion (a float32 sample against a float64 one), came
+    back in float64 when the default float joined the promotion, or were truncated when
+    computed in an integer dtype (bandwidth factors 1/32..1/2 read 0).
+
+    Examples:
+        >>> common_float_dtype(jnp.ones(2, jnp.float32), jnp.array([1, 2]))
+        dtype('float32')
+        >>> common_float_dtype(jnp.array([1, 2])) == jnp.result_type(float)
+        True
+    """
+    floats = [a.dtype for a in map(jnp.asarray, arrays) if jnp.issubdtype(a.dtype, jnp.floating)]
+    if not floats:
+        return np.dtype(jnp.result_type(float))
+    with jax.numpy_dtype_promotion("standard"):  # the callers cast to it explicitly
+        return np.dtype(jnp.result_type(*floats))
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """A requested `dtype` as a floating dtype (None: JAX's default float, float64 read as
+    float32 without x64); an integer or bool dtype is refused (data built in it were truncated:
+    images to -1, 0 and 1).
+
+    Examples:
+        >>> check_float_dtype(jnp.float32)
+        dtype('float32')
+    """
+    dt = jnp.zeros((), dtype).dtype if dtype is not None else jnp.zeros(()).dtype
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise ValueError(f"`{name}` must be a floating dtype, got {dt}")
+    return np.dtype(dt)
+
+
 def concrete_scalar(value: Any) -> float | None:
     """A concrete real scalar (a Python number, a NumPy scalar, a concrete 0-d JAX array) as a
     Python float; None when it is traced or not a real 0-d number (then nothing is checked).

@@ -11,9 +11,10 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from ..core._checks import check_positive_int
+from ..core._checks import check_float_dtype, check_int, check_positive_int
 
 DIGITS_LEVELS = 17  # pixel values are the integers 0..16
+_DIGITS_SIZE = 1797  # images in scikit-learn's digits
 
 
 class Digits(NamedTuple):
@@ -84,10 +85,17 @@ def load_digits(test_fraction: float = 0.2, split_seed: int = 0, dtype=None) -> 
         Alpaydin & Kaynak, UCI Optical Recognition of Handwritten Digits, 1998 (as shipped by
         scikit-learn, ``sklearn.datasets.load_digits``).
     """
-    if not 0 < test_fraction < 1:
+    if isinstance(test_fraction, bool) or not 0 < test_fraction < 1:
         raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction}")
-    xtr, ytr, xte, yte = _digits_np(float(test_fraction), int(split_seed))
-    dt = jnp.zeros((), dtype).dtype if dtype is not None else jnp.zeros(()).dtype
+    n_test = int(round(float(test_fraction) * _DIGITS_SIZE))
+    if not 0 < n_test < _DIGITS_SIZE:  # 1e-4 had given an empty test split, silently
+        raise ValueError(
+            f"`test_fraction` = {test_fraction} leaves an empty split of the {_DIGITS_SIZE} "
+            f"images (round({test_fraction} * {_DIGITS_SIZE}) = {n_test} held out)"
+        )
+    split_seed = check_int("split_seed", split_seed, 0)  # 1.7 had been read as 1, True as 1
+    dt = check_float_dtype(dtype)
+    xtr, ytr, xte, yte = _digits_np(float(test_fraction), split_seed)
 
     def scale(x):
         return jnp.asarray(2.0 * x / 16.0 - 1.0, dt)[:, None]

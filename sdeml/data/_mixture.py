@@ -10,9 +10,9 @@ import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from ..core._checks import check_positive
+from ..core._checks import check_positive, check_positive_int
 from ..core._normals import standard_normal
 
 
@@ -55,6 +55,9 @@ class GaussianMixture(eqx.Module):
     stds: Float[Array, "k d"]
 
     def __init__(self, weights: ArrayLike, means: ArrayLike, stds: ArrayLike):
+        for name, v in (("weights", weights), ("stds", stds)):
+            if jnp.asarray(v).dtype == bool:  # checked before the cast below read True as 1
+                raise ValueError(f"`{name}` must be numbers, got the booleans {v!r}")
         means = jnp.asarray(means)
         if means.ndim != 2:
             raise ValueError(f"`means` must have shape (K, d), got {means.shape}")
@@ -78,41 +81,47 @@ class GaussianMixture(eqx.Module):
     def dim(self) -> int:
         return self.means.shape[1]
 
-    def _component_logp(self, x: Float[Array, " d"]) -> Float[Array, " k"]:
-        z = (x[None, :] - self.means) / self.stds
-        return (
-            -0.5 * jnp.sum(z**2, axis=1)
-            - jnp.sum(jnp.log(self.stds), axis=1)
-            - 0.5 * self.dim * math.log(2 * math.pi)
-        )
-
-    def log_prob(self, x: Float[Array, " d"]) -> Float[Array, ""]:
-        r"""$\log p(x)$ for one point (vmap for a batch)."""
-        self._check(x)
-        return jax.nn.logsumexp(self._component_logp(x), b=self.weights)
-
-    def score(self, x: Float[Array, " d"]) -> Float[Array, " d"]:
-        r"""$\nabla_x \log p(x) = \sum_k r_k(x)\,(\mu_k - x)/s_k^2$, $r_k$ the responsibilities."""
-        self._check(x)
-        logr = jnp.log(self.weights) + self._component_logp(x)
-        r = jax.nn.softmax(logr)
-        return jnp.sum(r[:, None] * (self.means - x[None, :]) / self.stds**2, axis=0)
-
-    def sample(self, n: int, *, key: PRNGKeyArray) -> Float[Array, "n d"]:
-        """`n` i.i.d. draws: a component from the weights, then a Gaussian draw."""
-        if n <= 0:
-            raise ValueError(f"`n` must be positive, got {n}")
-        kc, kz = jr.split(key)
-        k = jr.choice(kc, self.weights.shape[0], (n,), p=self.weights)
-        z = standard_normal(kz, (n, self.dim), self.means.dtype)
-        return self.means[k] + self.stds[k] * z
-
-    def _check(self, x: Array) -> None:
+    def _point(self, x: ArrayLike) -> tuple[Array, Array, Array, Array]:
+        """One point `x` and the weights, means and stds in one float dtype: that of a floating
+        `x` (a float32 point of a float64 mixture stays float32; it had failed under strict
+        promotion), else the mixture's (an integer point had failed)."""
+        x = jnp.asarray(x)
         if jnp.shape(x) != (self.dim,):
             raise ValueError(
                 f"expected one point of shape ({self.dim},), got {jnp.shape(x)}; use jax.vmap "
                 "to evaluate a batch"
             )
+        dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else self.means.dtype
+        w, mu, s = (a.astype(dtype) for a in (self.weights, self.means, self.stds))
+        return x.astype(dtype), w, mu, s
+
+    def _component_logp(self, x: Array, mu: Array, s: Array) -> Float[Array, " k"]:
+        z = (x[None, :] - mu) / s
+        return (
+            -0.5 * jnp.sum(z**2, axis=1)
+            - jnp.sum(jnp.log(s), axis=1)
+            - 0.5 * self.dim * math.log(2 * math.pi)
+        )
+
+    def log_prob(self, x: Real[ArrayLike, " d"]) -> Float[Array, ""]:
+        r"""$\log p(x)$ for one point (vmap for a batch)."""
+        x, w, mu, s = self._point(x)
+        return jax.nn.logsumexp(self._component_logp(x, mu, s), b=w)
+
+    def score(self, x: Real[ArrayLike, " d"]) -> Float[Array, " d"]:
+        r"""$\nabla_x \log p(x) = \sum_k r_k(x)\,(\mu_k - x)/s_k^2$, $r_k$ the responsibilities."""
+        x, w, mu, s = self._point(x)
+        logr = jnp.log(w) + self._component_logp(x, mu, s)
+        r = jax.nn.softmax(logr)
+        return jnp.sum(r[:, None] * (mu - x[None, :]) / s**2, axis=0)
+
+    def sample(self, n: int, *, key: PRNGKeyArray) -> Float[Array, "n d"]:
+        """`n` i.i.d. draws: a component from the weights, then a Gaussian draw."""
+        n = check_positive_int("n", n)  # True had drawn one point, 2.0 failed in jr.choice
+        kc, kz = jr.split(key)
+        k = jr.choice(kc, self.weights.shape[0], (n,), p=self.weights)
+        z = standard_normal(kz, (n, self.dim), self.means.dtype)
+        return self.means[k] + self.stds[k] * z
 
 
 def _check_values(weights: Array, stds: Array) -> None:

@@ -9,6 +9,8 @@ import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float
 
+from ..core._checks import check_float_dtype, check_int
+
 
 class Tabular(NamedTuple):
     """A train/test split of a tabular classification data set.
@@ -61,11 +63,14 @@ def load_breast_cancer(
         Street, Wolberg & Mangasarian, Nuclear feature extraction for breast tumor diagnosis,
         1993 (the UCI data set scikit-learn ships).
     """
+    if isinstance(test_fraction, bool) or not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction}")
+    seed = check_int("seed", seed, 0)  # scikit-learn read True as 1 and 1.5 failed inside it
+    dt = check_float_dtype(dtype)  # an integer dtype had truncated the standardised features
+
     from sklearn.datasets import load_breast_cancer as _sk_load
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction}")
     x, y = _sk_load(return_X_y=True)
     xtr, xte, ytr, yte = map(  # arrays already (typed as a list of array-likes)
         np.asarray, train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
@@ -75,5 +80,5 @@ def load_breast_cancer(
     def features(a: np.ndarray) -> np.ndarray:
         return np.concatenate([(a - mu) / sd, np.ones((a.shape[0], 1))], 1)
 
-    f = lambda a: jnp.asarray(a, dtype if dtype is not None else jnp.result_type(float))
+    f = lambda a: jnp.asarray(a, dt)
     return Tabular(f(features(xtr)), f(ytr), f(features(xte)), f(yte))

@@ -15,20 +15,29 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..core._checks import check_positive_int
+from ..core._checks import check_float_dtype, check_positive, check_positive_int
 from ..core._normals import standard_normal
 from ._mixture import GaussianMixture
 
 
 def _dtype(dtype):
-    return jnp.zeros((), dtype).dtype if dtype is not None else jnp.zeros(()).dtype
+    return check_float_dtype(dtype)  # an integer dtype is refused with a message naming `dtype`
+
+
+def _noise(noise, dt) -> Array:
+    """The noise scale, a finite number >= 0 (a negative one had been accepted silently), in
+    the points' dtype (a NumPy float64 scale had made float32 points float64)."""
+    check_positive("noise", noise, allow_zero=True)
+    return jnp.asarray(noise, dt)
 
 
 def _check_n(n: int) -> int:
     return check_positive_int("n", n)  # NumPy integers too, as a Python int
 
 
-def eight_gaussians_mixture(radius: float = 2.0, std: float = 0.2, dtype=None) -> GaussianMixture:
+def eight_gaussians_mixture(
+    radius: float | int = 2.0, std: float | int = 0.2, dtype=None
+) -> GaussianMixture:
     r"""The 8-Gaussians toy as an exact `GaussianMixture`.
 
     $$p(x) = \tfrac18\sum_{k=0}^{7}\mathcal N\big(x;\ r(\cos\tfrac{k\pi}{4}, \sin\tfrac{k\pi}{4}),
@@ -55,8 +64,10 @@ def eight_gaussians_mixture(radius: float = 2.0, std: float = 0.2, dtype=None) -
         Grathwohl et al., FFJORD, ICLR 2019 (the toy suite). arXiv:1810.01367
     """
     dt = _dtype(dtype)
+    check_positive("radius", radius, allow_zero=True)
+    check_positive("std", std)  # checked here: the cast below read True as 1
     ang = jnp.arange(8, dtype=dt) * (math.pi / 4)
-    means = radius * jnp.stack([jnp.cos(ang), jnp.sin(ang)], axis=1)
+    means = jnp.asarray(radius, dt) * jnp.stack([jnp.cos(ang), jnp.sin(ang)], axis=1)
     return GaussianMixture(jnp.ones(8, dt), means, jnp.full((8,), std, dt))
 
 
@@ -92,7 +103,7 @@ def gaussian_mixture_2d(dtype=None) -> GaussianMixture:
 
 
 def eight_gaussians(
-    n: int, *, key: PRNGKeyArray, radius: float = 2.0, std: float = 0.2, dtype=None
+    n: int, *, key: PRNGKeyArray, radius: float | int = 2.0, std: float | int = 0.2, dtype=None
 ) -> Float[Array, "n 2"]:
     r"""`n` i.i.d. points of the 8-Gaussians toy (see `eight_gaussians_mixture`).
 
@@ -119,7 +130,9 @@ def eight_gaussians(
     return eight_gaussians_mixture(radius, std, dtype).sample(n, key=key)
 
 
-def two_moons(n: int, *, key: PRNGKeyArray, noise: float = 0.1, dtype=None) -> Float[Array, "n 2"]:
+def two_moons(
+    n: int, *, key: PRNGKeyArray, noise: float | int = 0.1, dtype=None
+) -> Float[Array, "n 2"]:
     r"""`n` i.i.d. points of the two-moons toy.
 
     Each point picks a moon with probability 1/2 and an angle $\theta\sim U[0,\pi]$:
@@ -152,11 +165,13 @@ def two_moons(n: int, *, key: PRNGKeyArray, noise: float = 0.1, dtype=None) -> F
     th = jr.uniform(ka, (n,), dt, 0.0, math.pi)
     x = jnp.where(lower, 1.0 - jnp.cos(th), jnp.cos(th))
     y = jnp.where(lower, 0.5 - jnp.sin(th), jnp.sin(th))
-    pts = jnp.stack([x, y], axis=1) + noise * standard_normal(kn, (n, 2), dt)
+    pts = jnp.stack([x, y], axis=1) + _noise(noise, dt) * standard_normal(kn, (n, 2), dt)
     return 2.0 * (pts - jnp.array([0.5, 0.25], dt))
 
 
-def swiss_roll(n: int, *, key: PRNGKeyArray, noise: float = 0.5, dtype=None) -> Float[Array, "n 2"]:
+def swiss_roll(
+    n: int, *, key: PRNGKeyArray, noise: float | int = 0.5, dtype=None
+) -> Float[Array, "n 2"]:
     r"""`n` i.i.d. points of the 2-D swiss roll.
 
     $\tau = \tfrac{3\pi}{2}(1 + 2u)$, $u\sim U[0,1]$; $x = (\tau\cos\tau, \tau\sin\tau) + $
@@ -185,7 +200,7 @@ def swiss_roll(n: int, *, key: PRNGKeyArray, noise: float = 0.5, dtype=None) -> 
     ku, kn = jr.split(key)
     tau = 1.5 * math.pi * (1.0 + 2.0 * jr.uniform(ku, (n,), dt))
     pts = jnp.stack([tau * jnp.cos(tau), tau * jnp.sin(tau)], axis=1)
-    return (pts + noise * standard_normal(kn, (n, 2), dt)) / 5.0
+    return (pts + _noise(noise, dt) * standard_normal(kn, (n, 2), dt)) / 5.0
 
 
 def checkerboard(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"]:
@@ -219,7 +234,7 @@ def checkerboard(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"
 
 
 def circles(
-    n: int, *, key: PRNGKeyArray, noise: float = 0.05, factor: float = 0.5, dtype=None
+    n: int, *, key: PRNGKeyArray, noise: float | int = 0.05, factor: float | int = 0.5, dtype=None
 ) -> Float[Array, "n 2"]:
     r"""`n` i.i.d. points on two concentric circles of radii 2 and ``2 * factor``.
 
@@ -247,14 +262,14 @@ def circles(
         scikit-learn ``make_circles`` (same shape; here circle and angle are random).
     """
     n = _check_n(n)
-    if not 0 < factor < 1:
+    if isinstance(factor, bool) or not 0 < factor < 1:
         raise ValueError(f"`factor` must be in (0, 1), got {factor}")
     dt = _dtype(dtype)
     kc, ka, kn = jr.split(key, 3)
     r = jnp.where(jr.bernoulli(kc, 0.5, (n,)), factor, 1.0).astype(dt)
     th = jr.uniform(ka, (n,), dt, 0.0, 2 * math.pi)
     pts = r[:, None] * jnp.stack([jnp.cos(th), jnp.sin(th)], axis=1)
-    return 2.0 * (pts + noise * standard_normal(kn, (n, 2), dt))
+    return 2.0 * (pts + _noise(noise, dt) * standard_normal(kn, (n, 2), dt))
 
 
 def mixture_2d(n: int, *, key: PRNGKeyArray, dtype=None) -> Float[Array, "n 2"]:

@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, ArrayLike, Complex, Float, Inexact, Int
+from jaxtyping import Array, ArrayLike, Complex, Float, Inexact, Int, Real
 
-from ..core._checks import check_positive, check_positive_int
+from ..core._checks import as_float, check_positive, check_positive_int
 
 __all__ = [
     "STABILITY_CLASSES",
@@ -76,8 +76,8 @@ def stability_name(code: int | Int[ArrayLike, ""]) -> str:
 
 def jacobian(
     f: Callable[..., Any],
-    y: Float[ArrayLike, " d"],
-    t: float | Float[ArrayLike, ""] = 0.0,
+    y: Real[ArrayLike, " d"],
+    t: Real[ArrayLike, ""] = 0.0,
     args: Any = None,
 ) -> Float[Array, "d d"]:
     r"""Jacobian $J_{ij} = \partial f_i / \partial y_j$ of a vector field at ``y`` by autodiff.
@@ -98,7 +98,7 @@ def jacobian(
         >>> J.shape, J.tolist()
         ((2, 2), [[0.0, 1.0], [-1.0, 1.0]])
     """
-    y = jnp.asarray(y)
+    y = as_float(y)  # an integer point (y = [1, 0]) failed in jacfwd
     if y.ndim != 1:
         raise ValueError(f"`y` must have shape (d,), got {y.shape}; use jax.vmap to batch.")
     return jax.jacfwd(lambda z: jnp.asarray(f(t, z, args)))(y)
@@ -106,9 +106,9 @@ def jacobian(
 
 def classify_equilibrium(
     eigenvalues: Inexact[ArrayLike, " d"],  # real or complex
-    tol: float = 1e-8,
+    tol: float | int = 1e-8,
     *,
-    scale: float | Float[ArrayLike, ""] = 0.0,
+    scale: Real[ArrayLike, ""] = 0.0,
 ) -> Int[Array, ""]:
     r"""Stability class of an equilibrium from the eigenvalues $\lambda_i$ of its Jacobian.
 
@@ -292,11 +292,11 @@ def find_equilibrium(
     y_guess: ArrayLike,  # (d,) floating: checked with a clear message
     *,
     args: Any = None,
-    t: float | Float[ArrayLike, ""] = 0.0,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
+    t: Real[ArrayLike, ""] = 0.0,
+    rtol: float | int = 1e-10,
+    atol: float | int = 1e-12,
     max_steps: int = 256,
-    tol: float = 1e-8,
+    tol: float | int = 1e-8,
     throw: bool = False,
 ) -> Equilibrium:
     r"""Find an equilibrium $f(t, y^*, \text{args}) = 0$ near ``y_guess`` and classify it.

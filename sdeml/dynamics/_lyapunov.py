@@ -10,7 +10,9 @@ import jax
 import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, Real
+
+from ..core._checks import as_float, check_positive, common_float_dtype
 
 __all__ = ["LyapunovCheck", "check_lyapunov", "lyapunov_derivative", "quadratic_lyapunov"]
 
@@ -18,8 +20,8 @@ __all__ = ["LyapunovCheck", "check_lyapunov", "lyapunov_derivative", "quadratic_
 def lyapunov_derivative(
     V: Callable[[Array], Array],
     f: Callable[..., Any],
-    y: Float[ArrayLike, " d"],
-    t: float | Float[ArrayLike, ""] = 0.0,
+    y: Real[ArrayLike, " d"],
+    t: Real[ArrayLike, ""] = 0.0,
     args: Any = None,
 ) -> Float[Array, ""]:
     r"""Derivative of $V$ along the flow: $\dot V(y) = \nabla V(y) \cdot f(t, y)$.
@@ -40,8 +42,8 @@ def lyapunov_derivative(
         >>> float(lyapunov_derivative(lambda y: y @ y, lambda t, y, args: -y, jnp.ones(2)))
         -4.0
     """
-    y = jnp.asarray(y)
-    return jax.jvp(V, (y,), (jnp.asarray(f(t, y, args)),))[1]
+    y = as_float(y)  # an integer point: jvp needs a float primal
+    return jax.jvp(V, (y,), (jnp.asarray(f(t, y, args), y.dtype),))[1]
 
 
 class LyapunovCheck(eqx.Module):
@@ -79,13 +81,13 @@ class LyapunovCheck(eqx.Module):
 def check_lyapunov(
     V: Callable[[Array], Array],
     f: Callable[..., Any],
-    y_eq: Float[ArrayLike, " d"],
-    points: Float[ArrayLike, "n _d"],  # its d is checked against y_eq's with a clear message
+    y_eq: Real[ArrayLike, " d"],
+    points: Real[ArrayLike, "n _d"],  # its d is checked against y_eq's with a clear message
     *,
-    t: float | Float[ArrayLike, ""] = 0.0,
+    t: Real[ArrayLike, ""] = 0.0,
     args: Any = None,
     strict: bool = False,
-    tol: float = 1e-12,
+    tol: float | int = 1e-12,
 ) -> LyapunovCheck:
     r"""Check Lyapunov's conditions for ``V`` at ``y_eq`` on sample points.
 
@@ -119,8 +121,12 @@ def check_lyapunov(
         A. M. Lyapunov, The General Problem of the Stability of Motion (1892).
         Khalil, Nonlinear Systems, 3rd ed., Thm 4.1.
     """
-    y_eq = jnp.asarray(y_eq)
-    points = jnp.asarray(points)
+    # one float dtype for both (integer grids and equilibria, e.g. y_eq = [0, 0], failed)
+    dtype = common_float_dtype(y_eq, points)
+    y_eq, points = jnp.asarray(y_eq).astype(dtype), jnp.asarray(points).astype(dtype)
+    if not isinstance(strict, bool | np.bool_):  # a string "False" had read as True
+        raise ValueError(f"`strict` must be a bool, got {strict!r}.")
+    check_positive("tol", tol, allow_zero=True)  # a negative slack flipped the tests' meaning
     if y_eq.ndim != 1:
         raise ValueError(f"`y_eq` must have shape (d,), got {y_eq.shape}.")
     if points.ndim != 2 or points.shape[1] != y_eq.shape[0]:
@@ -152,7 +158,7 @@ def _check(V, f, y_eq, points, t, args, strict, tol):
 
 
 def quadratic_lyapunov(
-    A: Float[ArrayLike, "d d"], Q: Float[ArrayLike, "d d"] | None = None
+    A: Real[ArrayLike, "d d"], Q: Real[ArrayLike, "d d"] | None = None
 ) -> Float[Array, "d d"]:
     r"""Solve the Lyapunov equation $A^\top P + P A = -Q$ for $P$ (default $Q = I$).
 
@@ -202,9 +208,11 @@ def quadratic_lyapunov(
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"`A` must be a square matrix (d, d), got shape {A.shape}.")
     d = A.shape[0]
-    Q = jnp.eye(d, dtype=A.dtype) if Q is None else jnp.asarray(Q)
+    Q = jnp.eye(d, dtype=as_float(A).dtype) if Q is None else jnp.asarray(Q)
     if Q.shape != A.shape:
         raise ValueError(f"`Q` must have the shape of `A` {A.shape}, got {Q.shape}.")
+    # one float dtype (an integer A, or a float64 Q with a float32 A, had failed in the solve)
+    dtype = common_float_dtype(A, Q)
     if not isinstance(Q, jax.core.Tracer):
         q = np.asarray(Q)
         eps = np.finfo(q.dtype).eps if np.issubdtype(q.dtype, np.floating) else 0.0
@@ -214,6 +222,7 @@ def quadratic_lyapunov(
                 f"got Q - Q^T with largest entry {np.max(np.abs(q - q.T)):.3g}. Pass "
                 "(Q + Q.T) / 2 if that is what you mean."
             )
+    A, Q = A.astype(dtype), Q.astype(dtype)
     Q = 0.5 * (Q + Q.T)  # exactly symmetric: rounding-level asymmetry (or a traced Q) removed
     eye = jnp.eye(d, dtype=A.dtype)
     # Row-major vec: vec(A^T P) = (A^T kron I) vec P, vec(P A) = (I kron A^T) vec P.

@@ -9,9 +9,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Float
+from jaxtyping import ArrayLike, Real
 
-from ..core._checks import check_int, check_positive
+from ..core._checks import as_float, check_int, check_positive
 from ..ode import solve_ode
 from ._analysis import STABILITY_CLASSES, find_equilibrium
 
@@ -46,16 +46,16 @@ _MARKERS = {  # filled = stable, open = unstable or undecided
 
 def phase_portrait(
     f: Callable[..., Any],
-    xlim: tuple[float, float],
-    ylim: tuple[float, float],
+    xlim: tuple[float | int, float | int],
+    ylim: tuple[float | int, float | int],
     *,
-    x0s: Float[ArrayLike, "n 2"] | None = None,
-    t1: float = 10.0,
+    x0s: Real[ArrayLike, "n 2"] | None = None,
+    t1: float | int = 10.0,
     args: Any = None,
     n_grid: int = 21,
     n_save: int = 400,
     nullclines: bool = True,
-    equilibrium_guesses: Float[ArrayLike, "k 2"] | None = None,
+    equilibrium_guesses: Real[ArrayLike, "k 2"] | None = None,
     solver: str = "tsit5",
     labels: Sequence[str] = ("x", "y"),
     title: str | None = None,
@@ -167,7 +167,8 @@ def phase_portrait(
 
     n_failed_traj = n_failed_eq = 0
     if x0s is not None:
-        x0s = jnp.asarray(x0s)
+        # integer starts ([[1, 0]]): a float dtype, else the saved times below were integers
+        x0s = as_float(x0s)
         if x0s.ndim != 2 or x0s.shape[1] != 2:
             raise ValueError(f"`x0s` must have shape (n, 2), got {x0s.shape}.")
         ts = jnp.linspace(0.0, t1, n_save, dtype=x0s.dtype)
@@ -195,7 +196,7 @@ def phase_portrait(
             ax.plot(p[0, 0], p[0, 1], ".", color="tab:blue")
 
     if equilibrium_guesses is not None:
-        guesses = jnp.asarray(equilibrium_guesses)
+        guesses = as_float(equilibrium_guesses)  # integer guesses: Newton needs floats
         if guesses.ndim != 2 or guesses.shape[1] != 2:  # a single (2,) guess: give it as (1, 2)
             raise ValueError(
                 f"`equilibrium_guesses` must have shape (k, 2), got {guesses.shape}; one guess "

@@ -15,9 +15,9 @@ import jax
 import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
-from ..core._checks import check_positive
+from ..core._checks import as_float, check_positive, common_float_dtype
 from ..ode import linear_ode_solution
 
 __all__ = [
@@ -45,8 +45,10 @@ def _check_finite(name: str, value) -> None:
 def _state(system: AbstractODESystem, y, name: str = "y") -> Array:
     """`y` as an array after checking it has the system's shape ``(dim,)``: the fields index
     ``y[0]``, ``y[1]``, ..., and JAX clamps an index past the end, so a state of the wrong
-    length gave a wrong field silently (Lorenz at a 2-vector: ``[0, 26, -1.67]``)."""
-    y = jnp.asarray(y)
+    length gave a wrong field silently (Lorenz at a 2-vector: ``[0, 26, -1.67]``). An integer
+    state (``y = [1, 0]``) comes back in the default float (it had failed against the float
+    parameters)."""
+    y = as_float(y)
     if y.shape != (system.dim,):
         raise ValueError(
             f"`{name}` must have shape ({system.dim},) for {type(system).__name__}, got "
@@ -56,8 +58,8 @@ def _state(system: AbstractODESystem, y, name: str = "y") -> Array:
 
 
 def _states(system: AbstractODESystem, y, name: str = "y") -> Array:
-    """`y` of shape ``(..., dim)`` (a state or a batch of them, e.g. ``sol.ys``)."""
-    y = jnp.asarray(y)
+    """`y` of shape ``(..., dim)`` (a state or a batch of them, e.g. ``sol.ys``), floating."""
+    y = as_float(y)
     if y.shape[-1:] != (system.dim,):
         raise ValueError(
             f"`{name}` must have shape (..., {system.dim}) for {type(system).__name__}, got "
@@ -71,6 +73,14 @@ def _times(ts) -> Array:
     if ts.ndim != 1:
         raise ValueError(f"`ts` must have shape (n,), got {ts.shape}.")
     return ts
+
+
+def _solution_inputs(y0: Array, ts: Array, *params: Array) -> tuple[Array, ...]:
+    """``y0``, ``ts`` and the parameters in one float dtype, that of the float inputs (float32
+    stays float32), else the default float: the float64 parameters had made a float32 solution
+    float64, or failed under strict promotion, and an integer ``y0`` had failed."""
+    dtype = common_float_dtype(y0, ts)
+    return tuple(jnp.asarray(a).astype(dtype) for a in (y0, ts, *params))
 
 
 def _like(y: Array, *params: Array) -> tuple[Array, ...]:
@@ -138,20 +148,24 @@ class ExponentialGrowth(AbstractODESystem):
     rate: Float[Array, ""]
     dim: ClassVar[int] = 1
 
-    def __init__(self, rate: float | Float[ArrayLike, ""] = 1.0):
+    def __init__(self, rate: Real[ArrayLike, ""] = 1.0):
         self.rate = _scalar(rate)
 
     def __check_init__(self):
         _check_finite("rate", self.rate)  # NaN had given a NaN field and a "stable node"
 
     def __call__(self, t, y, args=None):
+        y = as_float(y)
         (rate,) = _like(y, self.rate)
         return rate * y
 
-    def solution(self, y0: Float[ArrayLike, " d"], ts: Float[ArrayLike, " n"]) -> Array:
+    def solution(self, y0: Real[ArrayLike, "..."], ts: Real[ArrayLike, " n"]) -> Array:
         """Exact $y(t) = y_0 e^{r t}$ at ``ts`` (shape ``(n, *y0.shape)``)."""
-        ts = _times(ts)
-        return jnp.exp(self.rate * ts)[:, None] * jnp.asarray(y0)[None]
+        y0, ts, rate = _solution_inputs(jnp.asarray(y0), _times(ts), self.rate)
+        # one growth factor per time, broadcast over y0's own axes (``[:, None]`` had given
+        # ``(n, 1)`` for a scalar y0 and failed for a y0 of two axes)
+        growth = jnp.exp(rate * ts).reshape(ts.shape + (1,) * y0.ndim)
+        return growth * y0[None]
 
     def textbook_equilibria(self):
         r = float(self.rate)
@@ -189,7 +203,7 @@ class HarmonicOscillator(AbstractODESystem):
     omega: Float[Array, ""]
     dim: ClassVar[int] = 2
 
-    def __init__(self, omega: float | Float[ArrayLike, ""] = 1.0):
+    def __init__(self, omega: Real[ArrayLike, ""] = 1.0):
         self.omega = _scalar(omega)
 
     def __check_init__(self):
@@ -207,15 +221,16 @@ class HarmonicOscillator(AbstractODESystem):
         zero, one = jnp.zeros_like(w), jnp.ones_like(w)
         return jnp.stack([jnp.stack([zero, one]), jnp.stack([-(w**2), zero])])
 
-    def energy(self, y: Float[Array, "... d"]) -> Array:  # d = 2: checked with a clear message
+    def energy(self, y: Real[ArrayLike, "... d"]) -> Array:  # d = 2: checked with a clear message
         """$E = \\tfrac12 (v^2 + \\omega^2 x^2)$."""
         y = _states(self, y)
-        return 0.5 * (y[..., 1] ** 2 + self.omega**2 * y[..., 0] ** 2)
+        (w,) = _like(y, self.omega)
+        return 0.5 * (y[..., 1] ** 2 + w**2 * y[..., 0] ** 2)
 
-    def solution(self, y0: Float[ArrayLike, " d"], ts: Float[ArrayLike, " n"]) -> Array:
+    def solution(self, y0: Real[ArrayLike, " d"], ts: Real[ArrayLike, " n"]) -> Array:
         r"""Exact $x = x_0 \cos\omega t + (v_0/\omega)\sin\omega t$, $v = \dot x$; ``y0`` of
         shape ``(2,)``."""
-        y0, ts, w = _state(self, y0, "y0"), _times(ts), self.omega
+        y0, ts, w = _solution_inputs(_state(self, y0, "y0"), _times(ts), self.omega)
         x = y0[0] * jnp.cos(w * ts) + y0[1] / w * jnp.sin(w * ts)
         v = -y0[0] * w * jnp.sin(w * ts) + y0[1] * jnp.cos(w * ts)
         return jnp.stack([x, v], axis=-1)
@@ -256,9 +271,7 @@ class DampedOscillator(AbstractODESystem):
     zeta: Float[Array, ""]
     dim: ClassVar[int] = 2
 
-    def __init__(
-        self, omega: float | Float[ArrayLike, ""] = 1.0, zeta: float | Float[ArrayLike, ""] = 0.1
-    ):
+    def __init__(self, omega: Real[ArrayLike, ""] = 1.0, zeta: Real[ArrayLike, ""] = 0.1):
         self.omega = _scalar(omega)
         self.zeta = _scalar(zeta)
 
@@ -279,15 +292,18 @@ class DampedOscillator(AbstractODESystem):
             [jnp.stack([jnp.zeros_like(w), jnp.ones_like(w)]), jnp.stack([-(w**2), -2 * z * w])]
         )
 
-    def energy(self, y: Float[Array, "... d"]) -> Array:  # d = 2: checked with a clear message
+    def energy(self, y: Real[ArrayLike, "... d"]) -> Array:  # d = 2: checked with a clear message
         """$E = \\tfrac12 (v^2 + \\omega^2 x^2)$; $\\dot E = -2\\zeta\\omega v^2 \\le 0$."""
         y = _states(self, y)
-        return 0.5 * (y[..., 1] ** 2 + self.omega**2 * y[..., 0] ** 2)
+        (w,) = _like(y, self.omega)
+        return 0.5 * (y[..., 1] ** 2 + w**2 * y[..., 0] ** 2)
 
-    def solution(self, y0: Float[ArrayLike, " d"], ts: Float[ArrayLike, " n"]) -> Array:
+    def solution(self, y0: Real[ArrayLike, " d"], ts: Real[ArrayLike, " n"]) -> Array:
         """Exact solution at ``ts`` (the matrix exponential of ``matrix``); ``y0`` of shape
         ``(2,)``."""
-        return linear_ode_solution(self.matrix, _state(self, y0, "y0"), _times(ts))
+        y0, ts, A = _solution_inputs(_state(self, y0, "y0"), _times(ts), self.matrix)
+        # linear_ode_solution works in at least the default float: back to the inputs' dtype
+        return linear_ode_solution(A, y0, ts).astype(y0.dtype)
 
     def textbook_equilibria(self):
         label = "stable spiral" if float(self.zeta) < 1 else "stable node"
@@ -325,7 +341,7 @@ class VanDerPol(AbstractODESystem):
     mu: Float[Array, ""]
     dim: ClassVar[int] = 2
 
-    def __init__(self, mu: float | Float[ArrayLike, ""] = 1.0):
+    def __init__(self, mu: Real[ArrayLike, ""] = 1.0):
         self.mu = _scalar(mu)
 
     def __check_init__(self):
@@ -393,11 +409,12 @@ class LotkaVolterra(AbstractODESystem):
         a, b, g, d = _like(y, self.alpha, self.beta, self.gamma, self.delta)
         return jnp.stack([a * x - b * x * p, d * x * p - g * p])
 
-    def first_integral(self, y: Float[Array, "... d"]) -> Array:  # d = 2: checked clearly
+    def first_integral(self, y: Real[ArrayLike, "... d"]) -> Array:  # d = 2: checked clearly
         """$H = \\delta x - \\gamma\\ln x + \\beta y - \\alpha\\ln y$."""
         y = _states(self, y)
         x, p = y[..., 0], y[..., 1]
-        return self.delta * x - self.gamma * jnp.log(x) + self.beta * p - self.alpha * jnp.log(p)
+        a, b, g, d = _like(y, self.alpha, self.beta, self.gamma, self.delta)
+        return d * x - g * jnp.log(x) + b * p - a * jnp.log(p)
 
     def textbook_equilibria(self):
         pts = jnp.stack(
@@ -460,10 +477,10 @@ class SIR(AbstractODESystem):
         recovery = gamma * i
         return jnp.stack([-infection, infection - recovery, recovery])
 
-    def reduced(self, t, y: Float[Array, " d"], args=None) -> Float[Array, " d"]:
+    def reduced(self, t, y: Real[ArrayLike, " d"], args=None) -> Float[Array, " d"]:
         """The $(S, I)$ plane field ($R = N - S - I$ eliminated), for phase portraits; ``y`` of
         shape ``(2,)``."""
-        y = jnp.asarray(y)
+        y = as_float(y)
         if y.shape != (2,):
             raise ValueError(f"`y` must have shape (2,) for SIR.reduced (S, I), got {y.shape}.")
         (n,) = _like(y, self.n)

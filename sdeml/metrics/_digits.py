@@ -15,6 +15,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from ..core._checks import common_float_dtype
 from ..data import load_digits
 
 
@@ -99,7 +100,8 @@ def frechet_distance(a: ArrayLike, b: ArrayLike) -> float:
     sa_half = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     m = sa_half @ sb @ sa_half
     tr_sqrt = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)))
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(sa) + np.trace(sb) - 2 * tr_sqrt)
+    fd = np.sum((mu_a - mu_b) ** 2) + np.trace(sa) + np.trace(sb) - 2 * tr_sqrt
+    return max(float(fd), 0.0)  # a squared distance: rounding below 0 (equal sets) is 0
 
 
 def nearest_neighbour_distances(x: ArrayLike, ref: ArrayLike) -> Float[Array, " n"]:
@@ -122,8 +124,7 @@ def nearest_neighbour_distances(x: ArrayLike, ref: ArrayLike) -> Float[Array, " 
         [0.0, 4.2426]
     """
     x, ref = jnp.asarray(x), jnp.asarray(ref)
-    floats = [a.dtype for a in (x, ref) if jnp.issubdtype(a.dtype, jnp.floating)]
-    dtype = jnp.result_type(*floats) if floats else jnp.result_type(float)
+    dtype = common_float_dtype(x, ref)  # f32 with f64: the wider (it had failed)
     # one float dtype for both: `ref` cast to an integer `x`'s dtype was truncated (0.4 -> 0)
     x = x.astype(dtype).reshape(x.shape[0], -1)
     ref = ref.astype(dtype).reshape(ref.shape[0], -1)

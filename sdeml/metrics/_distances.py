@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
+
+from ..core._checks import as_float, check_positive, common_float_dtype
 
 
-def total_variation(p: Float[ArrayLike, "..."], q: Float[ArrayLike, "..."]) -> Float[Array, ""]:
+def total_variation(p: Real[ArrayLike, "..."], q: Real[ArrayLike, "..."]) -> Float[Array, ""]:
     r"""Total-variation distance $\tfrac12\sum_j |p_j - q_j|$ of two probability vectors.
 
     Args:
@@ -31,12 +32,13 @@ def total_variation(p: Float[ArrayLike, "..."], q: Float[ArrayLike, "..."]) -> F
     p, q = jnp.asarray(p), jnp.asarray(q)
     if p.shape != q.shape:
         raise ValueError(f"`p` and `q` must have the same shape, got {p.shape} and {q.shape}.")
-    with jax.numpy_dtype_promotion("standard"):  # the explicit, documented cast
-        dtype = jnp.promote_types(jnp.promote_types(p.dtype, q.dtype), jnp.result_type(float))
+    # one float dtype: the promotion of the float inputs (float32 stays float32; promoting with
+    # the default float had returned float64 for two float32 vectors), else the default float
+    dtype = common_float_dtype(p, q)
     return 0.5 * jnp.sum(jnp.abs(p.astype(dtype) - q.astype(dtype)))
 
 
-def expected_tv_iid(probs: Float[ArrayLike, "..."], n_samples: int | float) -> Float[Array, ""]:
+def expected_tv_iid(probs: Real[ArrayLike, "..."], n_samples: int | float) -> Float[Array, ""]:
     r"""Expected TV between the histogram of `n_samples` i.i.d. draws and the true bin law.
 
     $$
@@ -64,12 +66,14 @@ def expected_tv_iid(probs: Float[ArrayLike, "..."], n_samples: int | float) -> F
         >>> round(float(tvs.mean()), 3), round(float(expected_tv_iid(probs, 1000)), 3)
         (0.038, 0.038)
     """
-    probs = jnp.asarray(probs)
+    # n <= 0 gave inf or NaN and True read as one sample
+    check_positive("n_samples", n_samples)
+    probs = as_float(probs)  # integer probabilities (0/1 masses) failed in their own dtype
     return 0.5 * jnp.sum(jnp.sqrt(2.0 * probs * (1.0 - probs) / (jnp.pi * n_samples)))
 
 
 def ks_distance(
-    samples_or_probs: Float[ArrayLike, " n"], reference: Float[ArrayLike, " n"] | Callable
+    samples_or_probs: Real[ArrayLike, " n"], reference: Real[ArrayLike, " n"] | Callable
 ) -> Float[Array, ""]:
     r"""Kolmogorov–Smirnov distance $\sup_x |F_n(x) - F(x)|$.
 
@@ -96,16 +100,19 @@ def ks_distance(
     References:
         Kolmogorov (1933); Smirnov (1948).
     """
-    x = jnp.asarray(samples_or_probs)
+    x = as_float(samples_or_probs)  # integer samples or counts: in a float dtype
     if callable(reference):
         x = jnp.sort(x.ravel())
         n = x.shape[0]
+        if n == 0:
+            raise ValueError("`samples_or_probs` must hold at least one sample, got none.")
         f = reference(x)
         i = jnp.arange(1, n + 1, dtype=f.dtype)
         return jnp.maximum(jnp.max(i / n - f), jnp.max(f - (i - 1) / n))
-    reference = jnp.asarray(reference)
+    reference = as_float(reference)
     if x.shape != reference.shape or x.ndim != 1:
         raise ValueError(
             f"bin probabilities must be 1-D of equal shape, got {x.shape}, {reference.shape}."
         )
-    return jnp.max(jnp.abs(jnp.cumsum(x) - jnp.cumsum(reference)))
+    dtype = common_float_dtype(x, reference)  # float32 against float64: the wider
+    return jnp.max(jnp.abs(jnp.cumsum(x.astype(dtype)) - jnp.cumsum(reference.astype(dtype))))

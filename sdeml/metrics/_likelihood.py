@@ -15,7 +15,7 @@ def bits_per_dim(
     dim: int,
     *,
     n_levels: int | None = None,
-    data_range: float = 1.0,
+    data_range: float | int = 1.0,
 ) -> Float[Array, "..."]:
     r"""Bits per dimension from a negative log-density in nats.
 
@@ -56,7 +56,7 @@ def bits_per_dim(
         Ho et al., Flow++, ICML 2019 (dequantisation).
     """
     dim = check_positive_int("dim", dim)
-    bpd = jnp.asarray(nll_nats) / (dim * math.log(2.0))
+    bpd = as_float(nll_nats) / (dim * math.log(2.0))  # an integer NLL: the default float
     if n_levels is not None:
         n_levels = check_int("n_levels", n_levels, 2)
         check_positive("data_range", data_range)

@@ -11,7 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ..core._checks import check_positive, check_positive_int
+from ..core._checks import (
+    check_int,
+    check_positive,
+    check_positive_int,
+    common_float_dtype,
+    concrete_scalar,
+)
 from ..core._normals import standard_normal
 
 # Multiples of the median distance, from 1/32 to 4. The small ones resolve structure far below
@@ -23,20 +29,34 @@ from ..core._normals import standard_normal
 DEFAULT_BANDWIDTH_FACTORS = (1 / 32, 1 / 16, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def _flat(x: ArrayLike, name: str) -> Array:
+def _flat(x: ArrayLike, name: str, dtype: Any = None) -> Array:
     x = jnp.asarray(x)
     if x.ndim < 2:
         raise ValueError(f"`{name}` must have shape (n, ...) with a sample axis, got {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
+    if dtype is not None:
+        x = x.astype(dtype)
+    elif not jnp.issubdtype(x.dtype, jnp.floating):
         # integer samples (pixel levels) in the default float dtype: in their own dtype the
         # bandwidths below would be truncated to integers (0.5 -> 0) and MMD^2 would be NaN
         x = x.astype(jnp.result_type(float))
     return x.reshape(x.shape[0], -1)
 
 
+def _pair(x: ArrayLike, y: ArrayLike) -> tuple[Array, Array]:
+    """`x` and `y` as ``(n, D)`` and ``(m, D)`` arrays of one float dtype."""
+    dtype = common_float_dtype(x, y)
+    x, y = _flat(x, "x", dtype), _flat(y, "y", dtype)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"`x` and `y` must have the same sample shape, got {x.shape}, {y.shape}")
+    return x, y
+
+
 def _fixed_bandwidths(bandwidths: ArrayLike, dtype: Any) -> Array:
     """Given bandwidths as a 1-D array; a zero, negative or non-finite one is refused (it made
     MMD^2 NaN or infinite, silently)."""
+    if jnp.asarray(bandwidths).dtype == bool:
+        # checked before the cast below, which read True as a bandwidth of 1
+        raise ValueError(f"`bandwidths` must be numbers, got the booleans {bandwidths!r}")
     bws = jnp.atleast_1d(jnp.asarray(bandwidths, dtype))
     if bws.ndim != 1:
         raise ValueError(f"`bandwidths` must be a scalar or 1-D, got shape {bws.shape}")
@@ -64,6 +84,7 @@ def median_bandwidth(x: ArrayLike, max_points: int = 2000) -> Float[Array, ""]:
     References:
         Gretton et al., A Kernel Two-Sample Test, JMLR 2012, sec. 8.
     """
+    max_points = check_int("max_points", max_points, 2)  # -1 had dropped the last point
     x = _flat(x, "x")[:max_points]
     if x.shape[0] < 2:
         raise ValueError(
@@ -77,7 +98,13 @@ def median_bandwidth(x: ArrayLike, max_points: int = 2000) -> Float[Array, ""]:
     # more than half the points equal (a collapsed sampler): the median is 0 and every kernel
     # exp(-0/0) NaN; fall back to the RMS distance, and to 1 if all the points coincide
     rms = jnp.sqrt(jnp.mean(pairs))
-    h = jnp.sqrt(jnp.median(pairs))
+    # the median of the distances, not the root of the median squared distance: for an even
+    # number of pairs the median averages the middle two, and sqrt((a^2 + b^2) / 2) is not
+    # (a + b) / 2 (the distances 1, 2, 3, 4, 6, 7 gave 3.54 for 3.5). The root is taken where
+    # it is positive only, so that coinciding points give no NaN gradient.
+    pos = pairs > 0
+    dists = jnp.where(pos, jnp.sqrt(jnp.where(pos, pairs, 1.0)), 0.0)
+    h = jnp.median(dists)
     return jnp.where(h > 0, h, jnp.where(rms > 0, rms, jnp.ones_like(rms)))
 
 
@@ -155,9 +182,9 @@ def mmd(
         Gretton et al., A Kernel Two-Sample Test, JMLR 2012. Li et al., MMD GAN, NeurIPS 2017
         (sum of RBF kernels over several bandwidths).
     """
-    x, y = _flat(x, "x"), _flat(y, "y")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"`x` and `y` must have the same sample shape, got {x.shape}, {y.shape}")
+    x, y = _pair(x, y)
+    if not isinstance(biased, bool | np.bool_):  # a string "False" had read as True
+        raise ValueError(f"`biased` must be a bool, got {biased!r}")
     block = check_positive_int("block", block)
     if bandwidths is None:
         if y.shape[0] < 2:
@@ -227,11 +254,11 @@ def sliced_wasserstein(
     References:
         Bonneel et al., Sliced and Radon Wasserstein Barycenters of Measures, JMIV 2015.
     """
-    x, y = _flat(x, "x"), _flat(y, "y")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"`x` and `y` must have the same sample shape, got {x.shape}, {y.shape}")
-    if p < 1:
-        raise ValueError(f"`p` must be >= 1, got {p}")
+    x, y = _pair(x, y)
+    p_val = concrete_scalar(p)
+    if p_val is None or jnp.asarray(p).dtype == bool or not 1 <= p_val < math.inf:
+        # True had read as p = 1, inf returned 1 and NaN a NaN distance
+        raise ValueError(f"`p` must be a finite number >= 1, got {p!r}")
     n_projections = check_positive_int("n_projections", n_projections)
     theta = standard_normal(key, (n_projections, x.shape[1]), x.dtype)
     theta = theta / jnp.linalg.norm(theta, axis=1, keepdims=True)
@@ -373,7 +400,8 @@ def mmd_ratio_to_floor(
         JMLR 2012.
     """
     m = len(reference)
-    k = m // 2 if n_floor is None else n_floor
+    # True had read as one floor pair and 1.0 failed in range()
+    k = m // 2 if n_floor is None else check_positive_int("n_floor", n_floor)
     if k < 1 or 2 * k > m:
         raise ValueError(
             f"`n_floor` = {k} floor pairs need 2 * n_floor <= len(reference) = {m} data sets"
@@ -383,10 +411,13 @@ def mmd_ratio_to_floor(
             f"got {len(generated)} generated sets for {m} reference sets: give 1 to {m}"
         )
     ref = [jnp.asarray(r) for r in reference]
+    # integer data sets (pixel levels): the bandwidths in a float dtype; in the data's own they
+    # were truncated (factors 1/32..1/2 -> 0) and every MMD^2 was NaN
+    bw_dtype = common_float_dtype(ref[0])
     if bandwidths is None:
-        bws = median_bandwidth(ref[0]) * jnp.asarray(DEFAULT_BANDWIDTH_FACTORS, ref[0].dtype)
+        bws = median_bandwidth(ref[0]) * jnp.asarray(DEFAULT_BANDWIDTH_FACTORS, bw_dtype)
     else:
-        bws = _fixed_bandwidths(bandwidths, ref[0].dtype)
+        bws = _fixed_bandwidths(bandwidths, bw_dtype)
     if floors is None:
         floors = [float(_mmd_jit(ref[i], ref[k + i], bws)) for i in range(k)]
     elif len(floors) != k:
