@@ -38,9 +38,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from ..core._checks import check_positive_int, concrete_scalar
+from ..core._checks import as_float, check_positive_int, concrete_scalar
 from ._edm import (
     _check_sigma_data,
     check_sigma_range,
@@ -48,7 +48,7 @@ from ._edm import (
     gaussian_noise,
     gaussian_prior,
 )
-from ._samplers import SampleResult
+from ._samplers import SampleResult, check_shape
 from ._sde import as_state_dtype
 
 NoiseFn = Callable[[PRNGKeyArray, Array, tuple[int, ...]], Array]
@@ -161,7 +161,7 @@ def teacher_heun_step(
 def consistency_distillation_loss(
     model: Callable[..., Array],
     teacher: Callable[[Any, Array], Array],
-    batch: Float[Array, "b ..."],
+    batch: Real[ArrayLike, "b ..."],
     *,
     n_levels: int = 18,
     sigma_max: float = 80.0,
@@ -220,6 +220,12 @@ def consistency_distillation_loss(
     if sigma_min is None:
         raise TypeError("`model` needs a `sigma_min` attribute (a ConsistencyModel)")
     check_sigma_range(sigma_min, sigma_max, rho)
+    batch = jnp.asarray(batch)
+    if batch.ndim < 2:
+        raise ValueError(f"`batch` must have shape (b, ...) with a batch axis, got {batch.shape}")
+    # integer data: the grid was built in the batch's integer dtype (sigmas truncated to 0,
+    # a loss of NaN)
+    batch = as_float(batch)
     noise = gaussian_noise if noise_fn is None else noise_fn
     grid = edm_time_grid(n_levels, sigma_min, sigma_max, rho, dtype=batch.dtype)
     k_n, k_z = jr.split(key)
@@ -289,8 +295,7 @@ def consistency_sampler(
             f"`sigmas` must decrease inside (sigma_min, sigma_max) = ({model.sigma_min}, "
             f"{sigma_max}), got {tuple(sigmas)}"
         )
-    if len(shape) < 2:
-        raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
+    shape = check_shape(shape)
     noise = gaussian_noise if noise_fn is None else noise_fn
     k0, *ks = jr.split(key, 1 + len(levels))
     x = prior(tuple(shape), sigma_max, dtype=dtype, key=k0)

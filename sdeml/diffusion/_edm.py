@@ -18,6 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core import integrate_ode
@@ -25,12 +26,13 @@ from ..core._checks import (
     as_float,
     check_int,
     check_model_shape,
+    check_positive,
     check_positive_int,
     concrete_scalar,
 )
 from ..core._normals import standard_normal
 from ..data import GaussianMixture
-from ._samplers import SampleResult
+from ._samplers import SampleResult, check_shape
 from ._sde import AbstractDiffusionSDE, as_state_dtype
 
 # (sigma, x) -> E[y | y + sigma n = x] for one sample
@@ -144,12 +146,12 @@ def eps_to_denoiser(eps: Array, x: Array, sigma: float | Array) -> Array:
 
 # -------------------------------------------------------------------------- preconditioning
 def _check_sigma_data(sigma_data: float) -> None:
-    if (v := concrete_scalar(sigma_data)) is not None and not v > 0:
-        raise ValueError(f"`sigma_data` must be positive, got {sigma_data}")
+    # finite, > 0, not a bool (traced values pass)
+    check_positive("sigma_data", sigma_data)
 
 
 def edm_scalings(
-    sigma: Float[ArrayLike, ""], sigma_data: float = 0.5
+    sigma: Float[ArrayLike, "..."], sigma_data: float = 0.5
 ) -> tuple[Array, Array, Array, Array]:
     r"""The preconditioning coefficients of Karras et al. (2022), Table 1.
 
@@ -183,6 +185,8 @@ def edm_scalings(
         Generative Models, NeurIPS 2022, Table 1 and appendix B.6. arXiv:2206.00364
     """
     _check_sigma_data(sigma_data)
+    # sigma <= 0 gave c_noise = log(sigma) = NaN or -inf (and a negative c_out); traced passes
+    check_positive("sigma", sigma)
     sigma = jnp.asarray(sigma)
     s2 = sigma**2 + sigma_data**2
     c_skip = sigma_data**2 / s2
@@ -219,6 +223,7 @@ def edm_loss_weight(sigma: Float[ArrayLike, "..."], sigma_data: float = 0.5) -> 
         Karras et al., NeurIPS 2022, eq. (8) and Table 1. arXiv:2206.00364
     """
     _check_sigma_data(sigma_data)
+    check_positive("sigma", sigma)  # sigma = 0: an infinite weight
     sigma = jnp.asarray(sigma)
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
@@ -373,8 +378,7 @@ class ScoreDenoiser(eqx.Module):
 
 # -------------------------------------------------------------------------- training
 def _check_pos(name: str, value: Any) -> None:
-    if (v := concrete_scalar(value)) is not None and not v > 0:
-        raise ValueError(f"`{name}` must be positive, got {value}")
+    check_positive(name, value)  # finite, > 0, not a bool (True was read as 1)
 
 
 def edm_sigma_sample(
@@ -505,6 +509,13 @@ def edm_loss(
 # -------------------------------------------------------------------------- sampling
 def check_sigma_range(sigma_min: Any, sigma_max: Any, rho: Any = 7.0) -> None:
     """Raise one `ValueError` naming the argument unless ``0 < sigma_min < sigma_max``, rho > 0."""
+    for name, v in (("sigma_min", sigma_min), ("sigma_max", sigma_max), ("rho", rho)):
+        # a bool was read as 1 (rho=True: a uniform grid) and an infinite sigma_max gave a
+        # grid of NaN
+        if isinstance(v, bool | np.bool_):
+            raise ValueError(f"`{name}` must be a number, got the boolean {v!r}")
+        if (c := concrete_scalar(v)) is not None and not math.isfinite(c):
+            raise ValueError(f"`{name}` must be finite, got {v!r}")
     lo, hi, r = (concrete_scalar(v) for v in (sigma_min, sigma_max, rho))
     if lo is not None and not lo > 0:
         raise ValueError(f"`sigma_min` must be positive, got {sigma_min}")
@@ -612,8 +623,7 @@ def gaussian_prior(
 
 
 def _start(prior, shape, sigma_max, x_T, dtype, key):
-    if len(shape) < 2:
-        raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
+    shape = check_shape(shape)
     if x_T is None:
         x = prior(tuple(shape), sigma_max, dtype=dtype, key=key)
     else:
@@ -700,6 +710,8 @@ def edm_sampler(
     if method not in ("heun", "euler"):
         raise ValueError(f"`method` must be 'heun' or 'euler', got {method!r}")
     for name, v in (("s_churn", s_churn), ("s_noise", s_noise)):
+        if isinstance(v, bool | np.bool_):  # True was read as 1
+            raise ValueError(f"`{name}` must be a number, got the boolean {v!r}")
         if (c := concrete_scalar(v)) is not None and not c >= 0:
             raise ValueError(f"`{name}` must be >= 0, got {v}")
     tmin, tmax = concrete_scalar(s_tmin), concrete_scalar(s_tmax)

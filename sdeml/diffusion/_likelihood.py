@@ -11,10 +11,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ..core import DEFAULT_MAX_STEPS, integrate_ode
-from ..core._checks import check_model_shape
+from ..core._checks import as_float, check_int, check_model_shape
 from ._sde import AbstractDiffusionSDE
 
 DIVERGENCES = ("exact", "hutchinson")
@@ -56,7 +56,7 @@ def _twice(x):
 def log_likelihood(
     score_fn: Callable[[Array, Array], Array],
     sde: AbstractDiffusionSDE,
-    x: Float[Array, "..."],
+    x: Real[ArrayLike, "..."],
     *,
     divergence: Literal["exact", "hutchinson"] = "exact",
     n_probes: int = 10,
@@ -87,9 +87,10 @@ def log_likelihood(
     Args:
         score_fn: ``score_fn(t, x)`` for one sample, returning ``x``'s shape.
         sde: the forward SDE.
-        x: one sample, any shape ``(...)`` (e.g. ``(d,)``; vmap for a batch). The flow and the
-            result are computed in its dtype, the score's output cast to it (the samplers' rule):
-            pass float32 or wider, bfloat16's 3 digits cannot meet the default tolerances.
+        x: one sample, any shape ``(...)`` (e.g. ``(d,)``; vmap for a batch; integers are read
+            as the default float). The flow and the result are computed in its dtype, the
+            score's output cast to it (the samplers' rule): pass float32 or wider, bfloat16's 3
+            digits cannot meet the default tolerances.
         divergence: ``"exact"`` or ``"hutchinson"``.
         n_probes: Hutchinson probes $K \ge 2$.
         eps: start time $\epsilon\in(0,1)$ of the flow (the density is that of $p_\epsilon$).
@@ -125,7 +126,9 @@ def log_likelihood(
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown divergence {divergence!r}; valid: {', '.join(DIVERGENCES)}")
     sde.check_times(eps)
-    x = jnp.asarray(x)
+    # integer data (pixel levels) as the default float: the ODE front refused an int state,
+    # naming its own `y0` rather than `x`
+    x = as_float(x)
     check_model_shape(score_fn, x)
     shape, d = x.shape, x.size
     pf = sde.probability_flow(score_fn)
@@ -146,9 +149,8 @@ def log_likelihood(
     else:
         if key is None:
             raise ValueError("divergence='hutchinson' needs a PRNG `key` for the probes")
-        if n_probes < 2:
-            raise ValueError(f"`n_probes` must be >= 2 for a standard error, got {n_probes}")
-        k = n_probes
+        # an int >= 2 (NumPy's too; a bool or 2.5 is refused: 2.5 failed deep in jr.rademacher)
+        k = check_int("n_probes", n_probes, 2)
         probes = jr.rademacher(key, (k, d), x.dtype)
 
         def div_hutchinson(t, y):

@@ -38,8 +38,9 @@ def dsm_loss(
     \lambda(t) = \sigma(t)^2\ (\texttt{"sigma2"})\ \text{or}\ g(t)^2\ (\texttt{"likelihood"}),$$
 
     summed over the dimensions of a sample and averaged over the batch. The likelihood weighting
-    makes $\tfrac12\mathcal L$ the score-matching part of a bound on $-\log p_\epsilon$
-    (Song et al. 2021b); it has high variance near $t=\epsilon$.
+    makes $\tfrac12(T-\epsilon)\mathcal L$ (the time integral, not its average) the
+    score-matching part of a bound on $-\log p_\epsilon$ (Song et al. 2021b, Theorem 1); it has
+    high variance near $t=\epsilon$.
 
     Args:
         model: a score function ``model(t, x)`` for one sample, returning ``x``'s shape (e.g. a

@@ -23,7 +23,7 @@ from ..core import (
     simulate,
     simulate_path,
 )
-from ..core._checks import check_int, check_model_shape, check_positive_int
+from ..core._checks import check_int, check_model_shape, check_positive, check_positive_int
 from ..core._normals import standard_normal
 from ._param import score_to_x0
 from ._sde import AbstractDiffusionSDE, as_state_dtype
@@ -64,12 +64,40 @@ def _batched(score_fn: ScoreFn) -> Callable[[Array, Array], Array]:
     return jax.vmap(score_fn, in_axes=(None, 0))
 
 
+def check_shape(shape: Any) -> tuple[int, ...]:
+    """`shape` as a tuple of Python ints: ``(n_samples, *sample_shape)``, at least two positive
+    ints (NumPy's too). A negative size failed in MLIR, a 0 with an IndexError, 4.0 with a
+    TypeError, none of them naming `shape`; a bool was read as 1."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    ok = dims is not None and len(dims) >= 2
+    if ok:
+        try:
+            dims = tuple(check_positive_int("shape", n) for n in dims)
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ValueError(
+            f"`shape` must be (n_samples, *sample_shape), a tuple of at least two positive ints, "
+            f"got {shape!r}"
+        )
+    return dims
+
+
+def check_order(order: Any) -> int:
+    """`order` as an int in 1, 2, 3 (a bool or 2.0 is refused: True was read as order 1)."""
+    if isinstance(order, bool) or not isinstance(order, int | np.integer) or order not in (1, 2, 3):
+        raise ValueError(f"`order` must be 1, 2 or 3, got {order!r}")
+    return int(order)
+
+
 def _check(sde: AbstractDiffusionSDE, shape: tuple[int, ...], eps: float, n_steps: int) -> int:
     # the common arguments; returns `n_steps` as a Python int (NumPy integers too)
     if not isinstance(sde, AbstractDiffusionSDE):
         raise ValueError(f"`sde` must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
-    if len(shape) < 2:
-        raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
+    check_shape(shape)
     n_steps = check_positive_int("n_steps", n_steps)
     sde.check_times(eps)
     return n_steps
@@ -265,8 +293,7 @@ def pc_sampler(
         Song et al., ICLR 2021, sec. 4.2 and Algorithms 2-5.
     """
     n_steps = _check(sde, shape, eps, n_steps)
-    if not snr > 0:
-        raise ValueError(f"`snr` must be positive, got {snr}")
+    check_positive("snr", snr)  # finite, > 0 and not a bool (True was read as 1)
     n_corrector = check_int("n_corrector", n_corrector, 0)
     return _em_pc(
         score_fn, sde, shape, n_steps, eps, denoise, n_saves, dtype, key, n_corrector, snr
@@ -549,6 +576,7 @@ def resolve_time_grid(
     """
     if isinstance(grid, str):
         return dpm_time_grid(sde, n_steps, eps, grid, dtype)
+    n_steps = check_positive_int("n_steps", n_steps)  # True read as 1 before
     dt_ = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
     ts = jnp.asarray(grid, dt_)
     if ts.shape != (n_steps + 1,):
@@ -640,8 +668,7 @@ def dpm_solver_sampler(
         arXiv:2211.01095
     """
     n_steps = _check(sde, shape, eps, n_steps)
-    if order not in (1, 2, 3):
-        raise ValueError(f"`order` must be 1, 2 or 3, got {order!r}")
+    order = check_order(order)
     if prediction not in ("data", "noise"):
         raise ValueError(f"`prediction` must be 'data' or 'noise', got {prediction!r}")
     x = sde.prior_sample(shape, key=key, dtype=dtype) if x_T is None else jnp.asarray(x_T, dtype)

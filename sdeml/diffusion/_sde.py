@@ -12,7 +12,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from ..core import AbstractSDE
 from ..core._checks import as_float as _as_float
-from ..core._checks import concrete_scalar
+from ..core._checks import check_positive, concrete_scalar
 from ..core._normals import standard_normal
 
 # (t, x) -> score. `t` is a float or a 0-d array (the engine passes arrays, direct calls may pass
@@ -38,6 +38,16 @@ class _StateDtype(eqx.Module):
 
 def _cast_like(out: ArrayLike, x: Array) -> Array:
     return jnp.asarray(out).astype(jnp.result_type(x))
+
+
+def _param(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """A constructor's scalar as a Python float: finite, > 0 (>= 0 with `allow_zero`), not a
+    bool. ``float(v)`` read True as 1.0 and a string "0.1" as 0.1, and let inf through (an
+    infinite beta_max or sigma_max gave NaN or infinite marginals at every t > 0)."""
+    if concrete_scalar(value) is None or isinstance(value, str):
+        raise ValueError(f"`{name}` must be a real number, got {value!r}")
+    check_positive(name, value, allow_zero=allow_zero)
+    return float(value)
 
 
 def as_state_dtype(model: ScoreFn) -> ScoreFn:
@@ -172,9 +182,18 @@ class AbstractDiffusionSDE(AbstractSDE):
             Song et al., ICLR 2021, appendix B (eq. (29)); Särkkä & Solin, Applied Stochastic
             Differential Equations, 2019, §6.1.
         """
+        lo, hi = concrete_scalar(s), concrete_scalar(t)
+        if lo is not None and hi is not None and lo > hi:
+            # r > 1 and a variance clipped to 0: a silent backward "transition"
+            raise ValueError(f"`transition` needs s <= t, got s={s}, t={t}")
         r = jnp.exp(self.log_alpha(t) - self.log_alpha(s))
-        var = self.sigma(t) ** 2 - (r * self.sigma(s)) ** 2
-        return r * x_s, jnp.sqrt(jnp.maximum(var, 0.0))
+        return r * x_s, jnp.sqrt(jnp.maximum(self._transition_var(s, t), 0.0))
+
+    def _transition_var(self, s: ArrayLike, t: ArrayLike) -> Array:
+        r"""$\sigma(t)^2 - (\alpha(t)/\alpha(s))^2\sigma(s)^2$; subclasses write it without the
+        cancellation of the two squares when $s$ is near $t$."""
+        r = jnp.exp(self.log_alpha(t) - self.log_alpha(s))
+        return self.sigma(t) ** 2 - (r * self.sigma(s)) ** 2
 
     def perturb(self, x0: Array, t: ArrayLike, *, key: PRNGKeyArray) -> tuple[Array, Array]:
         r"""A draw $x_t = \alpha(t)x_0 + \sigma(t)z$ and the noise $z$."""
@@ -191,8 +210,9 @@ class AbstractDiffusionSDE(AbstractSDE):
         r"""Draws from the prior $\mathcal N(0, \sigma_T^2 I)$ of the given shape."""
         return self.prior_std * standard_normal(key, shape, dtype)
 
-    def prior_logp(self, x: Array) -> Float[Array, ""]:
+    def prior_logp(self, x: ArrayLike) -> Float[Array, ""]:
         r"""$\log\mathcal N(x; 0, \sigma_T^2 I)$ summed over all entries of one sample `x`."""
+        x = _as_float(x)  # a list or integer array: (x**2) failed on a list
         s = self.prior_std
         return -0.5 * jnp.sum(x**2) / s**2 - x.size * (math.log(s) + 0.5 * math.log(2 * math.pi))
 
@@ -322,6 +342,12 @@ class _AbstractLinearBetaSDE(AbstractDiffusionSDE):
         t = jnp.asarray(t)
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
+    def _int_beta_between(self, s: ArrayLike, t: ArrayLike) -> Array:
+        r"""$B(t) - B(s) = (t - s)\,[\beta_{\min} + \tfrac12(\beta_{\max}-\beta_{\min})(t + s)]$,
+        without subtracting the two integrals."""
+        s, t = jnp.asarray(s), jnp.asarray(t)
+        return (t - s) * (self.beta_min + 0.5 * (self.beta_max - self.beta_min) * (t + s))
+
     def drift_coef(self, t):
         return -0.5 * self.beta(t)
 
@@ -332,7 +358,9 @@ class _AbstractLinearBetaSDE(AbstractDiffusionSDE):
         # the t >= 0 with beta_min t + (beta_max - beta_min) t^2 / 2 = c: a stable quadratic root
         c = self.int_beta_from_log_snr(lam)
         a = 0.5 * (self.beta_max - self.beta_min)
-        return 2.0 * c / (self.beta_min + jnp.sqrt(self.beta_min**2 + 4.0 * a * c))
+        den = self.beta_min + jnp.sqrt(self.beta_min**2 + 4.0 * a * c)
+        # c = 0 (t = 0, an infinite log-SNR) with beta_min = 0 made 0/0 = NaN
+        return jnp.where(den > 0, 2.0 * c / jnp.where(den > 0, den, 1.0), 0.0)
 
 
 class VPSDE(_AbstractLinearBetaSDE):
@@ -365,7 +393,8 @@ class VPSDE(_AbstractLinearBetaSDE):
     T: float = eqx.field(static=True)
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0):
-        self.beta_min, self.beta_max, self.T = float(beta_min), float(beta_max), float(T)
+        self.beta_min = _param("beta_min", beta_min, allow_zero=True)
+        self.beta_max, self.T = _param("beta_max", beta_max), _param("T", T)
 
     def diffusion_coef(self, t):
         return jnp.sqrt(self.beta(t))
@@ -375,6 +404,11 @@ class VPSDE(_AbstractLinearBetaSDE):
 
     def int_beta_from_log_snr(self, lam):
         return jnp.logaddexp(0.0, -2.0 * jnp.asarray(lam))  # B = log(1 + e^{-2 lam})
+
+    def _transition_var(self, s, t):
+        # 1 - (alpha_t / alpha_s)^2 = 1 - e^{-(B(t) - B(s))}: the difference of the squares
+        # lost all but ~1e-3 of its digits in float32 for t - s = 1e-6
+        return -jnp.expm1(-self._int_beta_between(s, t))
 
     @property
     def prior_std(self) -> float:
@@ -414,7 +448,8 @@ class SubVPSDE(_AbstractLinearBetaSDE):
     T: float = eqx.field(static=True)
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0):
-        self.beta_min, self.beta_max, self.T = float(beta_min), float(beta_max), float(T)
+        self.beta_min = _param("beta_min", beta_min, allow_zero=True)
+        self.beta_max, self.T = _param("beta_max", beta_max), _param("T", T)
 
     def diffusion_coef(self, t):
         return jnp.sqrt(self.beta(t) * -jnp.expm1(-2.0 * self.int_beta(t)))
@@ -442,6 +477,12 @@ class SubVPSDE(_AbstractLinearBetaSDE):
         )
         small = sigma < 0.5
         return jnp.where(small, -jnp.log1p(-jnp.where(small, sigma, 0.0)), -2.0 * (lam + log_sigma))
+
+    def _transition_var(self, s, t):
+        # (1 - e^{-B_t})^2 - e^{-(B_t - B_s)} (1 - e^{-B_s})^2 = (1 - e^{-(B_t - B_s)})
+        # (1 - e^{-(B_t + B_s)}): a product, no cancellation as s -> t
+        d = self._int_beta_between(s, t)
+        return jnp.expm1(-d) * jnp.expm1(-(self.int_beta(s) + self.int_beta(t)))
 
     @property
     def prior_std(self) -> float:
@@ -482,7 +523,8 @@ class VESDE(AbstractDiffusionSDE):
     T: float = eqx.field(static=True)
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 10.0, T: float = 1.0):
-        self.sigma_min, self.sigma_max, self.T = float(sigma_min), float(sigma_max), float(T)
+        self.sigma_min = _param("sigma_min", sigma_min)
+        self.sigma_max, self.T = _param("sigma_max", sigma_max), _param("T", T)
 
     def __check_init__(self):
         if not 0 < self.sigma_min < self.sigma_max:
@@ -507,6 +549,12 @@ class VESDE(AbstractDiffusionSDE):
 
     def sigma(self, t):
         return self.sigma_min * jnp.sqrt(jnp.expm1(2.0 * self._log_ratio * jnp.asarray(t)))
+
+    def _transition_var(self, s, t):
+        # varsigma(t)^2 - varsigma(s)^2 = sigma_min^2 e^{2 r s} (e^{2 r (t - s)} - 1)
+        s, t = jnp.asarray(s), jnp.asarray(t)
+        r = self._log_ratio
+        return self.sigma_min**2 * jnp.exp(2.0 * r * s) * jnp.expm1(2.0 * r * (t - s))
 
     def t_from_log_snr(self, lam):
         s2 = jnp.exp(-2.0 * jnp.asarray(lam)) / self.sigma_min**2

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float
 
-from ..core._checks import check_positive_int
+from ..core._checks import check_positive, check_positive_int
 from ._samplers import GRIDS, resolve_time_grid
 from ._sde import AbstractDiffusionSDE
 
@@ -134,8 +134,7 @@ def optimize_time_grid(
         raise ValueError(f"`sde` must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
     n_steps = check_positive_int("n_steps", n_steps)
     steps = check_positive_int("steps", steps)
-    if not learning_rate > 0:
-        raise ValueError(f"`learning_rate` must be positive, got {learning_rate!r}")
+    check_positive("learning_rate", learning_rate)  # inf: NaN grids; True: read as 1
     if not 0.0 <= min_step < 1.0:
         raise ValueError(f"`min_step` must be in [0, 1), got {min_step!r}")
     if isinstance(init, str) and init not in GRIDS:

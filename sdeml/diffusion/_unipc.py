@@ -29,6 +29,8 @@ from ._edm import (
 from ._samplers import (
     GRIDS,
     SampleResult,
+    check_order,
+    check_shape,
     dpm_time_grid,
     resolve_time_grid,
 )
@@ -147,8 +149,7 @@ def _unipc_core(
 
 
 def _check_unipc(n_steps, order, prediction, variant) -> int:
-    if order not in (1, 2, 3):
-        raise ValueError(f"`order` must be 1, 2 or 3, got {order!r}")
+    order = check_order(order)
     n_steps = _check_steps(n_steps, order, f" (the order {order} of UniPC)")
     if prediction not in ("data", "noise"):
         raise ValueError(f"`prediction` must be 'data' or 'noise', got {prediction!r}")
@@ -270,8 +271,7 @@ def unipc_sampler(
         raise ValueError(f"`sde` must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
     n_steps = _check_unipc(n_steps, order, prediction, variant)
     sde.check_times(eps)
-    if len(shape) < 2:
-        raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
+    shape = check_shape(shape)
     x = (
         sde.prior_sample(tuple(shape), key=key, dtype=dtype)
         if x_T is None
@@ -422,8 +422,7 @@ def edm_heun_sampler(
     if not isinstance(sde, AbstractDiffusionSDE):
         raise ValueError(f"`sde` must be a VPSDE, SubVPSDE or VESDE, got {type(sde).__name__}")
     sde.check_times(eps)
-    if len(shape) < 2:
-        raise ValueError(f"`shape` must be (n_samples, *sample_shape), got {shape}")
+    shape = check_shape(shape)
     k0, k1 = jr.split(key)
     x = (
         sde.prior_sample(tuple(shape), key=k0, dtype=dtype)
