@@ -31,7 +31,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
 
-from ._checks import check_int, check_positive_int
+from ._checks import check_int, check_positive, check_positive_int
 
 # the status of a stop, by the code the compiled loop returns
 _RUNNING, _NON_FINITE, _NO_PROGRESS, _CONVERGED = 0, 1, 2, 3
@@ -116,8 +116,17 @@ def _split(out: Any) -> tuple[Array, dict[str, Array]]:
                 "`loss_fn` must return a scalar or a pair (scalar, dict of scalars), got a "
                 f"tuple of {len(out)}"
             )
+        clash = sorted(k for k in out[1] if k in _HISTORY_KEYS)
+        if clash:  # they replaced the history's own columns, silently
+            raise ValueError(
+                f"`loss_fn`'s aux metrics {clash} would replace the history's own "
+                f"{', '.join(_HISTORY_KEYS)}; give them other names"
+            )
         return out[0], out[1]
     return out, {}
+
+
+_HISTORY_KEYS = ("iteration", "loss", "grad_norm")  # a history row's own columns
 
 
 METHODS = ("lbfgs", "bfgs", "ssbfgs")
@@ -284,11 +293,11 @@ def lbfgs_minimize(
     max_iter: int = 1000,
     memory_size: int = 10,
     max_linesearch_steps: int = 30,
-    gtol: float = 0.0,
-    ftol: float = 0.0,
+    gtol: float | int = 0.0,
+    ftol: float | int = 0.0,
     patience: int = 20,
     log_every: int = 100,
-    time_limit_s: float | None = None,
+    time_limit_s: float | int | None = None,
     on_log: Callable[[int, dict[str, float | int]], None] | None = None,
     raise_on_non_finite: bool = True,
     method: str = "lbfgs",
@@ -352,10 +361,12 @@ def lbfgs_minimize(
     max_linesearch_steps = check_positive_int("max_linesearch_steps", max_linesearch_steps)
     patience = check_positive_int("patience", patience)
     log_every = check_positive_int("log_every", log_every)
-    if not (float(gtol) >= 0 and float(ftol) >= 0):
-        raise ValueError(f"`gtol` and `ftol` must be >= 0, got {gtol}, {ftol}")
-    if time_limit_s is not None and not time_limit_s > 0:
-        raise ValueError(f"`time_limit_s` must be > 0, got {time_limit_s}")
+    # finite numbers, not bools (gtol=True was read as 1.0; ftol=inf stopped every run after
+    # `patience` iterations as "no progress")
+    check_positive("gtol", gtol, allow_zero=True)
+    check_positive("ftol", ftol, allow_zero=True)
+    if time_limit_s is not None:
+        check_positive("time_limit_s", time_limit_s)
 
     start = time.perf_counter()
     dyn, static = eqx.partition(params, eqx.is_inexact_array)

@@ -25,9 +25,9 @@ import numpy as np
 import optimistix as optx
 from jax.experimental import io_callback
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, ArrayLike, Float, Int, PyTree
+from jaxtyping import Array, ArrayLike, Float, Int, PyTree, Real
 
-from ._checks import distinct_times, time_spacing
+from ._checks import concrete_scalar, distinct_times, time_spacing
 from ._normals import standard_normal
 from ._solvers import SolverInfo, get_solver, solver_info
 
@@ -47,7 +47,9 @@ __all__ = [
 
 # A real scalar: a Python number or a 0-d JAX/NumPy array. Tolerances and steps are checked with
 # `float()` when concrete, so jaxtyping's ArrayLike (which admits `complex`) would be too wide.
-RealScalarLike = float | Float[Array, ""] | Float[np.ndarray, ""] | np.floating | np.integer
+# Integers too (times t0 = 0, t1 = 1 were refused by the annotation checks); a bool passes the
+# annotation (a Python int) and is refused by the front's own checks, naming the argument.
+RealScalarLike = float | int | Real[Array, ""] | Real[np.ndarray, ""] | np.floating | np.integer
 
 # The one set of defaults of every ODE solve (themes pass their own tolerances where their
 # accuracy needs differ, and say so in their docstrings).
@@ -364,6 +366,47 @@ class _CountAttempts(diffrax.AbstractAdaptiveStepSizeController):
 
 def _is_traced(*xs: Any) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(xs))
+
+
+def _real_scalar(name: str, arg: str, value: Any) -> float | None:
+    """A concrete real scalar argument as a float; None when it is None or traced. A bool (True
+    read as 1), a non-scalar or a non-real value is refused, naming `arg`."""
+    if value is None or _is_traced(value):
+        return None
+    v = concrete_scalar(value)
+    if v is None:  # (not NumPy's floating: bfloat16)
+        arr = np.asarray(value)
+        if arr.shape == () and jnp.issubdtype(arr.dtype, jnp.floating):
+            v = float(arr)
+    if v is None or np.asarray(value).dtype == bool:
+        raise ValueError(f"{name}: `{arg}` must be a real number, got {value!r}.")
+    return v
+
+
+class _InStateDtypes(eqx.Module):
+    """A vector field of a half-precision state, integrated in float32: called with the time and
+    the state in the caller's own dtypes (a bfloat16 model's parameters meet bfloat16 inputs, as
+    without the float32 carry; strict promotion refuses bfloat16 x float32), its output in the
+    float32 that the solver sums. A module, not a closure, so that `_solve`'s compiled program is
+    reused from call to call (a fresh closure would be a new static argument each time)."""
+
+    f: Callable[[Any, Any, Any], Any]
+    treedef: Any = eqx.field(static=True)
+    dtypes: tuple[Any, ...] = eqx.field(static=True)
+    time_dtype: Any = eqx.field(static=True)
+
+    def __init__(self, f: Callable[[Any, Any, Any], Any], y0: Any, time_dtype: Any):
+        leaves, self.treedef = jax.tree_util.tree_flatten(y0)
+        self.f = f
+        self.dtypes = tuple(jnp.dtype(x.dtype) for x in leaves)
+        self.time_dtype = jnp.dtype(time_dtype)
+
+    def __call__(self, t, y, args):
+        leaves = jax.tree_util.tree_leaves(y)
+        own = [x.astype(d) for x, d in zip(leaves, self.dtypes, strict=True)]
+        y_own = self.treedef.unflatten(own)
+        out = self.f(jnp.asarray(t).astype(self.time_dtype), y_own, args)
+        return jax.tree_util.tree_map(lambda x: jnp.asarray(x).astype(jnp.float32), out)
 
 
 def _all_finite_host(tree: Any) -> bool:
@@ -883,6 +926,8 @@ def _check_times(t0, t1, ts, *, forward_only: bool) -> tuple[bool, float, float]
     concrete = not _is_traced(t0, t1)
     t0_val = t1_val = float("nan")
     if concrete:
+        if np.asarray(t0).dtype == bool or np.asarray(t1).dtype == bool:
+            raise ValueError(f"`t0` and `t1` must be numbers, got the booleans t0={t0}, t1={t1}.")
         if np.ndim(t0) != 0 or np.ndim(t1) != 0:
             raise ValueError(
                 f"`t0` and `t1` must be scalars, got shapes {np.shape(t0)}, {np.shape(t1)}."
@@ -956,21 +1001,21 @@ def effective_tolerances(
 def integrate_ode(
     f: Callable[[Any, Any, Any], Any],
     y0: PyTree[ArrayLike],
-    t0: float | Float[ArrayLike, ""],
-    t1: float | Float[ArrayLike, ""] | None,
+    t0: RealScalarLike,
+    t1: RealScalarLike | None,
     *,
     solver: str | diffrax.AbstractSolver = "tsit5",
-    ts: Float[ArrayLike, " n_save"] | None = None,
+    ts: Real[ArrayLike, " n_save"] | None = None,
     step_to_ts: bool = False,
     dense: bool = False,
-    n_steps: int | None = None,
+    n_steps: int | np.integer | None = None,
     dt0: RealScalarLike | None = None,
     adaptive: bool | None = None,
     rtol: RealScalarLike = DEFAULT_RTOL,
     atol: RealScalarLike = DEFAULT_ATOL,
     norm: Callable[[PyTree], Array] | None = None,
-    dtmin: float | None = None,
-    max_steps: int = DEFAULT_MAX_STEPS,
+    dtmin: RealScalarLike | None = None,
+    max_steps: int | np.integer = DEFAULT_MAX_STEPS,
     args: Any = None,
     adjoint: diffrax.AbstractAdjoint | None = None,
     throw: bool = True,
@@ -988,7 +1033,8 @@ def integrate_ode(
 
     Args:
         f: vector field ``f(t, y, args)``, returning a PyTree of `y`'s structure.
-        y0: initial state, a PyTree of finite floating arrays.
+        y0: initial state, a PyTree of finite floating arrays (half precision is integrated in
+            float32, as in `solve_ode`).
         t0: initial time.
         t1: final time, different from `t0` (``t1 < t0`` integrates backwards); None with
             `ts`: ``ts[-1]`` (the solution at the final time is then the last saved state, one
@@ -1053,17 +1099,21 @@ def integrate_ode(
         isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps <= 0
     ):
         raise ValueError(f"{name}: `n_steps` must be a positive integer, got {n_steps!r}.")
-    if dt0 is not None and not _is_traced(dt0) and not float(abs(dt0)) > 0:
-        raise ValueError(f"{name}: `dt0` must be nonzero, got {dt0!r}.")
+    # Bools are refused (True read as 1.0 was a tolerance of 100 %), and so are non-finite
+    # steps (dt0 = inf took one step across the whole interval) and non-scalars.
+    dt0_v = _real_scalar(name, "dt0", dt0)
+    if dt0_v is not None and not (np.isfinite(dt0_v) and dt0_v != 0):
+        raise ValueError(f"{name}: `dt0` must be finite and nonzero, got {dt0!r}.")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps <= 0:
         raise ValueError(f"{name}: `max_steps` must be a positive integer, got {max_steps!r}.")
-    if not _is_traced(rtol, atol) and not (0 < float(rtol) < np.inf and 0 <= float(atol) < np.inf):
-        raise ValueError(
-            f"{name}: `rtol` must be finite and > 0, and `atol` finite and >= 0; got {rtol}, "
-            f"{atol}."
-        )
-    if dtmin is not None and not _is_traced(dtmin) and not float(dtmin) >= 0:
-        raise ValueError(f"{name}: `dtmin` must be >= 0, got {dtmin!r}.")
+    rtol_v, atol_v = _real_scalar(name, "rtol", rtol), _real_scalar(name, "atol", atol)
+    if rtol_v is not None and not 0 < rtol_v < np.inf:
+        raise ValueError(f"{name}: `rtol` must be finite and > 0, got {rtol!r}.")
+    if atol_v is not None and not 0 <= atol_v < np.inf:
+        raise ValueError(f"{name}: `atol` must be finite and >= 0, got {atol!r}.")
+    dtmin_v = _real_scalar(name, "dtmin", dtmin)
+    if dtmin_v is not None and not 0 <= dtmin_v < np.inf:
+        raise ValueError(f"{name}: `dtmin` must be finite and >= 0, got {dtmin!r}.")
     if adaptive and not info.adaptive:
         raise ValueError(
             f"{name}: solver {type(solver_obj).__name__} has no error estimate, so it cannot "
@@ -1094,6 +1144,19 @@ def integrate_ode(
             'jax.config.update("jax_enable_x64", True).'
         )
     ts = None if ts is None else jnp.asarray(ts, dtype=dtype)
+    # Half precision (bfloat16, float16) is integrated in float32 and the results are cast back:
+    # 8 or 11 bits hold no error estimate (the tolerance floors below, 100 eps, would be 0.78 and
+    # 0.098) and every step's sum was rounded to them: y' = -y to t = 1 in bfloat16 came out 4 %
+    # off, the harmonic oscillator's amplitude at t = 10 was 104 instead of 1. The times keep
+    # their rounding to the state's dtype (exact in float32).
+    state_dtype, leaf_dtypes = dtype, None
+    if jnp.finfo(dtype).bits < 32:
+        leaf_dtypes = jax.tree_util.tree_map(lambda x: x.dtype, y0)
+        f = _InStateDtypes(f, y0, state_dtype)  # the field still sees the caller's dtypes
+        dtype = jnp.dtype(jnp.float32)
+        y0 = jax.tree_util.tree_map(lambda x: x.astype(dtype), y0)
+        t0, t1 = t0.astype(dtype), t1.astype(dtype)
+        ts = None if ts is None else ts.astype(dtype)
     # Floored at the resolution of the state's dtype (see RTOL_EPS_FLOOR): issue #17.
     rtol_a: Any
     atol_a: Any
@@ -1108,6 +1171,13 @@ def integrate_ode(
     else:
         # As arrays, new tolerances reuse the compiled program (a Python float would be static).
         rtol_a, atol_a = effective_tolerances(rtol, atol, dtype)
+        if _is_traced(rtol, atol):
+            # checked at run time: a negative or NaN rtol was silently floored to 100 eps
+            r, a = jnp.asarray(rtol), jnp.asarray(atol)
+            bad = ~((r > 0) & jnp.isfinite(r) & (a >= 0) & jnp.isfinite(a))
+            rtol_a = eqx.error_if(
+                rtol_a, bad, f"{name}: `rtol` must be finite and > 0, and `atol` finite and >= 0."
+            )
 
     if adaptive is None:
         adaptive = info.adaptive and n_steps is None
@@ -1188,25 +1258,38 @@ def integrate_ode(
             examined = _examined(sol, f, args, t0, bool(info.implicit), ts is not None)
             details = _details(examined, t0, t1)
             raise ODESolveError(_failure_message(label, int(max_steps), *details, **facts))
+    if leaf_dtypes is not None:  # half precision: back to the state's dtypes
+        back = lambda tree: jax.tree_util.tree_map(lambda x, d: x.astype(d), tree, leaf_dtypes)
+        sol = eqx.tree_at(
+            lambda s: (s.ts, s.ys, s.t_final, s.y_final, s.stiffness),
+            sol,
+            (
+                sol.ts.astype(state_dtype),
+                back(sol.ys),
+                sol.t_final.astype(state_dtype),
+                back(sol.y_final),
+                sol.stiffness.astype(state_dtype),
+            ),
+        )
     return sol
 
 
 def solve_ode(
     f: Callable[[Any, Any, Any], Any],
     y0: PyTree[ArrayLike],
-    t0: float | Float[ArrayLike, ""],
-    t1: float | Float[ArrayLike, ""],
+    t0: RealScalarLike,
+    t1: RealScalarLike,
     *,
     solver: str | diffrax.AbstractSolver = "tsit5",
-    ts: Float[ArrayLike, " n_save"] | None = None,
+    ts: Real[ArrayLike, " n_save"] | None = None,
     step_to_ts: bool = False,
     dense: bool = False,
-    n_steps: int | None = None,
-    dt0: float | None = None,
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
-    dtmin: float | None = None,
-    max_steps: int = DEFAULT_MAX_STEPS,
+    n_steps: int | np.integer | None = None,
+    dt0: RealScalarLike | None = None,
+    rtol: RealScalarLike = DEFAULT_RTOL,
+    atol: RealScalarLike = DEFAULT_ATOL,
+    dtmin: RealScalarLike | None = None,
+    max_steps: int | np.integer = DEFAULT_MAX_STEPS,
     args: Any = None,
     throw: bool = True,
     count_evals: bool = False,
@@ -1226,7 +1309,9 @@ def solve_ode(
     Args:
         f: vector field ``f(t, y, args) -> dy/dt``, the signature of every vector field in
             sdeml; same structure as ``y``.
-        y0: initial state, a floating array of any shape (or a PyTree of them); finite.
+        y0: initial state, a floating array of any shape (or a PyTree of them); finite. A
+            half-precision state (bfloat16, float16) is integrated in float32 and the saved states
+            and times come back in its dtype (the dense interpolant stays float32).
         t0, t1: the interval, ``t1 > t0``.
         solver: a registered name (``sdeml.core.solver_names("ode")``: ``"euler"``,
             ``"heun"``, ``"midpoint"``, ``"ralston"``, ``"bosh3"``, ``"rk4"``, ``"tsit5"``,
@@ -1245,13 +1330,14 @@ def solve_ode(
         dense: also keep the dense interpolant (``sol.evaluate(t)``).
         n_steps: number of equal steps (fixed-step mode, any solver).
         dt0: a constant step for solvers without error estimate, otherwise the initial step of the
-            adaptive controller (``None``: chosen automatically); its size only, the sign is
-            ignored.
+            adaptive controller (``None``: chosen automatically); finite and nonzero, its size
+            only (the sign is ignored).
         rtol, atol: tolerances of the adaptive controller (and of the implicit solvers' Newton).
             Defaults ``DEFAULT_RTOL = 1e-6``, ``DEFAULT_ATOL = 1e-9``. They are floored at what
             the state's dtype resolves, ``RTOL_EPS_FLOOR * eps = 100 eps`` and
             ``ATOL_EPS_FLOOR * eps = 10 eps`` (float32: 1.19e-5 and 1.19e-6; float64: 2.2e-14
-            and 2.2e-15), see `effective_tolerances`.
+            and 2.2e-15; half precision: float32's), see `effective_tolerances`. ``rtol``
+            finite and > 0, ``atol`` finite and >= 0 (checked at run time when traced).
         dtmin: smallest step the controller may take; below it the result is ``dt_min_reached``.
         max_steps: cap on attempted steps (default ``DEFAULT_MAX_STEPS = 16384``), so that a
             stiff problem stops instead of hanging.
