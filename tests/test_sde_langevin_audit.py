@@ -11,9 +11,9 @@ import pytest
 from sdeml.langevin import (
     MALA,
     em_chain_bin_probabilities,
-    histogram_chains,
     fokker_planck_1d,
     gibbs_bin_probabilities,
+    histogram_chains,
     laplace_approximation,
     ula_gaussian_stationary_cov,
     ula_invariant_bin_probabilities,

@@ -70,6 +70,19 @@ def common_float_dtype(*arrays: Any) -> np.dtype:
         return np.dtype(jnp.result_type(*floats))
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """A flag as a Python bool; anything else but a (NumPy) bool is refused: ``"False"`` and
+    ``0`` had been read by ``if flag:`` as True and False.
+
+    Examples:
+        >>> check_bool("joint", np.True_)
+        True
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"`{name}` must be a bool, got {value!r}.")
+    return bool(value)
+
+
 def check_float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     """A requested `dtype` as a floating dtype (None: JAX's default float, float64 read as
     float32 without x64); an integer or bool dtype is refused (data built in it were truncated:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
 
-from ._checks import check_int, check_positive_int
+from ._checks import check_bool, check_int, check_positive_int
 
 
 def sample_indices(
@@ -27,8 +26,7 @@ def sample_indices(
     n = check_positive_int("n", n)
     b = check_positive_int("b", b)
     n_chains = check_int("n_chains", n_chains, 0)
-    if not isinstance(replace, bool | np.bool_):
-        raise ValueError(f"`replace` must be a bool, got {replace!r}.")
+    replace = check_bool("replace", replace)
     if not replace and b > n:
         raise ValueError(
             f"`b` must be <= n = {n} to draw without replacement (replace=False), got {b}."

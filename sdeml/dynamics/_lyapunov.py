@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
-from ..core._checks import as_float, check_positive, common_float_dtype
+from ..core._checks import as_float, check_bool, check_positive, common_float_dtype
 
 __all__ = ["LyapunovCheck", "check_lyapunov", "lyapunov_derivative", "quadratic_lyapunov"]
 
@@ -124,8 +124,7 @@ def check_lyapunov(
     # one float dtype for both (integer grids and equilibria, e.g. y_eq = [0, 0], failed)
     dtype = common_float_dtype(y_eq, points)
     y_eq, points = jnp.asarray(y_eq).astype(dtype), jnp.asarray(points).astype(dtype)
-    if not isinstance(strict, bool | np.bool_):  # a string "False" had read as True
-        raise ValueError(f"`strict` must be a bool, got {strict!r}.")
+    check_bool("strict", strict)  # a string "False" had read as True
     check_positive("tol", tol, allow_zero=True)  # a negative slack flipped the tests' meaning
     if y_eq.ndim != 1:
         raise ValueError(f"`y_eq` must have shape (d,), got {y_eq.shape}.")

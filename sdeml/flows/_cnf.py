@@ -14,7 +14,7 @@ import jax.random as jr
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from ..core._checks import as_float, check_positive, check_positive_int
+from ..core._checks import as_float, check_bool, check_positive, check_positive_int
 from ..core._normals import standard_normal
 from ..core._ode import ODESolution, integrate_ode
 from ..neural_ode import (
@@ -70,14 +70,14 @@ def _state_norm(err: Any) -> Array:
     return optx.rms_norm((err[0], err[1]))
 
 
-def standard_normal_logp(z: Float[Array, " d"]) -> Float[Array, ""]:
+def standard_normal_logp(z: Real[ArrayLike, "*batch d"]) -> Float[Array, " *batch"]:
     r"""$\log \mathcal N(z; 0, I) = -\tfrac12\lVert z\rVert^2 - \tfrac d2\log 2\pi$.
 
     Args:
-        z: one point, shape ``(d,)`` (vmap for a batch).
+        z: one point, shape ``(d,)``, or a batch ``(..., d)`` (one density per row).
 
     Returns:
-        The scalar log-density.
+        The log-density, shape ``()`` for one point or ``(...)`` for a batch.
 
     Examples:
         >>> from sdeml.flows import standard_normal_logp
@@ -87,7 +87,12 @@ def standard_normal_logp(z: Float[Array, " d"]) -> Float[Array, ""]:
         >>> round(float(standard_normal_logp(jnp.zeros(2))), 6)  # -log 2 pi
         -1.837877
     """
-    return -0.5 * jnp.sum(z**2) - 0.5 * z.shape[0] * math.log(2 * math.pi)
+    # a batch (b, d) had summed all b * d squares into one number with d read as b; integer
+    # points had failed (or truncated) in integer arithmetic
+    z = as_float(jnp.asarray(z))
+    if z.ndim == 0:
+        raise ValueError("`z` must have shape (d,) or (..., d), got a scalar")
+    return -0.5 * jnp.sum(z**2, axis=-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
 
 
 class _Augmented(eqx.Module):
@@ -247,11 +252,12 @@ class CNF(AbstractODEModel):
             return jr.rademacher(key, shape, dtype)
         return standard_normal(key, shape, dtype)
 
-    def _check(self, x: Array, name: str, args: Any) -> None:
+    def _check(self, x: Array, name: str, args: Any) -> Array:
+        """Check one point and return it as a float array (an integer point in the default
+        float, as `cnf_loss` reads integer data; it had been refused here)."""
+        x = as_float(jnp.asarray(x))
         if x.ndim != 1:
             raise ValueError(f"`{name}` must have shape (d,), got {x.shape}; use jax.vmap to batch")
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise ValueError(f"`{name}` must be floating, got dtype {x.dtype}")
         try:
             out = jax.eval_shape(lambda: self.func(jnp.zeros((), x.dtype), x, args))
         except (TypeError, ValueError) as e:
@@ -262,6 +268,7 @@ class CNF(AbstractODEModel):
             raise ValueError(
                 f"the vector field maps shape {x.shape} to {getattr(out, 'shape', out)}"
             )
+        return x
 
     def _solve(
         self,
@@ -293,7 +300,7 @@ class CNF(AbstractODEModel):
     # -- public ---------------------------------------------------------------------------------
     def log_prob_and_stats(
         self,
-        x: Float[Array, "..."],  # (d,): checked with a clear message
+        x: Real[ArrayLike, "..."],  # (d,): checked with a clear message
         *,
         key: PRNGKeyArray | None = None,
         jacobian_norm: bool = True,
@@ -312,8 +319,8 @@ class CNF(AbstractODEModel):
         Returns:
             A `CNFOutput` (log-density, base point, RNODE integrals, ``nfe``).
         """
-        x = jnp.asarray(x)
-        self._check(x, "x", args)
+        check_bool("jacobian_norm", jacobian_norm)
+        x = self._check(x, "x", args)
         eps = self._draw_probe(key, x.shape, x.dtype)
         sol = self._solve(x, 1.0, 0.0, eps, args, jacobian_norm)
         return self._output(sol, standard_normal_logp)
@@ -326,7 +333,7 @@ class CNF(AbstractODEModel):
 
     def batch_log_prob_and_stats(
         self,
-        x: Float[Array, "..."],  # (b, d): checked with a clear message
+        x: Real[ArrayLike, "..."],  # (b, d): checked with a clear message
         *,
         key: PRNGKeyArray | None = None,
         jacobian_norm: bool = True,
@@ -347,26 +354,26 @@ class CNF(AbstractODEModel):
         Returns:
             A `CNFOutput` with a leading batch axis; ``nfe`` is that of the one joint solve.
         """
-        x = jnp.asarray(x)
-        if x.ndim != 2:
-            raise ValueError(f"`x` must have shape (b, d), got {x.shape}")
+        check_bool("jacobian_norm", jacobian_norm)
+        x = as_float(jnp.asarray(x))  # integer points, as `log_prob_and_stats`
+        if x.ndim != 2 or x.shape[0] < 1:  # an empty batch failed with an IndexError
+            raise ValueError(f"`x` must have shape (b, d) with b >= 1, got {x.shape}")
         self._check(x[0], "x[0]", args)
         eps = self._draw_probe(key, x.shape, x.dtype)
         sol = self._solve(x, 1.0, 0.0, eps, args, jacobian_norm)
         return self._output(sol, jax.vmap(standard_normal_logp))
 
     def log_prob(
-        self, x: Float[Array, "..."], *, key: PRNGKeyArray | None = None, args: Any = None
+        self, x: Real[ArrayLike, "..."], *, key: PRNGKeyArray | None = None, args: Any = None
     ) -> Float[Array, ""]:
         """$\\log p_1(x)$ of one point (vmap for a batch)."""
         return self.log_prob_and_stats(x, key=key, jacobian_norm=False, args=args).log_prob
 
     def transform(
-        self, z0: Float[Array, " d"], *, key: PRNGKeyArray | None = None, args: Any = None
+        self, z0: Real[ArrayLike, " d"], *, key: PRNGKeyArray | None = None, args: Any = None
     ) -> tuple[Float[Array, " d"], Float[Array, ""]]:
         """Push a base point forward: ``(x, log p_1(x))`` with $x = z(1)$."""
-        z0 = jnp.asarray(z0)
-        self._check(z0, "z0", args)
+        z0 = self._check(z0, "z0", args)
         eps = self._draw_probe(key, z0.shape, z0.dtype)
         sol = self._solve(z0, 0.0, 1.0, eps, args, frobenius=False)
         x, ell = sol.y_final[0], sol.y_final[1]
@@ -400,8 +407,8 @@ class CNF(AbstractODEModel):
 def _float_points(x: Any, name: str) -> Array:
     """A batch ``(b, d)`` as a float array (a list, or integer data, in the default float)."""
     x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"`{name}` must have shape (b, d), got {x.shape}")
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"`{name}` must have shape (b, d) with b >= 1, got {x.shape}")
     return as_float(x)
 
 
@@ -452,9 +459,10 @@ def cnf_loss(
         Finlay et al., How to Train Your Neural ODE, ICML 2020. arXiv:2002.02798
     """
     x = _float_points(x, "x")
+    check_bool("joint", joint)
     for name, v in (("kinetic", kinetic), ("jacobian", jacobian)):
         check_positive(name, v, allow_zero=True)  # NaN passed `< 0` and made the loss NaN
-    frob = jacobian > 0  # the Jacobian norm is only integrated when it is penalised
+    frob = bool(jacobian > 0)  # the Jacobian norm is only integrated when it is penalised
     if joint:
         out = cnf.batch_log_prob_and_stats(x, key=key, jacobian_norm=frob)
     elif key is None:

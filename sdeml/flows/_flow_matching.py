@@ -12,7 +12,15 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from ..core._checks import as_float, check_model_shape, check_positive, check_positive_int
+from ..core._checks import (
+    as_float,
+    check_interval,
+    check_model_shape,
+    check_positive,
+    check_positive_int,
+    common_float_dtype,
+    concrete_scalar,
+)
 from ..core._normals import standard_normal
 from ..core._ode import integrate_ode
 
@@ -29,7 +37,7 @@ def _assignment_host(cost: ArrayLike) -> np.ndarray:
     return perm
 
 
-def ot_permutation(x0: Float[Array, "b d"], x1: Float[Array, "b d"]) -> Int[Array, " b"]:
+def ot_permutation(x0: Real[ArrayLike, "b d"], x1: Real[ArrayLike, "b d"]) -> Int[Array, " b"]:
     r"""The exact optimal-transport matching of two equal-size batches (squared Euclidean cost).
 
     $\sigma^* = \arg\min_\sigma \sum_i \lVert x_0^{(i)} - x_1^{(\sigma(i))}\rVert^2$ over
@@ -61,6 +69,7 @@ def ot_permutation(x0: Float[Array, "b d"], x1: Float[Array, "b d"]) -> Int[Arra
         Transport, TMLR 2024. arXiv:2302.00482. Pooladian et al., Multisample Flow Matching,
         ICML 2023. arXiv:2304.14772
     """
+    x0, x1 = jnp.asarray(x0), jnp.asarray(x1)  # lists had failed with an AttributeError
     if x0.ndim != 2 or x0.shape != x1.shape:
         raise ValueError(f"`x0` and `x1` must both have shape (b, d), got {x0.shape}, {x1.shape}")
     cost = jax.lax.stop_gradient(jnp.sum((x0[:, None, :] - x1[None, :, :]) ** 2, axis=-1))
@@ -69,8 +78,8 @@ def ot_permutation(x0: Float[Array, "b d"], x1: Float[Array, "b d"]) -> Int[Arra
 
 
 def couple(
-    x0: Float[Array, "b d"], x1: Float[Array, "b d"], coupling: str
-) -> tuple[Float[Array, "b d"], Float[Array, "b d"]]:
+    x0: Real[ArrayLike, "b d"], x1: Real[ArrayLike, "b d"], coupling: str
+) -> tuple[Real[Array, "b d"], Real[Array, "b d"]]:
     """Pair two batches: ``independent`` keeps the given order, ``ot`` re-orders `x1` optimally.
 
     Args:
@@ -90,16 +99,17 @@ def couple(
     """
     if coupling not in COUPLINGS:
         raise ValueError(f"unknown coupling {coupling!r}; valid: {', '.join(COUPLINGS)}")
+    x0, x1 = jnp.asarray(x0), jnp.asarray(x1)
     if coupling == "independent":
         return x0, x1
     return x0, x1[ot_permutation(x0, x1)]
 
 
 def conditional_path(
-    x0: Float[Array, "b d"],
-    x1: Float[Array, "b d"],
-    t: Float[Array, " b"],
-    sigma: float = 0.0,
+    x0: Real[ArrayLike, "b d"],
+    x1: Real[ArrayLike, "b d"],
+    t: Real[ArrayLike, " b"],
+    sigma: Real[ArrayLike, ""] = 0.0,
     *,
     key: PRNGKeyArray | None = None,
 ) -> tuple[Float[Array, "b d"], Float[Array, "b d"]]:
@@ -132,18 +142,23 @@ def conditional_path(
         Tong et al., Improving and Generalizing Flow-Based Generative Models with Minibatch Optimal
         Transport, TMLR 2024. arXiv:2302.00482
     """
+    x0, x1, t = jnp.asarray(x0), jnp.asarray(x1), jnp.asarray(t)
     if x0.ndim != 2 or x1.shape != x0.shape or jnp.shape(t) != x0.shape[:1]:
         raise ValueError(
             f"`x0`, `x1` and `t` must have shapes (b, d), (b, d) and (b,), got {x0.shape}, "
             f"{x1.shape} and {jnp.shape(t)}"
         )
     check_positive("sigma", sigma, allow_zero=True)  # -1 was read as 0, NaN too
-    tt = t[:, None]
+    # one float dtype for the points, `t` in it: integer points (or t = [0, 1]) had failed
+    dt = common_float_dtype(x0, x1)
+    x0, x1 = x0.astype(dt), x1.astype(dt)
+    tt = t.astype(dt)[:, None]
     xt = (1 - tt) * x0 + tt * x1
-    if sigma > 0:
+    s = concrete_scalar(sigma)
+    if s is None or s > 0:  # a traced sigma (jit/vmap over it) had failed on `sigma > 0`
         if key is None:
             raise ValueError("`sigma` > 0 needs a PRNG `key`")
-        xt = xt + sigma * standard_normal(key, xt.shape, xt.dtype)
+        xt = xt + jnp.asarray(sigma, dt) * standard_normal(key, xt.shape, dt)
     return xt, x1 - x0
 
 
@@ -153,7 +168,7 @@ def cfm_loss(
     *,
     x0: Real[ArrayLike, "b d"] | None = None,
     coupling: str = "independent",
-    sigma: float = 0.0,
+    sigma: Real[ArrayLike, ""] = 0.0,
     key: PRNGKeyArray,
 ) -> Float[Array, ""]:
     r"""Conditional flow-matching loss $\mathbb E\lVert v_\theta(t, x_t) - (x_1 - x_0)\rVert^2$.
@@ -222,7 +237,7 @@ def _velocity(t, x, model):
 
 def sample_flow(
     model: Callable[..., Any],
-    x0: Float[Array, "b d"],
+    x0: Real[ArrayLike, "b d"],
     *,
     n_steps: int = 20,
     solver: str | diffrax.AbstractSolver = "heun",
@@ -264,10 +279,12 @@ def sample_flow(
         Lipman et al., ICLR 2023. arXiv:2210.02747
     """
     n_steps = check_positive_int("n_steps", n_steps)  # NumPy integers too
+    x0 = jnp.asarray(x0)
     if x0.ndim != 2:
         raise ValueError(f"`x0` must have shape (b, d), got {x0.shape}")
-    if not t1 > t0:
-        raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}")
+    x0 = as_float(x0)  # integer source points: a float state
+    # finite scalars with t1 > t0 (bools refused: t1=True had integrated to 1)
+    t0, t1 = check_interval("t0", t0, "t1", t1)
     check_model_shape(model, x0[0], "velocity model")
 
     def one(x):

@@ -12,6 +12,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ..core._checks import (
+    check_bool,
     check_int,
     check_positive,
     check_positive_int,
@@ -183,8 +184,7 @@ def mmd(
         (sum of RBF kernels over several bandwidths).
     """
     x, y = _pair(x, y)
-    if not isinstance(biased, bool | np.bool_):  # a string "False" had read as True
-        raise ValueError(f"`biased` must be a bool, got {biased!r}")
+    check_bool("biased", biased)  # a string "False" had read as True
     block = check_positive_int("block", block)
     if bandwidths is None:
         if y.shape[0] < 2:

@@ -8,9 +8,21 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
+from ..core._checks import as_float, check_positive, check_positive_int
 from ..core._normals import standard_normal
+
+
+def _in_dtype(x: ArrayLike, params_dtype: jnp.dtype) -> tuple[Array, jnp.dtype]:
+    """`x` in the parameters' dtype, and the dtype to return: `x`'s own if floating, else the
+    parameters'. An integer `x` had cast the time embedding to integers (or failed), and a
+    float32 `x` against float64 parameters failed under strict promotion; the network computes
+    in its parameters' precision and a float32 state stays float32."""
+    x = jnp.asarray(x)
+    out = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else params_dtype
+    return as_float(x).astype(params_dtype), out
 
 
 class GaussianFourierEmbedding(eqx.Module):
@@ -38,11 +50,15 @@ class GaussianFourierEmbedding(eqx.Module):
     W: Float[Array, " half"]
 
     def __init__(self, dim: int, scale: float = 16.0, *, key: PRNGKeyArray, dtype=None):
-        if dim <= 0 or dim % 2:
-            raise ValueError(f"`dim` must be a positive even int, got {dim}")
-        self.W = scale * standard_normal(key, (dim // 2,), dtype)
+        # ints only (4.0 had failed inside JAX, True read as 1), and a finite scale > 0 (NaN
+        # gave NaN features, 0 a constant embedding)
+        if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim <= 0 or dim % 2:
+            raise ValueError(f"`dim` must be a positive even int, got {dim!r}")
+        check_positive("scale", scale)
+        w = standard_normal(key, (int(dim) // 2,), dtype)
+        self.W = jnp.asarray(scale, w.dtype) * w
 
-    def __call__(self, t: Float[ArrayLike, ""]) -> Float[Array, " dim"]:
+    def __call__(self, t: Real[ArrayLike, ""]) -> Float[Array, " dim"]:
         t = jnp.asarray(t, self.W.dtype)
         if t.ndim != 0:
             raise ValueError(f"`t` must be a scalar, got shape {t.shape}; use jax.vmap to batch")
@@ -100,12 +116,15 @@ class TimeMLP(eqx.Module):
         key: PRNGKeyArray,
         dtype=None,
     ):
-        if in_dim <= 0 or width <= 0 or depth < 1:
-            raise ValueError(
-                f"need in_dim > 0, width > 0, depth >= 1; got {in_dim}, {width}, {depth}"
-            )
-        if not 0 <= dropout < 1:
-            raise ValueError(f"`dropout` must be in [0, 1), got {dropout}")
+        # positive ints (a bool read as 1; out_dim=0 had silently become in_dim)
+        in_dim, width = check_positive_int("in_dim", in_dim), check_positive_int("width", width)
+        depth = check_positive_int("depth", depth)
+        embed_dim = check_positive_int("embed_dim", embed_dim)
+        if embed_dim % 2:
+            raise ValueError(f"`embed_dim` must be a positive even int, got {embed_dim}")
+        out_dim = in_dim if out_dim is None else check_positive_int("out_dim", out_dim)
+        if isinstance(dropout, bool) or not 0 <= dropout < 1:
+            raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}")
         keys = jr.split(key, 2 * depth + 2)
         self.embed = GaussianFourierEmbedding(embed_dim, embed_scale, key=keys[0], dtype=dtype)
         dims = [in_dim + embed_dim] + [width] * depth
@@ -116,18 +135,19 @@ class TimeMLP(eqx.Module):
             eqx.nn.Linear(embed_dim, width, use_bias=False, key=keys[1 + depth + i], dtype=dtype)
             for i in range(depth)
         )
-        self.out = eqx.nn.Linear(width, out_dim or in_dim, key=keys[-1], dtype=dtype)
+        self.out = eqx.nn.Linear(width, out_dim, key=keys[-1], dtype=dtype)
         self.in_dim = in_dim
         self.dropout = dropout
 
     def __call__(
-        self, t: Float[ArrayLike, ""], x: Float[Array, " d"], *, key: PRNGKeyArray | None = None
+        self, t: Real[ArrayLike, ""], x: Real[ArrayLike, " d"], *, key: PRNGKeyArray | None = None
     ) -> Float[Array, " out"]:
         if jnp.shape(x) != (self.in_dim,):
             raise ValueError(
                 f"TimeMLP expects x of shape ({self.in_dim},), got {jnp.shape(x)}; use jax.vmap "
                 "for a batch"
             )
+        x, out_dtype = _in_dtype(x, self.out.weight.dtype)
         e = self.embed(t).astype(x.dtype)
         keys = jr.split(key, len(self.layers)) if key is not None and self.dropout else None
         h = x
@@ -144,4 +164,4 @@ class TimeMLP(eqx.Module):
             if keys is not None:
                 keep = jr.bernoulli(keys[i], 1 - self.dropout, h.shape)
                 h = jnp.where(keep, h / (1 - self.dropout), 0.0)
-        return self.out(h)
+        return self.out(h).astype(out_dtype)

@@ -6,9 +6,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from ._mlp import GaussianFourierEmbedding
+from ..core._checks import check_positive_int
+from ._mlp import GaussianFourierEmbedding, _in_dtype
 
 
 def _groups(c: int) -> int:
@@ -161,10 +162,14 @@ class UNet8(eqx.Module):
         key: PRNGKeyArray,
         dtype=None,
     ):
-        if channels <= 0 or width <= 0:
-            raise ValueError(f"`channels` and `width` must be positive, got {channels}, {width}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"`dropout` must be in [0, 1), got {dropout}")
+        # positive ints (channels=True had built a 1-channel net, width=8.0 failed inside JAX)
+        channels = check_positive_int("channels", channels)
+        width = check_positive_int("width", width)
+        embed_dim = check_positive_int("embed_dim", embed_dim)
+        if embed_dim % 2:
+            raise ValueError(f"`embed_dim` must be a positive even int, got {embed_dim}")
+        if isinstance(dropout, bool) or not 0 <= dropout < 1:
+            raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}")
         ks = jr.split(key, 12)
         c, c2, td = width, 2 * width, 4 * width
         self.embed = GaussianFourierEmbedding(embed_dim, embed_scale, key=ks[0], dtype=dtype)
@@ -187,8 +192,8 @@ class UNet8(eqx.Module):
 
     def __call__(
         self,
-        t: Float[ArrayLike, ""],
-        x: Float[Array, "..."],  # (c, 8, 8): checked with a clear message
+        t: Real[ArrayLike, ""],
+        x: Real[ArrayLike, "..."],  # (c, 8, 8): checked with a clear message
         *,
         key: PRNGKeyArray | None = None,
     ) -> Float[Array, "c 8 8"]:
@@ -197,6 +202,7 @@ class UNet8(eqx.Module):
                 f"UNet8 expects one image of shape ({self.channels}, 8, 8), got {jnp.shape(x)}; "
                 "use jax.vmap for a batch"
             )
+        x, out_dtype = _in_dtype(x, self.conv_in.weight.dtype)
         ks = list(jr.split(key, 6)) if key is not None else [None] * 6
         e = self.t_mlp(self.embed(t).astype(x.dtype))
         p = self.dropout
@@ -207,4 +213,5 @@ class UNet8(eqx.Module):
         h = self.mid1(self.mid0(h, e, p, ks[2]), e, p, ks[3])
         h = self.dec1(jnp.concatenate([_up(h), h1], axis=-1), e, p, ks[4])  # (4, 4, 2c)
         h = self.dec0(jnp.concatenate([_up(h), h0], axis=-1), e, p, ks[5])  # (8, 8, c)
-        return jnp.moveaxis(self.conv_out(jax.nn.silu(self.norm_out(h))), -1, 0)
+        out = jnp.moveaxis(self.conv_out(jax.nn.silu(self.norm_out(h))), -1, 0)
+        return out.astype(out_dtype)

@@ -18,7 +18,6 @@ distribution and the prior change.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -29,9 +28,16 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jax.scipy.special import betainc, gammainc
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from ..core._checks import as_float, check_positive, check_positive_int
+from ..core._checks import (
+    as_float,
+    check_int,
+    check_positive,
+    check_positive_int,
+    common_float_dtype,
+    concrete_scalar,
+)
 from ..core._normals import standard_normal
 from ..diffusion import (
     SampleResult,
@@ -60,12 +66,29 @@ def check_D(D: Any) -> float:
         ...
         ValueError: `D` (the number of augmented dimensions) must be a positive number or ...
     """
-    if isinstance(D, bool) or not isinstance(D, numbers.Real) or not float(D) > 0:
+    # concrete 0-d arrays too (`jnp.array(4.0)` was refused); bools (NumPy's too) are refused
+    d = concrete_scalar(D)
+    if d is None or np.asarray(D).dtype == bool or not d > 0:
         raise ValueError(
             f"`D` (the number of augmented dimensions) must be a positive number or math.inf, "
             f"got {D!r}"
         )
-    return float(D)
+    return d
+
+
+def _common_float(*arrays: Any) -> list[Array]:
+    """The arrays in one floating dtype (`common_float_dtype`): integer inputs (``x = [1, 0]``)
+    had cast sigma to an integer (0.5 -> 0: a NaN log density or denoiser), and a
+    float32/float64 mix failed under strict promotion."""
+    dt = common_float_dtype(*arrays)
+    return [jnp.asarray(a).astype(dt) for a in arrays]
+
+
+def _gamma_work_dtype(dtype: Any) -> Any:
+    """Gamma draws in at least float32: float16 overflows at D/2 > 65504, and low-precision
+    draws of D/(2g) lose the large-D limit."""
+    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    return dtype if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
 
 
 class PFGMPPKernel(eqx.Module):
@@ -115,30 +138,45 @@ class PFGMPPKernel(eqx.Module):
         r"""$1/\sqrt{c/D}$, $c\sim\chi^2_D = 2\,\mathrm{Gamma}(D/2)$ (1 for ``D = inf``)."""
         if self.gaussian:
             return jnp.ones(shape, dtype)
-        g = jr.gamma(key, self.D / 2.0, shape, dtype)
-        return jnp.sqrt(self.D / (2.0 * g))
+        work = _gamma_work_dtype(dtype)
+        if self.D < 2.0:
+            # in log space: a Gamma(D/2) draw underflows to 0 in float32 for small D (1.3 % of
+            # the draws at D = 0.1, each an inf/NaN noise). `loggamma` and `gamma` share their
+            # stream; for D >= 2 the plain draw keeps more digits of its ~1 ratio at large D.
+            lg = jr.loggamma(key, self.D / 2.0, shape, work)
+            scale = jnp.exp(0.5 * (math.log(self.D / 2.0) - lg))
+        else:
+            scale = jnp.sqrt(self.D / (2.0 * jr.gamma(key, self.D / 2.0, shape, work)))
+        return scale.astype(dtype)
 
-    def noise(self, key: PRNGKeyArray, sigma: Float[Array, " b"], shape: tuple[int, ...]) -> Array:
+    def noise(
+        self, key: PRNGKeyArray, sigma: Real[ArrayLike, " b"], shape: tuple[int, ...]
+    ) -> Array:
         r"""Draws of $x - y$ for a batch of shape ``(b, ...)``, one $\sigma$ per sample: the
         ``noise_fn`` of `sdeml.diffusion.edm_loss`. The same key gives the same Gaussian part
         $g$ at every $D$, so draws converge pathwise to the Gaussian ones as $D\to\infty$."""
+        sigma = as_float(jnp.asarray(sigma))  # integer sigmas: float noise
         kg, kc = jr.split(key)
         g = standard_normal(kg, shape, sigma.dtype)
         lead = (shape[0],) + (1,) * (len(shape) - 1)
         return (sigma * self._scale(kc, (shape[0],), sigma.dtype)).reshape(lead) * g
 
     def sample_radius_sq(
-        self, n: int, N: int, sigma: Float[ArrayLike, ""], *, dtype=None, key: PRNGKeyArray
+        self, n: int, N: int, sigma: Real[ArrayLike, ""], *, dtype=None, key: PRNGKeyArray
     ) -> Float[Array, " n"]:
         r"""$n$ draws of $R^2 = \|x - y\|^2$ in $N$ dimensions (exactly
         $\sigma^2\chi^2_N\cdot D/\chi^2_D$, i.e. $R^2/r^2\sim\mathrm{BetaPrime}(N/2, D/2)$)."""
+        n = check_positive_int("n", n)  # -1 failed inside JAX, True drew one sample
         N = check_positive_int("N", N)  # the data dimension; NumPy integers too
+        check_positive("sigma", sigma)  # a negative sigma was squared away silently
+        out = jnp.result_type(float) if dtype is None else dtype
+        work = _gamma_work_dtype(out)
         kg, kc = jr.split(key)
-        chi2_n = 2.0 * jr.gamma(kg, N / 2.0, (n,), dtype)
-        s = jnp.asarray(sigma, chi2_n.dtype)
-        return s**2 * chi2_n * self._scale(kc, (n,), chi2_n.dtype) ** 2
+        chi2_n = 2.0 * jr.gamma(kg, N / 2.0, (n,), work)
+        s = jnp.asarray(sigma, work)
+        return (s**2 * chi2_n * self._scale(kc, (n,), work) ** 2).astype(out)
 
-    def radius_sq_cdf(self, z: Float[ArrayLike, "..."], N: int) -> Float[Array, "..."]:
+    def radius_sq_cdf(self, z: Real[ArrayLike, "..."], N: int) -> Float[Array, "..."]:
         r"""The CDF of $R^2/\sigma^2$, $I_{z/(D+z)}(N/2, D/2)$ (regularised incomplete beta),
         and that of $\chi^2_N$, $P(N/2, z/2)$, for ``D = inf``.
 
@@ -157,24 +195,28 @@ class PFGMPPKernel(eqx.Module):
         z = jnp.asarray(z)
         z = as_float(z)
         N = check_positive_int("N", N)
+        # R^2 >= 0: the CDF is 0 for z <= 0 (a negative z gave NaN from the incomplete beta
+        # and gamma), 1 at +inf and NaN for NaN (which had read as 0); every branch below sees
+        # a finite z >= 0
+        zf = jnp.where(jnp.isfinite(z) & (z > 0), z, 0.0)
+        a = N / 2.0
         if self.gaussian:
-            return gammainc(N / 2.0, z / 2.0)
-        a, b = N / 2.0, self.D / 2.0
-        if self.D < _cdf_crossover(N, z.dtype):
+            cdf = gammainc(a, zf / 2.0)
+        elif self.D < _cdf_crossover(N, z.dtype):
             # the upper tail as the complement's incomplete beta: z / (D + z) rounds to 1 in
             # the heavy tail of a small D (float32 read 1 for 0.99 at D = 0.5)
-            finite = jnp.isfinite(z)
-            zf = jnp.where(finite, z, 0.0)
+            b = self.D / 2.0
             xc = self.D / (self.D + zf)
             lower = betainc(a, b, zf / (self.D + zf))
             upper = 1.0 - betainc(b, a, xc)
             cdf = jnp.where(xc > b / (a + b), lower, upper)
         else:
-            cdf = _radius_sq_cdf_large_D(jnp.where(jnp.isfinite(z), z, 0.0), N, self.D)
-        return jnp.where(jnp.isposinf(z), jnp.ones_like(cdf), cdf)
+            cdf = _radius_sq_cdf_large_D(zf, N, self.D)
+        cdf = jnp.where(jnp.isposinf(z), jnp.ones_like(cdf), cdf)
+        return jnp.where(jnp.isnan(z), jnp.full_like(cdf, jnp.nan), cdf)
 
     def log_prob(
-        self, x: Float[Array, "..."], y: Float[Array, "..."], sigma: Float[ArrayLike, ""]
+        self, x: Real[ArrayLike, "..."], y: Real[ArrayLike, "..."], sigma: Real[ArrayLike, ""]
     ) -> Float[Array, ""]:
         r"""$\log p_r(x\mid y) = \log\frac{\Gamma(\frac{N+D}2)}{\pi^{N/2}\Gamma(\frac D2)}
         + D\log r - \frac{N+D}2\log(\|x-y\|^2 + r^2)$, $r = \sigma\sqrt D$ (Gaussian for
@@ -182,6 +224,7 @@ class PFGMPPKernel(eqx.Module):
         if jnp.shape(x) != jnp.shape(y):  # broadcasting summed several points' densities
             raise ValueError(f"`x` and `y` must have one shape, got {jnp.shape(x)}, {jnp.shape(y)}")
         check_positive("sigma", sigma)  # sigma = 0 gave NaN
+        x, y = _common_float(x, y)  # integer points had truncated sigma = 0.5 to 0: NaN
         N = x.size
         d2 = jnp.sum((x - y) ** 2)
         s = jnp.asarray(sigma, d2.dtype)
@@ -202,9 +245,9 @@ class PFGMPPKernel(eqx.Module):
     def prior(
         self,
         shape: tuple[int, ...],
-        sigma_max: Float[ArrayLike, ""],
+        sigma_max: Real[ArrayLike, ""],
         *,
-        max_radius: float | None = None,
+        max_radius: float | ArrayLike | None = None,
         dtype=None,
         key: PRNGKeyArray,
     ) -> Array:
@@ -220,6 +263,10 @@ class PFGMPPKernel(eqx.Module):
             dtype: float dtype.
             key: PRNG key.
         """
+        if not isinstance(shape, tuple | list) or len(shape) < 1:
+            raise ValueError(f"`shape` must be a tuple (n, *sample_shape), got {shape!r}")
+        shape = tuple(check_int("shape", s, 0) for s in shape)  # -3 or 2.5 failed inside JAX
+        check_positive("sigma_max", sigma_max)  # -1 and 0 drew silently (0: every draw at 0)
         z = jnp.zeros(shape, dtype if dtype is not None else jnp.result_type(float))
         sig = jnp.full((shape[0],), sigma_max, z.dtype)
         x = z + self.noise(key, sig, tuple(shape))
@@ -265,7 +312,7 @@ def _radius_sq_cdf_large_D(z: Array, N: int, D: float) -> Array:
     return jnp.where(z > 0, cdf, jnp.zeros_like(cdf))
 
 
-def clip_norm(x: Float[Array, "n ..."], max_radius: float | Array) -> Float[Array, "n ..."]:
+def clip_norm(x: Real[ArrayLike, "n ..."], max_radius: float | ArrayLike) -> Float[Array, "n ..."]:
     r"""Scale each sample whose norm exceeds `max_radius` back onto that sphere.
 
     Args:
@@ -281,11 +328,17 @@ def clip_norm(x: Float[Array, "n ..."], max_radius: float | Array) -> Float[Arra
         >>> jnp.linalg.norm(clip_norm(x, 1.0), axis=1).round(6).tolist()  # 5 -> 1; 0.5 kept
         [1.0, 0.5]
     """
-    # concrete arrays too: a negative one flipped every sample through the origin (inf: no clip)
-    if not isinstance(max_radius, jax.core.Tracer) and not np.all(np.asarray(max_radius) > 0):
+    # concrete arrays too: a negative one flipped every sample through the origin (inf: no clip);
+    # a bool (True read as a radius of 1) is refused
+    if not isinstance(max_radius, jax.core.Tracer) and (
+        np.asarray(max_radius).dtype == bool or not np.all(np.asarray(max_radius) > 0)
+    ):
         raise ValueError(f"`max_radius` must be positive, got {max_radius!r}")
+    x = as_float(jnp.asarray(x))  # integer samples: the clipped ones are not integers
     n = jnp.sqrt(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=1))
-    f = jnp.minimum(1.0, max_radius / jnp.maximum(n, 1e-30))
+    # in x's dtype: a NumPy float32 radius failed against float64 samples under strict promotion
+    r = jnp.asarray(max_radius, n.dtype)
+    f = jnp.minimum(1.0, r / jnp.maximum(n, 1e-30))
     return x * f.reshape((x.shape[0],) + (1,) * (x.ndim - 1))
 
 
@@ -473,25 +526,34 @@ class IdealDenoiser(eqx.Module):
     data: Float[Array, "m ..."]
     D: float = eqx.field(static=True)
 
-    def __init__(self, data: Float[ArrayLike, "m ..."], D: Any):  # D checked by check_D
+    def __init__(self, data: Real[ArrayLike, "m ..."], D: Any):  # D checked by check_D
         data = jnp.asarray(data)
         if data.ndim < 2 or data.shape[0] < 1:
             raise ValueError(f"`data` must have shape (m, *sample_shape), got {data.shape}")
-        self.data, self.D = data, check_D(D)
+        # integer data: a float array (an integer one truncated sigma, 0.5 -> 0: NaN weights)
+        self.data, self.D = as_float(data), check_D(D)
 
-    def logits(self, sigma: Float[ArrayLike, ""], x: Float[Array, "..."]) -> Float[Array, " m"]:
-        """Unnormalised log-weights of the data points."""
+    def logits(self, sigma: Real[ArrayLike, ""], x: Real[ArrayLike, "..."]) -> Float[Array, " m"]:
+        """Unnormalised log-weights of the data points (in the common float dtype of the data
+        and `x`)."""
+        x = jnp.asarray(x)
         if x.shape != self.data.shape[1:]:
             raise ValueError(f"expected x of shape {self.data.shape[1:]}, got {x.shape}")
         check_positive("sigma", sigma)  # sigma = 0: every weight exp(-inf), a NaN denoiser
         m = self.data.shape[0]
-        d2 = jnp.sum((self.data - x[None]).reshape(m, -1) ** 2, axis=1)
+        data, x = _common_float(self.data, x)
+        d2 = jnp.sum((data - x[None]).reshape(m, -1) ** 2, axis=1)
         s = jnp.asarray(sigma, d2.dtype)
         if math.isinf(self.D):
             return -0.5 * d2 / s**2
         N = x.size
         return -0.5 * (N + self.D) * jnp.log1p(d2 / (s**2 * self.D))
 
-    def __call__(self, sigma: Float[ArrayLike, ""], x: Float[Array, "..."]) -> Float[Array, "..."]:
+    def __call__(
+        self, sigma: Real[ArrayLike, ""], x: Real[ArrayLike, "..."]
+    ) -> Float[Array, "..."]:
+        r"""$D(x, \sigma)$, in the dtype of `x` (the data's for an integer `x`)."""
         w = jax.nn.softmax(self.logits(sigma, x))
-        return jnp.tensordot(w, self.data, axes=1)
+        out = jnp.tensordot(w, self.data.astype(w.dtype), axes=1)
+        x_dt = jnp.asarray(x).dtype  # a sampler's float32 state stays float32
+        return out.astype(x_dt) if jnp.issubdtype(x_dt, jnp.floating) else out

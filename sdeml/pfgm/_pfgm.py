@@ -26,13 +26,13 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core import integrate_ode
-from ..core._checks import as_float, check_positive
+from ..core._checks import as_float, check_int, check_interval, check_positive
 from ..diffusion import SampleResult, edm_sigma_sample
-from ._kernel import PFGMPPKernel, clip_norm
+from ._kernel import PFGMPPKernel, _common_float, clip_norm
 
 
 def poisson_field(
-    data: Float[Array, "m n"], x: Float[Array, " n"], z: Float[Array, ""]
+    data: Real[ArrayLike, "m n"], x: Real[ArrayLike, " n"], z: Real[ArrayLike, ""]
 ) -> tuple[Float[Array, " n"], Float[Array, ""], Float[Array, ""]]:
     r"""The empirical Poisson field of the charges $(y_i, 0)$ at $(x, z)$, up to a positive factor.
 
@@ -72,11 +72,15 @@ def poisson_field(
         Xu, Liu, Tegmark & Jaakkola, Poisson Flow Generative Models, NeurIPS 2022, sec. 3.
         arXiv:2209.11178
     """
+    data, x = jnp.asarray(data), jnp.asarray(x)
     if data.ndim != 2 or x.shape != data.shape[1:] or jnp.ndim(z) != 0:
         raise ValueError(
             f"`data`, `x` and `z` must have shapes (m, N), (N,) and (), got {data.shape}, "
             f"{x.shape} and {jnp.shape(z)}"
         )
+    # one float dtype: integer charges or points, or a float64 z with float32 points, failed
+    data, x = _common_float(data, x)
+    z = jnp.asarray(z).astype(x.dtype)
     N = x.shape[0]
     d2 = jnp.sum((x[None] - data) ** 2, axis=1) + z**2
     logits = -0.5 * (N + 1) * jnp.log(d2)
@@ -87,7 +91,7 @@ def poisson_field(
 
 
 def normalised_field(
-    data: Float[Array, "m n"], x: Float[Array, " n"], z: Float[Array, ""]
+    data: Real[ArrayLike, "m n"], x: Real[ArrayLike, " n"], z: Real[ArrayLike, ""]
 ) -> Float[Array, " n1"]:
     r"""PFGM's regression target $-\sqrt N\,E/\|E\|$ at $(x, z)$, shape ``(N + 1,)``: the field's
     direction, pointing towards the data (PFGM normalises because $\|E\|$ falls like
@@ -114,7 +118,7 @@ def normalised_field(
     """
     ex, ez, _ = poisson_field(data, x, z)
     e = jnp.concatenate([ex, ez[None]])
-    return -math.sqrt(x.shape[0]) * e / jnp.maximum(jnp.linalg.norm(e), 1e-30)
+    return -math.sqrt(ex.shape[0]) * e / jnp.maximum(jnp.linalg.norm(e), 1e-30)
 
 
 def pfgm_perturb(
@@ -162,7 +166,7 @@ def pfgm_perturb(
 
 def pfgm_loss(
     field_net: Callable[..., Array],
-    batch: Float[Array, "b n"],
+    batch: Real[ArrayLike, "b n"],
     *,
     p_mean: float = -1.2,
     p_std: float = 1.2,
@@ -204,6 +208,7 @@ def pfgm_loss(
     batch = jnp.asarray(batch)
     if batch.ndim != 2:
         raise ValueError(f"`batch` must have shape (b, N), got {batch.shape}")
+    batch = as_float(batch)  # integer data: the charges of the float targets
     x, z = pfgm_perturb(batch, p_mean=p_mean, p_std=p_std, key=key)
     target = jax.vmap(lambda x_, z_: normalised_field(batch, x_, z_))(x, z)
     out = jax.vmap(field_net)(z, x)
@@ -214,9 +219,9 @@ def pfgm_loss(
 
 def pfgm_prior(
     shape: tuple[int, int],
-    z_max: float,
+    z_max: Real[ArrayLike, ""],
     *,
-    max_radius: float | None = None,
+    max_radius: float | ArrayLike | None = None,
     dtype=None,
     key: PRNGKeyArray,
 ) -> Float[Array, "n N"]:
@@ -255,8 +260,9 @@ def pfgm_prior(
     References:
         Xu et al., NeurIPS 2022, sec. 3.3 and appendix B.2.
     """
-    if len(shape) != 2:
+    if not isinstance(shape, tuple | list) or len(shape) != 2:
         raise ValueError(f"`shape` must be (n, N), got {shape}")
+    shape = (check_int("shape", shape[0], 0), check_int("shape", shape[1], 1))
     check_positive("z_max", z_max)  # else the default clip below blamed `max_radius`
     if max_radius is None:
         max_radius = 20.0 * z_max * math.sqrt(shape[1])
@@ -315,17 +321,22 @@ def pfgm_sampler(
     References:
         Xu et al., NeurIPS 2022, sec. 3.3 (eq. (6)-(7)).
     """
-    if not 0 < z_min < z_max:
-        raise ValueError(f"need 0 < z_min < z_max, got z_min={z_min}, z_max={z_max}")
-    x = pfgm_prior(shape, z_max, max_radius=max_radius, dtype=dtype, key=key)
-    x = x if x_T is None else jnp.asarray(x_T)
+    # finite scalars, z_min > 0 (bools refused: z_min=True had run to z = 1)
+    z_min, z_max = check_interval("z_min", z_min, "z_max", z_max)
+    check_positive("z_min", z_min)
+    if x_T is None:
+        x = pfgm_prior(shape, z_max, max_radius=max_radius, dtype=dtype, key=key)
+    else:  # integer draws: a float state
+        x = as_float(jnp.asarray(x_T))
     if x.shape != tuple(shape):
         raise ValueError(f"`x_T` has shape {x.shape}, expected {tuple(shape)}")
     f_b = jax.vmap(field_fn, in_axes=(None, 0))
 
     def field(t: Any, y: Array, args: Any) -> Array:
-        z = jnp.exp(t)
-        f = f_b(z, y)
+        # z and the field in the state's dtype: a float32 state failed against the float64
+        # time (or a float64 field of float64 charges) under x64
+        z = jnp.exp(t).astype(y.dtype)
+        f = f_b(z, y).astype(y.dtype)
         return z * f[:, :-1] / f[:, -1:]
 
     sol = integrate_ode(
