@@ -20,6 +20,24 @@ def _bcast(dt: Array, ndim: int) -> Array:
     return dt.reshape(dt.shape + (1,) * ndim)
 
 
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    """`shape` as a tuple of non-negative ints (an int is one axis), or one clear error: an int
+    failed with "object of type 'int' has no len()", a negative size deep inside XLA."""
+    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or not all(
+        isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 0 for n in dims
+    ):
+        raise ValueError(
+            f"`shape` must be a tuple of non-negative ints (the shape of W), got {shape!r}"
+        )
+    return tuple(int(n) for n in dims)
+
+
 def sample_increments(
     dts: Real[ArrayLike, " n"],
     shape: tuple[int, ...] = (),
@@ -63,6 +81,7 @@ def sample_increments(
     References:
         Kloeden & Platen (1992), §10.4, eq. (10.4.3).
     """
+    shape = _check_shape(shape)
     if dtype is not None and not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
         raise ValueError(f"`dtype` must be a floating dtype, got {jnp.dtype(dtype)}")
     # integer step sizes failed deep inside `jr.normal`
@@ -124,7 +143,15 @@ def coarsen_increments(
     References:
         Kloeden & Platen (1992), §5.8 (multiple Itô integrals).
     """
+    if isinstance(increments, list):  # [dw, dz] would be stacked into one array of increments
+        raise ValueError(
+            "`increments` must be an array dw or a tuple (dw, dz), got a list; pass "
+            "tuple(increments) or jnp.asarray(increments)"
+        )
     dw, dz = increments if isinstance(increments, tuple) else (increments, None)
+    dw = jnp.asarray(dw)
+    if dw.ndim == 0:
+        raise ValueError("the increments must have shape (n, *shape), got a 0-d array")
     n = dw.shape[0]
     factor = check_positive_int("factor", factor)  # 2.0 failed inside reshape; True read as 1
     if n % factor:
@@ -140,6 +167,13 @@ def coarsen_increments(
         raise ValueError(
             f"`dts` must have shape (n,) = ({n},) like the increments, got {jnp.shape(dts)}"
         )
+    if not isinstance(dts, jax.core.Tracer):
+        host = np.asarray(dts)
+        if not np.all(np.isfinite(host) & (host >= 0)):
+            raise ValueError(f"`dts` must be finite and >= 0 (the fine step sizes), got {host}")
+    dz = jnp.asarray(dz, dw.dtype)
+    if dz.shape != dw.shape:
+        raise ValueError(f"`dz` must have the shape of `dw` {dw.shape}, got {dz.shape}")
     h = _bcast(jnp.asarray(dts, dw.dtype).reshape(n // factor, factor), len(tail))
     w_before = jnp.cumsum(dwg, axis=1) - dwg  # W_{t_k} - W_{t_0} within each group
     dz_c = (dz.reshape(n // factor, factor, *tail) + h * w_before).sum(1)
@@ -165,5 +199,8 @@ def brownian_path(dw: Array) -> Array:
     References:
         Øksendal (2003), §2.2.
     """
+    dw = jnp.asarray(dw)
+    if dw.ndim == 0:
+        raise ValueError("`dw` must have shape (n, *shape), one row per step, got a 0-d array")
     zero = jnp.zeros_like(dw[:1])
     return jnp.concatenate([zero, jnp.cumsum(dw, axis=0)], axis=0)

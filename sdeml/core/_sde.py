@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PyTree
 
+from ._checks import as_float
+
 NOISE_TYPES = ("diagonal", "scalar", "additive", "general")
 
 
@@ -275,6 +277,9 @@ def stratonovich_correction(sde: AbstractSDE, t: ArrayLike, y: Array, args: PyTr
     References:
         Kloeden & Platen (1992), §4.9, eq. (4.9.10).
     """
+    # an integer state (y = [1, 2]) gave integer zeros for additive noise and failed in the
+    # JVP otherwise (integer primals have float0 tangents)
+    y = as_float(y)
     if sde.noise == "additive":
         return jnp.zeros_like(y)
     g_fn = lambda y_: sde.diffusion(t, y_, args)

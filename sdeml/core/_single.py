@@ -488,6 +488,8 @@ def _scheme_path(method: str, sde, x0, ts, t0, t1, n_steps, save, args, dtype, b
     if isinstance(save, str | bool) or save is None:
         raise ValueError(_SAVE_ERROR.format(save))
     if isinstance(save, int | np.integer):
+        if save <= 0:  # was reported as a bad `save_every`, an argument the caller never gave
+            raise ValueError(_SAVE_ERROR.format(save))
         return simulate_path(sde, x0, save_every=int(save), **kw)
     return simulate_path(sde, x0, save_at=save, **kw)
 

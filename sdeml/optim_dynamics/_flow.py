@@ -15,6 +15,7 @@ from ..core._checks import (
     as_float,
     check_positive,
     check_positive_int,
+    check_positive_scalar,
     check_scalar_function,
     concrete_times,
 )
@@ -61,9 +62,12 @@ def gradient_descent(
     References:
         Cauchy, Méthode générale pour la résolution des systèmes d'équations simultanées, 1847.
     """
-    check_positive("lr", lr)
+    check_positive_scalar("lr", lr)  # a (d,) lr was a silent per-coordinate step
     n_steps = check_positive_int("n_steps", n_steps)
     theta0 = _check(loss, theta0)
+    # in theta's dtype: a NumPy float64 lr (not weakly typed) turned float32 iterates into
+    # float64 ones, and the scan refused the changed carry type
+    lr = jnp.asarray(lr, theta0.dtype)
     grad = jax.grad(loss)
 
     def body(theta, _):
@@ -103,9 +107,18 @@ def modified_loss(loss: Loss, lr: float | Float[ArrayLike, ""]) -> Loss:
     References:
         Barrett & Dherin, Implicit Gradient Regularization, ICLR 2021. arXiv:2009.11162
     """
+    if jnp.shape(lr) != ():
+        raise ValueError(f"`lr` must be a scalar, got shape {jnp.shape(lr)}")
     check_positive("lr", lr, allow_zero=True)  # concrete only; lr = 0 is L itself
     grad = jax.grad(loss)
-    return lambda theta: loss(theta) + 0.25 * lr * jnp.sum(grad(theta) ** 2)
+
+    def modified(theta):
+        value = loss(theta)
+        # lr in the loss's dtype: a NumPy float64 lr made a float32 loss float64
+        c = jnp.asarray(0.25 * lr, jnp.result_type(value))
+        return value + c * jnp.sum(grad(theta) ** 2).astype(c.dtype)
+
+    return modified
 
 
 def gradient_flow(
@@ -158,6 +171,8 @@ def gradient_flow(
     """
     theta0 = _check(loss, theta0)
     if modified_lr is not None:
+        if jnp.shape(modified_lr) != ():
+            raise ValueError(f"`modified_lr` must be a scalar, got shape {jnp.shape(modified_lr)}")
         check_positive("modified_lr", modified_lr, allow_zero=True)
     concrete_times("ts", ts, min_len=2)  # concrete: 1-D, finite, strictly increasing
     ts = jnp.asarray(ts, theta0.dtype)
@@ -229,7 +244,7 @@ def flow_gd_deviation(
         ch. IX (backward error analysis).
     """
     gd = gradient_descent(loss, theta0, lr, n_steps)
-    ts = jnp.arange(n_steps + 1, dtype=gd.dtype) * lr
+    ts = jnp.arange(n_steps + 1, dtype=gd.dtype) * jnp.asarray(lr, gd.dtype)
     c = jnp.asarray(0.25 * lr if modified else 0.0, gd.dtype)  # L + c |grad L|^2
     flow = _flow_at(loss, gd[0], ts, c, 1e-10, 1e-12, 100_000)
     return jnp.max(jnp.linalg.norm(gd - flow, axis=-1))

@@ -21,7 +21,9 @@ from ..core._checks import (
     check_position,
     check_positive,
     check_positive_int,
+    check_positive_scalar,
     check_scalar_function,
+    common_float_dtype,
 )
 from ..core._minibatch import sample_indices
 
@@ -223,7 +225,7 @@ class SGD(eqx.Module):
     replace: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
-        check_positive("lr", self.lr)
+        check_positive_scalar("lr", self.lr)
         _check_batch(self.batch_size, _n_data(self.data))
 
     def init(self, position: Float[Array, "*chains d"]) -> SGDState:
@@ -245,7 +247,10 @@ class SGD(eqx.Module):
         # per-chain minibatch losses and, by one pullback of their sum, per-chain mean gradients
         values, pullback = jax.vjp(lambda th: jnp.sum(loss(th, batch), axis=1) / b, flat)
         (grad,) = pullback(jnp.ones_like(values))
-        new = SGDState((flat - self.lr * grad).reshape(*lead, d))
+        # lr in the chains' dtype: a NumPy float64 lr (not weakly typed) made float32 chains
+        # float64 after one step, and `run_chains`' scan refused the changed carry type
+        lr = jnp.asarray(self.lr, flat.dtype)
+        new = SGDState((flat - lr * grad).reshape(*lead, d))
         return new, SGDInfo(values.reshape(lead))
 
 
@@ -315,7 +320,7 @@ class SGDSDE(AbstractSDE):
     dim: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
-        check_positive("lr", self.lr)
+        check_positive_scalar("lr", self.lr)
         _check_batch(self.batch_size, _n_data(self.data))
         if self.noise_cov is not None:
             shape = jnp.shape(self.noise_cov)
@@ -357,7 +362,11 @@ class SGDSDE(AbstractSDE):
             if self.noise_cov is None
             else jnp.asarray(self.noise_cov)
         )
-        cov = self.lr * self.noise_factor * sigma
+        # in theta's dtype: a float64 `noise_cov` or NumPy lr made the noise of float32 paths
+        # float64 (an error under strict promotion, a silent upcast otherwise)
+        dtype = theta.dtype if jnp.issubdtype(theta.dtype, jnp.floating) else sigma.dtype
+        sigma = jnp.asarray(sigma, dtype)
+        cov = jnp.asarray(self.lr * self.noise_factor, dtype) * sigma
         lam, v = jnp.linalg.eigh(cov)
         return (v * jnp.sqrt(jnp.maximum(lam, 0.0))) @ v.T
 
@@ -471,6 +480,20 @@ def _check_unique(a: Array, kind: str) -> None:
         )
 
 
+def _square_pair(a: Any, q: Any, names: tuple[str, str] = ("a", "q")) -> tuple[Array, Array]:
+    """`a` and `q` as square matrices of equal shape in one floating dtype (`common_float_dtype`:
+    integer matrices join the other's dtype, float32 with float64 is float64), or a
+    `ValueError` naming them. Mixed dtypes failed under strict promotion."""
+    a, q = jnp.asarray(a), jnp.asarray(q)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or q.shape != a.shape:
+        raise ValueError(
+            f"`{names[0]}` and `{names[1]}` must be square of equal shape (d, d), got "
+            f"{a.shape}, {q.shape}."
+        )
+    dtype = common_float_dtype(a, q)
+    return a.astype(dtype), q.astype(dtype)
+
+
 def solve_continuous_lyapunov(
     a: Float[Array, "..."],
     q: Float[Array, "..."],  # (d, d) each: checked with a clear message
@@ -503,9 +526,7 @@ def solve_continuous_lyapunov(
     References:
         Bartels & Stewart, Comm. ACM 15, 1972 (the problem; solved densely here).
     """
-    a, q = jnp.asarray(a), jnp.asarray(q)
-    if a.ndim != 2 or a.shape[0] != a.shape[1] or q.shape != a.shape:
-        raise ValueError(f"`a` and `q` must be square of equal shape, got {a.shape}, {q.shape}.")
+    a, q = _square_pair(a, q)
     _check_unique(a, "continuous")
     eye = jnp.eye(a.shape[0], dtype=a.dtype)
     big = jnp.kron(a, eye) + jnp.kron(eye, a)  # row-major vec(A X B) = (A kron B^T) vec(X)
@@ -543,9 +564,7 @@ def solve_discrete_lyapunov(a: Float[Array, "d d"], q: Float[Array, "d d"]) -> F
         >>> S.shape, bool(jnp.allclose(S, A @ S @ A.T + Q))
         ((2, 2), True)
     """
-    a, q = jnp.asarray(a), jnp.asarray(q)
-    if a.ndim != 2 or a.shape[0] != a.shape[1] or q.shape != a.shape:
-        raise ValueError(f"`a` and `q` must be square of equal shape, got {a.shape}, {q.shape}.")
+    a, q = _square_pair(a, q)
     _check_unique(a, "discrete")
     n = a.shape[0] ** 2
     return jnp.linalg.solve(jnp.eye(n, dtype=a.dtype) - jnp.kron(a, a), q.reshape(-1)).reshape(
@@ -658,13 +677,16 @@ def sgd_stationary_cov(
         Mandt, Hoffman & Blei, JMLR 18, 2017 (continuous); Liu, Ziyin & Ueda, Noise and
         fluctuation of finite learning rate SGD, ICML 2021 (discrete).
     """
-    check_positive("lr", lr)
+    check_positive_scalar("lr", lr)
     batch_size = check_positive_int("batch_size", batch_size)
     factor = minibatch_factor(batch_size, n_data)
-    h, sigma = jnp.asarray(hessian), jnp.asarray(noise_cov)
+    # one floating dtype: integer H or Sigma, a NumPy float64 lr with float32 matrices, or
+    # float32 with float64 failed under strict promotion (and came back float64 otherwise)
+    h, sigma = _square_pair(hessian, noise_cov, ("hessian", "noise_cov"))
+    eta = jnp.asarray(lr, h.dtype)
     if discrete:
-        a = jnp.eye(h.shape[0], dtype=h.dtype) - lr * h
+        a = jnp.eye(h.shape[0], dtype=h.dtype) - eta * h
         a = _check_sgd_stable(a, h, lr)
-        return solve_discrete_lyapunov(a, lr**2 * factor * sigma)
+        return solve_discrete_lyapunov(a, eta**2 * factor * sigma)
     h = _check_sde_stable(h)
-    return solve_continuous_lyapunov(h, lr * factor * sigma)
+    return solve_continuous_lyapunov(h, eta * factor * sigma)

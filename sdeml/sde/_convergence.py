@@ -7,14 +7,15 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core  # explicit submodule import: makes `jax.core.Tracer` visible to pyright
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core._brownian import coarsen_increments, sample_increments
-from ..core._checks import check_int, check_interval, check_positive_int
-from ..core._sde import AbstractSDE, check_shapes
+from ..core._checks import check_int, check_interval, check_positive_int, concrete_scalar
+from ..core._sde import AbstractSDE, check_sde, check_shapes
 from ..core._sde_solvers import AbstractSolver
 from ..core._simulate import _resolve_dtype, solve_increments
 from ..core._solvers import get_solver
@@ -63,7 +64,9 @@ def _slopes(log_dts: Array, log_err: Array) -> tuple[Array, Array]:
     return slope, ym[..., 0] - slope * log_dts.mean()
 
 
-def _levels(n_steps: Sequence[int], n_fine: int | None, default_factor: int) -> tuple[list, int]:
+def _levels(
+    n_steps: Sequence[int], n_fine: int | None, default_factor: int, fine_reference: bool
+) -> tuple[list, int]:
     # int() read 2.5 as 2 (the error at 2 steps reported as that of h = (t1 - t0) / 2.5) and
     # took True; a zero or negative n_fine is a multiple of every level
     given = [np.asarray(n) for n in n_steps]  # ints, NumPy or JAX integer scalars
@@ -73,9 +76,19 @@ def _levels(n_steps: Sequence[int], n_fine: int | None, default_factor: int) -> 
     if not ok:
         raise ValueError(f"`n_steps` must hold at least two positive ints, got {n_steps}")
     levels = [int(n) for n in given]
+    if len(set(levels)) < 2:
+        # one step size: the least-squares slope is 0/0 (order NaN)
+        raise ValueError(f"`n_steps` must hold at least two different resolutions, got {n_steps}")
     n_fine = (
         max(levels) * default_factor if n_fine is None else check_positive_int("n_fine", n_fine)
     )
+    if fine_reference and n_fine <= max(levels):
+        # the reference is the solver on the fine grid: at n = n_fine it is the same numbers, the
+        # error exactly 0 and its log -inf, so the order came back NaN
+        raise ValueError(
+            f"`n_fine`={n_fine} must exceed every n in `n_steps` (max {max(levels)}) when the "
+            "reference is the fine-grid solution (no `exact`)"
+        )
     bad = [n for n in levels if n_fine % n]
     if bad:
         raise ValueError(
@@ -112,9 +125,10 @@ def _coupled(solver, sde, x0, args, exact, keys, ts_fine, *, levels, chunk):
 
 
 def _setup(
-    solver, sde, x0, t0, t1, n_paths, dtype, args, n_bootstrap, confidence, chunk_size, key
+    solver, sde, x0, t0, t1, n_paths, dtype, args, n_bootstrap, confidence, chunk_size, key, exact
 ) -> tuple[AbstractSolver, Array, Any, Array]:
     solver = get_solver(solver, kind="sde")
+    check_sde(sde)
     solver.check(sde)
     dtype = _resolve_dtype(dtype)
     x0 = jnp.asarray(x0, dtype)
@@ -123,8 +137,16 @@ def _setup(
     n_paths = check_int("n_paths", n_paths, 2)
     check_positive_int("n_bootstrap", n_bootstrap)
     check_positive_int("chunk_size", chunk_size)
-    if not 0 < confidence < 1:
-        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}")
+    c = concrete_scalar(confidence)  # an array failed with "truth value ... is ambiguous"
+    if c is None or isinstance(confidence, bool) or not 0 < c < 1:
+        raise ValueError(f"`confidence` must be a number in (0, 1), got {confidence!r}")
+    if exact is not None and not callable(exact):
+        raise ValueError(
+            f"`exact` must be a function exact(x0, ts, dw, dz) -> X_T or None, got {exact!r}"
+        )
+    if not isinstance(x0, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(x0))):
+        # every error and the fitted order came back NaN
+        raise ValueError("`x0` contains NaN or inf")
     keys = jr.split(key, n_paths)
     return solver, x0, dtype, keys
 
@@ -195,7 +217,8 @@ def strong_order(
         t0: start of the interval.
         t1: end of the interval, where the error is measured.
         n_steps: the coarse resolutions ``(L,)`` (each must divide `n_fine`).
-        n_fine: fine resolution (default ``8 * max(n_steps)``).
+        n_fine: fine resolution (default ``8 * max(n_steps)``), a multiple of every level;
+            larger than all of them when the reference is the fine-grid solution.
         n_paths: Monte Carlo paths (>= 2).
         exact: the exact terminal value on a given path,
             ``exact(x0, ts_fine, dw_fine, dz_fine) -> (S)``, or None.
@@ -224,9 +247,21 @@ def strong_order(
         Kloeden & Platen (1992), §9.6–9.7; Higham, SIAM Review 43(3), 2001, §5.
     """
     solver, x0, dtype, keys = _setup(
-        solver, sde, x0, t0, t1, n_paths, dtype, args, n_bootstrap, confidence, chunk_size, key
+        solver,
+        sde,
+        x0,
+        t0,
+        t1,
+        n_paths,
+        dtype,
+        args,
+        n_bootstrap,
+        confidence,
+        chunk_size,
+        key,
+        exact,
     )
-    levels, n_fine = _levels(n_steps, n_fine, 8)
+    levels, n_fine = _levels(n_steps, n_fine, 8, exact is None)
     ys, ref = _run(solver, sde, x0, dtype, keys, t0, t1, levels, n_fine, exact, args, chunk_size)
     diff = ys - ref[:, None]
     per_path = jnp.sqrt(jnp.sum(diff.reshape(*diff.shape[:2], -1) ** 2, -1))  # (n_paths, L)
@@ -297,17 +332,45 @@ def weak_order(
         Kloeden & Platen (1992), §14.1 and §17.
     """
     solver, x0, dtype, keys = _setup(
-        solver, sde, x0, t0, t1, n_paths, dtype, args, n_bootstrap, confidence, chunk_size, key
+        solver,
+        sde,
+        x0,
+        t0,
+        t1,
+        n_paths,
+        dtype,
+        args,
+        n_bootstrap,
+        confidence,
+        chunk_size,
+        key,
+        exact,
     )
-    levels, n_fine = _levels(n_steps, n_fine, 8)
-    phi = (lambda y: y) if phi is None else phi
     use_fine = exact is None and exact_mean is None
+    levels, n_fine = _levels(n_steps, n_fine, 8, use_fine)
+    if phi is not None and not callable(phi):
+        raise ValueError(f"`phi` must be a function of the terminal state, got {phi!r}")
+    phi = (lambda y: y) if phi is None else phi
+    target = None
+    if not (exact is not None or use_fine):
+        # checked before the run: a wrong shape failed after it in a broadcasting error, and a
+        # NaN gave NaN errors and order
+        target = jnp.asarray(exact_mean, dtype)
+        out = jax.eval_shape(phi, x0).shape
+        try:
+            fits = jnp.broadcast_shapes(target.shape, out) == out
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"`exact_mean` must have the shape of phi's output {out}, got {target.shape}"
+            )
+        if not isinstance(target, jax.core.Tracer) and not np.all(np.isfinite(target)):
+            raise ValueError(f"`exact_mean` must be finite, got {exact_mean!r}")
     ys, ref = _run(solver, sde, x0, dtype, keys, t0, t1, levels, n_fine, exact, args, chunk_size)
     phi_y = jax.vmap(jax.vmap(phi))(ys)  # (n_paths, L, ...)
-    if exact is not None or use_fine:
+    if target is None:
         target = jax.vmap(phi)(ref)[:, None]
-    else:
-        target = jnp.asarray(exact_mean, dtype)
     diff = phi_y - target
     diff = diff.reshape(*diff.shape[:2], -1)
     dts = jnp.asarray([(t1 - t0) / n for n in levels], dtype)
