@@ -161,7 +161,7 @@ def test_mixture_score_and_log_density_against_scipy_and_finite_differences():
     def logp(name, t, x):  # log p_t(x) = log sum_k w_k N(x; a mu_k, a^2 s_k^2 + sigma^2)
         a, sg = _ref_alpha_sigma(name, t)
         sd = np.sqrt(a**2 * s**2 + sg**2)
-        return special.logsumexp(np.log(w) + stats.norm.logpdf(x, a * mu, sd).sum(axis=1))
+        return float(special.logsumexp(np.log(w) + stats.norm.logpdf(x, a * mu, sd).sum(axis=1)))
 
     x = np.array([0.4, -0.3])
     for name in NAMES:

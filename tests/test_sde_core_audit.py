@@ -134,7 +134,7 @@ def test_sra1_engine_draws_the_time_integral(dtype):
 def test_brownian_argument_checks(no_jaxtyping):
     dts = jnp.full(4, 0.1)
     # an int shape failed with "object of type 'int' has no len()"; a negative one inside XLA
-    assert sample_increments(dts, 3, key=jr.key(0)).shape == (4, 3)
+    assert np.shape(sample_increments(dts, 3, key=jr.key(0))) == (4, 3)
     np.testing.assert_array_equal(
         sample_increments(dts, 3, key=jr.key(0)), sample_increments(dts, (3,), key=jr.key(0))
     )
@@ -402,7 +402,7 @@ def test_measured_orders_match_the_solver_table(name, sde_name):
         dtype=F64,
         key=jr.key(1),
     )
-    assert weak.expected == info.weak_order
+    assert weak.expected == info.weak_order and info.weak_order is not None
     assert weak.order > info.weak_order - 0.2, (weak.order, weak.ci)
     if name != "sra1":
         assert weak.order < info.weak_order + 0.2, (weak.order, weak.ci)

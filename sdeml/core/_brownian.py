@@ -23,10 +23,10 @@ def _bcast(dt: Array, ndim: int) -> Array:
 def _check_shape(shape: Any) -> tuple[int, ...]:
     """`shape` as a tuple of non-negative ints (an int is one axis), or one clear error: an int
     failed with "object of type 'int' has no len()", a negative size deep inside XLA."""
-    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
-        shape = (shape,)
+    one_axis = isinstance(shape, int | np.integer) and not isinstance(shape, bool)
+    given: Any = (shape,) if one_axis else shape
     try:
-        dims = tuple(shape)
+        dims = tuple(given)
     except TypeError:
         dims = None
     if dims is None or not all(

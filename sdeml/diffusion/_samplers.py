@@ -68,22 +68,20 @@ def check_shape(shape: Any) -> tuple[int, ...]:
     """`shape` as a tuple of Python ints: ``(n_samples, *sample_shape)``, at least two positive
     ints (NumPy's too). A negative size failed in MLIR, a 0 with an IndexError, 4.0 with a
     TypeError, none of them naming `shape`; a bool was read as 1."""
+    error = ValueError(
+        f"`shape` must be (n_samples, *sample_shape), a tuple of at least two positive ints, "
+        f"got {shape!r}"
+    )
     try:
-        dims = tuple(shape)
+        given = tuple(shape)
     except TypeError:
-        dims = None
-    ok = dims is not None and len(dims) >= 2
-    if ok:
-        try:
-            dims = tuple(check_positive_int("shape", n) for n in dims)
-        except ValueError:
-            ok = False
-    if not ok:
-        raise ValueError(
-            f"`shape` must be (n_samples, *sample_shape), a tuple of at least two positive ints, "
-            f"got {shape!r}"
-        )
-    return dims
+        raise error from None
+    if len(given) < 2:
+        raise error
+    try:
+        return tuple(check_positive_int("shape", n) for n in given)
+    except ValueError:
+        raise error from None
 
 
 def check_order(order: Any) -> int:

@@ -252,7 +252,7 @@ class CNF(AbstractODEModel):
             return jr.rademacher(key, shape, dtype)
         return standard_normal(key, shape, dtype)
 
-    def _check(self, x: Array, name: str, args: Any) -> Array:
+    def _check(self, x: ArrayLike, name: str, args: Any) -> Array:
         """Check one point and return it as a float array (an integer point in the default
         float, as `cnf_loss` reads integer data; it had been refused here)."""
         x = as_float(jnp.asarray(x))

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core import integrate_ode
@@ -264,10 +265,11 @@ def pfgm_prior(
         raise ValueError(f"`shape` must be (n, N), got {shape}")
     shape = (check_int("shape", shape[0], 0), check_int("shape", shape[1], 1))
     check_positive("z_max", z_max)  # else the default clip below blamed `max_radius`
-    if max_radius is None:
-        max_radius = 20.0 * z_max * math.sqrt(shape[1])
+    radius = max_radius
+    if radius is None:
+        radius = 20.0 * float(np.asarray(z_max)) * math.sqrt(shape[1])
     x = PFGMPPKernel(1.0).prior(shape, z_max, dtype=dtype, key=key)
-    return x if math.isinf(max_radius) else clip_norm(x, max_radius)
+    return x if np.all(np.isinf(np.asarray(radius))) else clip_norm(x, radius)
 
 
 def pfgm_sampler(
