@@ -34,6 +34,7 @@ def test_moons_split_is_random_not_exact_half():
     assert abs(float(jnp.mean(counts)) - 500) < 4 * 15.8 / jnp.sqrt(41)
 
 
+@pytest.mark.slow  # ~5 s
 def test_mixture_score_is_gradient_of_log_prob_and_density_normalised():
     gm = data.gaussian_mixture_2d(jnp.float64)
     x = jnp.array([0.3, -0.7])

@@ -181,6 +181,7 @@ def _reference(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
+@pytest.mark.slow  # 5-7 s a sampler and dtype
 def test_half_precision_samples_of_a_float32_model(name, dtype):
     ref, sd = _reference(name)
     mean, _ = _run(name, dtype)
@@ -205,6 +206,7 @@ def test_float32_samples_of_a_float64_model(name):
     np.testing.assert_allclose(mean, ref, atol=1e-4)
 
 
+@pytest.mark.slow  # ~8 s
 def test_log_likelihood_of_float32_samples_under_a_float64_model():
     # the likelihood computes in the sample's dtype too (its flow is the probability-flow ODE,
     # the score cast to the state); before, the float64 score's output crashed diffrax's solve

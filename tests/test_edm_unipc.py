@@ -87,6 +87,7 @@ def test_edm_heun_samples_the_mixture(churn):
     assert int(r.nfe) == 65
 
 
+@pytest.mark.slow  # ~5 s
 def test_log_density_gap_detects_blur_and_collapse():
     x = GM.sample(4000, key=jr.key(2))
     g = _gap(x)

@@ -647,6 +647,7 @@ def _shifted_uniform_histogram(n: int, n_bins: int = 40) -> tuple[np.ndarray, np
     return counts, probs
 
 
+@pytest.mark.slow  # ~6 s
 def test_histogram_test_pvalues_float32_at_large_n():
     # float32 betainc with parameters ~N cancels two huge log-gammas: max_z_pvalue read 0.676 at
     # N = 1e6 (exact 0.827) and -inf at 1e8 (exact 0.826). The tails are now taken in float64 on

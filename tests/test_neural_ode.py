@@ -224,6 +224,7 @@ def test_solver_and_adjoint_are_static_settings():
     "adjoint",
     ["checkpoint", pytest.param("backsolve", marks=pytest.mark.slow)],  # 9 s each
 )
+@pytest.mark.slow  # ~12 s for checkpoint alone (default run's limit)
 def test_gradient_matches_expm_gradient(adjoint):
     ts = jnp.array([0.0, 0.5, 1.0], jnp.float64)
     y0 = jnp.array([1.0, -0.5], jnp.float64)

@@ -188,6 +188,7 @@ def test_numpy_D_is_accepted_and_a_nonpositive_clip_refused():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow  # 4-6 s a dtype
 def test_kernel_log_prob_and_radius_cdf_hold_at_every_D(dtype):
     # Against SciPy (an independent implementation): the kernel is a multivariate t with D
     # degrees of freedom and scale sigma^2 I, and N R^2 / (N sigma^2) an F(N, D) variable. In

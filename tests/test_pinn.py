@@ -59,6 +59,7 @@ def test_cole_hopf_reference_matches_an_independent_spectral_solve():
     assert float(jnp.min(jnp.where(near, u_ch[-1], 0))) < -0.5
 
 
+@pytest.mark.slow  # ~6 s
 def test_cole_hopf_reference_is_converged_and_meets_the_data():
     burgers = sdeml.pinn.RaissiBurgers()
     t = jnp.linspace(0.0, 1.0, 6)[:, None] * jnp.ones((1, 33))

@@ -391,6 +391,7 @@ _DEFAULT_GRID = {
         for s in SCHEDULES
     ],
 )
+@pytest.mark.slow  # 16 compiles, ~45 s in all
 def test_every_optimizer_and_schedule_compiled_and_vmapped(name, schedule):
     # issue 17: warmup_cosine raised TracerBoolConversionError once compiled (CLI, fit, sweeps)
     cfg = TrainConfig(

@@ -334,6 +334,7 @@ def test_bad_input_names_the_argument():
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.slow  # 5-6 s a dtype
 def test_langevin_chains_vmap_to_per_key_chains(dtype):
     U = lambda x: 0.5 * jnp.sum(x**2) + 0.1 * jnp.sum(x**4)
     keys = jr.split(jr.key(8), 5)
