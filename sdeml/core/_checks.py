@@ -117,7 +117,7 @@ def concrete_scalar(value: Any) -> float | None:
         return None
     if arr.shape != () or not (
         np.issubdtype(arr.dtype, np.integer)
-        or np.issubdtype(arr.dtype, np.floating)
+        or jnp.issubdtype(arr.dtype, jnp.floating)  # bfloat16 too (not a NumPy floating)
         or arr.dtype == bool
     ):
         return None

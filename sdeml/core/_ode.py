@@ -374,10 +374,6 @@ def _real_scalar(name: str, arg: str, value: Any) -> float | None:
     if value is None or _is_traced(value):
         return None
     v = concrete_scalar(value)
-    if v is None:  # (not NumPy's floating: bfloat16)
-        arr = np.asarray(value)
-        if arr.shape == () and jnp.issubdtype(arr.dtype, jnp.floating):
-            v = float(arr)
     if v is None or np.asarray(value).dtype == bool:
         raise ValueError(f"{name}: `{arg}` must be a real number, got {value!r}.")
     return v
