@@ -623,3 +623,18 @@ def test_optim_dynamics_scalar_lr_checks(no_jaxtyping):
         gradient_flow(loss, jnp.ones(2), jnp.array([0.0, 1.0]), modified_lr=lr2)
     with pytest.raises(ValueError, match="`lr`"):
         SGD(lambda th, x: 0.5 * (th[0] - x) ** 2, jnp.arange(4.0), lr=lr2, batch_size=2)
+
+
+def test_order_estimators_pad_a_chunk_size_that_does_not_divide_n_paths():
+    # a prime n_paths once shrank the chunk to a divisor: one path per chunk. Now the last chunk
+    # is padded and its extra paths dropped, so every chunking gives the same per-path errors
+    gbm = GeometricBrownianMotion(mu=0.5, sigma=0.8)
+    kw = dict(n_steps=(2, 4), n_paths=13, dtype=F64, key=jr.key(3), exact=gbm.exact_solution)
+    one = strong_order("euler_maruyama", gbm, jnp.ones(1), chunk_size=13, **kw)
+    for chunk_size in (5, 4, 100):
+        res = strong_order("euler_maruyama", gbm, jnp.ones(1), chunk_size=chunk_size, **kw)
+        np.testing.assert_allclose(np.asarray(res.errors), np.asarray(one.errors), rtol=1e-12)
+    weak = [
+        weak_order("euler_maruyama", gbm, jnp.ones(1), chunk_size=c, **kw).errors for c in (13, 6)
+    ]
+    np.testing.assert_allclose(np.asarray(weak[1]), np.asarray(weak[0]), rtol=1e-12)

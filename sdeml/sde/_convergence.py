@@ -118,10 +118,13 @@ def _coupled(solver, sde, x0, args, exact, keys, ts_fine, *, levels, chunk):
         return jnp.stack(ys), ref
 
     n = keys.shape[0]
-    n_chunks = n // chunk
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n  # the last chunk is filled with repeated paths, then dropped
+    if pad:
+        keys = jnp.concatenate([keys, keys[:pad]])
     keys = keys.reshape(n_chunks, chunk, *keys.shape[1:])
     ys, ref = jax.lax.map(jax.vmap(one_path), keys)
-    return ys.reshape(n, *ys.shape[2:]), ref.reshape(n, *ref.shape[2:])
+    return ys.reshape(-1, *ys.shape[2:])[:n], ref.reshape(-1, *ref.shape[2:])[:n]
 
 
 def _setup(
@@ -154,9 +157,11 @@ def _setup(
 def _run(solver, sde, x0, dtype, keys, t0, t1, levels, n_fine, exact, args, chunk_size):
     ts_fine = jnp.asarray(t0 + (t1 - t0) * np.arange(n_fine + 1) / n_fine, dtype)
     n_paths = keys.shape[0]
-    chunk = min(int(chunk_size), n_paths)  # a NumPy int reached jit as a traced array
-    while n_paths % chunk:
-        chunk -= 1
+    # as few chunks as chunk_size allows, as even as possible (a NumPy int reached jit as a
+    # traced array); a chunk_size that does not divide n_paths pads the last chunk, where
+    # shrinking the chunk to a divisor ran a prime n_paths one path at a time
+    n_chunks = -(-n_paths // int(chunk_size))
+    chunk = -(-n_paths // n_chunks)
     return _coupled(solver, sde, x0, args, exact, keys, ts_fine, levels=tuple(levels), chunk=chunk)
 
 
@@ -226,7 +231,7 @@ def strong_order(
         dtype: default float32; use float64 for accuracy claims.
         n_bootstrap: bootstrap resamples for the confidence interval.
         confidence: the confidence interval's level.
-        chunk_size: paths per chunk (memory).
+        chunk_size: at most this many paths per chunk (memory).
         key: PRNG key.
 
     Returns:
