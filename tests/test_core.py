@@ -254,7 +254,7 @@ def test_failure_under_jit_is_raised_whatever_output_is_kept():
 
 def test_failure_under_grad_and_vmap_is_raised():
     loss = lambda y0: sdeml.solve_ode(blow_up, y0, 0.0, 2.0).y_final.sum()
-    with pytest.raises((sdeml.ODESolveError, jax.errors.JaxRuntimeError), match="max_steps|stiff"):
+    with pytest.raises((sdeml.ODESolveError, jax.errors.JaxRuntimeError), match="blows up"):
         jax.block_until_ready(jax.grad(loss)(jnp.ones(1, F64)))
     with pytest.raises(jax.errors.JaxRuntimeError, match="ODESolveError"):
         y0s = jnp.array([[0.1], [1.0]], F64)  # the second member blows up

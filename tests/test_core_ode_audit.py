@@ -351,3 +351,52 @@ def test_lbfgs_refuses_aux_metrics_named_as_the_history_columns():
     for name in ("loss", "grad_norm", "iteration"):
         with pytest.raises(ValueError, match=rf"\['{name}'\] would replace"):
             lbfgs_minimize(loss_fn, jnp.zeros(2), name, max_iter=5)
+
+
+# ---------------------------------------------------------------- a blow-up is not called stiff
+
+
+def _square(t, y, args):  # y' = y^2 from y0 > 0 blows up at t = 1 / y0
+    return y**2
+
+
+@pytest.mark.parametrize("y0", [1.0, 1e3, 1e-3])
+def test_a_finite_time_blowup_is_diagnosed_as_such(y0):
+    # It used to be called stiff ("use an implicit solver"): its h * rho grows with the state.
+    # From y0 = 1e-3 the pole (t = 1000) lies past t1 = 2: no failure at all.
+    t1 = 2.0
+    sol = sdeml.solve_ode(_square, jnp.array([y0], F64), 0.0, t1, throw=False)
+    if 1.0 / y0 > t1:
+        assert bool(sol.ok)
+        np.testing.assert_allclose(sol.y_final, [y0 / (1 - y0 * t1)], rtol=1e-6)
+        return
+    assert sol.result_name == "blowup"
+    assert float(sol.t_final) == pytest.approx(1.0 / y0, rel=1e-6)
+    with pytest.raises(sdeml.ODESolveError, match=r"blows up.*not stiffness.*max\|y\|"):
+        sdeml.solve_ode(_square, jnp.array([y0], F64), 0.0, t1)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="blows up"):
+        jax.block_until_ready(
+            jax.jit(lambda y: sdeml.solve_ode(_square, y, 0.0, t1).y_final)(jnp.array([y0], F64))
+        )
+
+
+def test_blowup_under_vmap_and_for_an_implicit_solver():
+    y0s = jnp.array([[0.1], [1.0]], F64)  # only the second member's pole lies before t1 = 2
+    sols = jax.vmap(lambda y: sdeml.solve_ode(_square, y, 0.0, 2.0, throw=False))(y0s)
+    np.testing.assert_array_equal(sols.result == sdeml.ODEResult.successful, [True, False])
+    np.testing.assert_array_equal(sols.result == sdeml.ODEResult.blowup, [False, True])
+    sol = sdeml.solve_ode(_square, jnp.ones(1, F64), 0.0, 2.0, solver="kvaerno5", throw=False)
+    assert sol.result_name == "blowup"
+
+
+def test_stiffness_and_plain_step_limits_are_not_called_a_blowup():
+    # stiff, with a state that grows 1e7-fold to its equilibrium: h * rho stays at the
+    # stability boundary, so it is still stiff
+    big = lambda t, y, a: -1e4 * (y - 1e7)
+    sol = sdeml.solve_ode(big, jnp.zeros(1, F64), 0.0, 1.0, max_steps=200, throw=False)
+    assert sol.result_name == "stiff"
+    assert 1.0 <= float(sol.stiffness) < 10.0
+    # fast exponential growth with too few steps: out of steps, neither stiff nor a blow-up
+    grow = lambda t, y, a: 30.0 * y
+    sol = sdeml.solve_ode(grow, jnp.ones(1, F64), 0.0, 1.0, max_steps=20, throw=False)
+    assert sol.result_name == "max_steps_reached"

@@ -70,6 +70,13 @@ ATOL_EPS_FLOOR = 10.0
 # is being held back by stability, not accuracy: the textbook signature of stiffness. The
 # threshold 1 is deliberately below the boundaries so the diagnosis does not depend on the method.
 _STIFF_H_RHO = 1.0
+# A finite-time blow-up (y' = y^2) also runs out of steps with h * rho above that: its Jacobian
+# grows with the state while the mean step was set long before, at small states. Two signs,
+# together, tell it from stiffness: the state grew by this factor or more over max(|y0|, 1) (a
+# stiff solve's state stays at its own scale), and h * rho is far beyond every explicit
+# method's stability boundary (where a stiff solve's stability-limited steps keep it).
+_BLOWUP_GROWTH = 1e6
+_BLOWUP_H_RHO = 1e3
 # States up to this many entries get the exact spectral radius (eigenvalues of the Jacobian);
 # larger ones a power-iteration estimate from Jacobian-vector products.
 _EXACT_SPECTRUM = 64
@@ -98,6 +105,12 @@ class ODEResult(eqx.Enumeration):
         "size is limited by stability (h * spectral radius of df/dy >= 1), not by accuracy. Use an "
         "implicit solver: solver='kvaerno5' (or 'kvaerno3', 'implicit_euler')."
     )
+    blowup = (
+        "solve_ode: the solution blows up: the state grew a million-fold or more (over "
+        "max(|y0|, 1)) while the steps shrank with it, until the solver ran out of steps near "
+        "the time reached, a finite-time singularity as of y' = y^2. It is not stiffness: an "
+        "implicit solver does not help."
+    )
     dt_min_reached = "solve_ode: the step size collapsed below `dtmin`."
     nonfinite = "solve_ode: the solution became NaN/inf."
     nonfinite_input = (
@@ -110,6 +123,7 @@ _RESULT_NAMES = (
     "successful",
     "max_steps_reached",
     "stiff",
+    "blowup",
     "dt_min_reached",
     "nonfinite",
     "nonfinite_input",
@@ -569,14 +583,28 @@ def _solve(
     )
     # With throw=True the failure is examined where it is reported (`integrate_ode`): a
     # successful solve then pays nothing for it.
-    return _examined(solution, f, args, t0, info.implicit, ts is not None) if diagnose else solution
+    if not diagnose:
+        return solution
+    return _examined(solution, f, args, t0, y0, info.implicit, ts is not None)
 
 
-def _examined(sol: ODESolution, f, args, t0, implicit: bool, at_ts: bool) -> ODESolution:
+def _max_abs(tree: Any, dtype) -> jax.Array:
+    """The largest |entry| over the array leaves of `tree` (0 for none), in `dtype`."""
+    leaves = [
+        jnp.max(jnp.abs(x), initial=0).astype(dtype)
+        for x in jax.tree_util.tree_leaves(tree)
+        if eqx.is_array(x)
+    ]
+    return functools.reduce(jnp.maximum, leaves, jnp.zeros((), dtype))
+
+
+def _examined(sol: ODESolution, f, args, t0, y0, implicit: bool, at_ts: bool) -> ODESolution:
     """`sol` (as `_solve` lays it out on success) with what a failure needs: the time and state
     reached, the times not reached padded with inf, the code `nonfinite` for a solve that
-    stalled on a non-finite state, the stiffness indicator, and the code `stiff` for a solve that
-    ran out of steps with it at or above `_STIFF_H_RHO`. A successful solve keeps its values.
+    stalled on a non-finite state, the stiffness indicator, the code `blowup` for a solve that
+    ran out of steps as its state grew without bound (`_BLOWUP_GROWTH`, `_BLOWUP_H_RHO`), and
+    otherwise the code `stiff` for an explicit solve that ran out of steps with the indicator at
+    or above `_STIFF_H_RHO`. A successful solve keeps its values.
 
     `at_ts`: the solve saved at given times, (ts, t1) in one save, where the final state
     comes after the last time reached: right after ts[-1] on success, in place of the first
@@ -637,9 +665,14 @@ def _examined(sol: ODESolution, f, args, t0, implicit: bool, at_ts: bool) -> ODE
         sol.num_accepted_steps, 1
     )
     stiffness = (h_mean * rho).astype(dtype)
-    # only a solve still classed as out of steps (not as non-finite) is called stiff
-    stiff = (sol.result == ODEResult.max_steps_reached) & (stiffness >= _STIFF_H_RHO)
+    # only a solve still classed as out of steps (not as non-finite) is called stiff or a blow-up
+    out_of_steps = sol.result == ODEResult.max_steps_reached
+    y0_scale = jnp.maximum(_max_abs(jax.lax.stop_gradient(y0), dtype), 1)
+    grown = _max_abs(y_sg, dtype) >= _BLOWUP_GROWTH * y0_scale
+    blowup = out_of_steps & grown & (stiffness >= _BLOWUP_H_RHO)
+    stiff = out_of_steps & ~blowup & (stiffness >= _STIFF_H_RHO)
     result = sol.result if implicit else ODEResult.where(stiff, ODEResult.stiff, sol.result)
+    result = ODEResult.where(blowup, ODEResult.blowup, result)
     return eqx.tree_at(lambda s: (s.stiffness, s.result), sol, (stiffness, result))
 
 
@@ -671,6 +704,12 @@ def _remedy(code_name: str, implicit: bool, dtype_name: str) -> str:
         return (
             " Increase `max_steps`, loosen rtol/atol, or, if the problem is stiff, use an implicit "
             "solver (solver='kvaerno5')."
+        )
+    if code_name == "blowup":
+        return (
+            " Check the vector field and its parameters for growth faster than linear in y; end "
+            "the interval before the time reached, or bound the field (a learned field, e.g., "
+            "with a saturating output)."
         )
     if code_name == "dt_min_reached":
         if implicit:
@@ -708,6 +747,7 @@ def _failure_message(
     num_rejected,
     num_accepted,
     stiffness,
+    y_max,
     *,
     implicit: bool = False,
     dtype_name: str = "float64",
@@ -724,7 +764,8 @@ def _failure_message(
         f" [{solver_name}: reached t={tf_s} of [{t0_s}, {t1_s}] "
         f"after {int(num_steps)} steps ({int(num_rejected)} rejected, "
         f"max_steps={max_steps}); mean step {h_mean:.3g}, "
-        f"h*rho(df/dy)={float(stiffness):.3g}, {dtype_name}]"
+        f"h*rho(df/dy)={float(stiffness):.3g}, max|y| {float(y_max):.3g} at the end, "
+        f"{dtype_name}]"
     )
     resolution = ""
     if code_name in ("max_steps_reached", "dt_min_reached"):
@@ -760,6 +801,7 @@ def _details(sol: ODESolution, t0, t1) -> tuple:
         sol.num_rejected_steps,
         sol.num_accepted_steps,
         sol.stiffness,
+        _max_abs(jax.lax.stop_gradient(sol.y_final), sol.t_final.dtype),
     )
 
 
@@ -795,6 +837,7 @@ def _throw_traced(
     max_steps: int,
     f: Callable,
     args: Any,
+    y0: Any,
     at_ts: bool,
     implicit: bool = False,
     dtype_name: str = "float64",
@@ -824,7 +867,7 @@ def _throw_traced(
     )
     arrays, rest = eqx.partition(sol, eqx.is_array)
     # what the diagnosis needs, as explicit inputs (a custom JVP may not close over tracers)
-    inputs, fixed = eqx.partition((f, args, jnp.asarray(t0), jnp.asarray(t1)), eqx.is_array)
+    inputs, fixed = eqx.partition((f, args, jnp.asarray(t0), jnp.asarray(t1), y0), eqx.is_array)
     inputs = jax.lax.stop_gradient(inputs)
 
     @jax.custom_jvp
@@ -832,8 +875,8 @@ def _throw_traced(
         failed = eqx.combine(arrays, rest).result != ODEResult.successful
 
         def on_failure(arrays, inputs):
-            f_, args_, t0_, t1_ = eqx.combine(inputs, fixed)
-            solution = _examined(eqx.combine(arrays, rest), f_, args_, t0_, implicit, at_ts)
+            f_, args_, t0_, t1_, y0_ = eqx.combine(inputs, fixed)
+            solution = _examined(eqx.combine(arrays, rest), f_, args_, t0_, y0_, implicit, at_ts)
             struct = jax.ShapeDtypeStruct((), jnp.bool_)
             # A pure (effect-free) callback, as in `eqx.error_if`: JAX cannot vmap a cond
             # holding an IO effect. Its output feeds `error_if`, so it is not dead code and runs
@@ -1249,9 +1292,9 @@ def integrate_ode(
         facts: dict[str, Any] = dict(implicit=bool(info.implicit), dtype_name=jnp.dtype(dtype).name)
         if sol.result.is_traced():
             at_ts = ts is not None
-            sol = _throw_traced(sol, label, t0, t1, int(max_steps), f, args, at_ts, **facts)
+            sol = _throw_traced(sol, label, t0, t1, int(max_steps), f, args, y0, at_ts, **facts)
         elif not bool(sol.ok):
-            examined = _examined(sol, f, args, t0, bool(info.implicit), ts is not None)
+            examined = _examined(sol, f, args, t0, y0, bool(info.implicit), ts is not None)
             details = _details(examined, t0, t1)
             raise ODESolveError(_failure_message(label, int(max_steps), *details, **facts))
     if leaf_dtypes is not None:  # half precision: back to the state's dtypes
