@@ -337,3 +337,23 @@ def test_samplers_refuse_bad_shapes_orders_and_snr(no_jaxtyping):
             dif.pc_sampler(score, sde, (4, 2), n_steps=3, snr=snr, key=k)
     # NumPy integers are still sizes
     assert sdeml.diffusion._samplers.check_shape((np.int64(4), 2, 3)) == (4, 2, 3)
+
+
+@pytest.mark.parametrize("param", ["score", "eps", "x0"])
+@pytest.mark.parametrize(
+    "sde", [dif.VPSDE(), dif.VESDE(), dif.SubVPSDE()], ids=["vp", "ve", "subvp"]
+)
+def test_score_model_answers_in_the_state_dtype_for_a_float64_time(param, sde):
+    # a float64 t with a float32 state promoted the score to float64 (an error under strict
+    # promotion), though the network answers in the state's dtype; EDMDenoiser and
+    # ConsistencyModel already cast their sigma
+    net = sdeml.nn.TimeMLP(2, width=8, depth=1, key=jr.key(0))  # float32 parameters
+    model = dif.ScoreModel(net, sde, param)
+    x32 = jnp.array([0.3, -0.7], jnp.float32)
+    t64, t32 = jnp.asarray(0.4, F64), jnp.asarray(0.4, jnp.float32)
+    for fn in (model, model.eps, model.x0):
+        out = fn(t64, x32)
+        assert out.dtype == jnp.float32
+        np.testing.assert_allclose(out, fn(t32, x32), rtol=1e-5, atol=1e-6)
+    x64 = x32.astype(F64)  # a float64 state: a float64 answer, as the network's own
+    assert model(t64, x64).dtype == F64 and model.x0(t32, x64).dtype == F64

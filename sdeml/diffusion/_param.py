@@ -181,19 +181,25 @@ class ScoreModel(eqx.Module):
         out = self.raw(t, x, key=key)
         if self.parameterisation == "score":
             return out
-        a, s = self.sde.alpha(t), self.sde.sigma(t)
+        a, s = self._alpha_sigma(t, x)
         if self.parameterisation == "eps":
             return eps_to_score(out, s)
         return x0_to_score(out, x, a, s)
+
+    def _alpha_sigma(self, t, x) -> tuple[Array, Array]:
+        """alpha(t), sigma(t) in x's dtype: a float64 `t` (or the SDE's float64 constants) with
+        a float32 `x` gives a float32 score, as the network's own output is in x's dtype."""
+        dtype = jnp.result_type(x)
+        return jnp.asarray(self.sde.alpha(t), dtype), jnp.asarray(self.sde.sigma(t), dtype)
 
     def eps(self, t, x, *, key: PRNGKeyArray | None = None) -> Array:
         r"""The noise prediction $\hat\varepsilon(t, x)$."""
         if self.parameterisation == "eps":
             return self.raw(t, x, key=key)
-        return score_to_eps(self(t, x, key=key), self.sde.sigma(t))
+        return score_to_eps(self(t, x, key=key), self._alpha_sigma(t, x)[1])
 
     def x0(self, t, x, *, key: PRNGKeyArray | None = None) -> Array:
         r"""The denoised prediction $\hat x_0(t, x) = \mathbb E[X_0\mid X_t = x]$."""
         if self.parameterisation == "x0":
             return self.raw(t, x, key=key)
-        return score_to_x0(self(t, x, key=key), x, self.sde.alpha(t), self.sde.sigma(t))
+        return score_to_x0(self(t, x, key=key), x, *self._alpha_sigma(t, x))
